@@ -1,0 +1,408 @@
+package session
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/doorless/doorless/protocol/keys"
+	"github.com/doorless/doorless/protocol/spqr"
+)
+
+// The record format is ours (libsignal's storage protobuf is not a wire format): a
+// format version byte, then protobuf-encoded fields with the numbers below. Unknown
+// fields are an error, so that an old binary never silently drops state written by a
+// newer one; a new field comes with a new format version.
+const recordFormatV1 = 1
+
+// Record fields.
+const (
+	recCurrent  = 1
+	recPrevious = 2
+)
+
+// State fields.
+const (
+	stVersion         = 1
+	stLocalIdentity   = 2
+	stRemoteIdentity  = 3
+	stLocalRegID      = 4
+	stRemoteRegID     = 5
+	stAliceBaseKey    = 6
+	stSelfSession     = 7
+	stRoot            = 8
+	stSender          = 9
+	stReceiver        = 10
+	stPreviousCounter = 11
+	stPQR             = 12
+	stPending         = 13
+)
+
+// Chain fields.
+const (
+	chRatchetKey = 1
+	chKey        = 2
+	chIndex      = 3
+	chPrivate    = 4
+	chSkipped    = 5 // repeated: 4-byte little-endian index and 32-byte seed
+)
+
+// Pending prekey fields.
+const (
+	ppPreKeyID       = 1
+	ppSignedPreKeyID = 2
+	ppKyberPreKeyID  = 3
+	ppKyberCT        = 4
+	ppBaseKey        = 5
+	ppCreatedAt      = 6 // Unix nanoseconds
+)
+
+const skippedEntrySize = 4 + 32
+
+// MarshalBinary encodes the record, secrets included: store it as the secret it is.
+func (r *Record) MarshalBinary() ([]byte, error) {
+	b := []byte{recordFormatV1}
+	if r.current != nil {
+		sb, err := r.current.marshal()
+		if err != nil {
+			return nil, err
+		}
+		b = protowire.AppendTag(b, recCurrent, protowire.BytesType)
+		b = protowire.AppendBytes(b, sb)
+	}
+	for _, s := range r.previous {
+		sb, err := s.marshal()
+		if err != nil {
+			return nil, err
+		}
+		b = protowire.AppendTag(b, recPrevious, protowire.BytesType)
+		b = protowire.AppendBytes(b, sb)
+	}
+	return b, nil
+}
+
+func appendBytesField(b []byte, num protowire.Number, v []byte) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
+}
+
+func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+func (c *chain) marshal(priv *keys.PrivateKey) []byte {
+	b := appendBytesField(nil, chRatchetKey, c.ratchetKey[:])
+	b = appendBytesField(b, chKey, c.key[:])
+	b = appendVarintField(b, chIndex, uint64(c.index))
+	if priv != nil {
+		b = appendBytesField(b, chPrivate, priv.Bytes())
+	}
+	var e [skippedEntrySize]byte
+	for _, k := range c.skipped {
+		binary.LittleEndian.PutUint32(e[:4], k.index)
+		copy(e[4:], k.seed[:])
+		b = appendBytesField(b, chSkipped, e[:])
+	}
+	return b
+}
+
+func (s *state) marshal() ([]byte, error) {
+	if s.noPQR {
+		return nil, errors.New("session: a session without SPQR cannot be stored")
+	}
+	pqr, err := s.pqr.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	b := appendVarintField(nil, stVersion, uint64(s.version))
+	b = appendBytesField(b, stLocalIdentity, s.localIdentity[:])
+	b = appendBytesField(b, stRemoteIdentity, s.remoteIdentity[:])
+	b = appendVarintField(b, stLocalRegID, uint64(s.localRegID))
+	b = appendVarintField(b, stRemoteRegID, uint64(s.remoteRegID))
+	b = appendBytesField(b, stAliceBaseKey, s.aliceBaseKey[:])
+	if s.selfSession {
+		b = appendVarintField(b, stSelfSession, 1)
+	}
+	b = appendBytesField(b, stRoot, s.root[:])
+	b = appendBytesField(b, stSender, s.sender.marshal(s.senderPrivate))
+	for i := range s.receivers {
+		b = appendBytesField(b, stReceiver, s.receivers[i].marshal(nil))
+	}
+	b = appendVarintField(b, stPreviousCounter, uint64(s.previousCounter))
+	b = appendBytesField(b, stPQR, pqr)
+	if p := s.pending; p != nil {
+		var pb []byte
+		if p.hasPreKeyID {
+			pb = appendVarintField(pb, ppPreKeyID, uint64(p.preKeyID))
+		}
+		pb = appendVarintField(pb, ppSignedPreKeyID, uint64(p.signedPreKeyID))
+		pb = appendVarintField(pb, ppKyberPreKeyID, uint64(p.kyberPreKeyID))
+		pb = appendBytesField(pb, ppKyberCT, p.kyberCiphertext)
+		pb = appendBytesField(pb, ppBaseKey, p.baseKey[:])
+		pb = appendVarintField(pb, ppCreatedAt, uint64(p.createdAt.UnixNano()))
+		b = appendBytesField(b, stPending, pb)
+	}
+	return b, nil
+}
+
+// ParseRecord decodes a record made by MarshalBinary. Anything malformed is rejected
+// with an error wrapping ErrCorruptState.
+func ParseRecord(b []byte) (*Record, error) {
+	if len(b) == 0 || b[0] != recordFormatV1 {
+		return nil, fmt.Errorf("%w: unknown record format", ErrCorruptState)
+	}
+	r := &Record{}
+	err := fields(b[1:], func(num protowire.Number, v uint64, bs []byte, isBytes bool) error {
+		if !isBytes {
+			return errField
+		}
+		s, err := parseState(bs)
+		if err != nil {
+			return err
+		}
+		switch num {
+		case recCurrent:
+			if r.current != nil {
+				return errField
+			}
+			r.current = s
+		case recPrevious:
+			if len(r.previous) >= MaxArchivedStates {
+				return fmt.Errorf("more than %d archived sessions", MaxArchivedStates)
+			}
+			r.previous = append(r.previous, s)
+		default:
+			return errField
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorruptState, err)
+	}
+	return r, nil
+}
+
+var errField = fmt.Errorf("unexpected field")
+
+// fields walks protobuf fields, accepting only varints and length-delimited values.
+func fields(b []byte, f func(num protowire.Number, v uint64, bs []byte, isBytes bool) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch typ {
+		case protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			b = b[n:]
+			if err := f(num, v, nil, false); err != nil {
+				return err
+			}
+		case protowire.BytesType:
+			bs, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			b = b[n:]
+			if err := f(num, 0, bs, true); err != nil {
+				return err
+			}
+		default:
+			return errField
+		}
+	}
+	return nil
+}
+
+func key32(dst *[32]byte, bs []byte, isBytes bool) error {
+	if !isBytes || len(bs) != 32 {
+		return fmt.Errorf("bad key length")
+	}
+	copy(dst[:], bs)
+	return nil
+}
+
+func u32(dst *uint32, v uint64, isBytes bool) error {
+	if isBytes || v > 0xffffffff {
+		return errField
+	}
+	*dst = uint32(v)
+	return nil
+}
+
+func parseChain(b []byte, wantPrivate bool) (chain, *keys.PrivateKey, error) {
+	var c chain
+	var priv *keys.PrivateKey
+	var seen [chSkipped + 1]bool
+	err := fields(b, func(num protowire.Number, v uint64, bs []byte, isBytes bool) error {
+		if num < chRatchetKey || num > chSkipped {
+			return errField
+		}
+		if num != chSkipped && seen[num] {
+			return errField
+		}
+		seen[num] = true
+		switch num {
+		case chRatchetKey:
+			return key32((*[32]byte)(&c.ratchetKey), bs, isBytes)
+		case chKey:
+			return key32(&c.key, bs, isBytes)
+		case chIndex:
+			return u32(&c.index, v, isBytes)
+		case chPrivate:
+			if !wantPrivate || !isBytes {
+				return errField
+			}
+			var err error
+			priv, err = keys.NewPrivateKey(bs)
+			return err
+		case chSkipped:
+			if !isBytes || len(bs) != skippedEntrySize || len(c.skipped) >= MaxMessageKeys {
+				return errField
+			}
+			var k skippedKey
+			k.index = binary.LittleEndian.Uint32(bs[:4])
+			copy(k.seed[:], bs[4:])
+			c.skipped = append(c.skipped, k)
+		}
+		return nil
+	})
+	if err == nil && (!seen[chRatchetKey] || !seen[chKey] || (wantPrivate && priv == nil)) {
+		err = fmt.Errorf("incomplete chain")
+	}
+	return c, priv, err
+}
+
+func parseState(b []byte) (*state, error) {
+	s := &state{}
+	var seen [stPending + 1]bool
+	err := fields(b, func(num protowire.Number, v uint64, bs []byte, isBytes bool) error {
+		if num < stVersion || num > stPending {
+			return errField
+		}
+		if num != stReceiver && seen[num] {
+			return errField
+		}
+		seen[num] = true
+		switch num {
+		case stVersion:
+			if isBytes || v != CurrentVersion {
+				return fmt.Errorf("unsupported session version")
+			}
+			s.version = CurrentVersion
+		case stLocalIdentity:
+			return key32((*[32]byte)(&s.localIdentity), bs, isBytes)
+		case stRemoteIdentity:
+			return key32((*[32]byte)(&s.remoteIdentity), bs, isBytes)
+		case stLocalRegID:
+			return u32(&s.localRegID, v, isBytes)
+		case stRemoteRegID:
+			return u32(&s.remoteRegID, v, isBytes)
+		case stAliceBaseKey:
+			return key32((*[32]byte)(&s.aliceBaseKey), bs, isBytes)
+		case stSelfSession:
+			if isBytes || v > 1 {
+				return errField
+			}
+			s.selfSession = v == 1
+		case stRoot:
+			return key32(&s.root, bs, isBytes)
+		case stSender:
+			if !isBytes {
+				return errField
+			}
+			c, priv, err := parseChain(bs, true)
+			if err != nil {
+				return err
+			}
+			if priv.PublicKey() != c.ratchetKey {
+				return fmt.Errorf("sender ratchet key does not match its private key")
+			}
+			s.sender, s.senderPrivate = c, priv
+		case stReceiver:
+			if !isBytes || len(s.receivers) >= MaxReceiverChains {
+				return errField
+			}
+			c, _, err := parseChain(bs, false)
+			if err != nil {
+				return err
+			}
+			s.receivers = append(s.receivers, c)
+		case stPreviousCounter:
+			return u32(&s.previousCounter, v, isBytes)
+		case stPQR:
+			if !isBytes {
+				return errField
+			}
+			p, err := spqr.ParseState(bs)
+			if err != nil {
+				return err
+			}
+			s.pqr = p
+		case stPending:
+			if !isBytes {
+				return errField
+			}
+			p, err := parsePending(bs)
+			if err != nil {
+				return err
+			}
+			s.pending = p
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, need := range []int{stVersion, stLocalIdentity, stRemoteIdentity, stAliceBaseKey, stRoot, stSender, stPQR} {
+		if !seen[need] {
+			return nil, fmt.Errorf("session state is missing field %d", need)
+		}
+	}
+	return s, nil
+}
+
+func parsePending(b []byte) (*pendingPreKey, error) {
+	p := &pendingPreKey{}
+	var seen [ppCreatedAt + 1]bool
+	err := fields(b, func(num protowire.Number, v uint64, bs []byte, isBytes bool) error {
+		if num < ppPreKeyID || num > ppCreatedAt || seen[num] {
+			return errField
+		}
+		seen[num] = true
+		switch num {
+		case ppPreKeyID:
+			p.hasPreKeyID = true
+			return u32(&p.preKeyID, v, isBytes)
+		case ppSignedPreKeyID:
+			return u32(&p.signedPreKeyID, v, isBytes)
+		case ppKyberPreKeyID:
+			return u32(&p.kyberPreKeyID, v, isBytes)
+		case ppKyberCT:
+			if !isBytes || len(bs) != keys.KEMCiphertextSize {
+				return errField
+			}
+			p.kyberCiphertext = append([]byte(nil), bs...)
+		case ppBaseKey:
+			return key32((*[32]byte)(&p.baseKey), bs, isBytes)
+		case ppCreatedAt:
+			if isBytes {
+				return errField
+			}
+			p.createdAt = time.Unix(0, int64(v))
+		}
+		return nil
+	})
+	if err == nil && (!seen[ppKyberCT] || !seen[ppBaseKey] || !seen[ppCreatedAt]) {
+		err = fmt.Errorf("incomplete pending prekey")
+	}
+	return p, err
+}
