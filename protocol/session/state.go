@@ -146,8 +146,10 @@ func randReader(r io.Reader) io.Reader {
 	return r
 }
 
-// testWithoutPQR makes new sessions without SPQR, as libsignal did before 0.80. Only
-// tests set it, to show that libsignal 0.103 refuses such a peer.
+// testWithoutPQR makes new sessions behave as a peer without SPQR: no pq_ratchet field
+// is sent, a received one is ignored (an unknown field to such a peer), and message keys
+// are derived without the SPQR salt. Only tests set it, to show that libsignal 0.103
+// does not interoperate with such a peer.
 var testWithoutPQR bool
 
 func (s *state) pqrSend(r io.Reader) (*spqr.State, []byte, []byte, error) {
@@ -159,9 +161,6 @@ func (s *state) pqrSend(r io.Reader) (*spqr.State, []byte, []byte, error) {
 
 func (s *state) pqrRecv(msg []byte) (*spqr.State, []byte, error) {
 	if s.noPQR {
-		if len(msg) != 0 {
-			return nil, nil, errors.New("SPQR message in a session without SPQR")
-		}
 		return nil, nil, nil
 	}
 	return s.pqr.Recv(msg)
