@@ -66,7 +66,7 @@ func TestLibsignalRequiresSPQR(t *testing.T) {
 			PreKeyID: bundle.PreKeyID, PreKeyPublic: bundle.PreKey.Bytes(),
 			SignedPreKeyID: bundle.SignedPreKeyID, SignedPreKeyPublic: bundle.SignedPreKey.Bytes(),
 			SignedPreKeySignature: bundle.SignedPreKeySignature,
-			KyberPreKeyID: bundle.KyberPreKeyID, KyberPreKeyPublic: bundle.KyberPreKey.Bytes(),
+			KyberPreKeyID:         bundle.KyberPreKeyID, KyberPreKeyPublic: bundle.KyberPreKey.Bytes(),
 			KyberPreKeySignature: bundle.KyberPreKeySignature, IdentityKey: bundle.IdentityKey.Bytes(),
 		}
 		goAddr := libsignal.Address{Name: goName, DeviceID: 1}
