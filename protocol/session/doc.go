@@ -17,17 +17,15 @@
 // record (one remote device). Every operation either succeeds or leaves the record as it
 // was: a replayed, forged or undecryptable message changes nothing.
 //
-// Session states, for one Record:
+// The states of one session, and what moves it on:
 //
-//	         InitiateSession (bundle)              DecryptPreKey (first message)
-//	empty ─────────────────────────► pending ◄┐  empty ──────────────────────► established
-//	                                   │       │
-//	               Encrypt sends PreKeySignalMessages while pending;
-//	               the first message decrypted from the peer acknowledges the
-//	               session and makes it established; Encrypt then sends
-//	               SignalMessages. A pending session older than 30 days
-//	               (MaxUnacknowledgedSessionAge) cannot send: ErrStaleSession.
+//	(none) ──InitiateSession──► pending ──a reply decrypts──► established
+//	(none) ──DecryptPreKey────────────────────────────────► established
 //
-//	A new InitiateSession or a new PreKeySignalMessage archives the current session;
-//	a message that decrypts only under an archived session promotes it back to current.
+// A pending session sends PreKeySignalMessages, which carry what the responder needs to
+// run PQXDH; an established one sends SignalMessages. A pending session older than
+// MaxUnacknowledgedSessionAge cannot send (ErrStaleSession): the caller fetches a new
+// bundle. A new InitiateSession, or a PreKeySignalMessage for another session, archives
+// the current session; a message that decrypts only under an archived session makes it
+// current again.
 package session

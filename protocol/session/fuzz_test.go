@@ -3,6 +3,8 @@ package session
 import (
 	"bytes"
 	"testing"
+
+	"github.com/doorless/doorless/protocol/keys"
 )
 
 // fuzzSeeds makes a real conversation and returns its messages and a record, so that the
@@ -103,6 +105,39 @@ func FuzzDecrypt(f *testing.F) {
 			if !bytes.Equal(after, base) {
 				t.Fatal("a failed decryption changed the record")
 			}
+		}
+	})
+}
+
+// FuzzBundle processes bundles with arbitrary keys and signatures: nothing may panic,
+// and a bundle that is accepted must verify.
+func FuzzBundle(f *testing.F) {
+	alice, bob := newParty(f, "alice"), newParty(f, "bob")
+	b := bob.bundle(f, true)
+	f.Add(b.IdentityKey.Bytes(), b.SignedPreKey.Bytes(), b.SignedPreKeySignature, b.KyberPreKey.Bytes(), b.KyberPreKeySignature, b.PreKey.Bytes())
+	f.Fuzz(func(t *testing.T, identity, signed, signedSig, kyber, kyberSig, oneTime []byte) {
+		var fb Bundle
+		var err error
+		if fb.IdentityKey, err = keys.ParsePublicKey(identity); err != nil {
+			return
+		}
+		if fb.SignedPreKey, err = keys.ParsePublicKey(signed); err != nil {
+			return
+		}
+		if fb.KyberPreKey, err = keys.ParseKEMPublicKey(kyber); err != nil {
+			return
+		}
+		if pk, err := keys.ParsePublicKey(oneTime); err == nil {
+			fb.HasPreKey, fb.PreKey = true, pk
+		}
+		fb.SignedPreKeySignature, fb.KyberPreKeySignature = signedSig, kyberSig
+		var r Record
+		err = r.InitiateSession(alice.id, alice.addr, bob.addr, &fb, testNow, nil)
+		if err == nil && fb.Verify() != nil {
+			t.Fatal("a bundle that does not verify made a session")
+		}
+		if err != nil && r.HasCurrentSession() {
+			t.Fatal("a rejected bundle left a session")
 		}
 	})
 }
