@@ -49,6 +49,7 @@ type kdf struct {
 	prk          [sha256.Size]byte
 	t            [sha256.Size]byte
 	ctr          [1]byte
+	ikm          [32]byte                 // input key material, copied here so it does not escape
 	id1, id2     [keys.PublicKeySize]byte // identity keys for the MAC
 }
 
@@ -122,7 +123,9 @@ func (k *kdf) handshakeKeys(secret []byte) handshakeKeys {
 // next root key and a fresh chain key.
 func (k *kdf) rootStep(root *[32]byte, dh *[32]byte) (newRoot, chain [32]byte) {
 	var okm [64]byte
-	k.hkdf(okm[:], root[:], dh[:], ratchetInfo)
+	k.ikm = *dh
+	k.hkdf(okm[:], root[:], k.ikm[:], ratchetInfo)
+	clear(k.ikm[:])
 	copy(newRoot[:], okm[:32])
 	copy(chain[:], okm[32:])
 	clear(okm[:])
@@ -147,7 +150,9 @@ type messageKeys struct {
 // (MessageKeys::derive_keys).
 func (k *kdf) messageKeys(seed *[32]byte, pqrKey []byte) messageKeys {
 	var okm [80]byte
-	k.hkdf(okm[:], pqrKey, seed[:], messageKeysInfo)
+	k.ikm = *seed
+	k.hkdf(okm[:], pqrKey, k.ikm[:], messageKeysInfo)
+	clear(k.ikm[:])
 	var mk messageKeys
 	copy(mk.cipher[:], okm[:32])
 	copy(mk.mac[:], okm[32:64])

@@ -182,8 +182,9 @@ func (s *state) encrypt(plaintext []byte, addrs *addressPair, now time.Time, r i
 	if s.pending != nil && addrs != nil {
 		msgAddresses, _ = encodeAddresses(addrs.sender, addrs.recipient)
 	}
+	var ratchetKey [keys.PublicKeySize]byte
 	body := wire.SignalMessage{
-		RatchetKey:      s.sender.ratchetKey.AppendBytes(make([]byte, 0, keys.PublicKeySize)),
+		RatchetKey:      s.sender.ratchetKey.AppendBytes(ratchetKey[:0]),
 		Counter:         s.sender.index,
 		PreviousCounter: s.previousCounter,
 		PQRatchet:       pqrMsg,

@@ -94,14 +94,16 @@ func (c *chain) epochIndex(epoch uint64) (int, error) {
 	return len(c.links) - 1 - int(c.currentEpoch-epoch), nil
 }
 
-// sendKey is Chain::send_key: the next sending key of epoch and its index.
-func (c chain) sendKey(epoch uint64) (chain, uint32, []byte, error) {
+// sendKey is Chain::send_key: the next sending key of epoch and its index. The key is
+// returned by value so that the caller can keep it without an allocation.
+func (c chain) sendKey(epoch uint64) (chain, uint32, [keySize]byte, error) {
+	var key [keySize]byte
 	if epoch < c.sendEpoch {
-		return chain{}, 0, nil, fmt.Errorf("%w: send epoch decreased", ErrMalformedState)
+		return chain{}, 0, key, fmt.Errorf("%w: send epoch decreased", ErrMalformedState)
 	}
 	i, err := c.epochIndex(epoch)
 	if err != nil {
-		return chain{}, 0, nil, err
+		return chain{}, 0, key, err
 	}
 	links := append([]chainLink(nil), c.links...)
 	if c.sendEpoch != epoch {
@@ -115,31 +117,30 @@ func (c chain) sendKey(epoch uint64) (chain, uint32, []byte, error) {
 		}
 	}
 	if links[i].send.erased {
-		return chain{}, 0, nil, fmt.Errorf("%w: sending chain erased", ErrMalformedState)
+		return chain{}, 0, key, fmt.Errorf("%w: sending chain erased", ErrMalformedState)
 	}
 	if links[i].send.ctr == ^uint32(0) {
-		return chain{}, 0, nil, ErrChainExhausted
+		return chain{}, 0, key, ErrChainExhausted
 	}
-	var key [keySize]byte
 	links[i].send, key = links[i].send.nextKey()
 	c.links = links
-	return c, links[i].send.ctr, key[:], nil
+	return c, links[i].send.ctr, key, nil
 }
 
-// recvKey is Chain::recv_key: the receiving key of epoch at index at.
-func (c chain) recvKey(epoch uint64, at uint32) (chain, []byte, error) {
+// recvKey is Chain::recv_key: the receiving key of epoch at index at, by value.
+func (c chain) recvKey(epoch uint64, at uint32) (chain, [keySize]byte, error) {
 	i, err := c.epochIndex(epoch)
 	if err != nil {
-		return chain{}, nil, err
+		return chain{}, [keySize]byte{}, err
 	}
 	recv, key, err := c.links[i].recv.key(at, c.params)
 	if err != nil {
-		return chain{}, nil, err
+		return chain{}, [keySize]byte{}, err
 	}
 	links := append([]chainLink(nil), c.links...)
 	links[i].recv = recv
 	c.links = links
-	return c, key[:], nil
+	return c, key, nil
 }
 
 // nextKey is ChainEpochDirection::next_key_internal: it advances the

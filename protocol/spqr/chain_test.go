@@ -15,7 +15,7 @@ func mustSendKey(t *testing.T, c chain, epoch uint64) (chain, uint32, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, i, k
+	return c, i, k[:]
 }
 
 func mustRecvKey(t *testing.T, c chain, epoch uint64, at uint32) (chain, []byte) {
@@ -24,7 +24,7 @@ func mustRecvKey(t *testing.T, c chain, epoch uint64, at uint32) (chain, []byte)
 	if err != nil {
 		t.Fatalf("recvKey(%d, %d): %v", epoch, at, err)
 	}
-	return c, k
+	return c, k[:]
 }
 
 func mustAddEpoch(t *testing.T, c chain, epoch uint64, secret []byte) chain {

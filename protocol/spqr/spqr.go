@@ -91,6 +91,10 @@ type State struct {
 	dir   Direction
 	scka  scka
 	chain chain
+	// key is the message key of the Send or Recv that made this state; the key
+	// returned to the caller points here, which saves an allocation per message.
+	// It is not part of the serialized state.
+	key [keySize]byte
 }
 
 // NewState returns the initial state of a session, equivalent to
@@ -131,11 +135,12 @@ func (s *State) Send(rand io.Reader) (next *State, key []byte, msg []byte, err e
 			return nil, nil, nil, err
 		}
 	}
-	ch, index, key, err := ch.sendKey(m.epoch - 1)
+	ch, index, k, err := ch.sendKey(m.epoch - 1)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return &State{dir: s.dir, scka: sc, chain: ch}, key, m.marshal(index), nil
+	next = &State{dir: s.dir, scka: sc, chain: ch, key: k}
+	return next, next.key[:], m.marshal(index), nil
 }
 
 // Recv advances the state for one incoming message's pq_ratchet bytes
@@ -166,12 +171,15 @@ func (s *State) Recv(msg []byte) (next *State, key []byte, err error) {
 			return nil, nil, err
 		}
 	}
+	next = &State{dir: s.dir, scka: sc}
 	if keyEpoch := m.epoch - 1; keyEpoch != 0 || index != 0 {
-		if ch, key, err = ch.recvKey(keyEpoch, index); err != nil {
+		if ch, next.key, err = ch.recvKey(keyEpoch, index); err != nil {
 			return nil, nil, err
 		}
+		key = next.key[:]
 	}
-	return &State{dir: s.dir, scka: sc, chain: ch}, key, nil
+	next.chain = ch
+	return next, key, nil
 }
 
 // String describes the state without revealing key material.
