@@ -24,35 +24,9 @@ const (
 type goPeer struct {
 	id     *session.Identity
 	addr   session.Address
-	store  *preKeyStore
+	store  *session.MemoryPreKeyStore
 	record *session.Record
-}
-
-type preKeyStore struct {
-	preKeys map[uint32]*keys.PreKey
-	signed  map[uint32]*keys.SignedPreKey
-	kyber   map[uint32]*keys.KyberPreKey
-}
-
-func (s *preKeyStore) PreKey(id uint32) (*keys.PreKey, error) {
-	if k, ok := s.preKeys[id]; ok {
-		return k, nil
-	}
-	return nil, fmt.Errorf("%w: one-time prekey %d", session.ErrMissingPreKey, id)
-}
-
-func (s *preKeyStore) SignedPreKey(id uint32) (*keys.SignedPreKey, error) {
-	if k, ok := s.signed[id]; ok {
-		return k, nil
-	}
-	return nil, fmt.Errorf("%w: signed prekey %d", session.ErrMissingPreKey, id)
-}
-
-func (s *preKeyStore) KyberPreKey(id uint32) (*keys.KyberPreKey, error) {
-	if k, ok := s.kyber[id]; ok {
-		return k, nil
-	}
-	return nil, fmt.Errorf("%w: Kyber prekey %d", session.ErrMissingPreKey, id)
+	nextID uint32 // for prekey ids
 }
 
 func newGoPeer(t *testing.T) *goPeer {
@@ -66,13 +40,9 @@ func newGoPeer(t *testing.T) *goPeer {
 		t.Fatal(err)
 	}
 	return &goPeer{
-		id:   &session.Identity{KeyPair: kp, RegistrationID: reg},
-		addr: session.Address{Name: goName, DeviceID: 1},
-		store: &preKeyStore{
-			preKeys: map[uint32]*keys.PreKey{},
-			signed:  map[uint32]*keys.SignedPreKey{},
-			kyber:   map[uint32]*keys.KyberPreKey{},
-		},
+		id:     &session.Identity{KeyPair: kp, RegistrationID: reg},
+		addr:   session.Address{Name: goName, DeviceID: 1},
+		store:  session.NewMemoryPreKeyStore(),
 		record: &session.Record{},
 	}
 }
@@ -81,15 +51,17 @@ func newGoPeer(t *testing.T) *goPeer {
 func (g *goPeer) bundle(t *testing.T, withOneTime bool) libsignal.Bundle {
 	t.Helper()
 	now := time.Now()
-	spk, err := keys.GenerateSignedPreKey(g.id.KeyPair.Private, uint32(len(g.store.signed)+100), now, nil)
+	g.nextID++
+	spk, err := keys.GenerateSignedPreKey(g.id.KeyPair.Private, 100+g.nextID, now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kpk, err := keys.GenerateKyberPreKey(g.id.KeyPair.Private, uint32(len(g.store.kyber)+200), keys.KEMKyber1024, false, now, nil)
+	kpk, err := keys.GenerateKyberPreKey(g.id.KeyPair.Private, 200+g.nextID, keys.KEMKyber1024, false, now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.store.signed[spk.ID], g.store.kyber[kpk.ID] = spk, kpk
+	g.store.AddSignedPreKey(spk)
+	g.store.AddKyberPreKey(kpk)
 	b := libsignal.Bundle{
 		RegistrationID:        g.id.RegistrationID,
 		DeviceID:              g.addr.DeviceID,
@@ -102,11 +74,11 @@ func (g *goPeer) bundle(t *testing.T, withOneTime bool) libsignal.Bundle {
 		IdentityKey:           g.id.KeyPair.Public.Bytes(),
 	}
 	if withOneTime {
-		opk, err := keys.GeneratePreKey(uint32(len(g.store.preKeys)+300), nil)
+		opk, err := keys.GeneratePreKey(300+g.nextID, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		g.store.preKeys[opk.ID] = opk
+		g.store.AddPreKey(opk)
 		b.PreKeyID, b.PreKeyPublic = opk.ID, opk.KeyPair.Public.Bytes()
 	}
 	return b
@@ -161,7 +133,7 @@ func (g *goPeer) decrypt(from session.Address, c libsignal.Ciphertext) ([]byte, 
 		}
 		pt, used, err := g.record.DecryptPreKey(m, g.id, g.addr, from, g.store, nil)
 		if err == nil && used != nil && used.HasPreKeyID {
-			delete(g.store.preKeys, used.PreKeyID)
+			g.store.RemovePreKey(used.PreKeyID)
 		}
 		return pt, err
 	case session.TypeWhisper:
@@ -264,7 +236,7 @@ func start(t *testing.T, goInitiates, withOneTime bool) (*goPeer, *libPeer) {
 	if err != nil || string(pt) != "hello from libsignal" {
 		t.Fatalf("Go decrypting libsignal's first message: %q, %v", pt, err)
 	}
-	if withOneTime && len(g.store.preKeys) != 0 {
+	if withOneTime && g.store.PreKeys() != 0 {
 		t.Fatal("one-time prekey not reported as used")
 	}
 	r := g.encrypt(t, l.addr(), "hello from Go")

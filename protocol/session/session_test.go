@@ -11,39 +11,11 @@ import (
 	"github.com/doorless/doorless/protocol/keys"
 )
 
-// memStore is a PreKeyStore over maps.
-type memStore struct {
-	preKeys map[uint32]*keys.PreKey
-	signed  map[uint32]*keys.SignedPreKey
-	kyber   map[uint32]*keys.KyberPreKey
-}
-
-func (s *memStore) PreKey(id uint32) (*keys.PreKey, error) {
-	if k, ok := s.preKeys[id]; ok {
-		return k, nil
-	}
-	return nil, fmt.Errorf("%w: one-time prekey %d", ErrMissingPreKey, id)
-}
-
-func (s *memStore) SignedPreKey(id uint32) (*keys.SignedPreKey, error) {
-	if k, ok := s.signed[id]; ok {
-		return k, nil
-	}
-	return nil, fmt.Errorf("%w: signed prekey %d", ErrMissingPreKey, id)
-}
-
-func (s *memStore) KyberPreKey(id uint32) (*keys.KyberPreKey, error) {
-	if k, ok := s.kyber[id]; ok {
-		return k, nil
-	}
-	return nil, fmt.Errorf("%w: kyber prekey %d", ErrMissingPreKey, id)
-}
-
 // party is one device in a test conversation.
 type party struct {
 	id     *Identity
 	addr   Address
-	store  *memStore
+	store  *MemoryPreKeyStore
 	record *Record
 }
 
@@ -57,7 +29,7 @@ func newParty(t testing.TB, name string) *party {
 	return &party{
 		id:     &Identity{KeyPair: kp, RegistrationID: reg},
 		addr:   Address{Name: name, DeviceID: 1},
-		store:  &memStore{preKeys: map[uint32]*keys.PreKey{}, signed: map[uint32]*keys.SignedPreKey{}, kyber: map[uint32]*keys.KyberPreKey{}},
+		store:  NewMemoryPreKeyStore(),
 		record: &Record{},
 	}
 }
@@ -73,7 +45,8 @@ func (p *party) bundle(t testing.TB, withOneTime bool) *Bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.store.signed[spk.ID], p.store.kyber[kpk.ID] = spk, kpk
+	p.store.AddSignedPreKey(spk)
+	p.store.AddKyberPreKey(kpk)
 	b := &Bundle{
 		RegistrationID: p.id.RegistrationID, DeviceID: 1,
 		SignedPreKeyID: spk.ID, SignedPreKey: spk.KeyPair.Public, SignedPreKeySignature: spk.Signature,
@@ -85,7 +58,7 @@ func (p *party) bundle(t testing.TB, withOneTime bool) *Bundle {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.store.preKeys[opk.ID] = opk
+		p.store.AddPreKey(opk)
 		b.HasPreKey, b.PreKeyID, b.PreKey = true, opk.ID, opk.KeyPair.Public
 	}
 	return b
