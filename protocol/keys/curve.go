@@ -13,7 +13,6 @@
 package keys
 
 import (
-	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/sha512"
 	"crypto/subtle"
@@ -145,7 +144,6 @@ func (k PublicKey) Verify(sig []byte, message ...[]byte) bool {
 // PrivateKey is a clamped Curve25519 private key.
 type PrivateKey struct {
 	scalar [32]byte
-	ecdh   *ecdh.PrivateKey
 	public PublicKey
 }
 
@@ -172,11 +170,7 @@ func NewPrivateKey(b []byte) (*PrivateKey, error) {
 	k.scalar[0] &= 248
 	k.scalar[31] &= 127
 	k.scalar[31] |= 64
-	var err error
-	if k.ecdh, err = ecdh.X25519().NewPrivateKey(k.scalar[:]); err != nil {
-		return nil, ErrBadKeyLength
-	}
-	copy(k.public[:], k.ecdh.PublicKey().Bytes())
+	k.public = x25519Public(&k.scalar)
 	return k, nil
 }
 
@@ -189,20 +183,15 @@ func (k *PrivateKey) Bytes() []byte {
 // PublicKey returns the matching public key.
 func (k *PrivateKey) PublicKey() PublicKey { return k.public }
 
-// Agree computes the X25519 shared secret with pub. An all-zero result is rejected with
-// ErrInvalidAgreement, as libsignal does.
+// Agree computes the X25519 shared secret with pub. An all-zero result (a peer key of
+// small order) is rejected with ErrInvalidAgreement, as libsignal does.
 func (k *PrivateKey) Agree(pub PublicKey) ([32]byte, error) {
 	var out [32]byte
-	p, err := ecdh.X25519().NewPublicKey(pub[:])
-	if err != nil {
-		return out, ErrBadKeyLength
+	u := [32]byte(pub)
+	x25519(&out, &k.scalar, &u)
+	if isZero(&out) {
+		return [32]byte{}, ErrInvalidAgreement
 	}
-	s, err := k.ecdh.ECDH(p)
-	if err != nil {
-		// crypto/ecdh reports exactly the all-zero output as an error.
-		return out, ErrInvalidAgreement
-	}
-	copy(out[:], s)
 	return out, nil
 }
 
@@ -319,14 +308,23 @@ func (k PublicKey) IsCanonical() bool {
 }
 
 // isTorsionFree reports whether l*P is the identity, l the prime order of the subgroup.
+// P is public (a peer's key), so a variable-time multiplication is fine.
 func isTorsionFree(P *edwards25519.Point) bool {
 	// l*P = (l-1)*P + P; l-1 is a canonical scalar.
-	lMinus1 := [32]byte{
-		0xec, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
-		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
-	}
-	s, _ := new(edwards25519.Scalar).SetCanonicalBytes(lMinus1[:])
-	Q := new(edwards25519.Point).ScalarMult(s, P)
+	Q := new(edwards25519.Point).VarTimeDoubleScalarBaseMult(orderMinusOne, P, edwards25519.NewScalar())
 	Q.Add(Q, P)
 	return Q.Equal(edwards25519.NewIdentityPoint()) == 1
 }
+
+// orderMinusOne is l - 1, l = 2^252 + 27742317777372353535851937790883648493.
+var orderMinusOne = func() *edwards25519.Scalar {
+	b := [32]byte{
+		0xec, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+	}
+	s, err := new(edwards25519.Scalar).SetCanonicalBytes(b[:])
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()

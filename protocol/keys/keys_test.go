@@ -2,12 +2,17 @@ package keys
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"encoding/hex"
+	mathrand "math/rand/v2"
 	"encoding/json"
 	"errors"
 	"os"
 	"testing"
 	"time"
+
+	"filippo.io/edwards25519"
+	"filippo.io/edwards25519/field"
 )
 
 type curveVectors struct {
@@ -230,5 +235,108 @@ func TestSecretsRedacted(t *testing.T) {
 		if s != "[redacted]" {
 			t.Fatalf("secret printed as %q", s)
 		}
+	}
+}
+
+// TestX25519MatchesStandardLibrary compares our X25519 with crypto/ecdh for random
+// scalars and points, including u-coordinates with the top bit set and non-canonical
+// ones, which RFC 7748 says to accept.
+func TestX25519MatchesStandardLibrary(t *testing.T) {
+	rng := mathrand.New(mathrand.NewPCG(3, 4))
+	for i := 0; i < 300; i++ {
+		var sb, ub [32]byte
+		for j := range sb {
+			sb[j], ub[j] = byte(rng.Uint32()), byte(rng.Uint32())
+		}
+		switch i % 3 {
+		case 1:
+			ub[31] |= 0x80
+		case 2:
+			ub = [32]byte{0xed - byte(i%5)}
+			for j := 1; j < 31; j++ {
+				ub[j] = 0xff
+			}
+			ub[31] = 0x7f // 2^255-19-k: p, p+1, ... non-canonical or small
+		}
+		k, err := NewPrivateKey(sb[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		std, err := ecdh.X25519().NewPrivateKey(k.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(k.PublicKey().Bytes()[1:], std.PublicKey().Bytes()) {
+			t.Fatalf("public key of %x: %x, crypto/ecdh %x", sb, k.PublicKey(), std.PublicKey().Bytes())
+		}
+		peer, err := ecdh.X25519().NewPublicKey(ub[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, stdErr := std.ECDH(peer)
+		got, err := k.Agree(PublicKey(ub))
+		if (err != nil) != (stdErr != nil) {
+			t.Fatalf("agreement with %x: error %v, crypto/ecdh %v", ub, err, stdErr)
+		}
+		if err == nil && !bytes.Equal(got[:], want) {
+			t.Fatalf("agreement with %x: %x, crypto/ecdh %x", ub, got, want)
+		}
+	}
+}
+
+// TestX25519RFC7748 checks the iterated test vector of RFC 7748, section 5.2 (1,000
+// iterations).
+func TestX25519RFC7748(t *testing.T) {
+	var k, u [32]byte
+	k[0], u[0] = 9, 9
+	for i := 0; i < 1000; i++ {
+		var scalar, out [32]byte
+		scalar = k
+		scalar[0] &= 248
+		scalar[31] &= 127
+		scalar[31] |= 64
+		x25519(&out, &scalar, &u)
+		u, k = k, out
+	}
+	if got := hex.EncodeToString(k[:]); got != "684cf59ba83309552800ef566f2f4d3c1c3887c49360e3875f2eb94d99532c51" {
+		t.Fatalf("after 1,000 iterations: %s", got)
+	}
+}
+
+// TestIsCanonicalRejectsSmallOrder checks IsCanonical against points of small order and
+// a generated key with a small-order component added.
+func TestIsCanonicalRejectsSmallOrder(t *testing.T) {
+	// u = 0 has order 2, u = 1 order 4; both are canonical encodings but not in the
+	// prime-order subgroup.
+	for _, u := range []byte{0, 1} {
+		if (PublicKey{u}).IsCanonical() {
+			t.Errorf("u = %d accepted", u)
+		}
+	}
+	kp, _ := GenerateKeyPair(nil)
+	if !kp.Public.IsCanonical() {
+		t.Fatal("generated key rejected")
+	}
+	// Add a point of order 8 on the Edwards side and map back: the result is on the
+	// curve but has a torsion component.
+	y, _ := new(field.Element).SetBytes(kp.Public[:])
+	var one, num, den field.Element
+	one.One()
+	num.Subtract(y, &one)
+	den.Add(y, &one)
+	ey := new(field.Element).Multiply(&num, den.Invert(&den))
+	P, err := new(edwards25519.Point).SetBytes(ey.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	order8, _ := hex.DecodeString("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05")
+	T, err := new(edwards25519.Point).SetBytes(order8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mixed PublicKey
+	copy(mixed[:], new(edwards25519.Point).Add(P, T).BytesMontgomery())
+	if mixed.IsCanonical() {
+		t.Fatal("key with a torsion component accepted")
 	}
 }
