@@ -152,11 +152,13 @@ func GeneratePrivateKey(r io.Reader) (*PrivateKey, error) {
 	if r == nil {
 		r = rand.Reader
 	}
-	var b [32]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
+	k := &PrivateKey{}
+	// Read straight into the key: a local buffer would escape through io.ReadFull.
+	if _, err := io.ReadFull(r, k.scalar[:]); err != nil {
 		return nil, fmt.Errorf("keys: reading randomness: %w", err)
 	}
-	return NewPrivateKey(b[:])
+	k.init()
+	return k, nil
 }
 
 // NewPrivateKey decodes a 32-byte private key. Like libsignal, it clamps the scalar, so
@@ -167,11 +169,16 @@ func NewPrivateKey(b []byte) (*PrivateKey, error) {
 	}
 	k := &PrivateKey{}
 	copy(k.scalar[:], b)
+	k.init()
+	return k, nil
+}
+
+// init clamps the scalar (RFC 7748) and computes the public key.
+func (k *PrivateKey) init() {
 	k.scalar[0] &= 248
 	k.scalar[31] &= 127
 	k.scalar[31] |= 64
 	k.public = x25519Public(&k.scalar)
-	return k, nil
 }
 
 // Bytes returns the 32-byte clamped private key. The caller must protect it.
