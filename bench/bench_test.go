@@ -212,7 +212,7 @@ func BenchmarkOneChain(b *testing.B) {
 		}
 		var pt []byte
 		for b.Loop() {
-			_, ct, err := alice.rec.Encrypt(msg100, alice.addr, bob.addr, benchNow, nil)
+			_, ct, err := alice.rec.Encrypt(msg100, benchNow, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -294,7 +294,7 @@ func BenchmarkRatchetEveryMessage(b *testing.B) {
 		for b.Loop() {
 			s, r := devs[i&1], devs[i&1^1]
 			i++
-			_, ct, err := s.rec.Encrypt(msg100, s.addr, r.addr, benchNow, nil)
+			_, ct, err := s.rec.Encrypt(msg100, benchNow, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -426,7 +426,7 @@ func BenchmarkPQXDHSetup(b *testing.B) {
 			if err := ra.InitiateSession(alice.id, alice.addr, bob.addr, bob.bundle, benchNow, nil); err != nil {
 				b.Fatal(err)
 			}
-			_, ct, err := ra.Encrypt(msg100, alice.addr, bob.addr, benchNow, nil)
+			_, ct, err := ra.Encrypt(msg100, benchNow, nil)
 			if err != nil {
 				b.Fatal(err)
 			}

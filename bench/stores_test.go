@@ -109,7 +109,7 @@ func newDLDevice(tb testing.TB, addr session.Address) *dlDevice {
 
 // dlSend encrypts pt from d to peer and returns the message bytes.
 func (d *dlDevice) send(tb testing.TB, peer *dlDevice, pt []byte) (session.MessageType, []byte) {
-	typ, ct, err := d.rec.Encrypt(pt, d.addr, peer.addr, benchNow, nil)
+	typ, ct, err := d.rec.Encrypt(pt, benchNow, nil)
 	check(tb, err)
 	return typ, ct
 }

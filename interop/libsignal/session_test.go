@@ -117,7 +117,7 @@ func toSessionBundle(t *testing.T, b libsignal.Bundle) *session.Bundle {
 
 func (g *goPeer) encrypt(t *testing.T, to session.Address, text string) libsignal.Ciphertext {
 	t.Helper()
-	typ, body, err := g.record.Encrypt([]byte(text), g.addr, to, time.Now(), nil)
+	typ, body, err := g.record.Encrypt([]byte(text), time.Now(), nil)
 	if err != nil {
 		t.Fatalf("go encrypt: %v", err)
 	}

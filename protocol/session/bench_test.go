@@ -17,7 +17,7 @@ func BenchmarkEncryptDecrypt(b *testing.B) {
 	msg := make([]byte, 100)
 	b.ReportAllocs()
 	for b.Loop() {
-		_, ct, err := alice.record.Encrypt(msg, alice.addr, bob.addr, testNow, nil)
+		_, ct, err := alice.record.Encrypt(msg, testNow, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -79,6 +79,10 @@ func serviceIDBinary(name string) ([17]byte, bool) {
 	return out, true
 }
 
+// addressesSize is the length of two encoded addresses: two 17-byte service ids, each
+// followed by a one-byte device id.
+const addressesSize = 2 * (17 + 1)
+
 // encodeAddresses is SignalMessage::serialize_addresses: both service ids and device
 // ids, or false when either address is not of that form.
 func encodeAddresses(sender, recipient Address) ([]byte, bool) {
@@ -87,7 +91,7 @@ func encodeAddresses(sender, recipient Address) ([]byte, bool) {
 	if !ok1 || !ok2 || sender.DeviceID > 0xff || recipient.DeviceID > 0xff {
 		return nil, false
 	}
-	b := make([]byte, 0, 36)
+	b := make([]byte, 0, addressesSize)
 	b = append(b, s[:]...)
 	b = append(b, byte(sender.DeviceID))
 	b = append(b, r[:]...)

@@ -82,8 +82,9 @@ func isSelfSession(local, remote Address, localKey, remoteKey keys.PublicKey) bo
 
 // InitiateSession starts a new session with the device whose bundle b is, with PQXDH
 // as the initiator. The current session, if any, is archived. The first messages sent
-// are PreKeySignalMessages until the peer replies. The caller must have decided to
-// trust b.IdentityKey.
+// are PreKeySignalMessages until the peer replies; when both addresses are service ids
+// they are bound into those messages' MAC, as libsignal does. The caller must have
+// decided to trust b.IdentityKey.
 func (r *Record) InitiateSession(local *Identity, localAddr, remoteAddr Address, b *Bundle, now time.Time, rnd io.Reader) error {
 	if err := b.Verify(); err != nil {
 		return err
@@ -140,6 +141,7 @@ func (r *Record) InitiateSession(local *Identity, localAddr, remoteAddr Address,
 	root, sendChain := k.rootStep(&hk.root, &dh)
 
 	self := isSelfSession(localAddr, remoteAddr, local.KeyPair.Public, b.IdentityKey)
+	addresses, _ := encodeAddresses(localAddr, remoteAddr)
 	pqr, err := spqr.NewState(spqrParams(&hk.pqr, spqr.A2B, self))
 	if err != nil {
 		return fmt.Errorf("session: post-quantum ratchet: %w", err)
@@ -166,6 +168,7 @@ func (r *Record) InitiateSession(local *Identity, localAddr, remoteAddr Address,
 			kyberCiphertext: kemCT,
 			baseKey:         base.Public,
 			createdAt:       now,
+			addresses:       addresses,
 		},
 	}
 	r.promote(s)

@@ -63,13 +63,13 @@ func (r *Record) promoteArchived(i int) {
 }
 
 // Encrypt seals plaintext for the remote device under the current session. It returns
-// TypePreKey while the session is unacknowledged and TypeWhisper afterwards. The
-// addresses are bound into the first messages' MAC when they are service ids.
-func (r *Record) Encrypt(plaintext []byte, localAddr, remoteAddr Address, now time.Time, rnd io.Reader) (MessageType, []byte, error) {
+// TypePreKey while the session is unacknowledged and TypeWhisper afterwards; the
+// prekey messages bind the addresses given to InitiateSession into their MAC.
+func (r *Record) Encrypt(plaintext []byte, now time.Time, rnd io.Reader) (MessageType, []byte, error) {
 	if r.current == nil {
 		return 0, nil, ErrNoSession
 	}
-	return r.current.encrypt(plaintext, &addressPair{sender: localAddr, recipient: remoteAddr}, now, randReader(rnd))
+	return r.current.encrypt(plaintext, now, randReader(rnd))
 }
 
 // Decrypt opens a SignalMessage. It tries the current session and then the archived

@@ -58,6 +58,7 @@ const (
 	ppKyberCT        = 4
 	ppBaseKey        = 5
 	ppCreatedAt      = 6 // Unix nanoseconds
+	ppAddresses      = 7 // optional: the addresses bound into the MAC
 )
 
 const skippedEntrySize = 4 + 32
@@ -144,6 +145,9 @@ func (s *state) marshal() ([]byte, error) {
 		pb = appendBytesField(pb, ppKyberCT, p.kyberCiphertext)
 		pb = appendBytesField(pb, ppBaseKey, p.baseKey[:])
 		pb = appendVarintField(pb, ppCreatedAt, uint64(p.createdAt.UnixNano()))
+		if p.addresses != nil {
+			pb = appendBytesField(pb, ppAddresses, p.addresses)
+		}
 		b = appendBytesField(b, stPending, pb)
 	}
 	return b, nil
@@ -372,9 +376,9 @@ func parseState(b []byte) (*state, error) {
 
 func parsePending(b []byte) (*pendingPreKey, error) {
 	p := &pendingPreKey{}
-	var seen [ppCreatedAt + 1]bool
+	var seen [ppAddresses + 1]bool
 	err := fields(b, func(num protowire.Number, v uint64, bs []byte, isBytes bool) error {
-		if num < ppPreKeyID || num > ppCreatedAt || seen[num] {
+		if num < ppPreKeyID || num > ppAddresses || seen[num] {
 			return errField
 		}
 		seen[num] = true
@@ -398,6 +402,11 @@ func parsePending(b []byte) (*pendingPreKey, error) {
 				return errField
 			}
 			p.createdAt = time.Unix(0, int64(v))
+		case ppAddresses:
+			if !isBytes || len(bs) != addressesSize {
+				return errField
+			}
+			p.addresses = append([]byte(nil), bs...)
 		}
 		return nil
 	})

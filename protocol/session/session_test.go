@@ -68,7 +68,7 @@ var testNow = time.Unix(1700000000, 0)
 
 func (p *party) send(t testing.TB, to *party, text string) (MessageType, []byte) {
 	t.Helper()
-	typ, ct, err := p.record.Encrypt([]byte(text), p.addr, to.addr, testNow, nil)
+	typ, ct, err := p.record.Encrypt([]byte(text), testNow, nil)
 	if err != nil {
 		t.Fatalf("%s encrypt: %v", p.addr.Name, err)
 	}
@@ -279,9 +279,30 @@ func TestArchivedSessionStillDecrypts(t *testing.T) {
 
 func TestStaleUnacknowledgedSession(t *testing.T) {
 	alice, bob := setup(t, false)
-	_, _, err := alice.record.Encrypt([]byte("x"), alice.addr, bob.addr, testNow.Add(MaxUnacknowledgedSessionAge+time.Hour), nil)
+	// Just inside the limit the session still sends, and survives being stored.
+	alice.persistAndReload(t)
+	typ, ct, err := alice.record.Encrypt([]byte("x"), testNow.Add(MaxUnacknowledgedSessionAge), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := bob.receive(alice, typ, ct); err != nil || string(pt) != "x" {
+		t.Fatalf("%q %v", pt, err)
+	}
+	alice2, _ := setup(t, false)
+	_, _, err = alice2.record.Encrypt([]byte("x"), testNow.Add(MaxUnacknowledgedSessionAge+time.Hour), nil)
 	if !errors.Is(err, ErrStaleSession) {
 		t.Fatalf("stale session: %v", err)
+	}
+}
+
+func (p *party) persistAndReload(t testing.TB) {
+	t.Helper()
+	b, err := p.record.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.record, err = ParseRecord(b); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -338,5 +359,32 @@ func TestReplayIsDuplicate(t *testing.T) {
 		if !bytes.Equal(before, after) {
 			t.Fatal("replay changed the record")
 		}
+	}
+}
+
+// TestAddressesBound checks that the first messages bind both addresses into their MAC
+// (when they are service ids): a recipient that expects another sender device refuses
+// the message, and the binding survives storing the record.
+func TestAddressesBound(t *testing.T) {
+	alice, bob := setup(t, true)
+	alice.persistAndReload(t)
+	typ, ct := alice.send(t, bob, "bound")
+	m, err := ParsePreKeySignalMessage(ct)
+	if err != nil || typ != TypePreKey {
+		t.Fatal(typ, err)
+	}
+	if len(m.Message().body.Addresses) != addressesSize {
+		t.Fatalf("addresses field of %d bytes", len(m.Message().body.Addresses))
+	}
+	wrong := alice.addr
+	wrong.DeviceID = 2
+	if _, _, err := bob.record.DecryptPreKey(m, bob.id, bob.addr, wrong, bob.store, nil); !errors.Is(err, ErrInvalidMessage) {
+		t.Fatalf("message bound to device 1 accepted as from device 2: %v", err)
+	}
+	if bob.record.HasCurrentSession() {
+		t.Fatal("refused message left a session")
+	}
+	if pt, err := bob.receive(alice, typ, ct); err != nil || string(pt) != "bound" {
+		t.Fatalf("%q %v", pt, err)
 	}
 }

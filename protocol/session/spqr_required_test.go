@@ -47,7 +47,7 @@ func TestLibsignalRequiresSPQR(t *testing.T) {
 		if err := g.record.InitiateSession(g.id, g.addr, libAddr, bundle, time.Now(), nil); err != nil {
 			t.Fatal(err)
 		}
-		typ, ct, err := g.record.Encrypt([]byte("no post-quantum ratchet"), g.addr, libAddr, time.Now(), nil)
+		typ, ct, err := g.record.Encrypt([]byte("no post-quantum ratchet"), time.Now(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

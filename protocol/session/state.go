@@ -99,6 +99,7 @@ type pendingPreKey struct {
 	kyberCiphertext []byte
 	baseKey         keys.PublicKey
 	createdAt       time.Time
+	addresses       []byte // both addresses, bound into the MAC; nil unless service ids
 }
 
 // state is one session: the Double Ratchet, SPQR, and what identifies the session.
@@ -167,7 +168,7 @@ func (s *state) pqrRecv(msg []byte) (*spqr.State, []byte, error) {
 }
 
 // encrypt seals plaintext as the next message of the sending chain.
-func (s *state) encrypt(plaintext []byte, addrs *addressPair, now time.Time, r io.Reader) (MessageType, []byte, error) {
+func (s *state) encrypt(plaintext []byte, now time.Time, r io.Reader) (MessageType, []byte, error) {
 	if s.pending != nil && now.After(s.pending.createdAt.Add(MaxUnacknowledgedSessionAge)) {
 		return 0, nil, ErrStaleSession
 	}
@@ -179,8 +180,8 @@ func (s *state) encrypt(plaintext []byte, addrs *addressPair, now time.Time, r i
 	mk := s.kdf.messageKeys(&seed, pqrKey)
 
 	var msgAddresses []byte
-	if s.pending != nil && addrs != nil {
-		msgAddresses, _ = encodeAddresses(addrs.sender, addrs.recipient)
+	if s.pending != nil {
+		msgAddresses = s.pending.addresses
 	}
 	var ratchetKey [keys.PublicKeySize]byte
 	body := wire.SignalMessage{
