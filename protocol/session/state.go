@@ -172,6 +172,11 @@ func (s *state) encrypt(plaintext []byte, now time.Time, r io.Reader) (MessageTy
 	if s.pending != nil && now.After(s.pending.createdAt.Add(MaxUnacknowledgedSessionAge)) {
 		return 0, nil, ErrStaleSession
 	}
+	if s.sender.index == math.MaxUint32 {
+		// The counter would wrap and reuse keys; the peer has not replied in 2^32
+		// messages, so the session is spent.
+		return 0, nil, ErrNoSession
+	}
 	nextPQR, pqrKey, pqrMsg, err := s.pqrSend(r)
 	if err != nil {
 		return 0, nil, fmt.Errorf("session: post-quantum ratchet: %w", err)
@@ -290,7 +295,8 @@ func (s *state) decrypt(m *SignalMessage, addrs *addressPair, r io.Reader) ([]by
 			return nil, &DuplicateMessageError{ChainIndex: rc.index, Counter: counter}
 		}
 	default:
-		if counter-rc.index > s.maxJump() {
+		// The last counter is refused too: the chain index after it would wrap to 0.
+		if counter-rc.index > s.maxJump() || counter == math.MaxUint32 {
 			return nil, &TooFarAheadError{ChainIndex: rc.index, Counter: counter}
 		}
 		key, index := rc.key, rc.index
