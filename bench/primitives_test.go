@@ -51,7 +51,6 @@ type prim struct {
 	one, two   [1]byte
 	mkInfo     []byte // "WhisperMessageKeys"
 	pqInfo     []byte // 4-byte counter ‖ "Signal PQ Ratchet V1 Chain Next"
-	zero32     [32]byte
 	ratchetInf []byte // "WhisperRatchet"
 	pqxdhInfo  []byte
 }
