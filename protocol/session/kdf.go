@@ -6,8 +6,8 @@ import (
 	"crypto/subtle"
 	"errors"
 	"hash"
-	"unsafe"
 
+	"github.com/doorless/doorless/protocol/internal/kdf"
 	"github.com/doorless/doorless/protocol/keys"
 )
 
@@ -36,71 +36,13 @@ var pqxdhDiscontinuity = [32]byte{
 	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 }
 
-// kdf computes HMAC-SHA256 and HKDF-SHA256 with reusable hash states and buffers, so
-// that the per-message work allocates nothing. Every buffer that reaches a hash.Hash
-// lives here, not on the stack (a stack buffer passed to an interface method escapes).
-// (Saving and restoring keyed hash states to skip the padded-key blocks was measured
-// slower than rehashing them.) A kdf is not safe for concurrent use; each session state
-// owns one.
-type kdf struct {
-	inner, outer hash.Hash
-	pad          [sha256.BlockSize]byte
-	sum          [sha256.Size]byte
-	prk          [sha256.Size]byte
-	t            [sha256.Size]byte
-	ctr          [1]byte
-	ikm          [32]byte                 // input key material, copied here so it does not escape
-	id1, id2     [keys.PublicKeySize]byte // identity keys for the MAC
-}
-
-// hmac sets out to HMAC-SHA256(key, data...). key is at most one block long.
-func (k *kdf) hmac(out *[32]byte, key []byte, data ...[]byte) {
-	if k.inner == nil {
-		k.inner, k.outer = sha256.New(), sha256.New()
-	}
-	if len(key) > sha256.BlockSize {
-		panic("session: hmac key longer than a block")
-	}
-	clear(k.pad[:])
-	copy(k.pad[:], key)
-	for i := range k.pad {
-		k.pad[i] ^= 0x36
-	}
-	k.inner.Reset()
-	k.inner.Write(k.pad[:])
-	for _, d := range data {
-		k.inner.Write(d)
-	}
-	k.inner.Sum(k.sum[:0])
-	for i := range k.pad {
-		k.pad[i] ^= 0x36 ^ 0x5c
-	}
-	k.outer.Reset()
-	k.outer.Write(k.pad[:])
-	k.outer.Write(k.sum[:])
-	k.outer.Sum(k.sum[:0])
-	*out = k.sum
-	clear(k.pad[:])
-}
-
-// hkdf fills out with HKDF-SHA256(salt, ikm, info) (RFC 5869). An empty salt means
-// HashLen zero bytes, which HMAC treats like an empty key.
-func (k *kdf) hkdf(out []byte, salt, ikm []byte, info string) {
-	k.hmac(&k.prk, salt, ikm)
-	var prev []byte
-	for i := 1; len(out) > 0; i++ {
-		k.ctr[0] = byte(i)
-		k.hmac(&k.t, k.prk[:], prev, stringBytes(info), k.ctr[:])
-		n := copy(out, k.t[:])
-		out = out[n:]
-		prev = k.t[:]
-	}
-	clear(k.prk[:])
-	clear(k.t[:])
-}
-
-// stringBytes returns the bytes of a constant label without copying.
-func stringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+// The key schedule runs on package internal/kdf, which hashes short inputs without
+// allocating. Labels are kept as byte slices so that passing them allocates nothing.
+var (
+	pqxdhLabel       = []byte(pqxdhInfo)
+	ratchetLabel     = []byte(ratchetInfo)
+	messageKeysLabel = []byte(messageKeysInfo)
+)
 
 // handshakeKeys is what PQXDH hands the ratchet: the first root key, the first chain
 // key and the initial SPQR authentication key.
@@ -108,9 +50,9 @@ type handshakeKeys struct {
 	root, chain, pqr [32]byte
 }
 
-func (k *kdf) handshakeKeys(secret []byte) handshakeKeys {
+func deriveHandshakeKeys(secret []byte) handshakeKeys {
 	var okm [96]byte
-	k.hkdf(okm[:], nil, secret, pqxdhInfo)
+	kdf.HKDF(okm[:], nil, secret, pqxdhLabel)
 	var h handshakeKeys
 	copy(h.root[:], okm[:32])
 	copy(h.chain[:], okm[32:64])
@@ -121,11 +63,9 @@ func (k *kdf) handshakeKeys(secret []byte) handshakeKeys {
 
 // rootStep is RootKey::create_chain: HKDF(salt = root key, ikm = DH output) gives the
 // next root key and a fresh chain key.
-func (k *kdf) rootStep(root *[32]byte, dh *[32]byte) (newRoot, chain [32]byte) {
+func rootStep(root *[32]byte, dh *[32]byte) (newRoot, chain [32]byte) {
 	var okm [64]byte
-	k.ikm = *dh
-	k.hkdf(okm[:], root[:], k.ikm[:], ratchetInfo)
-	clear(k.ikm[:])
+	kdf.HKDF(okm[:], root[:], dh[:], ratchetLabel)
 	copy(newRoot[:], okm[:32])
 	copy(chain[:], okm[32:])
 	clear(okm[:])
@@ -133,10 +73,46 @@ func (k *kdf) rootStep(root *[32]byte, dh *[32]byte) (newRoot, chain [32]byte) {
 }
 
 // chainStep returns the message-key seed at this chain key and the next chain key.
-func (k *kdf) chainStep(key *[32]byte) (seed, next [32]byte) {
-	k.hmac(&seed, key[:], messageKeySeed)
-	k.hmac(&next, key[:], chainKeySeed)
-	return seed, next
+func chainStep(key *[32]byte) (seed, next [32]byte) {
+	return kdf.HMAC(key[:], messageKeySeed), kdf.HMAC(key[:], chainKeySeed)
+}
+
+// macState computes the MAC of a SignalMessage, HMAC-SHA256 over input too long for
+// internal/kdf, with hash states and buffers that are reused so that it allocates
+// nothing per message (a stack buffer passed to a hash.Hash would escape). It is not
+// safe for concurrent use; each session state owns one.
+type macState struct {
+	inner, outer hash.Hash
+	pad          [sha256.BlockSize]byte
+	sum          [sha256.Size]byte
+	id1, id2     [keys.PublicKeySize]byte // identity keys
+}
+
+// hmac sets out to HMAC-SHA256(key, data...) for a 32-byte key.
+func (m *macState) hmac(out *[32]byte, key *[32]byte, data ...[]byte) {
+	if m.inner == nil {
+		m.inner, m.outer = sha256.New(), sha256.New()
+	}
+	clear(m.pad[:])
+	copy(m.pad[:], key[:])
+	for i := range m.pad {
+		m.pad[i] ^= 0x36
+	}
+	m.inner.Reset()
+	m.inner.Write(m.pad[:])
+	for _, d := range data {
+		m.inner.Write(d)
+	}
+	m.inner.Sum(m.sum[:0])
+	for i := range m.pad {
+		m.pad[i] ^= 0x36 ^ 0x5c
+	}
+	m.outer.Reset()
+	m.outer.Write(m.pad[:])
+	m.outer.Write(m.sum[:])
+	m.outer.Sum(m.sum[:0])
+	*out = m.sum
+	clear(m.pad[:])
 }
 
 // messageKeys are the keys of one message.
@@ -146,13 +122,11 @@ type messageKeys struct {
 	iv     [16]byte
 }
 
-// messageKeys expands a message-key seed, salted with the SPQR message key
+// deriveMessageKeys expands a message-key seed, salted with the SPQR message key
 // (MessageKeys::derive_keys).
-func (k *kdf) messageKeys(seed *[32]byte, pqrKey []byte) messageKeys {
+func deriveMessageKeys(seed *[32]byte, pqrKey []byte) messageKeys {
 	var okm [80]byte
-	k.ikm = *seed
-	k.hkdf(okm[:], pqrKey, k.ikm[:], messageKeysInfo)
-	clear(k.ikm[:])
+	kdf.HKDF(okm[:], pqrKey, seed[:], messageKeysLabel)
 	var mk messageKeys
 	copy(mk.cipher[:], okm[:32])
 	copy(mk.mac[:], okm[32:64])

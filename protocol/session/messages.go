@@ -167,11 +167,11 @@ func (m *SignalMessage) Bytes() []byte { return m.serialized }
 
 // computeMAC is SignalMessage::compute_mac: HMAC-SHA256 over both identity keys and the
 // message, truncated to eight bytes.
-func computeMAC(k *kdf, macKey *[32]byte, sender, receiver keys.PublicKey, message []byte) [macSize]byte {
-	sender.AppendBytes(k.id1[:0])
-	receiver.AppendBytes(k.id2[:0])
+func computeMAC(m *macState, macKey *[32]byte, sender, receiver keys.PublicKey, message []byte) [macSize]byte {
+	sender.AppendBytes(m.id1[:0])
+	receiver.AppendBytes(m.id2[:0])
 	var sum [32]byte
-	k.hmac(&sum, macKey[:], k.id1[:], k.id2[:], message)
+	m.hmac(&sum, macKey, m.id1[:], m.id2[:], message)
 	var mac [macSize]byte
 	copy(mac[:], sum[:])
 	return mac
@@ -179,7 +179,7 @@ func computeMAC(k *kdf, macKey *[32]byte, sender, receiver keys.PublicKey, messa
 
 // verifyMAC checks the message's MAC and, when the message names its addresses, that
 // they are the ones expected (verify_mac_with_addresses).
-func (m *SignalMessage) verifyMAC(k *kdf, macKey *[32]byte, sender, receiver keys.PublicKey, addrs *addressPair) bool {
+func (m *SignalMessage) verifyMAC(k *macState, macKey *[32]byte, sender, receiver keys.PublicKey, addrs *addressPair) bool {
 	n := len(m.serialized) - macSize
 	want := computeMAC(k, macKey, sender, receiver, m.serialized[:n])
 	if subtle.ConstantTimeCompare(want[:], m.serialized[n:]) != 1 {

@@ -123,8 +123,7 @@ func (r *Record) InitiateSession(local *Identity, localAddr, remoteAddr Address,
 		return err
 	}
 	secret = append(secret, ss...)
-	var k kdf
-	hk := k.handshakeKeys(secret)
+	hk := deriveHandshakeKeys(secret)
 	clear(secret)
 
 	// The initiator's first sending chain comes from a ratchet step against the
@@ -138,7 +137,7 @@ func (r *Record) InitiateSession(local *Identity, localAddr, remoteAddr Address,
 	if err != nil {
 		return fmt.Errorf("%w: signed prekey: %v", ErrInvalidMessage, err)
 	}
-	root, sendChain := k.rootStep(&hk.root, &dh)
+	root, sendChain := rootStep(&hk.root, &dh)
 
 	self := isSelfSession(localAddr, remoteAddr, local.KeyPair.Public, b.IdentityKey)
 	addresses, _ := encodeAddresses(localAddr, remoteAddr)
@@ -223,8 +222,7 @@ func respond(local *Identity, localAddr, remoteAddr Address, m *PreKeySignalMess
 		return nil, fmt.Errorf("%w: Kyber ciphertext: %v", ErrInvalidMessage, err)
 	}
 	secret = append(secret, ss...)
-	var k kdf
-	hk := k.handshakeKeys(secret)
+	hk := deriveHandshakeKeys(secret)
 	clear(secret)
 
 	self := isSelfSession(localAddr, remoteAddr, local.KeyPair.Public, m.identityKey)

@@ -122,7 +122,7 @@ type state struct {
 	noPQR   bool // a session without SPQR, made only by tests (see testWithoutPQR)
 	pending *pendingPreKey
 
-	kdf kdf // scratch; not part of the state
+	mac macState // scratch; not part of the state
 }
 
 func (s *state) maxJump() uint32 {
@@ -181,8 +181,8 @@ func (s *state) encrypt(plaintext []byte, now time.Time, r io.Reader) (MessageTy
 	if err != nil {
 		return 0, nil, fmt.Errorf("session: post-quantum ratchet: %w", err)
 	}
-	seed, nextChain := s.kdf.chainStep(&s.sender.key)
-	mk := s.kdf.messageKeys(&seed, pqrKey)
+	seed, nextChain := chainStep(&s.sender.key)
+	mk := deriveMessageKeys(&seed, pqrKey)
 
 	var msgAddresses []byte
 	if s.pending != nil {
@@ -204,7 +204,7 @@ func (s *state) encrypt(plaintext []byte, now time.Time, r io.Reader) (MessageTy
 	buf = body.AppendPrefix(buf, ctLen)
 	buf = cbcEncrypt(buf, &mk, plaintext)
 	buf = body.AppendSuffix(buf)
-	mac := computeMAC(&s.kdf, &mk.mac, s.localIdentity, s.remoteIdentity, buf)
+	mac := computeMAC(&s.mac, &mk.mac, s.localIdentity, s.remoteIdentity, buf)
 	buf = append(buf, mac[:]...)
 
 	out, typ := buf, TypeWhisper
@@ -304,11 +304,11 @@ func (s *state) decrypt(m *SignalMessage, addrs *addressPair, r io.Reader) ([]by
 			u.newSkipped = make([]skippedKey, 0, min(jump, MaxMessageKeys))
 		}
 		for index < counter {
-			sk, next := s.kdf.chainStep(&key)
+			sk, next := chainStep(&key)
 			u.newSkipped = appendSkipped(u.newSkipped, skippedKey{index: index, seed: sk})
 			key, index = next, index+1
 		}
-		seed, u.nextChainKey = s.kdf.chainStep(&key)
+		seed, u.nextChainKey = chainStep(&key)
 		u.nextIndex, u.advance = index+1, true
 	}
 
@@ -317,8 +317,8 @@ func (s *state) decrypt(m *SignalMessage, addrs *addressPair, r io.Reader) ([]by
 		return nil, fmt.Errorf("%w: post-quantum ratchet: %v", ErrInvalidMessage, err)
 	}
 	u.nextPQR = nextPQR
-	mk := s.kdf.messageKeys(&seed, pqrKey)
-	if !m.verifyMAC(&s.kdf, &mk.mac, s.remoteIdentity, s.localIdentity, addrs) {
+	mk := deriveMessageKeys(&seed, pqrKey)
+	if !m.verifyMAC(&s.mac, &mk.mac, s.remoteIdentity, s.localIdentity, addrs) {
 		return nil, fmt.Errorf("%w: bad MAC", ErrInvalidMessage)
 	}
 	plaintext, err := cbcDecrypt(&mk, m.body.Ciphertext)
@@ -345,7 +345,7 @@ func (s *state) prepareRatchetStep(u *receiveUpdate, theirs keys.PublicKey, r io
 	if err != nil {
 		return fmt.Errorf("%w: ratchet key: %v", ErrInvalidMessage, err)
 	}
-	root, recvChain := s.kdf.rootStep(&s.root, &dh)
+	root, recvChain := rootStep(&s.root, &dh)
 	newKey, err := keys.GeneratePrivateKey(r)
 	if err != nil {
 		return err
@@ -354,7 +354,7 @@ func (s *state) prepareRatchetStep(u *receiveUpdate, theirs keys.PublicKey, r io
 	if err != nil {
 		return fmt.Errorf("%w: ratchet key: %v", ErrInvalidMessage, err)
 	}
-	finalRoot, sendChain := s.kdf.rootStep(&root, &dh2)
+	finalRoot, sendChain := rootStep(&root, &dh2)
 	u.newRoot = finalRoot
 	u.newChain = chain{ratchetKey: theirs, key: recvChain}
 	u.newSender = chain{ratchetKey: newKey.PublicKey(), key: sendChain}

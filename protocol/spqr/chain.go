@@ -1,6 +1,8 @@
 package spqr
 
 import (
+	"github.com/doorless/doorless/protocol/internal/kdf"
+
 	"encoding/binary"
 	"fmt"
 )
@@ -50,7 +52,7 @@ type chainDirection struct {
 
 // newChain is Chain::new.
 func newChain(authKey []byte, dir Direction, params chainParams) chain {
-	g := hkdfSHA256(zeroSalt, authKey, chainStartLabel, 3*keySize)
+	g := hkdfSHA256(nil, authKey, chainStartLabel, 3*keySize)
 	c := chain{dir: dir, params: params}
 	copy(c.nextRoot[:], g[:keySize])
 	c.links = []chainLink{newLink(g, dir)}
@@ -150,7 +152,8 @@ func (d chainDirection) nextKey() (chainDirection, [keySize]byte) {
 	var info [4 + len(chainNextLabel)]byte
 	binary.BigEndian.PutUint32(info[:], d.ctr)
 	copy(info[4:], chainNextLabel)
-	g := hkdf64(&d.next, info[:])
+	var g [2 * keySize]byte
+	kdf.HKDF(g[:], nil, d.next[:], info[:])
 	copy(d.next[:], g[:keySize])
 	return d, [keySize]byte(g[keySize:])
 }

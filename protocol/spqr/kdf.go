@@ -1,10 +1,11 @@
 package spqr
 
 import (
-	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+
+	"github.com/doorless/doorless/protocol/internal/kdf"
 )
 
 // Domain separation labels, byte for byte as in the spqr crate v1.5.3.
@@ -40,58 +41,12 @@ const (
 	keySize = 32
 )
 
-// zeroSalt is the HKDF salt the crate uses everywhere except in
-// Chain::add_epoch: 32 zero bytes ("32 is the hash output length").
-var zeroSalt = make([]byte, sha256.Size)
-
-// hkdfSHA256 is HKDF-SHA256 (RFC 5869), src/kdf.rs hkdf_to_slice.
+// hkdfSHA256 is HKDF-SHA256 (src/kdf.rs hkdf_to_slice) to length bytes. The crate's
+// salt is 32 zero bytes ("32 is the hash output length") everywhere but in
+// Chain::add_epoch; HKDF treats an empty salt the same, so callers pass nil for it.
 func hkdfSHA256(salt, ikm []byte, info string, length int) []byte {
-	out, err := hkdf.Key(sha256.New, ikm, salt, info, length)
-	if err != nil {
-		// Only possible for lengths above 255·32 bytes, which no caller uses.
-		panic("spqr: " + err.Error())
-	}
-	return out
-}
-
-// hmacSHA256 is HMAC-SHA256 (RFC 2104) with a 32-byte key over a message of
-// at most hmacMaxMessage bytes, computed without allocating.
-func hmacSHA256(key *[sha256.Size]byte, msg []byte) [sha256.Size]byte {
-	var inner [sha256.BlockSize + hmacMaxMessage]byte
-	var outer [sha256.BlockSize + sha256.Size]byte
-	for i := range sha256.BlockSize {
-		inner[i], outer[i] = 0x36, 0x5c // ipad, opad
-	}
-	for i, k := range key {
-		inner[i] ^= k
-		outer[i] ^= k
-	}
-	n := copy(inner[sha256.BlockSize:], msg)
-	h := sha256.Sum256(inner[:sha256.BlockSize+n])
-	copy(outer[sha256.BlockSize:], h[:])
-	return sha256.Sum256(outer[:])
-}
-
-const hmacMaxMessage = 128
-
-// hkdf64 is hkdfSHA256(zeroSalt, ikm, info, 64) for info of at most
-// hmacMaxMessage-33 bytes, computed without allocating. It serves the chain
-// step, which runs for every message.
-func hkdf64(ikm *[keySize]byte, info []byte) [2 * sha256.Size]byte {
-	// Extract: the zero salt is the HMAC key.
-	prk := hmacSHA256(&[sha256.Size]byte{}, ikm[:])
-	// Expand: T(1) = HMAC(PRK, info ‖ 1), T(2) = HMAC(PRK, T(1) ‖ info ‖ 2).
-	var buf [hmacMaxMessage]byte
-	n := copy(buf[:], info)
-	buf[n] = 1
-	t1 := hmacSHA256(&prk, buf[:n+1])
-	copy(buf[sha256.Size:], info)
-	copy(buf[:], t1[:])
-	buf[sha256.Size+n] = 2
-	t2 := hmacSHA256(&prk, buf[:sha256.Size+n+1])
-	var out [2 * sha256.Size]byte
-	copy(out[:], t1[:])
-	copy(out[sha256.Size:], t2[:])
+	out := make([]byte, length)
+	kdf.HKDF(out, salt, ikm, []byte(info))
 	return out
 }
 
@@ -103,7 +58,7 @@ func epochInfo(label string, epoch uint64) string {
 // deriveEpochSecret turns an ML-KEM shared secret into the epoch secret
 // (src/v1/unchunked/send_ct.rs send_ct1, send_ek.rs recv_ct2).
 func deriveEpochSecret(sharedSecret []byte, epoch uint64) []byte {
-	return hkdfSHA256(zeroSalt, sharedSecret, epochInfo(sckaKeyLabel, epoch), keySize)
+	return hkdfSHA256(nil, sharedSecret, epochInfo(sckaKeyLabel, epoch), keySize)
 }
 
 // authenticator authenticates the ML-KEM header and ciphertext of each
@@ -123,13 +78,16 @@ func newAuthenticator(authKey []byte) authenticator {
 func (a authenticator) update(ep uint64, k []byte) authenticator {
 	ikm := make([]byte, 0, keySize+len(k))
 	ikm = append(append(ikm, a.rootKey[:]...), k...)
-	out := hkdfSHA256(zeroSalt, ikm, epochInfo(authUpdateLabel, ep), 2*keySize)
+	out := hkdfSHA256(nil, ikm, epochInfo(authUpdateLabel, ep), 2*keySize)
 	var next authenticator
 	copy(next.rootKey[:], out[:keySize])
 	copy(next.macKey[:], out[keySize:])
 	return next
 }
 
+// mac is HMAC-SHA256 under the MAC key over label ‖ epoch ‖ data. The ciphertext it
+// covers is longer than kdf.MaxInput, so it goes through crypto/hmac; it runs once per
+// epoch.
 func (a authenticator) mac(label string, ep uint64, data ...[]byte) []byte {
 	h := hmac.New(sha256.New, a.macKey[:])
 	h.Write([]byte(label))
