@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/doorless/doorless/protocol/internal/wire"
 	"github.com/doorless/doorless/protocol/keys"
 	"github.com/doorless/doorless/protocol/spqr"
 )
@@ -192,38 +193,18 @@ func ParseRecord(b []byte) (*Record, error) {
 
 var errField = fmt.Errorf("unexpected field")
 
-// fields walks protobuf fields, accepting only varints and length-delimited values.
+// fields walks protobuf fields (wire.Walk), accepting only varints and
+// length-delimited values.
 func fields(b []byte, f func(num protowire.Number, v uint64, bs []byte, isBytes bool) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
+	return wire.Walk(b, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
 		switch typ {
 		case protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			b = b[n:]
-			if err := f(num, v, nil, false); err != nil {
-				return err
-			}
+			return f(num, v, nil, false)
 		case protowire.BytesType:
-			bs, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			b = b[n:]
-			if err := f(num, 0, bs, true); err != nil {
-				return err
-			}
-		default:
-			return errField
+			return f(num, 0, bs, true)
 		}
-	}
-	return nil
+		return errField
+	})
 }
 
 func key32(dst *[32]byte, bs []byte, isBytes bool) error {

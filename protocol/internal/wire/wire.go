@@ -94,7 +94,7 @@ func (m *SignalMessage) Size() int {
 // Unmarshal decodes b into m. Bytes fields alias b.
 func (m *SignalMessage) Unmarshal(b []byte) error {
 	*m = SignalMessage{}
-	return walk(b, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
+	return Walk(b, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
 		switch num {
 		case smRatchetKey:
 			m.RatchetKey, m.HasRatchetKey = bs, true
@@ -177,7 +177,7 @@ func (m *PreKeySignalMessage) Append(b []byte) []byte {
 // Unmarshal decodes b into m. Bytes fields alias b.
 func (m *PreKeySignalMessage) Unmarshal(b []byte) error {
 	*m = PreKeySignalMessage{}
-	return walk(b, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
+	return Walk(b, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
 		switch num {
 		case pkRegistrationID:
 			m.RegistrationID, m.HasRegistrationID = uint32(v), true
@@ -208,9 +208,10 @@ func (m *PreKeySignalMessage) Unmarshal(b []byte) error {
 	})
 }
 
-// walk calls f for every field of a protobuf message: v holds a varint or fixed value,
-// bs the contents of a length-delimited field. Groups are rejected.
-func walk(b []byte, f func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error) error {
+// Walk calls f for every field of a protobuf message: v holds a varint or fixed value,
+// bs the contents of a length-delimited field (never nil, aliasing b). Groups and
+// malformed encodings are ErrMalformed; an error from f stops the walk and is returned.
+func Walk(b []byte, f func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
