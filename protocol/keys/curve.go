@@ -97,22 +97,8 @@ func (k PublicKey) Verify(sig []byte, message ...[]byte) bool {
 	// Convert the Montgomery u-coordinate to an Edwards point whose sign is carried in
 	// the top bit of the signature: y = (u-1)/(u+1). SetBytes ignores the top bit of u,
 	// as curve25519-dalek does.
-	var u, one, num, den, y field.Element
-	if _, err := u.SetBytes(k[:]); err != nil {
-		return false
-	}
-	one.One()
-	den.Add(&u, &one)
-	if den.Equal(new(field.Element).Zero()) == 1 {
-		return false // u = -1 has no Edwards equivalent
-	}
-	num.Subtract(&u, &one)
-	y.Multiply(&num, den.Invert(&den))
-	var aBytes [32]byte
-	copy(aBytes[:], y.Bytes())
-	aBytes[31] ^= sig[63] & 0x80
-	A, err := new(edwards25519.Point).SetBytes(aBytes[:])
-	if err != nil {
+	A, ok := k.toEdwards(sig[63] >> 7)
+	if !ok {
 		return false
 	}
 
@@ -298,20 +284,34 @@ func (k PublicKey) IsCanonical() bool {
 		}
 	}
 	// Torsion-free: map to Edwards with sign 0 and check l*P = identity.
+	P, ok := k.toEdwards(0)
+	return ok && isTorsionFree(P)
+}
+
+// toEdwards maps the Montgomery u-coordinate to the Edwards point with y = (u-1)/(u+1)
+// and the given sign bit of x, as curve25519-dalek's MontgomeryPoint::to_edwards does:
+// the top bit of u is ignored, and u = -1, which has no Edwards equivalent, or a y that
+// is not on the curve is reported with false.
+func (k PublicKey) toEdwards(sign byte) (*edwards25519.Point, bool) {
 	var u, one, num, den, y field.Element
-	u.SetBytes(k[:])
+	if _, err := u.SetBytes(k[:]); err != nil {
+		return nil, false
+	}
 	one.One()
 	den.Add(&u, &one)
 	if den.Equal(new(field.Element).Zero()) == 1 {
-		return false
+		return nil, false
 	}
 	num.Subtract(&u, &one)
 	y.Multiply(&num, den.Invert(&den))
-	P, err := new(edwards25519.Point).SetBytes(y.Bytes())
+	var b [32]byte
+	copy(b[:], y.Bytes())
+	b[31] |= sign << 7
+	P, err := new(edwards25519.Point).SetBytes(b[:])
 	if err != nil {
-		return false
+		return nil, false
 	}
-	return isTorsionFree(P)
+	return P, true
 }
 
 // isTorsionFree reports whether l*P is the identity, l the prime order of the subgroup.
