@@ -109,28 +109,31 @@ func FuzzDecrypt(f *testing.F) {
 	})
 }
 
-// FuzzBundle processes bundles with arbitrary keys and signatures: nothing may panic,
-// and a bundle that is accepted must verify.
+// FuzzBundle processes bundles with arbitrary curve keys and signatures (and a Kyber
+// key with one byte changed anywhere): nothing may panic, a bundle is accepted only if
+// it verifies, and a rejected bundle leaves no session. Keys are taken as raw 32-byte
+// values so that the fuzzer reaches signature checking and key agreement instead of
+// stopping at key parsing.
 func FuzzBundle(f *testing.F) {
 	alice, bob := newParty(f, "alice"), newParty(f, "bob")
 	b := bob.bundle(f, true)
-	f.Add(b.IdentityKey.Bytes(), b.SignedPreKey.Bytes(), b.SignedPreKeySignature, b.KyberPreKey.Bytes(), b.KyberPreKeySignature, b.PreKey.Bytes())
-	f.Fuzz(func(t *testing.T, identity, signed, signedSig, kyber, kyberSig, oneTime []byte) {
-		var fb Bundle
+	f.Add(b.IdentityKey[:], b.SignedPreKey[:], b.SignedPreKeySignature, b.KyberPreKeySignature, b.PreKey[:], uint16(0), byte(0))
+	f.Add(b.IdentityKey[:], b.SignedPreKey[:], b.SignedPreKeySignature, b.KyberPreKeySignature, b.PreKey[:], uint16(100), byte(1))
+	kyber := b.KyberPreKey.Bytes()
+	f.Fuzz(func(t *testing.T, identity, signed, signedSig, kyberSig, oneTime []byte, kyberAt uint16, kyberFlip byte) {
+		fb := Bundle{SignedPreKeySignature: signedSig, KyberPreKeySignature: kyberSig}
+		copy(fb.IdentityKey[:], identity)
+		copy(fb.SignedPreKey[:], signed)
+		if len(oneTime) > 0 {
+			fb.HasPreKey = true
+			copy(fb.PreKey[:], oneTime)
+		}
+		kb := bytes.Clone(kyber)
+		kb[1+int(kyberAt)%(len(kb)-1)] ^= kyberFlip
 		var err error
-		if fb.IdentityKey, err = keys.ParsePublicKey(identity); err != nil {
-			return
+		if fb.KyberPreKey, err = keys.ParseKEMPublicKey(kb); err != nil {
+			t.Fatalf("a Kyber key with one byte changed does not parse: %v", err)
 		}
-		if fb.SignedPreKey, err = keys.ParsePublicKey(signed); err != nil {
-			return
-		}
-		if fb.KyberPreKey, err = keys.ParseKEMPublicKey(kyber); err != nil {
-			return
-		}
-		if pk, err := keys.ParsePublicKey(oneTime); err == nil {
-			fb.HasPreKey, fb.PreKey = true, pk
-		}
-		fb.SignedPreKeySignature, fb.KyberPreKeySignature = signedSig, kyberSig
 		var r Record
 		err = r.InitiateSession(alice.id, alice.addr, bob.addr, &fb, testNow, nil)
 		if err == nil && fb.Verify() != nil {
