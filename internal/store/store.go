@@ -1,0 +1,200 @@
+// Package store defines what doorlessd keeps, as interfaces that every storage
+// backend implements: SQLite (internal/store/sqlite) for one machine, and
+// PostgreSQL for many. The conformance suite in internal/store/storetest is the
+// executable definition of the contract; a backend is correct when it passes.
+//
+// Everything stored is listed, with its reason and retention, in
+// docs/data-inventory.md. The server stores public keys, credential hashes
+// and ciphertext: never a private key, a password or a plaintext.
+//
+// Implementations are safe for concurrent use. Methods take a context and
+// return the sentinel errors below (wrapped or not; callers use errors.Is)
+// for outcomes a caller branches on.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors.
+var (
+	ErrNotFound       = errors.New("store: not found")
+	ErrUsernameTaken  = errors.New("store: username taken")
+	ErrInvalidInvite  = errors.New("store: invalid invite")
+	ErrDuplicate      = errors.New("store: duplicate send id")
+	ErrQueueFull      = errors.New("store: queue full")
+	ErrTooManyDevices = errors.New("store: too many devices")
+	ErrNoSignedPreKey = errors.New("store: device has no signed prekey")
+	ErrNoKyberPreKey  = errors.New("store: device has no kyber prekey")
+	ErrClosed         = errors.New("store: closed")
+)
+
+// Store is everything doorlessd keeps.
+type Store interface {
+	Accounts
+	Keys
+	Messages
+	// Close flushes pending writes and releases the backend. Calls after
+	// Close return ErrClosed.
+	Close() error
+}
+
+// Account is a registered user. IdentityKey is the 33-byte public identity
+// key (0x05 and the key).
+type Account struct {
+	ID          string // UUID
+	Username    string
+	IdentityKey []byte
+	Created     time.Time
+}
+
+// Device is one device of an account. CredentialHash is SHA-256 of the
+// device's password; the password itself is never stored.
+type Device struct {
+	AccountID      string
+	ID             uint32
+	RegistrationID uint32
+	CredentialHash []byte
+	Created        time.Time
+}
+
+// Invite is a single-use registration code, stored as SHA-256 of the code.
+type Invite struct {
+	CodeHash []byte
+	Created  time.Time
+	Expires  time.Time
+}
+
+// Accounts keeps accounts, devices and invites.
+type Accounts interface {
+	// CreateAccount creates the account, its first device and that device's
+	// keys atomically. When inviteHash is not nil the invite with that hash
+	// is consumed in the same transaction (ErrInvalidInvite when it is
+	// unknown, used or expired at a.Created). ErrUsernameTaken when the
+	// username exists.
+	CreateAccount(ctx context.Context, a *Account, d *Device, k *KeyUpload, inviteHash []byte) error
+	// AccountByUsername and AccountByID return ErrNotFound for no account.
+	AccountByUsername(ctx context.Context, username string) (*Account, error)
+	AccountByID(ctx context.Context, id string) (*Account, error)
+	// Device returns one device, ErrNotFound when it does not exist (or was
+	// removed).
+	Device(ctx context.Context, accountID string, deviceID uint32) (*Device, error)
+	// Devices returns the account's devices ordered by id (none: empty, nil
+	// error).
+	Devices(ctx context.Context, accountID string) ([]Device, error)
+	// RemoveDevice deletes a device with its keys and its queue. Its id is
+	// never given to another device of the account. ErrNotFound when absent.
+	RemoveDevice(ctx context.Context, accountID string, deviceID uint32) error
+	// CreateInvite stores a new invite.
+	CreateInvite(ctx context.Context, inv *Invite) error
+}
+
+// PreKey, SignedPreKey and KyberPreKey are public prekeys as uploaded, in
+// libsignal's encodings. The store does not interpret them.
+type PreKey struct {
+	ID        uint32
+	PublicKey []byte
+}
+
+type SignedPreKey struct {
+	ID        uint32
+	PublicKey []byte
+	Signature []byte
+}
+
+type KyberPreKey struct {
+	ID        uint32
+	PublicKey []byte
+	Signature []byte
+}
+
+// KeyUpload is a set of keys to store for a device. A non-nil SignedPreKey or
+// LastResort replaces the one held; one-time keys are added (a one-time key
+// with an id the device already has replaces it).
+type KeyUpload struct {
+	SignedPreKey *SignedPreKey
+	LastResort   *KyberPreKey
+	PreKeys      []PreKey
+	KyberPreKeys []KyberPreKey
+}
+
+// Bundle is what TakeBundle hands out for one device. PreKey is nil when the
+// device has no one-time prekey left. KyberLastResort tells whether
+// KyberPreKey is the last-resort key (no one-time Kyber key was left).
+type Bundle struct {
+	DeviceID        uint32
+	RegistrationID  uint32
+	SignedPreKey    SignedPreKey
+	PreKey          *PreKey
+	KyberPreKey     KyberPreKey
+	KyberLastResort bool
+}
+
+// KeyCounts is how many one-time keys a device has left.
+type KeyCounts struct {
+	PreKeys      int
+	KyberPreKeys int
+}
+
+// Keys keeps the devices' public prekeys.
+type Keys interface {
+	// StoreKeys stores keys for an existing device (ErrNotFound otherwise).
+	StoreKeys(ctx context.Context, accountID string, deviceID uint32, k *KeyUpload) error
+	// TakeBundle returns the device's bundle and deletes the one-time keys
+	// it hands out, atomically: a one-time key is handed out at most once,
+	// whatever the concurrency. ErrNotFound for no device.
+	TakeBundle(ctx context.Context, accountID string, deviceID uint32) (*Bundle, error)
+	// KeyCounts returns how many one-time keys the device has left.
+	KeyCounts(ctx context.Context, accountID string, deviceID uint32) (KeyCounts, error)
+}
+
+// Envelope is a queued message for one device. Seq orders a device's queue
+// (assigned by the store, increasing in insertion order); ID is the UUID the
+// device acknowledges it by.
+type Envelope struct {
+	Seq             int64
+	ID              string
+	AccountID       string // recipient
+	DeviceID        uint32 // recipient device
+	Type            int
+	SourceAccount   string
+	SourceDevice    uint32
+	ClientTimestamp time.Time
+	ServerTimestamp time.Time
+	Content         []byte
+}
+
+// Send is one send request: the envelopes for every device of the recipient,
+// and the sender's idempotency key.
+type Send struct {
+	SourceAccount string
+	SourceDevice  uint32
+	SendID        string // the sender's UUID for this request
+	Envelopes     []Envelope
+}
+
+// Messages keeps the per-device queues.
+type Messages interface {
+	// Enqueue stores every envelope of s durably, or none. It returns
+	// ErrDuplicate when the sender already used s.SendID (within the
+	// message retention), ErrQueueFull when a recipient device already
+	// holds maxQueue envelopes, and ErrNotFound when a recipient device no
+	// longer exists. Implementations batch concurrent calls into one
+	// durable commit (group commit); Enqueue returns after its batch is
+	// durable. It fills in each envelope's Seq.
+	Enqueue(ctx context.Context, s *Send, maxQueue int) error
+	// Queue returns up to limit envelopes of the device with Seq > after,
+	// in Seq order.
+	Queue(ctx context.Context, accountID string, deviceID uint32, after int64, limit int) ([]Envelope, error)
+	// Ack deletes one envelope of the device by id; ErrNotFound when the
+	// device has no such envelope (already acknowledged, or another
+	// device's).
+	Ack(ctx context.Context, accountID string, deviceID uint32, envelopeID string) error
+	// QueueLen returns how many envelopes the device has queued.
+	QueueLen(ctx context.Context, accountID string, deviceID uint32) (int, error)
+	// Expire deletes envelopes queued before cutoff, and send ids recorded
+	// before cutoff, and returns how many envelopes it deleted.
+	Expire(ctx context.Context, cutoff time.Time) (int, error)
+}
