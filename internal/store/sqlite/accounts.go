@@ -1,0 +1,170 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/doorless/doorless/internal/store"
+)
+
+// CreateAccount implements store.Accounts. Zero Created times are set to the
+// current time.
+func (s *Store) CreateAccount(ctx context.Context, a *store.Account, d *store.Device, k *store.KeyUpload, inviteHash []byte) error {
+	if a == nil || d == nil {
+		return errors.New("sqlite: create account: nil account or device")
+	}
+	if d.AccountID != "" && d.AccountID != a.ID {
+		return errors.New("sqlite: create account: device belongs to another account")
+	}
+	created := orNow(a.Created)
+	devCreated := orNow(d.Created)
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRow(`SELECT 1 FROM accounts WHERE username = ?`, a.Username).Scan(&one)
+		switch {
+		case err == nil:
+			return fmt.Errorf("sqlite: create account: %w", store.ErrUsernameTaken)
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("sqlite: create account: %v", err)
+		}
+		if inviteHash != nil {
+			res, err := tx.Exec(`DELETE FROM invites WHERE code_hash = ? AND expires > ?`, inviteHash, toMS(created))
+			if err != nil {
+				return fmt.Errorf("sqlite: create account: %v", err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("sqlite: create account: %v", err)
+			} else if n == 0 {
+				return fmt.Errorf("sqlite: create account: %w", store.ErrInvalidInvite)
+			}
+		}
+		if _, err := tx.Exec(`INSERT INTO accounts (id, username, identity_key, created, next_device_id) VALUES (?, ?, ?, ?, ?)`,
+			a.ID, a.Username, blob(a.IdentityKey), toMS(created), int64(d.ID)+1); err != nil {
+			return fmt.Errorf("sqlite: create account: %v", err)
+		}
+		if _, err := tx.Exec(`INSERT INTO devices (account_id, id, registration_id, credential_hash, created) VALUES (?, ?, ?, ?, ?)`,
+			a.ID, d.ID, d.RegistrationID, blob(d.CredentialHash), toMS(devCreated)); err != nil {
+			return fmt.Errorf("sqlite: create account: %v", err)
+		}
+		if err := storeKeys(tx, a.ID, d.ID, k); err != nil {
+			return fmt.Errorf("sqlite: create account: %v", err)
+		}
+		return nil
+	})
+	return err
+}
+
+// AccountByUsername implements store.Accounts.
+func (s *Store) AccountByUsername(ctx context.Context, username string) (*store.Account, error) {
+	return s.account(ctx, `SELECT id, username, identity_key, created FROM accounts WHERE username = ?`, username)
+}
+
+// AccountByID implements store.Accounts.
+func (s *Store) AccountByID(ctx context.Context, id string) (*store.Account, error) {
+	return s.account(ctx, `SELECT id, username, identity_key, created FROM accounts WHERE id = ?`, id)
+}
+
+func (s *Store) account(ctx context.Context, query, arg string) (*store.Account, error) {
+	var a store.Account
+	var created int64
+	err := s.read(func(db *sql.DB) error {
+		return db.QueryRowContext(ctx, query, arg).Scan(&a.ID, &a.Username, &a.IdentityKey, &created)
+	})
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("sqlite: account: %w", store.ErrNotFound)
+	case errors.Is(err, store.ErrClosed):
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("sqlite: account: %v", err)
+	}
+	a.Created = fromMS(created)
+	return &a, nil
+}
+
+// Device implements store.Accounts.
+func (s *Store) Device(ctx context.Context, accountID string, deviceID uint32) (*store.Device, error) {
+	d := store.Device{AccountID: accountID, ID: deviceID}
+	var created int64
+	err := s.read(func(db *sql.DB) error {
+		return db.QueryRowContext(ctx, `SELECT registration_id, credential_hash, created FROM devices WHERE account_id = ? AND id = ?`,
+			accountID, deviceID).Scan(&d.RegistrationID, &d.CredentialHash, &created)
+	})
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("sqlite: device: %w", store.ErrNotFound)
+	case errors.Is(err, store.ErrClosed):
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("sqlite: device: %v", err)
+	}
+	d.Created = fromMS(created)
+	return &d, nil
+}
+
+// Devices implements store.Accounts.
+func (s *Store) Devices(ctx context.Context, accountID string) ([]store.Device, error) {
+	var ds []store.Device
+	err := s.read(func(db *sql.DB) error {
+		rows, err := db.QueryContext(ctx, `SELECT id, registration_id, credential_hash, created FROM devices WHERE account_id = ? ORDER BY id`, accountID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			d := store.Device{AccountID: accountID}
+			var created int64
+			if err := rows.Scan(&d.ID, &d.RegistrationID, &d.CredentialHash, &created); err != nil {
+				return err
+			}
+			d.Created = fromMS(created)
+			ds = append(ds, d)
+		}
+		return rows.Err()
+	})
+	switch {
+	case errors.Is(err, store.ErrClosed):
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("sqlite: devices: %v", err)
+	}
+	return ds, nil
+}
+
+// RemoveDevice implements store.Accounts. The device's keys and queue go
+// with it (foreign keys, ON DELETE CASCADE); the account's next_device_id is
+// left as it is, so the id is never reused.
+func (s *Store) RemoveDevice(ctx context.Context, accountID string, deviceID uint32) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.Exec(`DELETE FROM devices WHERE account_id = ? AND id = ?`, accountID, deviceID)
+		if err != nil {
+			return fmt.Errorf("sqlite: remove device: %v", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("sqlite: remove device: %v", err)
+		}
+		if n == 0 {
+			return fmt.Errorf("sqlite: remove device: %w", store.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// CreateInvite implements store.Accounts. A zero Created is set to the
+// current time.
+func (s *Store) CreateInvite(ctx context.Context, inv *store.Invite) error {
+	if inv == nil || len(inv.CodeHash) == 0 {
+		return errors.New("sqlite: create invite: no code hash")
+	}
+	created := orNow(inv.Created)
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.Exec(`INSERT INTO invites (code_hash, created, expires) VALUES (?, ?, ?)`,
+			inv.CodeHash, toMS(created), toMS(inv.Expires)); err != nil {
+			return fmt.Errorf("sqlite: create invite: %v", err)
+		}
+		return nil
+	})
+}

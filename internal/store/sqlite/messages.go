@@ -1,0 +1,222 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/doorless/doorless/internal/store"
+)
+
+// sendKeyLabel separates send-id hashes from any other SHA-256 use.
+const sendKeyLabel = "doorless send id v1"
+
+// sendKey is the key send_ids stores for a send: SHA-256 over the source
+// account, the source device and the send id (each length-prefixed). The
+// table so records no recipient, and no sender in the clear.
+func sendKey(s *store.Send) []byte {
+	h := sha256.New()
+	var n [4]byte
+	for _, f := range []string{sendKeyLabel, s.SourceAccount, s.SendID} {
+		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
+		h.Write(n[:])
+		h.Write([]byte(f))
+	}
+	binary.BigEndian.PutUint32(n[:], s.SourceDevice)
+	h.Write(n[:])
+	return h.Sum(nil)
+}
+
+type deviceKey struct {
+	account string
+	device  uint32
+}
+
+// Enqueue implements store.Messages. It fills in each envelope's Seq and,
+// when empty, its ID (a new UUID) and ServerTimestamp (the current time).
+// The send id is recorded at the latest ServerTimestamp of the envelopes
+// (the current time for a send without envelopes), and Expire forgets it
+// from that time on.
+func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) error {
+	if send == nil {
+		return errors.New("sqlite: enqueue: nil send")
+	}
+	envs := send.Envelopes
+	ids := make([]string, len(envs))
+	stamps := make([]time.Time, len(envs))
+	var recorded time.Time
+	now := time.Now()
+	for i := range envs {
+		ids[i] = envs[i].ID
+		if ids[i] == "" {
+			ids[i] = newUUID()
+		}
+		stamps[i] = envs[i].ServerTimestamp
+		if stamps[i].IsZero() {
+			stamps[i] = now
+		}
+		if stamps[i].After(recorded) {
+			recorded = stamps[i]
+		}
+	}
+	if recorded.IsZero() {
+		recorded = now
+	}
+	key := sendKey(send)
+	seqs := make([]int64, len(envs))
+
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRow(`SELECT 1 FROM send_ids WHERE key = ?`, key).Scan(&one)
+		switch {
+		case err == nil:
+			return fmt.Errorf("sqlite: enqueue: %w", store.ErrDuplicate)
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("sqlite: enqueue: %v", err)
+		}
+		// Check every recipient device before writing anything.
+		adding := make(map[deviceKey]int, len(envs))
+		for i := range envs {
+			dk := deviceKey{envs[i].AccountID, envs[i].DeviceID}
+			adding[dk]++
+		}
+		for dk, n := range adding {
+			var queued int
+			err := tx.QueryRow(`SELECT (SELECT COUNT(*) FROM envelopes WHERE account_id = ?1 AND device_id = ?2)
+				FROM devices WHERE account_id = ?1 AND id = ?2`, dk.account, dk.device).Scan(&queued)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("sqlite: enqueue: %w", store.ErrNotFound)
+			case err != nil:
+				return fmt.Errorf("sqlite: enqueue: %v", err)
+			}
+			if queued+n > maxQueue {
+				return fmt.Errorf("sqlite: enqueue: %w", store.ErrQueueFull)
+			}
+		}
+		if _, err := tx.Exec(`INSERT INTO send_ids (key, created) VALUES (?, ?)`, key, toMS(recorded)); err != nil {
+			return fmt.Errorf("sqlite: enqueue: %v", err)
+		}
+		for i := range envs {
+			e := &envs[i]
+			if err := tx.QueryRow(`INSERT INTO envelopes (id, account_id, device_id, type, source_account, source_device,
+				client_timestamp, server_timestamp, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
+				ids[i], e.AccountID, e.DeviceID, e.Type, e.SourceAccount, e.SourceDevice,
+				toMS(e.ClientTimestamp), toMS(stamps[i]), blob(e.Content)).Scan(&seqs[i]); err != nil {
+				return fmt.Errorf("sqlite: enqueue: %v", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := range envs {
+		envs[i].Seq = seqs[i]
+		envs[i].ID = ids[i]
+		envs[i].ServerTimestamp = stamps[i]
+	}
+	return nil
+}
+
+// Queue implements store.Messages. A device that does not exist has an
+// empty queue.
+func (s *Store) Queue(ctx context.Context, accountID string, deviceID uint32, after int64, limit int) ([]store.Envelope, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	var envs []store.Envelope
+	err := s.read(func(db *sql.DB) error {
+		rows, err := db.QueryContext(ctx, `SELECT seq, id, type, source_account, source_device, client_timestamp, server_timestamp, content
+			FROM envelopes WHERE account_id = ? AND device_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+			accountID, deviceID, after, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			e := store.Envelope{AccountID: accountID, DeviceID: deviceID}
+			var client, server int64
+			if err := rows.Scan(&e.Seq, &e.ID, &e.Type, &e.SourceAccount, &e.SourceDevice, &client, &server, &e.Content); err != nil {
+				return err
+			}
+			e.ClientTimestamp = fromMS(client)
+			e.ServerTimestamp = fromMS(server)
+			envs = append(envs, e)
+		}
+		return rows.Err()
+	})
+	switch {
+	case errors.Is(err, store.ErrClosed):
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("sqlite: queue: %v", err)
+	}
+	return envs, nil
+}
+
+// Ack implements store.Messages.
+func (s *Store) Ack(ctx context.Context, accountID string, deviceID uint32, envelopeID string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.Exec(`DELETE FROM envelopes WHERE id = ? AND account_id = ? AND device_id = ?`, envelopeID, accountID, deviceID)
+		if err != nil {
+			return fmt.Errorf("sqlite: ack: %v", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("sqlite: ack: %v", err)
+		}
+		if n == 0 {
+			return fmt.Errorf("sqlite: ack: %w", store.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// QueueLen implements store.Messages. A device that does not exist has an
+// empty queue.
+func (s *Store) QueueLen(ctx context.Context, accountID string, deviceID uint32) (int, error) {
+	var n int
+	err := s.read(func(db *sql.DB) error {
+		return db.QueryRowContext(ctx, `SELECT COUNT(*) FROM envelopes WHERE account_id = ? AND device_id = ?`,
+			accountID, deviceID).Scan(&n)
+	})
+	switch {
+	case errors.Is(err, store.ErrClosed):
+		return 0, err
+	case err != nil:
+		return 0, fmt.Errorf("sqlite: queue length: %v", err)
+	}
+	return n, nil
+}
+
+// Expire implements store.Messages. It also deletes the invites that expired
+// before cutoff, which no one can use any more.
+func (s *Store) Expire(ctx context.Context, cutoff time.Time) (int, error) {
+	var n int64
+	c := toMS(cutoff)
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.Exec(`DELETE FROM envelopes WHERE server_timestamp < ?`, c)
+		if err != nil {
+			return fmt.Errorf("sqlite: expire: %v", err)
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return fmt.Errorf("sqlite: expire: %v", err)
+		}
+		if _, err := tx.Exec(`DELETE FROM send_ids WHERE created < ?`, c); err != nil {
+			return fmt.Errorf("sqlite: expire: %v", err)
+		}
+		if _, err := tx.Exec(`DELETE FROM invites WHERE expires < ?`, c); err != nil {
+			return fmt.Errorf("sqlite: expire: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return int(n), nil
+}

@@ -1,0 +1,150 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations[i] takes the schema from version i to version i+1. Append only:
+// a released migration is never edited. docs/data-inventory.md lists every
+// table and column (TestDataInventoryCoversSchema keeps it true).
+//
+// Times are Unix milliseconds. Account and device ids, usernames and keys
+// are as the server hands them over; the store does not interpret them.
+var migrations = []string{
+	// 1: everything.
+	`
+CREATE TABLE accounts (
+	id             TEXT    NOT NULL PRIMARY KEY,
+	username       TEXT    NOT NULL UNIQUE,
+	identity_key   BLOB    NOT NULL,
+	created        INTEGER NOT NULL,
+	-- The id the account's next device gets. It only grows, so that the id
+	-- of a removed device is never given to another device.
+	next_device_id INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE devices (
+	account_id      TEXT    NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+	id              INTEGER NOT NULL,
+	registration_id INTEGER NOT NULL,
+	credential_hash BLOB    NOT NULL,
+	created         INTEGER NOT NULL,
+	PRIMARY KEY (account_id, id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE signed_prekeys (
+	account_id TEXT    NOT NULL,
+	device_id  INTEGER NOT NULL,
+	key_id     INTEGER NOT NULL,
+	public_key BLOB    NOT NULL,
+	signature  BLOB    NOT NULL,
+	PRIMARY KEY (account_id, device_id),
+	FOREIGN KEY (account_id, device_id) REFERENCES devices (account_id, id) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE last_resort_kyber_prekeys (
+	account_id TEXT    NOT NULL,
+	device_id  INTEGER NOT NULL,
+	key_id     INTEGER NOT NULL,
+	public_key BLOB    NOT NULL,
+	signature  BLOB    NOT NULL,
+	PRIMARY KEY (account_id, device_id),
+	FOREIGN KEY (account_id, device_id) REFERENCES devices (account_id, id) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE prekeys (
+	account_id TEXT    NOT NULL,
+	device_id  INTEGER NOT NULL,
+	key_id     INTEGER NOT NULL,
+	public_key BLOB    NOT NULL,
+	PRIMARY KEY (account_id, device_id, key_id),
+	FOREIGN KEY (account_id, device_id) REFERENCES devices (account_id, id) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE kyber_prekeys (
+	account_id TEXT    NOT NULL,
+	device_id  INTEGER NOT NULL,
+	key_id     INTEGER NOT NULL,
+	public_key BLOB    NOT NULL,
+	signature  BLOB    NOT NULL,
+	PRIMARY KEY (account_id, device_id, key_id),
+	FOREIGN KEY (account_id, device_id) REFERENCES devices (account_id, id) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+
+-- seq is AUTOINCREMENT so that a seq is never reused, even after the
+-- envelope holding the largest one is deleted: a device paging with
+-- "after" never skips a new envelope.
+CREATE TABLE envelopes (
+	seq              INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+	id               TEXT    NOT NULL UNIQUE,
+	account_id       TEXT    NOT NULL,
+	device_id        INTEGER NOT NULL,
+	type             INTEGER NOT NULL,
+	source_account   TEXT    NOT NULL,
+	source_device    INTEGER NOT NULL,
+	client_timestamp INTEGER NOT NULL,
+	server_timestamp INTEGER NOT NULL,
+	content          BLOB    NOT NULL,
+	FOREIGN KEY (account_id, device_id) REFERENCES devices (account_id, id) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX envelopes_by_device ON envelopes (account_id, device_id, seq);
+CREATE INDEX envelopes_by_time ON envelopes (server_timestamp);
+
+-- A send id is kept as a hash of (source account, source device, send id):
+-- enough to refuse a replay, and it records neither the recipient nor, to
+-- someone who does not know the send id, the sender.
+CREATE TABLE send_ids (
+	key     BLOB    NOT NULL PRIMARY KEY,
+	created INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX send_ids_by_time ON send_ids (created);
+
+-- An invite is deleted when it is used.
+CREATE TABLE invites (
+	code_hash BLOB    NOT NULL PRIMARY KEY,
+	created   INTEGER NOT NULL,
+	expires   INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+`,
+}
+
+// migrate brings the database's schema to len(migrations), in one
+// transaction.
+func migrate(db *sql.DB) error {
+	ctx := context.Background()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: migrate: %v", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL) STRICT`); err != nil {
+		return fmt.Errorf("sqlite: migrate: %v", err)
+	}
+	var v int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+		return fmt.Errorf("sqlite: migrate: %v", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("sqlite: database schema version %d is newer than this program's (%d)", v, len(migrations))
+	}
+	if v == len(migrations) {
+		return nil
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("sqlite: migration %d: %v", i+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM schema_version`); err != nil {
+		return fmt.Errorf("sqlite: migrate: %v", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (?)`, len(migrations)); err != nil {
+		return fmt.Errorf("sqlite: migrate: %v", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: migrate: %v", err)
+	}
+	return nil
+}

@@ -1,0 +1,293 @@
+// Package sqlite is doorlessd's embedded storage backend: a store.Store kept
+// in one SQLite database file (through modernc.org/sqlite, pure Go), for a
+// server that runs on one machine with nothing else to install.
+//
+// The database runs in WAL mode with synchronous=FULL: a write that has
+// returned survives a crash or a power cut. Its schema is versioned (table
+// schema_version) and migrated forward by Open.
+//
+// Concurrency: a *Store is safe for concurrent use. SQLite admits one writer
+// at a time, so every write runs on one writer goroutine that owns the only
+// writing connection. Writes that arrive while a transaction is committing
+// are collected and run together in the next transaction, each inside its
+// own savepoint so that a write that fails (a duplicate send id, a full
+// queue) fails alone, and the whole batch is committed with one fsync: group
+// commit. A write returns only after the transaction holding it is durable.
+// Reads run on a small pool of read-only connections and see every write that
+// has returned. Close waits for queued writes to commit; after it every
+// method returns store.ErrClosed.
+//
+// The zero Store is not usable; call Open.
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/doorless/doorless/internal/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+const (
+	// busyTimeout is how long a connection waits for a lock another process
+	// holds (a backup tool, say) before failing with SQLITE_BUSY.
+	busyTimeout = 10 * time.Second
+	// maxBatch bounds the writes committed in one transaction.
+	maxBatch = 256
+	// readConns bounds the read-only connections.
+	readConns = 4
+)
+
+var errClosed = fmt.Errorf("sqlite: %w", store.ErrClosed)
+
+// Store is a store.Store on one SQLite database file.
+type Store struct {
+	rdb *sql.DB // read-only pool
+	wdb *sql.DB // the one writing connection, used only by the writer goroutine
+
+	mu     sync.RWMutex // held (shared) by every call in flight; Close takes it exclusively
+	closed bool
+
+	ops  chan *op      // writes waiting for the writer goroutine
+	done chan struct{} // closed when the writer goroutine has exited
+}
+
+// op is one write: fn runs inside a savepoint of the batch's transaction.
+type op struct {
+	ctx  context.Context
+	fn   func(tx *sql.Tx) error
+	err  error
+	done chan struct{}
+}
+
+// Open opens the database file at path, creating it (mode 0600) when it does
+// not exist, and migrates its schema to the current version.
+func Open(path string) (*Store, error) {
+	if path == "" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") {
+		return nil, errors.New("sqlite: database path must be a plain file name")
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	f.Close()
+
+	ms := busyTimeout.Milliseconds()
+	wdb, err := sql.Open("sqlite", fmt.Sprintf("%s?_txlock=immediate"+
+		"&_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"+
+		"&_pragma=foreign_keys(1)", path, ms))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %v", err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	if err := migrate(wdb); err != nil {
+		wdb.Close()
+		return nil, err
+	}
+
+	n := min(readConns, max(2, runtime.GOMAXPROCS(0)))
+	rdb, err := sql.Open("sqlite", fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=query_only(1)", path, ms))
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlite: %v", err)
+	}
+	rdb.SetMaxOpenConns(n)
+	rdb.SetMaxIdleConns(n)
+	rdb.SetConnMaxLifetime(0)
+	rdb.SetConnMaxIdleTime(0)
+	if err := rdb.Ping(); err != nil {
+		rdb.Close()
+		wdb.Close()
+		return nil, fmt.Errorf("sqlite: %v", err)
+	}
+
+	s := &Store{
+		rdb:  rdb,
+		wdb:  wdb,
+		ops:  make(chan *op, maxBatch),
+		done: make(chan struct{}),
+	}
+	go s.writer()
+	return s, nil
+}
+
+// Close commits the writes already queued, then closes the database. Calls
+// after Close (Close included) return store.ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errClosed
+	}
+	s.closed = true
+	close(s.ops)
+	s.mu.Unlock()
+
+	<-s.done
+	rerr := s.rdb.Close()
+	werr := s.wdb.Close()
+	if err := errors.Join(werr, rerr); err != nil {
+		return fmt.Errorf("sqlite: close: %v", err)
+	}
+	return nil
+}
+
+// write runs fn on the writer goroutine, inside the next batch's transaction,
+// and returns after that transaction has committed (or failed). fn must not
+// touch the caller's state: its effects reach the caller only when write
+// returns nil.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o := &op{ctx: ctx, fn: fn, done: make(chan struct{})}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return errClosed
+	}
+	select {
+	case s.ops <- o:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	s.mu.RUnlock()
+	// Once queued, the op runs unless its context ends before the writer
+	// reaches it; either way the writer finishes it promptly, so the wait
+	// is bounded by one batch and the outcome is never ambiguous.
+	<-o.done
+	return o.err
+}
+
+// read runs fn with the read pool, unless the store is closed.
+func (s *Store) read(fn func(db *sql.DB) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return errClosed
+	}
+	return fn(s.rdb)
+}
+
+// writer is the writer goroutine: it takes what is queued, commits it as one
+// batch, and repeats until Close closes s.ops and the queue is drained.
+func (s *Store) writer() {
+	defer close(s.done)
+	batch := make([]*op, 0, maxBatch)
+	for o := range s.ops {
+		batch = append(batch[:0], o)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case o, ok := <-s.ops:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		s.commit(batch)
+		for i := range batch {
+			batch[i] = nil
+		}
+	}
+}
+
+// commit runs a batch of writes in one transaction, each in a savepoint, and
+// commits it. Every op of the batch is finished (done closed) on return.
+func (s *Store) commit(batch []*op) {
+	defer func() {
+		for _, o := range batch {
+			close(o.done)
+		}
+	}()
+	failAll := func(err error) {
+		for _, o := range batch {
+			if o.err == nil {
+				o.err = err
+			}
+		}
+	}
+	ctx := context.Background() // the batch is not any one caller's
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		failAll(fmt.Errorf("sqlite: begin: %v", err))
+		return
+	}
+	for _, o := range batch {
+		if err := o.ctx.Err(); err != nil {
+			o.err = err
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT op"); err != nil {
+			tx.Rollback()
+			failAll(fmt.Errorf("sqlite: savepoint: %v", err))
+			return
+		}
+		if o.err = o.fn(tx); o.err != nil {
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO op"); err != nil {
+				tx.Rollback()
+				failAll(fmt.Errorf("sqlite: rollback to savepoint: %v", err))
+				return
+			}
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE op"); err != nil {
+			tx.Rollback()
+			failAll(fmt.Errorf("sqlite: release savepoint: %v", err))
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		failAll(fmt.Errorf("sqlite: commit: %v", err))
+	}
+}
+
+// Times are stored as Unix milliseconds, the precision of the HTTP API.
+
+func toMS(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMS(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// orNow returns t, or the current time when t is zero.
+func orNow(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
+}
+
+// blob returns b, or an empty non-nil slice, for NOT NULL blob columns.
+func blob(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// newUUID returns a random version-4 UUID in lower-case hyphenated form.
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
