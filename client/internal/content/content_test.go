@@ -1,0 +1,133 @@
+package content
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+func seeds() []*Content {
+	return []*Content{
+		{Timestamp: 0},
+		{Timestamp: 1700000000123, Body: "hello"},
+		{Timestamp: 1, Body: "ünïcödé ✓"},
+		{Timestamp: 1<<63 - 1, Body: strings.Repeat("x", 150)},
+		{Timestamp: 42, Body: strings.Repeat("y", 160)},
+		{Timestamp: 42, Body: strings.Repeat("z", MaxBody)},
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, c := range seeds() {
+		b, err := Encode(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b)%PadBlock != 0 {
+			t.Fatalf("padded length %d", len(b))
+		}
+		got, err := Parse(b)
+		if err != nil {
+			t.Fatalf("Parse: %v", err)
+		}
+		if *got != *c {
+			t.Fatalf("got %+v, want %+v", got.Timestamp, c.Timestamp)
+		}
+	}
+}
+
+func TestEncodeRefuses(t *testing.T) {
+	for _, c := range []*Content{
+		{Timestamp: -1},
+		{Timestamp: 1, Body: "\xff"},
+		{Timestamp: 1, Body: strings.Repeat("a", MaxBody+1)},
+	} {
+		if _, err := Encode(c); err == nil {
+			t.Errorf("Encode accepted %q...", c.Body[:min(len(c.Body), 8)])
+		}
+	}
+}
+
+func TestPadding(t *testing.T) {
+	for n := range 400 {
+		b := bytes.Repeat([]byte{1}, n)
+		p := Pad(b)
+		if len(p)%PadBlock != 0 || len(p) <= n || len(p)-n > PadBlock {
+			t.Fatalf("Pad(%d) = %d bytes", n, len(p))
+		}
+		u, err := Unpad(p)
+		if err != nil || !bytes.Equal(u, b) {
+			t.Fatalf("Unpad(Pad(%d)) = %d, %v", n, len(u), err)
+		}
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	valid := marshal(&Content{Timestamp: 5, Body: "hi"})
+	tag := func(b []byte, num protowire.Number, typ protowire.Type) []byte { return protowire.AppendTag(b, num, typ) }
+	v1 := protowire.AppendVarint(tag(nil, fieldVersion, protowire.VarintType), 1)
+	ts := protowire.AppendVarint(tag(nil, fieldTimestamp, protowire.VarintType), 5)
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	cases := map[string][]byte{
+		"empty":          nil,
+		"no version":     ts,
+		"no timestamp":   v1,
+		"version 2":      cat(protowire.AppendVarint(tag(nil, fieldVersion, protowire.VarintType), 2), ts),
+		"out of order":   cat(ts, v1),
+		"repeated":       cat(v1, ts, ts),
+		"unknown field":  cat(v1, ts, protowire.AppendVarint(tag(nil, 9, protowire.VarintType), 1)),
+		"wrong type":     cat(v1, protowire.AppendBytes(tag(nil, fieldTimestamp, protowire.BytesType), []byte{1})),
+		"long varint":    cat(v1, tag(nil, fieldTimestamp, protowire.VarintType), []byte{0x85, 0x00}),
+		"empty body":     cat(v1, ts, protowire.AppendBytes(tag(nil, fieldBody, protowire.BytesType), nil)),
+		"bad utf-8":      cat(v1, ts, protowire.AppendBytes(tag(nil, fieldBody, protowire.BytesType), []byte{0xff})),
+		"truncated body": cat(v1, ts, tag(nil, fieldBody, protowire.BytesType), []byte{5, 'a'}),
+		"huge timestamp": cat(v1, protowire.AppendVarint(tag(nil, fieldTimestamp, protowire.VarintType), 1<<63)),
+	}
+	for name, b := range cases {
+		if _, err := Parse(Pad(b)); !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnsupportedVersion) {
+			t.Errorf("%s: Parse = %v", name, err)
+		}
+	}
+	if _, err := Parse(valid); err == nil {
+		t.Error("Parse accepted unpadded content")
+	}
+	p := Pad(valid)
+	p[len(p)-1] = 1
+	if _, err := Parse(p); err == nil {
+		t.Error("Parse accepted a non-zero padding byte")
+	}
+	if _, err := Parse(append(Pad(valid), make([]byte, PadBlock)...)); err == nil {
+		t.Error("Parse accepted more than a block of padding")
+	}
+	if _, err := Parse(Pad(valid)[:PadBlock-1]); err == nil {
+		t.Error("Parse accepted a length that is not a multiple of the block")
+	}
+}
+
+func FuzzParseContent(f *testing.F) {
+	for _, c := range seeds() {
+		b, err := Encode(c)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add(Pad(nil))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse(b)
+		if err != nil {
+			return
+		}
+		// Parse is strict: what it accepts is exactly what Encode makes.
+		again, err := Encode(c)
+		if err != nil {
+			t.Fatalf("Encode of parsed content: %v", err)
+		}
+		if !bytes.Equal(again, b) {
+			t.Fatalf("re-encoding differs:\n%x\n%x", b, again)
+		}
+	})
+}
