@@ -67,7 +67,9 @@ func TestPadding(t *testing.T) {
 
 func TestParseRefuses(t *testing.T) {
 	valid := marshal(&Content{Timestamp: 5, Body: "hi"})
-	tag := func(b []byte, num protowire.Number, typ protowire.Type) []byte { return protowire.AppendTag(b, num, typ) }
+	tag := func(b []byte, num protowire.Number, typ protowire.Type) []byte {
+		return protowire.AppendTag(b, num, typ)
+	}
 	v1 := protowire.AppendVarint(tag(nil, fieldVersion, protowire.VarintType), 1)
 	ts := protowire.AppendVarint(tag(nil, fieldTimestamp, protowire.VarintType), 5)
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
