@@ -168,3 +168,49 @@ func (s *Store) CreateInvite(ctx context.Context, inv *store.Invite) error {
 		return nil
 	})
 }
+
+// AddDevice adds a device (and its keys) to the account d.AccountID, giving
+// it the account's next device id, which it writes to d.ID. Device ids are
+// handed out in increasing order and never reused, also after RemoveDevice;
+// store.ErrTooManyDevices when the next id would exceed maxDeviceID (the
+// server passes api.MaxDevicesPerAccount), store.ErrNotFound for no account.
+// A zero d.Created is set to the current time in the store (not in d).
+//
+// AddDevice is not (yet) part of store.Store; storetest.DeviceAdder names it.
+func (s *Store) AddDevice(ctx context.Context, d *store.Device, k *store.KeyUpload, maxDeviceID uint32) error {
+	if d == nil {
+		return errors.New("sqlite: add device: nil device")
+	}
+	created := orNow(d.Created)
+	var id uint32
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var next int64
+		err := tx.QueryRow(`SELECT next_device_id FROM accounts WHERE id = ?`, d.AccountID).Scan(&next)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("sqlite: add device: %w", store.ErrNotFound)
+		case err != nil:
+			return fmt.Errorf("sqlite: add device: %v", err)
+		}
+		if next > int64(maxDeviceID) {
+			return fmt.Errorf("sqlite: add device: %w", store.ErrTooManyDevices)
+		}
+		if _, err := tx.Exec(`UPDATE accounts SET next_device_id = ? WHERE id = ?`, next+1, d.AccountID); err != nil {
+			return fmt.Errorf("sqlite: add device: %v", err)
+		}
+		if _, err := tx.Exec(`INSERT INTO devices (account_id, id, registration_id, credential_hash, created) VALUES (?, ?, ?, ?, ?)`,
+			d.AccountID, next, d.RegistrationID, blob(d.CredentialHash), toMS(created)); err != nil {
+			return fmt.Errorf("sqlite: add device: %v", err)
+		}
+		if err := storeKeys(tx, d.AccountID, uint32(next), k); err != nil {
+			return fmt.Errorf("sqlite: add device: %v", err)
+		}
+		id = uint32(next)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	d.ID = id
+	return nil
+}
