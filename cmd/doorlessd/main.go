@@ -1,0 +1,196 @@
+// Command doorlessd is the Doorless server: the HTTP and WebSocket API of
+// internal/server over a SQLite store in a data directory.
+//
+//	doorlessd [--listen ADDR] [--data DIR] [--registration open|invite|closed] ...
+//	doorlessd invite [--data DIR] [--count N] [--expires 168h]
+//
+// Once listening it prints "doorlessd listening on http://ADDR" (https with
+// TLS) on standard output. SIGINT or SIGTERM drain it gracefully.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/server"
+	"github.com/doorless/doorless/internal/store/sqlite"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// shutdownTimeout bounds the graceful drain after a signal.
+const shutdownTimeout = 20 * time.Second
+
+func main() {
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "invite" {
+		os.Exit(invite(args[1:]))
+	}
+	os.Exit(serve(args))
+}
+
+func openStore(dir string) (*sqlite.Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return sqlite.Open(filepath.Join(dir, "doorless.db"))
+}
+
+func serve(args []string) int {
+	fs := flag.NewFlagSet("doorlessd", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8080", "`address` to listen on")
+	data := fs.String("data", "./doorless-data", "data `directory` (created 0700)")
+	certFile := fs.String("tls-cert", "", "TLS certificate `file` (PEM); with --tls-key, serve HTTPS")
+	keyFile := fs.String("tls-key", "", "TLS private key `file` (PEM)")
+	registration := fs.String("registration", api.RegistrationOpen, "registration `policy`: open, invite or closed")
+	maxEnvelope := fs.Int("max-envelope", server.DefaultMaxEnvelope, "largest envelope content per device, in `bytes`")
+	maxQueue := fs.Int("max-queue", server.DefaultMaxQueue, "most envelopes queued per device")
+	messageTTL := fs.Duration("message-ttl", server.DefaultMessageTTL, "how long undelivered envelopes are kept")
+	logFormat := fs.String("log-format", "text", "log `format` on standard error: text or json")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "doorlessd: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	var h slog.Handler
+	switch *logFormat {
+	case "text":
+		h = slog.NewTextHandler(os.Stderr, nil)
+	case "json":
+		h = slog.NewJSONHandler(os.Stderr, nil)
+	default:
+		fmt.Fprintf(os.Stderr, "doorlessd: --log-format must be text or json\n")
+		return 2
+	}
+	log := slog.New(h)
+	if (*certFile == "") != (*keyFile == "") {
+		fmt.Fprintln(os.Stderr, "doorlessd: --tls-cert and --tls-key go together")
+		return 2
+	}
+	fail := func(err error) int {
+		log.Error("doorlessd: " + err.Error())
+		return 1
+	}
+
+	st, err := openStore(*data)
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("doorlessd: close store", "err", err)
+		}
+	}()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := server.New(server.Config{
+		Store:        st,
+		Registration: *registration,
+		MaxEnvelope:  *maxEnvelope,
+		MaxQueue:     *maxQueue,
+		MessageTTL:   *messageTTL,
+		Logger:       log,
+		Registerer:   reg,
+	})
+	if err != nil {
+		return fail(err)
+	}
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fail(err)
+	}
+	scheme := "http"
+	if *certFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			ln.Close()
+			return fail(err)
+		}
+		// HTTP/1.1 only: the delivery WebSocket upgrades an HTTP/1.1
+		// connection.
+		ln = tls.NewListener(ln, &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			MinVersion:   tls.VersionTLS12,
+			NextProtos:   []string{"http/1.1"},
+		})
+		scheme = "https"
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	runCtx, stopRun := context.WithCancel(context.Background())
+	runDone := make(chan struct{})
+	go func() {
+		defer close(runDone)
+		srv.Run(runCtx)
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	fmt.Printf("doorlessd listening on %s://%s\n", scheme, ln.Addr())
+	log.Info("doorlessd started", "addr", ln.Addr().String(), "registration", *registration)
+
+	code := 0
+	select {
+	case err := <-serveErr:
+		log.Error("doorlessd: serve", "err", err)
+		code = 1
+	case <-ctx.Done():
+		log.Info("doorlessd draining")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("doorlessd: shutdown", "err", err)
+	}
+	stopRun()
+	<-runDone
+	log.Info("doorlessd stopped")
+	return code
+}
+
+func invite(args []string) int {
+	fs := flag.NewFlagSet("doorlessd invite", flag.ContinueOnError)
+	data := fs.String("data", "./doorless-data", "data `directory`")
+	count := fs.Int("count", 1, "how many invite codes to create")
+	expires := fs.Duration("expires", 7*24*time.Hour, "how long the codes stay valid")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 || *count < 1 || *expires <= 0 {
+		fmt.Fprintln(os.Stderr, "doorlessd invite: --count and --expires must be positive; no arguments")
+		return 2
+	}
+	st, err := openStore(*data)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "doorlessd invite: %v\n", err)
+		return 1
+	}
+	codes, err := server.CreateInvites(context.Background(), st, *count, *expires, time.Now())
+	if cerr := st.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "doorlessd invite: %v\n", err)
+		return 1
+	}
+	for _, c := range codes {
+		fmt.Println(c)
+	}
+	return 0
+}

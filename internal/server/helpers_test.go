@@ -1,0 +1,327 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/store/sqlite"
+	"github.com/doorless/doorless/protocol/keys"
+)
+
+// env is a server over a fresh SQLite store, behind httptest.
+type env struct {
+	t   *testing.T
+	st  *sqlite.Store
+	srv *Server
+	hs  *httptest.Server
+}
+
+func newEnv(t *testing.T, mod func(*Config)) *env {
+	t.Helper()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "doorless.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Store:       st,
+		IPRate:      RateLimit{Rate: -1},
+		AccountRate: RateLimit{Rate: -1},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		hs.Close()
+		st.Close()
+	})
+	return &env{t: t, st: st, srv: srv, hs: hs}
+}
+
+// keyMaterial makes the keys of one device. Kyber key generation is the
+// slow part, so a few keys are made once and shared by every test: the
+// server only checks their signatures, which differ per identity.
+type keyMaterial struct {
+	identity *keys.PrivateKey
+}
+
+var (
+	kemOnce sync.Once
+	kemKeys [][]byte // serialized KEM public keys
+)
+
+const kemPool = 8
+
+func kemKey(t testing.TB, i int) []byte {
+	kemOnce.Do(func() {
+		for range kemPool {
+			kp, err := keys.GenerateKEMKeyPair(keys.KEMKyber1024, rand.Reader)
+			if err != nil {
+				panic(err)
+			}
+			kemKeys = append(kemKeys, kp.Public.Bytes())
+		}
+	})
+	return kemKeys[i%kemPool]
+}
+
+func newIdentity(t testing.TB) *keys.PrivateKey {
+	t.Helper()
+	k, err := keys.GeneratePrivateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func sign(t testing.TB, id *keys.PrivateKey, msg []byte) []byte {
+	t.Helper()
+	sig, err := id.Sign(rand.Reader, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig
+}
+
+func signedPreKey(t testing.TB, id *keys.PrivateKey, n uint32) *api.SignedPreKey {
+	kp, err := keys.GenerateKeyPair(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := kp.Public.Bytes()
+	return &api.SignedPreKey{ID: n, PublicKey: pub, Signature: sign(t, id, pub)}
+}
+
+func kyberPreKey(t testing.TB, id *keys.PrivateKey, n uint32) api.KyberPreKey {
+	pub := kemKey(t, int(n))
+	return api.KyberPreKey{ID: n, PublicKey: pub, Signature: sign(t, id, pub)}
+}
+
+func preKeys(t testing.TB, first uint32, n int) []api.PreKey {
+	var out []api.PreKey
+	for i := range n {
+		kp, err := keys.GenerateKeyPair(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, api.PreKey{ID: first + uint32(i), PublicKey: kp.Public.Bytes()})
+	}
+	return out
+}
+
+func kyberPreKeys(t testing.TB, id *keys.PrivateKey, first uint32, n int) []api.KyberPreKey {
+	var out []api.KyberPreKey
+	for i := range n {
+		out = append(out, kyberPreKey(t, id, first+uint32(i)))
+	}
+	return out
+}
+
+// registerRequest is a valid registration with pre one-time prekeys and
+// kyber one-time kyber prekeys.
+func registerRequest(t testing.TB, name string, id *keys.PrivateKey, pre, kyber int) *api.RegisterRequest {
+	lr := kyberPreKey(t, id, 1000)
+	return &api.RegisterRequest{
+		Username:       name,
+		IdentityKey:    id.PublicKey().Bytes(),
+		RegistrationID: 42,
+		Keys: api.KeyUpload{
+			SignedPreKey:          signedPreKey(t, id, 1),
+			LastResortKyberPreKey: &lr,
+			PreKeys:               preKeys(t, 1, pre),
+			KyberPreKeys:          kyberPreKeys(t, id, 1, kyber),
+		},
+	}
+}
+
+// user is a registered device.
+type user struct {
+	name     string
+	id       string
+	device   uint32
+	regID    uint32
+	password string
+	identity *keys.PrivateKey
+}
+
+func (u *user) auth() string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(api.Login(u.id, u.device)+":"+u.password))
+}
+
+func (e *env) register(name string, pre, kyber int) *user {
+	e.t.Helper()
+	id := newIdentity(e.t)
+	req := registerRequest(e.t, name, id, pre, kyber)
+	var resp api.RegisterResponse
+	e.ok(e.do(nil, "POST", api.PathAccounts, req), &resp)
+	return &user{name: name, id: resp.AccountID, device: resp.DeviceID, regID: req.RegistrationID, password: resp.Password, identity: id}
+}
+
+// do sends a request as u (nil: unauthenticated) with body as JSON (a
+// []byte or string is sent as is).
+func (e *env) do(u *user, method, path string, body any) *http.Response {
+	e.t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		r = bytes.NewReader(b)
+	case string:
+		r = strings.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		r = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, e.hs.URL+path, r)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if u != nil {
+		req.Header.Set("Authorization", u.auth())
+	}
+	resp, err := e.hs.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp
+}
+
+// ok checks a 2xx answer and decodes its body into v (when not nil).
+func (e *env) ok(resp *http.Response, v any) {
+	e.t.Helper()
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		e.t.Fatalf("%s %s: %d %s", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode, b)
+	}
+	if v != nil {
+		if err := json.Unmarshal(b, v); err != nil {
+			e.t.Fatalf("%s %s: %v in %s", resp.Request.Method, resp.Request.URL.Path, err, b)
+		}
+	}
+}
+
+// fails checks an error answer and returns its body.
+func (e *env) fails(resp *http.Response, status int, code string) *api.Error {
+	e.t.Helper()
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		e.t.Fatalf("%s %s: status %d, want %d: %s", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode, status, b)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		e.t.Errorf("error content type %q", ct)
+	}
+	var eb api.ErrorBody
+	if err := json.Unmarshal(b, &eb); err != nil || eb.Error == nil {
+		e.t.Fatalf("error body %s: %v", b, err)
+	}
+	if eb.Error.Code != code {
+		e.t.Fatalf("%s %s: code %q, want %q (%s)", resp.Request.Method, resp.Request.URL.Path, eb.Error.Code, code, eb.Error.Message)
+	}
+	return eb.Error
+}
+
+// send sends content to every device in devs (device id → registration id).
+func (e *env) send(from *user, to string, id string, devs map[uint32]uint32, content string) *http.Response {
+	e.t.Helper()
+	req := api.SendRequest{ID: id, Timestamp: time.Now().UnixMilli()}
+	for d, reg := range devs {
+		req.Messages = append(req.Messages, api.OutgoingMessage{DeviceID: d, RegistrationID: reg, Type: api.EnvelopeWhisper, Content: []byte(content)})
+	}
+	return e.do(from, "PUT", "/v1/messages/"+to, req)
+}
+
+// sendOK sends content to the single device of to.
+func (e *env) sendOK(from, to *user, content string) {
+	e.t.Helper()
+	var resp api.SendResponse
+	e.ok(e.send(from, to.name, api.NewUUID(), map[uint32]uint32{to.device: to.regID}, content), &resp)
+	if resp.Delivered != 1 {
+		e.t.Fatalf("delivered %d", resp.Delivered)
+	}
+}
+
+// dial opens u's delivery WebSocket.
+func (e *env) dial(u *user) *websocket.Conn {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(e.hs.URL, "http")+api.PathWebSocket, &websocket.DialOptions{
+		HTTPClient: e.hs.Client(),
+		HTTPHeader: http.Header{"Authorization": {u.auth()}},
+	})
+	if err != nil {
+		e.t.Fatalf("dial: %v (%v)", err, resp)
+	}
+	c.SetReadLimit(int64(api.MaxFrameSize(DefaultMaxEnvelope)))
+	e.t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+// read reads one frame, within a generous timeout.
+func read(t testing.TB, c *websocket.Conn) *api.Frame {
+	t.Helper()
+	f, err := tryRead(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func tryRead(c *websocket.Conn) (*api.Frame, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return api.ParseFrame(b)
+}
+
+// readEnvelope reads frames up to the next envelope, and checks it came
+// from the expected source.
+func readType(t testing.TB, c *websocket.Conn, typ string) *api.Frame {
+	t.Helper()
+	f := read(t, c)
+	if f.Type != typ {
+		t.Fatalf("frame %+v, want type %s", f, typ)
+	}
+	return f
+}
+
+func ack(t testing.TB, c *websocket.Conn, id string) {
+	t.Helper()
+	b, _ := json.Marshal(api.Frame{Type: api.FrameAck, ID: id})
+	if err := c.Write(context.Background(), websocket.MessageText, b); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,70 @@
+package server
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the server's Prometheus metrics. Labels are route patterns,
+// status codes and fixed reasons: never a username, an id, a key or content.
+type metrics struct {
+	requests    *prometheus.CounterVec   // route, status
+	duration    *prometheus.HistogramVec // route
+	enqueued    prometheus.Counter
+	delivered   prometheus.Counter
+	acked       prometheus.Counter
+	expired     prometheus.Counter
+	websockets  prometheus.Gauge
+	wsClosed    *prometheus.CounterVec // reason
+	rateLimited *prometheus.CounterVec // scope: ip, account
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doorless_http_requests_total",
+			Help: "HTTP requests by route pattern and status code.",
+		}, []string{"route", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "doorless_http_request_duration_seconds",
+			Help:    "Time to answer an HTTP request (for the WebSocket: the connection's life), by route pattern.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}, []string{"route"}),
+		enqueued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "doorless_messages_enqueued_total",
+			Help: "Envelopes queued, one per recipient device.",
+		}),
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "doorless_messages_delivered_total",
+			Help: "Envelope frames written to WebSockets (redeliveries included).",
+		}),
+		acked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "doorless_messages_acked_total",
+			Help: "Envelopes acknowledged and deleted.",
+		}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "doorless_messages_expired_total",
+			Help: "Envelopes deleted undelivered after the message TTL.",
+		}),
+		websockets: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "doorless_websockets_open",
+			Help: "Delivery WebSockets open.",
+		}),
+		wsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doorless_websocket_closes_total",
+			Help: "Delivery WebSockets closed, by reason.",
+		}, []string{"reason"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doorless_rate_limited_total",
+			Help: "Requests refused by a rate limit, by scope (ip or account).",
+		}, []string{"scope"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.enqueued, m.delivered,
+		m.acked, m.expired, m.websockets, m.wsClosed, m.rateLimited} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("server: register metrics: %v", err)
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,315 @@
+// Package server is doorlessd's API: JSON over HTTP under /v1/ for accounts,
+// devices, prekeys and sending, and one authenticated WebSocket per device
+// for delivery. docs/api.md describes it for clients; internal/api holds the
+// bodies and frames both sides share.
+//
+// The server is an untrusted relay: it stores what the store package lists
+// (public keys, credential hashes, ciphertext queues) and nothing else, and
+// logs and counts without credentials, keys, message targets or bodies.
+//
+// A Server is safe for concurrent use. Use New, serve Handler (or call Serve),
+// run Run in the background for expiry and housekeeping, and end with
+// Shutdown.
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/broker"
+	"github.com/doorless/doorless/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults of Config.
+const (
+	// DefaultMaxEnvelope is the default, and the largest allowed, content
+	// size of one envelope: clients size their WebSocket read limit with
+	// api.MaxFrameSize(DefaultMaxEnvelope).
+	DefaultMaxEnvelope = 256 << 10
+	DefaultMaxBody     = 4 << 20
+	DefaultMaxQueue    = 10_000
+	DefaultMessageTTL  = 30 * 24 * time.Hour
+	// DefaultSweepInterval is how often Run deletes expired envelopes.
+	DefaultSweepInterval = 10 * time.Minute
+	// DefaultRateLimitEntries bounds each rate limiter's table.
+	DefaultRateLimitEntries = 100_000
+)
+
+// Default rate limits: generous for people, tight enough to stop a script
+// from draining prekeys or filling queues at line rate.
+var (
+	DefaultIPRate      = RateLimit{Rate: 20, Burst: 200}
+	DefaultAccountRate = RateLimit{Rate: 10, Burst: 100}
+)
+
+// maxKeysBody bounds the bodies that carry prekeys (registration and PUT
+// /v1/keys): 2×100 keys of at most ~2.3 KB of JSON each fit with room.
+const maxKeysBody = 1 << 20
+
+// RateLimit is a token bucket: Burst requests at once, refilled at Rate per
+// second. The zero value means the default; a negative Rate means no limit.
+type RateLimit struct {
+	Rate  float64
+	Burst int
+}
+
+// Config configures a Server. Only Store is required.
+type Config struct {
+	Store store.Store
+	// Broker carries delivery signals; nil means an in-process broker,
+	// right for a single node.
+	Broker broker.Broker
+	// Registration is api.RegistrationOpen (the default when empty),
+	// api.RegistrationInvite or api.RegistrationClosed.
+	Registration string
+	// MaxEnvelope bounds the content of one envelope (one recipient
+	// device), in bytes; at most DefaultMaxEnvelope, which is the default.
+	MaxEnvelope int
+	// MaxBody bounds a request body, in bytes (default DefaultMaxBody).
+	// Bodies carrying keys are further bounded to 1 MiB.
+	MaxBody int64
+	// MaxQueue bounds the envelopes queued for one device (default
+	// DefaultMaxQueue).
+	MaxQueue int
+	// MessageTTL is how long an undelivered envelope is kept (default
+	// DefaultMessageTTL).
+	MessageTTL time.Duration
+	// SweepInterval is how often Run expires envelopes (default
+	// DefaultSweepInterval).
+	SweepInterval time.Duration
+	// IPRate limits requests per client IP address, AccountRate
+	// authenticated requests per account (all its devices together).
+	IPRate, AccountRate RateLimit
+	// RateLimitEntries bounds how many IPs (and accounts) the limiters
+	// track at once (default DefaultRateLimitEntries).
+	RateLimitEntries int
+	// Logger receives one line per request and connection; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the server's metrics; nil means a private
+	// registry. /metrics serves Registerer when it is also a
+	// prometheus.Gatherer (as *prometheus.Registry is), and 404 otherwise.
+	Registerer prometheus.Registerer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server serves the Doorless API.
+type Server struct {
+	cfg     Config
+	st      store.Store
+	br      broker.Broker
+	log     *slog.Logger
+	now     func() time.Time
+	met     *metrics
+	gather  prometheus.Gatherer
+	handler http.Handler
+
+	ipLimit, accountLimit *limiter
+	names                 nameCache
+	dummyHash             [sha256.Size]byte
+
+	mu       sync.Mutex
+	draining bool
+	active   int           // requests in flight, WebSockets included
+	idle     chan struct{} // closed when draining and active is 0
+	conns    map[*wsConn]struct{}
+	httpSrv  *http.Server
+}
+
+// New checks cfg, fills in defaults, and returns a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("server: no store")
+	}
+	switch cfg.Registration {
+	case "":
+		cfg.Registration = api.RegistrationOpen
+	case api.RegistrationOpen, api.RegistrationInvite, api.RegistrationClosed:
+	default:
+		return nil, fmt.Errorf("server: unknown registration policy %q", cfg.Registration)
+	}
+	switch {
+	case cfg.MaxEnvelope == 0:
+		cfg.MaxEnvelope = DefaultMaxEnvelope
+	case cfg.MaxEnvelope < 0 || cfg.MaxEnvelope > DefaultMaxEnvelope:
+		return nil, fmt.Errorf("server: max envelope %d out of range 1..%d", cfg.MaxEnvelope, DefaultMaxEnvelope)
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = DefaultMaxBody
+	} else if cfg.MaxBody < 0 {
+		return nil, errors.New("server: negative max body")
+	}
+	if cfg.MaxQueue == 0 {
+		cfg.MaxQueue = DefaultMaxQueue
+	} else if cfg.MaxQueue < 0 {
+		return nil, errors.New("server: negative max queue")
+	}
+	if cfg.MessageTTL == 0 {
+		cfg.MessageTTL = DefaultMessageTTL
+	} else if cfg.MessageTTL < 0 {
+		return nil, errors.New("server: negative message ttl")
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = DefaultSweepInterval
+	}
+	if cfg.IPRate == (RateLimit{}) {
+		cfg.IPRate = DefaultIPRate
+	}
+	if cfg.AccountRate == (RateLimit{}) {
+		cfg.AccountRate = DefaultAccountRate
+	}
+	if cfg.RateLimitEntries <= 0 {
+		cfg.RateLimitEntries = DefaultRateLimitEntries
+	}
+	if cfg.Broker == nil {
+		cfg.Broker = broker.NewMemory()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	met, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:          cfg,
+		st:           cfg.Store,
+		br:           cfg.Broker,
+		log:          cfg.Logger,
+		now:          cfg.Now,
+		met:          met,
+		ipLimit:      newLimiter(cfg.IPRate, cfg.RateLimitEntries),
+		accountLimit: newLimiter(cfg.AccountRate, cfg.RateLimitEntries),
+		idle:         make(chan struct{}),
+		conns:        make(map[*wsConn]struct{}),
+	}
+	s.gather, _ = cfg.Registerer.(prometheus.Gatherer)
+	s.dummyHash = sha256.Sum256([]byte("doorless: no such device"))
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler of the whole API, /healthz and /metrics
+// included.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve accepts connections on ln (wrap it with tls.NewListener for HTTPS)
+// until Shutdown, and returns http.ErrServerClosed then.
+func (s *Server) Serve(ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute, // WebSockets are hijacked: net/http clears this deadline
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	s.httpSrv = hs
+	s.mu.Unlock()
+	return hs.Serve(ln)
+}
+
+// Run expires undelivered envelopes older than MessageTTL every
+// SweepInterval, and prunes the rate limiters, until ctx is done.
+func (s *Server) Run(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		s.sweep(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) sweep(ctx context.Context) {
+	now := s.now()
+	n, err := s.st.Expire(ctx, now.Add(-s.cfg.MessageTTL))
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("expiry failed", "err", err)
+		}
+	} else if n > 0 {
+		s.met.expired.Add(float64(n))
+		s.log.Info("expired envelopes", "count", n)
+	}
+	s.ipLimit.prune(now)
+	s.accountLimit.prune(now)
+}
+
+// Shutdown stops the server gracefully: it stops accepting connections (when
+// Serve runs), answers new requests with 503, closes every WebSocket with
+// status 1001 (going away; envelopes not acknowledged stay queued), and waits
+// for requests in flight to finish or ctx to end. It does not close the store.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.draining {
+		s.draining = true
+		if s.active == 0 {
+			close(s.idle)
+		}
+	}
+	hs := s.httpSrv
+	conns := make([]*wsConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+
+	for _, c := range conns {
+		c.cancel(errShutdown)
+	}
+	var err error
+	if hs != nil {
+		err = hs.Shutdown(ctx)
+	}
+	select {
+	case <-s.idle:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// begin counts a request in; false when draining.
+func (s *Server) begin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.active++
+	return true
+}
+
+func (s *Server) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active--
+	if s.active == 0 && s.draining {
+		close(s.idle)
+	}
+}

@@ -1,0 +1,314 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/broker"
+	"github.com/doorless/doorless/internal/store"
+)
+
+// Delivery WebSocket parameters.
+const (
+	// sendWindow bounds the envelopes sent and not yet acknowledged on one
+	// connection; the rest wait in the store.
+	sendWindow = 64
+	// pingInterval is how often the server pings (and, against a lost
+	// signal, looks at the queue again); a peer that has not answered a
+	// ping within pongTimeout is dropped.
+	pingInterval = 30 * time.Second
+	pongTimeout  = 15 * time.Second
+	// writeTimeout bounds one frame's write: a client too slow to take it
+	// is disconnected; what it did not acknowledge stays queued.
+	writeTimeout = 10 * time.Second
+)
+
+// Why a connection ends (the cause of its context).
+var (
+	errShutdown  = errors.New("server: shutting down")
+	errDisplaced = errors.New("server: displaced by a newer connection")
+	errRevoked   = errors.New("server: device removed")
+	errBadFrame  = errors.New("server: bad frame from client")
+	errSlow      = errors.New("server: client too slow")
+	errNoPong    = errors.New("server: client did not answer a ping")
+)
+
+// wsConn is one device's delivery WebSocket. A reader goroutine applies the
+// client's acks; the writer (the handler's goroutine) sends the queue in
+// Seq order, at most sendWindow envelopes ahead of the acks, then new
+// envelopes as the broker signals them. Both run under one context whose
+// cause says why the connection ends; the writer then closes the WebSocket,
+// which ends the reader.
+//
+// States of the writer, in order: refill check → backlog (envelopes queued
+// at connect, a window at a time) → queue_empty sent once → live (poll the
+// queue on each Mail signal, each freed window slot, each ping).
+type wsConn struct {
+	s       *Server
+	ws      *websocket.Conn
+	account string
+	device  uint32
+	cancel  context.CancelCauseFunc
+	acked   chan string // ids the reader has acknowledged, for the window
+}
+
+// GET /v1/websocket
+func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request, dev *store.Device) error {
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		return nil // Accept has answered
+	}
+	ws.SetReadLimit(api.MaxClientFrameSize)
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	c := &wsConn{s: s, ws: ws, account: dev.AccountID, device: dev.ID, cancel: cancel, acked: make(chan string, sendWindow)}
+	if !s.addConn(c) {
+		ws.Close(websocket.StatusGoingAway, "server shutting down")
+		return nil
+	}
+	defer s.removeConn(c)
+	sigs, unsubscribe, err := s.br.Subscribe(dev.AccountID, dev.ID)
+	if err != nil {
+		s.log.Error("broker subscribe failed", "err", err)
+		ws.Close(websocket.StatusTryAgainLater, "try again later")
+		return nil
+	}
+	defer unsubscribe()
+
+	s.met.websockets.Inc()
+	defer s.met.websockets.Dec()
+	var wg sync.WaitGroup
+	wg.Go(func() { c.readLoop(ctx) })
+	cause := c.writeLoop(ctx, sigs)
+	cancel(cause)
+	reason := c.close(context.Cause(ctx))
+	wg.Wait()
+	s.met.wsClosed.WithLabelValues(reason).Inc()
+	s.log.Debug("websocket closed", "reason", reason)
+	return nil
+}
+
+func (s *Server) addConn(c *wsConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) removeConn(c *wsConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+}
+
+// close ends the WebSocket as cause asks, and names the reason for metrics.
+func (c *wsConn) close(cause error) string {
+	handshake := func(code websocket.StatusCode, reason string) { c.ws.Close(code, reason) }
+	switch {
+	case errors.Is(cause, errShutdown):
+		handshake(websocket.StatusGoingAway, "server shutting down")
+		return "shutdown"
+	case errors.Is(cause, errDisplaced):
+		handshake(api.CloseDisplaced, "displaced by a newer connection")
+		return "displaced"
+	case errors.Is(cause, errRevoked):
+		handshake(api.CloseRevoked, "device removed")
+		return "revoked"
+	case errors.Is(cause, errBadFrame):
+		handshake(websocket.StatusUnsupportedData, "bad frame")
+		return "bad_frame"
+	case errors.Is(cause, errSlow):
+		c.ws.CloseNow()
+		return "slow"
+	case errors.Is(cause, errNoPong):
+		c.ws.CloseNow()
+		return "no_pong"
+	case websocket.CloseStatus(cause) == websocket.StatusMessageTooBig:
+		c.ws.CloseNow()
+		return "too_big"
+	case websocket.CloseStatus(cause) != -1:
+		c.ws.CloseNow() // the client closed; the library answered
+		return "client"
+	case errors.Is(cause, errRead):
+		c.ws.CloseNow()
+		return "gone"
+	default:
+		c.s.log.Error("websocket failed", "err", cause)
+		handshake(websocket.StatusInternalError, "internal error")
+		return "error"
+	}
+}
+
+var errRead = errors.New("server: read")
+
+// readLoop applies the client's acks until the connection fails or is
+// closed. It reads on past the end of ctx: acks sent during the close
+// handshake still count, and a cancelled Read would drop the connection
+// without a close frame. The writer's close ends it.
+func (c *wsConn) readLoop(ctx context.Context) {
+	rctx := context.WithoutCancel(ctx)
+	for {
+		typ, b, err := c.ws.Read(rctx)
+		if err != nil {
+			if websocket.CloseStatus(err) != -1 {
+				c.cancel(err)
+			} else {
+				c.cancel(fmt.Errorf("%w: %v", errRead, err))
+			}
+			return
+		}
+		f, err := api.ParseFrame(b)
+		if typ != websocket.MessageText || err != nil || f.Type != api.FrameAck {
+			c.cancel(errBadFrame)
+			return
+		}
+		// Ack deletes only this device's envelope; an unknown id (acked
+		// already, expired, or never this device's) is ignored.
+		switch err := c.s.st.Ack(rctx, c.account, c.device, f.ID); {
+		case err == nil:
+			c.s.met.acked.Inc()
+		case errors.Is(err, store.ErrNotFound):
+		default:
+			c.cancel(fmt.Errorf("server: ack: %w", err))
+			return
+		}
+		select {
+		case c.acked <- f.ID:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// writeLoop sends until ctx ends or the connection fails, and returns why.
+func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error {
+	if err := c.refill(ctx); err != nil {
+		return err
+	}
+	inflight := make(map[string]bool, sendWindow)
+	var after int64 // Seq of the last envelope sent
+	poll, emptySent := true, false
+	ping := time.NewTicker(pingInterval)
+	defer ping.Stop()
+	for {
+		for poll && len(inflight) < sendWindow {
+			want := sendWindow - len(inflight)
+			envs, err := c.s.st.Queue(ctx, c.account, c.device, after, want)
+			if err != nil {
+				return stopped(ctx, err)
+			}
+			for i := range envs {
+				if err := c.writeEnvelope(ctx, &envs[i]); err != nil {
+					return err
+				}
+				inflight[envs[i].ID] = true
+				after = envs[i].Seq
+			}
+			if len(envs) < want {
+				poll = false
+				if !emptySent {
+					if err := c.writeFrame(ctx, &api.Frame{Type: api.FrameQueueEmpty}); err != nil {
+						return err
+					}
+					emptySent = true
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case sig := <-sigs:
+			switch {
+			case sig&broker.Displaced != 0:
+				return errDisplaced
+			case sig&broker.Revoked != 0:
+				return errRevoked
+			}
+			if sig&broker.Keys != 0 {
+				if err := c.refill(ctx); err != nil {
+					return err
+				}
+			}
+			if sig&broker.Mail != 0 {
+				poll = true
+			}
+		case id := <-c.acked:
+			delete(inflight, id)
+		case <-ping.C:
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pongTimeout)
+			err := c.ws.Ping(pctx)
+			cancel()
+			if err != nil {
+				return stopped(ctx, errNoPong)
+			}
+			poll = true
+		}
+	}
+}
+
+// stopped prefers the connection's cause to the error it caused.
+func stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return err
+}
+
+// refill sends a "refill" frame when the device is short of one-time keys.
+func (c *wsConn) refill(ctx context.Context) error {
+	counts, err := c.s.st.KeyCounts(ctx, c.account, c.device)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errRevoked
+	case err != nil:
+		return stopped(ctx, err)
+	case !needsRefill(counts):
+		return nil
+	}
+	return c.writeFrame(ctx, &api.Frame{Type: api.FrameRefill, Keys: &api.KeyStatus{PreKeys: counts.PreKeys, KyberPreKeys: counts.KyberPreKeys}})
+}
+
+func (c *wsConn) writeEnvelope(ctx context.Context, e *store.Envelope) error {
+	name, err := c.s.username(ctx, e.SourceAccount)
+	if err != nil {
+		return stopped(ctx, fmt.Errorf("server: source of envelope: %w", err))
+	}
+	err = c.writeFrame(ctx, &api.Frame{Type: api.FrameEnvelope, Envelope: &api.Envelope{
+		ID:              e.ID,
+		Type:            e.Type,
+		SourceAccount:   e.SourceAccount,
+		SourceUsername:  name,
+		SourceDevice:    e.SourceDevice,
+		ClientTimestamp: e.ClientTimestamp.UnixMilli(),
+		ServerTimestamp: e.ServerTimestamp.UnixMilli(),
+		Content:         e.Content,
+	}})
+	if err == nil {
+		c.s.met.delivered.Inc()
+	}
+	return err
+}
+
+// writeFrame writes one frame within writeTimeout. The write does not follow
+// ctx: a connection that ends must still be able to send its close frame.
+func (c *wsConn) writeFrame(ctx context.Context, f *api.Frame) error {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	if err := c.ws.Write(wctx, websocket.MessageText, b); err != nil {
+		return stopped(ctx, fmt.Errorf("%w: %v", errSlow, err))
+	}
+	return nil
+}
