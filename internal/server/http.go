@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"mime"
 	"net"
 	"net/http"
-	"log/slog"
 	"strconv"
 	"time"
 
@@ -32,7 +32,9 @@ type httpError struct {
 	retryAfter time.Duration
 }
 
-func (e *httpError) Error() string { return fmt.Sprintf("server: %d %s: %s", e.status, e.body.Code, e.body.Message) }
+func (e *httpError) Error() string {
+	return fmt.Sprintf("server: %d %s: %s", e.status, e.body.Code, e.body.Message)
+}
 
 func errorf(status int, code, format string, args ...any) *httpError {
 	return &httpError{status: status, body: api.Error{Code: code, Message: fmt.Sprintf(format, args...)}}
