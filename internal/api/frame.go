@@ -33,6 +33,18 @@ const (
 	FrameAck        = "ack"
 )
 
+// Close codes the server ends the delivery WebSocket with, beside the
+// standard 1001 (going away: the server is shutting down, reconnect later),
+// 1003 (a bad frame from the client) and 1009 (a frame too big).
+const (
+	// CloseDisplaced: a newer connection of the same device replaced this
+	// one. The client must not reconnect by itself, or two copies of a
+	// device would displace each other forever.
+	CloseDisplaced = 4000
+	// CloseRevoked: the device was removed; its credentials no longer work.
+	CloseRevoked = 4001
+)
+
 // MaxFrameOverhead is what a frame may add to its envelope's content, after
 // base64: the JSON around it. MaxFrameSize(n) bounds a frame for envelopes of
 // at most n content bytes.
