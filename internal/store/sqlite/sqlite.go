@@ -31,6 +31,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -62,6 +63,8 @@ type Store struct {
 
 	ops  chan *op      // writes waiting for the writer goroutine
 	done chan struct{} // closed when the writer goroutine has exited
+
+	commits atomic.Int64 // transactions the writer has committed
 }
 
 // op is one write: fn runs inside a savepoint of the batch's transaction.
@@ -257,7 +260,9 @@ func (s *Store) commit(batch []*op) {
 	}
 	if err := tx.Commit(); err != nil {
 		failAll(fmt.Errorf("sqlite: commit: %v", err))
+		return
 	}
+	s.commits.Add(1)
 }
 
 // Times are stored as Unix milliseconds, the precision of the HTTP API.

@@ -1,9 +1,17 @@
 package sqlite
 
 import (
+	"context"
+	"database/sql"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/doorless/doorless/internal/store"
 	"github.com/doorless/doorless/internal/store/storetest"
@@ -32,4 +40,379 @@ func TestConformance(t *testing.T) {
 		s, _ := openTemp(t)
 		return s
 	})
+}
+
+// pauseWriter occupies the writer goroutine until the returned function is
+// called, so that the writes queued meanwhile form the next batch.
+func pauseWriter(t *testing.T, s *Store) (resume func()) {
+	t.Helper()
+	started, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.write(context.Background(), func(*sql.Tx) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
+	<-started
+	return func() {
+		close(release)
+		if err := <-done; err != nil {
+			t.Errorf("paused write: %v", err)
+		}
+	}
+}
+
+// waitQueued waits until n writes wait for the writer. It waits on a
+// condition, not for a time.
+func waitQueued(s *Store, n int) {
+	for len(s.ops) < n {
+		runtime.Gosched()
+	}
+}
+
+func register(t *testing.T, s *Store, username string) *store.Device {
+	t.Helper()
+	id := newUUID()
+	a := &store.Account{ID: id, Username: username, IdentityKey: []byte("ik"), Created: time.Now()}
+	d := &store.Device{AccountID: id, ID: 1, RegistrationID: 1, CredentialHash: []byte("hash"), Created: time.Now()}
+	k := &store.KeyUpload{
+		SignedPreKey: &store.SignedPreKey{ID: 1, PublicKey: []byte("spk"), Signature: []byte("sig")},
+		LastResort:   &store.KyberPreKey{ID: 2, PublicKey: []byte("lr"), Signature: []byte("sig")},
+		PreKeys:      []store.PreKey{{ID: 1, PublicKey: []byte("pk1")}, {ID: 2, PublicKey: []byte("pk2")}},
+	}
+	if err := s.CreateAccount(t.Context(), a, d, k, nil); err != nil {
+		t.Fatalf("CreateAccount: %v", err)
+	}
+	return d
+}
+
+func envelopeTo(from, to *store.Device, content string) *store.Send {
+	return &store.Send{
+		SourceAccount: from.AccountID,
+		SourceDevice:  from.ID,
+		SendID:        newUUID(),
+		Envelopes: []store.Envelope{{
+			ID: newUUID(), AccountID: to.AccountID, DeviceID: to.ID, Type: 1,
+			SourceAccount: from.AccountID, SourceDevice: from.ID,
+			ClientTimestamp: time.Now(), ServerTimestamp: time.Now(), Content: []byte(content),
+		}},
+	}
+}
+
+// TestGroupCommit queues good and failing sends while the writer is busy:
+// they commit as one transaction, each failing send fails alone with its own
+// error, and the others land.
+func TestGroupCommit(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := t.Context()
+	alice, bob, full, gone := register(t, s, "alice"), register(t, s, "bob"), register(t, s, "full"), register(t, s, "gone")
+	const max = 5
+	for i := range max {
+		if err := s.Enqueue(ctx, envelopeTo(alice, full, fmt.Sprint(i)), max); err != nil {
+			t.Fatal(err)
+		}
+	}
+	used := envelopeTo(alice, bob, "used")
+	if err := s.Enqueue(ctx, used, max); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveDevice(ctx, gone.AccountID, gone.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	dup := envelopeTo(alice, bob, "dup")
+	dup.SendID = used.SendID
+	toFull := envelopeTo(alice, bob, "full")
+	toFull.Envelopes = append(toFull.Envelopes, envelopeTo(alice, full, "full").Envelopes[0])
+	toGone := envelopeTo(alice, bob, "gone")
+	toGone.Envelopes = append(toGone.Envelopes, envelopeTo(alice, gone, "gone").Envelopes[0])
+	sends := []struct {
+		send *store.Send
+		want error
+	}{
+		{envelopeTo(alice, bob, "good1"), nil},
+		{dup, store.ErrDuplicate},
+		{envelopeTo(alice, bob, "good2"), nil},
+		{toFull, store.ErrQueueFull},
+		{toGone, store.ErrNotFound},
+		{envelopeTo(alice, bob, "good3"), nil},
+	}
+
+	resume := pauseWriter(t, s)
+	before := s.commits.Load()
+	errs := make([]error, len(sends))
+	var wg sync.WaitGroup
+	for i, sn := range sends {
+		wg.Go(func() { errs[i] = s.Enqueue(ctx, sn.send, max) })
+	}
+	waitQueued(s, len(sends))
+	resume()
+	wg.Wait()
+
+	if got := s.commits.Load() - before; got != 2 {
+		t.Errorf("%d commits for the paused write and the batch behind it, want 2", got)
+	}
+	for i, sn := range sends {
+		if sn.want == nil && errs[i] != nil || sn.want != nil && !errors.Is(errs[i], sn.want) {
+			t.Errorf("send %d: %v, want %v", i, errs[i], sn.want)
+		}
+	}
+	envs, err := s.Queue(ctx, bob.AccountID, bob.ID, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range envs {
+		got = append(got, string(e.Content))
+	}
+	slices.Sort(got)
+	if want := []string{"good1", "good2", "good3", "used"}; !slices.Equal(got, want) {
+		t.Errorf("bob's queue = %q, want %q", got, want)
+	}
+	if n, _ := s.QueueLen(ctx, full.AccountID, full.ID); n != max {
+		t.Errorf("QueueLen(full) = %d, want %d", n, max)
+	}
+}
+
+// TestCanceledWhileQueued: a write whose context ends before the writer
+// reaches it is not run.
+func TestCanceledWhileQueued(t *testing.T) {
+	s, _ := openTemp(t)
+	alice, bob := register(t, s, "alice"), register(t, s, "bob")
+	resume := pauseWriter(t, s)
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Enqueue(ctx, envelopeTo(alice, bob, "x"), 10) }()
+	waitQueued(s, 1)
+	cancel()
+	resume()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Enqueue: %v, want context.Canceled", err)
+	}
+	if n, _ := s.QueueLen(t.Context(), bob.AccountID, bob.ID); n != 0 {
+		t.Fatalf("QueueLen = %d after a canceled Enqueue, want 0", n)
+	}
+}
+
+// TestCloseFlushes: writes queued when Close is called are committed before
+// it returns, and are there after reopening.
+func TestCloseFlushes(t *testing.T) {
+	s, path := openTemp(t)
+	alice, bob := register(t, s, "alice"), register(t, s, "bob")
+	const n = 20
+	resume := pauseWriter(t, s)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() { errs[i] = s.Enqueue(t.Context(), envelopeTo(alice, bob, fmt.Sprint(i)), 100) })
+	}
+	waitQueued(s, n)
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	// Close is now waiting for the writer; let the writer go on.
+	resume()
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Enqueue %d: %v", i, err)
+		}
+	}
+	s2, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got, _ := s2.QueueLen(t.Context(), bob.AccountID, bob.ID); got != n {
+		t.Fatalf("QueueLen after reopening = %d, want %d", got, n)
+	}
+}
+
+// TestCloseRacingEnqueue: an Enqueue racing with Close either returns nil
+// and is durable, or returns ErrClosed and stored nothing.
+func TestCloseRacingEnqueue(t *testing.T) {
+	s, path := openTemp(t)
+	alice, bob := register(t, s, "alice"), register(t, s, "bob")
+	const n = 40
+	var wg sync.WaitGroup
+	sends := make([]*store.Send, n)
+	errs := make([]error, n)
+	for i := range n {
+		sends[i] = envelopeTo(alice, bob, fmt.Sprint(i))
+		wg.Go(func() { errs[i] = s.Enqueue(context.Background(), sends[i], 1000) })
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	wg.Wait()
+
+	s2, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	envs, err := s2.Queue(t.Context(), bob.AccountID, bob.ID, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]bool{}
+	for _, e := range envs {
+		stored[e.ID] = true
+	}
+	for i, err := range errs {
+		switch {
+		case err == nil && !stored[sends[i].Envelopes[0].ID]:
+			t.Errorf("Enqueue %d returned nil but is not stored", i)
+		case errors.Is(err, store.ErrClosed) && stored[sends[i].Envelopes[0].ID]:
+			t.Errorf("Enqueue %d returned ErrClosed but is stored", i)
+		case err != nil && !errors.Is(err, store.ErrClosed):
+			t.Errorf("Enqueue %d: %v", i, err)
+		}
+	}
+}
+
+// TestReopen: everything survives Close and Open, and sequence numbers and
+// device ids keep increasing across it.
+func TestReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "doorless.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	alice, bob := register(t, s, "alice"), register(t, s, "bob")
+	first := envelopeTo(alice, bob, "first")
+	if err := s.Enqueue(ctx, first, 10); err != nil {
+		t.Fatal(err)
+	}
+	second := envelopeTo(alice, bob, "second")
+	if err := s.Enqueue(ctx, second, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ack(ctx, bob.AccountID, bob.ID, second.Envelopes[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	d2 := &store.Device{AccountID: bob.AccountID, RegistrationID: 2, CredentialHash: []byte("h2")}
+	if err := s.AddDevice(ctx, d2, nil, 127); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveDevice(ctx, bob.AccountID, d2.ID); err != nil {
+		t.Fatal(err)
+	}
+	inv := &store.Invite{CodeHash: []byte("invite"), Created: time.Now(), Expires: time.Now().Add(time.Hour)}
+	if err := s.CreateInvite(ctx, inv); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a, err := s.AccountByUsername(ctx, "alice")
+	if err != nil || a.ID != alice.AccountID {
+		t.Fatalf("AccountByUsername after reopening = %v, %v", a, err)
+	}
+	if d, err := s.Device(ctx, bob.AccountID, 1); err != nil || string(d.CredentialHash) != "hash" {
+		t.Fatalf("Device after reopening = %v, %v", d, err)
+	}
+	if c, err := s.KeyCounts(ctx, bob.AccountID, 1); err != nil || c.PreKeys != 2 {
+		t.Fatalf("KeyCounts after reopening = %+v, %v", c, err)
+	}
+	envs, err := s.Queue(ctx, bob.AccountID, bob.ID, 0, 10)
+	if err != nil || len(envs) != 1 || envs[0].ID != first.Envelopes[0].ID || string(envs[0].Content) != "first" {
+		t.Fatalf("Queue after reopening = %+v, %v; want the first envelope", envs, err)
+	}
+	if err := s.Enqueue(ctx, first, 10); !errors.Is(err, store.ErrDuplicate) {
+		t.Fatalf("Enqueue of a send from before reopening: %v, want ErrDuplicate", err)
+	}
+	third := envelopeTo(alice, bob, "third")
+	if err := s.Enqueue(ctx, third, 10); err != nil {
+		t.Fatal(err)
+	}
+	if third.Envelopes[0].Seq <= second.Envelopes[0].Seq {
+		t.Fatalf("seq after reopening = %d, not above the acknowledged %d", third.Envelopes[0].Seq, second.Envelopes[0].Seq)
+	}
+	d3 := &store.Device{AccountID: bob.AccountID, RegistrationID: 3, CredentialHash: []byte("h3")}
+	if err := s.AddDevice(ctx, d3, nil, 127); err != nil {
+		t.Fatal(err)
+	}
+	if d3.ID != 3 {
+		t.Fatalf("AddDevice after reopening gave id %d, want 3 (2 was used)", d3.ID)
+	}
+	a2 := &store.Account{ID: newUUID(), Username: "carol", IdentityKey: []byte("ik"), Created: time.Now()}
+	if err := s.CreateAccount(ctx, a2, &store.Device{ID: 1, CredentialHash: []byte("h")}, nil, inv.CodeHash); err != nil {
+		t.Fatalf("CreateAccount with an invite from before reopening: %v", err)
+	}
+}
+
+// TestOpenSettings: the file is private to its owner, and the writing
+// connection runs with the settings durability depends on.
+func TestOpenSettings(t *testing.T) {
+	s, path := openTemp(t)
+	register(t, s, "alice") // makes the WAL file
+	for _, p := range []string{path, path + "-wal"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := fi.Mode().Perm(); m != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", filepath.Base(p), m)
+		}
+	}
+	var journal string
+	var sync, fk, busy int
+	err := s.write(t.Context(), func(tx *sql.Tx) error {
+		for q, v := range map[string]any{
+			"PRAGMA journal_mode": &journal, "PRAGMA synchronous": &sync,
+			"PRAGMA foreign_keys": &fk, "PRAGMA busy_timeout": &busy,
+		} {
+			if err := tx.QueryRow(q).Scan(v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if journal != "wal" || sync != 2 || fk != 1 || busy != int(busyTimeout.Milliseconds()) {
+		t.Errorf("journal_mode %s, synchronous %d, foreign_keys %d, busy_timeout %d; want wal, 2 (FULL), 1, %d",
+			journal, sync, fk, busy, busyTimeout.Milliseconds())
+	}
+	// The read pool cannot write.
+	if _, err := s.rdb.Exec(`DELETE FROM accounts`); err == nil {
+		t.Errorf("a read connection could write")
+	}
+}
+
+// TestSchemaVersion: a new database is at the latest version; Open refuses a
+// database from a newer program.
+func TestSchemaVersion(t *testing.T) {
+	s, path := openTemp(t)
+	var v int
+	if err := s.rdb.QueryRow(`SELECT version FROM schema_version`).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if v != len(migrations) {
+		t.Fatalf("schema version %d, want %d", v, len(migrations))
+	}
+	if err := s.write(t.Context(), func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE schema_version SET version = ?`, len(migrations)+1)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s2, err := Open(path); err == nil {
+		s2.Close()
+		t.Fatal("Open accepted a database with a newer schema")
+	}
 }

@@ -977,8 +977,8 @@ func testQueuePaging(t *testing.T, s store.Store) {
 	for i := range 10 {
 		c := fmt.Sprint("m", i)
 		want = append(want, c)
-		must(t, "Enqueue", s.Enqueue(ctx, send(alice, c, t0, bob), 100))
 		must(t, "Enqueue", s.Enqueue(ctx, send(bob, "to alice", t0, alice), 100))
+		must(t, "Enqueue", s.Enqueue(ctx, send(alice, c, t0, bob), 100))
 	}
 
 	var got []string
@@ -1010,8 +1010,8 @@ func testQueuePaging(t *testing.T, s store.Store) {
 		t.Fatalf("paged queue = %q, want %q", got, want)
 	}
 
-	// After the newest envelope is acknowledged, a new one still sorts
-	// after it: paging from the last seq seen finds it.
+	// After the newest envelope of all is acknowledged, a new one still
+	// sorts after it: paging from the last seq seen finds it.
 	envs := queue(t, s, bob)
 	last := envs[len(envs)-1]
 	must(t, "Ack", s.Ack(ctx, bob.account, bob.device, last.ID))
