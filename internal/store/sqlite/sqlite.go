@@ -3,8 +3,10 @@
 // server that runs on one machine with nothing else to install.
 //
 // The database runs in WAL mode with synchronous=FULL: a write that has
-// returned survives a crash or a power cut. Its schema is versioned (table
-// schema_version) and migrated forward by Open.
+// returned survives a crash or a power cut. With secure_delete on, deleted
+// rows (acknowledged envelopes, handed-out prekeys) are overwritten, not left
+// in free pages. The schema is versioned (table schema_version) and migrated
+// forward by Open.
 //
 // Concurrency: a *Store is safe for concurrent use. SQLite admits one writer
 // at a time, so every write runs on one writer goroutine that owns the only
@@ -90,7 +92,7 @@ func Open(path string) (*Store, error) {
 	ms := busyTimeout.Milliseconds()
 	wdb, err := sql.Open("sqlite", fmt.Sprintf("%s?_txlock=immediate"+
 		"&_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"+
-		"&_pragma=foreign_keys(1)", path, ms))
+		"&_pragma=foreign_keys(1)&_pragma=secure_delete(1)", path, ms))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %v", err)
 	}
