@@ -3,6 +3,9 @@ package server
 import (
 	"context"
 	"fmt"
+	"github.com/coder/websocket"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/doorless/doorless/internal/api"
@@ -42,4 +45,227 @@ func TestSendAndDeliver(t *testing.T) {
 	if err != nil || n != 0 {
 		t.Fatalf("queue len %d, %v", n, err)
 	}
+}
+
+func TestRedeliverUnacked(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.register("alice", 20, 20)
+	bob := e.register("bob", 20, 20)
+	for _, m := range []string{"a", "b", "c"} {
+		e.sendOK(alice, bob, m)
+	}
+	c := e.dial(bob)
+	var ids []string
+	for range 3 {
+		ids = append(ids, readType(t, c, api.FrameEnvelope).Envelope.ID)
+	}
+	readType(t, c, api.FrameQueueEmpty)
+	ack(t, c, ids[1])
+	e.sendOK(alice, bob, "d") // a sync point: the ack was read before
+	readType(t, c, api.FrameEnvelope)
+	c.Close(websocket.StatusNormalClosure, "")
+
+	c = e.dial(bob)
+	for i, want := range []string{"a", "c", "d"} {
+		f := readType(t, c, api.FrameEnvelope)
+		if string(f.Envelope.Content) != want {
+			t.Fatalf("redelivery %d: %q, want %q", i, f.Envelope.Content, want)
+		}
+		if i < 2 && f.Envelope.ID != ids[i*2] {
+			t.Fatalf("redelivered envelope has a new id")
+		}
+	}
+	readType(t, c, api.FrameQueueEmpty)
+}
+
+// TestOfflineThenOnline queues more than a window while the device is away,
+// then takes it all in order, with acks, and live messages after.
+func TestOfflineThenOnline(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.register("alice", 20, 20)
+	bob := e.register("bob", 20, 20)
+	const n = sendWindow*2 + 7
+	for i := range n {
+		e.sendOK(alice, bob, fmt.Sprint(i))
+	}
+	c := e.dial(bob)
+	for i := range n {
+		f := read(t, c)
+		if f.Type != api.FrameEnvelope || string(f.Envelope.Content) != fmt.Sprint(i) {
+			t.Fatalf("frame %d: %+v", i, f)
+		}
+		ack(t, c, f.Envelope.ID)
+	}
+	readType(t, c, api.FrameQueueEmpty)
+	e.sendOK(alice, bob, "live")
+	if f := readType(t, c, api.FrameEnvelope); string(f.Envelope.Content) != "live" {
+		t.Fatalf("live: %+v", f.Envelope)
+	}
+}
+
+// TestWindow: without acks, the server stops at sendWindow envelopes; each
+// ack lets one more through. A refill frame, which the writer sends after any
+// envelope it would have sent first, shows that nothing else went out.
+func TestWindow(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.register("alice", 20, 20)
+	bob := e.register("bob", api.RefillThreshold, api.RefillThreshold)
+	for i := range sendWindow + 2 {
+		e.sendOK(alice, bob, fmt.Sprint(i))
+	}
+	c := e.dial(bob)
+	var ids []string
+	for range sendWindow {
+		ids = append(ids, readType(t, c, api.FrameEnvelope).Envelope.ID)
+	}
+	e.sendOK(alice, bob, "later")
+	e.bundle(alice, "/v1/keys/bob/1") // below the threshold: refill
+	readType(t, c, api.FrameRefill)
+
+	ack(t, c, ids[0])
+	if f := readType(t, c, api.FrameEnvelope); string(f.Envelope.Content) != fmt.Sprint(sendWindow) {
+		t.Fatalf("after one ack: %q", f.Envelope.Content)
+	}
+	e.bundle(alice, "/v1/keys/bob/1")
+	readType(t, c, api.FrameRefill)
+	for _, id := range ids[1:] {
+		ack(t, c, id)
+	}
+	for _, want := range []string{fmt.Sprint(sendWindow + 1), "later"} {
+		if f := readType(t, c, api.FrameEnvelope); string(f.Envelope.Content) != want {
+			t.Fatalf("got %q, want %q", f.Envelope.Content, want)
+		}
+	}
+	readType(t, c, api.FrameQueueEmpty)
+}
+
+func TestQueueEmptyOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.register("alice", 20, 20)
+	bob := e.register("bob", 20, 20)
+	c := e.dial(bob)
+	readType(t, c, api.FrameQueueEmpty)
+	for i := range 3 {
+		e.sendOK(alice, bob, fmt.Sprint(i))
+		f := readType(t, c, api.FrameEnvelope)
+		ack(t, c, f.Envelope.ID)
+	}
+}
+
+func TestDisplace(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.register("alice", 20, 20)
+	bob := e.register("bob", 20, 20)
+	e.sendOK(alice, bob, "first")
+	c1 := e.dial(bob)
+	readType(t, c1, api.FrameEnvelope)
+	readType(t, c1, api.FrameQueueEmpty)
+
+	c2 := e.dial(bob)
+	if err := readClose(c1); websocket.CloseStatus(err) != api.CloseDisplaced {
+		t.Fatalf("first connection: %v, want close %d", err, api.CloseDisplaced)
+	}
+	// The unacked envelope comes again on the new connection.
+	f := readType(t, c2, api.FrameEnvelope)
+	if string(f.Envelope.Content) != "first" {
+		t.Fatalf("%+v", f.Envelope)
+	}
+	ack(t, c2, f.Envelope.ID)
+	readType(t, c2, api.FrameQueueEmpty)
+	e.sendOK(alice, bob, "second")
+	readType(t, c2, api.FrameEnvelope)
+}
+
+// TestAckOthers: an ack for another device's envelope, or an unknown one,
+// deletes nothing and is otherwise ignored.
+func TestAckOthers(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.register("alice", 20, 20)
+	bob := e.register("bob", 20, 20)
+	e.sendOK(alice, bob, "for bob")
+	cb := e.dial(bob)
+	bobs := readType(t, cb, api.FrameEnvelope).Envelope.ID
+	cb.Close(websocket.StatusNormalClosure, "")
+
+	ca := e.dial(alice)
+	readType(t, ca, api.FrameQueueEmpty)
+	ack(t, ca, bobs)
+	ack(t, ca, api.NewUUID())
+	e.sendOK(bob, alice, "still open")
+	if f := readType(t, ca, api.FrameEnvelope); string(f.Envelope.Content) != "still open" {
+		t.Fatalf("%+v", f)
+	}
+	if e.queueLen(bob) != 1 {
+		t.Fatal("another device's ack deleted bob's envelope")
+	}
+	// Nor can another device read bob's queue: alice's socket never
+	// carried it, and bob still gets it.
+	cb = e.dial(bob)
+	if f := readType(t, cb, api.FrameEnvelope); f.Envelope.ID != bobs {
+		t.Fatalf("%+v", f)
+	}
+}
+
+func TestBadFrames(t *testing.T) {
+	e := newEnv(t, nil)
+	bob := e.register("bob", 20, 20)
+	for name, tt := range map[string]struct {
+		typ   websocket.MessageType
+		frame string
+		code  websocket.StatusCode
+	}{
+		"garbage":         {websocket.MessageText, "hello", websocket.StatusUnsupportedData},
+		"binary":          {websocket.MessageBinary, `{"type":"ack","id":"` + api.NewUUID() + `"}`, websocket.StatusUnsupportedData},
+		"server frame":    {websocket.MessageText, `{"type":"queue_empty"}`, websocket.StatusUnsupportedData},
+		"ack without id":  {websocket.MessageText, `{"type":"ack"}`, websocket.StatusUnsupportedData},
+		"unknown field":   {websocket.MessageText, `{"type":"ack","id":"` + api.NewUUID() + `","x":1}`, websocket.StatusUnsupportedData},
+		"too big":         {websocket.MessageText, `{"type":"ack","id":"` + strings.Repeat(" ", api.MaxClientFrameSize) + `"}`, websocket.StatusMessageTooBig},
+		"trailing frames": {websocket.MessageText, `{"type":"ack","id":"` + api.NewUUID() + `"}{}`, websocket.StatusUnsupportedData},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e.t = t
+			c := e.dial(bob)
+			readType(t, c, api.FrameQueueEmpty)
+			if err := c.Write(context.Background(), tt.typ, []byte(tt.frame)); err != nil {
+				t.Fatal(err)
+			}
+			if err := readClose(c); websocket.CloseStatus(err) != tt.code {
+				t.Fatalf("%v, want close %d", err, tt.code)
+			}
+		})
+	}
+}
+
+func TestWebSocketUnauthenticated(t *testing.T) {
+	e := newEnv(t, nil)
+	bob := e.register("bob", 20, 20)
+	url := "ws" + strings.TrimPrefix(e.hs.URL, "http") + api.PathWebSocket
+	for _, h := range []http.Header{nil, {"Authorization": {(&user{id: bob.id, device: 1, password: "nope"}).auth()}}} {
+		_, resp, err := websocket.Dial(context.Background(), url, &websocket.DialOptions{HTTPHeader: h})
+		if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("dial: %v, %v", err, resp)
+		}
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.register("alice", 20, 20)
+	bob := e.register("bob", 20, 20)
+	e.sendOK(alice, bob, "unacked")
+	c := e.dial(bob)
+	readType(t, c, api.FrameEnvelope)
+
+	done := make(chan error, 1)
+	go func() { done <- e.srv.Shutdown(context.Background()) }()
+	if err := readClose(c); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("websocket: %v, want going away", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if e.queueLen(bob) != 1 {
+		t.Fatal("the unacked envelope did not stay queued")
+	}
+	e.fails(e.do(alice, "GET", api.PathDevices, nil), 503, api.CodeUnavailable)
 }

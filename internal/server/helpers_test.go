@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -179,25 +180,28 @@ func (e *env) register(name string, pre, kyber int) *user {
 	return &user{name: name, id: resp.AccountID, device: resp.DeviceID, regID: req.RegistrationID, password: resp.Password, identity: id}
 }
 
+func bodyReader(t testing.TB, body any) io.Reader {
+	switch b := body.(type) {
+	case nil:
+		return nil
+	case []byte:
+		return bytes.NewReader(b)
+	case string:
+		return strings.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bytes.NewReader(j)
+	}
+}
+
 // do sends a request as u (nil: unauthenticated) with body as JSON (a
 // []byte or string is sent as is).
 func (e *env) do(u *user, method, path string, body any) *http.Response {
 	e.t.Helper()
-	var r io.Reader
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		r = bytes.NewReader(b)
-	case string:
-		r = strings.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		r = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, e.hs.URL+path, r)
+	req, err := http.NewRequest(method, e.hs.URL+path, bodyReader(e.t, body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -324,4 +328,26 @@ func ack(t testing.TB, c *websocket.Conn, id string) {
 	if err := c.Write(context.Background(), websocket.MessageText, b); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// readClose reads frames until the connection ends, and returns why.
+func readClose(c *websocket.Conn) error {
+	for {
+		if _, err := tryRead(c); err != nil {
+			return err
+		}
+	}
+}
+
+const websocket1000 = websocket.StatusNormalClosure
+
+func decodeJSON(resp *http.Response, v any) error {
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	return json.Unmarshal(b, v)
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -175,7 +176,11 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 		} else {
 			// Store and other internal errors carry no secrets, but they
 			// are for the log, not the client.
-			s.log.Error("internal error", "err", err)
+			if errors.Is(err, context.Canceled) {
+				s.log.Debug("request canceled", "err", err)
+			} else {
+				s.log.Error("internal error", "err", err)
+			}
 			he = errorf(http.StatusInternalServerError, api.CodeInternal, "internal error")
 		}
 	}

@@ -36,7 +36,7 @@ var (
 	errDisplaced = errors.New("server: displaced by a newer connection")
 	errRevoked   = errors.New("server: device removed")
 	errBadFrame  = errors.New("server: bad frame from client")
-	errSlow      = errors.New("server: client too slow")
+	errWrite     = errors.New("server: write failed (client gone or too slow)")
 	errNoPong    = errors.New("server: client did not answer a ping")
 )
 
@@ -127,9 +127,9 @@ func (c *wsConn) close(cause error) string {
 	case errors.Is(cause, errBadFrame):
 		handshake(websocket.StatusUnsupportedData, "bad frame")
 		return "bad_frame"
-	case errors.Is(cause, errSlow):
+	case errors.Is(cause, errWrite):
 		c.ws.CloseNow()
-		return "slow"
+		return "write_failed"
 	case errors.Is(cause, errNoPong):
 		c.ws.CloseNow()
 		return "no_pong"
@@ -191,6 +191,13 @@ func (c *wsConn) readLoop(ctx context.Context) {
 
 // writeLoop sends until ctx ends or the connection fails, and returns why.
 func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error {
+	// The device may have been removed after authentication and before the
+	// subscription that would have told.
+	if _, err := c.s.st.Device(ctx, c.account, c.device); errors.Is(err, store.ErrNotFound) {
+		return errRevoked
+	} else if err != nil {
+		return stopped(ctx, err)
+	}
 	if err := c.refill(ctx); err != nil {
 		return err
 	}
@@ -308,7 +315,7 @@ func (c *wsConn) writeFrame(ctx context.Context, f *api.Frame) error {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
 	if err := c.ws.Write(wctx, websocket.MessageText, b); err != nil {
-		return stopped(ctx, fmt.Errorf("%w: %v", errSlow, err))
+		return stopped(ctx, fmt.Errorf("%w: %v", errWrite, err))
 	}
 	return nil
 }
