@@ -474,13 +474,15 @@ var schema = []string{
 		PRIMARY KEY (account_id, device_id)
 	) WITHOUT ROWID`,
 	// Contacts: the identity key trusted for each user. pending_key is a
-	// changed key the server presented for a verified contact, not trusted
-	// until the user verifies it.
+	// changed key (and pending_account a changed account id) the server
+	// presented for a verified contact, not trusted until the user verifies
+	// it.
 	`CREATE TABLE contacts (
 		username     TEXT PRIMARY KEY,
 		account_id   TEXT NOT NULL,
 		identity_key BLOB NOT NULL,
 		verified     INTEGER NOT NULL,
+		pending_account TEXT,
 		pending_key  BLOB,
 		updated      INTEGER NOT NULL
 	)`,

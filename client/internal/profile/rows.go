@@ -54,6 +54,14 @@ func (tx *Tx) InitAccount(identity keys.KeyPair, registrationID uint32, now time
 	return err
 }
 
+// ReplaceIdentity replaces the identity key pair of the account. Only tests
+// use it: to simulate a device whose identity changed.
+func (tx *Tx) ReplaceIdentity(identity keys.KeyPair) error {
+	_, err := tx.exec(`UPDATE account SET identity_public = ?, identity_private = ? WHERE id = 1`,
+		identity.Public.Bytes(), tx.seal.seal(labelIdentity, identity.Private.Bytes()))
+	return err
+}
+
 // SetCredentials completes the account with what the server returned.
 func (tx *Tx) SetCredentials(serverURL, accountID, username string, deviceID uint32, password string) error {
 	r, err := tx.exec(`UPDATE account SET server_url = ?, account_id = ?, username = ?, device_id = ?, password = ? WHERE id = 1`,
@@ -371,20 +379,23 @@ type Contact struct {
 	AccountID   string
 	IdentityKey keys.PublicKey
 	Verified    bool
-	// PendingKey is a different key the server presented for a verified
-	// contact: not trusted until verified.
-	PendingKey *keys.PublicKey
+	// PendingAccount and PendingKey are a different account id or identity
+	// key the server presented for a verified contact: not trusted until
+	// the user verifies them. Both are set or neither.
+	PendingAccount string
+	PendingKey     *keys.PublicKey
 }
 
-const contactColumns = `username, account_id, identity_key, verified, pending_key`
+const contactColumns = `username, account_id, identity_key, verified, pending_account, pending_key`
 
 func (tx *Tx) contact(where string, arg any) (*Contact, error) {
 	var (
 		c       Contact
 		ik, pkb []byte
+		pa      sql.NullString
 	)
 	err := tx.q.QueryRowContext(tx.ctx, `SELECT `+contactColumns+` FROM contacts WHERE `+where, arg).
-		Scan(&c.Username, &c.AccountID, &ik, &c.Verified, &pkb)
+		Scan(&c.Username, &c.AccountID, &ik, &c.Verified, &pa, &pkb)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -400,6 +411,7 @@ func (tx *Tx) contact(where string, arg any) (*Contact, error) {
 			return nil, errors.New("client: profile: corrupt contact identity key")
 		}
 		c.PendingKey = &pk
+		c.PendingAccount = pa.String
 	}
 	return &c, nil
 }
@@ -420,12 +432,15 @@ func (tx *Tx) PutContact(c *Contact, now time.Time) error {
 	if _, err := tx.exec(`DELETE FROM contacts WHERE account_id = ? AND username <> ?`, c.AccountID, c.Username); err != nil {
 		return err
 	}
-	var pk []byte
+	var (
+		pk []byte
+		pa any
+	)
 	if c.PendingKey != nil {
-		pk = c.PendingKey.Bytes()
+		pk, pa = c.PendingKey.Bytes(), c.PendingAccount
 	}
-	_, err := tx.exec(`INSERT OR REPLACE INTO contacts (`+contactColumns+`, updated) VALUES (?, ?, ?, ?, ?, ?)`,
-		c.Username, c.AccountID, c.IdentityKey.Bytes(), c.Verified, pk, now.UnixMilli())
+	_, err := tx.exec(`INSERT OR REPLACE INTO contacts (`+contactColumns+`, updated) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		c.Username, c.AccountID, c.IdentityKey.Bytes(), c.Verified, pa, pk, now.UnixMilli())
 	return err
 }
 

@@ -1,0 +1,182 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/doorless/doorless/client/internal/profile"
+	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/server"
+	"github.com/doorless/doorless/internal/store/sqlite"
+)
+
+func TestMain(m *testing.M) {
+	// argon2id at its real cost would dominate the tests.
+	kdfParams = profile.KDFParams{Time: 1, Memory: 64, Threads: 1}
+	backoffMin, backoffMax = time.Millisecond, 10*time.Millisecond
+	os.Exit(m.Run())
+}
+
+// testServer is doorlessd in-process over a fresh SQLite store.
+type testServer struct {
+	url string
+	hs  *httptest.Server
+}
+
+func newServer(t *testing.T, mod func(*server.Config)) *testServer {
+	t.Helper()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "doorless.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := server.Config{
+		Store:       st,
+		IPRate:      server.RateLimit{Rate: -1},
+		AccountRate: server.RateLimit{Rate: -1},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("server shutdown: %v", err)
+		}
+		hs.Close()
+		st.Close()
+	})
+	return &testServer{url: hs.URL, hs: hs}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// register makes a user with a profile in a fresh directory.
+func (s *testServer) register(t *testing.T, name string, opt Options) (*Client, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	c, err := Register(ctxT(t), dir, s.url, name, "", opt)
+	if err != nil {
+		t.Fatalf("register %s: %v", name, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, dir
+}
+
+func mustSend(t *testing.T, from *Client, to, text string) *SendResult {
+	t.Helper()
+	res, err := from.Send(ctxT(t), to, text)
+	if err != nil {
+		t.Fatalf("%s sends to %s: %v", from.Username(), to, err)
+	}
+	return res
+}
+
+// receive runs Receive until the queue is empty and returns the events.
+func receive(t *testing.T, c *Client) []Event {
+	t.Helper()
+	var evs []Event
+	err := c.Receive(ctxT(t), ReceiveOptions{UntilEmpty: true}, func(ev Event) error {
+		evs = append(evs, ev)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s receives: %v", c.Username(), err)
+	}
+	return evs
+}
+
+// texts returns the texts of the messages among evs, checking their sender.
+func texts(t *testing.T, evs []Event, from string) []string {
+	t.Helper()
+	var out []string
+	for _, ev := range evs {
+		m, ok := ev.(*Message)
+		if !ok {
+			t.Fatalf("unexpected event %#v", ev)
+		}
+		if m.From != from {
+			t.Errorf("message from %q, want %q", m.From, from)
+		}
+		out = append(out, m.Text)
+	}
+	return out
+}
+
+func wantTexts(t *testing.T, evs []Event, from string, want ...string) {
+	t.Helper()
+	got := texts(t, evs, from)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func numbered(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s %d", prefix, i)
+	}
+	return out
+}
+
+// keyStatus asks the server how many one-time keys c's device has left.
+func keyStatus(t *testing.T, c *Client) api.KeyStatus {
+	t.Helper()
+	var ks api.KeyStatus
+	if err := c.do(ctxT(t), http.MethodGet, api.PathKeyStatus, nil, &ks); err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
+
+// cutter is an HTTP client whose connections the test can cut.
+type cutter struct {
+	mu    sync.Mutex
+	conns []net.Conn
+	dials int
+}
+
+func (k *cutter) client() *http.Client {
+	d := &net.Dialer{}
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err == nil {
+				k.mu.Lock()
+				k.conns = append(k.conns, c)
+				k.dials++
+				k.mu.Unlock()
+			}
+			return c, err
+		},
+	}}
+}
+
+func (k *cutter) cut() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, c := range k.conns {
+		c.Close()
+	}
+	k.conns = nil
+}
+
+func isErr(err, target error) bool { return errors.Is(err, target) }

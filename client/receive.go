@@ -1,0 +1,561 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/doorless/doorless/client/internal/content"
+	"github.com/doorless/doorless/client/internal/profile"
+	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/protocol/keys"
+	"github.com/doorless/doorless/protocol/session"
+)
+
+// Errors that end a streaming Receive, since reconnecting cannot help.
+var (
+	// ErrDisplaced: another connection of this device (another process using
+	// the same profile, say) replaced this one. Receive does not reconnect,
+	// or the two would displace each other forever.
+	ErrDisplaced = errors.New("client: receive: another connection of this device replaced this one")
+	// ErrDeviceRevoked: the server no longer knows this device or its
+	// credentials.
+	ErrDeviceRevoked = errors.New("client: this device was removed or its credentials were refused")
+)
+
+// ReceiveOptions configure Receive.
+type ReceiveOptions struct {
+	// UntilEmpty: return nil once the server has sent everything it held for
+	// the device when the connection opened (its "queue_empty" frame) and
+	// all of it has been handled. Otherwise Receive streams until ctx ends,
+	// reconnecting after a lost connection.
+	UntilEmpty bool
+}
+
+// Receiving parameters.
+const (
+	// processedRetention is how long an envelope id is remembered for
+	// deduplication; the server keeps a message at most 30 days.
+	processedRetention = 45 * 24 * time.Hour
+	// frameBuffer is how many frames the reader goroutine may run ahead of
+	// their processing. The server keeps at most 64 envelopes unacknowledged,
+	// so the reader rarely waits and keeps answering the server's pings.
+	frameBuffer = 128
+	// ackTimeout bounds the write of one acknowledgement.
+	ackTimeout = 10 * time.Second
+)
+
+// Reconnection backoff, variables for the tests.
+var (
+	backoffMin = 500 * time.Millisecond
+	backoffMax = 30 * time.Second
+)
+
+// Receive connects to the server's delivery WebSocket and hands every
+// message for this device to handle, in the order the server queued them.
+//
+// Each envelope is decrypted and, in one local transaction, its session
+// state saved, its id recorded and its events put in the profile's inbox;
+// only then is it acknowledged to the server. Then the inbox is handed to
+// handle, oldest first, each event deleted from the inbox once handle has
+// returned nil for it. So an event survives a crash at any point, and an
+// envelope the server sends again (its acknowledgement lost) is recognised
+// and never handed to handle twice. When handle returns an error, Receive
+// returns that error unchanged, and the event stays in the inbox for the next
+// Receive, which hands it over first.
+//
+// An *IdentityChanged event comes just before the first message from a
+// contact under a new identity key. Envelopes that do not decrypt (forged,
+// corrupt, replayed) are acknowledged and dropped, and counted in Stats.
+// A "refill" request from the server is answered by generating and
+// uploading one-time prekeys.
+//
+// With opt.UntilEmpty, Receive returns nil once everything the server held
+// when it connected has been handled; it returns an error if the connection
+// fails first, or ctx.Err() if ctx ends first. Otherwise it streams: it
+// reconnects after a lost connection, with exponential backoff (500 ms
+// doubling to 30 s, with jitter), and returns nil when ctx is cancelled or
+// its deadline passes, since that is how a stream is stopped. Either way it
+// returns at once for an error reconnecting cannot mend: an error from
+// handle, from the local store, ErrDeviceRevoked or ErrDisplaced.
+//
+// Calls to Receive on one Client run one at a time.
+func (c *Client) Receive(ctx context.Context, opt ReceiveOptions, handle func(Event) error) error {
+	if handle == nil {
+		return errors.New("client: receive: nil handler")
+	}
+	select {
+	case c.recvMu <- struct{}{}:
+	case <-ctx.Done():
+		return c.endErr(ctx, opt)
+	}
+	defer func() { <-c.recvMu }()
+
+	err := c.st.Update(ctx, func(tx *profile.Tx) error {
+		_, err := tx.PruneProcessed(time.Now().Add(-processedRetention))
+		return err
+	})
+	if err != nil {
+		return c.ctxOr(ctx, opt, err)
+	}
+	// What an earlier Receive stored and did not hand over comes first.
+	if err := c.drainInbox(ctx, handle); err != nil {
+		return c.ctxOr(ctx, opt, err)
+	}
+	delay := backoffMin
+	for {
+		progressed, err := c.receiveOnce(ctx, opt, handle)
+		if ctx.Err() != nil {
+			return c.endErr(ctx, opt)
+		}
+		var t *transient
+		if err == nil || opt.UntilEmpty || !errors.As(err, &t) {
+			return err
+		}
+		if progressed {
+			delay = backoffMin
+		}
+		// Full jitter over the upper half: [delay/2, delay).
+		wait := delay/2 + rand.N(delay/2+1)
+		if sleepCtx(ctx, wait) != nil {
+			return c.endErr(ctx, opt)
+		}
+		delay = min(delay*2, backoffMax)
+	}
+}
+
+// endErr is what Receive returns when ctx has ended.
+func (c *Client) endErr(ctx context.Context, opt ReceiveOptions) error {
+	if opt.UntilEmpty {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// ctxOr returns endErr when ctx has ended (err is then its consequence), and
+// err otherwise.
+func (c *Client) ctxOr(ctx context.Context, opt ReceiveOptions, err error) error {
+	if ctx.Err() != nil {
+		return c.endErr(ctx, opt)
+	}
+	return err
+}
+
+// transient is a connection failure: another connection may do better.
+type transient struct{ err error }
+
+func (t *transient) Error() string { return "client: receive: " + t.err.Error() }
+func (t *transient) Unwrap() error { return t.err }
+
+type frameOrErr struct {
+	f   *api.Frame
+	err error
+}
+
+func (c *Client) wsURL() string {
+	u := c.serverURL
+	switch {
+	case strings.HasPrefix(u, "https://"):
+		u = "wss://" + u[len("https://"):]
+	case strings.HasPrefix(u, "http://"):
+		u = "ws://" + u[len("http://"):]
+	}
+	return u + api.PathWebSocket
+}
+
+// receiveOnce runs one connection. progressed reports whether the
+// connection got as far as a frame from the server.
+func (c *Client) receiveOnce(ctx context.Context, opt ReceiveOptions, handle func(Event) error) (progressed bool, err error) {
+	hdr := http.Header{}
+	req, _ := http.NewRequest(http.MethodGet, "/", nil)
+	req.SetBasicAuth(api.Login(c.accountID, c.deviceID), c.password)
+	hdr.Set("Authorization", req.Header.Get("Authorization"))
+	conn, resp, err := websocket.Dial(ctx, c.wsURL(), &websocket.DialOptions{
+		HTTPClient:      c.hc,
+		HTTPHeader:      hdr,
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		if resp != nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+			return false, ErrDeviceRevoked
+		}
+		if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests {
+			if ae := readAPIError(resp); ae != nil {
+				return false, fmt.Errorf("client: receive: %w", ae)
+			}
+			return false, fmt.Errorf("client: receive: server answered %s", resp.Status)
+		}
+		return false, &transient{err: err}
+	}
+	conn.SetReadLimit(int64(api.MaxFrameSize(session.MaxMessageSize)))
+
+	// One reader goroutine keeps reading (and so answering the server's
+	// pings) while this one processes frames in order and writes acks.
+	frames := make(chan frameOrErr, frameBuffer)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			typ, b, err := conn.Read(context.Background())
+			var f *api.Frame
+			if err == nil {
+				if typ != websocket.MessageText {
+					err = errors.New("binary frame from the server")
+				} else {
+					f, err = api.ParseFrame(b)
+				}
+			}
+			frames <- frameOrErr{f: f, err: err} // the deferred drain below unblocks this at the end
+			if err != nil {
+				return
+			}
+		}
+	})
+	closed := false
+	defer func() {
+		if !closed {
+			conn.CloseNow()
+		}
+		// Unblock the reader if it waits to hand over a frame, and wait
+		// for it to end.
+		go func() {
+			for range frames {
+			}
+		}()
+		wg.Wait()
+		close(frames)
+	}()
+
+	for {
+		var fe frameOrErr
+		select {
+		case <-ctx.Done():
+			// Stop cleanly: the acks written so far reach the server.
+			conn.Close(websocket.StatusNormalClosure, "")
+			closed = true
+			return progressed, ctx.Err()
+		case fe = <-frames:
+		}
+		if fe.err != nil {
+			switch websocket.CloseStatus(fe.err) {
+			case api.CloseDisplaced:
+				return progressed, ErrDisplaced
+			case api.CloseRevoked:
+				return progressed, ErrDeviceRevoked
+			}
+			return progressed, &transient{err: fe.err}
+		}
+		progressed = true
+		switch fe.f.Type {
+		case api.FrameEnvelope:
+			if err := c.processEnvelope(ctx, fe.f.Envelope); err != nil {
+				return progressed, err
+			}
+			if !c.noAck {
+				if err := c.ack(ctx, conn, fe.f.Envelope.ID); err != nil {
+					return progressed, &transient{err: err}
+				}
+			}
+			if err := c.drainInbox(ctx, handle); err != nil {
+				return progressed, err
+			}
+		case api.FrameRefill:
+			// A failed upload is not worth the connection: the server
+			// asks again.
+			c.refill(ctx, fe.f.Keys)
+		case api.FrameQueueEmpty:
+			if opt.UntilEmpty {
+				// Everything before it is handled and acked; the close
+				// handshake lets the server read the acks first.
+				conn.Close(websocket.StatusNormalClosure, "")
+				closed = true
+				return progressed, nil
+			}
+		case api.FrameAck:
+			return progressed, &transient{err: errors.New("ack frame from the server")}
+		}
+	}
+}
+
+func readAPIError(resp *http.Response) *api.Error {
+	if resp.Body == nil {
+		return nil
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	var eb api.ErrorBody
+	if json.Unmarshal(b, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
+		return eb.Error
+	}
+	return nil
+}
+
+func (c *Client) ack(ctx context.Context, conn *websocket.Conn, id string) error {
+	b, err := json.Marshal(&api.Frame{Type: api.FrameAck, ID: id})
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, ackTimeout)
+	defer cancel()
+	return conn.Write(wctx, websocket.MessageText, b)
+}
+
+// drainInbox hands the inbox to handle, oldest first, deleting each event
+// once handle has returned nil for it.
+func (c *Client) drainInbox(ctx context.Context, handle func(Event) error) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var it *profile.InboxItem
+		err := c.st.View(ctx, func(tx *profile.Tx) error {
+			var err error
+			it, err = tx.FirstInbox(0)
+			return err
+		})
+		if err != nil || it == nil {
+			return err
+		}
+		ev, err := decodeEvent(it)
+		if err == nil {
+			if err := handle(ev); err != nil {
+				return err
+			}
+		} else {
+			c.dropped.Add(1) // our own encoding, corrupt: nothing to hand over
+		}
+		err = c.st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error {
+			_, err := tx.DeleteInbox(it.Seq)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// preKeys is the PreKeyStore over a transaction; it remembers an error that
+// is not a missing key, so that a failing database is not mistaken for a
+// bad message.
+type preKeys struct {
+	tx  *profile.Tx
+	err error
+}
+
+func (p *preKeys) note(err error) error {
+	if err != nil && !errors.Is(err, session.ErrMissingPreKey) && p.err == nil {
+		p.err = err
+	}
+	return err
+}
+
+func (p *preKeys) PreKey(id uint32) (*keys.PreKey, error) {
+	k, err := p.tx.PreKey(id)
+	return k, p.note(err)
+}
+
+func (p *preKeys) SignedPreKey(id uint32) (*keys.SignedPreKey, error) {
+	k, err := p.tx.SignedPreKey(id)
+	return k, p.note(err)
+}
+
+func (p *preKeys) KyberPreKey(id uint32) (*keys.KyberPreKey, error) {
+	k, err := p.tx.KyberPreKey(id)
+	return k, p.note(err)
+}
+
+// errDrop marks an envelope that is acknowledged without anything handed on.
+var errDrop = errors.New("client: envelope dropped")
+
+// processEnvelope decrypts one envelope and, in one transaction, saves the
+// session, records the envelope id and stores its events in the inbox. It
+// returns nil when the envelope may be acknowledged: done now, done before,
+// or dropped as undecryptable. Any other error is local and ends Receive.
+func (c *Client) processEnvelope(ctx context.Context, env *api.Envelope) error {
+	now := time.Now()
+	local, localAddr := c.local()
+	remote := session.Address{Name: env.SourceAccount, DeviceID: env.SourceDevice}
+	dropped := false
+	err := c.st.Update(ctx, func(tx *profile.Tx) error {
+		done, err := tx.Processed(env.ID)
+		if err != nil || done {
+			return err
+		}
+		err = c.decryptInto(tx, env, local, localAddr, remote, now)
+		if errors.Is(err, errDrop) {
+			dropped = true
+			return nil // rolled back below, in a transaction of its own
+		}
+		return err
+	})
+	if err != nil || !dropped {
+		return err
+	}
+	c.dropped.Add(1)
+	// The decryption changed nothing; remember the id all the same, so a
+	// redelivery is skipped at once.
+	return c.st.Update(ctx, func(tx *profile.Tx) error { return tx.MarkProcessed(env.ID, now) })
+}
+
+// decryptInto does the work of processEnvelope inside its transaction. It
+// returns an error wrapping errDrop for an envelope to drop; it writes
+// nothing before it knows the envelope decrypts.
+func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.Identity, localAddr, remote session.Address, now time.Time) error {
+	rec, err := tx.Session(env.SourceAccount, env.SourceDevice)
+	if err != nil {
+		return err
+	}
+	var (
+		pt       []byte
+		events   []Event
+		changed  bool
+		identity keys.PublicKey
+	)
+	ct, err := tx.Contact(env.SourceUsername)
+	if err != nil {
+		return err
+	}
+	switch env.Type {
+	case api.EnvelopePreKey:
+		m, err := session.ParsePreKeySignalMessage(env.Content)
+		if err != nil {
+			return errDrop
+		}
+		identity = m.IdentityKey()
+		if rec == nil {
+			rec = new(session.Record)
+		}
+		store := &preKeys{tx: tx}
+		var used *session.PreKeysUsed
+		pt, used, err = rec.DecryptPreKey(m, local, localAddr, remote, store, randReader)
+		if store.err != nil {
+			return store.err
+		}
+		if err != nil {
+			return errDrop
+		}
+		if used != nil {
+			lastResort, err := tx.IsLastResort(used.KyberPreKeyID)
+			if err != nil {
+				return err
+			}
+			if lastResort {
+				seen, err := tx.UseLastResort(used.KyberPreKeyID, used.BaseKey, now)
+				if err != nil {
+					return err
+				}
+				if seen {
+					return errDrop // a first message replayed after its session was gone
+				}
+			} else if err := tx.RemoveKyberPreKey(used.KyberPreKeyID); err != nil {
+				return err
+			}
+			if used.HasPreKeyID {
+				if err := tx.RemovePreKey(used.PreKeyID); err != nil {
+					return err
+				}
+			}
+		}
+	case api.EnvelopeWhisper:
+		m, err := session.ParseSignalMessage(env.Content)
+		if err != nil || rec == nil {
+			return errDrop
+		}
+		if pt, err = rec.Decrypt(m, randReader); err != nil {
+			return errDrop
+		}
+		var ok bool
+		if identity, ok = rec.RemoteIdentity(); !ok {
+			return errDrop
+		}
+	default:
+		return errDrop
+	}
+	defer clear(pt)
+
+	// The identity key: trusted on first use; a change is accepted on
+	// receipt (the message decrypted under it), announced, and clears the
+	// verified mark.
+	switch {
+	case ct == nil:
+		err = tx.PutContact(&profile.Contact{Username: env.SourceUsername, AccountID: env.SourceAccount, IdentityKey: identity}, now)
+	case ct.AccountID != env.SourceAccount || !ct.IdentityKey.Equal(identity):
+		if env.Type == api.EnvelopeWhisper && ct.AccountID == env.SourceAccount {
+			// An older session under the key trusted before; the change,
+			// if any, was announced when the new key arrived.
+			break
+		}
+		changed = true
+		events = append(events, &IdentityChanged{Username: env.SourceUsername, Verified: ct.Verified})
+		if ct.AccountID != env.SourceAccount {
+			if err := forgetSessions(tx, ct.AccountID); err != nil {
+				return err
+			}
+		}
+		err = tx.PutContact(&profile.Contact{Username: env.SourceUsername, AccountID: env.SourceAccount, IdentityKey: identity}, now)
+	}
+	if err != nil {
+		return err
+	}
+	if err := tx.PutSession(env.SourceAccount, env.SourceDevice, rec, now); err != nil {
+		return err
+	}
+	if err := tx.MarkProcessed(env.ID, now); err != nil {
+		return err
+	}
+	// Content that decrypts but does not parse is dropped, with the session
+	// moved on: the sender's ratchet did.
+	if cont, err := content.Parse(pt); err == nil {
+		events = append(events, &Message{
+			ID:              env.ID,
+			From:            env.SourceUsername,
+			FromDevice:      env.SourceDevice,
+			Sent:            time.UnixMilli(cont.Timestamp),
+			Received:        time.UnixMilli(env.ServerTimestamp),
+			Text:            cont.Body,
+			IdentityChanged: changed,
+		})
+	} else {
+		c.dropped.Add(1)
+	}
+	for _, ev := range events {
+		it, err := encodeEvent(env.ID, ev)
+		if err != nil {
+			return err
+		}
+		if err := tx.AddInbox(it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refill tops the one-time prekeys on the server up to targetPreKeys,
+// storing their private halves before uploading.
+func (c *Client) refill(ctx context.Context, ks *api.KeyStatus) error {
+	nPre := min(max(targetPreKeys-ks.PreKeys, 0), api.MaxPreKeysPerUpload)
+	nKyber := min(max(targetPreKeys-ks.KyberPreKeys, 0), api.MaxPreKeysPerUpload)
+	if nPre == 0 && nKyber == 0 {
+		return nil
+	}
+	var up *api.KeyUpload
+	err := c.st.Update(ctx, func(tx *profile.Tx) error {
+		var err error
+		up, err = genOneTime(tx, c.identity.Private, nPre, nKyber, time.Now())
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := c.do(ctx, http.MethodPut, api.PathKeys, up, nil); err != nil {
+		return fmt.Errorf("client: uploading prekeys: %w", err)
+	}
+	return nil
+}

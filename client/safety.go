@@ -1,0 +1,180 @@
+package client
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/doorless/doorless/client/internal/profile"
+	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/protocol/fingerprint"
+	"github.com/doorless/doorless/protocol/keys"
+)
+
+// SafetyNumber is what two users compare to know that no one sits between
+// them: the same 60 digits on both sides exactly when each has the other's
+// real identity key.
+type SafetyNumber struct {
+	Username    string
+	Displayable string // 60 digits
+	Scannable   []byte // the bytes of a QR code, libsignal's encoding (version 2)
+	Verified    bool   // the user marked this contact verified (Verify)
+}
+
+// Safety number parameters, as Signal computes them: version 2 over service
+// ids (the 16 bytes of the account UUID) and identity keys, 5200 iterations.
+const (
+	safetyVersion    = fingerprint.VersionServiceID
+	safetyIterations = fingerprint.Iterations
+)
+
+// SafetyNumber returns the safety number of the conversation with a user,
+// over the identity key known for them; an unknown user's key is fetched
+// from the server and trusted from then on (trust on first use). When Send
+// refused a verified contact's changed key (ErrUntrustedIdentity), the number
+// is over the new key, not verified, so that the user can compare it and
+// Verify it.
+func (c *Client) SafetyNumber(ctx context.Context, username string) (*SafetyNumber, error) {
+	username, err := normalizeUsername(username)
+	if err != nil {
+		return nil, err
+	}
+	accountID, key, verified, err := c.presentedKey(ctx, username)
+	if err != nil {
+		return nil, err
+	}
+	fp, err := c.fingerprint(accountID, key)
+	if err != nil {
+		return nil, err
+	}
+	return &SafetyNumber{Username: username, Displayable: fp.Displayable(), Scannable: fp.Scannable(), Verified: verified}, nil
+}
+
+// presentedKey returns the account and key the safety number is computed
+// over: the pending ones when Send set a changed key aside, the trusted ones
+// otherwise. An unknown user is looked up and stored as a contact.
+func (c *Client) presentedKey(ctx context.Context, username string) (accountID string, key keys.PublicKey, verified bool, err error) {
+	ct, err := c.contact(ctx, username)
+	if err != nil {
+		return "", key, false, err
+	}
+	if ct == nil {
+		var a api.Account
+		err := c.do(ctx, http.MethodGet, pathFor(api.PathAccount, "{username}", username), nil, &a)
+		if _, ok := isCode(err, api.CodeNotFound); ok {
+			return "", key, false, ErrUnknownUser
+		}
+		if err != nil {
+			return "", key, false, fmt.Errorf("client: looking up %s: %w", username, err)
+		}
+		ik, perr := keys.ParsePublicKey(a.IdentityKey)
+		if perr != nil || !api.ValidUUID(a.ID) || a.Username != username {
+			return "", key, false, errors.New("client: the server's account answer is malformed")
+		}
+		err = c.st.Update(ctx, func(tx *profile.Tx) error {
+			if ct, err = tx.Contact(username); err != nil || ct != nil {
+				return err // someone stored it meanwhile: theirs stands
+			}
+			ct = &profile.Contact{Username: username, AccountID: a.ID, IdentityKey: ik}
+			return tx.PutContact(ct, time.Now())
+		})
+		if err != nil {
+			return "", key, false, err
+		}
+	}
+	if ct.PendingKey != nil {
+		return ct.PendingAccount, *ct.PendingKey, false, nil
+	}
+	return ct.AccountID, ct.IdentityKey, ct.Verified, nil
+}
+
+func (c *Client) contact(ctx context.Context, username string) (ct *profile.Contact, err error) {
+	err = c.st.View(ctx, func(tx *profile.Tx) error {
+		ct, err = tx.Contact(username)
+		return err
+	})
+	return ct, err
+}
+
+func (c *Client) fingerprint(accountID string, key keys.PublicKey) (*fingerprint.Fingerprint, error) {
+	local, err := uuidBytes(c.accountID)
+	if err != nil {
+		return nil, err
+	}
+	remote, err := uuidBytes(accountID)
+	if err != nil {
+		return nil, err
+	}
+	fp, err := fingerprint.New(safetyVersion, safetyIterations, local, c.identity.Public.Bytes(), remote, key.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("client: safety number: %v", err)
+	}
+	return fp, nil
+}
+
+// uuidBytes returns the 16 bytes of a hyphenated UUID, the service id bytes
+// libsignal's fingerprints are computed over.
+func uuidBytes(s string) ([]byte, error) {
+	if !api.ValidUUID(s) {
+		return nil, errors.New("client: account id is not a uuid")
+	}
+	return hex.DecodeString(strings.ReplaceAll(s, "-", ""))
+}
+
+// Verify compares number (60 digits; spaces allowed) with the safety number
+// of the conversation with username, in constant time, and marks the
+// contact verified when they are equal: from then on Send refuses a changed
+// identity key for them (ErrUntrustedIdentity) until it is verified again.
+// If Send had set a changed key aside, a match adopts it. A different number
+// is ErrSafetyNumberMismatch, and changes nothing.
+func (c *Client) Verify(ctx context.Context, username, number string) error {
+	username, err := normalizeUsername(username)
+	if err != nil {
+		return err
+	}
+	given := strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) {
+			return -1
+		}
+		return r
+	}, number)
+	accountID, key, _, err := c.presentedKey(ctx, username)
+	if err != nil {
+		return err
+	}
+	fp, err := c.fingerprint(accountID, key)
+	if err != nil {
+		return err
+	}
+	if subtle.ConstantTimeCompare([]byte(given), []byte(fp.Displayable())) != 1 {
+		return ErrSafetyNumberMismatch
+	}
+	return c.st.Update(ctx, func(tx *profile.Tx) error {
+		ct, err := tx.Contact(username)
+		if err != nil {
+			return err
+		}
+		switch {
+		case ct == nil:
+			return ErrSafetyNumberMismatch // gone meanwhile
+		case ct.PendingKey != nil && ct.PendingAccount == accountID && ct.PendingKey.Equal(key):
+			if ct.AccountID != accountID {
+				if err := forgetSessions(tx, ct.AccountID); err != nil {
+					return err
+				}
+			}
+			ct.AccountID, ct.IdentityKey = accountID, key
+		case ct.PendingKey == nil && ct.AccountID == accountID && ct.IdentityKey.Equal(key):
+		default:
+			return ErrSafetyNumberMismatch // the key changed meanwhile
+		}
+		ct.PendingKey, ct.PendingAccount, ct.Verified = nil, "", true
+		return tx.PutContact(ct, time.Now())
+	})
+}

@@ -1,0 +1,454 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/doorless/doorless/client/internal/content"
+	"github.com/doorless/doorless/client/internal/profile"
+	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/protocol/keys"
+	"github.com/doorless/doorless/protocol/session"
+)
+
+// MaxTextSize is the largest message text Send accepts, in bytes.
+const MaxTextSize = content.MaxBody
+
+// SendResult tells how a message went out.
+type SendResult struct {
+	// IdentityChanged: the recipient's identity key differed from the one
+	// known before. The contact was not verified, so the new key was accepted
+	// (trust on first use) and the message sent; show the user.
+	IdentityChanged bool
+	// Devices is how many of the recipient's devices the message was queued
+	// for.
+	Devices int
+}
+
+// Retry bounds.
+const (
+	// maxSendAttempts bounds the rounds of 409/410 answers one Send handles.
+	maxSendAttempts = 5
+	// maxTransportRetries bounds the repeats of one request whose answer
+	// was lost.
+	maxTransportRetries = 2
+	// maxSessionRounds bounds the rounds of bundle fetching before one
+	// encryption: a server that keeps changing its answer is refused.
+	maxSessionRounds = 4
+)
+
+// Send encrypts text for every device of the user and queues it on the
+// server.
+//
+// It fetches prekey bundles for devices it has no session with. If the
+// server presents an identity key for the user other than the one known: for
+// a verified contact it sends nothing and returns ErrUntrustedIdentity (the
+// new key is kept aside, for SafetyNumber and Verify); otherwise it accepts
+// the new key and reports IdentityChanged. It follows the server's answers
+// about missing, extra and stale devices, a bounded number of times.
+// ErrUnknownUser when the server has no such user.
+func (c *Client) Send(ctx context.Context, username, text string) (*SendResult, error) {
+	username, err := normalizeUsername(username)
+	if err != nil {
+		return nil, err
+	}
+	if username == c.username {
+		return nil, errors.New("client: sending to oneself is not supported")
+	}
+	if len(text) > MaxTextSize {
+		return nil, fmt.Errorf("client: message text over %d bytes", MaxTextSize)
+	}
+	now := time.Now()
+	pt, err := encodeText(text, now)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pt)
+
+	res := new(SendResult)
+	var refresh []uint32 // devices whose sessions the server called stale
+	for range maxSendAttempts {
+		msgs, err := c.encryptFor(ctx, username, pt, refresh, res)
+		if err != nil {
+			return nil, err
+		}
+		refresh = nil
+		req := &api.SendRequest{ID: api.NewUUID(), Timestamp: now.UnixMilli(), Messages: msgs}
+		resp, err := c.putMessages(ctx, username, req)
+		if err == nil {
+			res.Devices = resp.Delivered
+			return res, nil
+		}
+		if _, ok := isCode(err, api.CodeNotFound); ok {
+			return nil, ErrUnknownUser
+		}
+		if ae, ok := isCode(err, api.CodeMismatchedDevices); ok {
+			// Extra devices are gone: forget their sessions. Missing ones
+			// get a session from a fresh bundle on the next round.
+			err := c.st.Update(ctx, func(tx *profile.Tx) error {
+				ct, err := tx.Contact(username)
+				if err != nil || ct == nil {
+					return err
+				}
+				for _, d := range ae.ExtraDevices {
+					if err := tx.DeleteSession(ct.AccountID, d); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+			if len(ae.MissingDevices) == 0 && len(ae.ExtraDevices) == 0 {
+				return nil, fmt.Errorf("client: send: %w", ae)
+			}
+			refresh = ae.MissingDevices
+			continue
+		}
+		if ae, ok := isCode(err, api.CodeStaleDevices); ok {
+			if len(ae.StaleDevices) == 0 {
+				return nil, fmt.Errorf("client: send: %w", ae)
+			}
+			refresh = ae.StaleDevices
+			continue
+		}
+		return nil, fmt.Errorf("client: send: %w", err)
+	}
+	return nil, errors.New("client: send: the recipient's devices kept changing; try again")
+}
+
+// encodeText makes the padded content of a text message.
+func encodeText(text string, now time.Time) ([]byte, error) {
+	return content.Encode(&content.Content{Timestamp: now.UnixMilli(), Body: text})
+}
+
+// putMessages sends one request, repeating it (the same bytes, the same id)
+// when its answer is lost. A "duplicate" answer to a repeat means the first
+// attempt landed.
+func (c *Client) putMessages(ctx context.Context, username string, req *api.SendRequest) (*api.SendResponse, error) {
+	path := pathFor(api.PathMessages, "{username}", username)
+	var lost bool
+	for try := 0; ; try++ {
+		var resp api.SendResponse
+		err := c.do(ctx, http.MethodPut, path, req, &resp)
+		if err == nil {
+			return &resp, nil
+		}
+		if _, ok := isCode(err, api.CodeDuplicate); ok && lost {
+			return &api.SendResponse{Delivered: len(req.Messages)}, nil
+		}
+		var te *transportError
+		if !errors.As(err, &te) || try == maxTransportRetries {
+			return nil, err
+		}
+		lost = true
+		if err := sleepCtx(ctx, time.Duration(250<<try)*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// needBundles is what a round of encryptFor could not do without the server.
+type needBundles struct {
+	all     bool     // fetch every device's bundle
+	devices []uint32 // fetch these devices' bundles
+}
+
+func (n *needBundles) Error() string { return "client: sessions needed" }
+
+// encryptFor encrypts the padded content for every device of the user with a
+// session, in one write transaction, after making the sessions it lacks.
+// refresh names devices whose sessions must be replaced first.
+func (c *Client) encryptFor(ctx context.Context, username string, pt []byte, refresh []uint32, res *SendResult) ([]api.OutgoingMessage, error) {
+	local, localAddr := c.local()
+	for round := 0; ; round++ {
+		if round == maxSessionRounds {
+			return nil, errors.New("client: send: could not establish sessions with the recipient")
+		}
+		var msgs []api.OutgoingMessage
+		now := time.Now()
+		err := c.st.Update(ctx, func(tx *profile.Tx) error {
+			msgs = nil
+			ct, err := tx.Contact(username)
+			if err != nil {
+				return err
+			}
+			if ct == nil {
+				return &needBundles{all: true}
+			}
+			devices, err := tx.SessionDevices(ct.AccountID)
+			if err != nil {
+				return err
+			}
+			if len(devices) == 0 {
+				return &needBundles{all: true}
+			}
+			need := new(needBundles)
+			for _, d := range refresh {
+				if d >= 1 && d <= api.MaxDevicesPerAccount {
+					need.devices = append(need.devices, d)
+				}
+			}
+			for _, d := range devices {
+				if slices.Contains(need.devices, d) {
+					continue
+				}
+				rec, err := tx.Session(ct.AccountID, d)
+				if err != nil {
+					return err
+				}
+				// A session with another identity than the one trusted
+				// now is replaced, as is one too old to send.
+				if rik, ok := rec.RemoteIdentity(); !ok || !rik.Equal(ct.IdentityKey) || !rec.HasCurrentSession() {
+					need.devices = append(need.devices, d)
+					continue
+				}
+				regID, _ := rec.RemoteRegistrationID()
+				typ, ctext, err := rec.Encrypt(pt, now, randReader)
+				if errors.Is(err, session.ErrStaleSession) {
+					need.devices = append(need.devices, d)
+					continue
+				}
+				if err != nil {
+					return fmt.Errorf("client: encrypt: %v", err)
+				}
+				if err := tx.PutSession(ct.AccountID, d, rec, now); err != nil {
+					return err
+				}
+				msgs = append(msgs, api.OutgoingMessage{DeviceID: d, RegistrationID: regID, Type: int(typ), Content: ctext})
+			}
+			if len(need.devices) > 0 {
+				return need // rolls back the encryptions of this round
+			}
+			return nil
+		})
+		var need *needBundles
+		if !errors.As(err, &need) {
+			return msgs, err
+		}
+		refresh = nil
+		if need.all {
+			if err := c.fetchSessions(ctx, username, 0, local, localAddr, res); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		for _, d := range need.devices {
+			err := c.fetchSessions(ctx, username, d, local, localAddr, res)
+			if _, ok := isCode(err, api.CodeNotFound); ok {
+				// The device is gone; the server will say so if it
+				// still expects it.
+				err = c.st.Update(ctx, func(tx *profile.Tx) error {
+					ct, err := tx.Contact(username)
+					if err != nil || ct == nil {
+						return err
+					}
+					return tx.DeleteSession(ct.AccountID, d)
+				})
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// fetchSessions fetches the bundles of one device of the user (device 0:
+// every device), decides whether to trust the identity key they carry, and
+// starts a session with each device.
+func (c *Client) fetchSessions(ctx context.Context, username string, device uint32, local *session.Identity, localAddr session.Address, res *SendResult) error {
+	var br api.BundleResponse
+	if err := c.do(ctx, http.MethodGet, bundlePath(username, device), nil, &br); err != nil {
+		if _, ok := isCode(err, api.CodeNotFound); ok && device == 0 {
+			return ErrUnknownUser
+		}
+		return fmt.Errorf("client: fetching keys: %w", err)
+	}
+	if !api.ValidUUID(br.AccountID) {
+		return errors.New("client: fetching keys: the server's answer has no valid account id")
+	}
+	ik, err := keys.ParsePublicKey(br.IdentityKey)
+	if err != nil {
+		return errors.New("client: fetching keys: the server's answer has no valid identity key")
+	}
+	bundles := make([]*session.Bundle, 0, len(br.Devices))
+	for _, d := range br.Devices {
+		if device != 0 && d.DeviceID != device {
+			return errors.New("client: fetching keys: the server answered for another device")
+		}
+		b, err := toBundle(ik, &d)
+		if err != nil {
+			return err
+		}
+		bundles = append(bundles, b)
+	}
+	if device == 0 && len(bundles) == 0 {
+		return errors.New("client: fetching keys: the user has no devices")
+	}
+	now := time.Now()
+	err = c.st.Update(ctx, func(tx *profile.Tx) error {
+		changed, err := trustForSend(tx, username, br.AccountID, ik, now)
+		if err != nil {
+			return err
+		}
+		if changed {
+			res.IdentityChanged = true
+		}
+		if device == 0 {
+			// The server listed every current device: forget the others.
+			have, err := tx.SessionDevices(br.AccountID)
+			if err != nil {
+				return err
+			}
+			for _, d := range have {
+				if !slices.ContainsFunc(bundles, func(b *session.Bundle) bool { return b.DeviceID == d }) {
+					if err := tx.DeleteSession(br.AccountID, d); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		for _, b := range bundles {
+			rec, err := tx.Session(br.AccountID, b.DeviceID)
+			if err != nil {
+				return err
+			}
+			if rec == nil {
+				rec = new(session.Record)
+			}
+			remote := session.Address{Name: br.AccountID, DeviceID: b.DeviceID}
+			if err := rec.InitiateSession(local, localAddr, remote, b, now, randReader); err != nil {
+				return fmt.Errorf("client: starting a session: %v", err)
+			}
+			if err := tx.PutSession(br.AccountID, b.DeviceID, rec, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var u *untrusted
+	if !errors.As(err, &u) {
+		return err
+	}
+	// Keep the key aside, for SafetyNumber and Verify.
+	err = c.st.Update(ctx, func(tx *profile.Tx) error {
+		ct, err := tx.Contact(u.username)
+		if err != nil || ct == nil || !ct.Verified {
+			return err
+		}
+		ct.PendingAccount, ct.PendingKey = u.accountID, &u.key
+		return tx.PutContact(ct, now)
+	})
+	if err != nil {
+		return err
+	}
+	return ErrUntrustedIdentity
+}
+
+// toBundle checks one device's bundle from the server and converts it.
+func toBundle(ik keys.PublicKey, d *api.DeviceBundle) (*session.Bundle, error) {
+	bad := func(what string) error {
+		return fmt.Errorf("client: fetching keys: device %d: %s", d.DeviceID, what)
+	}
+	if d.DeviceID < 1 || d.DeviceID > api.MaxDevicesPerAccount {
+		return nil, bad("device id out of range")
+	}
+	b := &session.Bundle{
+		RegistrationID:        d.RegistrationID,
+		DeviceID:              d.DeviceID,
+		SignedPreKeyID:        d.SignedPreKey.ID,
+		SignedPreKeySignature: d.SignedPreKey.Signature,
+		KyberPreKeyID:         d.KyberPreKey.ID,
+		KyberPreKeySignature:  d.KyberPreKey.Signature,
+		IdentityKey:           ik,
+	}
+	var err error
+	if b.SignedPreKey, err = keys.ParsePublicKey(d.SignedPreKey.PublicKey); err != nil {
+		return nil, bad("malformed signed prekey")
+	}
+	if b.KyberPreKey, err = keys.ParseKEMPublicKey(d.KyberPreKey.PublicKey); err != nil {
+		return nil, bad("malformed kyber prekey")
+	}
+	if d.PreKey != nil {
+		b.HasPreKey = true
+		b.PreKeyID = d.PreKey.ID
+		if b.PreKey, err = keys.ParsePublicKey(d.PreKey.PublicKey); err != nil {
+			return nil, bad("malformed prekey")
+		}
+	}
+	if err := b.Verify(); err != nil {
+		return nil, bad("prekey signatures do not verify")
+	}
+	return b, nil
+}
+
+// trustForSend decides about the identity key the server presents for a user
+// we are about to send to. A new contact is trusted on first use. A changed
+// key is accepted for an unverified contact (changed is true); for a
+// verified one an *untrusted error is returned, and the caller keeps the key
+// aside as pending in a transaction of its own (this one rolls back).
+func trustForSend(tx *profile.Tx, username, accountID string, ik keys.PublicKey, now time.Time) (changed bool, err error) {
+	ct, err := tx.Contact(username)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case ct == nil:
+		return false, tx.PutContact(&profile.Contact{Username: username, AccountID: accountID, IdentityKey: ik}, now)
+	case ct.AccountID == accountID && ct.IdentityKey.Equal(ik):
+		if ct.PendingKey != nil {
+			ct.PendingKey, ct.PendingAccount = nil, ""
+			return false, tx.PutContact(ct, now)
+		}
+		return false, nil
+	case ct.Verified:
+		return false, &untrusted{username: username, accountID: accountID, key: ik}
+	default:
+		if ct.AccountID != accountID {
+			if err := forgetSessions(tx, ct.AccountID); err != nil {
+				return false, err
+			}
+		}
+		ct.AccountID, ct.IdentityKey, ct.PendingKey, ct.PendingAccount = accountID, ik, nil, ""
+		return true, tx.PutContact(ct, now)
+	}
+}
+
+func forgetSessions(tx *profile.Tx, accountID string) error {
+	devices, err := tx.SessionDevices(accountID)
+	if err != nil {
+		return err
+	}
+	for _, d := range devices {
+		if err := tx.DeleteSession(accountID, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// untrusted carries a changed key for a verified contact out of the
+// transaction that found it, so that it can be stored as pending.
+type untrusted struct {
+	username, accountID string
+	key                 keys.PublicKey
+}
+
+func (u *untrusted) Error() string { return ErrUntrustedIdentity.Error() }
+func (u *untrusted) Unwrap() error { return ErrUntrustedIdentity }
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
