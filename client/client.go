@@ -120,8 +120,9 @@ type Client struct {
 	password  string
 	identity  keys.KeyPair
 
-	recvMu  chan struct{} // one Receive at a time
-	dropped atomic.Int64
+	recvMu      chan struct{} // one Receive at a time
+	dropped     atomic.Int64
+	redelivered atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -156,10 +157,16 @@ type Stats struct {
 	// Dropped counts envelopes that did not decrypt (forged, corrupt,
 	// replayed, from an unknown session) and were acknowledged and dropped.
 	Dropped int64
+	// Redelivered counts envelopes the server sent again (their
+	// acknowledgement lost) that had been processed already: acknowledged
+	// again and not handed over twice.
+	Redelivered int64
 }
 
 // Stats returns the client's counters.
-func (c *Client) Stats() Stats { return Stats{Dropped: c.dropped.Load()} }
+func (c *Client) Stats() Stats {
+	return Stats{Dropped: c.dropped.Load(), Redelivered: c.redelivered.Load()}
+}
 
 // Close closes the profile. Operations under way fail.
 func (c *Client) Close() error {

@@ -108,6 +108,9 @@ func TestRedeliveryNotHandedTwice(t *testing.T) {
 	if evs := receive(t, bob); len(evs) != 0 {
 		t.Fatalf("redelivered envelopes handed over again: %v", evs)
 	}
+	if r := bob.Stats().Redelivered; r != int64(len(want)) {
+		t.Fatalf("%d envelopes redelivered, want %d", r, len(want))
+	}
 	// The redeliveries were acknowledged this time.
 	mustSend(t, alice, "bob", "new")
 	wantTexts(t, receive(t, bob), "alice", "new")

@@ -34,6 +34,12 @@ type testServer struct {
 
 func newServer(t *testing.T, mod func(*server.Config)) *testServer {
 	t.Helper()
+	return newWrappedServer(t, mod, nil)
+}
+
+// newWrappedServer puts wrap (when not nil) in front of the server's handler.
+func newWrappedServer(t *testing.T, mod func(*server.Config), wrap func(http.Handler) http.Handler) *testServer {
+	t.Helper()
 	st, err := sqlite.Open(filepath.Join(t.TempDir(), "doorless.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +56,11 @@ func newServer(t *testing.T, mod func(*server.Config)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv.Handler())
+	h := srv.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	hs := httptest.NewServer(h)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

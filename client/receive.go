@@ -382,31 +382,28 @@ func (c *Client) processEnvelope(ctx context.Context, env *api.Envelope) error {
 	now := time.Now()
 	local, localAddr := c.local()
 	remote := session.Address{Name: env.SourceAccount, DeviceID: env.SourceDevice}
-	dropped := false
 	err := c.st.Update(ctx, func(tx *profile.Tx) error {
 		done, err := tx.Processed(env.ID)
-		if err != nil || done {
+		if err != nil {
 			return err
 		}
-		err = c.decryptInto(tx, env, local, localAddr, remote, now)
-		if errors.Is(err, errDrop) {
-			dropped = true
-			return nil // rolled back below, in a transaction of its own
+		if done {
+			c.redelivered.Add(1)
+			return nil
 		}
-		return err
+		return c.decryptInto(tx, env, local, localAddr, remote, now)
 	})
-	if err != nil || !dropped {
+	if !errors.Is(err, errDrop) {
 		return err
 	}
 	c.dropped.Add(1)
-	// The decryption changed nothing; remember the id all the same, so a
-	// redelivery is skipped at once.
+	// The decryption changed nothing (the transaction rolled back);
+	// remember the id all the same, so that a redelivery is skipped at once.
 	return c.st.Update(ctx, func(tx *profile.Tx) error { return tx.MarkProcessed(env.ID, now) })
 }
 
 // decryptInto does the work of processEnvelope inside its transaction. It
-// returns an error wrapping errDrop for an envelope to drop; it writes
-// nothing before it knows the envelope decrypts.
+// returns errDrop for an envelope to drop, and the caller rolls back.
 func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.Identity, localAddr, remote session.Address, now time.Time) error {
 	rec, err := tx.Session(env.SourceAccount, env.SourceDevice)
 	if err != nil {
