@@ -20,7 +20,7 @@ func (s *Store) CreateAccount(ctx context.Context, a *store.Account, d *store.De
 	}
 	created := orNow(a.Created)
 	devCreated := orNow(d.Created)
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *wtx) error {
 		var one int
 		err := tx.QueryRow(`SELECT 1 FROM accounts WHERE username = ?`, a.Username).Scan(&one)
 		switch {
@@ -137,7 +137,7 @@ func (s *Store) Devices(ctx context.Context, accountID string) ([]store.Device, 
 // with it (foreign keys, ON DELETE CASCADE); the account's next_device_id is
 // left as it is, so the id is never reused.
 func (s *Store) RemoveDevice(ctx context.Context, accountID string, deviceID uint32) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *wtx) error {
 		res, err := tx.Exec(`DELETE FROM devices WHERE account_id = ? AND id = ?`, accountID, deviceID)
 		if err != nil {
 			return fmt.Errorf("sqlite: remove device: %v", err)
@@ -160,7 +160,7 @@ func (s *Store) CreateInvite(ctx context.Context, inv *store.Invite) error {
 		return errors.New("sqlite: create invite: no code hash")
 	}
 	created := orNow(inv.Created)
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *wtx) error {
 		if _, err := tx.Exec(`INSERT INTO invites (code_hash, created, expires) VALUES (?, ?, ?)`,
 			inv.CodeHash, toMS(created), toMS(inv.Expires)); err != nil {
 			return fmt.Errorf("sqlite: create invite: %v", err)
@@ -183,7 +183,7 @@ func (s *Store) AddDevice(ctx context.Context, d *store.Device, k *store.KeyUplo
 	}
 	created := orNow(d.Created)
 	var id uint32
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *wtx) error {
 		var next int64
 		err := tx.QueryRow(`SELECT next_device_id FROM accounts WHERE id = ?`, d.AccountID).Scan(&next)
 		switch {

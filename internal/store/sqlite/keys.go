@@ -10,7 +10,7 @@ import (
 )
 
 // storeKeys writes k for a device that exists.
-func storeKeys(tx *sql.Tx, accountID string, deviceID uint32, k *store.KeyUpload) error {
+func storeKeys(tx *wtx, accountID string, deviceID uint32, k *store.KeyUpload) error {
 	if k == nil {
 		return nil
 	}
@@ -28,37 +28,25 @@ func storeKeys(tx *sql.Tx, accountID string, deviceID uint32, k *store.KeyUpload
 			return err
 		}
 	}
-	if len(k.PreKeys) > 0 {
-		st, err := tx.Prepare(`INSERT INTO prekeys (account_id, device_id, key_id, public_key) VALUES (?, ?, ?, ?)
-			ON CONFLICT (account_id, device_id, key_id) DO UPDATE SET public_key = excluded.public_key`)
-		if err != nil {
+	for _, pk := range k.PreKeys {
+		if _, err := tx.Exec(`INSERT INTO prekeys (account_id, device_id, key_id, public_key) VALUES (?, ?, ?, ?)
+			ON CONFLICT (account_id, device_id, key_id) DO UPDATE SET public_key = excluded.public_key`,
+			accountID, deviceID, pk.ID, blob(pk.PublicKey)); err != nil {
 			return err
-		}
-		defer st.Close()
-		for _, pk := range k.PreKeys {
-			if _, err := st.Exec(accountID, deviceID, pk.ID, blob(pk.PublicKey)); err != nil {
-				return err
-			}
 		}
 	}
-	if len(k.KyberPreKeys) > 0 {
-		st, err := tx.Prepare(`INSERT INTO kyber_prekeys (account_id, device_id, key_id, public_key, signature) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (account_id, device_id, key_id) DO UPDATE SET public_key = excluded.public_key, signature = excluded.signature`)
-		if err != nil {
+	for _, kp := range k.KyberPreKeys {
+		if _, err := tx.Exec(`INSERT INTO kyber_prekeys (account_id, device_id, key_id, public_key, signature) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (account_id, device_id, key_id) DO UPDATE SET public_key = excluded.public_key, signature = excluded.signature`,
+			accountID, deviceID, kp.ID, blob(kp.PublicKey), blob(kp.Signature)); err != nil {
 			return err
-		}
-		defer st.Close()
-		for _, kp := range k.KyberPreKeys {
-			if _, err := st.Exec(accountID, deviceID, kp.ID, blob(kp.PublicKey), blob(kp.Signature)); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
 }
 
 // deviceExists reports whether the device exists, within tx.
-func deviceExists(tx *sql.Tx, accountID string, deviceID uint32) (bool, error) {
+func deviceExists(tx *wtx, accountID string, deviceID uint32) (bool, error) {
 	var one int
 	err := tx.QueryRow(`SELECT 1 FROM devices WHERE account_id = ? AND id = ?`, accountID, deviceID).Scan(&one)
 	switch {
@@ -72,7 +60,7 @@ func deviceExists(tx *sql.Tx, accountID string, deviceID uint32) (bool, error) {
 
 // StoreKeys implements store.Keys.
 func (s *Store) StoreKeys(ctx context.Context, accountID string, deviceID uint32, k *store.KeyUpload) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *wtx) error {
 		ok, err := deviceExists(tx, accountID, deviceID)
 		if err != nil {
 			return fmt.Errorf("sqlite: store keys: %v", err)
@@ -94,7 +82,7 @@ func (s *Store) StoreKeys(ctx context.Context, accountID string, deviceID uint32
 // store.ErrNoKyberPreKey; nothing is taken then.
 func (s *Store) TakeBundle(ctx context.Context, accountID string, deviceID uint32) (*store.Bundle, error) {
 	var b *store.Bundle
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *wtx) error {
 		nb := &store.Bundle{DeviceID: deviceID}
 		err := tx.QueryRow(`SELECT registration_id FROM devices WHERE account_id = ? AND id = ?`, accountID, deviceID).Scan(&nb.RegistrationID)
 		switch {

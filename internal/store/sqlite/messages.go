@@ -69,25 +69,26 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 	key := sendKey(send)
 	seqs := make([]int64, len(envs))
 
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		var one int
-		err := tx.QueryRow(`SELECT 1 FROM send_ids WHERE key = ?`, key).Scan(&one)
-		switch {
-		case err == nil:
-			return fmt.Errorf("sqlite: enqueue: %w", store.ErrDuplicate)
-		case !errors.Is(err, sql.ErrNoRows):
+	err := s.write(ctx, func(tx *wtx) error {
+		// Recording the send id first finds a duplicate; should a check below
+		// fail, the transaction or savepoint is rolled back, record and all.
+		res, err := tx.Exec(`INSERT INTO send_ids (key, created) VALUES (?, ?) ON CONFLICT DO NOTHING`, key, toMS(recorded))
+		if err != nil {
 			return fmt.Errorf("sqlite: enqueue: %v", err)
 		}
-		// Check every recipient device before writing anything.
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("sqlite: enqueue: %v", err)
+		} else if n == 0 {
+			return fmt.Errorf("sqlite: enqueue: %w", store.ErrDuplicate)
+		}
+		// Check every recipient device before writing an envelope.
 		adding := make(map[deviceKey]int, len(envs))
 		for i := range envs {
-			dk := deviceKey{envs[i].AccountID, envs[i].DeviceID}
-			adding[dk]++
+			adding[deviceKey{envs[i].AccountID, envs[i].DeviceID}]++
 		}
 		for dk, n := range adding {
 			var queued int
-			err := tx.QueryRow(`SELECT (SELECT COUNT(*) FROM envelopes WHERE account_id = ?1 AND device_id = ?2)
-				FROM devices WHERE account_id = ?1 AND id = ?2`, dk.account, dk.device).Scan(&queued)
+			err := tx.QueryRow(`SELECT queued FROM devices WHERE account_id = ? AND id = ?`, dk.account, dk.device).Scan(&queued)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 				return fmt.Errorf("sqlite: enqueue: %w", store.ErrNotFound)
@@ -97,9 +98,6 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 			if queued+n > maxQueue {
 				return fmt.Errorf("sqlite: enqueue: %w", store.ErrQueueFull)
 			}
-		}
-		if _, err := tx.Exec(`INSERT INTO send_ids (key, created) VALUES (?, ?)`, key, toMS(recorded)); err != nil {
-			return fmt.Errorf("sqlite: enqueue: %v", err)
 		}
 		for i := range envs {
 			e := &envs[i]
@@ -161,7 +159,7 @@ func (s *Store) Queue(ctx context.Context, accountID string, deviceID uint32, af
 
 // Ack implements store.Messages.
 func (s *Store) Ack(ctx context.Context, accountID string, deviceID uint32, envelopeID string) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *wtx) error {
 		res, err := tx.Exec(`DELETE FROM envelopes WHERE id = ? AND account_id = ? AND device_id = ?`, envelopeID, accountID, deviceID)
 		if err != nil {
 			return fmt.Errorf("sqlite: ack: %v", err)
@@ -182,10 +180,12 @@ func (s *Store) Ack(ctx context.Context, accountID string, deviceID uint32, enve
 func (s *Store) QueueLen(ctx context.Context, accountID string, deviceID uint32) (int, error) {
 	var n int
 	err := s.read(func(db *sql.DB) error {
-		return db.QueryRowContext(ctx, `SELECT COUNT(*) FROM envelopes WHERE account_id = ? AND device_id = ?`,
+		return db.QueryRowContext(ctx, `SELECT queued FROM devices WHERE account_id = ? AND id = ?`,
 			accountID, deviceID).Scan(&n)
 	})
 	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, nil
 	case errors.Is(err, store.ErrClosed):
 		return 0, err
 	case err != nil:
@@ -199,7 +199,7 @@ func (s *Store) QueueLen(ctx context.Context, accountID string, deviceID uint32)
 func (s *Store) Expire(ctx context.Context, cutoff time.Time) (int, error) {
 	var n int64
 	c := toMS(cutoff)
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *wtx) error {
 		res, err := tx.Exec(`DELETE FROM envelopes WHERE server_timestamp < ?`, c)
 		if err != nil {
 			return fmt.Errorf("sqlite: expire: %v", err)

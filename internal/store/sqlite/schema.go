@@ -31,6 +31,9 @@ CREATE TABLE devices (
 	registration_id INTEGER NOT NULL,
 	credential_hash BLOB    NOT NULL,
 	created         INTEGER NOT NULL,
+	-- How many envelopes are queued for the device, kept by the triggers
+	-- on envelopes: Enqueue checks the queue limit without counting.
+	queued          INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (account_id, id)
 ) STRICT, WITHOUT ROWID;
 
@@ -91,6 +94,12 @@ CREATE TABLE envelopes (
 ) STRICT;
 CREATE INDEX envelopes_by_device ON envelopes (account_id, device_id, seq);
 CREATE INDEX envelopes_by_time ON envelopes (server_timestamp);
+CREATE TRIGGER envelopes_queued_insert AFTER INSERT ON envelopes BEGIN
+	UPDATE devices SET queued = queued + 1 WHERE account_id = NEW.account_id AND id = NEW.device_id;
+END;
+CREATE TRIGGER envelopes_queued_delete AFTER DELETE ON envelopes BEGIN
+	UPDATE devices SET queued = queued - 1 WHERE account_id = OLD.account_id AND id = OLD.device_id;
+END;
 
 -- A send id is kept as a hash of (source account, source device, send id):
 -- enough to refuse a replay, and it records neither the recipient nor, to

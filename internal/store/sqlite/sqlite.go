@@ -30,7 +30,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,7 +48,9 @@ const (
 	busyTimeout = 10 * time.Second
 	// maxBatch bounds the writes committed in one transaction.
 	maxBatch = 256
-	// readConns bounds the read-only connections.
+	// readConns bounds the read-only connections. Parallel reads run
+	// faster with 2 or 4 than with 1 even on 2 cores (BenchmarkQueueParallel,
+	// docs/benchmarks.md), and a long read then does not hold up the others.
 	readConns = 4
 )
 
@@ -58,7 +59,8 @@ var errClosed = fmt.Errorf("sqlite: %w", store.ErrClosed)
 // Store is a store.Store on one SQLite database file.
 type Store struct {
 	rdb *sql.DB // read-only pool
-	wdb *sql.DB // the one writing connection, used only by the writer goroutine
+	wdb *sql.DB // holds wtx.conn, the one writing connection
+	wtx *wtx    // used by the writer goroutine only
 
 	mu     sync.RWMutex // held (shared) by every call in flight; Close takes it exclusively
 	closed bool
@@ -66,20 +68,78 @@ type Store struct {
 	ops  chan *op      // writes waiting for the writer goroutine
 	done chan struct{} // closed when the writer goroutine has exited
 
-	commits atomic.Int64 // transactions the writer has committed
+	commits  atomic.Int64 // transactions the writer has committed
+	maxBatch int          // writes per transaction at most
 }
 
 // op is one write: fn runs inside a savepoint of the batch's transaction.
 type op struct {
 	ctx  context.Context
-	fn   func(tx *sql.Tx) error
+	fn   func(tx *wtx) error
 	err  error
 	done chan struct{}
+}
+
+// wtx is the writing connection as the writer goroutine and the ops it runs
+// see it. The writer issues BEGIN, SAVEPOINT and COMMIT itself, so every
+// statement run through wtx between them is part of the batch's
+// transaction. Statements are prepared once and kept.
+type wtx struct {
+	conn  *sql.Conn
+	stmts map[string]*sql.Stmt
+}
+
+func (w *wtx) stmt(query string) (*sql.Stmt, error) {
+	if st, ok := w.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := w.conn.PrepareContext(context.Background(), query)
+	if err != nil {
+		return nil, err
+	}
+	w.stmts[query] = st
+	return st, nil
+}
+
+// Exec runs a statement.
+func (w *wtx) Exec(query string, args ...any) (sql.Result, error) {
+	st, err := w.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return st.Exec(args...)
+}
+
+// QueryRow runs a query for at most one row; the caller must Scan it.
+func (w *wtx) QueryRow(query string, args ...any) *sql.Row {
+	st, err := w.stmt(query)
+	if err != nil {
+		// Unprepared, so that the Row carries the error.
+		return w.conn.QueryRowContext(context.Background(), query, args...)
+	}
+	return st.QueryRow(args...)
+}
+
+func (w *wtx) close() error {
+	for _, st := range w.stmts {
+		st.Close()
+	}
+	return w.conn.Close()
 }
 
 // Open opens the database file at path, creating it (mode 0600) when it does
 // not exist, and migrates its schema to the current version.
 func Open(path string) (*Store, error) {
+	return open(path, options{maxBatch: maxBatch, secureDelete: true})
+}
+
+// options are the knobs benchmarks turn; Open uses the defaults.
+type options struct {
+	maxBatch     int  // writes per transaction at most; 1 turns group commit off
+	secureDelete bool // PRAGMA secure_delete
+}
+
+func open(path string, opt options) (*Store, error) {
 	if path == "" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") {
 		return nil, errors.New("sqlite: database path must be a plain file name")
 	}
@@ -92,7 +152,7 @@ func Open(path string) (*Store, error) {
 	ms := busyTimeout.Milliseconds()
 	wdb, err := sql.Open("sqlite", fmt.Sprintf("%s?_txlock=immediate"+
 		"&_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"+
-		"&_pragma=foreign_keys(1)&_pragma=secure_delete(1)", path, ms))
+		"&_pragma=foreign_keys(1)&_pragma=secure_delete(%d)", path, ms, b2i(opt.secureDelete)))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %v", err)
 	}
@@ -105,7 +165,7 @@ func Open(path string) (*Store, error) {
 		return nil, err
 	}
 
-	n := min(readConns, max(2, runtime.GOMAXPROCS(0)))
+	n := readConns
 	rdb, err := sql.Open("sqlite", fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=query_only(1)", path, ms))
 	if err != nil {
 		wdb.Close()
@@ -120,12 +180,20 @@ func Open(path string) (*Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("sqlite: %v", err)
 	}
+	conn, err := wdb.Conn(context.Background())
+	if err != nil {
+		rdb.Close()
+		wdb.Close()
+		return nil, fmt.Errorf("sqlite: %v", err)
+	}
 
 	s := &Store{
-		rdb:  rdb,
-		wdb:  wdb,
-		ops:  make(chan *op, maxBatch),
-		done: make(chan struct{}),
+		rdb:      rdb,
+		wdb:      wdb,
+		wtx:      &wtx{conn: conn, stmts: map[string]*sql.Stmt{}},
+		ops:      make(chan *op, maxBatch),
+		done:     make(chan struct{}),
+		maxBatch: max(1, opt.maxBatch),
 	}
 	go s.writer()
 	return s, nil
@@ -144,9 +212,10 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 
 	<-s.done
-	rerr := s.rdb.Close()
+	cerr := s.wtx.close()
 	werr := s.wdb.Close()
-	if err := errors.Join(werr, rerr); err != nil {
+	rerr := s.rdb.Close()
+	if err := errors.Join(cerr, werr, rerr); err != nil {
 		return fmt.Errorf("sqlite: close: %v", err)
 	}
 	return nil
@@ -156,7 +225,7 @@ func (s *Store) Close() error {
 // and returns after that transaction has committed (or failed). fn must not
 // touch the caller's state: its effects reach the caller only when write
 // returns nil.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (s *Store) write(ctx context.Context, fn func(tx *wtx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -194,11 +263,11 @@ func (s *Store) read(fn func(db *sql.DB) error) error {
 // batch, and repeats until Close closes s.ops and the queue is drained.
 func (s *Store) writer() {
 	defer close(s.done)
-	batch := make([]*op, 0, maxBatch)
+	batch := make([]*op, 0, s.maxBatch)
 	for o := range s.ops {
 		batch = append(batch[:0], o)
 	drain:
-		for len(batch) < maxBatch {
+		for len(batch) < s.maxBatch {
 			select {
 			case o, ok := <-s.ops:
 				if !ok {
@@ -216,55 +285,76 @@ func (s *Store) writer() {
 	}
 }
 
-// commit runs a batch of writes in one transaction, each in a savepoint, and
-// commits it. Every op of the batch is finished (done closed) on return.
+// commit runs a batch of writes in one transaction and commits it. With
+// more than one write in the batch, each runs in a savepoint, so that one
+// that fails is undone alone. Every op of the batch is finished (done
+// closed) on return.
 func (s *Store) commit(batch []*op) {
 	defer func() {
 		for _, o := range batch {
 			close(o.done)
 		}
 	}()
-	failAll := func(err error) {
+	w := s.wtx
+	failAll := func(what string, err error) {
+		// The transaction may already be gone (SQLite rolls back by itself
+		// after some errors); then ROLLBACK fails, harmlessly.
+		w.Exec("ROLLBACK")
+		err = fmt.Errorf("sqlite: %s: %v", what, err)
 		for _, o := range batch {
 			if o.err == nil {
 				o.err = err
 			}
 		}
 	}
-	ctx := context.Background() // the batch is not any one caller's
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		failAll(fmt.Errorf("sqlite: begin: %v", err))
+	if _, err := w.Exec("BEGIN IMMEDIATE"); err != nil {
+		failAll("begin", err)
 		return
 	}
-	for _, o := range batch {
-		if err := o.ctx.Err(); err != nil {
-			o.err = err
-			continue
+	if len(batch) == 1 {
+		o := batch[0]
+		if o.err = o.ctx.Err(); o.err == nil {
+			o.err = o.fn(w)
 		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT op"); err != nil {
-			tx.Rollback()
-			failAll(fmt.Errorf("sqlite: savepoint: %v", err))
+		if o.err != nil {
+			if _, err := w.Exec("ROLLBACK"); err != nil {
+				failAll("rollback", err)
+			}
 			return
 		}
-		if o.err = o.fn(tx); o.err != nil {
-			if _, err := tx.ExecContext(ctx, "ROLLBACK TO op"); err != nil {
-				tx.Rollback()
-				failAll(fmt.Errorf("sqlite: rollback to savepoint: %v", err))
+	} else {
+		for _, o := range batch {
+			if o.err = o.ctx.Err(); o.err != nil {
+				continue
+			}
+			if _, err := w.Exec("SAVEPOINT op"); err != nil {
+				failAll("savepoint", err)
+				return
+			}
+			if o.err = o.fn(w); o.err != nil {
+				if _, err := w.Exec("ROLLBACK TO op"); err != nil {
+					failAll("rollback to savepoint", err)
+					return
+				}
+			}
+			if _, err := w.Exec("RELEASE op"); err != nil {
+				failAll("release savepoint", err)
 				return
 			}
 		}
-		if _, err := tx.ExecContext(ctx, "RELEASE op"); err != nil {
-			tx.Rollback()
-			failAll(fmt.Errorf("sqlite: release savepoint: %v", err))
-			return
-		}
 	}
-	if err := tx.Commit(); err != nil {
-		failAll(fmt.Errorf("sqlite: commit: %v", err))
+	if _, err := w.Exec("COMMIT"); err != nil {
+		failAll("commit", err)
 		return
 	}
 	s.commits.Add(1)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Times are stored as Unix milliseconds, the precision of the HTTP API.

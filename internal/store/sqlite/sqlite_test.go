@@ -38,8 +38,40 @@ func openTemp(t testing.TB) (*Store, string) {
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		s, _ := openTemp(t)
+		t.Cleanup(func() { checkQueued(t, s) }) // before the Close above
 		return s
 	})
+}
+
+// checkQueued checks that every device's queued count, which triggers keep,
+// is its number of envelopes.
+func checkQueued(t *testing.T, s *Store) {
+	var bad []string
+	err := s.read(func(db *sql.DB) error {
+		rows, err := db.Query(`SELECT d.id, d.queued, (SELECT COUNT(*) FROM envelopes e WHERE e.account_id = d.account_id AND e.device_id = d.id) AS n
+			FROM devices d WHERE queued != n`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id, queued, n int
+			if err := rows.Scan(&id, &queued, &n); err != nil {
+				return err
+			}
+			bad = append(bad, fmt.Sprintf("device %d: queued %d, %d envelopes", id, queued, n))
+		}
+		return rows.Err()
+	})
+	if errors.Is(err, store.ErrClosed) {
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bad {
+		t.Error(b)
+	}
 }
 
 // pauseWriter occupies the writer goroutine until the returned function is
@@ -49,7 +81,7 @@ func pauseWriter(t *testing.T, s *Store) (resume func()) {
 	started, release := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- s.write(context.Background(), func(*sql.Tx) error {
+		done <- s.write(context.Background(), func(*wtx) error {
 			close(started)
 			<-release
 			return nil
@@ -369,7 +401,7 @@ func TestOpenSettings(t *testing.T) {
 	}
 	var journal string
 	var sync, fk, busy, secure int
-	err := s.write(t.Context(), func(tx *sql.Tx) error {
+	err := s.write(t.Context(), func(tx *wtx) error {
 		for q, v := range map[string]any{
 			"PRAGMA journal_mode": &journal, "PRAGMA synchronous": &sync,
 			"PRAGMA foreign_keys": &fk, "PRAGMA busy_timeout": &busy,
@@ -405,7 +437,7 @@ func TestSchemaVersion(t *testing.T) {
 	if v != len(migrations) {
 		t.Fatalf("schema version %d, want %d", v, len(migrations))
 	}
-	if err := s.write(t.Context(), func(tx *sql.Tx) error {
+	if err := s.write(t.Context(), func(tx *wtx) error {
 		_, err := tx.Exec(`UPDATE schema_version SET version = ?`, len(migrations)+1)
 		return err
 	}); err != nil {
