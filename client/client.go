@@ -172,7 +172,6 @@ func (c *Client) Stats() Stats {
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.closeErr = c.st.Close()
-		c.password = ""
 	})
 	return c.closeErr
 }
@@ -356,10 +355,10 @@ func Register(ctx context.Context, dir, serverURL, username, invite string, opt 
 		return nil, err
 	}
 
-	hc := opt.HTTPClient
-	if hc == nil {
-		hc = defaultHTTPClient()
+	if opt.HTTPClient == nil {
+		opt.HTTPClient = defaultHTTPClient()
 	}
+	hc := opt.HTTPClient
 	var resp api.RegisterResponse
 	err = doJSON(ctx, hc, http.MethodPost, serverURL+api.PathAccounts, "", "", req, &resp)
 	if err != nil {

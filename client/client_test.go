@@ -668,3 +668,65 @@ func TestNoSecretsPrinted(t *testing.T) {
 		}
 	}
 }
+
+// TestSealedProfileHoldsNoPlaintext: with a passphrase, the profile's files
+// hold neither the identity private key, nor the password, nor the text of a
+// message waiting in the inbox.
+func TestSealedProfileHoldsNoPlaintext(t *testing.T) {
+	s := newServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, dir := s.register(t, "bob", Options{Passphrase: "a long passphrase"})
+	const text = "the launch codes are 0000 and that is a secret"
+	mustSend(t, alice, "bob", text)
+	errLater := errors.New("later")
+	err := bob.Receive(ctxT(t), ReceiveOptions{UntilEmpty: true}, func(Event) error { return errLater })
+	if !errors.Is(err, errLater) {
+		t.Fatal(err)
+	}
+	secrets := map[string][]byte{
+		"identity private key": bob.identity.Private.Bytes(),
+		"password":             []byte(bob.password),
+		"message text":         []byte("launch codes"),
+	}
+	for _, name := range []string{ProfileFile, ProfileFile + "-wal"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for what, secret := range secrets {
+			if strings.Contains(string(b), string(secret)) {
+				t.Errorf("%s found in %s", what, name)
+			}
+		}
+	}
+	// The message is still there for the next Receive.
+	wantTexts(t, receive(t, bob), "alice", text)
+}
+
+// TestRegisterReplacesIncompleteProfile: a registration that stopped before
+// the server answered leaves a profile without an account, which the next
+// Register replaces.
+func TestRegisterReplacesIncompleteProfile(t *testing.T) {
+	s := newServer(t, nil)
+	dir := t.TempDir()
+	st, err := profile.Create(filepath.Join(dir, ProfileFile), "", kdfParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, _ := keys.GenerateKeyPair(nil)
+	if err := st.Update(ctxT(t), func(tx *profile.Tx) error { return tx.InitAccount(kp, 1, time.Now()) }); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrNoProfile) {
+		t.Fatalf("Open of an incomplete profile: %v", err)
+	}
+	c, err := Register(ctxT(t), dir, s.url, "carol", "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.identity.Public.Equal(kp.Public) {
+		t.Error("the incomplete profile's identity was kept")
+	}
+}

@@ -85,6 +85,9 @@ type Store struct {
 // String hides whatever the store holds.
 func (s *Store) String() string { return "profile.Store([redacted])" }
 
+// GoString hides whatever the store holds from %#v.
+func (s *Store) GoString() string { return s.String() }
+
 func dsn(path string) string {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -312,6 +315,8 @@ type sealer struct {
 }
 
 func (s *sealer) String() string { return "[redacted]" }
+
+func (s *sealer) GoString() string { return "[redacted]" }
 
 func newSealer(passphrase string, salt []byte, kdf KDFParams) (*sealer, error) {
 	if kdf.Time < 1 || kdf.Memory < 8*uint32(max(kdf.Threads, 1)) || kdf.Threads < 1 || kdf.Memory > 4<<20 || kdf.Time > 100 {

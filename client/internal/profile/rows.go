@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -32,6 +33,12 @@ type Account struct {
 
 // String hides the secrets.
 func (a *Account) String() string { return "profile.Account([redacted])" }
+
+// GoString hides the secrets from %#v.
+func (a *Account) GoString() string { return a.String() }
+
+// LogValue hides the secrets from slog.
+func (a *Account) LogValue() slog.Value { return slog.StringValue(a.String()) }
 
 const (
 	labelPassword = "account/password"
