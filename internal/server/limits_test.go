@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 func TestLimiter(t *testing.T) {
@@ -123,8 +126,10 @@ func (s *syncBuffer) String() string {
 // and never who, with what keys, or what.
 func TestObservability(t *testing.T) {
 	var logs syncBuffer
+	reg := prometheus.NewRegistry()
 	e := newEnv(t, func(c *Config) {
 		c.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		c.Registerer = reg
 	})
 	var health map[string]string
 	e.ok(e.do(nil, "GET", api.PathHealth, nil), &health)
@@ -142,8 +147,13 @@ func TestObservability(t *testing.T) {
 	e.bundle(alice, "/v1/keys/bobby_secret/1")
 	e.fails(e.do(&user{id: alice.id, device: 1, password: "wrong-password"}, "GET", api.PathDevices, nil), 401, api.CodeUnauthorized)
 	c.Close(websocket1000, "")
-
-	m := e.metrics()
+	// Shutdown waits for the WebSocket's handler, which counts it as it ends.
+	if err := e.srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	m := rec.Body.String()
 	for _, want := range []string{
 		`doorless_http_requests_total{route="PUT /v1/messages/{username}",status="200"} 1`,
 		`doorless_http_requests_total{route="POST /v1/accounts",status="200"} 2`,
@@ -151,6 +161,9 @@ func TestObservability(t *testing.T) {
 		`doorless_http_requests_total{route="GET /v1/websocket",status="101"}`,
 		`doorless_messages_enqueued_total 1`,
 		`doorless_messages_delivered_total 1`,
+		`doorless_messages_acked_total 1`,
+		`doorless_websockets_open 0`,
+		`doorless_websocket_closes_total{reason=`,
 		`doorless_http_request_duration_seconds_bucket{route="GET /v1/keys/{username}/{device}"`,
 	} {
 		if !strings.Contains(m, want) {
