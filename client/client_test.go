@@ -19,6 +19,7 @@ import (
 )
 
 func TestConversationBothWays(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{Passphrase: "bob's passphrase"})
@@ -54,10 +55,11 @@ func TestConversationBothWays(t *testing.T) {
 }
 
 func TestOfflineRecipientGetsEverythingInOrder(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})
-	want := numbered("message", 150) // more than the server's window of 64
+	want := numbered("message", 100) // more than the server's window of 64
 	for _, text := range want {
 		mustSend(t, alice, "bob", text)
 	}
@@ -65,6 +67,7 @@ func TestOfflineRecipientGetsEverythingInOrder(t *testing.T) {
 }
 
 func TestReopenedProfileContinues(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, bobDir := s.register(t, "bob", Options{Passphrase: "pw"})
@@ -95,6 +98,7 @@ func TestReopenedProfileContinues(t *testing.T) {
 // TestRedeliveryNotHandedTwice: when acks are lost the server sends the
 // envelopes again; they are acknowledged and never handed over twice.
 func TestRedeliveryNotHandedTwice(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})
@@ -122,6 +126,7 @@ func TestRedeliveryNotHandedTwice(t *testing.T) {
 // TestHandlerErrorKeepsEvent: an event whose handler fails is handed over
 // again by the next Receive, and nothing is lost or repeated.
 func TestHandlerErrorKeepsEvent(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})
@@ -149,6 +154,7 @@ func TestHandlerErrorKeepsEvent(t *testing.T) {
 }
 
 func TestSafetyNumbers(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})
@@ -231,6 +237,7 @@ func replaceIdentity(t *testing.T, c *Client) {
 // accepted, announced by an IdentityChanged event just before it, marked,
 // and the contact is no longer verified.
 func TestIdentityChangeOnReceive(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})
@@ -299,6 +306,7 @@ func setContactKey(t *testing.T, c *Client, username string, verified bool) {
 }
 
 func TestVerifiedContactChangedKeyRefused(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})
@@ -342,6 +350,7 @@ func TestVerifiedContactChangedKeyRefused(t *testing.T) {
 }
 
 func TestUnverifiedContactChangedKeyAccepted(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})
@@ -360,6 +369,7 @@ func TestUnverifiedContactChangedKeyAccepted(t *testing.T) {
 // TestRefill: after other users took most of bob's one-time prekeys, the
 // server asks bob's device to refill, and it does.
 func TestRefill(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})
@@ -387,6 +397,7 @@ func TestRefill(t *testing.T) {
 // TestUsedPreKeysDeleted: a session's first message consumes the one-time
 // prekeys it used, locally too.
 func TestUsedPreKeysDeleted(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})
@@ -411,6 +422,7 @@ func TestUsedPreKeysDeleted(t *testing.T) {
 // same profile, sends to the same peer: the session record is shared and
 // no update is lost.
 func TestTwoProcessesShareProfile(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bobListen, bobDir := s.register(t, "bob", Options{Passphrase: "pw"})
@@ -481,6 +493,7 @@ func TestTwoProcessesShareProfile(t *testing.T) {
 // TestStreamingReconnects: a streaming Receive survives its connection being
 // cut, and returns nil when its context is cancelled.
 func TestStreamingReconnects(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	var k cutter
@@ -532,6 +545,7 @@ func TestStreamingReconnects(t *testing.T) {
 }
 
 func TestUntilEmptyCancelled(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	bob, _ := s.register(t, "bob", Options{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -548,6 +562,7 @@ func TestUntilEmptyCancelled(t *testing.T) {
 // TestBadEnvelopesDropped: garbage and a replayed ciphertext sent through
 // the server are acknowledged and dropped, and the conversation goes on.
 func TestBadEnvelopesDropped(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})
@@ -590,6 +605,7 @@ func mustPad(t *testing.T, text string) []byte {
 }
 
 func TestRegisterErrors(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	_, dir := s.register(t, "alice", Options{})
 	ctx := ctxT(t)
@@ -629,6 +645,7 @@ func TestRegisterErrors(t *testing.T) {
 }
 
 func TestProfileModes(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	_, dir := s.register(t, "alice", Options{})
 	fi, err := os.Stat(dir)
@@ -649,6 +666,7 @@ func TestProfileModes(t *testing.T) {
 
 // TestNoSecretsPrinted: the types holding secrets print none.
 func TestNoSecretsPrinted(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{Passphrase: "hunter2hunter2"})
 	opt := Options{Passphrase: "hunter2hunter2"}
@@ -673,6 +691,7 @@ func TestNoSecretsPrinted(t *testing.T) {
 // hold neither the identity private key, nor the password, nor the text of a
 // message waiting in the inbox.
 func TestSealedProfileHoldsNoPlaintext(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, dir := s.register(t, "bob", Options{Passphrase: "a long passphrase"})
@@ -707,6 +726,7 @@ func TestSealedProfileHoldsNoPlaintext(t *testing.T) {
 // the server answered leaves a profile without an account, which the next
 // Register replaces.
 func TestRegisterReplacesIncompleteProfile(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	dir := t.TempDir()
 	st, err := profile.Create(filepath.Join(dir, ProfileFile), "", kdfParams)

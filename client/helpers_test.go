@@ -22,6 +22,8 @@ import (
 func TestMain(m *testing.M) {
 	// argon2id at its real cost would dominate the tests.
 	kdfParams = profile.KDFParams{Time: 1, Memory: 64, Threads: 1}
+	// Durability across power loss is not what these tests test.
+	profile.Synchronous = "OFF"
 	backoffMin, backoffMax = time.Millisecond, 10*time.Millisecond
 	os.Exit(m.Run())
 }

@@ -54,6 +54,7 @@ func writeAPIError(w http.ResponseWriter, status int, e *api.Error) {
 // TestSendStaleDevices: a 410 makes the sender replace the session with a
 // new one from a fresh bundle, and the message arrives.
 func TestSendStaleDevices(t *testing.T) {
+	t.Parallel()
 	var ic interceptor
 	s := newWrappedServer(t, nil, ic.wrap)
 	alice, _ := s.register(t, "alice", Options{})
@@ -76,6 +77,7 @@ func TestSendStaleDevices(t *testing.T) {
 // TestSendExtraDevices: a session with a device the user no longer has is
 // dropped on the server's 409, and the message goes to the others.
 func TestSendExtraDevices(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})
@@ -110,6 +112,7 @@ func TestSendExtraDevices(t *testing.T) {
 // the sender repeats the request, the server says "duplicate", and the
 // message is delivered once.
 func TestSendLostAnswer(t *testing.T) {
+	t.Parallel()
 	var ic interceptor
 	s := newWrappedServer(t, nil, ic.wrap)
 	alice, _ := s.register(t, "alice", Options{})
@@ -141,6 +144,7 @@ func (discard) WriteHeader(int)             {}
 // Kyber prekey, sent again after its session is gone, is refused rather than
 // starting a second session.
 func TestLastResortReplayRefused(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})

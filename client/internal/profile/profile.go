@@ -76,6 +76,11 @@ const (
 	busyTimeoutMS = 10000
 )
 
+// Synchronous is SQLite's synchronous setting for new connections: FULL, so
+// that a commit survives a power loss before the envelope it records is
+// acknowledged to the server. Tests that do not need durability set OFF.
+var Synchronous = "FULL"
+
 // Store is an open profile database.
 type Store struct {
 	db   *sql.DB
@@ -99,7 +104,7 @@ func dsn(path string) string {
 	q.Set("_txlock", "immediate")
 	q.Add("_pragma", "busy_timeout("+strconv.Itoa(busyTimeoutMS)+")")
 	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "synchronous("+Synchronous+")")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "secure_delete(1)")
 	return "file:" + u.EscapedPath() + "?" + q.Encode()
