@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,7 @@ var (
 	errBadFrame  = errors.New("server: bad frame from client")
 	errWrite     = errors.New("server: write failed (client gone or too slow)")
 	errNoPong    = errors.New("server: client did not answer a ping")
+	errRead      = errors.New("server: read")
 )
 
 // wsConn is one device's delivery WebSocket. A reader goroutine applies the
@@ -111,45 +113,41 @@ func (s *Server) removeConn(c *wsConn) {
 	delete(s.conns, c)
 }
 
-// close ends the WebSocket as cause asks, and names the reason for metrics.
+// close ends the WebSocket as cause asks, with a close handshake when there
+// is something to tell the client, and names the reason for metrics.
 func (c *wsConn) close(cause error) string {
-	handshake := func(code websocket.StatusCode, reason string) { c.ws.Close(code, reason) }
+	var code websocket.StatusCode = -1 // -1: no handshake
+	var reason string
 	switch {
 	case errors.Is(cause, errShutdown):
-		handshake(websocket.StatusGoingAway, "server shutting down")
-		return "shutdown"
+		code, reason = websocket.StatusGoingAway, "shutdown"
 	case errors.Is(cause, errDisplaced):
-		handshake(api.CloseDisplaced, "displaced by a newer connection")
-		return "displaced"
+		code, reason = api.CloseDisplaced, "displaced"
 	case errors.Is(cause, errRevoked):
-		handshake(api.CloseRevoked, "device removed")
-		return "revoked"
+		code, reason = api.CloseRevoked, "revoked"
 	case errors.Is(cause, errBadFrame):
-		handshake(websocket.StatusUnsupportedData, "bad frame")
-		return "bad_frame"
+		code, reason = websocket.StatusUnsupportedData, "bad_frame"
 	case errors.Is(cause, errWrite):
-		c.ws.CloseNow()
-		return "write_failed"
+		reason = "write_failed"
 	case errors.Is(cause, errNoPong):
-		c.ws.CloseNow()
-		return "no_pong"
+		reason = "no_pong"
 	case websocket.CloseStatus(cause) == websocket.StatusMessageTooBig:
-		c.ws.CloseNow()
-		return "too_big"
+		reason = "too_big" // the library has closed the connection
 	case websocket.CloseStatus(cause) != -1:
-		c.ws.CloseNow() // the client closed; the library answered
-		return "client"
+		reason = "client" // the client closed; the library answered
 	case errors.Is(cause, errRead):
-		c.ws.CloseNow()
-		return "gone"
+		reason = "gone"
 	default:
 		c.s.log.Error("websocket failed", "err", cause)
-		handshake(websocket.StatusInternalError, "internal error")
-		return "error"
+		code, reason = websocket.StatusInternalError, "error"
 	}
+	if code == -1 {
+		c.ws.CloseNow()
+	} else {
+		c.ws.Close(code, strings.ReplaceAll(reason, "_", " "))
+	}
+	return reason
 }
-
-var errRead = errors.New("server: read")
 
 // readLoop applies the client's acks until the connection fails or is
 // closed. It reads on past the end of ctx: acks sent during the close
