@@ -16,8 +16,12 @@
 // Several processes may use one profile at the same time (a receiver in one
 // terminal, a sender in another): every change to a session record is a
 // read-modify-write inside one SQLite write transaction, and nothing is
-// cached across operations. Two processes receiving at once is possible but
-// pointless; each event is then handed to at least one of them.
+// cached across operations. Only one connection per device receives: a
+// second process's Receive displaces the first's, which returns
+// ErrDisplaced.
+//
+// Usernames are lower-cased before use; a name that is not a valid username
+// is ErrInvalidUsername.
 //
 // A *Client is safe for concurrent use by multiple goroutines; calls to
 // Receive on one Client run one at a time. The zero Client is not usable:

@@ -750,3 +750,32 @@ func TestRegisterReplacesIncompleteProfile(t *testing.T) {
 		t.Error("the incomplete profile's identity was kept")
 	}
 }
+
+// TestDisplaced: a second connection of the same device (another process on
+// the same profile) displaces the first, whose streaming Receive returns
+// ErrDisplaced instead of fighting back.
+func TestDisplaced(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob1, dir := s.register(t, "bob", Options{})
+	got := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- bob1.Receive(ctxT(t), ReceiveOptions{}, func(Event) error {
+			got <- struct{}{}
+			return nil
+		})
+	}()
+	mustSend(t, alice, "bob", "connected?")
+	<-got // bob1 is connected
+	bob2, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob2.Close()
+	receive(t, bob2)
+	if err := <-done; !errors.Is(err, ErrDisplaced) {
+		t.Fatalf("displaced Receive = %v", err)
+	}
+}
