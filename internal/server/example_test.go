@@ -47,4 +47,5 @@ func Example() {
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Fatal(err)
 	}
+	// Output:
 }
