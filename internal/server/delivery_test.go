@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/store"
 )
 
 func TestSendAndDeliver(t *testing.T) {
@@ -268,4 +269,68 @@ func TestShutdown(t *testing.T) {
 		t.Fatal("the unacked envelope did not stay queued")
 	}
 	e.fails(e.do(alice, "GET", api.PathDevices, nil), 503, api.CodeUnavailable)
+}
+
+// blockingStore holds Enqueue until released.
+type blockingStore struct {
+	store.Store
+	entered, release chan struct{}
+}
+
+func (s *blockingStore) Enqueue(ctx context.Context, send *store.Send, maxQueue int) error {
+	close(s.entered)
+	<-s.release
+	return s.Store.Enqueue(ctx, send, maxQueue)
+}
+
+// TestShutdownWaits: Shutdown refuses new requests at once, and returns
+// only when the requests in flight have been answered.
+func TestShutdownWaits(t *testing.T) {
+	bs := &blockingStore{entered: make(chan struct{}), release: make(chan struct{})}
+	e := newEnv(t, func(c *Config) { bs.Store = c.Store; c.Store = bs })
+	alice := e.register("alice", 0, 0)
+	bob := e.register("bob", 0, 0)
+
+	sent := make(chan *http.Response)
+	go func() {
+		req, _ := http.NewRequest("PUT", e.hs.URL+"/v1/messages/bob", bodyReader(t, api.SendRequest{
+			ID: api.NewUUID(), Timestamp: 1,
+			Messages: []api.OutgoingMessage{{DeviceID: 1, RegistrationID: bob.regID, Type: api.EnvelopeWhisper, Content: []byte("x")}},
+		}))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", alice.auth())
+		resp, err := e.hs.Client().Do(req)
+		if err != nil {
+			t.Error(err)
+		}
+		sent <- resp
+	}()
+	<-bs.entered
+	done := make(chan error)
+	go func() { done <- e.srv.Shutdown(context.Background()) }()
+	for {
+		// Until Shutdown has begun, requests still succeed.
+		resp := e.do(alice, "GET", api.PathDevices, nil)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned (%v) with a request in flight", err)
+	default:
+	}
+	close(bs.release)
+	resp := <-sent
+	if resp == nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the request in flight: %v", resp)
+	}
+	resp.Body.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if e.queueLen(bob) != 1 {
+		t.Fatal("the request in flight was not completed")
+	}
 }
