@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -96,7 +97,7 @@ func (c *Client) Receive(ctx context.Context, opt ReceiveOptions, handle func(Ev
 	select {
 	case c.recvMu <- struct{}{}:
 	case <-ctx.Done():
-		return c.endErr(ctx, opt)
+		return c.result(ctx, opt, nil)
 	}
 	defer func() { <-c.recvMu }()
 
@@ -105,47 +106,45 @@ func (c *Client) Receive(ctx context.Context, opt ReceiveOptions, handle func(Ev
 		return err
 	})
 	if err != nil {
-		return c.ctxOr(ctx, opt, err)
+		return c.result(ctx, opt, err)
 	}
 	// What an earlier Receive stored and did not hand over comes first.
 	if err := c.drainInbox(ctx, handle); err != nil {
-		return c.ctxOr(ctx, opt, err)
+		return c.result(ctx, opt, err)
 	}
 	delay := backoffMin
 	for {
 		progressed, err := c.receiveOnce(ctx, opt, handle)
-		if ctx.Err() != nil {
-			return c.endErr(ctx, opt)
-		}
 		var t *transient
-		if err == nil || opt.UntilEmpty || !errors.As(err, &t) {
-			return err
+		if err == nil || opt.UntilEmpty || ctx.Err() != nil || !errors.As(err, &t) {
+			return c.result(ctx, opt, err)
 		}
 		if progressed {
 			delay = backoffMin
 		}
-		// Full jitter over the upper half: [delay/2, delay).
+		// Jitter: wait somewhere in [delay/2, delay].
 		wait := delay/2 + rand.N(delay/2+1)
 		if sleepCtx(ctx, wait) != nil {
-			return c.endErr(ctx, opt)
+			return c.result(ctx, opt, nil)
 		}
 		delay = min(delay*2, backoffMax)
 	}
 }
 
-// endErr is what Receive returns when ctx has ended.
-func (c *Client) endErr(ctx context.Context, opt ReceiveOptions) error {
-	if opt.UntilEmpty {
-		return ctx.Err()
+// result is what Receive returns for err. An error of its own (from handle,
+// the local store, or one that ends the device's connections) wins;
+// otherwise, once ctx has ended, UntilEmpty returns ctx.Err() and streaming
+// returns nil.
+func (c *Client) result(ctx context.Context, opt ReceiveOptions, err error) error {
+	var t *transient
+	if err != nil && !errors.As(err, &t) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return err
 	}
-	return nil
-}
-
-// ctxOr returns endErr when ctx has ended (err is then its consequence), and
-// err otherwise.
-func (c *Client) ctxOr(ctx context.Context, opt ReceiveOptions, err error) error {
 	if ctx.Err() != nil {
-		return c.endErr(ctx, opt)
+		if opt.UntilEmpty {
+			return ctx.Err()
+		}
+		return nil
 	}
 	return err
 }
@@ -175,10 +174,8 @@ func (c *Client) wsURL() string {
 // receiveOnce runs one connection. progressed reports whether the
 // connection got as far as a frame from the server.
 func (c *Client) receiveOnce(ctx context.Context, opt ReceiveOptions, handle func(Event) error) (progressed bool, err error) {
-	hdr := http.Header{}
-	req, _ := http.NewRequest(http.MethodGet, "/", nil)
-	req.SetBasicAuth(api.Login(c.accountID, c.deviceID), c.password)
-	hdr.Set("Authorization", req.Header.Get("Authorization"))
+	cred := base64.StdEncoding.EncodeToString([]byte(api.Login(c.accountID, c.deviceID) + ":" + c.password))
+	hdr := http.Header{"Authorization": {"Basic " + cred}}
 	conn, resp, err := websocket.Dial(ctx, c.wsURL(), &websocket.DialOptions{
 		HTTPClient:      c.hc,
 		HTTPHeader:      hdr,
