@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"github.com/coder/websocket"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/store"
@@ -332,5 +334,84 @@ func TestShutdownWaits(t *testing.T) {
 	}
 	if e.queueLen(bob) != 1 {
 		t.Fatal("the request in flight was not completed")
+	}
+}
+
+// closeReasons makes the server report why each WebSocket ends, on the
+// returned channel, and shortens its timers.
+func closeReasons(ch chan string) func(*Server) {
+	return func(s *Server) {
+		s.onWSClose = func(reason string) { ch <- reason }
+		s.pingInterval = 20 * time.Millisecond
+		s.pongTimeout = 50 * time.Millisecond
+		s.writeTimeout = 50 * time.Millisecond
+	}
+}
+
+// TestDeadPeer: a client that stops answering pings is dropped, and what it
+// did not acknowledge stays queued.
+func TestDeadPeer(t *testing.T) {
+	reasons := make(chan string, 4)
+	e := newEnv(t, nil, closeReasons(reasons))
+	alice := e.register("alice", 20, 20)
+	bob := e.register("bob", 20, 20)
+	e.sendOK(alice, bob, "unacked")
+	c := e.dial(bob)
+	readType(t, c, api.FrameEnvelope)
+	readType(t, c, api.FrameQueueEmpty)
+	// No more reads: the client's pongs stop.
+	if r := <-reasons; r != "no_pong" {
+		t.Fatalf("closed for %q, want no_pong", r)
+	}
+	if e.queueLen(bob) != 1 {
+		t.Fatal("the unacked envelope was lost")
+	}
+}
+
+// TestSlowClient: a client that does not take its frames is disconnected,
+// and loses nothing.
+func TestSlowClient(t *testing.T) {
+	reasons := make(chan string, 4)
+	e := newEnv(t, nil, closeReasons(reasons), func(s *Server) { s.pingInterval = time.Hour })
+	alice := e.register("alice", 0, 0)
+	bob := e.register("bob", 20, 20)
+	// More than the kernel buffers between the two (a 4 MiB send buffer
+	// at most here; the client's receive buffer is made tiny).
+	const n = 32
+	content := make([]byte, DefaultMaxEnvelope)
+	for range n {
+		err := e.st.Enqueue(context.Background(), &store.Send{
+			SourceAccount: alice.id, SourceDevice: 1, SendID: api.NewUUID(),
+			Envelopes: []store.Envelope{{
+				ID: api.NewUUID(), AccountID: bob.id, DeviceID: 1, Type: api.EnvelopeWhisper,
+				SourceAccount: alice.id, SourceDevice: 1, ClientTimestamp: time.Now(), ServerTimestamp: time.Now(),
+				Content: content,
+			}},
+		}, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := new(net.Dialer).DialContext(ctx, network, addr)
+		if err == nil {
+			err = c.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return c, err
+	}
+	c, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(e.hs.URL, "http")+api.PathWebSocket, &websocket.DialOptions{
+		HTTPClient: &http.Client{Transport: &http.Transport{DialContext: dial}},
+		HTTPHeader: http.Header{"Authorization": {bob.auth()}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	// The client never reads.
+	if r := <-reasons; r != "write_failed" {
+		t.Fatalf("closed for %q, want write_failed", r)
+	}
+	if got := e.queueLen(bob); got != n {
+		t.Fatalf("%d envelopes queued after the disconnect, want %d", got, n)
 	}
 }

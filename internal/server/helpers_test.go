@@ -30,7 +30,9 @@ type env struct {
 	hs  *httptest.Server
 }
 
-func newEnv(t *testing.T, mod func(*Config)) *env {
+// newEnv starts a server configured by mod, then adjusted by srvMods
+// before it serves.
+func newEnv(t *testing.T, mod func(*Config), srvMods ...func(*Server)) *env {
 	t.Helper()
 	st, err := sqlite.Open(filepath.Join(t.TempDir(), "doorless.db"))
 	if err != nil {
@@ -47,6 +49,9 @@ func newEnv(t *testing.T, mod func(*Config)) *env {
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, m := range srvMods {
+		m(srv)
 	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {

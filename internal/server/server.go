@@ -113,6 +113,11 @@ type Server struct {
 	gather  prometheus.Gatherer
 	handler http.Handler
 
+	// Delivery WebSocket timing (the constants of ws.go; tests shorten
+	// them), and a hook called with the reason each connection ends.
+	pingInterval, pongTimeout, writeTimeout time.Duration
+	onWSClose                               func(reason string)
+
 	ipLimit, accountLimit *limiter
 	names                 nameCache
 	dummyHash             [sha256.Size]byte
@@ -195,6 +200,9 @@ func New(cfg Config) (*Server, error) {
 		met:          met,
 		ipLimit:      newLimiter(cfg.IPRate, cfg.RateLimitEntries),
 		accountLimit: newLimiter(cfg.AccountRate, cfg.RateLimitEntries),
+		pingInterval: pingInterval,
+		pongTimeout:  pongTimeout,
+		writeTimeout: writeTimeout,
 		idle:         make(chan struct{}),
 		conns:        make(map[*wsConn]struct{}),
 	}

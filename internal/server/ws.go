@@ -88,12 +88,17 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request, dev *st
 	defer s.met.websockets.Dec()
 	var wg sync.WaitGroup
 	wg.Go(func() { c.readLoop(ctx) })
+	// The writer's answer is the reason: it is the connection's cause when
+	// the writer stopped for it, and its own failure otherwise.
 	cause := c.writeLoop(ctx, sigs)
 	cancel(cause)
-	reason := c.close(context.Cause(ctx))
+	reason := c.close(cause)
 	wg.Wait()
 	s.met.wsClosed.WithLabelValues(reason).Inc()
 	s.log.Debug("websocket closed", "reason", reason)
+	if s.onWSClose != nil {
+		s.onWSClose(reason)
+	}
 	return nil
 }
 
@@ -202,7 +207,7 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 	inflight := make(map[string]bool, sendWindow)
 	var after int64 // Seq of the last envelope sent
 	poll, emptySent := true, false
-	ping := time.NewTicker(pingInterval)
+	ping := time.NewTicker(c.s.pingInterval)
 	defer ping.Stop()
 	for {
 		for poll && len(inflight) < sendWindow {
@@ -249,7 +254,7 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 		case id := <-c.acked:
 			delete(inflight, id)
 		case <-ping.C:
-			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pongTimeout)
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.pongTimeout)
 			err := c.ws.Ping(pctx)
 			cancel()
 			if err != nil {
@@ -310,10 +315,14 @@ func (c *wsConn) writeFrame(ctx context.Context, f *api.Frame) error {
 	if err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.writeTimeout)
 	defer cancel()
 	if err := c.ws.Write(wctx, websocket.MessageText, b); err != nil {
-		return stopped(ctx, fmt.Errorf("%w: %v", errWrite, err))
+		err = fmt.Errorf("%w: %v", errWrite, err)
+		if wctx.Err() != nil {
+			return err // too slow, whatever else happened meanwhile
+		}
+		return stopped(ctx, err)
 	}
 	return nil
 }
