@@ -50,8 +50,9 @@ var (
 // which ends the reader.
 //
 // States of the writer, in order: refill check → backlog (envelopes queued
-// at connect, a window at a time) → queue_empty sent once → live (poll the
-// queue on each Mail signal, each freed window slot, each ping).
+// at connect, a window at a time, each ack freeing a slot) → queue_empty
+// sent once → live (look at the queue again on each Mail signal, and on each
+// ping in case a signal was lost).
 type wsConn struct {
 	s       *Server
 	ws      *websocket.Conn
