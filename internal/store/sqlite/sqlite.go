@@ -11,10 +11,10 @@
 // Concurrency: a *Store is safe for concurrent use. SQLite admits one writer
 // at a time, so every write runs on one writer goroutine that owns the only
 // writing connection. Writes that arrive while a transaction is committing
-// are collected and run together in the next transaction, each inside its
-// own savepoint so that a write that fails (a duplicate send id, a full
-// queue) fails alone, and the whole batch is committed with one fsync: group
-// commit. A write returns only after the transaction holding it is durable.
+// are collected and run together in the next transaction, each (when there
+// are several) inside its own savepoint so that a write that fails (a
+// duplicate send id, a full queue) fails alone, and the whole batch is
+// committed with one fsync: group commit. A write returns only after the transaction holding it is durable.
 // Reads run on a small pool of read-only connections and see every write that
 // has returned. Close waits for queued writes to commit; after it every
 // method returns store.ErrClosed.
@@ -46,6 +46,9 @@ const (
 	// busyTimeout is how long a connection waits for a lock another process
 	// holds (a backup tool, say) before failing with SQLITE_BUSY.
 	busyTimeout = 10 * time.Second
+	// walSizeLimit is the size the WAL file is cut back to after a
+	// checkpoint has emptied it, so that a burst does not leave it large.
+	walSizeLimit = 64 << 20
 	// maxBatch bounds the writes committed in one transaction.
 	maxBatch = 256
 	// readConns bounds the read-only connections. Parallel reads run
@@ -152,7 +155,8 @@ func open(path string, opt options) (*Store, error) {
 	ms := busyTimeout.Milliseconds()
 	wdb, err := sql.Open("sqlite", fmt.Sprintf("%s?_txlock=immediate"+
 		"&_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"+
-		"&_pragma=foreign_keys(1)&_pragma=secure_delete(%d)", path, ms, b2i(opt.secureDelete)))
+		"&_pragma=foreign_keys(1)&_pragma=secure_delete(%d)&_pragma=journal_size_limit(%d)",
+		path, ms, b2i(opt.secureDelete), walSizeLimit))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %v", err)
 	}

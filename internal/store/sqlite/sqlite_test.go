@@ -400,12 +400,12 @@ func TestOpenSettings(t *testing.T) {
 		}
 	}
 	var journal string
-	var sync, fk, busy, secure int
+	var sync, fk, busy, secure, limit int
 	err := s.write(t.Context(), func(tx *wtx) error {
 		for q, v := range map[string]any{
 			"PRAGMA journal_mode": &journal, "PRAGMA synchronous": &sync,
 			"PRAGMA foreign_keys": &fk, "PRAGMA busy_timeout": &busy,
-			"PRAGMA secure_delete": &secure,
+			"PRAGMA secure_delete": &secure, "PRAGMA journal_size_limit": &limit,
 		} {
 			if err := tx.QueryRow(q).Scan(v); err != nil {
 				return err
@@ -416,9 +416,9 @@ func TestOpenSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if journal != "wal" || sync != 2 || fk != 1 || busy != int(busyTimeout.Milliseconds()) || secure != 1 {
-		t.Errorf("journal_mode %s, synchronous %d, foreign_keys %d, busy_timeout %d, secure_delete %d; want wal, 2 (FULL), 1, %d, 1",
-			journal, sync, fk, busy, secure, busyTimeout.Milliseconds())
+	if journal != "wal" || sync != 2 || fk != 1 || busy != int(busyTimeout.Milliseconds()) || secure != 1 || limit != walSizeLimit {
+		t.Errorf("journal_mode %s, synchronous %d, foreign_keys %d, busy_timeout %d, secure_delete %d, journal_size_limit %d; want wal, 2 (FULL), 1, %d, 1, %d",
+			journal, sync, fk, busy, secure, limit, busyTimeout.Milliseconds(), walSizeLimit)
 	}
 	// The read pool cannot write.
 	if _, err := s.rdb.Exec(`DELETE FROM accounts`); err == nil {

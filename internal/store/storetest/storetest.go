@@ -12,6 +12,15 @@
 // Times given to the store are whole milliseconds, the precision of the HTTP
 // API; a backend must keep at least that.
 //
+// Where store.go leaves room, the suite settles it:
+//   - an invite is valid for an account created before its Expires; a refused
+//     CreateAccount (for any reason) does not consume its invite;
+//   - TakeBundle returns ErrNoSignedPreKey or ErrNoKyberPreKey for a device
+//     missing those keys, and then takes no one-time key;
+//   - KeyCounts returns ErrNotFound for no device; Queue and QueueLen of a
+//     device that does not exist return nothing (or ErrNotFound);
+//   - a Send refused for any reason does not record its send id.
+//
 // Run is safe to call from parallel tests; each subtest opens its own store.
 package storetest
 
