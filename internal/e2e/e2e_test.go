@@ -328,8 +328,11 @@ func TestServerRestartLosesNothing(t *testing.T) {
 			s.stop(sig)
 
 			// The same address again: the profiles know the server by it.
-			s = startServerAt(t, strings.TrimPrefix(s.url, "http://"), data)
+			startServerAt(t, strings.TrimPrefix(s.url, "http://"), data)
 			wantTexts(t, bob.receive(), "alice", "before", "the restart")
+			// The sessions and keys survived too: the conversation goes on.
+			bob.must("", "send", "alice", "after it")
+			wantTexts(t, alice.receive(), "bob", "after it")
 		})
 	}
 }
