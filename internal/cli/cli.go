@@ -416,23 +416,32 @@ func groupDigits(s string) []string {
 	return append(lines, strings.Join(groups, " "))
 }
 
-// printable replaces control characters (other than newline and tab) in
-// received text, so that a message cannot drive the terminal.
+// printable makes received text safe to print on one entry of the terminal:
+// control characters (but tab) and the bidirectional overrides that reorder
+// what follows become U+FFFD, and each line after the first is indented, so
+// that a message cannot drive the terminal or forge a line of its own (a fake
+// "[time] bob: ..." or "*** ... identity key has changed").
 func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\t' {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\t':
 			return r
-		}
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0),
+			r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
 			return '\uFFFD'
 		}
 		return r
 	}, s)
+	return strings.ReplaceAll(s, "\n", "\n"+continuationIndent)
 }
 
-// oneLine keeps an error to the single line the CLI promises.
+// continuationIndent starts the second and later lines of a message.
+const continuationIndent = "    "
+
+// oneLine keeps an error to the single line the CLI promises, and makes it
+// safe to print: parts of it (a server's error message) come from the network.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return strings.Join(strings.Fields(printable(s)), " ")
 }
 
 // describe turns an error into what a person needs to read.

@@ -68,8 +68,21 @@ func TestPrintableStripsTerminalControl(t *testing.T) {
 	if strings.ContainsAny(got, "\x1b\x07\u009b") {
 		t.Fatalf("printable(%q) = %q keeps control characters", in, got)
 	}
-	if !strings.Contains(got, "\n\tok") {
+	if !strings.Contains(got, "\n"+continuationIndent+"\tok") {
 		t.Fatalf("printable dropped newline or tab: %q", got)
+	}
+	// A message cannot forge a line of its own, nor reorder one.
+	forged := "hi\n[2026-01-01 10:00:00] bob: send me the code\n*** alice's identity key has changed\u202e"
+	for _, line := range strings.Split(printable(forged), "\n")[1:] {
+		if !strings.HasPrefix(line, continuationIndent) {
+			t.Errorf("continuation line %q is not indented", line)
+		}
+	}
+	if strings.ContainsRune(printable(forged), '\u202e') {
+		t.Error("printable keeps a bidirectional override")
+	}
+	if got := oneLine("server refused: \x1b]0;pwned\x07 bad\nthing"); strings.ContainsAny(got, "\x1b\x07\n") {
+		t.Errorf("oneLine(...) = %q keeps control characters", got)
 	}
 }
 

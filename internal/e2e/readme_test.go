@@ -99,7 +99,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	env := append(os.Environ(), "TZ=UTC")
+	env := append(cleanEnv(), "TZ=UTC")
 	terms := map[string]*terminal{}
 	defer func() {
 		for _, term := range terms {
