@@ -45,6 +45,17 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request, sender *stor
 	if err != nil {
 		return err
 	}
+	// A retry of a send that landed (its answer lost) is a duplicate
+	// whatever the recipient's devices are now: answering 409/410 instead
+	// would have the client re-encrypt under a new id and deliver twice.
+	// Enqueue still refuses a duplicate atomically, for a retry racing the
+	// first attempt.
+	switch used, err := s.st.SendUsed(ctx, sender.AccountID, sender.ID, req.ID); {
+	case err != nil:
+		return err
+	case used:
+		return errorf(http.StatusConflict, api.CodeDuplicate, "send id already used")
+	}
 	if err := s.checkDevices(ctx, recipient.ID, sender, req.Messages); err != nil {
 		return err
 	}

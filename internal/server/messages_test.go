@@ -77,6 +77,25 @@ func TestSendDuplicate(t *testing.T) {
 	e.ok(e.send(alice2, "bob", id, devs, "other device"), nil)
 }
 
+// TestSendRetryAfterDeviceChange is a send whose answer was lost, retried
+// after the recipient's devices changed: the retry is a duplicate, not a
+// device mismatch that would have the client re-encrypt under a new id and
+// deliver twice.
+func TestSendRetryAfterDeviceChange(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.register("alice", 0, 0)
+	bob := e.register("bob", 0, 0)
+	id := api.NewUUID()
+	devs := map[uint32]uint32{1: bob.regID}
+	e.ok(e.send(alice, "bob", id, devs, "once"), nil) // the answer is lost
+	e.addDevice(bob)
+	e.fails(e.send(alice, "bob", id, devs, "retry"), 409, api.CodeDuplicate)
+	e.fails(e.send(alice, "bob", id, map[uint32]uint32{1: bob.regID + 1}, "retry"), 409, api.CodeDuplicate)
+	if n := e.queueLen(bob); n != 1 {
+		t.Fatalf("bob's queue holds %d envelopes, want 1", n)
+	}
+}
+
 func TestSendRefusals(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		c.MaxEnvelope = 100

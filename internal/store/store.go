@@ -185,6 +185,12 @@ type Messages interface {
 	// durable commit (group commit); Enqueue returns after its batch is
 	// durable. It fills in each envelope's Seq.
 	Enqueue(ctx context.Context, s *Send, maxQueue int) error
+	// SendUsed reports whether the source device already used sendID in
+	// an Enqueue that succeeded (within the message retention: Expire
+	// forgets send ids as it does for Enqueue). It only reads; Enqueue
+	// still refuses a duplicate atomically, so a send racing the check is
+	// caught there.
+	SendUsed(ctx context.Context, sourceAccount string, sourceDevice uint32, sendID string) (bool, error)
 	// Queue returns up to limit envelopes of the device with Seq > after,
 	// in Seq order.
 	Queue(ctx context.Context, accountID string, deviceID uint32, after int64, limit int) ([]Envelope, error)

@@ -18,15 +18,15 @@ const sendKeyLabel = "doorless send id v1"
 // sendKey is the key send_ids stores for a send: SHA-256 over the source
 // account, the source device and the send id (each length-prefixed). The
 // table so records no recipient, and no sender in the clear.
-func sendKey(s *store.Send) []byte {
+func sendKey(sourceAccount string, sourceDevice uint32, sendID string) []byte {
 	h := sha256.New()
 	var n [4]byte
-	for _, f := range []string{sendKeyLabel, s.SourceAccount, s.SendID} {
+	for _, f := range []string{sendKeyLabel, sourceAccount, sendID} {
 		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
 		h.Write(n[:])
 		h.Write([]byte(f))
 	}
-	binary.BigEndian.PutUint32(n[:], s.SourceDevice)
+	binary.BigEndian.PutUint32(n[:], sourceDevice)
 	h.Write(n[:])
 	return h.Sum(nil)
 }
@@ -66,7 +66,7 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 	if recorded.IsZero() {
 		recorded = now
 	}
-	key := sendKey(send)
+	key := sendKey(send.SourceAccount, send.SourceDevice, send.SendID)
 	seqs := make([]int64, len(envs))
 
 	err := s.write(ctx, func(tx *wtx) error {
@@ -119,6 +119,23 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 		envs[i].ServerTimestamp = stamps[i]
 	}
 	return nil
+}
+
+// SendUsed implements store.Messages. It looks the send id up by the same
+// key Enqueue records.
+func (s *Store) SendUsed(ctx context.Context, sourceAccount string, sourceDevice uint32, sendID string) (bool, error) {
+	key := sendKey(sourceAccount, sourceDevice, sendID)
+	var used bool
+	err := s.read(func(db *sql.DB) error {
+		return db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM send_ids WHERE key = ?)`, key).Scan(&used)
+	})
+	switch {
+	case errors.Is(err, store.ErrClosed):
+		return false, err
+	case err != nil:
+		return false, fmt.Errorf("sqlite: send used: %v", err)
+	}
+	return used, nil
 }
 
 // Queue implements store.Messages. A device that does not exist has an

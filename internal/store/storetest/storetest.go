@@ -70,6 +70,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TakeBundleConcurrent", testTakeBundleConcurrent},
 		{"Enqueue", testEnqueue},
 		{"EnqueueDuplicate", testEnqueueDuplicate},
+		{"SendUsed", testSendUsed},
 		{"EnqueueQueueFull", testEnqueueQueueFull},
 		{"EnqueueRemovedDevice", testEnqueueRemovedDevice},
 		{"EnqueueConcurrent", testEnqueueConcurrent},
@@ -795,6 +796,41 @@ func testEnqueueDuplicate(t *testing.T, s store.Store) {
 	}
 }
 
+func testSendUsed(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a, da := register(t, s, "alice", keys(1, 1))
+	_, db := register(t, s, "bob", keys(1, 1))
+	alice, bob := addrOf(da), addrOf(db)
+	used := func(what string, from addr, id string, want bool) {
+		t.Helper()
+		got, err := s.SendUsed(ctx, from.account, from.device, id)
+		must(t, "SendUsed("+what+")", err)
+		if got != want {
+			t.Errorf("SendUsed(%s) = %v, want %v", what, got, want)
+		}
+	}
+
+	s1 := send(alice, "one", t0, bob)
+	used("before Enqueue", alice, s1.SendID, false)
+	must(t, "Enqueue", s.Enqueue(ctx, s1, 10))
+	used("after Enqueue", alice, s1.SendID, true)
+	// Only for the device and account that used it.
+	used("other device", addr{a.ID, 2}, s1.SendID, false)
+	used("other account", bob, s1.SendID, false)
+	used("other send id", alice, newUUID(), false)
+	// A send id used by a refused Enqueue is not recorded.
+	failed := send(alice, "to nobody", t0, addr{newUUID(), 1})
+	wantErr(t, "Enqueue to an unknown account", s.Enqueue(ctx, failed, 10), store.ErrNotFound)
+	used("after a refused Enqueue", alice, failed.SendID, false)
+	// SendUsed only reads: the send id is still free to use.
+	must(t, "Enqueue after SendUsed", s.Enqueue(ctx, send(alice, "two", t0, bob), 10))
+
+	// Expire forgets it with the other send ids.
+	_, err := s.Expire(ctx, t0.Add(time.Hour))
+	must(t, "Expire", err)
+	used("after Expire", alice, s1.SendID, false)
+}
+
 func testEnqueueQueueFull(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	_, da := register(t, s, "alice", keys(1, 1))
@@ -1132,6 +1168,7 @@ func testClose(t *testing.T, s store.Store) {
 		"KeyCounts":         second(s.KeyCounts(ctx, a.ID, 1)),
 		"Queue":             second(s.Queue(ctx, a.ID, 1, 0, 10)),
 		"QueueLen":          second(s.QueueLen(ctx, a.ID, 1)),
+		"SendUsed":          second(s.SendUsed(ctx, a.ID, 1, newUUID())),
 		"Expire":            second(s.Expire(ctx, t0)),
 	}
 	for name, err := range checks {
