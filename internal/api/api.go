@@ -46,6 +46,10 @@ const (
 	// MaxPreKeysPerUpload bounds the one-time prekeys (and, separately, the
 	// one-time Kyber prekeys) in one upload.
 	MaxPreKeysPerUpload = 100
+	// MaxStoredPreKeys bounds the one-time prekeys (and, separately, the
+	// one-time Kyber prekeys) the server holds for one device: an upload
+	// that could take the device over it is refused.
+	MaxStoredPreKeys = 1000
 	// MaxDevicesPerAccount bounds a user's devices; device ids are 1..127, so
 	// that they fit the byte libsignal binds into a session's first messages.
 	MaxDevicesPerAccount = 127

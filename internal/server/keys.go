@@ -88,6 +88,19 @@ func (s *Server) handleUploadKeys(w http.ResponseWriter, r *http.Request, dev *s
 	if err != nil {
 		return err
 	}
+	if len(upload.PreKeys) > 0 || len(upload.KyberPreKeys) > 0 {
+		// Every uploaded key counts as new, even one replacing a key with
+		// the same id: the bound is what matters, not exactness. Two
+		// concurrent uploads may both pass; the account rate limit bounds
+		// how far that goes.
+		c, err := s.st.KeyCounts(r.Context(), dev.AccountID, dev.ID)
+		if err != nil {
+			return err
+		}
+		if c.PreKeys+len(upload.PreKeys) > api.MaxStoredPreKeys || c.KyberPreKeys+len(upload.KyberPreKeys) > api.MaxStoredPreKeys {
+			return badRequest("the device would hold over %d one-time keys of a kind: it holds %d prekeys and %d kyber prekeys", api.MaxStoredPreKeys, c.PreKeys, c.KyberPreKeys)
+		}
+	}
 	switch err := s.st.StoreKeys(r.Context(), dev.AccountID, dev.ID, upload); {
 	case errors.Is(err, store.ErrNotFound):
 		return errUnauthorized // removed since authentication

@@ -118,6 +118,36 @@ func TestKeysUploadRefusals(t *testing.T) {
 	}
 }
 
+// TestKeysStoredCap: a device holds at most api.MaxStoredPreKeys one-time
+// keys of each kind; an upload that would take it over is refused whole.
+func TestKeysStoredCap(t *testing.T) {
+	e := newEnv(t, nil)
+	bob := e.register("bob", 0, 0)
+	n := api.MaxPreKeysPerUpload
+	for i := range api.MaxStoredPreKeys / n {
+		first := uint32(1 + i*n)
+		e.ok(e.do(bob, "PUT", api.PathKeys, api.KeyUpload{PreKeys: preKeys(t, first, n), KyberPreKeys: kyberPreKeys(t, bob.identity, first, n)}), nil)
+	}
+	full := api.KeyStatus{PreKeys: api.MaxStoredPreKeys, KyberPreKeys: api.MaxStoredPreKeys}
+	if s := e.status(bob); s != full {
+		t.Fatalf("status after filling %+v, want %+v", s, full)
+	}
+	next := uint32(api.MaxStoredPreKeys + 1)
+	e.fails(e.do(bob, "PUT", api.PathKeys, api.KeyUpload{PreKeys: preKeys(t, next, 1)}), 400, api.CodeBadRequest)
+	e.fails(e.do(bob, "PUT", api.PathKeys, api.KeyUpload{KyberPreKeys: kyberPreKeys(t, bob.identity, next, 1)}), 400, api.CodeBadRequest)
+	if s := e.status(bob); s != full {
+		t.Fatalf("status after refused uploads %+v, want %+v", s, full)
+	}
+	// Keys that replace no one-time key are still accepted.
+	e.ok(e.do(bob, "PUT", api.PathKeys, api.KeyUpload{SignedPreKey: signedPreKey(t, bob.identity, 2)}), nil)
+	// Once a bundle took one of each, there is room for one more.
+	e.bundle(e.register("alice", 0, 0), "/v1/keys/bob/1")
+	e.ok(e.do(bob, "PUT", api.PathKeys, api.KeyUpload{PreKeys: preKeys(t, next, 1), KyberPreKeys: kyberPreKeys(t, bob.identity, next, 1)}), nil)
+	if s := e.status(bob); s != full {
+		t.Fatalf("status after refill %+v, want %+v", s, full)
+	}
+}
+
 func TestBundleConcurrentFetches(t *testing.T) {
 	e := newEnv(t, nil)
 	const keys = 30
