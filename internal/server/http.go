@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -248,15 +249,30 @@ func jsonError(err error, limit int64) error {
 	}
 }
 
-// clientIP is the address the request came from. doorlessd trusts no
-// forwarding header: behind a proxy, every client shares the proxy's limit.
+// clientIP is the rate-limit key of the address the request came from: an
+// IPv4 address, or the /64 an IPv6 address is in, since one host is
+// commonly given a whole /64 and could otherwise take a fresh bucket per
+// address. doorlessd trusts no forwarding header: behind a proxy, every
+// client shares the proxy's limit.
 func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			return r.RemoteAddr
+		}
+		return host
 	}
-	return host
+	addr := ap.Addr().Unmap().WithZone("")
+	if addr.Is4() {
+		return addr.String()
+	}
+	return netip.PrefixFrom(addr, ipv6LimitBits).Masked().String()
 }
+
+// ipv6LimitBits is the IPv6 prefix charged as one client: a /64, the
+// smallest block RFC 6177 has a site assigned.
+const ipv6LimitBits = 64
 
 // limitIP charges the request to its IP address's bucket.
 func (s *Server) limitIP(h handlerFunc) handlerFunc {

@@ -93,6 +93,37 @@ func TestRateLimitHTTP(t *testing.T) {
 	}
 }
 
+// TestRateLimitIPv6Prefix: IPv4 addresses are charged one by one, IPv6
+// addresses by their /64, so that one host cannot take a fresh bucket per
+// address of its prefix.
+func TestRateLimitIPv6Prefix(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.IPRate = RateLimit{Rate: 0.001, Burst: 1} })
+	status := func(remote string) int {
+		t.Helper()
+		r := httptest.NewRequest("GET", api.PathDevices, nil)
+		r.RemoteAddr = remote
+		w := httptest.NewRecorder()
+		e.srv.Handler().ServeHTTP(w, r)
+		return w.Code
+	}
+	for _, tt := range []struct {
+		remote string
+		want   int
+	}{
+		{"[2001:db8:1:2::1]:1000", 401},
+		{"[2001:db8:1:2:ffff:ffff:ffff:ffff]:1001", 429}, // same /64
+		{"[2001:db8:1:3::1]:1000", 401},                  // next /64
+		{"192.0.2.1:1000", 401},
+		{"192.0.2.2:1000", 401},          // IPv4: each address its own
+		{"192.0.2.1:1001", 429},          // another port, same address
+		{"[::ffff:192.0.2.2]:1000", 429}, // IPv4-mapped is the IPv4 address
+	} {
+		if got := status(tt.remote); got != tt.want {
+			t.Errorf("request from %s: %d, want %d", tt.remote, got, tt.want)
+		}
+	}
+}
+
 func (e *env) metrics() string {
 	e.t.Helper()
 	resp := e.do(nil, "GET", api.PathMetrics, nil)
