@@ -225,7 +225,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		ReadTimeout:       time.Minute, // WebSockets are hijacked: net/http clears this deadline
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ErrorLog:          errorLog(s.log.Handler()),
 	}
 	s.mu.Lock()
 	if s.draining {
