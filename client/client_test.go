@@ -233,9 +233,10 @@ func replaceIdentity(t *testing.T, c *Client) {
 	c.identity = kp
 }
 
-// TestIdentityChangeOnReceive: a message under a new identity key is
-// accepted, announced by an IdentityChanged event just before it, marked,
-// and the contact is no longer verified.
+// TestIdentityChangeOnReceive: a message under a new identity key from a
+// verified contact is delivered, announced by an IdentityChanged event just
+// before it, and marked, as is the next one; the trusted key stays until the
+// user verifies the new safety number, which bob sees too.
 func TestIdentityChangeOnReceive(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, nil)
@@ -265,8 +266,16 @@ func TestIdentityChangeOnReceive(t *testing.T) {
 	if m := evs[1].(*Message); m.Text != "after" || !m.IdentityChanged {
 		t.Fatalf("second event %#v", m)
 	}
-	if m := evs[2].(*Message); m.Text != "after again" || m.IdentityChanged {
-		t.Fatalf("third event %#v", m)
+	if m := evs[2].(*Message); m.Text != "after again" || !m.IdentityChanged {
+		t.Fatalf("third event %#v, want it marked too: the key is not verified", m)
+	}
+	var trusted *profile.Contact
+	err = alice.st.View(ctxT(t), func(tx *profile.Tx) error {
+		trusted, err = tx.Contact("bob")
+		return err
+	})
+	if err != nil || !trusted.Verified || trusted.PendingKey == nil {
+		t.Fatalf("bob's contact after the change: %+v, %v; want verified, with the new key pending", trusted, err)
 	}
 	sn2, err := alice.SafetyNumber(ctxT(t), "bob")
 	if err != nil {
@@ -279,7 +288,11 @@ func TestIdentityChangeOnReceive(t *testing.T) {
 	if err != nil || bsn.Displayable != sn2.Displayable {
 		t.Fatalf("bob's number %v, %v; alice's %s", bsn, err, sn2.Displayable)
 	}
-	// The conversation goes on under the new key, both ways.
+	// Once alice verifies the new number, the conversation goes on under
+	// the new key, both ways.
+	if err := alice.Verify(ctxT(t), "bob", sn2.Displayable); err != nil {
+		t.Fatal(err)
+	}
 	mustSend(t, alice, "bob", "reply")
 	wantTexts(t, receive(t, bob), "alice", "reply")
 }

@@ -21,7 +21,9 @@ type Message struct {
 	Received   time.Time // when the server queued it
 	Text       string
 	// IdentityChanged: the sender's identity key differs from the one known
-	// before (an *IdentityChanged event came just before this message).
+	// before (an *IdentityChanged event came just before the first such
+	// message). For a verified contact, every message under a key the user
+	// has not verified is marked.
 	IdentityChanged bool
 }
 
@@ -40,8 +42,10 @@ func (m *Message) LogValue() slog.Value {
 
 // IdentityChanged tells that a contact's identity key changed: their safety
 // number is different now. It comes just before the first message under the
-// new key. The new key has been accepted and the contact is no longer
-// verified.
+// new key. For a contact not verified, the new key has been accepted (trust on
+// first use). For a verified contact (Verified true) it has not: it is kept
+// aside, SafetyNumber shows the number over it, and Send refuses the contact
+// with ErrUntrustedIdentity until Verify accepts that number.
 type IdentityChanged struct {
 	Username string
 	Verified bool // the contact was verified before

@@ -474,20 +474,36 @@ func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.I
 	}
 	defer clear(pt)
 
-	// The identity key: trusted on first use; a change is accepted on
-	// receipt (the message decrypted under it), announced, and clears the
-	// verified mark.
+	// The identity key: trusted on first use. For a contact not verified, a
+	// change is accepted on receipt (the message decrypted under it) and
+	// announced. A verified contact's trusted key is never replaced on the
+	// word of a message, which anyone holding a key pair can make: the new
+	// key is set aside as pending, as Send does, and every message under it
+	// is marked; Send refuses it (ErrUntrustedIdentity) until the user
+	// verifies the new safety number.
 	switch {
 	case ct == nil:
 		err = tx.PutContact(&profile.Contact{Username: env.SourceUsername, AccountID: env.SourceAccount, IdentityKey: identity}, now)
-	case ct.AccountID != env.SourceAccount || !ct.IdentityKey.Equal(identity):
-		if env.Type == api.EnvelopeWhisper && ct.AccountID == env.SourceAccount {
-			// An older session under the key trusted before; the change,
-			// if any, was announced when the new key arrived.
+	case ct.AccountID == env.SourceAccount && ct.IdentityKey.Equal(identity):
+	case ct.Verified:
+		changed = true
+		if env.Type == api.EnvelopeWhisper {
+			// A session made earlier under a key not trusted: marked;
+			// what was pending stays.
 			break
 		}
+		if ct.PendingKey != nil && ct.PendingAccount == env.SourceAccount && ct.PendingKey.Equal(identity) {
+			break // announced already
+		}
+		events = append(events, &IdentityChanged{Username: env.SourceUsername, Verified: true})
+		ct.PendingAccount, ct.PendingKey = env.SourceAccount, &identity
+		err = tx.PutContact(ct, now)
+	case env.Type == api.EnvelopeWhisper && ct.AccountID == env.SourceAccount:
+		// An older session under the key trusted before; the change was
+		// announced when the new key arrived.
+	default:
 		changed = true
-		events = append(events, &IdentityChanged{Username: env.SourceUsername, Verified: ct.Verified})
+		events = append(events, &IdentityChanged{Username: env.SourceUsername})
 		if ct.AccountID != env.SourceAccount {
 			if err := forgetSessions(tx, ct.AccountID); err != nil {
 				return err

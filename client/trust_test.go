@@ -1,0 +1,194 @@
+package client
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/doorless/doorless/client/internal/profile"
+	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/protocol/keys"
+	"github.com/doorless/doorless/protocol/session"
+)
+
+// impostor is a hostile server's help to mallory: when on, bundle requests
+// for bob are answered with mallory's bundles, relabelled with bob's account
+// id and registration id.
+type impostor struct {
+	on        atomic.Bool
+	bobID     atomic.Pointer[string]
+	bobRegID  atomic.Uint32
+	rewritten atomic.Int32
+}
+
+func (im *impostor) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var to string
+		for _, d := range []uint32{0, 1} {
+			if r.URL.Path == bundlePath("bob", d) {
+				to = bundlePath("mallory", d)
+			}
+		}
+		if !im.on.Load() || r.Method != http.MethodGet || to == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = to
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r2)
+		var br api.BundleResponse
+		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &br) != nil {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		br.AccountID = *im.bobID.Load()
+		for i := range br.Devices {
+			br.Devices[i].RegistrationID = im.bobRegID.Load()
+		}
+		im.rewritten.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(&br)
+	})
+}
+
+// forgeFrom makes what a hostile server would deliver to c as a message from
+// bob's device 1: a session-starting message under mallory's identity key
+// that names bob's address as its sender.
+func forgeFrom(t *testing.T, mallory, bob, c *Client, text string) *api.Envelope {
+	t.Helper()
+	var br api.BundleResponse
+	if err := mallory.do(ctxT(t), http.MethodGet, bundlePath(c.Username(), 0), nil, &br); err != nil {
+		t.Fatal(err)
+	}
+	ik, err := keys.ParsePublicKey(br.IdentityKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := toBundle(ik, &br.Devices[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt, err := encodeText(text, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, _ := mallory.local()
+	from := session.Address{Name: bob.accountID, DeviceID: 1}
+	to := session.Address{Name: br.AccountID, DeviceID: b.DeviceID}
+	rec := new(session.Record)
+	if err := rec.InitiateSession(local, from, to, b, time.Now(), randReader); err != nil {
+		t.Fatal(err)
+	}
+	typ, ct, err := rec.Encrypt(pt, time.Now(), randReader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &api.Envelope{
+		ID:              api.NewUUID(),
+		Type:            int(typ),
+		SourceAccount:   bob.accountID,
+		SourceUsername:  "bob",
+		SourceDevice:    1,
+		ServerTimestamp: time.Now().UnixMilli(),
+		Content:         ct,
+	}
+}
+
+// deliver processes env at c as Receive does, and returns the events.
+func deliver(t *testing.T, c *Client, env *api.Envelope) []Event {
+	t.Helper()
+	if err := c.processEnvelope(ctxT(t), env); err != nil {
+		t.Fatal(err)
+	}
+	var evs []Event
+	err := c.drainInbox(ctxT(t), func(ev Event) error {
+		evs = append(evs, ev)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+// TestForgedPreKeyMessageDoesNotRekeyVerifiedContact: one prekey message
+// under a new identity key, labelled as coming from a verified contact, is
+// delivered marked, but the contact's trusted key stays: Send refuses the
+// new key the server then presents, until the user verifies it.
+func TestForgedPreKeyMessageDoesNotRekeyVerifiedContact(t *testing.T) {
+	t.Parallel()
+	im := new(impostor)
+	s := newWrappedServer(t, nil, im.wrap)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	mallory, _ := s.register(t, "mallory", Options{})
+	im.bobID.Store(&bob.accountID)
+	err := bob.st.View(ctxT(t), func(tx *profile.Tx) error {
+		a, err := tx.Account()
+		if err == nil {
+			im.bobRegID.Store(a.RegistrationID)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	mustSend(t, bob, "alice", "hello")
+	wantTexts(t, receive(t, alice), "bob", "hello")
+	sn, err := alice.SafetyNumber(ctxT(t), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Verify(ctxT(t), "bob", sn.Displayable); err != nil {
+		t.Fatal(err)
+	}
+
+	evs := deliver(t, alice, forgeFrom(t, mallory, bob, alice, "it is me, bob"))
+	if len(evs) != 2 {
+		t.Fatalf("events %v", evs)
+	}
+	if ic, ok := evs[0].(*IdentityChanged); !ok || ic.Username != "bob" || !ic.Verified {
+		t.Fatalf("first event %#v, want IdentityChanged for verified bob", evs[0])
+	}
+	if m, ok := evs[1].(*Message); !ok || m.Text != "it is me, bob" || !m.IdentityChanged {
+		t.Fatalf("second event %#v, want the message marked", evs[1])
+	}
+
+	im.on.Store(true)
+	if _, err := alice.Send(ctxT(t), "bob", "must not reach mallory"); !errors.Is(err, ErrUntrustedIdentity) {
+		t.Fatalf("Send after the forged message: %v, want ErrUntrustedIdentity", err)
+	}
+	if im.rewritten.Load() == 0 {
+		t.Fatal("Send did not fetch bob's keys again")
+	}
+	// A second forged message is marked again, not announced again.
+	evs = deliver(t, alice, forgeFrom(t, mallory, bob, alice, "still me"))
+	if len(evs) != 1 || !evs[0].(*Message).IdentityChanged {
+		t.Fatalf("events %v", evs)
+	}
+	if _, err := alice.Send(ctxT(t), "bob", "still not"); !errors.Is(err, ErrUntrustedIdentity) {
+		t.Fatalf("second Send: %v, want ErrUntrustedIdentity", err)
+	}
+
+	sn2, err := alice.SafetyNumber(ctxT(t), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sn2.Verified || sn2.Displayable == sn.Displayable {
+		t.Fatalf("safety number after the forged message %+v (verified one %s)", sn2, sn.Displayable)
+	}
+	// The user, told the number changed, verifies the new one: then Send goes.
+	if err := alice.Verify(ctxT(t), "bob", sn2.Displayable); err != nil {
+		t.Fatal(err)
+	}
+	res, err := alice.Send(ctxT(t), "bob", "verified again")
+	if err != nil || res.Devices != 1 {
+		t.Fatalf("Send after Verify: %+v, %v", res, err)
+	}
+}
