@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -140,6 +141,54 @@ func TestWindow(t *testing.T) {
 		}
 	}
 	readType(t, c, api.FrameQueueEmpty)
+}
+
+// pageStore records the largest page the WebSocket asks the store for.
+type pageStore struct {
+	store.Store
+	mu      sync.Mutex
+	maxPage int
+}
+
+func (s *pageStore) Queue(ctx context.Context, accountID string, deviceID uint32, after int64, limit int) ([]store.Envelope, error) {
+	s.mu.Lock()
+	s.maxPage = max(s.maxPage, limit)
+	s.mu.Unlock()
+	return s.Store.Queue(ctx, accountID, deviceID, after, limit)
+}
+
+// TestQueuePages: a connection fills its window of sendWindow envelopes
+// from the store a page of queuePage at a time, never the whole window at
+// once.
+func TestQueuePages(t *testing.T) {
+	ps := &pageStore{}
+	e := newEnv(t, func(c *Config) { ps.Store = c.Store; c.Store = ps })
+	alice := e.register("alice", 0, 0)
+	bob := e.register("bob", 20, 20)
+	for i := range sendWindow + 1 {
+		e.sendOK(alice, bob, fmt.Sprint(i))
+	}
+	c := e.dial(bob)
+	var ids []string
+	for i := range sendWindow {
+		f := readType(t, c, api.FrameEnvelope)
+		if string(f.Envelope.Content) != fmt.Sprint(i) {
+			t.Fatalf("envelope %d: %q", i, f.Envelope.Content)
+		}
+		ids = append(ids, f.Envelope.ID)
+	}
+	for _, id := range ids {
+		ack(t, c, id)
+	}
+	if f := readType(t, c, api.FrameEnvelope); string(f.Envelope.Content) != fmt.Sprint(sendWindow) {
+		t.Fatalf("after the window: %q", f.Envelope.Content)
+	}
+	readType(t, c, api.FrameQueueEmpty)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.maxPage > queuePage {
+		t.Fatalf("Queue asked for %d envelopes at once, want at most %d", ps.maxPage, queuePage)
+	}
 }
 
 func TestQueueEmptyOnce(t *testing.T) {

@@ -21,6 +21,10 @@ const (
 	// sendWindow bounds the envelopes sent and not yet acknowledged on one
 	// connection; the rest wait in the store.
 	sendWindow = 64
+	// queuePage bounds the envelopes read from the store at once, so that
+	// a connection holds at most this many (of up to 256 KiB each) in
+	// memory while filling its window.
+	queuePage = 8
 	// pingInterval is how often the server pings (and, against a lost
 	// signal, looks at the queue again); a peer that has not answered a
 	// ping within pongTimeout is dropped.
@@ -50,7 +54,8 @@ var (
 // which ends the reader.
 //
 // States of the writer, in order: refill check → backlog (envelopes queued
-// at connect, a window at a time, each ack freeing a slot) → queue_empty
+// at connect, read queuePage at a time up to a window of sendWindow, each
+// ack freeing a slot) → queue_empty
 // sent once → live (look at the queue again on each Mail signal, and on each
 // ping in case a signal was lost).
 type wsConn struct {
@@ -212,7 +217,7 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 	defer ping.Stop()
 	for {
 		for poll && len(inflight) < sendWindow {
-			want := sendWindow - len(inflight)
+			want := min(sendWindow-len(inflight), queuePage)
 			envs, err := c.s.st.Queue(ctx, c.account, c.device, after, want)
 			if err != nil {
 				return stopped(ctx, err)
@@ -223,6 +228,7 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 				}
 				inflight[envs[i].ID] = true
 				after = envs[i].Seq
+				envs[i].Content = nil // sent: let it go before the next page
 			}
 			if len(envs) < want {
 				poll = false
