@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"io"
 	"log/slog"
 	"net/http"
@@ -177,6 +178,11 @@ func TestObservability(t *testing.T) {
 	readType(t, c, api.FrameQueueEmpty)
 	e.bundle(alice, "/v1/keys/bobby_secret/1")
 	e.fails(e.do(&user{id: alice.id, device: 1, password: "wrong-password"}, "GET", api.PathDevices, nil), 401, api.CodeUnauthorized)
+	// Error paths: a malformed body (cut short) and one whose content is
+	// not base64, both carrying what must not be logged.
+	contentB64 := base64.StdEncoding.EncodeToString([]byte("the content"))
+	e.fails(e.do(alice, "PUT", "/v1/messages/bobby_secret", `{"id":"`+api.NewUUID()+`","timestamp":1,"messages":[{"device_id":1,"type":2,"content":"`+contentB64+`"`), 400, api.CodeBadRequest)
+	e.fails(e.do(alice, "PUT", "/v1/messages/bobby_secret", `{"id":"`+api.NewUUID()+`","timestamp":1,"messages":[{"device_id":1,"type":2,"content":"the content!"}]}`), 400, api.CodeBadRequest)
 	c.Close(websocket1000, "")
 	// Shutdown waits for the WebSocket's handler, which counts it as it ends.
 	if err := e.srv.Shutdown(context.Background()); err != nil {
@@ -187,6 +193,7 @@ func TestObservability(t *testing.T) {
 	m := rec.Body.String()
 	for _, want := range []string{
 		`doorless_http_requests_total{route="PUT /v1/messages/{username}",status="200"} 1`,
+		`doorless_http_requests_total{route="PUT /v1/messages/{username}",status="400"} 2`,
 		`doorless_http_requests_total{route="POST /v1/accounts",status="200"} 2`,
 		`doorless_http_requests_total{route="GET /v1/devices",status="401"} 1`,
 		`doorless_http_requests_total{route="GET /v1/websocket",status="101"}`,
@@ -205,7 +212,15 @@ func TestObservability(t *testing.T) {
 	if !strings.Contains(l, `"route":"PUT /v1/messages/{username}"`) || !strings.Contains(l, `"status":200`) || !strings.Contains(l, `"duration"`) {
 		t.Errorf("request log lines lack route, status or duration:\n%s", l)
 	}
-	for _, secret := range []string{"bobby_secret", alice.password, bob.password, "wrong-password", "the content", alice.id, f.Envelope.ID} {
+	// Ciphertext, keys and credentials would appear base64-encoded in JSON
+	// logs; the unpadded form also finds them padded.
+	b64 := func(b []byte) string { return strings.TrimRight(base64.StdEncoding.EncodeToString(b), "=") }
+	for _, secret := range []string{
+		"bobby_secret", alice.password, bob.password, "wrong-password", alice.id, f.Envelope.ID,
+		"the content", b64([]byte("the content")),
+		b64(alice.identity.PublicKey().Bytes()), b64(bob.identity.PublicKey().Bytes()),
+		strings.TrimPrefix(alice.auth(), "Basic "), strings.TrimPrefix(bob.auth(), "Basic "),
+	} {
 		if strings.Contains(m, secret) {
 			t.Errorf("metrics contain %q", secret)
 		}
