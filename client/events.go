@@ -14,8 +14,11 @@ type Event interface{ isEvent() }
 
 // Message is a message received and decrypted.
 type Message struct {
-	ID         string    // the envelope id
-	From       string    // sender username
+	ID string // the envelope id
+	// From is the sender's username: the one this device knows for the
+	// sender's account, or the server's label for an account it does not
+	// know.
+	From       string
 	FromDevice uint32    // sender device
 	Sent       time.Time // the sender's timestamp (inside the encrypted content)
 	Received   time.Time // when the server queued it

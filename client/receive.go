@@ -412,8 +412,18 @@ func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.I
 		changed  bool
 		identity keys.PublicKey
 	)
-	ct, err := tx.Contact(env.SourceUsername)
+	// The sender is named by the contact this device knows for the account,
+	// not by the server's label, which a hostile server chooses: a label
+	// must not move messages, or the trust decided below, from one contact
+	// to another. An unknown account is looked up by its label.
+	from := env.SourceUsername
+	ct, err := tx.ContactByAccount(env.SourceAccount)
 	if err != nil {
+		return err
+	}
+	if ct != nil {
+		from = ct.Username
+	} else if ct, err = tx.Contact(from); err != nil {
 		return err
 	}
 	switch env.Type {
@@ -483,7 +493,7 @@ func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.I
 	// verifies the new safety number.
 	switch {
 	case ct == nil:
-		err = tx.PutContact(&profile.Contact{Username: env.SourceUsername, AccountID: env.SourceAccount, IdentityKey: identity}, now)
+		err = tx.PutContact(&profile.Contact{Username: from, AccountID: env.SourceAccount, IdentityKey: identity}, now)
 	case ct.AccountID == env.SourceAccount && ct.IdentityKey.Equal(identity):
 	case ct.Verified:
 		changed = true
@@ -495,7 +505,7 @@ func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.I
 		if ct.PendingKey != nil && ct.PendingAccount == env.SourceAccount && ct.PendingKey.Equal(identity) {
 			break // announced already
 		}
-		events = append(events, &IdentityChanged{Username: env.SourceUsername, Verified: true})
+		events = append(events, &IdentityChanged{Username: from, Verified: true})
 		ct.PendingAccount, ct.PendingKey = env.SourceAccount, &identity
 		err = tx.PutContact(ct, now)
 	case env.Type == api.EnvelopeWhisper && ct.AccountID == env.SourceAccount:
@@ -503,13 +513,19 @@ func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.I
 		// announced when the new key arrived.
 	default:
 		changed = true
-		events = append(events, &IdentityChanged{Username: env.SourceUsername})
+		events = append(events, &IdentityChanged{Username: from})
 		if ct.AccountID != env.SourceAccount {
-			if err := forgetSessions(tx, ct.AccountID); err != nil {
+			// The server's word: the old account's sessions are
+			// archived, not forgotten, so that its messages still in
+			// flight decrypt.
+			if err := archiveSessions(tx, ct.AccountID, now); err != nil {
 				return err
 			}
 		}
-		err = tx.PutContact(&profile.Contact{Username: env.SourceUsername, AccountID: env.SourceAccount, IdentityKey: identity}, now)
+		err = tx.PutContact(&profile.Contact{Username: from, AccountID: env.SourceAccount, IdentityKey: identity}, now)
+	}
+	if errors.Is(err, profile.ErrVerifiedContact) {
+		return errDrop
 	}
 	if err != nil {
 		return err
@@ -525,7 +541,7 @@ func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.I
 	if cont, err := content.Parse(pt); err == nil {
 		events = append(events, &Message{
 			ID:              env.ID,
-			From:            env.SourceUsername,
+			From:            from,
 			FromDevice:      env.SourceDevice,
 			Sent:            time.UnixMilli(cont.Timestamp),
 			Received:        time.UnixMilli(env.ServerTimestamp),

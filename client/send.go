@@ -410,7 +410,9 @@ func trustForSend(tx *profile.Tx, username, accountID string, ik keys.PublicKey,
 		return false, &untrusted{username: username, accountID: accountID, key: ik}
 	default:
 		if ct.AccountID != accountID {
-			if err := forgetSessions(tx, ct.AccountID); err != nil {
+			// The server's word: archived, so that the old account's
+			// messages in flight still decrypt.
+			if err := archiveSessions(tx, ct.AccountID, now); err != nil {
 				return false, err
 			}
 		}
@@ -426,6 +428,27 @@ func forgetSessions(tx *profile.Tx, accountID string) error {
 	}
 	for _, d := range devices {
 		if err := tx.DeleteSession(accountID, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// archiveSessions archives the current session with every device of an
+// account: nothing is sent under them any more, but messages already sent
+// under them still decrypt.
+func archiveSessions(tx *profile.Tx, accountID string, now time.Time) error {
+	devices, err := tx.SessionDevices(accountID)
+	if err != nil {
+		return err
+	}
+	for _, d := range devices {
+		rec, err := tx.Session(accountID, d)
+		if err != nil || rec == nil {
+			return err
+		}
+		rec.ArchiveCurrent()
+		if err := tx.PutSession(accountID, d, rec, now); err != nil {
 			return err
 		}
 	}

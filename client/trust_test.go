@@ -192,3 +192,81 @@ func TestForgedPreKeyMessageDoesNotRekeyVerifiedContact(t *testing.T) {
 		t.Fatalf("Send after Verify: %+v, %v", res, err)
 	}
 }
+
+// captured has c encrypt text for to, as Send would, and returns the
+// envelope the server would deliver, with the sender labelled label.
+func captured(t *testing.T, c *Client, to, label, text string) *api.Envelope {
+	t.Helper()
+	pt, err := encodeText(text, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c.encryptFor(ctxT(t), to, pt, nil, new(SendResult))
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("%s encrypts: %v, %d messages", c.Username(), err, len(msgs))
+	}
+	return &api.Envelope{
+		ID:              api.NewUUID(),
+		Type:            msgs[0].Type,
+		SourceAccount:   c.accountID,
+		SourceUsername:  label,
+		SourceDevice:    c.deviceID,
+		ServerTimestamp: time.Now().UnixMilli(),
+		Content:         msgs[0].Content,
+	}
+}
+
+// TestRelabelledSenderKeepsVerifiedContact: bob's envelope labelled with
+// another username is bob's message, and bob stays a verified contact.
+func TestRelabelledSenderKeepsVerifiedContact(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	mustSend(t, bob, "alice", "hello")
+	wantTexts(t, receive(t, alice), "bob", "hello")
+	sn, err := alice.SafetyNumber(ctxT(t), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Verify(ctxT(t), "bob", sn.Displayable); err != nil {
+		t.Fatal(err)
+	}
+
+	wantTexts(t, deliver(t, alice, captured(t, bob, "alice", "eve", "relabelled")), "bob", "relabelled")
+	if sn, err := alice.SafetyNumber(ctxT(t), "bob"); err != nil || !sn.Verified {
+		t.Fatalf("bob after the relabelled envelope: %+v, %v", sn, err)
+	}
+	mustSend(t, alice, "bob", "still verified")
+	wantTexts(t, receive(t, bob), "alice", "still verified")
+}
+
+// TestRelabelledStrangerKeepsSessions: mallory's envelope labelled bob
+// makes bob's contact point at mallory's account (bob is not verified: trust
+// on first use), but bob's messages already in flight still decrypt.
+func TestRelabelledStrangerKeepsSessions(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	mallory, _ := s.register(t, "mallory", Options{})
+	mustSend(t, alice, "bob", "hi")
+	wantTexts(t, receive(t, bob), "alice", "hi")
+	mustSend(t, bob, "alice", "yo")
+	wantTexts(t, receive(t, alice), "bob", "yo")
+
+	inFlight := captured(t, bob, "alice", "bob", "in flight")
+	evs := deliver(t, alice, captured(t, mallory, "alice", "bob", "i am bob"))
+	if len(evs) != 2 || evs[1].(*Message).Text != "i am bob" {
+		t.Fatalf("events %v", evs)
+	}
+	var got []string
+	for _, ev := range deliver(t, alice, inFlight) {
+		if m, ok := ev.(*Message); ok {
+			got = append(got, m.Text)
+		}
+	}
+	if len(got) != 1 || got[0] != "in flight" {
+		t.Fatalf("bob's message in flight: got %q; dropped %d", got, alice.dropped.Load())
+	}
+}

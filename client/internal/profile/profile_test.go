@@ -411,3 +411,44 @@ func TestConcurrentUpdates(t *testing.T) {
 		t.Errorf("counter went from %d to %d, want %d: an update was lost", before, after, want)
 	}
 }
+
+// TestPutContactKeepsVerified: a contact stored under another username with
+// a verified contact's account id does not remove the verified one.
+func TestPutContactKeepsVerified(t *testing.T) {
+	st := newTestStore(t, "")
+	kp, err := keys.GenerateKeyPair(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const acct = "11111111-2222-4333-8444-555555555555"
+	now := time.Now()
+	err = st.Update(context.Background(), func(tx *Tx) error {
+		if err := tx.PutContact(&Contact{Username: "bob", AccountID: acct, IdentityKey: kp.Public, Verified: true}, now); err != nil {
+			return err
+		}
+		if err := tx.PutContact(&Contact{Username: "eve", AccountID: acct, IdentityKey: kp.Public}, now); !errors.Is(err, ErrVerifiedContact) {
+			t.Errorf("PutContact over a verified contact's account: %v", err)
+		}
+		ct, err := tx.Contact("bob")
+		if err != nil || ct == nil || !ct.Verified {
+			t.Errorf("bob afterwards: %+v, %v", ct, err)
+		}
+		if ct, err := tx.Contact("eve"); err != nil || ct != nil {
+			t.Errorf("eve afterwards: %+v, %v", ct, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newTestStore(t *testing.T, passphrase string) *Store {
+	t.Helper()
+	s, err := Create(filepath.Join(t.TempDir(), FileName), passphrase, cheapKDF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}

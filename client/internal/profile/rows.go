@@ -433,9 +433,26 @@ func (tx *Tx) ContactByAccount(accountID string) (*Contact, error) {
 	return tx.contact(`account_id = ? ORDER BY updated DESC LIMIT 1`, accountID)
 }
 
+// ErrVerifiedContact: PutContact would remove a verified contact, whose
+// account id is the one given for another username. The username comes from
+// the server, which must not be able to drop a verified contact by
+// relabelling one of its accounts.
+var ErrVerifiedContact = errors.New("client: the account belongs to a verified contact under another username")
+
 // PutContact stores a contact, replacing the one with its username. Another
-// contact with the same account id (a user whose name changed) is removed.
+// contact with the same account id (a user whose name changed) is removed,
+// unless it is verified: then nothing changes and the error is
+// ErrVerifiedContact.
 func (tx *Tx) PutContact(c *Contact, now time.Time) error {
+	var one int
+	err := tx.q.QueryRowContext(tx.ctx, `SELECT 1 FROM contacts WHERE account_id = ? AND username <> ? AND verified LIMIT 1`,
+		c.AccountID, c.Username).Scan(&one)
+	switch {
+	case err == nil:
+		return ErrVerifiedContact
+	case !errors.Is(err, sql.ErrNoRows):
+		return dbErr(err)
+	}
 	if _, err := tx.exec(`DELETE FROM contacts WHERE account_id = ? AND username <> ?`, c.AccountID, c.Username); err != nil {
 		return err
 	}
@@ -446,7 +463,7 @@ func (tx *Tx) PutContact(c *Contact, now time.Time) error {
 	if c.PendingKey != nil {
 		pk, pa = c.PendingKey.Bytes(), c.PendingAccount
 	}
-	_, err := tx.exec(`INSERT OR REPLACE INTO contacts (`+contactColumns+`, updated) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	_, err = tx.exec(`INSERT OR REPLACE INTO contacts (`+contactColumns+`, updated) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		c.Username, c.AccountID, c.IdentityKey.Bytes(), c.Verified, pa, pk, now.UnixMilli())
 	return err
 }
