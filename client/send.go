@@ -87,6 +87,11 @@ func (c *Client) Send(ctx context.Context, username, text string) (*SendResult, 
 			return nil, ErrUnknownUser
 		}
 		if ae, ok := isCode(err, api.CodeMismatchedDevices); ok {
+			missing, err1 := deviceList(ae.MissingDevices)
+			extra, err2 := deviceList(ae.ExtraDevices)
+			if err := errors.Join(err1, err2); err != nil {
+				return nil, err
+			}
 			// Extra devices are gone: forget their sessions. Missing ones
 			// get a session from a fresh bundle on the next round.
 			err := c.st.Update(ctx, func(tx *profile.Tx) error {
@@ -94,7 +99,7 @@ func (c *Client) Send(ctx context.Context, username, text string) (*SendResult, 
 				if err != nil || ct == nil {
 					return err
 				}
-				for _, d := range ae.ExtraDevices {
+				for _, d := range extra {
 					if err := tx.DeleteSession(ct.AccountID, d); err != nil {
 						return err
 					}
@@ -104,22 +109,49 @@ func (c *Client) Send(ctx context.Context, username, text string) (*SendResult, 
 			if err != nil {
 				return nil, err
 			}
-			if len(ae.MissingDevices) == 0 && len(ae.ExtraDevices) == 0 {
+			if len(missing) == 0 && len(extra) == 0 {
 				return nil, fmt.Errorf("client: send: %w", ae)
 			}
-			refresh = ae.MissingDevices
+			refresh = missing
 			continue
 		}
 		if ae, ok := isCode(err, api.CodeStaleDevices); ok {
-			if len(ae.StaleDevices) == 0 {
+			stale, err := deviceList(ae.StaleDevices)
+			if err != nil {
+				return nil, err
+			}
+			if len(stale) == 0 {
 				return nil, fmt.Errorf("client: send: %w", ae)
 			}
-			refresh = ae.StaleDevices
+			refresh = stale
 			continue
 		}
 		return nil, fmt.Errorf("client: send: %w", err)
 	}
 	return nil, errors.New("client: send: the recipient's devices kept changing; try again")
+}
+
+// errBadDeviceList: the server listed more devices than a user may have, or
+// device ids out of range.
+var errBadDeviceList = errors.New("client: send: the server's list of devices is malformed")
+
+// deviceList checks a list of device ids from the server and returns it
+// without duplicates. A hostile server must not make Send fetch bundles
+// without limit.
+func deviceList(ds []uint32) ([]uint32, error) {
+	if len(ds) > api.MaxDevicesPerAccount {
+		return nil, errBadDeviceList
+	}
+	out := make([]uint32, 0, len(ds))
+	for _, d := range ds {
+		if d < 1 || d > api.MaxDevicesPerAccount {
+			return nil, errBadDeviceList
+		}
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }
 
 // encodeText makes the padded content of a text message.
@@ -276,10 +308,16 @@ func (c *Client) fetchSessions(ctx context.Context, username string, device uint
 	if err != nil {
 		return errors.New("client: fetching keys: the server's answer has no valid identity key")
 	}
+	if len(br.Devices) > api.MaxDevicesPerAccount || device != 0 && len(br.Devices) > 1 {
+		return errors.New("client: fetching keys: the server's answer lists too many devices")
+	}
 	bundles := make([]*session.Bundle, 0, len(br.Devices))
 	for _, d := range br.Devices {
 		if device != 0 && d.DeviceID != device {
 			return errors.New("client: fetching keys: the server answered for another device")
+		}
+		if slices.ContainsFunc(bundles, func(b *session.Bundle) bool { return b.DeviceID == d.DeviceID }) {
+			return errors.New("client: fetching keys: the server's answer lists a device twice")
 		}
 		b, err := toBundle(ik, &d)
 		if err != nil {

@@ -3,6 +3,7 @@ package client
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -180,5 +181,97 @@ func TestLastResortReplayRefused(t *testing.T) {
 	}
 	if d := bob.Stats().Dropped; d != 1 {
 		t.Errorf("dropped %d, want 1", d)
+	}
+}
+
+// TestSendHostileDeviceLists: device lists in 409/410 answers and bundle
+// answers are deduplicated, and refused when longer than a user's devices
+// may be or naming impossible devices, so that a hostile server cannot make
+// Send fetch bundles without limit.
+func TestSendHostileDeviceLists(t *testing.T) {
+	t.Parallel()
+	var (
+		ic      interceptor
+		bundles atomic.Int32
+		dup     atomic.Bool
+	)
+	wrap := func(next http.Handler) http.Handler {
+		next = ic.wrap(next)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet || r.URL.Path != bundlePath("bob", 1) && r.URL.Path != bundlePath("bob", 0) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			bundles.Add(1)
+			if !dup.Load() {
+				next.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			var br api.BundleResponse
+			if err := json.Unmarshal(rec.Body.Bytes(), &br); err != nil || len(br.Devices) != 1 {
+				w.WriteHeader(http.StatusInternalServerError)
+				return
+			}
+			for range 200 {
+				br.Devices = append(br.Devices, br.Devices[0])
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(&br)
+		})
+	}
+	s := newWrappedServer(t, nil, wrap)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	mustSend(t, alice, "bob", "one")
+
+	mismatched := func(missing ...uint32) {
+		ic.once(func(w http.ResponseWriter, r *http.Request, _ http.Handler) {
+			writeAPIError(w, http.StatusConflict, &api.Error{Code: api.CodeMismatchedDevices, Message: "mismatched", MissingDevices: missing})
+		})
+	}
+	many := make([]uint32, 100_000)
+	for i := range many {
+		many[i] = 1
+	}
+	for _, tc := range []struct {
+		name  string
+		setup func()
+	}{
+		{"409 listing a device 100000 times", func() { mismatched(many...) }},
+		{"409 naming device 0", func() { mismatched(0) }},
+		{"410 naming device 128", func() {
+			ic.once(func(w http.ResponseWriter, r *http.Request, _ http.Handler) {
+				writeAPIError(w, http.StatusGone, &api.Error{Code: api.CodeStaleDevices, Message: "stale", StaleDevices: []uint32{api.MaxDevicesPerAccount + 1}})
+			})
+		}},
+	} {
+		tc.setup()
+		before := bundles.Load()
+		if _, err := alice.Send(ctxT(t), "bob", "refused"); err == nil {
+			t.Errorf("%s: Send succeeded", tc.name)
+		}
+		if n := bundles.Load() - before; n != 0 {
+			t.Errorf("%s: %d bundle fetches", tc.name, n)
+		}
+	}
+
+	// A short list with duplicates: one fetch for the device.
+	mismatched(1, 1, 1, 1)
+	before := bundles.Load()
+	mustSend(t, alice, "bob", "two")
+	if n := bundles.Load() - before; n != 1 {
+		t.Errorf("a device listed four times: %d bundle fetches", n)
+	}
+	wantTexts(t, receive(t, bob), "alice", "one", "two")
+
+	// A bundle answer listing the device 201 times.
+	dup.Store(true)
+	ic.once(func(w http.ResponseWriter, r *http.Request, _ http.Handler) {
+		writeAPIError(w, http.StatusGone, &api.Error{Code: api.CodeStaleDevices, Message: "stale", StaleDevices: []uint32{1}})
+	})
+	if _, err := alice.Send(ctxT(t), "bob", "refused"); err == nil {
+		t.Error("Send with a bundle answer listing a device 201 times succeeded")
 	}
 }
