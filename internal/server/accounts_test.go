@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -291,4 +292,29 @@ func TestAccountLookup(t *testing.T) {
 	e.fails(e.do(alice, "GET", "/v1/accounts/carol", nil), 404, api.CodeNotFound)
 	e.fails(e.do(alice, "GET", "/v1/accounts/NOT_VALID", nil), 404, api.CodeNotFound)
 	e.fails(e.do(nil, "GET", "/v1/accounts/bob", nil), 401, api.CodeUnauthorized)
+}
+
+// TestRemovePrimaryDevice: as docs/api.md says, the other devices go on
+// working without a primary (none may remove another), and an account
+// without devices is not found by senders.
+func TestRemovePrimaryDevice(t *testing.T) {
+	e := newEnv(t, nil)
+	bob := e.register("bob", 0, 0)
+	carol := e.register("carol", 0, 0)
+	carol2, carol3 := e.addDevice(carol), e.addDevice(carol)
+	remove := func(u *user, id uint32) {
+		t.Helper()
+		resp := e.do(u, "DELETE", fmt.Sprint("/v1/devices/", id), nil)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("remove device %d: %d", id, resp.StatusCode)
+		}
+	}
+	remove(carol, 1)
+	e.ok(e.do(carol2, "GET", api.PathDevices, nil), nil)
+	e.fails(e.do(carol2, "DELETE", "/v1/devices/3", nil), 403, api.CodeForbidden)
+	e.ok(e.send(bob, "carol", api.NewUUID(), map[uint32]uint32{2: carol2.regID, 3: carol3.regID}, "x"), nil)
+	remove(carol2, 2)
+	remove(carol3, 3)
+	e.fails(e.send(bob, "carol", api.NewUUID(), nil, "x"), 404, api.CodeNotFound)
 }

@@ -314,3 +314,27 @@ func TestNotFoundAndMethod(t *testing.T) {
 	}
 	e.fails(resp, http.StatusMethodNotAllowed, api.CodeBadRequest)
 }
+
+// TestUnroutedNotCharged: as docs/api.md says, 404s and 405s are not
+// charged to the IP's rate limit.
+func TestUnroutedNotCharged(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.IPRate = RateLimit{Rate: 0.001, Burst: 1} })
+	for range 3 {
+		e.fails(e.do(nil, "GET", "/v1/nothing", nil), 404, api.CodeNotFound)
+		e.fails(e.do(nil, "DELETE", api.PathAccounts, nil), 405, api.CodeBadRequest)
+	}
+	e.fails(e.do(nil, "GET", api.PathDevices, nil), 401, api.CodeUnauthorized) // the one token
+	e.fails(e.do(nil, "GET", api.PathDevices, nil), 429, api.CodeRateLimited)
+}
+
+// TestWebSocketNotUpgrade: as docs/api.md says, an authenticated request
+// that is not an upgrade is answered in text/plain, not the JSON error.
+func TestWebSocketNotUpgrade(t *testing.T) {
+	e := newEnv(t, nil)
+	bob := e.register("bob", 0, 0)
+	resp := e.do(bob, "GET", api.PathWebSocket, nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUpgradeRequired || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("not an upgrade: %d %s, want 426 text/plain", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+}
