@@ -66,13 +66,9 @@ func newEnv(t *testing.T, mod func(*Config), srvMods ...func(*Server)) *env {
 	return &env{t: t, st: st, srv: srv, hs: hs}
 }
 
-// keyMaterial makes the keys of one device. Kyber key generation is the
-// slow part, so a few keys are made once and shared by every test: the
-// server only checks their signatures, which differ per identity.
-type keyMaterial struct {
-	identity *keys.PrivateKey
-}
-
+// Kyber key generation is the slow part of making a device's keys, so a few
+// KEM keys are made once and shared by every test: the server only checks
+// their signatures, which differ per identity.
 var (
 	kemOnce sync.Once
 	kemKeys [][]byte // serialized KEM public keys
