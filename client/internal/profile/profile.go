@@ -264,9 +264,10 @@ func (s *Store) open(passphrase string) error {
 // Sealed reports whether secrets are sealed under a passphrase.
 func (s *Store) Sealed() bool { return s.seal.aead != nil }
 
-// Close closes the database.
+// Close closes the database; operations after it fail. It leaves the
+// sealer alone: an operation running concurrently must never see a store
+// that stores secrets as they are.
 func (s *Store) Close() error {
-	s.seal = &sealer{}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("client: profile: %v", err)
 	}

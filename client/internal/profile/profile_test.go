@@ -452,3 +452,49 @@ func newTestStore(t *testing.T, passphrase string) *Store {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+// TestCloseDuringOperations: Close while other goroutines use a sealed store
+// is not a data race (go test -race), and nothing is written unsealed.
+func TestCloseDuringOperations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	s, err := Create(path, "passphrase", cheapKDF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := bytes.Repeat([]byte("plaintext-canary-"), 4)
+	var wg, running sync.WaitGroup
+	for i := range 4 {
+		running.Add(1)
+		wg.Go(func() {
+			started := sync.OnceFunc(running.Done)
+			defer started()
+			for j := 0; ; j++ {
+				err := s.Update(context.Background(), func(tx *Tx) error {
+					return tx.AddInbox(&InboxItem{EnvelopeID: "e", Kind: i*1000000 + j, Data: secret})
+				})
+				if err != nil {
+					return // closed
+				}
+				started()
+				if !s.Sealed() {
+					t.Error("the store reports itself unsealed")
+					return
+				}
+			}
+		})
+	}
+	running.Wait() // every goroutine got one update through
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for _, p := range []string{path, path + "-wal"} {
+		b, err := os.ReadFile(p)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte("plaintext-canary")) {
+			t.Fatalf("a secret was written unsealed in %s", filepath.Base(p))
+		}
+	}
+}
