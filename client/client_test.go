@@ -16,6 +16,7 @@ import (
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/protocol/keys"
+	"github.com/doorless/doorless/protocol/session"
 )
 
 func TestConversationBothWays(t *testing.T) {
@@ -790,5 +791,14 @@ func TestDisplaced(t *testing.T) {
 	receive(t, bob2)
 	if err := <-done; !errors.Is(err, ErrDisplaced) {
 		t.Fatalf("displaced Receive = %v", err)
+	}
+}
+
+// TestFrameBufferBounded: the frames the reader may run ahead of their
+// processing cannot pin more than 16 MiB.
+func TestFrameBufferBounded(t *testing.T) {
+	const maxBufferedBytes = 16 << 20
+	if n := frameBuffer * api.MaxFrameSize(session.MaxMessageSize); n > maxBufferedBytes {
+		t.Fatalf("%d frames of up to %d bytes: %d bytes, over %d", frameBuffer, api.MaxFrameSize(session.MaxMessageSize), n, maxBufferedBytes)
 	}
 }

@@ -48,9 +48,13 @@ const (
 	// deduplication; the server keeps a message at most 30 days.
 	processedRetention = 45 * 24 * time.Hour
 	// frameBuffer is how many frames the reader goroutine may run ahead of
-	// their processing. The server keeps at most 64 envelopes unacknowledged,
-	// so the reader rarely waits and keeps answering the server's pings.
-	frameBuffer = 128
+	// their processing. Each may be up to api.MaxFrameSize(
+	// session.MaxMessageSize) (about 1.4 MiB), which a hostile server
+	// could pin: 8 frames bound that to about 11 MiB. While the buffer is
+	// full (the server sends up to 64 envelopes ahead of their acks) the
+	// reader waits, and the server's pings with it, until processing takes
+	// the next frame: one envelope's decryption, commit and handler.
+	frameBuffer = 8
 	// ackTimeout bounds the write of one acknowledgement.
 	ackTimeout = 10 * time.Second
 )
