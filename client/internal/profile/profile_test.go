@@ -498,3 +498,43 @@ func TestCloseDuringOperations(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyIDsWrapSkipsKeysInUse: a wrap of the Kyber id counter skips the
+// ids still held, the last-resort key's above all, which stays as it was.
+func TestKeyIDsWrapSkipsKeysInUse(t *testing.T) {
+	s := newTestStore(t, "")
+	f := newFixture(t)
+	ctx := context.Background()
+	err := s.Update(ctx, func(tx *Tx) error {
+		if err := tx.InitAccount(f.identity, 1, time.Now()); err != nil {
+			return err
+		}
+		lr := *f.kyber
+		lr.ID, lr.LastResort = 1, true
+		if err := tx.AddKyberPreKey(&lr); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`UPDATE account SET next_kyber_id = ?`, MaxKeyID); err != nil {
+			return err
+		}
+		ids, err := tx.AllocKeyIDs("kyber", 2)
+		if err != nil {
+			return err
+		}
+		if ids[0] != MaxKeyID || ids[1] != 2 {
+			t.Errorf("ids = %v, want [%d 2]: id 1 is the last-resort key's", ids, MaxKeyID)
+		}
+		one := *f.kyber
+		one.ID, one.LastResort = 1, false
+		if err := tx.AddKyberPreKey(&one); err == nil {
+			t.Error("a one-time key stored over the last-resort key's id")
+		}
+		if lastResort, err := tx.IsLastResort(1); err != nil || !lastResort {
+			t.Errorf("key 1 is last-resort: %v, %v", lastResort, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

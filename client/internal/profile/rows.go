@@ -125,10 +125,14 @@ func (tx *Tx) Account() (*Account, error) {
 
 // ---- own prekeys ----
 
-// AllocKeyIDs reserves n consecutive ids (wrapping within 1..MaxKeyID) of
-// one kind: "prekey", "kyber" or "signed".
+// AllocKeyIDs reserves n ids of one kind ("prekey", "kyber" or "signed"),
+// counting on from where the last call stopped and wrapping within
+// 1..MaxKeyID. Ids still held by a stored key are skipped, so that a wrap
+// never reuses one: one-time and last-resort Kyber prekeys share one id
+// space, and a last-resort key must not be overwritten.
 func (tx *Tx) AllocKeyIDs(kind string, n int) ([]uint32, error) {
 	col := map[string]string{"prekey": "next_prekey_id", "kyber": "next_kyber_id", "signed": "next_signed_id"}[kind]
+	table := map[string]string{"prekey": "prekeys", "kyber": "kyber_prekeys", "signed": "signed_prekeys"}[kind]
 	if col == "" {
 		return nil, fmt.Errorf("client: profile: unknown key kind %q", kind)
 	}
@@ -136,12 +140,22 @@ func (tx *Tx) AllocKeyIDs(kind string, n int) ([]uint32, error) {
 	if err := tx.q.QueryRowContext(tx.ctx, `SELECT `+col+` FROM account WHERE id = 1`).Scan(&next); err != nil {
 		return nil, dbErr(err)
 	}
-	ids := make([]uint32, n)
-	for i := range ids {
+	ids := make([]uint32, 0, n)
+	for tried := 0; len(ids) < n; tried++ {
+		if tried == MaxKeyID {
+			return nil, fmt.Errorf("client: profile: no free %s ids", kind)
+		}
 		if next < 1 || next > MaxKeyID {
 			next = 1
 		}
-		ids[i] = uint32(next)
+		var one int
+		err := tx.q.QueryRowContext(tx.ctx, `SELECT 1 FROM `+table+` WHERE id = ?`, next).Scan(&one)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			ids = append(ids, uint32(next))
+		case err != nil:
+			return nil, dbErr(err)
+		}
 		next++
 	}
 	if next > MaxKeyID {
@@ -153,23 +167,24 @@ func (tx *Tx) AllocKeyIDs(kind string, n int) ([]uint32, error) {
 
 func keyLabel(kind string, id uint32) string { return kind + "/" + strconv.FormatUint(uint64(id), 10) }
 
-// AddPreKey stores a one-time prekey.
+// AddPreKey stores a one-time prekey; its id must be free (AllocKeyIDs).
 func (tx *Tx) AddPreKey(k *keys.PreKey, now time.Time) error {
-	_, err := tx.exec(`INSERT OR REPLACE INTO prekeys (id, private, created) VALUES (?, ?, ?)`,
+	_, err := tx.exec(`INSERT INTO prekeys (id, private, created) VALUES (?, ?, ?)`,
 		k.ID, tx.seal.seal(keyLabel("prekey", k.ID), k.KeyPair.Private.Bytes()), now.UnixMilli())
 	return err
 }
 
-// AddSignedPreKey stores a signed prekey.
+// AddSignedPreKey stores a signed prekey; its id must be free.
 func (tx *Tx) AddSignedPreKey(k *keys.SignedPreKey) error {
-	_, err := tx.exec(`INSERT OR REPLACE INTO signed_prekeys (id, private, signature, created) VALUES (?, ?, ?, ?)`,
+	_, err := tx.exec(`INSERT INTO signed_prekeys (id, private, signature, created) VALUES (?, ?, ?, ?)`,
 		k.ID, tx.seal.seal(keyLabel("signed", k.ID), k.KeyPair.Private.Bytes()), k.Signature, k.Timestamp.UnixMilli())
 	return err
 }
 
-// AddKyberPreKey stores a Kyber prekey, one-time or last-resort.
+// AddKyberPreKey stores a Kyber prekey, one-time or last-resort; its id
+// must be free.
 func (tx *Tx) AddKyberPreKey(k *keys.KyberPreKey) error {
-	_, err := tx.exec(`INSERT OR REPLACE INTO kyber_prekeys (id, private, signature, last_resort, created) VALUES (?, ?, ?, ?, ?)`,
+	_, err := tx.exec(`INSERT INTO kyber_prekeys (id, private, signature, last_resort, created) VALUES (?, ?, ?, ?, ?)`,
 		k.ID, tx.seal.seal(keyLabel("kyber", k.ID), k.KeyPair.Private.Bytes()), k.Signature, k.LastResort, k.Timestamp.UnixMilli())
 	return err
 }
