@@ -127,6 +127,7 @@ type Client struct {
 	recvMu      chan struct{} // one Receive at a time
 	dropped     atomic.Int64
 	redelivered atomic.Int64
+	lastRefill  atomic.Int64 // when refill last generated keys, Unix nanoseconds
 
 	closeOnce sync.Once
 	closeErr  error

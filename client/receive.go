@@ -82,7 +82,7 @@ var (
 // contact under a new identity key. Envelopes that do not decrypt (forged,
 // corrupt, replayed) are acknowledged and dropped, and counted in Stats.
 // A "refill" request from the server is answered by generating and
-// uploading one-time prekeys.
+// uploading one-time prekeys, at most once a minute.
 //
 // With opt.UntilEmpty, Receive returns nil once everything the server held
 // when it connected has been handled; it returns an error if the connection
@@ -567,13 +567,28 @@ func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.I
 	return nil
 }
 
+// refillInterval is the least time between two refills: each stores up to
+// 2*targetPreKeys private keys, and a hostile server must not be able to
+// grow the profile without limit by asking over and over.
+const refillInterval = time.Minute
+
+// errRefillTooSoon: a refill was asked for within refillInterval of the
+// last one, and not answered; the server asks again.
+var errRefillTooSoon = errors.New("client: refill asked for too soon after the last one")
+
 // refill tops the one-time prekeys on the server up to targetPreKeys,
-// storing their private halves before uploading.
+// storing their private halves before uploading; at most once per
+// refillInterval.
 func (c *Client) refill(ctx context.Context, ks *api.KeyStatus) error {
 	nPre := min(max(targetPreKeys-ks.PreKeys, 0), api.MaxPreKeysPerUpload)
 	nKyber := min(max(targetPreKeys-ks.KyberPreKeys, 0), api.MaxPreKeysPerUpload)
 	if nPre == 0 && nKyber == 0 {
 		return nil
+	}
+	now := time.Now()
+	last := c.lastRefill.Load()
+	if last != 0 && now.Sub(time.Unix(0, last)) < refillInterval || !c.lastRefill.CompareAndSwap(last, now.UnixNano()) {
+		return errRefillTooSoon
 	}
 	var up *api.KeyUpload
 	err := c.st.Update(ctx, func(tx *profile.Tx) error {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -273,5 +274,33 @@ func TestSendHostileDeviceLists(t *testing.T) {
 	})
 	if _, err := alice.Send(ctxT(t), "bob", "refused"); err == nil {
 		t.Error("Send with a bundle answer listing a device 201 times succeeded")
+	}
+}
+
+// TestRefillBounded: a server asking for refills over and over gets one a
+// minute, so that it cannot grow the profile without limit.
+func TestRefillBounded(t *testing.T) {
+	t.Parallel()
+	var uploads atomic.Int32
+	s := newWrappedServer(t, nil, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPut && r.URL.Path == api.PathKeys {
+				uploads.Add(1)
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	bob, _ := s.register(t, "bob", Options{})
+	before := uploads.Load()
+	if err := bob.refill(ctxT(t), &api.KeyStatus{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := bob.refill(ctxT(t), &api.KeyStatus{}); !errors.Is(err, errRefillTooSoon) {
+			t.Fatalf("another refill at once: %v", err)
+		}
+	}
+	if n := uploads.Load() - before; n != 1 {
+		t.Fatalf("%d uploads", n)
 	}
 }
