@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -191,4 +190,3 @@ func (k *cutter) cut() {
 	k.conns = nil
 }
 
-func isErr(err, target error) bool { return errors.Is(err, target) }
