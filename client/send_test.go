@@ -12,6 +12,7 @@ import (
 
 	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/protocol/session"
 )
 
 // interceptor answers chosen requests itself, in front of the real server.
@@ -182,6 +183,37 @@ func TestLastResortReplayRefused(t *testing.T) {
 	}
 	if d := bob.Stats().Dropped; d != 1 {
 		t.Errorf("dropped %d, want 1", d)
+	}
+	// Dropped for the reason meant: the message used the last-resort Kyber
+	// prekey and no one-time prekey, and bob remembers its pair of Kyber
+	// prekey id and base key.
+	m, err := session.ParsePreKeySignalMessage(msgs[0].Content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, has := m.PreKeyID(); has {
+		t.Fatal("the first message used a one-time prekey")
+	}
+	errRollback := errors.New("roll back")
+	err = bob.st.Update(ctxT(t), func(tx *profile.Tx) error {
+		lastResort, err := tx.IsLastResort(m.KyberPreKeyID())
+		if err != nil {
+			return err
+		}
+		if !lastResort {
+			t.Errorf("kyber prekey %d is not the last-resort one", m.KyberPreKeyID())
+		}
+		seen, err := tx.UseLastResort(m.KyberPreKeyID(), m.BaseKey(), time.Now())
+		if err != nil {
+			return err
+		}
+		if !seen {
+			t.Error("the pair of last-resort kyber prekey and base key is not remembered")
+		}
+		return errRollback
+	})
+	if !errors.Is(err, errRollback) {
+		t.Fatal(err)
 	}
 }
 
