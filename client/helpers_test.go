@@ -189,4 +189,3 @@ func (k *cutter) cut() {
 	}
 	k.conns = nil
 }
-
