@@ -164,7 +164,7 @@ type Stats struct {
 	Dropped int64
 	// Redelivered counts envelopes the server sent again (their
 	// acknowledgement lost) that had been processed already: acknowledged
-	// again and not handed over twice.
+	// again and not handed over again.
 	Redelivered int64
 }
 

@@ -74,12 +74,17 @@ var (
 // handle, oldest first, each event deleted from the inbox once handle has
 // returned nil for it. So an event survives a crash at any point, and an
 // envelope the server sends again (its acknowledgement lost) is recognised
-// and never handed to handle twice. When handle returns an error, Receive
-// returns that error unchanged, and the event stays in the inbox for the next
-// Receive, which hands it over first.
+// and not handed to handle again. Delivery to handle is at least once, not
+// exactly once: a crash (or a failing store) after handle returned nil for
+// an event and before its deletion from the inbox committed hands that one
+// event over again on the next Receive, so a handler with side effects
+// should tolerate a repeat (Message.ID identifies it). When handle returns
+// an error, Receive returns that error unchanged, and the event stays in the
+// inbox for the next Receive, which hands it over first.
 //
 // An *IdentityChanged event comes just before the first message from a
-// contact under a new identity key. Envelopes that do not decrypt (forged,
+// contact under a new identity key; a verified contact's new key is not
+// trusted until the user verifies it (see IdentityChanged). Envelopes that do not decrypt (forged,
 // corrupt, replayed) are acknowledged and dropped, and counted in Stats.
 // A "refill" request from the server is answered by generating and
 // uploading one-time prekeys, at most once a minute.
