@@ -85,6 +85,9 @@ var (
 	// ErrWrongPassphrase: the passphrase does not open the profile, or one is
 	// needed and none was given, or one was given for a profile without one.
 	ErrWrongPassphrase = profile.ErrWrongPassphrase
+	// ErrVerifiedContact: the server gave a username the account id of a
+	// verified contact known under another username; nothing was changed.
+	ErrVerifiedContact = profile.ErrVerifiedContact
 	// ErrUnknownUser: the server has no such username.
 	ErrUnknownUser = errors.New("client: unknown user")
 	// ErrUsernameTaken: registration found the username in use.

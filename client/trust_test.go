@@ -270,3 +270,40 @@ func TestRelabelledStrangerKeepsSessions(t *testing.T) {
 		t.Fatalf("bob's message in flight: got %q; dropped %d", got, alice.dropped.Load())
 	}
 }
+
+// TestServerAnswerCannotTakeVerifiedAccount: a bundle answer for "eve"
+// carrying the account of the verified contact bob is refused
+// (ErrVerifiedContact), and bob stays.
+func TestServerAnswerCannotTakeVerifiedAccount(t *testing.T) {
+	t.Parallel()
+	var on atomic.Bool
+	s := newWrappedServer(t, nil, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if on.Load() && r.URL.Path == bundlePath("eve", 0) {
+				r = r.Clone(r.Context())
+				r.URL.Path = bundlePath("bob", 0)
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	s.register(t, "eve", Options{})
+	mustSend(t, alice, "bob", "hello")
+	sn, err := alice.SafetyNumber(ctxT(t), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Verify(ctxT(t), "bob", sn.Displayable); err != nil {
+		t.Fatal(err)
+	}
+	on.Store(true)
+	if _, err := alice.Send(ctxT(t), "eve", "to eve"); !errors.Is(err, ErrVerifiedContact) {
+		t.Fatalf("Send to eve answered with bob's account: %v", err)
+	}
+	if sn, err := alice.SafetyNumber(ctxT(t), "bob"); err != nil || !sn.Verified {
+		t.Fatalf("bob afterwards: %+v, %v", sn, err)
+	}
+	mustSend(t, alice, "bob", "still bob")
+	wantTexts(t, receive(t, bob), "alice", "hello", "still bob")
+}
