@@ -224,6 +224,28 @@ func (u *user) register(s *server, extra ...string) {
 	}
 }
 
+// startPair starts a server over a new data directory and registers alice
+// and bob on it.
+func startPair(t *testing.T, args ...string) (*server, *user, *user) {
+	t.Helper()
+	s := startServer(t, t.TempDir(), args...)
+	alice, bob := newUser(t, "alice"), newUser(t, "bob")
+	alice.register(s)
+	bob.register(s)
+	return s, alice, bob
+}
+
+var safetyNumberLine = regexp.MustCompile(`(?m)^    (\d{5}) (\d{5}) (\d{5}) (\d{5})$`)
+
+// safetyNumberGroups returns the groups of five digits safety-number printed.
+func safetyNumberGroups(out string) []string {
+	var groups []string
+	for _, m := range safetyNumberLine.FindAllStringSubmatch(out, -1) {
+		groups = append(groups, m[1:]...)
+	}
+	return groups
+}
+
 // received is one line of receive --json.
 type received struct {
 	Event           string `json:"event"`
@@ -278,10 +300,7 @@ func wantTexts(t *testing.T, got []received, from string, want ...string) {
 
 func TestConversationBothWays(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, t.TempDir())
-	alice, bob := newUser(t, "alice"), newUser(t, "bob")
-	alice.register(s)
-	bob.register(s)
+	_, alice, bob := startPair(t)
 
 	alice.must("", "send", "bob", "hello", "bob")
 	alice.must("second line\n", "send", "bob") // from standard input
@@ -312,10 +331,7 @@ func TestConversationBothWays(t *testing.T) {
 
 func TestOfflineRecipientGetsEverythingInOrder(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, t.TempDir())
-	alice, bob := newUser(t, "alice"), newUser(t, "bob")
-	alice.register(s)
-	bob.register(s)
+	_, alice, bob := startPair(t)
 	var want []string
 	for i := range 25 {
 		want = append(want, fmt.Sprintf("message %02d", i))
@@ -330,11 +346,8 @@ func TestServerRestartLosesNothing(t *testing.T) {
 	t.Parallel()
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {
-			data := t.TempDir()
-			s := startServer(t, data)
-			alice, bob := newUser(t, "alice"), newUser(t, "bob")
-			alice.register(s)
-			bob.register(s)
+			s, alice, bob := startPair(t)
+			data := s.data
 			alice.must("", "send", "bob", "before")
 			alice.must("", "send", "bob", "the restart")
 			s.stop(sig)
@@ -351,10 +364,7 @@ func TestServerRestartLosesNothing(t *testing.T) {
 
 func TestListenStreamsUntilInterrupted(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, t.TempDir())
-	alice, bob := newUser(t, "alice"), newUser(t, "bob")
-	alice.register(s)
-	bob.register(s)
+	_, alice, bob := startPair(t)
 
 	cmd := exec.Command(bin.doorless, "--profile", bob.profile, "listen", "--json")
 	cmd.Env = append(cleanEnv(), bob.env...)
@@ -400,11 +410,8 @@ func TestListenStreamsUntilInterrupted(t *testing.T) {
 // while messages are queued and after they are delivered, for the texts sent.
 func TestNoPlaintextOnServer(t *testing.T) {
 	t.Parallel()
-	data := t.TempDir()
-	s := startServer(t, data)
-	alice, bob := newUser(t, "alice"), newUser(t, "bob")
-	alice.register(s)
-	bob.register(s)
+	s, alice, bob := startPair(t)
+	data := s.data
 	secrets := []string{"the treasure is under the third oak", "meet at 7 by the fountain"}
 	alice.must("", "send", "bob", secrets[0])
 	bob.must("", "send", "alice", secrets[1])
@@ -442,17 +449,10 @@ func TestNoPlaintextOnServer(t *testing.T) {
 
 func TestSafetyNumbersAndVerify(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, t.TempDir())
-	alice, bob := newUser(t, "alice"), newUser(t, "bob")
-	alice.register(s)
-	bob.register(s)
-	digits := regexp.MustCompile(`(?m)^    (\d{5}) (\d{5}) (\d{5}) (\d{5})$`)
+	_, alice, bob := startPair(t)
 	number := func(u *user, other string) string {
 		out := u.must("", "safety-number", other)
-		var n string
-		for _, m := range digits.FindAllStringSubmatch(out, -1) {
-			n += strings.Join(m[1:], "")
-		}
+		n := strings.Join(safetyNumberGroups(out), "")
 		if len(n) != 60 {
 			t.Fatalf("safety-number printed %q", out)
 		}

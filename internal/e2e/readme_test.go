@@ -129,7 +129,6 @@ func TestREADMEWalkthrough(t *testing.T) {
 	}
 	timeRE := regexp.MustCompile(`^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]`)
 	var lastSafetyNumber string
-	digitsRE := regexp.MustCompile(`(?m)^    (\d{5}) (\d{5}) (\d{5}) (\d{5})$`)
 	ran := 0
 	for _, blk := range readWalkthrough(t) {
 		switch {
@@ -185,11 +184,8 @@ func TestREADMEWalkthrough(t *testing.T) {
 				}
 				term.out.Write(out.Bytes())
 				if strings.Contains(line, " safety-number ") {
-					var n string
-					for _, m := range digitsRE.FindAllStringSubmatch(out.String(), -1) {
-						n += strings.Join(m[1:], " ") + " "
-					}
-					lastSafetyNumber = strings.TrimSpace(n)
+					// Typed as shown, groups and spaces.
+					lastSafetyNumber = strings.Join(safetyNumberGroups(out.String()), " ")
 				}
 			}
 		case blk.kind == "text" && blk.terminal != "":
