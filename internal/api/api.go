@@ -213,11 +213,18 @@ type DevicesResponse struct {
 
 // ---- Messages ----
 
-// Envelope types: the Signal ciphertext message types.
+// Envelope types: the Signal ciphertext message types (libsignal's
+// CiphertextMessageType values).
 const (
-	EnvelopeWhisper = 2 // SignalMessage
-	EnvelopePreKey  = 3 // PreKeySignalMessage
+	EnvelopeWhisper   = 2 // SignalMessage
+	EnvelopePreKey    = 3 // PreKeySignalMessage
+	EnvelopeSenderKey = 7 // SenderKeyMessage: a group message under the sender's sender key
 )
+
+// ValidEnvelopeType reports whether t is an envelope type the server relays.
+func ValidEnvelopeType(t int) bool {
+	return t == EnvelopeWhisper || t == EnvelopePreKey || t == EnvelopeSenderKey
+}
 
 // OutgoingMessage is the ciphertext for one device of the recipient.
 type OutgoingMessage struct {

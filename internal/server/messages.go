@@ -32,7 +32,7 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request, sender *stor
 		switch {
 		case seen[m.DeviceID]:
 			return badRequest("device %d addressed twice", m.DeviceID)
-		case m.Type != api.EnvelopeWhisper && m.Type != api.EnvelopePreKey:
+		case !api.ValidEnvelopeType(m.Type):
 			return badRequest("message type %d unknown", m.Type)
 		case len(m.Content) == 0:
 			return badRequest("message without content")
