@@ -1,13 +1,35 @@
-// Package content is the plaintext Doorless puts inside a Signal message: a
-// small protobuf-encoded record of our own (version, timestamp, body text),
+// Package content is the plaintext Doorless puts inside a Signal message (or
+// a sender-key group message): a small protobuf-encoded record of our own,
 // padded as Signal pads its content.
 //
-// Encoding, version 1 (canonical protobuf, fields in ascending order, each at
-// most once, varints minimal):
+// Encoding, version 1 (canonical protobuf: fields in ascending order, each at
+// most once, varints and tags minimal, no empty bytes fields, booleans only
+// as 1 and only when true):
 //
-//	1 version   varint  required, 1
-//	2 timestamp varint  required, the sender's clock in Unix milliseconds
-//	3 body      bytes   optional, UTF-8 text, at most MaxBody bytes
+//	 1 version       varint  required, 1
+//	 2 timestamp     varint  required, the sender's clock in Unix milliseconds
+//	 3 body          bytes   UTF-8 text, at most MaxBody bytes
+//	 4 attachment    bytes   an Attachment (below)
+//	 5 expire_timer  varint  the conversation's disappearing-message timer, seconds
+//	 6 timer_update  bool    this message sets the conversation's timer to expire_timer
+//	 7 view_once     bool    the attachment may be opened once (needs attachment)
+//	 8 group_id      bytes   32 bytes: the message belongs to this group
+//	 9 group_change  bytes   a signed group change (needs group_id)
+//	10 sender_key    bytes   a sender key distribution message (needs group_id)
+//	11 sync          bool    a transcript of a message this account sent, for its
+//	                         other devices: to destination, or to group_id
+//	12 destination   bytes   with sync and no group_id: the recipient's username
+//
+// Attachment:
+//
+//	1 id            bytes  the server's id of the encrypted blob (1..64 url-safe base64 characters)
+//	2 key           bytes  64 bytes: AES-256 key and HMAC-SHA256 key
+//	3 digest        bytes  32 bytes: SHA-256 of the blob
+//	4 size          varint the plaintext's size
+//	5 blob_size     varint the blob's size
+//	6 content_type  bytes  what the sender's client detected (at most 127 printable ASCII bytes)
+//	7 file_name     bytes  the sender's file name (UTF-8, at most 255 bytes); the
+//	                       receiver sanitises it before use
 //
 // Padding (as Signal's PushTransportDetails): the encoding, then 0x80, then
 // zero bytes up to a multiple of PadBlock bytes.
@@ -32,9 +54,26 @@ import (
 const (
 	Version = 1
 
-	fieldVersion   = 1
-	fieldTimestamp = 2
-	fieldBody      = 3
+	fieldVersion     = 1
+	fieldTimestamp   = 2
+	fieldBody        = 3
+	fieldAttachment  = 4
+	fieldExpireTimer = 5
+	fieldTimerUpdate = 6
+	fieldViewOnce    = 7
+	fieldGroupID     = 8
+	fieldGroupChange = 9
+	fieldSenderKey   = 10
+	fieldSync        = 11
+	fieldDestination = 12
+
+	attID          = 1
+	attKey         = 2
+	attDigest      = 3
+	attSize        = 4
+	attBlobSize    = 5
+	attContentType = 6
+	attFileName    = 7
 
 	// PadBlock is the padding block size, Signal's (PushTransportDetails pads
 	// to multiples of 160 bytes).
@@ -44,6 +83,26 @@ const (
 
 	// MaxBody bounds the body text.
 	MaxBody = 64 << 10
+	// GroupIDSize is the size of a group id.
+	GroupIDSize = 32
+	// MaxGroupChange bounds a signed group change (a 1,000-member group's
+	// state is about 100 KiB).
+	MaxGroupChange = 512 << 10
+	// MaxSenderKey bounds a sender key distribution message.
+	MaxSenderKey = 1 << 10
+	// MaxTimer bounds the disappearing-message timer: one year.
+	MaxTimer = 365 * 24 * 3600
+	// MaxAttachmentSize bounds an attachment's declared sizes (1 TiB: the
+	// server enforces its own, much smaller, limit).
+	MaxAttachmentSize = 1 << 40
+	// AttachmentKeySize and AttachmentDigestSize are the sizes of an
+	// attachment's key and digest.
+	AttachmentKeySize    = 64
+	AttachmentDigestSize = 32
+	// MaxAttachmentID, MaxContentType and MaxFileName bound those fields.
+	MaxAttachmentID = 64
+	MaxContentType  = 127
+	MaxFileName     = 255
 )
 
 var (
@@ -56,39 +115,164 @@ var (
 
 // Content is one message's plaintext.
 type Content struct {
-	Timestamp int64 // Unix milliseconds
-	Body      string
+	Timestamp   int64 // Unix milliseconds
+	Body        string
+	Attachment  *Attachment
+	ExpireTimer uint32 // seconds; 0: messages do not disappear
+	TimerUpdate bool
+	ViewOnce    bool
+	GroupID     []byte
+	GroupChange []byte
+	SenderKey   []byte // a sender key distribution message
+	Sync        bool
+	Destination string
 }
 
-// String hides the body: content is plaintext.
+// Attachment points at an encrypted blob on the server and carries what
+// decrypts and verifies it.
+type Attachment struct {
+	ID          string
+	Key         []byte
+	Digest      []byte
+	Size        int64
+	BlobSize    int64
+	ContentType string
+	FileName    string
+}
+
+// String hides the content: it is plaintext.
 func (c *Content) String() string { return "content([redacted])" }
 
-// Encode returns the padded encoding of c. It fails for a body that is not
-// UTF-8, longer than MaxBody, or a negative timestamp.
+// String hides the attachment's key and name.
+func (a *Attachment) String() string { return "attachment([redacted])" }
+
+// Encode returns the padded encoding of c, after checking it as Parse checks
+// what it reads.
 func Encode(c *Content) ([]byte, error) {
-	if c.Timestamp < 0 {
-		return nil, errors.New("client: content timestamp is negative")
+	if err := c.check(); err != nil {
+		return nil, err
 	}
-	if len(c.Body) > MaxBody {
-		return nil, errors.New("client: message text too long")
+	return Pad(marshal(c)), nil
+}
+
+// check enforces the rules the format states.
+func (c *Content) check() error {
+	bad := func(why string) error { return fmt.Errorf("%w: %s", ErrMalformed, why) }
+	switch {
+	case c.Timestamp < 0:
+		return bad("timestamp is negative")
+	case len(c.Body) > MaxBody:
+		return bad("text too long")
+	case !utf8.ValidString(c.Body):
+		return bad("text is not utf-8")
+	case c.ExpireTimer > MaxTimer:
+		return bad("timer too long")
+	case c.ViewOnce && c.Attachment == nil:
+		return bad("view-once without an attachment")
+	case c.GroupID != nil && len(c.GroupID) != GroupIDSize:
+		return bad("group id size")
+	case c.GroupChange != nil && (len(c.GroupChange) == 0 || len(c.GroupChange) > MaxGroupChange):
+		return bad("group change size")
+	case c.GroupChange != nil && c.GroupID == nil:
+		return bad("group change without a group id")
+	case c.SenderKey != nil && (len(c.SenderKey) == 0 || len(c.SenderKey) > MaxSenderKey):
+		return bad("sender key size")
+	case c.SenderKey != nil && c.GroupID == nil:
+		return bad("sender key without a group id")
+	case c.Destination != "" && !c.Sync:
+		return bad("destination without sync")
+	case c.Sync && (c.Destination == "") == (c.GroupID == nil):
+		return bad("sync needs a destination or a group id, not both")
+	case len(c.Destination) > 64 || !utf8.ValidString(c.Destination):
+		return bad("destination")
 	}
-	if !utf8.ValidString(c.Body) {
-		return nil, errors.New("client: message text is not utf-8")
+	if a := c.Attachment; a != nil {
+		switch {
+		case len(a.ID) == 0 || len(a.ID) > MaxAttachmentID || !urlSafe(a.ID):
+			return bad("attachment id")
+		case len(a.Key) != AttachmentKeySize:
+			return bad("attachment key size")
+		case len(a.Digest) != AttachmentDigestSize:
+			return bad("attachment digest size")
+		case a.Size < 0 || a.Size > MaxAttachmentSize || a.BlobSize <= a.Size || a.BlobSize > 2*MaxAttachmentSize:
+			return bad("attachment size")
+		case len(a.ContentType) > MaxContentType || !printable(a.ContentType):
+			return bad("attachment content type")
+		case len(a.FileName) > MaxFileName || !utf8.ValidString(a.FileName):
+			return bad("attachment file name")
+		}
 	}
-	b := marshal(c)
-	return Pad(b), nil
+	return nil
+}
+
+func urlSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '-' || b == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
+	if len(v) == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
+}
+
+func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+func boolInt(v bool) uint64 {
+	if v {
+		return 1
+	}
+	return 0
 }
 
 func marshal(c *Content) []byte {
-	b := make([]byte, 0, 16+len(c.Body))
+	b := make([]byte, 0, 32+len(c.Body)+len(c.GroupChange))
 	b = protowire.AppendTag(b, fieldVersion, protowire.VarintType)
 	b = protowire.AppendVarint(b, Version)
 	b = protowire.AppendTag(b, fieldTimestamp, protowire.VarintType)
 	b = protowire.AppendVarint(b, uint64(c.Timestamp))
-	if c.Body != "" {
-		b = protowire.AppendTag(b, fieldBody, protowire.BytesType)
-		b = protowire.AppendString(b, c.Body)
+	b = appendBytes(b, fieldBody, []byte(c.Body))
+	if a := c.Attachment; a != nil {
+		var ab []byte
+		ab = appendBytes(ab, attID, []byte(a.ID))
+		ab = appendBytes(ab, attKey, a.Key)
+		ab = appendBytes(ab, attDigest, a.Digest)
+		ab = appendVarint(ab, attSize, uint64(a.Size))
+		ab = appendVarint(ab, attBlobSize, uint64(a.BlobSize))
+		ab = appendBytes(ab, attContentType, []byte(a.ContentType))
+		ab = appendBytes(ab, attFileName, []byte(a.FileName))
+		b = appendBytes(b, fieldAttachment, ab)
 	}
+	b = appendVarint(b, fieldExpireTimer, uint64(c.ExpireTimer))
+	b = appendVarint(b, fieldTimerUpdate, boolInt(c.TimerUpdate))
+	b = appendVarint(b, fieldViewOnce, boolInt(c.ViewOnce))
+	b = appendBytes(b, fieldGroupID, c.GroupID)
+	b = appendBytes(b, fieldGroupChange, c.GroupChange)
+	b = appendBytes(b, fieldSenderKey, c.SenderKey)
+	b = appendVarint(b, fieldSync, boolInt(c.Sync))
+	b = appendBytes(b, fieldDestination, []byte(c.Destination))
 	return b
 }
 
@@ -120,18 +304,22 @@ func Unpad(b []byte) ([]byte, error) {
 	return b[:i], nil
 }
 
-// Parse decodes padded content, strictly.
-func Parse(padded []byte) (*Content, error) {
-	b, err := Unpad(padded)
-	if err != nil {
-		return nil, err
-	}
+// field is one field read by fields.
+type field struct {
+	num   protowire.Number
+	typ   protowire.Type
+	value uint64 // varint fields
+	bytes []byte // bytes fields: a sub-slice of the input
+}
+
+// fields reads a canonical protobuf message: fields in strictly ascending
+// order, minimal tags and varints, only varint and bytes fields, no zero
+// varints (absent instead) and no empty bytes (absent instead).
+func fields(b []byte) ([]field, error) {
 	bad := func(why string) error { return fmt.Errorf("%w: %s", ErrMalformed, why) }
 	var (
-		c        Content
-		last     protowire.Number
-		version  uint64
-		haveTime bool
+		out  []field
+		last protowire.Number
 	)
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -146,67 +334,164 @@ func Parse(padded []byte) (*Content, error) {
 		}
 		last = num
 		b = b[n:]
-		switch num {
-		case fieldVersion, fieldTimestamp:
-			if typ != protowire.VarintType {
-				return nil, bad("wrong wire type")
-			}
+		f := field{num: num, typ: typ}
+		switch typ {
+		case protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
+			if n < 0 || protowire.SizeVarint(v) != n {
 				return nil, bad("bad varint")
 			}
-			if protowire.SizeVarint(v) != n {
-				return nil, bad("non-minimal varint")
-			}
+			f.value = v
 			b = b[n:]
-			if num == fieldVersion {
-				if v != Version {
-					return nil, fmt.Errorf("%w: %d", ErrUnsupportedVersion, v)
-				}
-				version = v
-			} else {
-				if v > 1<<63-1 {
-					return nil, bad("timestamp out of range")
-				}
-				c.Timestamp = int64(v)
-				haveTime = true
-			}
-		case fieldBody:
-			if typ != protowire.BytesType {
-				return nil, bad("wrong wire type")
-			}
-			if version != Version {
-				// Fields are in order, so the version came first if at all.
-				return nil, bad("no version")
-			}
+		case protowire.BytesType:
 			l, n := protowire.ConsumeVarint(b)
 			if n < 0 || protowire.SizeVarint(l) != n {
 				return nil, bad("bad length")
 			}
-			if l > MaxBody || l > uint64(len(b)-n) {
-				return nil, bad("body length")
+			if l > uint64(len(b)-n) {
+				return nil, bad("length past the end")
 			}
 			if l == 0 {
-				return nil, bad("empty body field")
+				return nil, bad("empty bytes field")
 			}
-			body := b[n : n+int(l)]
-			if !utf8.Valid(body) {
-				return nil, bad("body is not utf-8")
-			}
-			c.Body = string(body)
+			f.bytes = b[n : n+int(l)]
 			b = b[n+int(l):]
 		default:
-			if version != Version {
-				return nil, bad("no version")
-			}
+			return nil, bad("unsupported wire type")
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// Parse decodes padded content, strictly.
+func Parse(padded []byte) (*Content, error) {
+	b, err := Unpad(padded)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := fields(b)
+	if err != nil {
+		return nil, err
+	}
+	bad := func(why string) error { return fmt.Errorf("%w: %s", ErrMalformed, why) }
+	if len(fs) == 0 || fs[0].num != fieldVersion {
+		return nil, bad("no version")
+	}
+	if fs[0].typ != protowire.VarintType {
+		return nil, bad("wrong wire type")
+	}
+	if fs[0].value != Version {
+		return nil, fmt.Errorf("%w: %d", ErrUnsupportedVersion, fs[0].value)
+	}
+	var (
+		c        Content
+		haveTime bool
+	)
+	for _, f := range fs[1:] {
+		wantBytes := false
+		switch f.num {
+		case fieldBody, fieldAttachment, fieldGroupID, fieldGroupChange, fieldSenderKey, fieldDestination:
+			wantBytes = true
+		case fieldTimestamp, fieldExpireTimer, fieldTimerUpdate, fieldViewOnce, fieldSync:
+		default:
 			return nil, bad("unknown field")
 		}
-	}
-	if version != Version {
-		return nil, bad("no version")
+		if wantBytes != (f.typ == protowire.BytesType) {
+			return nil, bad("wrong wire type")
+		}
+		if !wantBytes && f.num != fieldTimestamp && f.value == 0 {
+			return nil, bad("zero varint present")
+		}
+		switch f.num {
+		case fieldTimestamp:
+			if f.value > 1<<63-1 {
+				return nil, bad("timestamp out of range")
+			}
+			c.Timestamp, haveTime = int64(f.value), true
+		case fieldBody:
+			c.Body = string(f.bytes)
+		case fieldAttachment:
+			if c.Attachment, err = parseAttachment(f.bytes); err != nil {
+				return nil, err
+			}
+		case fieldExpireTimer:
+			if f.value > MaxTimer {
+				return nil, bad("timer too long")
+			}
+			c.ExpireTimer = uint32(f.value)
+		case fieldTimerUpdate, fieldViewOnce, fieldSync:
+			if f.value != 1 {
+				return nil, bad("boolean not 1")
+			}
+			switch f.num {
+			case fieldTimerUpdate:
+				c.TimerUpdate = true
+			case fieldViewOnce:
+				c.ViewOnce = true
+			default:
+				c.Sync = true
+			}
+		case fieldGroupID:
+			c.GroupID = clone(f.bytes)
+		case fieldGroupChange:
+			c.GroupChange = clone(f.bytes)
+		case fieldSenderKey:
+			c.SenderKey = clone(f.bytes)
+		case fieldDestination:
+			c.Destination = string(f.bytes)
+		}
 	}
 	if !haveTime {
 		return nil, bad("no timestamp")
 	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
 	return &c, nil
+}
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+func parseAttachment(b []byte) (*Attachment, error) {
+	fs, err := fields(b)
+	if err != nil {
+		return nil, err
+	}
+	bad := func(why string) error { return fmt.Errorf("%w: attachment: %s", ErrMalformed, why) }
+	var a Attachment
+	for _, f := range fs {
+		isVarint := f.num == attSize || f.num == attBlobSize
+		if f.num < attID || f.num > attFileName {
+			return nil, bad("unknown field")
+		}
+		if isVarint != (f.typ == protowire.VarintType) {
+			return nil, bad("wrong wire type")
+		}
+		if isVarint && f.value == 0 {
+			return nil, bad("zero varint present")
+		}
+		switch f.num {
+		case attID:
+			a.ID = string(f.bytes)
+		case attKey:
+			a.Key = clone(f.bytes)
+		case attDigest:
+			a.Digest = clone(f.bytes)
+		case attSize, attBlobSize:
+			if f.value > 2*MaxAttachmentSize {
+				return nil, bad("size out of range")
+			}
+			if f.num == attSize {
+				a.Size = int64(f.value)
+			} else {
+				a.BlobSize = int64(f.value)
+			}
+		case attContentType:
+			a.ContentType = string(f.bytes)
+		case attFileName:
+			a.FileName = string(f.bytes)
+		}
+	}
+	return &a, nil
 }

@@ -3,6 +3,7 @@ package content
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -17,6 +18,25 @@ func seeds() []*Content {
 		{Timestamp: 1<<63 - 1, Body: strings.Repeat("x", 150)},
 		{Timestamp: 42, Body: strings.Repeat("y", 160)},
 		{Timestamp: 42, Body: strings.Repeat("z", MaxBody)},
+		{Timestamp: 7, Body: "with a file", Attachment: testAttachment(), ExpireTimer: 3600, ViewOnce: true},
+		{Timestamp: 8, ExpireTimer: 60, TimerUpdate: true},
+		{Timestamp: 9, TimerUpdate: true},
+		{Timestamp: 10, Body: "to the group", GroupID: bytes.Repeat([]byte{7}, GroupIDSize)},
+		{Timestamp: 11, GroupID: bytes.Repeat([]byte{7}, GroupIDSize), GroupChange: []byte("signed change"), SenderKey: []byte("skdm")},
+		{Timestamp: 12, Body: "sent to bob", Sync: true, Destination: "bob"},
+		{Timestamp: 13, Body: "sent to the group", Sync: true, GroupID: bytes.Repeat([]byte{1}, GroupIDSize)},
+	}
+}
+
+func testAttachment() *Attachment {
+	return &Attachment{
+		ID:          "AbC-_09",
+		Key:         bytes.Repeat([]byte{1}, AttachmentKeySize),
+		Digest:      bytes.Repeat([]byte{2}, AttachmentDigestSize),
+		Size:        1000,
+		BlobSize:    1100,
+		ContentType: "image/png",
+		FileName:    "cat.png",
 	}
 }
 
@@ -33,8 +53,8 @@ func TestRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Parse: %v", err)
 		}
-		if *got != *c {
-			t.Fatalf("got %+v, want %+v", got.Timestamp, c.Timestamp)
+		if !reflect.DeepEqual(got, c) {
+			t.Fatalf("round trip of content %d differs", c.Timestamp)
 		}
 	}
 }
@@ -44,9 +64,23 @@ func TestEncodeRefuses(t *testing.T) {
 		{Timestamp: -1},
 		{Timestamp: 1, Body: "\xff"},
 		{Timestamp: 1, Body: strings.Repeat("a", MaxBody+1)},
+		{Timestamp: 1, ExpireTimer: MaxTimer + 1},
+		{Timestamp: 1, ViewOnce: true},
+		{Timestamp: 1, GroupID: []byte{1, 2, 3}},
+		{Timestamp: 1, GroupChange: []byte{1}},
+		{Timestamp: 1, SenderKey: []byte{1}},
+		{Timestamp: 1, Destination: "bob"},
+		{Timestamp: 1, Sync: true},
+		{Timestamp: 1, Sync: true, Destination: "bob", GroupID: make([]byte, GroupIDSize)},
+		{Timestamp: 1, Attachment: func() *Attachment { a := testAttachment(); a.ID = "a/b"; return a }()},
+		{Timestamp: 1, Attachment: func() *Attachment { a := testAttachment(); a.Key = a.Key[1:]; return a }()},
+		{Timestamp: 1, Attachment: func() *Attachment { a := testAttachment(); a.Digest = nil; return a }()},
+		{Timestamp: 1, Attachment: func() *Attachment { a := testAttachment(); a.BlobSize = a.Size; return a }()},
+		{Timestamp: 1, Attachment: func() *Attachment { a := testAttachment(); a.ContentType = "text/html\n"; return a }()},
+		{Timestamp: 1, Attachment: func() *Attachment { a := testAttachment(); a.FileName = "\xff"; return a }()},
 	} {
-		if _, err := Encode(c); err == nil {
-			t.Errorf("Encode accepted %q...", c.Body[:min(len(c.Body), 8)])
+		if _, err := Encode(c); !errors.Is(err, ErrMalformed) {
+			t.Errorf("Encode of content %+v = %v, want ErrMalformed", c.Timestamp, err)
 		}
 	}
 }
@@ -74,19 +108,24 @@ func TestParseRefuses(t *testing.T) {
 	ts := protowire.AppendVarint(tag(nil, fieldTimestamp, protowire.VarintType), 5)
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	cases := map[string][]byte{
-		"empty":          nil,
-		"no version":     ts,
-		"no timestamp":   v1,
-		"version 2":      cat(protowire.AppendVarint(tag(nil, fieldVersion, protowire.VarintType), 2), ts),
-		"out of order":   cat(ts, v1),
-		"repeated":       cat(v1, ts, ts),
-		"unknown field":  cat(v1, ts, protowire.AppendVarint(tag(nil, 9, protowire.VarintType), 1)),
-		"wrong type":     cat(v1, protowire.AppendBytes(tag(nil, fieldTimestamp, protowire.BytesType), []byte{1})),
-		"long varint":    cat(v1, tag(nil, fieldTimestamp, protowire.VarintType), []byte{0x85, 0x00}),
-		"empty body":     cat(v1, ts, protowire.AppendBytes(tag(nil, fieldBody, protowire.BytesType), nil)),
-		"bad utf-8":      cat(v1, ts, protowire.AppendBytes(tag(nil, fieldBody, protowire.BytesType), []byte{0xff})),
-		"truncated body": cat(v1, ts, tag(nil, fieldBody, protowire.BytesType), []byte{5, 'a'}),
-		"huge timestamp": cat(v1, protowire.AppendVarint(tag(nil, fieldTimestamp, protowire.VarintType), 1<<63)),
+		"empty":           nil,
+		"no version":      ts,
+		"no timestamp":    v1,
+		"version 2":       cat(protowire.AppendVarint(tag(nil, fieldVersion, protowire.VarintType), 2), ts),
+		"out of order":    cat(ts, v1),
+		"repeated":        cat(v1, ts, ts),
+		"unknown field":   cat(v1, ts, protowire.AppendVarint(tag(nil, 13, protowire.VarintType), 1)),
+		"wrong type":      cat(v1, protowire.AppendBytes(tag(nil, fieldTimestamp, protowire.BytesType), []byte{1})),
+		"long varint":     cat(v1, tag(nil, fieldTimestamp, protowire.VarintType), []byte{0x85, 0x00}),
+		"empty body":      cat(v1, ts, protowire.AppendBytes(tag(nil, fieldBody, protowire.BytesType), nil)),
+		"bad utf-8":       cat(v1, ts, protowire.AppendBytes(tag(nil, fieldBody, protowire.BytesType), []byte{0xff})),
+		"truncated body":  cat(v1, ts, tag(nil, fieldBody, protowire.BytesType), []byte{5, 'a'}),
+		"false boolean":   cat(v1, ts, protowire.AppendVarint(tag(nil, fieldSync, protowire.VarintType), 0)),
+		"boolean 2":       cat(v1, ts, protowire.AppendVarint(tag(nil, fieldTimerUpdate, protowire.VarintType), 2)),
+		"zero timer":      cat(v1, ts, protowire.AppendVarint(tag(nil, fieldExpireTimer, protowire.VarintType), 0)),
+		"fixed64 field":   cat(v1, ts, protowire.AppendFixed64(tag(nil, fieldExpireTimer, protowire.Fixed64Type), 1)),
+		"attachment junk": cat(v1, ts, protowire.AppendBytes(tag(nil, fieldAttachment, protowire.BytesType), []byte{0xff})),
+		"huge timestamp":  cat(v1, protowire.AppendVarint(tag(nil, fieldTimestamp, protowire.VarintType), 1<<63)),
 	}
 	for name, b := range cases {
 		if _, err := Parse(Pad(b)); !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnsupportedVersion) {
