@@ -62,7 +62,7 @@ type KDFParams struct {
 var DefaultKDF = KDFParams{Time: 3, Memory: 64 * 1024, Threads: 2}
 
 const (
-	schemaVersion = 1
+	schemaVersion = 2
 	saltSize      = 16
 	keySize       = 32
 	sealVersion   = 1
@@ -166,9 +166,11 @@ func (s *Store) create(passphrase string, kdf KDFParams) error {
 		meta["check"] = sl.seal(checkLabel, []byte(checkPlaintext))
 	}
 	return s.Update(ctx, func(tx *Tx) error {
-		for _, stmt := range schema {
-			if _, err := tx.q.ExecContext(ctx, stmt); err != nil {
-				return fmt.Errorf("client: profile: schema: %v", err)
+		for _, stmts := range migrations {
+			for _, stmt := range stmts {
+				if _, err := tx.q.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("client: profile: schema: %v", err)
+				}
 			}
 		}
 		for k, v := range meta {
@@ -211,8 +213,23 @@ func (s *Store) open(passphrase string) error {
 	switch {
 	case version == 0:
 		return ErrNoProfile
-	case version != schemaVersion:
+	case version > schemaVersion:
 		return fmt.Errorf("client: profile: schema version %d unknown", version)
+	case version < schemaVersion:
+		err := s.Update(ctx, func(tx *Tx) error {
+			for _, stmts := range migrations[version:] {
+				for _, stmt := range stmts {
+					if _, err := tx.q.ExecContext(ctx, stmt); err != nil {
+						return fmt.Errorf("client: profile: migrating: %v", err)
+					}
+				}
+			}
+			_, err := tx.q.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion))
+			return err
+		})
+		if err != nil {
+			return err
+		}
 	}
 	meta := map[string][]byte{}
 	rows, err := s.db.QueryContext(ctx, `SELECT key, value FROM meta`)
@@ -428,6 +445,9 @@ func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
 	return r, nil
 }
 
+// migrations[i] takes a profile from schema version i to i+1.
+var migrations = [][]string{schema, schemaV2}
+
 var schema = []string{
 	`CREATE TABLE meta (
 		key   TEXT PRIMARY KEY,
@@ -513,4 +533,59 @@ var schema = []string{
 		data        BLOB NOT NULL,
 		UNIQUE (envelope_id, kind)
 	)`,
+}
+
+// schemaV2 adds what groups, linked devices and disappearing messages need.
+var schemaV2 = []string{
+	// The message history. data (secret) is the message's own encoding;
+	// conversation is "u:" and a username or "g:" and a group id in hex;
+	// expires is when the message disappears (Unix ms, 0 never).
+	`CREATE TABLE messages (
+		id           TEXT PRIMARY KEY,
+		conversation TEXT NOT NULL,
+		received     INTEGER NOT NULL,
+		expires      INTEGER NOT NULL,
+		data         BLOB NOT NULL
+	)`,
+	`CREATE INDEX messages_conversation ON messages (conversation, received)`,
+	`CREATE INDEX messages_expires ON messages (expires) WHERE expires > 0`,
+	// Per-conversation settings: the disappearing-message timer, seconds.
+	`CREATE TABLE conversations (
+		id      TEXT PRIMARY KEY,
+		timer   INTEGER NOT NULL,
+		updated INTEGER NOT NULL
+	) WITHOUT ROWID`,
+	// Groups this device knows: state is the group's encoding (secret: it
+	// holds the title); distribution_id is this device's current sender
+	// key for the group.
+	`CREATE TABLE groups (
+		id              BLOB PRIMARY KEY,
+		state           BLOB NOT NULL,
+		distribution_id BLOB NOT NULL,
+		updated         INTEGER NOT NULL
+	) WITHOUT ROWID`,
+	// Sender key records (secret), by sender device and distribution id,
+	// with the group the sender distributed the key for.
+	`CREATE TABLE sender_keys (
+		account_id      TEXT NOT NULL,
+		device_id       INTEGER NOT NULL,
+		distribution_id BLOB NOT NULL,
+		group_id        BLOB NOT NULL,
+		record          BLOB NOT NULL,
+		updated         INTEGER NOT NULL,
+		PRIMARY KEY (account_id, device_id, distribution_id)
+	) WITHOUT ROWID`,
+	// The devices an own sender key was sent to.
+	`CREATE TABLE sender_key_shared (
+		distribution_id BLOB NOT NULL,
+		account_id      TEXT NOT NULL,
+		device_id       INTEGER NOT NULL,
+		PRIMARY KEY (distribution_id, account_id, device_id)
+	) WITHOUT ROWID`,
+	// The newest signed device list seen for each account (own included).
+	`CREATE TABLE device_lists (
+		account_id TEXT PRIMARY KEY,
+		version    INTEGER NOT NULL,
+		list       BLOB NOT NULL
+	) WITHOUT ROWID`,
 }

@@ -1,0 +1,186 @@
+package profile
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestMigrateFromV1 opens a profile made by schema version 1 (issue 3's
+// clients) and finds the tables of version 2 there.
+func TestMigrateFromV1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := openDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range schema {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(`PRAGMA user_version = 1`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err := Open(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.Update(context.Background(), func(tx *Tx) error {
+		return tx.SetTimer(UserConversation("bob"), time.Hour, time.Now())
+	})
+	if err != nil {
+		t.Fatalf("the migrated profile has no conversations table: %v", err)
+	}
+	var v int
+	if err := s.db.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil || v != schemaVersion {
+		t.Fatalf("user_version = %d, %v", v, err)
+	}
+}
+
+func TestHistoryExpiry(t *testing.T) {
+	for _, pass := range []string{"", "passphrase"} {
+		path := filepath.Join(t.TempDir(), FileName)
+		s, err := Create(path, pass, cheapKDF)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		now := time.UnixMilli(1_800_000_000_000)
+		secret := []byte("the secret text that must disappear")
+		items := []*HistoryItem{
+			{ID: "a", Conversation: UserConversation("bob"), Received: now, Expires: now.Add(time.Minute), Data: secret},
+			{ID: "b", Conversation: UserConversation("bob"), Received: now.Add(time.Second), Data: []byte("kept")},
+			{ID: "c", Conversation: GroupConversation([]byte{1, 2}), Received: now, Expires: now.Add(time.Hour), Data: []byte("group")},
+		}
+		err = s.Update(ctx, func(tx *Tx) error {
+			for _, it := range items {
+				if err := tx.PutHistory(it); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s.View(ctx, func(tx *Tx) error {
+			conv, err := tx.Conversation(UserConversation("bob"), 0)
+			if err != nil {
+				return err
+			}
+			if len(conv) != 2 || conv[0].ID != "a" || !bytes.Equal(conv[0].Data, secret) || conv[1].ID != "b" {
+				t.Errorf("conversation = %+v", conv)
+			}
+			if last, err := tx.Conversation(UserConversation("bob"), 1); err != nil || len(last) != 1 || last[0].ID != "b" {
+				t.Errorf("last message = %+v, %v", last, err)
+			}
+			next, err := tx.NextExpiry()
+			if err != nil || !next.Equal(now.Add(time.Minute)) {
+				t.Errorf("NextExpiry = %v, %v", next, err)
+			}
+			exp, err := tx.Expired(now.Add(time.Minute))
+			if err != nil || len(exp) != 1 || exp[0].ID != "a" {
+				t.Errorf("Expired = %+v, %v", exp, err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pass != "" {
+			// Sealed: the text is not in the files even before it expires.
+			if bytes.Contains(readAll(t, path), secret) {
+				t.Fatal("sealed history text found in the profile files")
+			}
+		}
+		err = s.Update(ctx, func(tx *Tx) error { return tx.DeleteHistory("a") })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Checkpoint(); err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(readAll(t, path), secret) {
+			t.Fatalf("passphrase %q: deleted text still in the profile files", pass)
+		}
+		s.Close()
+	}
+}
+
+// readAll returns the database and its write-ahead log.
+func readAll(t *testing.T, path string) []byte {
+	t.Helper()
+	var all []byte
+	for _, p := range []string{path, path + "-wal"} {
+		b, err := os.ReadFile(p)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
+	}
+	return all
+}
+
+func TestGroupsAndSenderKeys(t *testing.T) {
+	s := newTestStore(t, "pass")
+	ctx := context.Background()
+	now := time.Now()
+	gid, dist := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 16)
+	err := s.Update(ctx, func(tx *Tx) error {
+		if err := tx.PutGroup(&Group{ID: gid, State: []byte("state"), DistributionID: dist}, now); err != nil {
+			return err
+		}
+		if err := tx.PutSenderKey(&SenderKey{AccountID: "acct", DeviceID: 2, DistributionID: dist, GroupID: gid, Record: []byte("rec")}, now); err != nil {
+			return err
+		}
+		if err := tx.MarkSenderKeyShared(dist, "acct", 3); err != nil {
+			return err
+		}
+		return tx.PutDeviceList("acct", 4, []byte("list"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(ctx, func(tx *Tx) error {
+		g, err := tx.Group(gid)
+		if err != nil || g == nil || string(g.State) != "state" || !bytes.Equal(g.DistributionID, dist) {
+			t.Errorf("Group = %+v, %v", g, err)
+		}
+		k, err := tx.SenderKey("acct", 2, dist)
+		if err != nil || k == nil || string(k.Record) != "rec" || !bytes.Equal(k.GroupID, gid) {
+			t.Errorf("SenderKey = %+v, %v", k, err)
+		}
+		if ok, err := tx.SenderKeyShared(dist, "acct", 3); !ok || err != nil {
+			t.Errorf("SenderKeyShared = %v, %v", ok, err)
+		}
+		if ok, err := tx.SenderKeyShared(dist, "acct", 4); ok || err != nil {
+			t.Errorf("SenderKeyShared(other device) = %v, %v", ok, err)
+		}
+		if l, v, err := tx.DeviceList("acct"); string(l) != "list" || v != 4 || err != nil {
+			t.Errorf("DeviceList = %q %d %v", l, v, err)
+		}
+		if err := tx.DeleteGroup(gid); err != nil {
+			return err
+		}
+		if k, err := tx.SenderKey("acct", 2, dist); k != nil || err != nil {
+			t.Errorf("sender key kept after its group was deleted: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := s.db.QueryRow(`SELECT count(*) FROM groups`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("groups left: %d %v", n, err)
+	}
+}
