@@ -15,15 +15,18 @@ import (
 type Group struct {
 	ID             []byte
 	State          []byte
+	Change         []byte // the signed change that made State
 	DistributionID []byte
 }
 
 func groupLabel(id []byte) string { return "group/" + hex.EncodeToString(id) }
 
+func groupChangeLabel(id []byte) string { return "groupchange/" + hex.EncodeToString(id) }
+
 // PutGroup stores a group.
 func (tx *Tx) PutGroup(g *Group, now time.Time) error {
-	_, err := tx.exec(`INSERT OR REPLACE INTO groups (id, state, distribution_id, updated) VALUES (?, ?, ?, ?)`,
-		g.ID, tx.seal.seal(groupLabel(g.ID), g.State), g.DistributionID, now.UnixMilli())
+	_, err := tx.exec(`INSERT OR REPLACE INTO groups (id, state, change, distribution_id, updated) VALUES (?, ?, ?, ?, ?)`,
+		g.ID, tx.seal.seal(groupLabel(g.ID), g.State), tx.seal.seal(groupChangeLabel(g.ID), g.Change), g.DistributionID, now.UnixMilli())
 	return err
 }
 
@@ -40,7 +43,7 @@ func (tx *Tx) Group(id []byte) (*Group, error) {
 func (tx *Tx) Groups() ([]Group, error) { return tx.groups(`ORDER BY updated`) }
 
 func (tx *Tx) groups(where string, args ...any) ([]Group, error) {
-	rows, err := tx.q.QueryContext(tx.ctx, `SELECT id, state, distribution_id FROM groups `+where, args...)
+	rows, err := tx.q.QueryContext(tx.ctx, `SELECT id, state, change, distribution_id FROM groups `+where, args...)
 	if err != nil {
 		return nil, dbErr(err)
 	}
@@ -48,13 +51,16 @@ func (tx *Tx) groups(where string, args ...any) ([]Group, error) {
 	var out []Group
 	for rows.Next() {
 		var (
-			g Group
-			b []byte
+			g     Group
+			b, ch []byte
 		)
-		if err := rows.Scan(&g.ID, &b, &g.DistributionID); err != nil {
+		if err := rows.Scan(&g.ID, &b, &ch, &g.DistributionID); err != nil {
 			return nil, dbErr(err)
 		}
 		if g.State, err = tx.seal.open(groupLabel(g.ID), b); err != nil {
+			return nil, err
+		}
+		if g.Change, err = tx.seal.open(groupChangeLabel(g.ID), ch); err != nil {
 			return nil, err
 		}
 		out = append(out, g)
@@ -114,6 +120,19 @@ func (tx *Tx) SenderKey(accountID string, deviceID uint32, dist []byte) (*Sender
 // group: called when the member leaves it.
 func (tx *Tx) DeleteSenderKeys(groupID []byte, accountID string) error {
 	_, err := tx.exec(`DELETE FROM sender_keys WHERE group_id = ? AND account_id = ?`, groupID, accountID)
+	return err
+}
+
+// DeleteSenderKey forgets one sender key record.
+func (tx *Tx) DeleteSenderKey(accountID string, deviceID uint32, dist []byte) error {
+	_, err := tx.exec(`DELETE FROM sender_keys WHERE account_id = ? AND device_id = ? AND distribution_id = ?`, accountID, deviceID, dist)
+	return err
+}
+
+// UnmarkSenderKeyShared records that a device no longer holds this
+// device's sender key dist (its session was made anew).
+func (tx *Tx) UnmarkSenderKeyShared(dist []byte, accountID string, deviceID uint32) error {
+	_, err := tx.exec(`DELETE FROM sender_key_shared WHERE distribution_id = ? AND account_id = ? AND device_id = ?`, dist, accountID, deviceID)
 	return err
 }
 

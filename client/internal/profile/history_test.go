@@ -136,7 +136,7 @@ func TestGroupsAndSenderKeys(t *testing.T) {
 	now := time.Now()
 	gid, dist := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 16)
 	err := s.Update(ctx, func(tx *Tx) error {
-		if err := tx.PutGroup(&Group{ID: gid, State: []byte("state"), DistributionID: dist}, now); err != nil {
+		if err := tx.PutGroup(&Group{ID: gid, State: []byte("state"), Change: []byte("change"), DistributionID: dist}, now); err != nil {
 			return err
 		}
 		if err := tx.PutSenderKey(&SenderKey{AccountID: "acct", DeviceID: 2, DistributionID: dist, GroupID: gid, Record: []byte("rec")}, now); err != nil {
@@ -152,7 +152,7 @@ func TestGroupsAndSenderKeys(t *testing.T) {
 	}
 	err = s.Update(ctx, func(tx *Tx) error {
 		g, err := tx.Group(gid)
-		if err != nil || g == nil || string(g.State) != "state" || !bytes.Equal(g.DistributionID, dist) {
+		if err != nil || g == nil || string(g.State) != "state" || !bytes.Equal(g.DistributionID, dist) || string(g.Change) != "change" {
 			t.Errorf("Group = %+v, %v", g, err)
 		}
 		k, err := tx.SenderKey("acct", 2, dist)

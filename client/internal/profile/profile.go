@@ -555,12 +555,13 @@ var schemaV2 = []string{
 		timer   INTEGER NOT NULL,
 		updated INTEGER NOT NULL
 	) WITHOUT ROWID`,
-	// Groups this device knows: state is the group's encoding (secret: it
-	// holds the title); distribution_id is this device's current sender
-	// key for the group.
+	// Groups this device knows: state is the group's encoding and change
+	// the signed change that made it (both secret: they hold the title);
+	// distribution_id is this device's current sender key for the group.
 	`CREATE TABLE groups (
 		id              BLOB PRIMARY KEY,
 		state           BLOB NOT NULL,
+		change          BLOB NOT NULL,
 		distribution_id BLOB NOT NULL,
 		updated         INTEGER NOT NULL
 	) WITHOUT ROWID`,

@@ -565,3 +565,20 @@ func (tx *Tx) DeleteInbox(seq int64) (bool, error) {
 	n, _ := r.RowsAffected()
 	return n == 1, nil
 }
+
+// UpdateInbox replaces the data of an item of the inbox, in its place.
+func (tx *Tx) UpdateInbox(seq int64, data []byte) error {
+	var (
+		id   string
+		kind int
+	)
+	err := tx.q.QueryRowContext(tx.ctx, `SELECT envelope_id, kind FROM inbox WHERE seq = ?`, seq).Scan(&id, &kind)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return dbErr(err)
+	}
+	_, err = tx.exec(`UPDATE inbox SET data = ? WHERE seq = ?`, tx.seal.seal(inboxLabel(id, kind), data), seq)
+	return err
+}
