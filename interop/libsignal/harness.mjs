@@ -63,6 +63,20 @@
 //          for 3: {type, version, registrationId, preKeyId (or null), signedPreKeyId, serialized}
 //          (the JS API does not expose the inner SignalMessage of a PreKeySignalMessage)
 //   hkdf {length, ikm, info, salt?} -> {okm}
+//
+// Sender keys (group messages). distributionId is a hyphenated UUID string; `sender` is
+// an address and defaults to this peer's own.
+//
+//   senderKeyCreate {distributionId, sender?}
+//       SenderKeyDistributionMessage.create: makes the sender key on first use.
+//       -> {body (serialized distribution message), chainId, iteration}
+//   senderKeyProcess {peer, body} -> {}    (processSenderKeyDistributionMessage from peer)
+//   groupEncrypt {distributionId, plaintext} -> {type: 7, body}   (as this peer)
+//   groupDecrypt {peer, body} -> {plaintext}
+//   deleteSenderKey {distributionId, sender?} -> {}   (forget the record: the next
+//       senderKeyCreate makes a new chain, which is how libsignal clients rotate)
+//   parseSenderKeyMessage {body} -> {distributionId, chainId, iteration, ciphertext, serialized}
+//   parseSenderKeyDistribution {body} -> {distributionId, chainId, iteration, chainKey, serialized}
 
 import * as readline from 'node:readline';
 import { createRequire } from 'node:module';
@@ -129,6 +143,18 @@ function nowParam(params) {
   return ms === null ? undefined : new Date(ms);
 }
 
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+function distributionId(params) {
+  const v = str(params, 'distributionId');
+  if (!UUID.test(v)) throw new BadRequest('field distributionId is not a hyphenated UUID');
+  return v.toLowerCase();
+}
+
+function senderAddress(params) {
+  return params.sender === undefined || params.sender === null ? peer.localAddress() : address(params, 'sender');
+}
+
 function addrKey(addr) {
   return JSON.stringify([addr.name(), addr.deviceId()]);
 }
@@ -152,6 +178,7 @@ class Peer {
     this.preKeys = new Map(); // id -> PreKeyRecord bytes
     this.signedPreKeys = new Map(); // id -> SignedPreKeyRecord bytes
     this.kyberPreKeys = new Map(); // id -> {record: bytes, lastResort: bool, used: Set<string>}
+    this.senderKeys = new Map(); // JSON [name, deviceId, distributionId] -> SenderKeyRecord bytes
     this.nextPreKeyId = 1;
     this.nextSignedPreKeyId = 1;
     this.nextKyberPreKeyId = 1;
@@ -183,6 +210,7 @@ class Peer {
       preKeys: pairs(this.preKeys),
       signedPreKeys: pairs(this.signedPreKeys),
       kyberPreKeys: kyber,
+      senderKeys: pairs(this.senderKeys),
       next: [this.nextPreKeyId, this.nextSignedPreKeyId, this.nextKyberPreKeyId],
     };
   }
@@ -209,6 +237,9 @@ class Peer {
         lastResort: Boolean(k.lastResort),
         used: new Set(k.used),
       });
+    }
+    for (const [k, v] of doc.senderKeys ?? []) {
+      this.senderKeys.set(k, S.SenderKeyRecord.deserialize(fromB64(v)).serialize());
     }
     [this.nextPreKeyId, this.nextSignedPreKeyId, this.nextKyberPreKeyId] = doc.next;
   }
@@ -325,6 +356,24 @@ class KyberPreKeyStore extends S.KyberPreKeyStore {
   }
 }
 
+function senderKeyKey(sender, distributionId) {
+  return JSON.stringify([sender.name(), sender.deviceId(), distributionId.toLowerCase()]);
+}
+
+class SenderKeyStore extends S.SenderKeyStore {
+  constructor(peer) {
+    super();
+    this.peer = peer;
+  }
+  async saveSenderKey(sender, distributionId, record) {
+    this.peer.senderKeys.set(senderKeyKey(sender, distributionId), record.serialize());
+  }
+  async getSenderKey(sender, distributionId) {
+    const b = this.peer.senderKeys.get(senderKeyKey(sender, distributionId));
+    return b === undefined ? null : S.SenderKeyRecord.deserialize(b);
+  }
+}
+
 const peer = new Peer();
 const stores = {
   session: new SessionStore(peer),
@@ -332,6 +381,7 @@ const stores = {
   preKey: new PreKeyStore(peer),
   signedPreKey: new SignedPreKeyStore(peer),
   kyberPreKey: new KyberPreKeyStore(peer),
+  senderKey: new SenderKeyStore(peer),
 };
 
 // ---------------------------------------------------------------------------
@@ -689,6 +739,59 @@ const commands = {
     );
     return { okm: b64(okm) };
   },
+
+  async senderKeyCreate(p) {
+    peer.requireInit();
+    const m = await S.SenderKeyDistributionMessage.create(senderAddress(p), distributionId(p), stores.senderKey);
+    return { body: b64(m.serialize()), chainId: m.chainId(), iteration: m.iteration() };
+  },
+
+  async senderKeyProcess(p) {
+    peer.requireInit();
+    const m = S.SenderKeyDistributionMessage.deserialize(bytes(p, 'body'));
+    await S.processSenderKeyDistributionMessage(address(p), m, stores.senderKey);
+    return {};
+  },
+
+  async groupEncrypt(p) {
+    peer.requireInit();
+    const m = await S.groupEncrypt(peer.localAddress(), distributionId(p), stores.senderKey, bytes(p, 'plaintext'));
+    return { type: m.type(), body: b64(m.serialize()) };
+  },
+
+  async groupDecrypt(p) {
+    peer.requireInit();
+    const plaintext = await S.groupDecrypt(address(p), stores.senderKey, bytes(p, 'body'));
+    return { plaintext: b64(plaintext) };
+  },
+
+  async deleteSenderKey(p) {
+    peer.requireInit();
+    peer.senderKeys.delete(senderKeyKey(senderAddress(p), distributionId(p)));
+    return {};
+  },
+
+  async parseSenderKeyMessage(p) {
+    const m = S.SenderKeyMessage.deserialize(bytes(p, 'body'));
+    return {
+      distributionId: m.distributionId(),
+      chainId: m.chainId(),
+      iteration: m.iteration(),
+      ciphertext: b64(m.ciphertext()),
+      serialized: b64(m.serialize()),
+    };
+  },
+
+  async parseSenderKeyDistribution(p) {
+    const m = S.SenderKeyDistributionMessage.deserialize(bytes(p, 'body'));
+    return {
+      distributionId: m.distributionId(),
+      chainId: m.chainId(),
+      iteration: m.iteration(),
+      chainKey: b64(m.chainKey()),
+      serialized: b64(m.serialize()),
+    };
+  },
 };
 
 // ---------------------------------------------------------------------------
@@ -700,6 +803,7 @@ const GENERIC_KINDS = [
   [/^invalid \w+ message: /, 'InvalidMessage'],
   [/^invalid signature detected/, 'SignatureValidationFailed'],
   [/^session (with .* )?not found/, 'SessionNotFound'],
+  [/^missing sender key state/, 'NoSenderKeyState'],
   [/^invalid prekey identifier/, 'InvalidPreKeyId'],
   [/^invalid signed prekey identifier/, 'InvalidSignedPreKeyId'],
   [/^invalid Kyber prekey identifier/, 'InvalidKyberPreKeyId'],
