@@ -230,7 +230,7 @@ func TestDecryptRejects(t *testing.T) {
 		t.Fatal("test assumption broken")
 	}
 	mustFail(t, &wrongSize, blob, ErrMalformed)
-	wrongSize.Size = 4000                       // another bucket: the sizes do not fit
+	wrongSize.Size = 4000 // another bucket: the sizes do not fit
 	mustFail(t, &wrongSize, blob, ErrMalformed)
 	wrongSize.Size = -1
 	mustFail(t, &wrongSize, blob, ErrMalformed)
