@@ -79,17 +79,30 @@ func FuzzParseRecord(f *testing.F) {
 }
 
 // FuzzDecrypt feeds arbitrary messages to a member's live record: nothing may panic,
-// and a message that fails must leave the record as it was.
+// and a message that fails must leave the record as it was. With sign set, the input is
+// the protobuf body of a message and the sender signs it, so that the fuzzer reaches past
+// the signature check to iterations, skipped keys and padding.
 func FuzzDecrypt(f *testing.F) {
 	g := newGroup(f, 1)
 	encrypt(f, g.sender, "skipped")
 	mustDecrypt(f, g.members[0], encrypt(f, g.sender, "read"), "read")
-	f.Add(encrypt(f, g.sender, "next"))
+	next := encrypt(f, g.sender, "next")
+	f.Add(next, false)
+	f.Add(next[1:len(next)-signatureSize], true)
+	signer := g.sender.states[0].signing
 	base := marshal(f, g.members[0])
-	f.Fuzz(func(t *testing.T, b []byte) {
+	f.Fuzz(func(t *testing.T, b []byte, sign bool) {
 		r, err := ParseRecord(base)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if sign {
+			body := append([]byte{versionByte}, b...)
+			sig, err := signer.Sign(nil, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b = append(body, sig...)
 		}
 		m, err := ParseMessage(b)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/doorless/doorless/protocol/keys"
 )
@@ -91,6 +92,12 @@ func (r *Record) CanEncrypt() bool { return len(r.states) > 0 && r.states[0].sig
 func (r *Record) String() string {
 	return fmt.Sprintf("senderkey.Record{distribution: %s, chains: %v, own: %t}", r.id, r.ChainIDs(), r.CanEncrypt())
 }
+
+// GoString describes the record for %#v, without any key material.
+func (r *Record) GoString() string { return r.String() }
+
+// LogValue describes the record for slog, without any key material.
+func (r *Record) LogValue() slog.Value { return slog.StringValue(r.String()) }
 
 // newOwnState makes a chain as libsignal's create_sender_key_distribution_message does:
 // a random 31-bit chain id (libsignal-protocol-java's range), a random chain key at

@@ -359,7 +359,22 @@ func TestForwardJumpLimits(t *testing.T) {
 
 func TestChainExhausted(t *testing.T) {
 	g := newGroup(t, 1)
-	g.sender.states[0].chain.iteration = math.MaxUint32
+	s, m := g.sender.states[0], g.members[0].states[0]
+	s.chain.iteration = math.MaxUint32 - 1
+	m.chain = s.chain
+	mustDecrypt(t, g.members[0], encrypt(t, g.sender, "second to last"), "second to last")
+
+	// The last iteration has a key but no successor: libsignal refuses to use it.
+	seed := s.chain.seed()
+	mk := deriveMessageKeys(&seed)
+	last := appendMessagePrefix(nil, testID, s.chainID, s.chain.iteration, 16)
+	last = cbcEncrypt(last, &mk, []byte("last"))
+	sig, err := s.signing.Sign(nil, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failUnchanged(t, g.members[0], append(last, sig...), ErrChainExhausted)
+
 	if _, err := g.sender.Encrypt([]byte("x"), nil); !errors.Is(err, ErrChainExhausted) {
 		t.Fatalf("encrypt at the last iteration: %v", err)
 	}
@@ -633,7 +648,7 @@ func TestDistributionMessageRedacted(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := hex.EncodeToString(sender.states[0].chain.key[:])
-	for _, s := range []string{fmt.Sprint(skdm), fmt.Sprintf("%v %+v %#v", skdm, skdm, skdm), sender.String(), fmt.Sprintf("%x", skdm.String())} {
+	for _, s := range []string{fmt.Sprint(skdm), fmt.Sprintf("%v %+v %#v", skdm, skdm, skdm), fmt.Sprintf("%v %+v %#v", sender, sender, sender), fmt.Sprintf("%x", skdm.String())} {
 		if strings.Contains(s, secret) || strings.Contains(s, secret[:16]) {
 			t.Fatalf("the chain key is printed: %s", s)
 		}
