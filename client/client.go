@@ -104,6 +104,9 @@ var (
 	// ErrSafetyNumberMismatch: the number given to Verify is not the safety
 	// number.
 	ErrSafetyNumberMismatch = errors.New("client: safety number mismatch")
+	// ErrServerIdentity: the server presented an identity key for this
+	// device's own account other than the account's: nothing was sent.
+	ErrServerIdentity = errors.New("client: the server presented a false identity key for this account")
 	// ErrInvalidUsername: the name is not a valid username (3 to 32
 	// lower-case letters, digits and underscores, starting with a letter).
 	ErrInvalidUsername = errors.New("client: invalid username")
@@ -117,6 +120,7 @@ var kdfParams = profile.DefaultKDF
 
 // Client is one registered device, its profile open.
 type Client struct {
+	dir       string // the profile directory
 	st        *profile.Store
 	hc        *http.Client
 	serverURL string
@@ -128,6 +132,9 @@ type Client struct {
 	identity  keys.KeyPair
 
 	recvMu      chan struct{} // one Receive at a time
+
+	progressMu       sync.Mutex
+	downloadProgress func(name string, done, total int64)
 	dropped     atomic.Int64
 	redelivered atomic.Int64
 	lastRefill  atomic.Int64 // when refill last generated keys, Unix nanoseconds
@@ -201,12 +208,13 @@ func defaultHTTPClient() *http.Client {
 	}
 }
 
-func newClient(st *profile.Store, a *profile.Account, opt Options) *Client {
+func newClient(dir string, st *profile.Store, a *profile.Account, opt Options) *Client {
 	hc := opt.HTTPClient
 	if hc == nil {
 		hc = defaultHTTPClient()
 	}
 	return &Client{
+		dir:       dir,
 		st:        st,
 		hc:        hc,
 		serverURL: a.ServerURL,
@@ -237,7 +245,7 @@ func Open(dir string, opt Options) (*Client, error) {
 		st.Close()
 		return nil, err
 	}
-	return newClient(st, a, opt), nil
+	return newClient(dir, st, a, opt), nil
 }
 
 // normalizeServerURL checks the server URL and drops a trailing slash.
@@ -394,7 +402,7 @@ func Register(ctx context.Context, dir, serverURL, username, invite string, opt 
 	if err != nil {
 		return nil, err
 	}
-	return newClient(st, &profile.Account{
+	return newClient(dir, st, &profile.Account{
 		ServerURL:      serverURL,
 		AccountID:      resp.AccountID,
 		Username:       username,

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -9,20 +10,41 @@ import (
 	"github.com/doorless/doorless/client/internal/profile"
 )
 
-// Event is what Receive hands to its handler: *Message or *IdentityChanged.
+// Event is what Receive hands to its handler: *Message, *IdentityChanged or
+// *GroupUpdate.
 type Event interface{ isEvent() }
 
-// Message is a message received and decrypted.
+// Message is a message received and decrypted, or one this account sent.
 type Message struct {
-	ID string // the envelope id
+	// ID identifies the message on this device: the envelope id for a
+	// message received, the send id for one sent from this device.
+	ID string
 	// From is the sender's username: the one this device knows for the
 	// sender's account, or the server's label for an account it does not
-	// know.
+	// know. For a message this account sent, it is this account's username.
 	From       string
 	FromDevice uint32    // sender device
 	Sent       time.Time // the sender's timestamp (inside the encrypted content)
-	Received   time.Time // when the server queued it
+	Received   time.Time // when the server queued it (for one sent: when it was sent)
 	Text       string
+	// Outgoing: this account sent the message, from this device or (a
+	// transcript the sending device made for its other devices) another.
+	// To names the recipient of a one-to-one message sent.
+	Outgoing bool
+	To       string
+	// Group is the group the message was sent to, nil for a one-to-one
+	// message.
+	Group *GroupRef
+	// Attachment is the file the message carries, nil if none.
+	Attachment *Attachment
+	// ExpiresIn is the conversation's disappearing-message timer the message
+	// was sent under (0: it does not disappear); Expires is when it
+	// disappears from this device.
+	ExpiresIn time.Duration
+	Expires   time.Time
+	// TimerUpdate: the message sets the conversation's timer to ExpiresIn
+	// (0: off).
+	TimerUpdate bool
 	// IdentityChanged: the sender's identity key differs from the one known
 	// before (an *IdentityChanged event came just before the first such
 	// message). For a verified contact, every message under a key the user
@@ -31,6 +53,18 @@ type Message struct {
 }
 
 func (*Message) isEvent() {}
+
+// Conversation names the conversation the message belongs to: the other
+// user's username, or "#" and the group's title.
+func (m *Message) Conversation() string {
+	switch {
+	case m.Group != nil:
+		return "#" + m.Group.Title
+	case m.Outgoing:
+		return m.To
+	}
+	return m.From
+}
 
 // String describes the message without its text.
 func (m *Message) String() string {
@@ -41,6 +75,26 @@ func (m *Message) String() string {
 func (m *Message) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("id", m.ID), slog.String("from", m.From),
 		slog.Any("from_device", m.FromDevice), slog.String("text", "[redacted]"))
+}
+
+// GroupRef names a group.
+type GroupRef struct {
+	ID    string // hex
+	Title string
+}
+
+// Attachment is a file carried by a message. A file received is saved,
+// decrypted and verified, under the profile's downloads directory (Path),
+// unless it is view-once: then it stays encrypted in the profile until
+// OpenViewOnce hands it over once.
+type Attachment struct {
+	FileName    string // sanitised: a plain name, no directories
+	ContentType string // detected from the content on receipt, never the sender's word
+	Size        int64
+	Path        string // where the file was saved; "" when not saved
+	ViewOnce    bool
+	Opened      bool   // a view-once attachment already opened
+	Err         string // why the file could not be fetched, if it could not
 }
 
 // IdentityChanged tells that a contact's identity key changed: their safety
@@ -56,21 +110,86 @@ type IdentityChanged struct {
 
 func (*IdentityChanged) isEvent() {}
 
+// GroupUpdate tells that a group was created, or changed by one of its
+// admins.
+type GroupUpdate struct {
+	Group   GroupRef
+	By      string   // the admin who signed the change
+	Joined  bool     // this account was added to the group (or it was created with it)
+	Left    bool     // this account is no longer a member
+	Added   []string // usernames
+	Removed []string
+	Title   string        // the new title, if it changed
+	Timer   time.Duration // the new timer, if TimerChanged
+	// TimerChanged: the group's disappearing-message timer changed to Timer.
+	TimerChanged bool
+}
+
+func (*GroupUpdate) isEvent() {}
+
+// String describes the update without the group's title.
+func (u *GroupUpdate) String() string { return "group update [redacted]" }
+
 // Inbox item kinds, in the order they are stored for one envelope.
 const (
 	kindIdentityChanged = 1
 	kindMessage         = 2
+	kindGroupUpdate     = 3
 )
 
-// inboxMessage is a Message as the inbox stores it.
-type inboxMessage struct {
-	ID              string `json:"id"`
-	From            string `json:"from"`
-	FromDevice      uint32 `json:"from_device"`
-	Sent            int64  `json:"sent"`
-	Received        int64  `json:"received"`
-	Text            string `json:"text"`
-	IdentityChanged bool   `json:"identity_changed,omitempty"`
+// storedMessage is a Message as the inbox and the history store it.
+type storedMessage struct {
+	ID              string            `json:"id"`
+	From            string            `json:"from"`
+	FromDevice      uint32            `json:"from_device"`
+	Sent            int64             `json:"sent"`
+	Received        int64             `json:"received"`
+	Text            string            `json:"text,omitempty"`
+	Outgoing        bool              `json:"outgoing,omitempty"`
+	To              string            `json:"to,omitempty"`
+	GroupID         string            `json:"group_id,omitempty"`
+	GroupTitle      string            `json:"group_title,omitempty"`
+	Attachment      *storedAttachment `json:"attachment,omitempty"`
+	ExpiresIn       int64             `json:"expires_in,omitempty"` // seconds
+	Expires         int64             `json:"expires,omitempty"`
+	TimerUpdate     bool              `json:"timer_update,omitempty"`
+	IdentityChanged bool              `json:"identity_changed,omitempty"`
+}
+
+// storedAttachment is an Attachment and, until it is fetched (or, for a
+// view-once one, opened), what fetches and decrypts it.
+type storedAttachment struct {
+	FileName    string `json:"file_name,omitempty"`
+	SenderType  string `json:"sender_type,omitempty"` // the sender's claim; only a hint
+	ContentType string `json:"content_type,omitempty"`
+	Size        int64  `json:"size"`
+	Path        string `json:"path,omitempty"`
+	ViewOnce    bool   `json:"view_once,omitempty"`
+	Opened      bool   `json:"opened,omitempty"`
+	Err         string `json:"err,omitempty"`
+	// Fetched: the blob was downloaded (to Path, or for a view-once
+	// attachment to the profile's private store).
+	Fetched bool `json:"fetched,omitempty"`
+	// What fetches it: dropped once the file is saved, kept encrypted for
+	// a view-once attachment until it is opened.
+	BlobID   string `json:"blob_id,omitempty"`
+	Key      []byte `json:"key,omitempty"`
+	Digest   []byte `json:"digest,omitempty"`
+	BlobSize int64  `json:"blob_size,omitempty"`
+}
+
+// storedGroupUpdate is a GroupUpdate as the inbox stores it.
+type storedGroupUpdate struct {
+	GroupID      string   `json:"group_id"`
+	Title        string   `json:"title"`
+	By           string   `json:"by"`
+	Joined       bool     `json:"joined,omitempty"`
+	Left         bool     `json:"left,omitempty"`
+	Added        []string `json:"added,omitempty"`
+	Removed      []string `json:"removed,omitempty"`
+	NewTitle     string   `json:"new_title,omitempty"`
+	Timer        int64    `json:"timer,omitempty"`
+	TimerChanged bool     `json:"timer_changed,omitempty"`
 }
 
 // inboxIdentity is an IdentityChanged as the inbox stores it.
@@ -79,46 +198,97 @@ type inboxIdentity struct {
 	Verified bool   `json:"verified,omitempty"`
 }
 
+func msOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func timeOrZero(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+func (m *storedMessage) message() *Message {
+	out := &Message{ID: m.ID, From: m.From, FromDevice: m.FromDevice, Sent: time.UnixMilli(m.Sent),
+		Received: time.UnixMilli(m.Received), Text: m.Text, Outgoing: m.Outgoing, To: m.To,
+		ExpiresIn: time.Duration(m.ExpiresIn) * time.Second, Expires: timeOrZero(m.Expires),
+		TimerUpdate: m.TimerUpdate, IdentityChanged: m.IdentityChanged}
+	if m.GroupID != "" {
+		out.Group = &GroupRef{ID: m.GroupID, Title: m.GroupTitle}
+	}
+	if a := m.Attachment; a != nil {
+		out.Attachment = &Attachment{FileName: a.FileName, ContentType: a.ContentType, Size: a.Size,
+			Path: a.Path, ViewOnce: a.ViewOnce, Opened: a.Opened, Err: a.Err}
+	}
+	return out
+}
+
+// conversation is the profile's name of the message's conversation.
+func (m *storedMessage) conversation() string {
+	switch {
+	case m.GroupID != "":
+		id, _ := hex.DecodeString(m.GroupID)
+		return profile.GroupConversation(id)
+	case m.Outgoing:
+		return profile.UserConversation(m.To)
+	}
+	return profile.UserConversation(m.From)
+}
+
 // encodeEvent makes the inbox item for an event of one envelope.
-func encodeEvent(envelopeID string, ev Event) (*profile.InboxItem, error) {
-	var (
-		kind int
-		v    any
-	)
-	switch ev := ev.(type) {
-	case *Message:
+func encodeEvent(envelopeID string, ev any) (*profile.InboxItem, error) {
+	var kind int
+	switch ev.(type) {
+	case *storedMessage:
 		kind = kindMessage
-		v = &inboxMessage{ID: ev.ID, From: ev.From, FromDevice: ev.FromDevice,
-			Sent: ev.Sent.UnixMilli(), Received: ev.Received.UnixMilli(), Text: ev.Text, IdentityChanged: ev.IdentityChanged}
-	case *IdentityChanged:
+	case *inboxIdentity:
 		kind = kindIdentityChanged
-		v = &inboxIdentity{Username: ev.Username, Verified: ev.Verified}
+	case *storedGroupUpdate:
+		kind = kindGroupUpdate
 	default:
 		return nil, fmt.Errorf("client: unknown event %T", ev)
 	}
-	b, err := json.Marshal(v)
+	b, err := json.Marshal(ev)
 	if err != nil {
 		return nil, fmt.Errorf("client: encoding an event: %v", err)
 	}
 	return &profile.InboxItem{EnvelopeID: envelopeID, Kind: kind, Data: b}, nil
 }
 
-// decodeEvent is the inverse of encodeEvent.
-func decodeEvent(it *profile.InboxItem) (Event, error) {
+// decodeEvent is the inverse of encodeEvent: it returns the stored form.
+func decodeEvent(it *profile.InboxItem) (any, error) {
+	var v any
 	switch it.Kind {
 	case kindMessage:
-		var m inboxMessage
-		if err := json.Unmarshal(it.Data, &m); err != nil {
-			return nil, fmt.Errorf("client: corrupt inbox entry: %v", err)
-		}
-		return &Message{ID: m.ID, From: m.From, FromDevice: m.FromDevice, Sent: time.UnixMilli(m.Sent),
-			Received: time.UnixMilli(m.Received), Text: m.Text, IdentityChanged: m.IdentityChanged}, nil
+		v = new(storedMessage)
 	case kindIdentityChanged:
-		var ic inboxIdentity
-		if err := json.Unmarshal(it.Data, &ic); err != nil {
-			return nil, fmt.Errorf("client: corrupt inbox entry: %v", err)
-		}
-		return &IdentityChanged{Username: ic.Username, Verified: ic.Verified}, nil
+		v = new(inboxIdentity)
+	case kindGroupUpdate:
+		v = new(storedGroupUpdate)
+	default:
+		return nil, fmt.Errorf("client: inbox entry of unknown kind %d", it.Kind)
 	}
-	return nil, fmt.Errorf("client: inbox entry of unknown kind %d", it.Kind)
+	if err := json.Unmarshal(it.Data, v); err != nil {
+		return nil, fmt.Errorf("client: corrupt inbox entry: %v", err)
+	}
+	return v, nil
+}
+
+// event turns a stored event into what the handler gets.
+func event(v any) Event {
+	switch v := v.(type) {
+	case *storedMessage:
+		return v.message()
+	case *inboxIdentity:
+		return &IdentityChanged{Username: v.Username, Verified: v.Verified}
+	case *storedGroupUpdate:
+		return &GroupUpdate{Group: GroupRef{ID: v.GroupID, Title: v.Title}, By: v.By, Joined: v.Joined, Left: v.Left,
+			Added: v.Added, Removed: v.Removed, Title: v.NewTitle,
+			Timer: time.Duration(v.Timer) * time.Second, TimerChanged: v.TimerChanged}
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorless/doorless/client/internal/content"
 	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/server"
@@ -188,4 +189,9 @@ func (k *cutter) cut() {
 		c.Close()
 	}
 	k.conns = nil
+}
+
+// encodeText makes the padded content of a text message.
+func encodeText(text string, now time.Time) ([]byte, error) {
+	return content.Encode(&content.Content{Timestamp: now.UnixMilli(), Body: text})
 }

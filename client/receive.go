@@ -331,7 +331,10 @@ func (c *Client) drainInbox(ctx context.Context, handle func(Event) error) error
 		}
 		ev, err := decodeEvent(it)
 		if err == nil {
-			if err := handle(ev); err != nil {
+			if ev, err = c.prepareEvent(ctx, it, ev); err != nil {
+				return err
+			}
+			if err := handle(event(ev)); err != nil {
 				return err
 			}
 		} else {
@@ -397,6 +400,9 @@ func (c *Client) processEnvelope(ctx context.Context, env *api.Envelope) error {
 			c.redelivered.Add(1)
 			return nil
 		}
+		if env.Type == api.EnvelopeSenderKey {
+			return c.decryptSenderKey(tx, env, now)
+		}
 		return c.decryptInto(tx, env, local, localAddr, remote, now)
 	})
 	if !errors.Is(err, errDrop) {
@@ -417,7 +423,7 @@ func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.I
 	}
 	var (
 		pt       []byte
-		events   []Event
+		events   []any
 		changed  bool
 		identity keys.PublicKey
 	)
@@ -514,7 +520,7 @@ func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.I
 		if ct.PendingKey != nil && ct.PendingAccount == env.SourceAccount && ct.PendingKey.Equal(identity) {
 			break // announced already
 		}
-		events = append(events, &IdentityChanged{Username: from, Verified: true})
+		events = append(events, &inboxIdentity{Username: from, Verified: true})
 		ct.PendingAccount, ct.PendingKey = env.SourceAccount, &identity
 		err = tx.PutContact(ct, now)
 	case env.Type == api.EnvelopeWhisper && ct.AccountID == env.SourceAccount:
@@ -522,7 +528,7 @@ func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.I
 		// announced when the new key arrived.
 	default:
 		changed = true
-		events = append(events, &IdentityChanged{Username: from})
+		events = append(events, &inboxIdentity{Username: from})
 		if ct.AccountID != env.SourceAccount {
 			// The server's word: the old account's sessions are
 			// archived, not forgotten, so that its messages still in
@@ -547,29 +553,119 @@ func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.I
 	}
 	// Content that decrypts but does not parse is dropped, with the session
 	// moved on: the sender's ratchet did.
-	if cont, err := content.Parse(pt); err == nil {
-		events = append(events, &Message{
-			ID:              env.ID,
-			From:            from,
-			FromDevice:      env.SourceDevice,
-			Sent:            time.UnixMilli(cont.Timestamp),
-			Received:        time.UnixMilli(env.ServerTimestamp),
-			Text:            cont.Body,
-			IdentityChanged: changed,
-		})
-	} else {
+	cont, err := content.Parse(pt)
+	if err != nil {
 		c.dropped.Add(1)
+		return c.storeEvents(tx, env.ID, events)
 	}
+	more, err := c.pairwiseContent(tx, env, from, identity, cont, changed, now)
+	if errors.Is(err, errDropContent) {
+		c.dropped.Add(1)
+		return c.storeEvents(tx, env.ID, events)
+	}
+	if err != nil {
+		return err
+	}
+	return c.storeEvents(tx, env.ID, append(events, more...))
+}
+
+// errDropContent marks content that decrypted but is refused (a transcript
+// from another account, a group change that does not apply): the session's
+// progress is kept, nothing is handed on.
+var errDropContent = errors.New("client: content refused")
+
+// storeEvents puts the events of one envelope in the inbox, and the
+// messages among them in the history.
+func (c *Client) storeEvents(tx *profile.Tx, envelopeID string, events []any) error {
 	for _, ev := range events {
-		it, err := encodeEvent(env.ID, ev)
+		it, err := encodeEvent(envelopeID, ev)
 		if err != nil {
 			return err
 		}
 		if err := tx.AddInbox(it); err != nil {
 			return err
 		}
+		if m, ok := ev.(*storedMessage); ok {
+			if err := putHistory(tx, m); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// pairwiseContent turns the content of a one-to-one message into events,
+// after acting on what it carries: a transcript of this account's own
+// message, a timer change, a group change or sender key.
+func (c *Client) pairwiseContent(tx *profile.Tx, env *api.Envelope, from string, identity keys.PublicKey, cont *content.Content, changed bool, now time.Time) ([]any, error) {
+	self := env.SourceAccount == c.accountID
+	if self && !identity.Equal(c.identity.Public) {
+		return nil, errDropContent // our own account under another key: not ours
+	}
+	if cont.Sync && !self {
+		return nil, errDropContent // only this account's devices make transcripts
+	}
+	if cont.GroupID != nil {
+		return c.groupContent(tx, env, from, identity, cont, now)
+	}
+	if cont.Sync && cont.Destination != "" {
+		if _, err := normalizeUsername(cont.Destination); err != nil {
+			return nil, errDropContent
+		}
+	}
+	m := c.newStoredMessage(env, from, cont, now)
+	m.IdentityChanged = changed
+	conv := m.conversation()
+	// The conversation follows the timer of the newest message in it, as
+	// Signal's clients do; a timer update says so out loud.
+	timer, err := tx.Timer(conv)
+	if err != nil {
+		return nil, err
+	}
+	if want := time.Duration(cont.ExpireTimer) * time.Second; want != timer {
+		if err := tx.SetTimer(conv, want, now); err != nil {
+			return nil, err
+		}
+		m.TimerUpdate = true
+	}
+	if m.Text == "" && m.Attachment == nil && !m.TimerUpdate {
+		return nil, nil // nothing to show
+	}
+	return []any{m}, nil
+}
+
+// newStoredMessage makes the stored form of a message received.
+func (c *Client) newStoredMessage(env *api.Envelope, from string, cont *content.Content, now time.Time) *storedMessage {
+	m := &storedMessage{
+		ID:          env.ID,
+		From:        from,
+		FromDevice:  env.SourceDevice,
+		Sent:        cont.Timestamp,
+		Received:    env.ServerTimestamp,
+		Text:        cont.Body,
+		ExpiresIn:   int64(cont.ExpireTimer),
+		TimerUpdate: cont.TimerUpdate,
+	}
+	if cont.Sync {
+		m.Outgoing, m.To = true, cont.Destination
+	}
+	if cont.ExpireTimer > 0 && !cont.TimerUpdate {
+		// The timer runs from when this device got the message.
+		m.Expires = now.Add(time.Duration(cont.ExpireTimer) * time.Second).UnixMilli()
+	}
+	if a := cont.Attachment; a != nil {
+		m.Attachment = &storedAttachment{
+			FileName:   sanitizeFileName(a.FileName),
+			SenderType: a.ContentType,
+			Size:       a.Size,
+			ViewOnce:   cont.ViewOnce,
+			BlobID:     a.ID,
+			Key:        a.Key,
+			Digest:     a.Digest,
+			BlobSize:   a.BlobSize,
+		}
+	}
+	return m
 }
 
 // refillInterval is the least time between two refills: each stores up to

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/doorless/doorless/client/internal/content"
@@ -24,9 +25,14 @@ type SendResult struct {
 	// known before. The contact was not verified, so the new key was accepted
 	// (trust on first use) and the message sent; show the user.
 	IdentityChanged bool
-	// Devices is how many of the recipient's devices the message was queued
-	// for.
+	// Devices is how many of the recipient's devices (for a group: of the
+	// members' devices) the message was queued for.
 	Devices int
+	// ID identifies the message in this device's history.
+	ID string
+	// TranscriptErr: the message was sent, but its transcript to this
+	// account's other devices failed; they may not show it.
+	TranscriptErr error
 }
 
 // Retry bounds.
@@ -41,94 +47,178 @@ const (
 	maxSessionRounds = 4
 )
 
-// Send encrypts text for every device of the user and queues it on the
-// server.
-//
-// It fetches prekey bundles for devices it has no session with. If the
-// server presents an identity key for the user other than the one known: for
-// a verified contact it sends nothing and returns ErrUntrustedIdentity (the
-// new key is kept aside, for SafetyNumber and Verify); otherwise it accepts
-// the new key and reports IdentityChanged. It follows the server's answers
-// about missing, extra and stale devices, a bounded number of times.
-// ErrUnknownUser when the server has no such user.
+// Send sends a text message to a user; see SendMessage.
 func (c *Client) Send(ctx context.Context, username, text string) (*SendResult, error) {
-	username, err := normalizeUsername(username)
+	return c.SendMessage(ctx, username, Outgoing{Text: text})
+}
+
+// Outgoing is a message to send.
+type Outgoing struct {
+	Text string
+	// File, when set, is the path of a file to attach: it is encrypted on
+	// this device, uploaded to the server's blob store, and the key that
+	// decrypts it travels inside the end-to-end encrypted message.
+	File string
+	// ViewOnce: the recipient's devices let the file be opened once.
+	ViewOnce bool
+	// Progress, when set, is called as the file uploads.
+	Progress func(done, total int64)
+}
+
+// SendMessage encrypts a message for every device of the user (to: a
+// username) or of every member of a group (to: "#" and the group's title, or
+// its id in hex; see Groups), queues it on the server, and sends a transcript
+// to this account's other devices, which show it as sent. The message
+// disappears after the conversation's timer (SetTimer), on every device.
+//
+// For one-to-one messages it fetches prekey bundles for devices it has no
+// session with, checked against the user's signed device list: a device not
+// on the list is refused (ErrUnlistedDevice). If the server presents an
+// identity key for the user other than the one known: for a verified contact
+// it sends nothing and returns ErrUntrustedIdentity (the new key is kept
+// aside, for SafetyNumber and Verify); otherwise it accepts the new key and
+// reports IdentityChanged. It follows the server's answers about missing,
+// extra and stale devices, a bounded number of times. ErrUnknownUser when
+// the server has no such user.
+func (c *Client) SendMessage(ctx context.Context, to string, m Outgoing) (*SendResult, error) {
+	if strings.HasPrefix(to, "#") || isGroupID(to) {
+		return c.sendGroup(ctx, to, m)
+	}
+	username, err := normalizeUsername(to)
 	if err != nil {
 		return nil, err
 	}
 	if username == c.username {
 		return nil, errors.New("client: sending to oneself is not supported")
 	}
-	if len(text) > MaxTextSize {
-		return nil, fmt.Errorf("client: message text over %d bytes", MaxTextSize)
+	conv := profile.UserConversation(username)
+	cont, err := c.outgoingContent(ctx, conv, m)
+	if err != nil {
+		return nil, err
 	}
-	now := time.Now()
-	pt, err := encodeText(text, now)
+	return c.sendContent(ctx, username, conv, cont)
+}
+
+// sendContent sends content to a user and its transcript to this account's
+// other devices, and keeps it in the history.
+func (c *Client) sendContent(ctx context.Context, username, conv string, cont *content.Content) (*SendResult, error) {
+	pt, err := content.Encode(cont)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(pt)
+	res := &SendResult{ID: api.NewUUID()}
+	if res.Devices, err = c.deliver(ctx, username, pt, res); err != nil {
+		return nil, err
+	}
+	c.transcript(ctx, cont, username, res)
+	if err := c.keepSent(ctx, res.ID, username, nil, cont); err != nil {
+		return res, err
+	}
+	return res, nil
+}
 
-	res := new(SendResult)
+// transcript sends this account's other devices a copy of content sent to a
+// user (destination) or a group (destination ""). Its failure does not undo
+// the send; it is reported in res.
+func (c *Client) transcript(ctx context.Context, cont *content.Content, destination string, res *SendResult) {
+	t := *cont
+	t.Sync, t.Destination = true, destination
+	t.SenderKey, t.GroupChange = nil, nil
+	pt, err := content.Encode(&t)
+	if err == nil {
+		defer clear(pt)
+		_, err = c.deliver(ctx, c.username, pt, nil)
+	}
+	if err != nil {
+		res.TranscriptErr = err
+	}
+}
+
+// deliver encrypts pt for every device of the user (for this account's own
+// username: every other device of this account) and queues it, following
+// the server's answers about devices. It returns how many devices it was
+// queued for. res, when not nil, learns of identity changes.
+func (c *Client) deliver(ctx context.Context, username string, pt []byte, res *SendResult) (int, error) {
+	if res == nil {
+		res = new(SendResult)
+	}
+	now := time.Now()
 	var refresh []uint32 // devices whose sessions the server called stale
 	for range maxSendAttempts {
 		msgs, err := c.encryptFor(ctx, username, pt, refresh, res)
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
 		refresh = nil
 		req := &api.SendRequest{ID: api.NewUUID(), Timestamp: now.UnixMilli(), Messages: msgs}
 		resp, err := c.putMessages(ctx, username, req)
 		if err == nil {
-			res.Devices = resp.Delivered
-			return res, nil
+			return resp.Delivered, nil
 		}
-		if _, ok := isCode(err, api.CodeNotFound); ok {
-			return nil, ErrUnknownUser
+		if refresh, err = c.followDevices(ctx, username, err); err != nil {
+			return 0, err
 		}
-		if ae, ok := isCode(err, api.CodeMismatchedDevices); ok {
-			missing, err1 := deviceList(ae.MissingDevices)
-			extra, err2 := deviceList(ae.ExtraDevices)
-			if err := errors.Join(err1, err2); err != nil {
-				return nil, err
+	}
+	return 0, errors.New("client: send: the recipient's devices kept changing; try again")
+}
+
+// followDevices acts on the server's refusal of a send: it forgets the
+// sessions of devices that are gone, and returns the devices whose sessions
+// must be made anew. Any other refusal is returned as an error.
+func (c *Client) followDevices(ctx context.Context, username string, err error) ([]uint32, error) {
+	if _, ok := isCode(err, api.CodeNotFound); ok {
+		return nil, ErrUnknownUser
+	}
+	if ae, ok := isCode(err, api.CodeMismatchedDevices); ok {
+		missing, err1 := deviceList(ae.MissingDevices)
+		extra, err2 := deviceList(ae.ExtraDevices)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, err
+		}
+		// Extra devices are gone: forget their sessions. Missing ones
+		// get a session from a fresh bundle on the next round.
+		err := c.st.Update(ctx, func(tx *profile.Tx) error {
+			ct, err := c.contactFor(tx, username)
+			if err != nil || ct == nil {
+				return err
 			}
-			// Extra devices are gone: forget their sessions. Missing ones
-			// get a session from a fresh bundle on the next round.
-			err := c.st.Update(ctx, func(tx *profile.Tx) error {
-				ct, err := tx.Contact(username)
-				if err != nil || ct == nil {
+			for _, d := range extra {
+				if err := tx.DeleteSession(ct.AccountID, d); err != nil {
 					return err
 				}
-				for _, d := range extra {
-					if err := tx.DeleteSession(ct.AccountID, d); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return nil, err
 			}
-			if len(missing) == 0 && len(extra) == 0 {
-				return nil, fmt.Errorf("client: send: %w", ae)
-			}
-			refresh = missing
-			continue
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		if ae, ok := isCode(err, api.CodeStaleDevices); ok {
-			stale, err := deviceList(ae.StaleDevices)
-			if err != nil {
-				return nil, err
-			}
-			if len(stale) == 0 {
-				return nil, fmt.Errorf("client: send: %w", ae)
-			}
-			refresh = stale
-			continue
+		if len(missing) == 0 && len(extra) == 0 {
+			return nil, fmt.Errorf("client: send: %w", ae)
 		}
-		return nil, fmt.Errorf("client: send: %w", err)
+		return missing, nil
 	}
-	return nil, errors.New("client: send: the recipient's devices kept changing; try again")
+	if ae, ok := isCode(err, api.CodeStaleDevices); ok {
+		stale, err := deviceList(ae.StaleDevices)
+		if err != nil {
+			return nil, err
+		}
+		if len(stale) == 0 {
+			return nil, fmt.Errorf("client: send: %w", ae)
+		}
+		return stale, nil
+	}
+	return nil, fmt.Errorf("client: send: %w", err)
+}
+
+// contactFor is the contact for a username inside a transaction, or nil.
+// This account's own username gives this account, with its own identity
+// key: sessions with the account's other devices are kept like any other.
+func (c *Client) contactFor(tx *profile.Tx, username string) (*profile.Contact, error) {
+	if username == c.username {
+		return &profile.Contact{Username: c.username, AccountID: c.accountID, IdentityKey: c.identity.Public, Verified: true}, nil
+	}
+	return tx.Contact(username)
 }
 
 // errBadDeviceList: the server listed more devices than a user may have, or
@@ -152,11 +242,6 @@ func deviceList(ds []uint32) ([]uint32, error) {
 		}
 	}
 	return out, nil
-}
-
-// encodeText makes the padded content of a text message.
-func encodeText(text string, now time.Time) ([]byte, error) {
-	return content.Encode(&content.Content{Timestamp: now.UnixMilli(), Body: text})
 }
 
 // putMessages sends one request, repeating it (the same bytes, the same id)
@@ -206,7 +291,7 @@ func (c *Client) encryptFor(ctx context.Context, username string, pt []byte, ref
 		now := time.Now()
 		err := c.st.Update(ctx, func(tx *profile.Tx) error {
 			msgs = nil
-			ct, err := tx.Contact(username)
+			ct, err := c.contactFor(tx, username)
 			if err != nil {
 				return err
 			}
@@ -217,7 +302,9 @@ func (c *Client) encryptFor(ctx context.Context, username string, pt []byte, ref
 			if err != nil {
 				return err
 			}
-			if len(devices) == 0 {
+			if len(devices) == 0 && username != c.username {
+				// (This account's other devices, if any, are named by
+				// the server's answer: most accounts have none.)
 				return &needBundles{all: true}
 			}
 			need := new(needBundles)
@@ -276,7 +363,7 @@ func (c *Client) encryptFor(ctx context.Context, username string, pt []byte, ref
 				// The device is gone; the server will say so if it
 				// still expects it.
 				err = c.st.Update(ctx, func(tx *profile.Tx) error {
-					ct, err := tx.Contact(username)
+					ct, err := c.contactFor(tx, username)
 					if err != nil || ct == nil {
 						return err
 					}
@@ -311,8 +398,17 @@ func (c *Client) fetchSessions(ctx context.Context, username string, device uint
 	if len(br.Devices) > api.MaxDevicesPerAccount || device != 0 && len(br.Devices) > 1 {
 		return errors.New("client: fetching keys: the server's answer lists too many devices")
 	}
+	self := username == c.username
+	if self && (br.AccountID != c.accountID || !ik.Equal(c.identity.Public)) {
+		// The account's identity key lives on its devices; a server that
+		// presents another for it is lying.
+		return ErrServerIdentity
+	}
 	bundles := make([]*session.Bundle, 0, len(br.Devices))
 	for _, d := range br.Devices {
+		if self && d.DeviceID == c.deviceID {
+			continue
+		}
 		if device != 0 && d.DeviceID != device {
 			return errors.New("client: fetching keys: the server answered for another device")
 		}
@@ -325,17 +421,19 @@ func (c *Client) fetchSessions(ctx context.Context, username string, device uint
 		}
 		bundles = append(bundles, b)
 	}
-	if device == 0 && len(bundles) == 0 {
+	if device == 0 && len(bundles) == 0 && !self {
 		return errors.New("client: fetching keys: the user has no devices")
 	}
 	now := time.Now()
 	err = c.st.Update(ctx, func(tx *profile.Tx) error {
-		changed, err := trustForSend(tx, username, br.AccountID, ik, now)
-		if err != nil {
-			return err
-		}
-		if changed {
-			res.IdentityChanged = true
+		if !self {
+			changed, err := trustForSend(tx, username, br.AccountID, ik, now)
+			if err != nil {
+				return err
+			}
+			if changed {
+				res.IdentityChanged = true
+			}
 		}
 		if device == 0 {
 			// The server listed every current device: forget the others.

@@ -53,11 +53,23 @@ const usage = `usage: doorless [--profile DIR] [--passphrase-file FILE] COMMAND 
 commands:
   register --server URL [--invite CODE] USERNAME
                              create an identity and a device, register USERNAME
-  send USERNAME [TEXT...]    send TEXT (or standard input) to USERNAME
+  send USERNAME|#GROUP [--file PATH [--view-once]] [TEXT...]
+                             send TEXT (or standard input), and a file, to USERNAME or a group
   receive [--json]           print every pending message, then exit
   listen [--json]            print messages as they arrive, until interrupted
   safety-number USERNAME     show the safety number with USERNAME, and its QR code
   verify USERNAME NUMBER     mark USERNAME verified after comparing safety numbers
+  messages USERNAME|#GROUP [--limit N]
+                             show the conversation kept on this device
+  view MESSAGE-ID            write a view-once file to standard output, once
+  timer USERNAME|#GROUP DURATION|off
+                             make messages disappear after DURATION (30s, 5m, 1h, 1d, 1w)
+  group create NAME MEMBER...   create a group (you are its admin)
+  group add|remove GROUP MEMBER...
+                             add or remove members (admins only)
+  group send GROUP [--file PATH] [TEXT...]
+                             send to every member
+  group list | show GROUP | leave GROUP
 
 The profile (identity, sessions, keys) lives in DIR, by default %s.
 With --passphrase-file, or $DOORLESS_PASSPHRASE, its secrets are encrypted.
@@ -137,6 +149,14 @@ func run(ctx context.Context, args []string, env *Env) error {
 		return g.safetyNumber(ctx, args, env)
 	case "verify":
 		return g.verify(ctx, args, env)
+	case "group":
+		return g.group(ctx, args, env)
+	case "timer":
+		return g.timer(ctx, args, env)
+	case "messages":
+		return g.messages(ctx, args, env)
+	case "view":
+		return g.view(ctx, args, env)
 	case "help":
 		return flag.ErrHelp
 	default:
@@ -234,19 +254,47 @@ func (g *globals) register(ctx context.Context, args []string, env *Env) error {
 
 func (g *globals) send(ctx context.Context, args []string, env *Env) error {
 	fs := newFlagSet("send")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	file := fs.String("file", "", "attach the file at PATH")
+	viewOnce := fs.Bool("view-once", false, "the file can be opened once")
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return usagef("send: %v", err)
 		}
-		return usagef("send: %v", err)
+		args = fs.Args()
+		if len(args) == 0 || len(pos) > 0 {
+			// Flags go before the text: "send bob --file F hi" or
+			// "send --file F bob hi"; the text is taken as it is.
+			pos = append(pos, args...)
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
 	}
-	args = fs.Args()
-	if len(args) == 0 {
-		return usagef("send: want USERNAME [TEXT...]")
+	if len(pos) == 0 {
+		return usagef("send: want USERNAME|#GROUP [--file PATH] [TEXT...]")
 	}
-	to := strings.ToLower(args[0])
-	text := strings.Join(args[1:], " ")
-	if len(args) == 1 {
+	return g.sendTo(ctx, conversationArg(pos[0]), pos[1:], *file, *viewOnce, env)
+}
+
+// conversationArg names a conversation for the SDK: a username (lower-cased),
+// or a group as "#" and its title, or a group id.
+func conversationArg(s string) string {
+	if strings.HasPrefix(s, "#") || len(s) == 64 && strings.Trim(s, "0123456789abcdef") == "" {
+		return s
+	}
+	return strings.ToLower(s)
+}
+
+func (g *globals) sendTo(ctx context.Context, to string, words []string, file string, viewOnce bool, env *Env) error {
+	if viewOnce && file == "" {
+		return usagef("send: --view-once needs --file")
+	}
+	text := strings.Join(words, " ")
+	if len(words) == 0 && file == "" {
 		b, err := io.ReadAll(io.LimitReader(env.Stdin, MaxStdinMessage+1))
 		if err != nil {
 			return fmt.Errorf("reading standard input: %v", err)
@@ -256,7 +304,7 @@ func (g *globals) send(ctx context.Context, args []string, env *Env) error {
 		}
 		text = strings.TrimRight(string(b), "\n")
 	}
-	if text == "" {
+	if text == "" && file == "" {
 		return errors.New("nothing to send: the message is empty")
 	}
 	c, err := g.open(env)
@@ -264,7 +312,16 @@ func (g *globals) send(ctx context.Context, args []string, env *Env) error {
 		return err
 	}
 	defer c.Close()
-	res, err := c.Send(ctx, to, text)
+	m := client.Outgoing{Text: text, File: file, ViewOnce: viewOnce}
+	if file != "" {
+		bar := newProgress(env.Stderr, "uploading "+filepath.Base(file))
+		defer bar.done()
+		m.Progress = bar.update
+	}
+	res, err := c.SendMessage(ctx, to, m)
+	if res != nil && res.TranscriptErr != nil {
+		fmt.Fprintf(env.Stderr, "doorless: warning: sent, but your other devices may not show it: %s\n", oneLine(describe(res.TranscriptErr)))
+	}
 	if err != nil {
 		return err
 	}
@@ -276,15 +333,22 @@ func (g *globals) send(ctx context.Context, args []string, env *Env) error {
 
 // jsonEvent is one line of receive --json and listen --json.
 type jsonEvent struct {
-	Event           string `json:"event"` // "message" or "identity_changed"
-	ID              string `json:"id,omitempty"`
-	From            string `json:"from"`
-	Device          uint32 `json:"device,omitempty"`
-	Sent            string `json:"sent,omitempty"`     // RFC 3339
-	Received        string `json:"received,omitempty"` // RFC 3339
-	Text            string `json:"text,omitempty"`
-	IdentityChanged bool   `json:"identity_changed,omitempty"`
-	WasVerified     bool   `json:"was_verified,omitempty"`
+	Event           string              `json:"event"` // "message", "identity_changed" or "group_update"
+	ID              string              `json:"id,omitempty"`
+	From            string              `json:"from,omitempty"`
+	Device          uint32              `json:"device,omitempty"`
+	Outgoing        bool                `json:"outgoing,omitempty"`
+	To              string              `json:"to,omitempty"`
+	Group           *client.GroupRef    `json:"group,omitempty"`
+	Sent            string              `json:"sent,omitempty"`     // RFC 3339
+	Received        string              `json:"received,omitempty"` // RFC 3339
+	Text            string              `json:"text,omitempty"`
+	Attachment      *client.Attachment  `json:"attachment,omitempty"`
+	ExpiresIn       string              `json:"expires_in,omitempty"`
+	TimerUpdate     bool                `json:"timer_update,omitempty"`
+	IdentityChanged bool                `json:"identity_changed,omitempty"`
+	WasVerified     bool                `json:"was_verified,omitempty"`
+	Update          *client.GroupUpdate `json:"update,omitempty"`
 }
 
 func (g *globals) receive(ctx context.Context, args []string, env *Env, untilEmpty bool) error {
@@ -305,28 +369,22 @@ func (g *globals) receive(ctx context.Context, args []string, env *Env, untilEmp
 	out := bufio.NewWriter(env.Stdout)
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)
+	var bar *progress
+	c.SetDownloadProgress(func(name string, done, total int64) {
+		if bar == nil {
+			bar = newProgress(env.Stderr, "downloading "+printable(name))
+		}
+		bar.update(done, total)
+		if done == total {
+			bar.done()
+			bar = nil
+		}
+	})
 	handle := func(ev client.Event) error {
-		switch ev := ev.(type) {
-		case *client.Message:
-			if *asJSON {
-				enc.Encode(jsonEvent{
-					Event: "message", ID: ev.ID, From: ev.From, Device: ev.FromDevice,
-					Sent: ev.Sent.UTC().Format(time.RFC3339Nano), Received: ev.Received.UTC().Format(time.RFC3339Nano),
-					Text: ev.Text, IdentityChanged: ev.IdentityChanged,
-				})
-			} else {
-				marker := ""
-				if ev.IdentityChanged {
-					marker = " [identity key changed]"
-				}
-				fmt.Fprintf(out, "[%s] %s%s: %s\n", ev.Sent.In(env.Now().Location()).Format(time.DateTime), ev.From, marker, printable(ev.Text))
-			}
-		case *client.IdentityChanged:
-			if *asJSON {
-				enc.Encode(jsonEvent{Event: "identity_changed", From: ev.Username, WasVerified: ev.Verified})
-			} else {
-				fmt.Fprintf(out, "*** %s's identity key has changed: compare safety numbers (doorless safety-number %s)\n", ev.Username, ev.Username)
-			}
+		if *asJSON {
+			enc.Encode(toJSON(ev))
+		} else {
+			printEvent(out, ev, env.Now().Location())
 		}
 		// Flush before the SDK marks the message delivered: what it counts as
 		// handed over must have reached the output.
@@ -340,6 +398,98 @@ func (g *globals) receive(ctx context.Context, args []string, env *Env, untilEmp
 		err = ferr
 	}
 	return err
+}
+
+func toJSON(ev client.Event) jsonEvent {
+	switch ev := ev.(type) {
+	case *client.Message:
+		j := jsonEvent{
+			Event: "message", ID: ev.ID, From: ev.From, Device: ev.FromDevice, Outgoing: ev.Outgoing, To: ev.To,
+			Group: ev.Group, Sent: ev.Sent.UTC().Format(time.RFC3339Nano), Received: ev.Received.UTC().Format(time.RFC3339Nano),
+			Text: ev.Text, Attachment: ev.Attachment, TimerUpdate: ev.TimerUpdate, IdentityChanged: ev.IdentityChanged,
+		}
+		if ev.ExpiresIn > 0 {
+			j.ExpiresIn = formatTimer(ev.ExpiresIn)
+		}
+		return j
+	case *client.IdentityChanged:
+		return jsonEvent{Event: "identity_changed", From: ev.Username, WasVerified: ev.Verified}
+	case *client.GroupUpdate:
+		return jsonEvent{Event: "group_update", Group: &ev.Group, From: ev.By, Update: ev}
+	}
+	return jsonEvent{Event: "unknown"}
+}
+
+// printEvent prints an event for a person. Everything that came from the
+// network goes through printable.
+func printEvent(out io.Writer, ev client.Event, loc *time.Location) {
+	switch ev := ev.(type) {
+	case *client.Message:
+		when := ev.Sent.In(loc).Format(time.DateTime)
+		who := printable(ev.From)
+		if ev.Outgoing {
+			who = "you"
+			if ev.Group == nil {
+				who += " → " + printable(ev.To)
+			}
+		}
+		if ev.Group != nil {
+			who = "#" + printable(ev.Group.Title) + " " + who
+		}
+		marker := ""
+		if ev.IdentityChanged {
+			marker = " [identity key changed]"
+		}
+		if ev.TimerUpdate {
+			fmt.Fprintf(out, "*** [%s] %s set disappearing messages to %s\n", when, who, formatTimer(ev.ExpiresIn))
+			if ev.Text == "" && ev.Attachment == nil {
+				return
+			}
+		}
+		if ev.ExpiresIn > 0 {
+			marker += " [disappears after " + formatTimer(ev.ExpiresIn) + "]"
+		}
+		fmt.Fprintf(out, "[%s] %s%s: %s\n", when, who, marker, printable(ev.Text))
+		if a := ev.Attachment; a != nil {
+			desc := fmt.Sprintf("%s, %s, %s", printable(a.FileName), printable(a.ContentType), formatSize(a.Size))
+			switch {
+			case a.Err != "":
+				fmt.Fprintf(out, "%s[file %s: could not be fetched: %s]\n", continuationIndent, desc, oneLine(a.Err))
+			case a.ViewOnce && ev.Outgoing:
+				fmt.Fprintf(out, "%s[view-once file %s]\n", continuationIndent, desc)
+			case a.ViewOnce:
+				fmt.Fprintf(out, "%s[view-once file %s: doorless view %s]\n", continuationIndent, desc, ev.ID)
+			case a.Path != "":
+				fmt.Fprintf(out, "%s[file %s saved to %s]\n", continuationIndent, desc, printable(a.Path))
+			default:
+				fmt.Fprintf(out, "%s[file %s]\n", continuationIndent, desc)
+			}
+		}
+	case *client.IdentityChanged:
+		u := printable(ev.Username)
+		fmt.Fprintf(out, "*** %s's identity key has changed: compare safety numbers (doorless safety-number %s)\n", u, u)
+	case *client.GroupUpdate:
+		name := "#" + printable(ev.Group.Title)
+		by := printable(ev.By)
+		switch {
+		case ev.Joined:
+			fmt.Fprintf(out, "*** %s added you to %s\n", by, name)
+		case ev.Left:
+			fmt.Fprintf(out, "*** you are no longer in %s (%s's change)\n", name, by)
+		}
+		if len(ev.Added) > 0 {
+			fmt.Fprintf(out, "*** %s: %s added %s\n", name, by, printable(strings.Join(ev.Added, ", ")))
+		}
+		if len(ev.Removed) > 0 && !ev.Left {
+			fmt.Fprintf(out, "*** %s: %s removed %s\n", name, by, printable(strings.Join(ev.Removed, ", ")))
+		}
+		if ev.Title != "" {
+			fmt.Fprintf(out, "*** %s: %s renamed the group\n", name, by)
+		}
+		if ev.TimerChanged {
+			fmt.Fprintf(out, "*** %s: %s set disappearing messages to %s\n", name, by, formatTimer(ev.Timer))
+		}
+	}
 }
 
 func (g *globals) safetyNumber(ctx context.Context, args []string, env *Env) error {
