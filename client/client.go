@@ -50,6 +50,7 @@ import (
 
 	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/devicelist"
 	"github.com/doorless/doorless/protocol/keys"
 	"github.com/doorless/doorless/protocol/session"
 )
@@ -327,11 +328,18 @@ func Register(ctx context.Context, dir, serverURL, username, invite string, opt 
 	if err != nil {
 		return nil, fmt.Errorf("client: %v", err)
 	}
+	deviceList, err := devicelist.Sign(identity.Private, &devicelist.List{
+		Version: devicelist.FirstVersion, Timestamp: now.UnixMilli(), Devices: []uint32{api.PrimaryDeviceID},
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("client: %v", err)
+	}
 	req := &api.RegisterRequest{
 		Username:       username,
 		InviteCode:     invite,
 		IdentityKey:    identity.Public.Bytes(),
 		RegistrationID: regID,
+		DeviceList:     deviceList,
 	}
 	err = st.Update(ctx, func(tx *profile.Tx) error {
 		if err := tx.InitAccount(identity, regID, now); err != nil {

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/devicelist"
 	"github.com/doorless/doorless/protocol/keys"
 )
 
@@ -94,6 +95,9 @@ func register(t *testing.T, url, name, invite string) int {
 			SignedPreKey:          &api.SignedPreKey{ID: 1, PublicKey: spk.KeyPair.Public.Bytes(), Signature: spk.Signature},
 			LastResortKyberPreKey: &api.KyberPreKey{ID: 1, PublicKey: kpk.KeyPair.Public.Bytes(), Signature: kpk.Signature},
 		},
+	}
+	if req.DeviceList, err = devicelist.Sign(id, &devicelist.List{Version: 1, Devices: []uint32{1}}, rand.Reader); err != nil {
+		t.Fatal(err)
 	}
 	b, _ := json.Marshal(req)
 	resp, err := http.Post(url+api.PathAccounts, "application/json", bytes.NewReader(b))

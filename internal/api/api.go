@@ -22,7 +22,7 @@ import (
 const (
 	PathAccounts  = "/v1/accounts"                 // POST: register
 	PathAccount   = "/v1/accounts/{username}"      // GET: look up a user (authenticated)
-	PathDevices   = "/v1/devices"                  // GET: the caller's devices
+	PathDevices   = "/v1/devices"                  // GET: the caller's devices; POST: link a device
 	PathDevice    = "/v1/devices/{device}"         // DELETE: revoke one of the caller's devices
 	PathKeys      = "/v1/keys"                     // PUT: upload prekeys
 	PathKeyStatus = "/v1/keys/status"              // GET: how many one-time prekeys the server holds
@@ -169,6 +169,9 @@ type BundleResponse struct {
 	AccountID   string         `json:"account_id"`
 	IdentityKey []byte         `json:"identity_key"`
 	Devices     []DeviceBundle `json:"devices"`
+	// DeviceList is the account's signed device list (absent for an
+	// account from before device lists): verify the bundles against it.
+	DeviceList []byte `json:"device_list,omitempty"`
 }
 
 // ---- Accounts and devices ----
@@ -182,6 +185,9 @@ type RegisterRequest struct {
 	IdentityKey    []byte    `json:"identity_key"`
 	RegistrationID uint32    `json:"registration_id"`
 	Keys           KeyUpload `json:"keys"`
+	// DeviceList is the account's first device list, version 1 listing
+	// device 1, signed by IdentityKey.
+	DeviceList []byte `json:"device_list"`
 }
 
 // RegisterResponse answers a registration with the device's credentials. The
@@ -209,6 +215,9 @@ type Device struct {
 // DevicesResponse is the body of GET /v1/devices.
 type DevicesResponse struct {
 	Devices []Device `json:"devices"`
+	// DeviceList is the account's current signed device list (absent for
+	// an account from before device lists), to sign the next version from.
+	DeviceList []byte `json:"device_list,omitempty"`
 }
 
 // ---- Messages ----

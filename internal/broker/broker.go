@@ -34,6 +34,11 @@ const (
 	// Displaced: another connection subscribed for the device and replaces
 	// this one. It is the last signal a subscription receives.
 	Displaced
+	// Provisioned: a provisioning mailbox received its message. It goes to
+	// the pseudo-device the server's long-poll subscribes as for the
+	// mailbox (an account string that is not an account id, device 0),
+	// never to a device's connection.
+	Provisioned
 )
 
 func (s Signal) String() string {
@@ -44,7 +49,7 @@ func (s Signal) String() string {
 	for _, n := range []struct {
 		s    Signal
 		name string
-	}{{Mail, "mail"}, {Keys, "keys"}, {Revoked, "revoked"}, {Displaced, "displaced"}} {
+	}{{Mail, "mail"}, {Keys, "keys"}, {Revoked, "revoked"}, {Displaced, "displaced"}, {Provisioned, "provisioned"}} {
 		if s&n.s != 0 {
 			names = append(names, n.name)
 			s &^= n.s

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -43,6 +44,10 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	list, err := checkFirstList(identity, req.DeviceList)
+	if err != nil {
+		return err
+	}
 	var inviteHash []byte
 	if s.cfg.Registration == api.RegistrationInvite {
 		if req.InviteCode == "" {
@@ -62,7 +67,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 		CredentialHash: hash,
 		Created:        now,
 	}
-	switch err := s.st.CreateAccount(r.Context(), acct, dev, upload, inviteHash); {
+	switch err := s.st.CreateAccount(r.Context(), acct, dev, upload, list, inviteHash); {
 	case errors.Is(err, store.ErrUsernameTaken):
 		return errorf(http.StatusConflict, api.CodeUsernameTaken, "username taken")
 	case errors.Is(err, store.ErrInvalidInvite):
@@ -110,13 +115,18 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request, dev *stor
 	for _, d := range devs {
 		resp.Devices = append(resp.Devices, api.Device{ID: d.ID, RegistrationID: d.RegistrationID, Created: d.Created.UnixMilli()})
 	}
+	if resp.DeviceList, err = s.signedList(r.Context(), dev.AccountID); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
 
 // DELETE /v1/devices/{device}: a device may remove itself, and the primary
-// device any device of the account. The removed device's credentials stop
-// working at once, its queue and keys go, and its WebSocket is closed.
+// device any device of the account, but not the account's last device. The
+// body carries the next device list, without the device. The removed
+// device's credentials stop working at once, its queue and keys go, and its
+// WebSocket is closed.
 func (s *Server) handleRemoveDevice(w http.ResponseWriter, r *http.Request, dev *store.Device) error {
 	id, ok := parseDeviceID(r.PathValue("device"))
 	if !ok {
@@ -125,9 +135,35 @@ func (s *Server) handleRemoveDevice(w http.ResponseWriter, r *http.Request, dev 
 	if id != dev.ID && dev.ID != api.PrimaryDeviceID {
 		return errorf(http.StatusForbidden, api.CodeForbidden, "only the primary device may remove another device")
 	}
-	switch err := s.st.RemoveDevice(r.Context(), dev.AccountID, id); {
+	var req api.RemoveDeviceRequest
+	if err := decode(w, r, maxListBody, &req); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	identity, err := s.identityKey(ctx, dev.AccountID)
+	if err != nil {
+		return err
+	}
+	cur, err := s.currentDevices(ctx, dev.AccountID, identity)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(cur.devices, id) {
+		return errorf(http.StatusNotFound, api.CodeNotFound, "no such device")
+	}
+	if len(cur.devices) == 1 {
+		return errorf(http.StatusForbidden, api.CodeForbidden, "the account's last device cannot be removed")
+	}
+	remaining := slices.DeleteFunc(slices.Clone(cur.devices), func(d uint32) bool { return d == id })
+	list, err := checkNextList(identity, req.DeviceList, cur.version+1, remaining)
+	if err != nil {
+		return err
+	}
+	switch err := s.st.RemoveDevice(ctx, dev.AccountID, id, list); {
 	case errors.Is(err, store.ErrNotFound):
 		return errorf(http.StatusNotFound, api.CodeNotFound, "no such device")
+	case errors.Is(err, store.ErrVersionConflict):
+		return errListConflict
 	case err != nil:
 		return err
 	}

@@ -3,8 +3,8 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -214,24 +214,6 @@ func TestAuthentication(t *testing.T) {
 	}
 }
 
-// addDevice adds a device to u's account directly in the store (linking
-// has no endpoint yet) and returns it as a user.
-func (e *env) addDevice(u *user) *user {
-	e.t.Helper()
-	password, hash := newPassword()
-	lr := kyberPreKey(e.t, u.identity, 1000)
-	spk := signedPreKey(e.t, u.identity, 1)
-	d := &store.Device{AccountID: u.id, RegistrationID: 77, CredentialHash: hash}
-	k := &store.KeyUpload{
-		SignedPreKey: &store.SignedPreKey{ID: spk.ID, PublicKey: spk.PublicKey, Signature: spk.Signature},
-		LastResort:   &store.KyberPreKey{ID: lr.ID, PublicKey: lr.PublicKey, Signature: lr.Signature},
-	}
-	if err := e.st.AddDevice(context.Background(), d, k, api.MaxDevicesPerAccount); err != nil {
-		e.t.Fatal(err)
-	}
-	return &user{name: u.name, id: u.id, device: d.ID, regID: 77, password: password, identity: u.identity}
-}
-
 func TestRemoveDevice(t *testing.T) {
 	e := newEnv(t, nil)
 	alice := e.register("alice", 0, 0)
@@ -246,15 +228,11 @@ func TestRemoveDevice(t *testing.T) {
 	// A secondary device may not remove another; nobody may remove
 	// another account's device.
 	e.fails(e.do(alice2, "DELETE", "/v1/devices/1", nil), 403, api.CodeForbidden)
-	e.fails(e.do(bob, "DELETE", "/v1/devices/2", nil), 404, api.CodeNotFound)
+	e.fails(e.do(bob, "DELETE", "/v1/devices/2", api.RemoveDeviceRequest{DeviceList: signList(t, bob.identity, 2, 1)}), 404, api.CodeNotFound)
 	e.fails(e.do(alice, "DELETE", "/v1/devices/0", nil), 400, api.CodeBadRequest)
-	e.fails(e.do(alice, "DELETE", "/v1/devices/9", nil), 404, api.CodeNotFound)
+	e.fails(e.do(alice, "DELETE", "/v1/devices/9", api.RemoveDeviceRequest{DeviceList: signList(t, alice.identity, 3, 1, 2)}), 404, api.CodeNotFound)
 
-	resp := e.do(alice, "DELETE", "/v1/devices/2", nil)
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("remove: %d", resp.StatusCode)
-	}
-	resp.Body.Close()
+	e.removeOK(alice, 2)
 	if err := readClose(c); websocket.CloseStatus(err) != api.CloseRevoked {
 		t.Fatalf("revoked device's websocket: %v, want close %d", err, api.CloseRevoked)
 	}
@@ -270,14 +248,13 @@ func TestRemoveDevice(t *testing.T) {
 	if len(devs.Devices) != 1 {
 		t.Fatalf("devices after removal %+v", devs)
 	}
-
-	// The primary device may remove itself.
-	resp = e.do(alice, "DELETE", "/v1/devices/1", nil)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("self removal: %d", resp.StatusCode)
+	if l := e.deviceList(alice); l.Version != 3 || !slices.Equal(l.Devices, []uint32{1}) {
+		t.Fatalf("device list after removal %+v, want version 3 listing [1]", l)
 	}
-	e.fails(e.do(alice, "GET", api.PathDevices, nil), 401, api.CodeUnauthorized)
+
+	// The last device may not remove itself.
+	e.fails(e.do(alice, "DELETE", "/v1/devices/1", api.RemoveDeviceRequest{DeviceList: signList(t, alice.identity, 4, 1)}), 403, api.CodeForbidden)
+	e.ok(e.do(alice, "GET", api.PathDevices, nil), nil)
 }
 
 func TestAccountLookup(t *testing.T) {
@@ -295,26 +272,21 @@ func TestAccountLookup(t *testing.T) {
 }
 
 // TestRemovePrimaryDevice: as docs/api.md says, the other devices go on
-// working without a primary (none may remove another), and an account
-// without devices is not found by senders.
+// working without a primary (none may remove another), and the last device
+// stays.
 func TestRemovePrimaryDevice(t *testing.T) {
 	e := newEnv(t, nil)
 	bob := e.register("bob", 0, 0)
 	carol := e.register("carol", 0, 0)
 	carol2, carol3 := e.addDevice(carol), e.addDevice(carol)
-	remove := func(u *user, id uint32) {
-		t.Helper()
-		resp := e.do(u, "DELETE", fmt.Sprint("/v1/devices/", id), nil)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNoContent {
-			t.Fatalf("remove device %d: %d", id, resp.StatusCode)
-		}
-	}
-	remove(carol, 1)
+	e.removeOK(carol, 1)
 	e.ok(e.do(carol2, "GET", api.PathDevices, nil), nil)
-	e.fails(e.do(carol2, "DELETE", "/v1/devices/3", nil), 403, api.CodeForbidden)
+	e.fails(e.removeDevice(carol2, 3), 403, api.CodeForbidden)
 	e.ok(e.send(bob, "carol", api.NewUUID(), map[uint32]uint32{2: carol2.regID, 3: carol3.regID}, "x"), nil)
-	remove(carol2, 2)
-	remove(carol3, 3)
-	e.fails(e.send(bob, "carol", api.NewUUID(), nil, "x"), 404, api.CodeNotFound)
+	e.removeOK(carol2, 2)
+	e.fails(e.do(carol3, "DELETE", "/v1/devices/3", api.RemoveDeviceRequest{DeviceList: signList(t, carol.identity, 6, 3)}), 403, api.CodeForbidden)
+	e.ok(e.send(bob, "carol", api.NewUUID(), map[uint32]uint32{3: carol3.regID}, "y"), nil)
+	if l := e.deviceList(carol3); l.Version != 5 || !slices.Equal(l.Devices, []uint32{3}) {
+		t.Fatalf("device list %+v, want version 5 listing [3]", l)
+	}
 }

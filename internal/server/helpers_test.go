@@ -18,6 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/devicelist"
 	"github.com/doorless/doorless/internal/store/sqlite"
 	"github.com/doorless/doorless/protocol/keys"
 )
@@ -155,6 +156,104 @@ func registerRequest(t testing.TB, name string, id *keys.PrivateKey, pre, kyber 
 			PreKeys:               preKeys(t, 1, pre),
 			KyberPreKeys:          kyberPreKeys(t, id, 1, kyber),
 		},
+		DeviceList: signList(t, id, 1, 1),
+	}
+}
+
+// signList signs a device list of that version listing devices (made now).
+func signList(t testing.TB, id *keys.PrivateKey, version uint64, devices ...uint32) []byte {
+	t.Helper()
+	b, err := devicelist.Sign(id, &devicelist.List{Version: version, Timestamp: time.Now().UnixMilli(), Devices: devices}, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// deviceList returns u's account's current device list, verified.
+func (e *env) deviceList(u *user) *devicelist.List {
+	e.t.Helper()
+	var devs api.DevicesResponse
+	e.ok(e.do(u, "GET", api.PathDevices, nil), &devs)
+	l, err := devicelist.Verify(u.identity.PublicKey(), devs.DeviceList)
+	if err != nil {
+		e.t.Fatalf("device list: %v", err)
+	}
+	return l
+}
+
+// linkToken asks for a link token as u.
+func (e *env) linkToken(u *user) api.LinkTokenResponse {
+	e.t.Helper()
+	var tok api.LinkTokenResponse
+	e.ok(e.do(u, "POST", api.PathLinkTokens, nil), &tok)
+	return tok
+}
+
+// linkRequest is a valid request to link the device tok reserved to u's
+// account, with the account's next device list.
+func (e *env) linkRequest(u *user, tok api.LinkTokenResponse) *api.LinkDeviceRequest {
+	e.t.Helper()
+	next, err := e.deviceList(u).With(tok.DeviceID, time.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	lr := kyberPreKey(e.t, u.identity, 1000)
+	return &api.LinkDeviceRequest{
+		AccountID:      u.id,
+		LinkToken:      tok.Token,
+		RegistrationID: 77,
+		Keys: api.KeyUpload{
+			SignedPreKey:          signedPreKey(e.t, u.identity, 1),
+			LastResortKyberPreKey: &lr,
+			PreKeys:               preKeys(e.t, 1, 2),
+		},
+		DeviceList: signedList(e.t, u.identity, next),
+	}
+}
+
+func signedList(t testing.TB, id *keys.PrivateKey, l *devicelist.List) []byte {
+	t.Helper()
+	b, err := devicelist.Sign(id, l, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// addDevice links a new device to u's account, as a client would (a link
+// token asked for by u, then POST /v1/devices), and returns it as a user.
+func (e *env) addDevice(u *user) *user {
+	e.t.Helper()
+	tok := e.linkToken(u)
+	req := e.linkRequest(u, tok)
+	var resp api.RegisterResponse
+	e.ok(e.do(nil, "POST", api.PathDevices, req), &resp)
+	if resp.AccountID != u.id || resp.DeviceID != tok.DeviceID || len(resp.Password) != 43 {
+		e.t.Fatalf("link answer %+v, want account %s device %d", resp, u.id, tok.DeviceID)
+	}
+	return &user{name: u.name, id: u.id, device: resp.DeviceID, regID: req.RegistrationID, password: resp.Password, identity: u.identity}
+}
+
+// removeDevice asks, as by, to remove device id, with the account's next
+// device list.
+func (e *env) removeDevice(by *user, id uint32) *http.Response {
+	e.t.Helper()
+	next, err := e.deviceList(by).Without(id, time.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.do(by, "DELETE", fmt.Sprint("/v1/devices/", id), api.RemoveDeviceRequest{DeviceList: signedList(e.t, by.identity, next)})
+}
+
+// removeOK removes device id as by.
+func (e *env) removeOK(by *user, id uint32) {
+	e.t.Helper()
+	resp := e.removeDevice(by, id)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		e.t.Fatalf("remove device %d: %d %s", id, resp.StatusCode, b)
 	}
 }
 

@@ -174,6 +174,11 @@ func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request, caller *st
 	if len(resp.Devices) == 0 {
 		return errorf(http.StatusNotFound, api.CodeNotFound, "no such device")
 	}
+	// Read after the bundles: the list is at least as new as the devices
+	// they came from, so a device linked meanwhile is in it.
+	if resp.DeviceList, err = s.signedList(ctx, acct.ID); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }

@@ -235,6 +235,14 @@ type expiryStore struct {
 	store.Store
 	mu      sync.Mutex
 	cutoffs []time.Time
+	nows    []time.Time // of ExpireProvisioning
+}
+
+func (s *expiryStore) ExpireProvisioning(_ context.Context, now time.Time) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nows = append(s.nows, now)
+	return 0, nil
 }
 
 func (s *expiryStore) Expire(_ context.Context, cutoff time.Time) (int, error) {
@@ -268,6 +276,16 @@ func TestRunExpires(t *testing.T) {
 		for i, c := range st.cutoffs {
 			if want := start.Add(time.Duration(i)*time.Minute - 24*time.Hour); !c.Equal(want) {
 				t.Errorf("sweep %d cutoff %v, want %v", i, c, want)
+			}
+		}
+		// Link tokens and provisioning mailboxes expire at their own
+		// time, not after the message TTL.
+		if len(st.nows) != 4 {
+			t.Fatalf("%d provisioning sweeps in 3 minutes, want 4", len(st.nows))
+		}
+		for i, n := range st.nows {
+			if want := start.Add(time.Duration(i) * time.Minute); !n.Equal(want) {
+				t.Errorf("provisioning sweep %d at %v, want %v", i, n, want)
 			}
 		}
 	})

@@ -117,6 +117,11 @@ type Server struct {
 	// them), and a hook called with the reason each connection ends.
 	pingInterval, pongTimeout, writeTimeout time.Duration
 	onWSClose                               func(reason string)
+	// provisioningWait bounds a provisioning long-poll (provisioning.go;
+	// 0 means the default); drain is closed when Shutdown begins, to end
+	// the long-polls.
+	provisioningWait time.Duration
+	drain            chan struct{}
 
 	ipLimit, accountLimit *limiter
 	names                 nameCache
@@ -204,6 +209,7 @@ func New(cfg Config) (*Server, error) {
 		pongTimeout:  pongTimeout,
 		writeTimeout: writeTimeout,
 		idle:         make(chan struct{}),
+		drain:        make(chan struct{}),
 		conns:        make(map[*wsConn]struct{}),
 	}
 	s.gather, _ = cfg.Registerer.(prometheus.Gatherer)
@@ -264,6 +270,7 @@ func (s *Server) sweep(ctx context.Context) {
 		s.met.expired.Add(float64(n))
 		s.log.Info("expired envelopes", "count", n)
 	}
+	s.sweepProvisioning(ctx, now)
 	s.ipLimit.prune(now)
 	s.accountLimit.prune(now)
 }
@@ -276,6 +283,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.draining {
 		s.draining = true
+		close(s.drain)
 		if s.active == 0 {
 			close(s.idle)
 		}

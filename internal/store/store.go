@@ -29,6 +29,19 @@ var (
 	ErrNoSignedPreKey = errors.New("store: device has no signed prekey")
 	ErrNoKyberPreKey  = errors.New("store: device has no kyber prekey")
 	ErrClosed         = errors.New("store: closed")
+	// ErrVersionConflict: a new device list's version is not the current
+	// version + 1 (another change came first).
+	ErrVersionConflict = errors.New("store: device list version conflict")
+	// ErrInvalidLinkToken: a link token is unknown, used, expired, or for
+	// another account.
+	ErrInvalidLinkToken = errors.New("store: invalid link token")
+	// ErrTooManyLinkTokens: the account holds as many unexpired link
+	// tokens as it may.
+	ErrTooManyLinkTokens = errors.New("store: too many link tokens")
+	// ErrMailboxFull: a provisioning mailbox already holds a message.
+	ErrMailboxFull = errors.New("store: provisioning mailbox full")
+	// ErrMailboxEmpty: a provisioning mailbox holds no message yet.
+	ErrMailboxEmpty = errors.New("store: provisioning mailbox empty")
 )
 
 // Store is everything doorlessd keeps.
@@ -36,6 +49,7 @@ type Store interface {
 	Accounts
 	Keys
 	Messages
+	Provisioning
 	// Close flushes pending writes and releases the backend. Calls after
 	// Close return ErrClosed.
 	Close() error
@@ -67,14 +81,33 @@ type Invite struct {
 	Expires  time.Time
 }
 
-// Accounts keeps accounts, devices and invites.
+// DeviceList is an account's current device list as its identity key signed
+// it (internal/devicelist): the store keeps the blob as given and the version
+// it holds, which the server has read out of the verified blob.
+type DeviceList struct {
+	Version uint64
+	Signed  []byte
+}
+
+// Accounts keeps accounts, devices, device lists and invites.
+//
+// An account's device list changes only together with its devices: every
+// method that adds or removes a device stores the new list in the same
+// transaction, and refuses with ErrVersionConflict, changing nothing, unless
+// the new list's Version is the current one + 1. An account created before
+// device lists existed has none (DeviceList: ErrNotFound); its first list
+// then needs Version 1.
 type Accounts interface {
-	// CreateAccount creates the account, its first device and that device's
-	// keys atomically. When inviteHash is not nil the invite with that hash
+	// CreateAccount creates the account, its first device, that device's
+	// keys and the account's first device list (list.Version must be 1)
+	// atomically. When inviteHash is not nil the invite with that hash
 	// is consumed in the same transaction (ErrInvalidInvite when it is
 	// unknown, used or expired at a.Created). ErrUsernameTaken when the
 	// username exists.
-	CreateAccount(ctx context.Context, a *Account, d *Device, k *KeyUpload, inviteHash []byte) error
+	CreateAccount(ctx context.Context, a *Account, d *Device, k *KeyUpload, list *DeviceList, inviteHash []byte) error
+	// DeviceList returns the account's current device list; ErrNotFound
+	// for no account, or an account that has none.
+	DeviceList(ctx context.Context, accountID string) (*DeviceList, error)
 	// AccountByUsername and AccountByID return ErrNotFound for no account.
 	AccountByUsername(ctx context.Context, username string) (*Account, error)
 	AccountByID(ctx context.Context, id string) (*Account, error)
@@ -84,11 +117,71 @@ type Accounts interface {
 	// Devices returns the account's devices ordered by id (none: empty, nil
 	// error).
 	Devices(ctx context.Context, accountID string) ([]Device, error)
-	// RemoveDevice deletes a device with its keys and its queue. Its id is
-	// never given to another device of the account. ErrNotFound when absent.
-	RemoveDevice(ctx context.Context, accountID string, deviceID uint32) error
+	// RemoveDevice deletes a device with its keys and its queue, and stores
+	// list as the account's device list, atomically. Its id is never given
+	// to another device of the account. ErrNotFound when the device is
+	// absent, ErrVersionConflict as for every list change.
+	RemoveDevice(ctx context.Context, accountID string, deviceID uint32, list *DeviceList) error
 	// CreateInvite stores a new invite.
 	CreateInvite(ctx context.Context, inv *Invite) error
+}
+
+// LinkToken lets a new device join an account: an authenticated device asks
+// for one, and the new device presents it once. The token itself is never
+// stored, only its SHA-256.
+type LinkToken struct {
+	TokenHash []byte
+	AccountID string
+	// DeviceID is the id reserved for the new device, taken from the
+	// account's ids when the token is made: it is never given to another
+	// device, whether or not the token is used.
+	DeviceID uint32
+	Expires  time.Time
+}
+
+// Mailbox is a provisioning mailbox: a new device makes one and waits at
+// its address; one of the account's devices puts one message (ciphertext
+// for the new device) in it, and the new device takes it. Stored under
+// SHA-256 of its address.
+type Mailbox struct {
+	AddressHash []byte
+	Expires     time.Time
+}
+
+// Provisioning keeps what adding a device takes: link tokens and
+// provisioning mailboxes. Both are short-lived; expiry is judged at the
+// time the caller passes, and ExpireProvisioning deletes what expired.
+type Provisioning interface {
+	// CreateLinkToken stores t, reserving the account's next device id for
+	// it, which it writes to t.DeviceID. ErrTooManyDevices when that id
+	// would exceed maxDeviceID; ErrTooManyLinkTokens when the account
+	// already holds maxPending tokens unexpired at now; ErrNotFound for no
+	// account. Nothing changes on error.
+	CreateLinkToken(ctx context.Context, t *LinkToken, now time.Time, maxDeviceID uint32, maxPending int) error
+	// LinkToken returns the token with that hash; ErrInvalidLinkToken when
+	// it is unknown, used or expired at now.
+	LinkToken(ctx context.Context, tokenHash []byte, now time.Time) (*LinkToken, error)
+	// LinkDevice consumes the link token with hash tokenHash, creates
+	// device d (d.ID must be the id the token reserved) with keys k, and
+	// stores list as the account's device list, atomically: all or nothing.
+	// ErrInvalidLinkToken when the token is unknown, used, expired at
+	// d.Created, or for another account or device id than d's;
+	// ErrVersionConflict as for every list change.
+	LinkDevice(ctx context.Context, tokenHash []byte, d *Device, k *KeyUpload, list *DeviceList) error
+	// CreateMailbox stores an empty mailbox.
+	CreateMailbox(ctx context.Context, m *Mailbox) error
+	// PutMailbox puts message (not empty) in the mailbox. ErrNotFound when
+	// the mailbox is unknown, taken or expired at now; ErrMailboxFull when
+	// it already holds a message (which stays).
+	PutMailbox(ctx context.Context, addressHash, message []byte, now time.Time) error
+	// TakeMailbox returns the mailbox's message and deletes the mailbox,
+	// atomically: a message is taken once. ErrMailboxEmpty (and nothing
+	// deleted) when no message is there yet; ErrNotFound when the mailbox
+	// is unknown, taken or expired at now.
+	TakeMailbox(ctx context.Context, addressHash []byte, now time.Time) ([]byte, error)
+	// ExpireProvisioning deletes the link tokens and mailboxes expired at
+	// now, and returns how many it deleted.
+	ExpireProvisioning(ctx context.Context, now time.Time) (int, error)
 }
 
 // PreKey, SignedPreKey and KyberPreKey are public prekeys as uploaded, in

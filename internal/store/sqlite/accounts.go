@@ -5,15 +5,19 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/doorless/doorless/internal/store"
 )
 
 // CreateAccount implements store.Accounts. Zero Created times are set to the
 // current time.
-func (s *Store) CreateAccount(ctx context.Context, a *store.Account, d *store.Device, k *store.KeyUpload, inviteHash []byte) error {
+func (s *Store) CreateAccount(ctx context.Context, a *store.Account, d *store.Device, k *store.KeyUpload, list *store.DeviceList, inviteHash []byte) error {
 	if a == nil || d == nil {
 		return errors.New("sqlite: create account: nil account or device")
+	}
+	if list == nil || list.Version != 1 || len(list.Signed) == 0 {
+		return errors.New("sqlite: create account: the first device list must have version 1")
 	}
 	if d.AccountID != "" && d.AccountID != a.ID {
 		return errors.New("sqlite: create account: device belongs to another account")
@@ -51,9 +55,58 @@ func (s *Store) CreateAccount(ctx context.Context, a *store.Account, d *store.De
 		if err := storeKeys(tx, a.ID, d.ID, k); err != nil {
 			return fmt.Errorf("sqlite: create account: %v", err)
 		}
+		if err := replaceList(tx, a.ID, list); err != nil {
+			return fmt.Errorf("sqlite: create account: %w", err)
+		}
 		return nil
 	})
 	return err
+}
+
+// replaceList stores list as the account's device list, within tx, when its
+// version is the current one + 1 (1 when the account has none):
+// store.ErrVersionConflict otherwise. Errors other than the sentinel are
+// wrapped with %v, so callers may wrap the result with %w.
+func replaceList(tx *wtx, accountID string, list *store.DeviceList) error {
+	if list == nil || len(list.Signed) == 0 {
+		return errors.New("no device list")
+	}
+	var current int64
+	err := tx.QueryRow(`SELECT version FROM device_lists WHERE account_id = ?`, accountID).Scan(&current)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		current = 0
+	case err != nil:
+		return fmt.Errorf("%v", err)
+	}
+	if current < 0 || list.Version != uint64(current)+1 || list.Version > math.MaxInt64 {
+		return store.ErrVersionConflict
+	}
+	if _, err := tx.Exec(`INSERT INTO device_lists (account_id, version, signed) VALUES (?, ?, ?)
+		ON CONFLICT (account_id) DO UPDATE SET version = excluded.version, signed = excluded.signed`,
+		accountID, int64(list.Version), list.Signed); err != nil {
+		return fmt.Errorf("%v", err)
+	}
+	return nil
+}
+
+// DeviceList implements store.Accounts.
+func (s *Store) DeviceList(ctx context.Context, accountID string) (*store.DeviceList, error) {
+	var l store.DeviceList
+	var version int64
+	err := s.read(func(db *sql.DB) error {
+		return db.QueryRowContext(ctx, `SELECT version, signed FROM device_lists WHERE account_id = ?`, accountID).Scan(&version, &l.Signed)
+	})
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("sqlite: device list: %w", store.ErrNotFound)
+	case errors.Is(err, store.ErrClosed):
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("sqlite: device list: %v", err)
+	}
+	l.Version = uint64(version)
+	return &l, nil
 }
 
 // AccountByUsername implements store.Accounts.
@@ -136,7 +189,7 @@ func (s *Store) Devices(ctx context.Context, accountID string) ([]store.Device, 
 // RemoveDevice implements store.Accounts. The device's keys and queue go
 // with it (foreign keys, ON DELETE CASCADE); the account's next_device_id is
 // left as it is, so the id is never reused.
-func (s *Store) RemoveDevice(ctx context.Context, accountID string, deviceID uint32) error {
+func (s *Store) RemoveDevice(ctx context.Context, accountID string, deviceID uint32, list *store.DeviceList) error {
 	return s.write(ctx, func(tx *wtx) error {
 		res, err := tx.Exec(`DELETE FROM devices WHERE account_id = ? AND id = ?`, accountID, deviceID)
 		if err != nil {
@@ -148,6 +201,9 @@ func (s *Store) RemoveDevice(ctx context.Context, accountID string, deviceID uin
 		}
 		if n == 0 {
 			return fmt.Errorf("sqlite: remove device: %w", store.ErrNotFound)
+		}
+		if err := replaceList(tx, accountID, list); err != nil {
+			return fmt.Errorf("sqlite: remove device: %w", err)
 		}
 		return nil
 	})
@@ -167,50 +223,4 @@ func (s *Store) CreateInvite(ctx context.Context, inv *store.Invite) error {
 		}
 		return nil
 	})
-}
-
-// AddDevice adds a device (and its keys) to the account d.AccountID, giving
-// it the account's next device id, which it writes to d.ID. Device ids are
-// handed out in increasing order and never reused, also after RemoveDevice;
-// store.ErrTooManyDevices when the next id would exceed maxDeviceID (the
-// server passes api.MaxDevicesPerAccount), store.ErrNotFound for no account.
-// A zero d.Created is set to the current time in the store (not in d).
-//
-// AddDevice is not (yet) part of store.Store; storetest.DeviceAdder names it.
-func (s *Store) AddDevice(ctx context.Context, d *store.Device, k *store.KeyUpload, maxDeviceID uint32) error {
-	if d == nil {
-		return errors.New("sqlite: add device: nil device")
-	}
-	created := orNow(d.Created)
-	var id uint32
-	err := s.write(ctx, func(tx *wtx) error {
-		var next int64
-		err := tx.QueryRow(`SELECT next_device_id FROM accounts WHERE id = ?`, d.AccountID).Scan(&next)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return fmt.Errorf("sqlite: add device: %w", store.ErrNotFound)
-		case err != nil:
-			return fmt.Errorf("sqlite: add device: %v", err)
-		}
-		if next > int64(maxDeviceID) {
-			return fmt.Errorf("sqlite: add device: %w", store.ErrTooManyDevices)
-		}
-		if _, err := tx.Exec(`UPDATE accounts SET next_device_id = ? WHERE id = ?`, next+1, d.AccountID); err != nil {
-			return fmt.Errorf("sqlite: add device: %v", err)
-		}
-		if _, err := tx.Exec(`INSERT INTO devices (account_id, id, registration_id, credential_hash, created) VALUES (?, ?, ?, ?, ?)`,
-			d.AccountID, next, d.RegistrationID, blob(d.CredentialHash), toMS(created)); err != nil {
-			return fmt.Errorf("sqlite: add device: %v", err)
-		}
-		if err := storeKeys(tx, d.AccountID, uint32(next), k); err != nil {
-			return fmt.Errorf("sqlite: add device: %v", err)
-		}
-		id = uint32(next)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	d.ID = id
-	return nil
 }

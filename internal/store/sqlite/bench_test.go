@@ -40,7 +40,7 @@ func benchRegister(b *testing.B, s *Store, username string) *store.Device {
 	id := newUUID()
 	a := &store.Account{ID: id, Username: username, IdentityKey: make([]byte, 33), Created: time.Now()}
 	d := &store.Device{AccountID: id, ID: 1, RegistrationID: 1, CredentialHash: make([]byte, 32), Created: time.Now()}
-	if err := s.CreateAccount(b.Context(), a, d, nil, nil); err != nil {
+	if err := s.CreateAccount(b.Context(), a, d, nil, &store.DeviceList{Version: 1, Signed: []byte("list")}, nil); err != nil {
 		b.Fatal(err)
 	}
 	return d

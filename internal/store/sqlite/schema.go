@@ -117,6 +117,36 @@ CREATE TABLE invites (
 	expires   INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 `,
+	// 2: signed device lists, link tokens, provisioning mailboxes.
+	`
+-- The account's current device list as its identity key signed it. Accounts
+-- created before this migration have no row until their first change.
+CREATE TABLE device_lists (
+	account_id TEXT    NOT NULL PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
+	version    INTEGER NOT NULL,
+	signed     BLOB    NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- device_id was taken from accounts.next_device_id when the token was made.
+-- A token is deleted when it is used.
+CREATE TABLE link_tokens (
+	token_hash BLOB    NOT NULL PRIMARY KEY,
+	account_id TEXT    NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+	device_id  INTEGER NOT NULL,
+	expires    INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX link_tokens_by_account ON link_tokens (account_id, expires);
+CREATE INDEX link_tokens_by_expiry ON link_tokens (expires);
+
+-- message is NULL until a device puts one; the row is deleted when the
+-- message is taken.
+CREATE TABLE provisioning_mailboxes (
+	address_hash BLOB    NOT NULL PRIMARY KEY,
+	message      BLOB,
+	expires      INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX provisioning_mailboxes_by_expiry ON provisioning_mailboxes (expires);
+`,
 }
 
 // migrate brings the database's schema to len(migrations), in one

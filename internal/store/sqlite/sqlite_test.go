@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -16,8 +17,6 @@ import (
 	"github.com/doorless/doorless/internal/store"
 	"github.com/doorless/doorless/internal/store/storetest"
 )
-
-var _ storetest.DeviceAdder = (*Store)(nil)
 
 // openTemp opens a store in a fresh database file, closed at the end of t.
 func openTemp(t testing.TB) (*Store, string) {
@@ -114,8 +113,29 @@ func register(t *testing.T, s *Store, username string) *store.Device {
 		LastResort:   &store.KyberPreKey{ID: 2, PublicKey: []byte("lr"), Signature: []byte("sig")},
 		PreKeys:      []store.PreKey{{ID: 1, PublicKey: []byte("pk1")}, {ID: 2, PublicKey: []byte("pk2")}},
 	}
-	if err := s.CreateAccount(t.Context(), a, d, k, nil); err != nil {
+	if err := s.CreateAccount(t.Context(), a, d, k, listAt(1), nil); err != nil {
 		t.Fatalf("CreateAccount: %v", err)
+	}
+	return d
+}
+
+// listAt is a fake signed device list of the given version.
+func listAt(version uint64) *store.DeviceList {
+	return &store.DeviceList{Version: version, Signed: []byte(fmt.Sprint("list v", version))}
+}
+
+// linkDevice adds a device to the account through a link token, with the
+// account's next device list l.
+func linkDevice(t *testing.T, s *Store, accountID string, l *store.DeviceList) *store.Device {
+	t.Helper()
+	now := time.Now()
+	tok := &store.LinkToken{TokenHash: []byte("token " + newUUID()), AccountID: accountID, Expires: now.Add(time.Hour)}
+	if err := s.CreateLinkToken(t.Context(), tok, now, 127, 10); err != nil {
+		t.Fatalf("CreateLinkToken: %v", err)
+	}
+	d := &store.Device{AccountID: accountID, ID: tok.DeviceID, RegistrationID: 2, CredentialHash: []byte("h"), Created: now}
+	if err := s.LinkDevice(t.Context(), tok.TokenHash, d, nil, l); err != nil {
+		t.Fatalf("LinkDevice: %v", err)
 	}
 	return d
 }
@@ -150,7 +170,7 @@ func TestGroupCommit(t *testing.T) {
 	if err := s.Enqueue(ctx, used, max); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RemoveDevice(ctx, gone.AccountID, gone.ID); err != nil {
+	if err := s.RemoveDevice(ctx, gone.AccountID, gone.ID, listAt(2)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -328,11 +348,8 @@ func TestReopen(t *testing.T) {
 	if err := s.Ack(ctx, bob.AccountID, bob.ID, second.Envelopes[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	d2 := &store.Device{AccountID: bob.AccountID, RegistrationID: 2, CredentialHash: []byte("h2")}
-	if err := s.AddDevice(ctx, d2, nil, 127); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.RemoveDevice(ctx, bob.AccountID, d2.ID); err != nil {
+	d2 := linkDevice(t, s, bob.AccountID, listAt(2))
+	if err := s.RemoveDevice(ctx, bob.AccountID, d2.ID, listAt(3)); err != nil {
 		t.Fatal(err)
 	}
 	inv := &store.Invite{CodeHash: []byte("invite"), Created: time.Now(), Expires: time.Now().Add(time.Hour)}
@@ -372,15 +389,14 @@ func TestReopen(t *testing.T) {
 	if third.Envelopes[0].Seq <= second.Envelopes[0].Seq {
 		t.Fatalf("seq after reopening = %d, not above the acknowledged %d", third.Envelopes[0].Seq, second.Envelopes[0].Seq)
 	}
-	d3 := &store.Device{AccountID: bob.AccountID, RegistrationID: 3, CredentialHash: []byte("h3")}
-	if err := s.AddDevice(ctx, d3, nil, 127); err != nil {
-		t.Fatal(err)
+	if l, err := s.DeviceList(ctx, bob.AccountID); err != nil || l.Version != 3 || !bytes.Equal(l.Signed, listAt(3).Signed) {
+		t.Fatalf("DeviceList after reopening = %+v, %v; want version 3", l, err)
 	}
-	if d3.ID != 3 {
-		t.Fatalf("AddDevice after reopening gave id %d, want 3 (2 was used)", d3.ID)
+	if d3 := linkDevice(t, s, bob.AccountID, listAt(4)); d3.ID != 3 {
+		t.Fatalf("linked device after reopening has id %d, want 3 (2 was used)", d3.ID)
 	}
 	a2 := &store.Account{ID: newUUID(), Username: "carol", IdentityKey: []byte("ik"), Created: time.Now()}
-	if err := s.CreateAccount(ctx, a2, &store.Device{ID: 1, CredentialHash: []byte("h")}, nil, inv.CodeHash); err != nil {
+	if err := s.CreateAccount(ctx, a2, &store.Device{ID: 1, CredentialHash: []byte("h")}, nil, listAt(1), inv.CodeHash); err != nil {
 		t.Fatalf("CreateAccount with an invite from before reopening: %v", err)
 	}
 }
@@ -447,5 +463,54 @@ func TestSchemaVersion(t *testing.T) {
 	if s2, err := Open(path); err == nil {
 		s2.Close()
 		t.Fatal("Open accepted a database with a newer schema")
+	}
+}
+
+// TestMigrateFromVersion1: a database made by the first schema opens, gains
+// the device-list tables, and keeps its accounts, which have no device list
+// until their first change (at version 1).
+func TestMigrateFromVersion1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "doorless.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := newUUID()
+	for _, q := range []string{
+		migrations[0],
+		`CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT`,
+		`INSERT INTO schema_version (version) VALUES (1)`,
+		`INSERT INTO accounts (id, username, identity_key, created, next_device_id) VALUES ('` + id + `', 'old', x'05', 0, 2)`,
+		`INSERT INTO devices (account_id, id, registration_id, credential_hash, created) VALUES ('` + id + `', 1, 1, x'00', 0)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	if _, err := s.DeviceList(ctx, id); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("DeviceList of an account from before device lists: %v, want ErrNotFound", err)
+	}
+	now := time.Now()
+	tok := &store.LinkToken{TokenHash: []byte("token"), AccountID: id, Expires: now.Add(time.Hour)}
+	if err := s.CreateLinkToken(ctx, tok, now, 127, 10); err != nil || tok.DeviceID != 2 {
+		t.Fatalf("CreateLinkToken = %d, %v; want device 2", tok.DeviceID, err)
+	}
+	d := &store.Device{AccountID: id, ID: 2, RegistrationID: 2, CredentialHash: []byte("h"), Created: now}
+	if err := s.LinkDevice(ctx, tok.TokenHash, d, nil, listAt(2)); !errors.Is(err, store.ErrVersionConflict) {
+		t.Fatalf("first list at version 2: %v, want ErrVersionConflict", err)
+	}
+	if err := s.LinkDevice(ctx, tok.TokenHash, d, nil, listAt(1)); err != nil {
+		t.Fatalf("first list at version 1: %v", err)
+	}
+	if l, err := s.DeviceList(ctx, id); err != nil || l.Version != 1 {
+		t.Fatalf("DeviceList = %+v, %v; want version 1", l, err)
 	}
 }

@@ -19,13 +19,16 @@
 //     missing those keys, and then takes no one-time key;
 //   - KeyCounts returns ErrNotFound for no device; Queue and QueueLen of a
 //     device that does not exist return nothing (or ErrNotFound);
-//   - a Send refused for any reason does not record its send id.
+//   - a Send refused for any reason does not record its send id;
+//   - a LinkDevice refused for any reason (a version conflict included)
+//     does not consume its link token;
+//   - RemoveDevice may remove an account's last device (the server is
+//     what refuses that).
 //
 // Run is safe to call from parallel tests; each subtest opens its own store.
 package storetest
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -37,17 +40,6 @@ import (
 
 	"github.com/doorless/doorless/internal/store"
 )
-
-// DeviceAdder is implemented by stores that can add a device to an existing
-// account. It is not part of store.Store yet; the suite checks it, and the
-// device-id rules it makes observable, when the store has it.
-type DeviceAdder interface {
-	// AddDevice adds a device and its keys to the account d.AccountID with
-	// the account's next device id, which it writes to d.ID: ids increase
-	// and are never reused, also after RemoveDevice. ErrTooManyDevices when
-	// the next id would exceed maxDeviceID; ErrNotFound for no account.
-	AddDevice(ctx context.Context, d *store.Device, k *store.KeyUpload, maxDeviceID uint32) error
-}
 
 // Run runs the conformance suite. open returns a new, empty store for one
 // subtest and registers its Close with t.Cleanup (the suite closes some
@@ -62,8 +54,16 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UsernameTaken", testUsernameTaken},
 		{"Invites", testInvites},
 		{"NotFound", testNotFound},
-		{"AddDevice", testAddDevice},
 		{"RemoveDevice", testRemoveDevice},
+		{"DeviceList", testDeviceList},
+		{"LinkToken", testLinkToken},
+		{"LinkTokenLimits", testLinkTokenLimits},
+		{"LinkDevice", testLinkDevice},
+		{"LinkDeviceRefused", testLinkDeviceRefused},
+		{"LinkDeviceConcurrent", testLinkDeviceConcurrent},
+		{"Mailbox", testMailbox},
+		{"MailboxExpiry", testMailboxExpiry},
+		{"MailboxTakeConcurrent", testMailboxTakeConcurrent},
 		{"StoreKeys", testStoreKeys},
 		{"TakeBundle", testTakeBundle},
 		{"TakeBundleMissingKeys", testTakeBundleMissingKeys},
@@ -126,7 +126,7 @@ func keys(pre, kyber int) *store.KeyUpload {
 func register(t *testing.T, s store.Store, username string, k *store.KeyUpload) (*store.Account, *store.Device) {
 	t.Helper()
 	a, d := newAccount(username)
-	if err := s.CreateAccount(t.Context(), a, d, k, nil); err != nil {
+	if err := s.CreateAccount(t.Context(), a, d, k, firstList(), nil); err != nil {
 		t.Fatalf("CreateAccount(%q): %v", username, err)
 	}
 	return a, d
@@ -211,7 +211,7 @@ func must(t *testing.T, what string, err error) {
 func testCreateAccount(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	a, d := newAccount("alice")
-	must(t, "CreateAccount", s.CreateAccount(ctx, a, d, keys(3, 2), nil))
+	must(t, "CreateAccount", s.CreateAccount(ctx, a, d, keys(3, 2), firstList(), nil))
 
 	for name, get := range map[string]func() (*store.Account, error){
 		"AccountByUsername": func() (*store.Account, error) { return s.AccountByUsername(ctx, "alice") },
@@ -251,7 +251,7 @@ func testCreateAccount(t *testing.T, s store.Store) {
 
 	// A second account is independent of the first.
 	b2, d2 := newAccount("bob")
-	must(t, "CreateAccount(bob)", s.CreateAccount(ctx, b2, d2, keys(1, 1), nil))
+	must(t, "CreateAccount(bob)", s.CreateAccount(ctx, b2, d2, keys(1, 1), firstList(), nil))
 	got, err := s.AccountByUsername(ctx, "bob")
 	must(t, "AccountByUsername(bob)", err)
 	if got.ID != b2.ID {
@@ -270,7 +270,7 @@ func testUsernameTaken(t *testing.T, s store.Store) {
 	must(t, "CreateInvite", s.CreateInvite(ctx, inv))
 
 	a2, d2 := newAccount("alice")
-	wantErr(t, "CreateAccount(alice again)", s.CreateAccount(ctx, a2, d2, keys(1, 1), inv.CodeHash), store.ErrUsernameTaken)
+	wantErr(t, "CreateAccount(alice again)", s.CreateAccount(ctx, a2, d2, keys(1, 1), firstList(), inv.CodeHash), store.ErrUsernameTaken)
 
 	// Nothing of the refused account was created, and the invite it carried
 	// was not consumed.
@@ -284,7 +284,7 @@ func testUsernameTaken(t *testing.T, s store.Store) {
 		t.Fatalf("AccountByUsername(alice) = %v, %v; want the first account", got, err)
 	}
 	a3, d3 := newAccount("carol")
-	must(t, "CreateAccount(carol) with the invite the refused account carried", s.CreateAccount(ctx, a3, d3, nil, inv.CodeHash))
+	must(t, "CreateAccount(carol) with the invite the refused account carried", s.CreateAccount(ctx, a3, d3, nil, firstList(), inv.CodeHash))
 }
 
 func testInvites(t *testing.T, s store.Store) {
@@ -298,7 +298,7 @@ func testInvites(t *testing.T, s store.Store) {
 		t.Helper()
 		a, d := newAccount(name)
 		a.Created, d.Created = created, created
-		wantErr(t, "CreateAccount("+name+")", s.CreateAccount(ctx, a, d, keys(1, 1), hash), store.ErrInvalidInvite)
+		wantErr(t, "CreateAccount("+name+")", s.CreateAccount(ctx, a, d, keys(1, 1), firstList(), hash), store.ErrInvalidInvite)
 		_, err := s.AccountByUsername(ctx, name)
 		wantErr(t, "AccountByUsername("+name+")", err, store.ErrNotFound)
 		_, err = s.AccountByID(ctx, a.ID)
@@ -316,7 +316,7 @@ func testInvites(t *testing.T, s store.Store) {
 	// The valid invite survived the refusals above; it works once.
 	a, d := newAccount("first")
 	a.Created = valid.Expires.Add(-time.Millisecond)
-	must(t, "CreateAccount with a valid invite", s.CreateAccount(ctx, a, d, keys(1, 1), valid.CodeHash))
+	must(t, "CreateAccount with a valid invite", s.CreateAccount(ctx, a, d, keys(1, 1), firstList(), valid.CodeHash))
 	if _, err := s.AccountByUsername(ctx, "first"); err != nil {
 		t.Fatalf("AccountByUsername(first): %v", err)
 	}
@@ -347,63 +347,8 @@ func testNotFound(t *testing.T, s store.Store) {
 	wantErr(t, "TakeBundle", err, store.ErrNotFound)
 	_, err = s.KeyCounts(ctx, a.ID, 2)
 	wantErr(t, "KeyCounts", err, store.ErrNotFound)
-	wantErr(t, "RemoveDevice", s.RemoveDevice(ctx, a.ID, 2), store.ErrNotFound)
+	wantErr(t, "RemoveDevice", s.RemoveDevice(ctx, a.ID, 2, nextList(t, s, a.ID)), store.ErrNotFound)
 	wantErr(t, "Ack", s.Ack(ctx, a.ID, 1, newUUID()), store.ErrNotFound)
-}
-
-func testAddDevice(t *testing.T, s store.Store) {
-	da, ok := s.(DeviceAdder)
-	if !ok {
-		t.Skip("the store does not implement DeviceAdder")
-	}
-	ctx := t.Context()
-	a, _ := register(t, s, "alice", keys(1, 1))
-	const max = 4
-	add := func() (uint32, error) {
-		d := &store.Device{AccountID: a.ID, RegistrationID: 7, CredentialHash: key("cred", 0, 32), Created: t0}
-		err := da.AddDevice(ctx, d, keys(2, 1), max)
-		return d.ID, err
-	}
-	for want := uint32(2); want <= 3; want++ {
-		id, err := add()
-		must(t, "AddDevice", err)
-		if id != want {
-			t.Fatalf("AddDevice gave id %d, want %d", id, want)
-		}
-	}
-	c, err := s.KeyCounts(ctx, a.ID, 3)
-	must(t, "KeyCounts(3)", err)
-	if c != (store.KeyCounts{PreKeys: 2, KyberPreKeys: 1}) {
-		t.Errorf("KeyCounts(3) = %+v; want the keys AddDevice stored", c)
-	}
-
-	// Removing the newest device does not free its id.
-	must(t, "RemoveDevice(3)", s.RemoveDevice(ctx, a.ID, 3))
-	id, err := add()
-	must(t, "AddDevice", err)
-	if id != 4 {
-		t.Fatalf("AddDevice after removing device 3 gave id %d, want 4", id)
-	}
-	ds, err := s.Devices(ctx, a.ID)
-	must(t, "Devices", err)
-	var ids []uint32
-	for _, d := range ds {
-		ids = append(ids, d.ID)
-	}
-	if !slices.Equal(ids, []uint32{1, 2, 4}) {
-		t.Fatalf("Devices = %v, want [1 2 4]", ids)
-	}
-
-	// Ids run out at max, even though only three devices exist.
-	_, err = add()
-	wantErr(t, "AddDevice past max", err, store.ErrTooManyDevices)
-	ds, _ = s.Devices(ctx, a.ID)
-	if len(ds) != 3 {
-		t.Fatalf("refused AddDevice changed the devices: %v", ds)
-	}
-
-	d := &store.Device{AccountID: newUUID(), RegistrationID: 7, CredentialHash: key("cred", 0, 32)}
-	wantErr(t, "AddDevice(unknown account)", da.AddDevice(ctx, d, nil, max), store.ErrNotFound)
 }
 
 func testRemoveDevice(t *testing.T, s store.Store) {
@@ -415,7 +360,7 @@ func testRemoveDevice(t *testing.T, s store.Store) {
 	must(t, "Enqueue", s.Enqueue(ctx, send(bob, "one", t0, alice, bob), 100))
 	must(t, "Enqueue", s.Enqueue(ctx, send(bob, "two", t0, alice), 100))
 
-	must(t, "RemoveDevice", s.RemoveDevice(ctx, a.ID, 1))
+	must(t, "RemoveDevice", s.RemoveDevice(ctx, a.ID, 1, nextList(t, s, a.ID)))
 
 	_, err := s.Device(ctx, a.ID, 1)
 	wantErr(t, "Device", err, store.ErrNotFound)
@@ -437,7 +382,7 @@ func testRemoveDevice(t *testing.T, s store.Store) {
 		t.Errorf("Queue = %d envelopes, %v; want none", len(envs), err)
 	}
 	wantErr(t, "Enqueue to it", s.Enqueue(ctx, send(bob, "three", t0, alice), 100), store.ErrNotFound)
-	wantErr(t, "RemoveDevice again", s.RemoveDevice(ctx, a.ID, 1), store.ErrNotFound)
+	wantErr(t, "RemoveDevice again", s.RemoveDevice(ctx, a.ID, 1, nextList(t, s, a.ID)), store.ErrNotFound)
 
 	// The account, and other devices' queues, stay.
 	if _, err := s.AccountByID(ctx, a.ID); err != nil {
@@ -872,7 +817,7 @@ func testEnqueueRemovedDevice(t *testing.T, s store.Store) {
 	_, dc := register(t, s, "carol", keys(1, 1))
 	alice, bob, carol := addrOf(da), addrOf(db), addrOf(dc)
 
-	must(t, "RemoveDevice", s.RemoveDevice(ctx, carol.account, carol.device))
+	must(t, "RemoveDevice", s.RemoveDevice(ctx, carol.account, carol.device, nextList(t, s, carol.account)))
 	sn := send(alice, "x", t0, bob, carol)
 	wantErr(t, "Enqueue to a removed device", s.Enqueue(ctx, sn, 10), store.ErrNotFound)
 	wantErr(t, "Enqueue to an unknown account", s.Enqueue(ctx, send(alice, "y", t0, bob, addr{newUUID(), 1}), 10), store.ErrNotFound)
@@ -965,7 +910,7 @@ func testEnqueueConcurrentFailures(t *testing.T, s store.Store) {
 	}
 	used := send(alice, "used", t0, bob)
 	must(t, "Enqueue", s.Enqueue(ctx, used, max))
-	must(t, "RemoveDevice", s.RemoveDevice(ctx, gone.account, gone.device))
+	must(t, "RemoveDevice", s.RemoveDevice(ctx, gone.account, gone.device, nextList(t, s, gone.account)))
 
 	type attempt struct {
 		send *store.Send
@@ -1154,8 +1099,8 @@ func testClose(t *testing.T, s store.Store) {
 	a2, d2 := newAccount("bob")
 	checks := map[string]error{
 		"Close":             s.Close(),
-		"CreateAccount":     s.CreateAccount(ctx, a2, d2, nil, nil),
-		"RemoveDevice":      s.RemoveDevice(ctx, a.ID, 1),
+		"CreateAccount":     s.CreateAccount(ctx, a2, d2, nil, firstList(), nil),
+		"RemoveDevice":      s.RemoveDevice(ctx, a.ID, 1, &store.DeviceList{Version: 2, Signed: key("list", 2, 64)}),
 		"CreateInvite":      s.CreateInvite(ctx, &store.Invite{CodeHash: key("inv", 1, 32), Created: t0, Expires: t0.Add(time.Hour)}),
 		"StoreKeys":         s.StoreKeys(ctx, a.ID, 1, keys(1, 1)),
 		"Enqueue":           s.Enqueue(ctx, send(alice, "x", t0, alice), 10),
@@ -1170,6 +1115,15 @@ func testClose(t *testing.T, s store.Store) {
 		"QueueLen":          second(s.QueueLen(ctx, a.ID, 1)),
 		"SendUsed":          second(s.SendUsed(ctx, a.ID, 1, newUUID())),
 		"Expire":            second(s.Expire(ctx, t0)),
+		"DeviceList":        second(s.DeviceList(ctx, a.ID)),
+		"CreateLinkToken": s.CreateLinkToken(ctx, &store.LinkToken{TokenHash: key("token", 1, 32), AccountID: a.ID, Expires: t0.Add(time.Hour)},
+			t0, maxDeviceID, maxPending),
+		"LinkToken":          second(s.LinkToken(ctx, key("token", 1, 32), t0)),
+		"LinkDevice":         s.LinkDevice(ctx, key("token", 1, 32), &store.Device{AccountID: a.ID, ID: 2}, nil, listAt(a.ID, 2)),
+		"CreateMailbox":      s.CreateMailbox(ctx, &store.Mailbox{AddressHash: key("box", 1, 32), Expires: t0.Add(time.Hour)}),
+		"PutMailbox":         s.PutMailbox(ctx, key("box", 1, 32), []byte("x"), t0),
+		"TakeMailbox":        second(s.TakeMailbox(ctx, key("box", 1, 32), t0)),
+		"ExpireProvisioning": second(s.ExpireProvisioning(ctx, t0)),
 	}
 	for name, err := range checks {
 		if !errors.Is(err, store.ErrClosed) {
