@@ -451,3 +451,12 @@ func decodeJSON(resp *http.Response, v any) error {
 	}
 	return json.Unmarshal(b, v)
 }
+
+// decodeJSONAny decodes a body whatever the status.
+func decodeJSONAny(resp *http.Response, v any) error {
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
