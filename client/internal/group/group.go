@@ -1,7 +1,8 @@
 // Package group is the state machine of a Doorless group. Groups live only in
 // clients: the server stores no group object and relays group changes as it
 // relays any message, inside pairwise end-to-end encrypted sessions, so it
-// can neither add a member nor drop one.
+// can neither add nor remove a member; it can only withhold changes, which
+// the next change then shows as a gap (ErrGap).
 //
 // A group's State (id, title, disappearing-message timer, members with their
 // identity keys and admin flags) advances one version at a time through
@@ -56,9 +57,10 @@ const (
 	FormatVersion = 1
 )
 
-// Errors. Every error this package returns wraps exactly one of these
-// (invariant errors wrap ErrInvalidState and, where named, ErrNoAdmin or
-// ErrTooManyMembers as well).
+// Errors callers branch on. Every error for bad input or a refused change
+// wraps one of these (invariant errors wrap ErrInvalidState and, where named,
+// ErrNoAdmin or ErrTooManyMembers as well); misuse (a nil or wrong signing
+// key, failing randomness) and an Edit callback's own errors do not.
 var (
 	// ErrMalformed: bytes that are not a canonical encoding.
 	ErrMalformed = errors.New("group: malformed encoding")
@@ -122,6 +124,8 @@ func NewID(r io.Reader) (ID, error) {
 func (id ID) String() string { return fmt.Sprintf("%x", id[:]) }
 
 // Member is one member of a group.
+// Admins are the members whose Admin flag is set, so an admin who is not a
+// member cannot be expressed.
 type Member struct {
 	AccountID string         // lower-case hyphenated version-4 UUID
 	Username  string         // api.ValidUsername
