@@ -267,8 +267,10 @@ func (s *State) allMembers(accountIDs []string) error {
 // The caller checks that it is itself a member of the new state, and passes
 // nil only for a group id it holds no state for.
 //
-// Apply never decides what the caller does with a state that no longer
-// lists the caller (it was removed): the Diff says so.
+// ErrStale, ErrGap and ErrFork are decided before the change is
+// authenticated: they are reasons to drop a change, not evidence against
+// anyone. Apply never decides what the caller does with a state that no
+// longer lists the caller (it was removed): the Diff says so.
 func Apply(current *State, signed []byte, sender Sender) (*State, *Diff, error) {
 	c, err := ParseSignedChange(signed)
 	if err != nil {
@@ -302,7 +304,7 @@ func apply(current *State, c *SignedChange, sender Sender) (*State, *Diff, error
 	}
 	author, ok := authority.Member(c.author)
 	if !ok {
-		return nil, nil, fmt.Errorf("%w: author %s", ErrNotMember, c.author)
+		return nil, nil, fmt.Errorf("%w: the author", ErrNotMember)
 	}
 	if !author.Identity.Equal(sender.Identity) {
 		return nil, nil, ErrIdentityMismatch

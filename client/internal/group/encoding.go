@@ -10,7 +10,6 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/protocol/keys"
 )
 
@@ -141,6 +140,11 @@ func marshalSigned(change, sig []byte) []byte {
 
 // ParseState decodes a stored state, strictly, and checks its invariants.
 func ParseState(b []byte) (*State, error) {
+	return parseState(slices.Clone(b))
+}
+
+// parseState is ParseState on bytes it may keep.
+func parseState(b []byte) (*State, error) {
 	if len(b) > MaxStateSize {
 		return nil, malformed("state longer than %d bytes", MaxStateSize)
 	}
@@ -211,7 +215,7 @@ func ParseState(b []byte) (*State, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	s.enc = slices.Clone(b)
+	s.enc = b
 	s.hash = sha256.Sum256(s.enc)
 	return s, nil
 }
@@ -263,6 +267,8 @@ func ParseSignedChange(b []byte) (*SignedChange, error) {
 	if len(b) > MaxChangeSize {
 		return nil, malformed("change longer than %d bytes", MaxChangeSize)
 	}
+	// One copy, which the change, its body and its state share.
+	b = slices.Clone(b)
 	d, err := newDecoder(b, 0)
 	if err != nil {
 		return nil, err
@@ -297,7 +303,7 @@ func ParseSignedChange(b []byte) (*SignedChange, error) {
 		return nil, err
 	}
 	c.author = uuidString(author)
-	if !api.ValidUUID(c.author) {
+	if !validUUID(c.author) {
 		return nil, malformed("author is not a version-4 uuid")
 	}
 	sb, ok, err := d.bytes(changeState)
@@ -310,15 +316,13 @@ func ParseSignedChange(b []byte) (*SignedChange, error) {
 	if err := d.done(); err != nil {
 		return nil, err
 	}
-	if c.state, err = ParseState(sb); err != nil {
+	if c.state, err = parseState(sb); err != nil {
 		return nil, err
 	}
 	if (c.previous == [32]byte{}) != (c.state.version == 1) {
 		return nil, malformed("previous hash must be zero exactly for version 1")
 	}
-	c.body = slices.Clone(body)
-	c.signature = slices.Clone(sig)
-	c.enc = slices.Clone(b)
+	c.body, c.signature, c.enc = body, sig, b
 	return c, nil
 }
 
@@ -341,7 +345,7 @@ type decoder struct{ fs []field }
 // lengths, only the varint and bytes wire types, field numbers ascending and
 // distinct except that repeated (when not 0) may appear several times in a row.
 func newDecoder(b []byte, repeated protowire.Number) (*decoder, error) {
-	d := &decoder{}
+	d := &decoder{fs: make([]field, 0, 4)} // a member has at most 4 fields
 	var last protowire.Number
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)

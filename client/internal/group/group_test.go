@@ -670,7 +670,9 @@ func TestMaxStateSize(t *testing.T) {
 func TestParseRefuses(t *testing.T) {
 	f := newFixture(t)
 	good := f.st.Bytes()
-	tag := func(b []byte, num protowire.Number, typ protowire.Type) []byte { return protowire.AppendTag(b, num, typ) }
+	tag := func(b []byte, num protowire.Number, typ protowire.Type) []byte {
+		return protowire.AppendTag(b, num, typ)
+	}
 	vint := func(num protowire.Number, v uint64) []byte {
 		return protowire.AppendVarint(tag(nil, num, protowire.VarintType), v)
 	}
@@ -693,7 +695,9 @@ func TestParseRefuses(t *testing.T) {
 	}
 	m0, _ := newDecoder(d.fs[4].b, 0)
 	acct, name, key := byts(1, m0.fs[0].b), byts(2, m0.fs[1].b), byts(3, m0.fs[2].b)
-	memberWith := func(parts ...[]byte) []byte { return cat(format, id, version, byts(6, cat(parts...)), mem[len(members[0]):]) }
+	memberWith := func(parts ...[]byte) []byte {
+		return cat(format, id, version, byts(6, cat(parts...)), mem[len(members[0]):])
+	}
 	nonMinimal := append(tag(nil, 3, protowire.VarintType), 0x81, 0x00)
 
 	for name, tc := range map[string]struct {
@@ -791,5 +795,22 @@ func TestStrings(t *testing.T) {
 	}
 	if len(f.st.ID().String()) != 2*IDSize {
 		t.Fatal("ID String")
+	}
+}
+
+func TestValidUUID(t *testing.T) {
+	good := api.NewUUID()
+	cases := []string{good, strings.ToUpper(good), "", good[:35], good + "0", "123e4567-e89b-12d3-a456-426614174000",
+		"123e4567-e89b-42d3-c456-426614174000", "123e4567-e89b-42d3-8456-42661417400g", "123e4567_e89b-42d3-8456-426614174000",
+		"123e4567-e89b-42d3-b456-426614174000", "123e4567-e89b-42d3-9456-426614174000", "123e45670e89b-42d3-9456-426614174000"}
+	for i := range 1000 {
+		u := []byte(api.NewUUID())
+		u[i%36] = "0123456789abcdefABCDEF-_g\x00\xff"[i%25]
+		cases = append(cases, string(u))
+	}
+	for _, s := range cases {
+		if validUUID(s) != api.ValidUUID(s) {
+			t.Errorf("validUUID(%q) = %v, api.ValidUUID says %v", s, validUUID(s), api.ValidUUID(s))
+		}
 	}
 }
