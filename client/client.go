@@ -134,6 +134,8 @@ type Client struct {
 
 	recvMu      chan struct{} // one Receive at a time
 
+	now func() time.Time // the clock messages disappear by
+
 	progressMu       sync.Mutex
 	downloadProgress func(name string, done, total int64)
 	dropped     atomic.Int64
@@ -226,6 +228,7 @@ func newClient(dir string, st *profile.Store, a *profile.Account, opt Options) *
 		password:  a.Password,
 		identity:  a.Identity,
 		recvMu:    make(chan struct{}, 1),
+		now:       time.Now,
 	}
 }
 
@@ -284,38 +287,13 @@ func Register(ctx context.Context, dir, serverURL, username, invite string, opt 
 	if username, err = normalizeUsername(username); err != nil {
 		return nil, err
 	}
-	createdDir := false
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		createdDir = true
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("client: profile directory: %v", err)
-	}
-	path := filepath.Join(dir, profile.FileName)
-	if _, err := os.Stat(path); err == nil {
-		// A profile left by a registration that stopped before the server
-		// answered is replaced; a complete one is not.
-		complete, err := profile.Complete(path)
-		if err != nil || complete {
-			return nil, ErrProfileExists
-		}
-		if err := profile.Remove(path); err != nil {
-			return nil, fmt.Errorf("client: removing an incomplete profile: %v", err)
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("client: profile: %v", err)
-	}
-	st, err := profile.Create(path, opt.Passphrase, kdfParams)
+	st, discard, err := newProfile(dir, opt)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			st.Close()
-			profile.Remove(path)
-			if createdDir {
-				os.Remove(dir) // only if empty
-			}
+			discard()
 		}
 	}()
 
@@ -342,37 +320,11 @@ func Register(ctx context.Context, dir, serverURL, username, invite string, opt 
 		DeviceList:     deviceList,
 	}
 	err = st.Update(ctx, func(tx *profile.Tx) error {
-		if err := tx.InitAccount(identity, regID, now); err != nil {
-			return err
-		}
-		ids, err := tx.AllocKeyIDs("signed", 1)
+		up, err := initDevice(tx, identity, regID, now)
 		if err != nil {
 			return err
 		}
-		spk, err := keys.GenerateSignedPreKey(identity.Private, ids[0], now, nil)
-		if err != nil {
-			return fmt.Errorf("client: %v", err)
-		}
-		if err := tx.AddSignedPreKey(spk); err != nil {
-			return err
-		}
-		req.Keys.SignedPreKey = &api.SignedPreKey{ID: spk.ID, PublicKey: spk.KeyPair.Public.Bytes(), Signature: spk.Signature}
-		if ids, err = tx.AllocKeyIDs("kyber", 1); err != nil {
-			return err
-		}
-		lr, err := keys.GenerateKyberPreKey(identity.Private, ids[0], keys.KEMKyber1024, true, now, nil)
-		if err != nil {
-			return fmt.Errorf("client: %v", err)
-		}
-		if err := tx.AddKyberPreKey(lr); err != nil {
-			return err
-		}
-		req.Keys.LastResortKyberPreKey = &api.KyberPreKey{ID: lr.ID, PublicKey: lr.KeyPair.Public.Bytes(), Signature: lr.Signature}
-		up, err := genOneTime(tx, identity.Private, targetPreKeys, targetPreKeys, now)
-		if err != nil {
-			return err
-		}
-		req.Keys.PreKeys, req.Keys.KyberPreKeys = up.PreKeys, up.KyberPreKeys
+		req.Keys = *up
 		return nil
 	})
 	if err != nil {
@@ -405,7 +357,10 @@ func Register(ctx context.Context, dir, serverURL, username, invite string, opt 
 	// The account exists on the server now: store its credentials even if
 	// the caller has given up waiting.
 	err = st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error {
-		return tx.SetCredentials(serverURL, resp.AccountID, username, resp.DeviceID, resp.Password)
+		if err := tx.SetCredentials(serverURL, resp.AccountID, username, resp.DeviceID, resp.Password); err != nil {
+			return err
+		}
+		return tx.PutDeviceList(resp.AccountID, devicelist.FirstVersion, deviceList)
 	})
 	if err != nil {
 		return nil, err
@@ -419,6 +374,81 @@ func Register(ctx context.Context, dir, serverURL, username, invite string, opt 
 		RegistrationID: regID,
 		Identity:       identity,
 	}, opt), nil
+}
+
+// initDevice stores a new device's identity and registration id in tx, and
+// makes its signed prekey, last-resort Kyber prekey and one-time prekeys,
+// returning the public halves to upload.
+func initDevice(tx *profile.Tx, identity keys.KeyPair, regID uint32, now time.Time) (*api.KeyUpload, error) {
+	if err := tx.InitAccount(identity, regID, now); err != nil {
+		return nil, err
+	}
+	ids, err := tx.AllocKeyIDs("signed", 1)
+	if err != nil {
+		return nil, err
+	}
+	spk, err := keys.GenerateSignedPreKey(identity.Private, ids[0], now, nil)
+	if err != nil {
+		return nil, fmt.Errorf("client: %v", err)
+	}
+	if err := tx.AddSignedPreKey(spk); err != nil {
+		return nil, err
+	}
+	if ids, err = tx.AllocKeyIDs("kyber", 1); err != nil {
+		return nil, err
+	}
+	lr, err := keys.GenerateKyberPreKey(identity.Private, ids[0], keys.KEMKyber1024, true, now, nil)
+	if err != nil {
+		return nil, fmt.Errorf("client: %v", err)
+	}
+	if err := tx.AddKyberPreKey(lr); err != nil {
+		return nil, err
+	}
+	up, err := genOneTime(tx, identity.Private, targetPreKeys, targetPreKeys, now)
+	if err != nil {
+		return nil, err
+	}
+	up.SignedPreKey = &api.SignedPreKey{ID: spk.ID, PublicKey: spk.KeyPair.Public.Bytes(), Signature: spk.Signature}
+	up.LastResortKyberPreKey = &api.KyberPreKey{ID: lr.ID, PublicKey: lr.KeyPair.Public.Bytes(), Signature: lr.Signature}
+	return up, nil
+}
+
+// newProfile creates the profile database of a new device in dir (made with
+// mode 0700 if missing), replacing one that a registration stopped before
+// the server answered left behind. discard removes what it made.
+func newProfile(dir string, opt Options) (st *profile.Store, discard func(), err error) {
+	createdDir := false
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		createdDir = true
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("client: profile directory: %v", err)
+	}
+	path := filepath.Join(dir, profile.FileName)
+	if _, err := os.Stat(path); err == nil {
+		// A profile left by a registration that stopped before the server
+		// answered is replaced; a complete one is not.
+		complete, err := profile.Complete(path)
+		if err != nil || complete {
+			return nil, nil, ErrProfileExists
+		}
+		if err := profile.Remove(path); err != nil {
+			return nil, nil, fmt.Errorf("client: removing an incomplete profile: %v", err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("client: profile: %v", err)
+	}
+	st, err = profile.Create(path, opt.Passphrase, kdfParams)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, func() {
+		st.Close()
+		profile.Remove(path)
+		if createdDir {
+			os.Remove(dir) // only if empty
+		}
+	}, nil
 }
 
 // targetPreKeys is how many one-time prekeys (and one-time Kyber prekeys)

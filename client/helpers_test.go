@@ -32,6 +32,7 @@ func TestMain(m *testing.M) {
 type testServer struct {
 	url string
 	hs  *httptest.Server
+	st  *sqlite.Store
 }
 
 func newServer(t *testing.T, mod func(*server.Config)) *testServer {
@@ -72,7 +73,7 @@ func newWrappedServer(t *testing.T, mod func(*server.Config), wrap func(http.Han
 		hs.Close()
 		st.Close()
 	})
-	return &testServer{url: hs.URL, hs: hs}
+	return &testServer{url: hs.URL, hs: hs, st: st}
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -194,4 +195,9 @@ func (k *cutter) cut() {
 // encodeText makes the padded content of a text message.
 func encodeText(text string, now time.Time) ([]byte, error) {
 	return content.Encode(&content.Content{Timestamp: now.UnixMilli(), Body: text})
+}
+
+// encodeContentForTest makes the content of a group change message.
+func encodeContentForTest(groupID, change []byte) ([]byte, error) {
+	return content.Encode(&content.Content{Timestamp: time.Now().UnixMilli(), GroupID: groupID, GroupChange: change})
 }

@@ -52,9 +52,6 @@ func (c *Client) outgoingContent(ctx context.Context, conv string, m Outgoing) (
 	if len(m.Text) > MaxTextSize {
 		return nil, fmt.Errorf("client: message text over %d bytes", MaxTextSize)
 	}
-	if m.Text == "" && m.File == "" {
-		return nil, errors.New("client: nothing to send")
-	}
 	if m.ViewOnce && m.File == "" {
 		return nil, errors.New("client: view-once needs a file")
 	}
@@ -83,7 +80,7 @@ func (c *Client) outgoingContent(ctx context.Context, conv string, m Outgoing) (
 
 // keepSent keeps a message this device sent in its history.
 func (c *Client) keepSent(ctx context.Context, id, to string, group *GroupRef, cont *content.Content) error {
-	now := time.Now()
+	now := c.now()
 	m := &storedMessage{
 		ID:          id,
 		From:        c.username,
@@ -206,7 +203,7 @@ func (c *Client) sweepExpired(ctx context.Context) error {
 	n := 0
 	err := c.st.Update(ctx, func(tx *profile.Tx) error {
 		files, n = nil, 0
-		expired, err := tx.Expired(time.Now())
+		expired, err := tx.Expired(c.now())
 		if err != nil {
 			return err
 		}

@@ -55,6 +55,9 @@ const (
 	// reader waits, and the server's pings with it, until processing takes
 	// the next frame: one envelope's decryption, commit and handler.
 	frameBuffer = 8
+	// sweepInterval is how often a streaming Receive deletes the messages
+	// whose time ran out.
+	sweepInterval = time.Second
 	// ackTimeout bounds the write of one acknowledgement.
 	ackTimeout = 10 * time.Second
 )
@@ -117,6 +120,12 @@ func (c *Client) Receive(ctx context.Context, opt ReceiveOptions, handle func(Ev
 	if err != nil {
 		return c.result(ctx, opt, err)
 	}
+	if err := c.sweepExpired(ctx); err != nil {
+		return c.result(ctx, opt, err)
+	}
+	// This account's devices, for the transcripts of what it sends. A
+	// failure is not worth the stream: the next Receive asks again.
+	c.ownDevices(ctx)
 	// What an earlier Receive stored and did not hand over comes first.
 	if err := c.drainInbox(ctx, handle); err != nil {
 		return c.result(ctx, opt, err)
@@ -240,9 +249,17 @@ func (c *Client) receiveOnce(ctx context.Context, opt ReceiveOptions, handle fun
 		close(frames)
 	}()
 
+	// Disappearing messages go while the stream runs.
+	sweep := time.NewTicker(sweepInterval)
+	defer sweep.Stop()
 	for {
 		var fe frameOrErr
 		select {
+		case <-sweep.C:
+			if err := c.sweepExpired(ctx); err != nil {
+				return progressed, err
+			}
+			continue
 		case <-ctx.Done():
 			// Stop cleanly: the acks written so far reach the server.
 			conn.Close(websocket.StatusNormalClosure, "")
@@ -264,6 +281,9 @@ func (c *Client) receiveOnce(ctx context.Context, opt ReceiveOptions, handle fun
 		case api.FrameEnvelope:
 			if err := c.processEnvelope(ctx, fe.f.Envelope); err != nil {
 				return progressed, err
+			}
+			if env := fe.f.Envelope; env.SourceAccount == c.accountID && env.SourceDevice != c.deviceID {
+				c.learnOwnDevice(ctx, env.SourceDevice)
 			}
 			if !c.noAck {
 				if err := c.ack(ctx, conn, fe.f.Envelope.ID); err != nil {
@@ -388,7 +408,7 @@ var errDrop = errors.New("client: envelope dropped")
 // returns nil when the envelope may be acknowledged: done now, done before,
 // or dropped as undecryptable. Any other error is local and ends Receive.
 func (c *Client) processEnvelope(ctx context.Context, env *api.Envelope) error {
-	now := time.Now()
+	now := c.now()
 	local, localAddr := c.local()
 	remote := session.Address{Name: env.SourceAccount, DeviceID: env.SourceDevice}
 	err := c.st.Update(ctx, func(tx *profile.Tx) error {
@@ -608,6 +628,9 @@ func (c *Client) pairwiseContent(tx *profile.Tx, env *api.Envelope, from string,
 	if cont.GroupID != nil {
 		return c.groupContent(tx, env, from, identity, cont, now)
 	}
+	if self && !cont.Sync {
+		return nil, nil // a new device of this account saying hello
+	}
 	if cont.Sync && cont.Destination != "" {
 		if _, err := normalizeUsername(cont.Destination); err != nil {
 			return nil, errDropContent
@@ -627,9 +650,6 @@ func (c *Client) pairwiseContent(tx *profile.Tx, env *api.Envelope, from string,
 			return nil, err
 		}
 		m.TimerUpdate = true
-	}
-	if m.Text == "" && m.Attachment == nil && !m.TimerUpdate {
-		return nil, nil // nothing to show
 	}
 	return []any{m}, nil
 }

@@ -122,6 +122,9 @@ func (c *Client) sendContent(ctx context.Context, username, conv string, cont *c
 // user (destination) or a group (destination ""). Its failure does not undo
 // the send; it is reported in res.
 func (c *Client) transcript(ctx context.Context, cont *content.Content, destination string, res *SendResult) {
+	if !c.hasOtherDevices(ctx) {
+		return
+	}
 	t := *cont
 	t.Sync, t.Destination = true, destination
 	t.SenderKey, t.GroupChange = nil, nil
@@ -434,6 +437,19 @@ func (c *Client) fetchSessions(ctx context.Context, username string, device uint
 			if changed {
 				res.IdentityChanged = true
 			}
+		}
+		// Only devices the account's identity key listed get a session.
+		l, err := verifiedList(tx, br.AccountID, ik, br.DeviceList)
+		if err != nil {
+			return err
+		}
+		for _, b := range bundles {
+			if !l.Contains(b.DeviceID) {
+				return ErrUnlistedDevice
+			}
+		}
+		if err := keepList(tx, br.AccountID, l, br.DeviceList); err != nil {
+			return err
 		}
 		if device == 0 {
 			// The server listed every current device: forget the others.

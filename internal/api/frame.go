@@ -128,7 +128,7 @@ func (e *Envelope) Check() error {
 	switch {
 	case !ValidUUID(e.ID):
 		return fmt.Errorf("%w: envelope id is not a uuid", ErrBadFrame)
-	case e.Type != EnvelopeWhisper && e.Type != EnvelopePreKey:
+	case !ValidEnvelopeType(e.Type):
 		return fmt.Errorf("%w: envelope type %d unknown", ErrBadFrame, e.Type)
 	case !ValidUUID(e.SourceAccount):
 		return fmt.Errorf("%w: envelope source is not a uuid", ErrBadFrame)

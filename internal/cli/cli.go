@@ -53,6 +53,10 @@ const usage = `usage: doorless [--profile DIR] [--passphrase-file FILE] COMMAND 
 commands:
   register --server URL [--invite CODE] USERNAME
                              create an identity and a device, register USERNAME
+  link --server URL          make this profile a new device of your account (prints a code)
+  devices                    list your devices
+  devices add CODE           approve a new device that printed CODE
+  devices remove ID          revoke one of your devices
   send USERNAME|#GROUP [--file PATH [--view-once]] [TEXT...]
                              send TEXT (or standard input), and a file, to USERNAME or a group
   receive [--json]           print every pending message, then exit
@@ -151,6 +155,10 @@ func run(ctx context.Context, args []string, env *Env) error {
 		return g.verify(ctx, args, env)
 	case "group":
 		return g.group(ctx, args, env)
+	case "devices":
+		return g.devices(ctx, args, env)
+	case "link":
+		return g.link(ctx, args, env)
 	case "timer":
 		return g.timer(ctx, args, env)
 	case "messages":
@@ -614,6 +622,18 @@ func describe(err error) string {
 		return "this server does not accept registrations"
 	case errors.Is(err, client.ErrUntrustedIdentity):
 		return "not sent: the recipient's identity key changed since you verified it; compare safety numbers again (doorless safety-number USERNAME) and verify"
+	case errors.Is(err, client.ErrUnlistedDevice):
+		return "not sent: the server offered a device the account's signed device list does not name (someone may have added a device behind the account's back)"
+	case errors.Is(err, client.ErrDeviceListRollback):
+		return "not sent: the server presented an old or forked device list for the account"
+	case errors.Is(err, client.ErrBadLinkCode):
+		return "that is not a link code (it starts with doorless-link:)"
+	case errors.Is(err, client.ErrLinkExpired):
+		return "the link code expired or was used: run doorless link again"
+	case errors.Is(err, client.ErrUnknownGroup):
+		return "no such group on this device (doorless group list)"
+	case errors.Is(err, client.ErrNotGroupAdmin):
+		return "only an admin of the group may change it"
 	case errors.Is(err, client.ErrSafetyNumberMismatch):
 		return "the safety numbers do not match: do not trust this contact until they do"
 	case errors.As(err, &ae):
