@@ -132,15 +132,15 @@ type Client struct {
 	password  string
 	identity  keys.KeyPair
 
-	recvMu      chan struct{} // one Receive at a time
+	recvMu chan struct{} // one Receive at a time
 
 	now func() time.Time // the clock messages disappear by
 
 	progressMu       sync.Mutex
 	downloadProgress func(name string, done, total int64)
-	dropped     atomic.Int64
-	redelivered atomic.Int64
-	lastRefill  atomic.Int64 // when refill last generated keys, Unix nanoseconds
+	dropped          atomic.Int64
+	redelivered      atomic.Int64
+	lastRefill       atomic.Int64 // when refill last generated keys, Unix nanoseconds
 
 	closeOnce sync.Once
 	closeErr  error

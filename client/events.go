@@ -79,8 +79,8 @@ func (m *Message) LogValue() slog.Value {
 
 // GroupRef names a group.
 type GroupRef struct {
-	ID    string // hex
-	Title string
+	ID    string `json:"id"` // hex
+	Title string `json:"title"`
 }
 
 // Attachment is a file carried by a message. A file received is saved,
@@ -88,13 +88,13 @@ type GroupRef struct {
 // unless it is view-once: then it stays encrypted in the profile until
 // OpenViewOnce hands it over once.
 type Attachment struct {
-	FileName    string // sanitised: a plain name, no directories
-	ContentType string // detected from the content on receipt, never the sender's word
-	Size        int64
-	Path        string // where the file was saved; "" when not saved
-	ViewOnce    bool
-	Opened      bool   // a view-once attachment already opened
-	Err         string // why the file could not be fetched, if it could not
+	FileName    string `json:"file_name"`              // sanitised: a plain name, no directories
+	ContentType string `json:"content_type,omitempty"` // detected from the content on receipt, never the sender's word
+	Size        int64  `json:"size"`
+	Path        string `json:"path,omitempty"` // where the file was saved; "" when not saved
+	ViewOnce    bool   `json:"view_once,omitempty"`
+	Opened      bool   `json:"opened,omitempty"` // a view-once attachment already opened
+	Err         string `json:"error,omitempty"`  // why the file could not be fetched, if it could not
 }
 
 // IdentityChanged tells that a contact's identity key changed: their safety
@@ -113,16 +113,17 @@ func (*IdentityChanged) isEvent() {}
 // GroupUpdate tells that a group was created, or changed by one of its
 // admins.
 type GroupUpdate struct {
-	Group   GroupRef
-	By      string   // the admin who signed the change
-	Joined  bool     // this account was added to the group (or it was created with it)
-	Left    bool     // this account is no longer a member
-	Added   []string // usernames
-	Removed []string
-	Title   string        // the new title, if it changed
-	Timer   time.Duration // the new timer, if TimerChanged
-	// TimerChanged: the group's disappearing-message timer changed to Timer.
-	TimerChanged bool
+	Group   GroupRef `json:"group"`
+	By      string   `json:"by"`               // the admin who signed the change
+	Joined  bool     `json:"joined,omitempty"` // this account was added to the group (or it was created with it)
+	Left    bool     `json:"left,omitempty"`   // this account is no longer a member
+	Added   []string `json:"added,omitempty"`  // usernames
+	Removed []string `json:"removed,omitempty"`
+	Title   string   `json:"title,omitempty"` // the new title, if it changed
+	// Timer is the new timer, if TimerChanged: the group's
+	// disappearing-message timer changed to it.
+	Timer        time.Duration `json:"timer_ns,omitempty"`
+	TimerChanged bool          `json:"timer_changed,omitempty"`
 }
 
 func (*GroupUpdate) isEvent() {}

@@ -271,13 +271,16 @@ func (c *Client) CreateGroup(ctx context.Context, title string, usernames ...str
 }
 
 // changeGroup makes, stores and sends a change of a group.
-func (c *Client) changeGroup(ctx context.Context, name string, edit func(*localGroup) (*group.State, *group.SignedChange, error)) error {
+func (c *Client) changeGroup(ctx context.Context, name string, adminOnly bool, edit func(*localGroup) (*group.State, *group.SignedChange, error)) error {
 	g, err := c.findGroup(ctx, name)
 	if err != nil {
 		return err
 	}
 	if _, ok := g.state.Member(c.accountID); !ok {
 		return ErrNotGroupMember
+	}
+	if adminOnly && !g.state.IsAdmin(c.accountID) {
+		return ErrNotGroupAdmin
 	}
 	st, ch, err := edit(g)
 	if errors.Is(err, group.ErrNotAdmin) {
@@ -356,7 +359,7 @@ func (c *Client) AddGroupMembers(ctx context.Context, name string, usernames ...
 		}
 		members = append(members, m)
 	}
-	return c.changeGroup(ctx, name, func(g *localGroup) (*group.State, *group.SignedChange, error) {
+	return c.changeGroup(ctx, name, true, func(g *localGroup) (*group.State, *group.SignedChange, error) {
 		return g.state.AddMembers(c.identity.Private, randReader, members...)
 	})
 }
@@ -365,7 +368,7 @@ func (c *Client) AddGroupMembers(ctx context.Context, name string, usernames ...
 // removed members cannot read what is sent to the group afterwards: every
 // remaining member starts a new sender key.
 func (c *Client) RemoveGroupMembers(ctx context.Context, name string, usernames ...string) error {
-	return c.changeGroup(ctx, name, func(g *localGroup) (*group.State, *group.SignedChange, error) {
+	return c.changeGroup(ctx, name, true, func(g *localGroup) (*group.State, *group.SignedChange, error) {
 		var ids []string
 		for _, u := range usernames {
 			u, err := normalizeUsername(u)
@@ -384,14 +387,14 @@ func (c *Client) RemoveGroupMembers(ctx context.Context, name string, usernames 
 
 // LeaveGroup takes this account out of a group.
 func (c *Client) LeaveGroup(ctx context.Context, name string) error {
-	return c.changeGroup(ctx, name, func(g *localGroup) (*group.State, *group.SignedChange, error) {
+	return c.changeGroup(ctx, name, false, func(g *localGroup) (*group.State, *group.SignedChange, error) {
 		return g.state.Leave(c.identity.Private, randReader)
 	})
 }
 
 // SetGroupTitle renames a group (an admin's change).
 func (c *Client) SetGroupTitle(ctx context.Context, name, title string) error {
-	return c.changeGroup(ctx, name, func(g *localGroup) (*group.State, *group.SignedChange, error) {
+	return c.changeGroup(ctx, name, true, func(g *localGroup) (*group.State, *group.SignedChange, error) {
 		return g.state.SetTitle(c.identity.Private, randReader, title)
 	})
 }
@@ -402,7 +405,7 @@ func (c *Client) SetGroupTimer(ctx context.Context, name string, d time.Duration
 	if d < 0 || d > MaxTimer || d%time.Second != 0 {
 		return fmt.Errorf("client: a timer is whole seconds between 0 and %v", MaxTimer)
 	}
-	return c.changeGroup(ctx, name, func(g *localGroup) (*group.State, *group.SignedChange, error) {
+	return c.changeGroup(ctx, name, true, func(g *localGroup) (*group.State, *group.SignedChange, error) {
 		return g.state.SetTimer(c.identity.Private, randReader, uint32(d/time.Second))
 	})
 }

@@ -255,6 +255,18 @@ type received struct {
 	Sent            string `json:"sent"`
 	Text            string `json:"text"`
 	IdentityChanged bool   `json:"identity_changed"`
+	Outgoing        bool   `json:"outgoing"`
+	To              string `json:"to"`
+	Group           *struct {
+		ID    string `json:"id"`
+		Title string `json:"title"`
+	} `json:"group"`
+	Attachment *struct {
+		FileName    string `json:"file_name"`
+		ContentType string `json:"content_type"`
+		Size        int64  `json:"size"`
+		Path        string `json:"path"`
+	} `json:"attachment"`
 }
 
 // receive runs receive --json and returns the messages.
