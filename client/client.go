@@ -118,6 +118,7 @@ var kdfParams = profile.DefaultKDF
 // Client is one registered device, its profile open.
 type Client struct {
 	st        *profile.Store
+	dir       string // the profile directory: attachments are encrypted to temporary files there
 	hc        *http.Client
 	serverURL string
 	accountID string
@@ -201,13 +202,14 @@ func defaultHTTPClient() *http.Client {
 	}
 }
 
-func newClient(st *profile.Store, a *profile.Account, opt Options) *Client {
+func newClient(st *profile.Store, dir string, a *profile.Account, opt Options) *Client {
 	hc := opt.HTTPClient
 	if hc == nil {
 		hc = defaultHTTPClient()
 	}
 	return &Client{
 		st:        st,
+		dir:       dir,
 		hc:        hc,
 		serverURL: a.ServerURL,
 		accountID: a.AccountID,
@@ -237,7 +239,7 @@ func Open(dir string, opt Options) (*Client, error) {
 		st.Close()
 		return nil, err
 	}
-	return newClient(st, a, opt), nil
+	return newClient(st, dir, a, opt), nil
 }
 
 // normalizeServerURL checks the server URL and drops a trailing slash.
@@ -394,7 +396,7 @@ func Register(ctx context.Context, dir, serverURL, username, invite string, opt 
 	if err != nil {
 		return nil, err
 	}
-	return newClient(st, &profile.Account{
+	return newClient(st, dir, &profile.Account{
 		ServerURL:      serverURL,
 		AccountID:      resp.AccountID,
 		Username:       username,
