@@ -121,7 +121,7 @@ var kdfParams = profile.DefaultKDF
 
 // Client is one registered device, its profile open.
 type Client struct {
-	dir       string // the profile directory
+	dir       string // the profile directory: attachments are encrypted to temporary files there
 	st        *profile.Store
 	hc        *http.Client
 	serverURL string

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/blob"
 	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/internal/store/sqlite"
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,6 +59,8 @@ func serve(args []string) int {
 	maxEnvelope := fs.Int("max-envelope", server.DefaultMaxEnvelope, "largest envelope content per device, in `bytes`")
 	maxQueue := fs.Int("max-queue", server.DefaultMaxQueue, "most envelopes queued per device")
 	messageTTL := fs.Duration("message-ttl", server.DefaultMessageTTL, "how long undelivered envelopes are kept")
+	maxAttachment := fs.Int64("max-attachment", api.MaxAttachmentSize, "largest attachment plaintext, in `bytes` (the blob is up to ~5% larger)")
+	attachmentTTL := fs.Duration("attachment-ttl", server.DefaultAttachmentTTL, "how long finished attachments are kept")
 	logFormat := fs.String("log-format", "text", "log `format` on standard error: text or json")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -96,16 +99,24 @@ func serve(args []string) int {
 		}
 	}()
 
+	blobs, err := blob.NewFS(filepath.Join(*data, "attachments"), nil)
+	if err != nil {
+		return fail(err)
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(server.Config{
-		Store:        st,
-		Registration: *registration,
-		MaxEnvelope:  *maxEnvelope,
-		MaxQueue:     *maxQueue,
-		MessageTTL:   *messageTTL,
-		Logger:       log,
-		Registerer:   reg,
+		Store:         st,
+		Registration:  *registration,
+		MaxEnvelope:   *maxEnvelope,
+		MaxQueue:      *maxQueue,
+		MessageTTL:    *messageTTL,
+		Blobs:         blobs,
+		MaxAttachment: *maxAttachment,
+		AttachmentTTL: *attachmentTTL,
+		Logger:        log,
+		Registerer:    reg,
 	})
 	if err != nil {
 		return fail(err)

@@ -70,6 +70,7 @@ func (s *Server) routes() http.Handler {
 	handle("GET "+api.PathBundle, s.limitIP(s.authed(s.handleBundle)))
 	handle("PUT "+api.PathMessages, s.limitIP(s.authed(s.handleSend)))
 	handle("GET "+api.PathWebSocket, s.limitIP(s.authed(s.handleWebSocket)))
+	s.attachmentRoutes(handle)
 	handle("GET "+api.PathHealth, s.handleHealth)
 	mux.Handle("GET "+api.PathMetrics, s.metricsHandler())
 	return s.outer(mux)

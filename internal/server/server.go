@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/blob"
 	"github.com/doorless/doorless/internal/broker"
 	"github.com/doorless/doorless/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -100,6 +101,22 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// Blobs stores attachments (doorlessd: blob.NewFS in the data
+	// directory's "attachments"); nil disables the attachment endpoints,
+	// which then answer 404.
+	Blobs blob.Store
+	// MaxAttachment bounds an attachment's plaintext, in bytes (default
+	// api.MaxAttachmentSize); an upload may declare at most
+	// api.AttachmentBlobSize(MaxAttachment) bytes of blob.
+	MaxAttachment int64
+	// MaxAttachmentChunk bounds one upload chunk, in bytes (default
+	// DefaultMaxAttachmentChunk).
+	MaxAttachmentChunk int64
+	// AttachmentTTL is how long a finished attachment is kept (default
+	// DefaultAttachmentTTL); unfinished uploads go after
+	// AttachmentIdleTimeout without progress.
+	AttachmentTTL time.Duration
 }
 
 // Server serves the Doorless API.
@@ -124,6 +141,7 @@ type Server struct {
 	drain            chan struct{}
 
 	ipLimit, accountLimit *limiter
+	att                   *attachments
 	names                 nameCache
 	dummyHash             [sha256.Size]byte
 
@@ -196,6 +214,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	att, err := newAttachments(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg:          cfg,
 		st:           cfg.Store,
@@ -205,6 +227,7 @@ func New(cfg Config) (*Server, error) {
 		met:          met,
 		ipLimit:      newLimiter(cfg.IPRate, cfg.RateLimitEntries),
 		accountLimit: newLimiter(cfg.AccountRate, cfg.RateLimitEntries),
+		att:          att,
 		pingInterval: pingInterval,
 		pongTimeout:  pongTimeout,
 		writeTimeout: writeTimeout,
@@ -244,7 +267,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	return hs.Serve(ln)
 }
 
-// Run expires undelivered envelopes older than MessageTTL every
+// Run expires undelivered envelopes older than MessageTTL, attachments
+// older than AttachmentTTL and uploads idle for AttachmentIdleTimeout every
 // SweepInterval, and prunes the rate limiters, until ctx is done.
 func (s *Server) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.SweepInterval)
@@ -271,6 +295,7 @@ func (s *Server) sweep(ctx context.Context) {
 		s.log.Info("expired envelopes", "count", n)
 	}
 	s.sweepProvisioning(ctx, now)
+	s.sweepAttachments(ctx, now)
 	s.ipLimit.prune(now)
 	s.accountLimit.prune(now)
 }
