@@ -15,6 +15,7 @@ import (
 	"github.com/doorless/doorless/client/internal/content"
 	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/blob"
 	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/internal/store/sqlite"
 )
@@ -51,6 +52,9 @@ func newWrappedServer(t *testing.T, mod func(*server.Config), wrap func(http.Han
 		Store:       st,
 		IPRate:      server.RateLimit{Rate: -1},
 		AccountRate: server.RateLimit{Rate: -1},
+	}
+	if cfg.Blobs, err = blob.NewFS(t.TempDir(), nil); err != nil {
+		t.Fatal(err)
 	}
 	if mod != nil {
 		mod(&cfg)

@@ -446,3 +446,58 @@ func scanFor(t *testing.T, dir, s string) {
 		return nil
 	})
 }
+
+// TestFileMessages: a file sent with a message reaches every device of the
+// recipient, saved under a sanitised name in the downloads directory with
+// the type detected from its bytes; a view-once file opens once.
+func TestFileMessages(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, bdir := s.register(t, "bob", Options{})
+	bob2, b2dir := s.link(t, bob, "bob2")
+	src := filepath.Join(t.TempDir(), "..evil\x1b[31m.png")
+	png := append([]byte("\x89PNG\r\n\x1a\n"), bytes.Repeat([]byte("pixels"), 50_000)...)
+	if err := os.WriteFile(src, png, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendMessage(ctxT(t), "bob", Outgoing{Text: "a picture", File: src}); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []*Client{bob, bob2} {
+		dir := []string{bdir, b2dir}[i]
+		ms := messages(receive(t, c))
+		if len(ms) != 1 || ms[0].Attachment == nil {
+			t.Fatalf("bob.%d got %+v", c.DeviceID(), ms)
+		}
+		a := ms[0].Attachment
+		if a.Err != "" || a.ContentType != "image/png" || a.Size != int64(len(png)) || filepath.Dir(a.Path) != filepath.Join(dir, DownloadsDir) {
+			t.Fatalf("attachment %+v", a)
+		}
+		if strings.ContainsAny(filepath.Base(a.Path), "\x1b/") || strings.HasPrefix(filepath.Base(a.Path), ".") {
+			t.Fatalf("unsanitised name %q", a.Path)
+		}
+		got, err := os.ReadFile(a.Path)
+		if err != nil || !bytes.Equal(got, png) {
+			t.Fatalf("saved file differs (%v)", err)
+		}
+	}
+
+	if _, err := alice.SendMessage(ctxT(t), "bob", Outgoing{File: src, ViewOnce: true}); err != nil {
+		t.Fatal(err)
+	}
+	ms := messages(receive(t, bob))
+	if len(ms) != 1 || ms[0].Attachment == nil || !ms[0].Attachment.ViewOnce || ms[0].Attachment.Path != "" {
+		t.Fatalf("view-once message %+v", ms)
+	}
+	var out bytes.Buffer
+	if err := bob.OpenViewOnce(ctxT(t), ms[0].ID, &out); err != nil || !bytes.Equal(out.Bytes(), png) {
+		t.Fatalf("OpenViewOnce: %v", err)
+	}
+	if err := bob.OpenViewOnce(ctxT(t), ms[0].ID, &out); !errors.Is(err, ErrAlreadyOpened) {
+		t.Fatalf("second OpenViewOnce = %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(bdir, viewOnceDir)); len(ents) != 0 {
+		t.Fatalf("view-once blobs left: %v", ents)
+	}
+}
