@@ -199,13 +199,6 @@ type inboxIdentity struct {
 	Verified bool   `json:"verified,omitempty"`
 }
 
-func msOrZero(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
-
 func timeOrZero(ms int64) time.Time {
 	if ms == 0 {
 		return time.Time{}

@@ -120,3 +120,39 @@ func TestLinkedDevicesGroupsTimers(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFileThroughTheBinaries: send --file, saved by receive under the
+// profile's downloads with a sanitised name; the server's data directory
+// holds no byte of the file in the clear.
+func TestFileThroughTheBinaries(t *testing.T) {
+	t.Parallel()
+	s, alice, bob := startPair(t)
+	secret := strings.Repeat("confidential attachment line\n", 2000)
+	src := filepath.Join(t.TempDir(), "report.txt")
+	if err := os.WriteFile(src, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	alice.must("", "send", "bob", "--file", src, "the report")
+	got := bob.receive()
+	if len(got) != 1 || got[0].Text != "the report" || got[0].Attachment == nil {
+		t.Fatalf("bob got %+v", got)
+	}
+	a := got[0].Attachment
+	if filepath.Base(a.Path) != "report.txt" || !strings.HasPrefix(a.ContentType, "text/plain") || filepath.Dir(a.Path) != filepath.Join(bob.profile, "downloads") {
+		t.Fatalf("attachment %+v", a)
+	}
+	b, err := os.ReadFile(a.Path)
+	if err != nil || string(b) != secret {
+		t.Fatalf("saved file differs: %v", err)
+	}
+	filepath.Walk(s.data, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return err
+		}
+		data, _ := os.ReadFile(p)
+		if bytes.Contains(data, []byte("confidential attachment")) {
+			t.Errorf("%s holds the file's text", p)
+		}
+		return nil
+	})
+}
