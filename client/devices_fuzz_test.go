@@ -1,0 +1,60 @@
+package client
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/devicelist"
+	"github.com/doorless/doorless/protocol/keys"
+)
+
+// FuzzParseProvision: the provisioning message decoder never accepts a
+// message whose identity key pair does not match, or whose device list does
+// not verify under it.
+func FuzzParseProvision(f *testing.F) {
+	id, err := keys.GenerateKeyPair(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	list, err := devicelist.Sign(id.Private, &devicelist.List{Version: 1, Timestamp: time.Now().UnixMilli(), Devices: []uint32{1}}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, _ := json.Marshal(&provision{Version: provisionVersion, AccountID: api.NewUUID(), Username: "alice",
+		IdentityPublic: id.Public.Bytes(), IdentityPrivate: id.Private.Bytes(), LinkToken: "tok", DeviceID: 2, DeviceList: list})
+	f.Add(good)
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, kp, l, err := parseProvision(b)
+		if err != nil {
+			return
+		}
+		if !kp.Private.PublicKey().Equal(kp.Public) {
+			t.Fatal("accepted a mismatched identity key pair")
+		}
+		if _, err := devicelist.Verify(kp.Public, p.DeviceList); err != nil || l.Contains(p.DeviceID) {
+			t.Fatal("accepted a device list that does not verify, or already holds the new device")
+		}
+	})
+}
+
+// FuzzParseLinkCode: what parses re-encodes to the same code.
+func FuzzParseLinkCode(f *testing.F) {
+	f.Add(linkCodePrefix + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+	f.Add("doorless-link:")
+	f.Fuzz(func(t *testing.T, code string) {
+		addr, pub, err := parseLinkCode(code)
+		if err != nil {
+			return
+		}
+		again, err := linkCode(addr, pub.Bytes())
+		if err != nil {
+			t.Fatalf("re-encoding a parsed code: %v", err)
+		}
+		if _, _, err := parseLinkCode(again); err != nil {
+			t.Fatalf("re-encoded code does not parse: %v", err)
+		}
+	})
+}
