@@ -2,9 +2,6 @@ package senderkey
 
 import (
 	"crypto/aes"
-	"crypto/cipher"
-	"crypto/subtle"
-	"errors"
 	"math"
 
 	"github.com/doorless/doorless/protocol/internal/kdf"
@@ -75,43 +72,4 @@ func deriveMessageKeys(seed *[chainKeySize]byte) messageKeys {
 	copy(mk.key[:], okm[16:])
 	clear(okm[:])
 	return mk
-}
-
-// errBadPadding is returned by cbcDecrypt for input that is not a padded CBC ciphertext.
-var errBadPadding = errors.New("bad padding")
-
-// cbcEncrypt appends AES-256-CBC with PKCS#7 padding of plaintext to dst.
-func cbcEncrypt(dst []byte, k *messageKeys, plaintext []byte) []byte {
-	block, _ := aes.NewCipher(k.key[:]) // a 32-byte key cannot fail
-	pad := aes.BlockSize - len(plaintext)%aes.BlockSize
-	start := len(dst)
-	dst = append(dst, plaintext...)
-	for range pad {
-		dst = append(dst, byte(pad))
-	}
-	cipher.NewCBCEncrypter(block, k.iv[:]).CryptBlocks(dst[start:], dst[start:])
-	return dst
-}
-
-// cbcDecrypt reverses cbcEncrypt. The message's signature has been checked before, so
-// the padding check is no oracle to an outsider; it is constant-time all the same.
-func cbcDecrypt(k *messageKeys, ciphertext []byte) ([]byte, error) {
-	if len(ciphertext) == 0 || len(ciphertext)%aes.BlockSize != 0 {
-		return nil, errBadPadding
-	}
-	block, _ := aes.NewCipher(k.key[:])
-	out := make([]byte, len(ciphertext))
-	cipher.NewCBCDecrypter(block, k.iv[:]).CryptBlocks(out, ciphertext)
-	pad := int(out[len(out)-1])
-	if pad == 0 || pad > aes.BlockSize {
-		return nil, errBadPadding
-	}
-	good := 1
-	for _, b := range out[len(out)-pad:] {
-		good &= subtle.ConstantTimeByteEq(b, byte(pad))
-	}
-	if good != 1 {
-		return nil, errBadPadding
-	}
-	return out[:len(out)-pad], nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/doorless/doorless/protocol/internal/cbc"
 	"github.com/doorless/doorless/protocol/keys"
 )
 
@@ -183,7 +184,7 @@ func (r *Record) Encrypt(plaintext []byte, rnd io.Reader) ([]byte, error) {
 	ctLen := (len(plaintext)/aes.BlockSize + 1) * aes.BlockSize
 	b := make([]byte, 0, 48+ctLen+signatureSize)
 	b = appendMessagePrefix(b, r.id, s.chainID, s.chain.iteration, ctLen)
-	b = cbcEncrypt(b, &mk, plaintext)
+	b = cbc.Encrypt(b, &mk.key, &mk.iv, plaintext)
 	clear(mk.key[:])
 	sig, err := s.signing.Sign(rnd, b)
 	if err != nil {
@@ -311,7 +312,7 @@ func keepNewest(old, added []skippedKey) []skippedKey {
 // open decrypts one message's ciphertext with the keys of a message-key seed.
 func open(seed *[chainKeySize]byte, ciphertext []byte) ([]byte, error) {
 	mk := deriveMessageKeys(seed)
-	pt, err := cbcDecrypt(&mk, ciphertext)
+	pt, err := cbc.Decrypt(&mk.key, &mk.iv, ciphertext)
 	clear(mk.key[:])
 	if err != nil {
 		return nil, fmt.Errorf("%w: decryption failed: %v", ErrInvalidMessage, err)

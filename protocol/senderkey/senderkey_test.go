@@ -12,6 +12,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/doorless/doorless/protocol/internal/cbc"
+	"github.com/doorless/doorless/protocol/internal/wire"
 	"github.com/doorless/doorless/protocol/keys"
 )
 
@@ -368,7 +370,7 @@ func TestChainExhausted(t *testing.T) {
 	seed := s.chain.seed()
 	mk := deriveMessageKeys(&seed)
 	last := appendMessagePrefix(nil, testID, s.chainID, s.chain.iteration, 16)
-	last = cbcEncrypt(last, &mk, []byte("last"))
+	last = cbc.Encrypt(last, &mk.key, &mk.iv, []byte("last"))
 	sig, err := s.signing.Sign(nil, last)
 	if err != nil {
 		t.Fatal(err)
@@ -523,33 +525,33 @@ func TestParseRecordStrict(t *testing.T) {
 
 	st := g.sender.states[0].marshal()
 	rec := func(states ...[]byte) []byte {
-		b := appendBytesField([]byte{recordFormatV1}, recDistributionID, testID[:])
+		b := wire.AppendBytesField([]byte{recordFormatV1}, recDistributionID, testID[:])
 		for _, s := range states {
-			b = appendBytesField(b, recState, s)
+			b = wire.AppendBytesField(b, recState, s)
 		}
 		return b
 	}
 	otherPriv, _ := keys.GeneratePrivateKey(nil)
-	skippedAhead := appendBytesField(bytes.Clone(st), stSkipped, make([]byte, skippedEntrySize))
+	skippedAhead := wire.AppendBytesField(bytes.Clone(st), stSkipped, make([]byte, skippedEntrySize))
 	skippedAhead[len(skippedAhead)-skippedEntrySize] = 0xff // iteration 255, beyond the chain
 
 	cases := map[string][]byte{
 		"empty":               nil,
 		"format 2":            append([]byte{2}, good[1:]...),
-		"no distribution id":  appendBytesField([]byte{recordFormatV1}, recState, st),
-		"short id":            appendBytesField([]byte{recordFormatV1}, recDistributionID, testID[:15]),
-		"two ids":             appendBytesField(bytes.Clone(good), recDistributionID, testID[:]),
-		"unknown field":       appendVarintField(bytes.Clone(good), 9, 1),
-		"varint state":        appendVarintField(rec(), recState, 1),
+		"no distribution id":  wire.AppendBytesField([]byte{recordFormatV1}, recState, st),
+		"short id":            wire.AppendBytesField([]byte{recordFormatV1}, recDistributionID, testID[:15]),
+		"two ids":             wire.AppendBytesField(bytes.Clone(good), recDistributionID, testID[:]),
+		"unknown field":       wire.AppendVarintField(bytes.Clone(good), 9, 1),
+		"varint state":        wire.AppendVarintField(rec(), recState, 1),
 		"truncated":           good[:len(good)-1],
 		"same chain twice":    rec(st, st),
 		"too many chains":     rec(st, st, st, st, st, st),
-		"state unknown field": rec(appendVarintField(bytes.Clone(st), 9, 1)),
-		"state repeated key":  rec(appendBytesField(bytes.Clone(st), stChainKey, make([]byte, 32))),
-		"private mismatch":    rec(appendBytesField(g.members[0].states[0].marshal(), stPrivate, otherPriv.Bytes())),
-		"no chain key":        rec(appendVarintField(appendVarintField(nil, stChainID, 1), stIteration, 0)),
+		"state unknown field": rec(wire.AppendVarintField(bytes.Clone(st), 9, 1)),
+		"state repeated key":  rec(wire.AppendBytesField(bytes.Clone(st), stChainKey, make([]byte, 32))),
+		"private mismatch":    rec(wire.AppendBytesField(g.members[0].states[0].marshal(), stPrivate, otherPriv.Bytes())),
+		"no chain key":        rec(wire.AppendVarintField(wire.AppendVarintField(nil, stChainID, 1), stIteration, 0)),
 		"skipped ahead":       rec(skippedAhead),
-		"iteration too big":   rec(appendVarintField(nil, stIteration, 1<<32)),
+		"iteration too big":   rec(wire.AppendVarintField(nil, stIteration, 1<<32)),
 	}
 	for name, b := range cases {
 		if _, err := ParseRecord(b); !errors.Is(err, ErrCorruptRecord) {
@@ -573,10 +575,10 @@ func TestParseMessageErrors(t *testing.T) {
 		}
 		return append(b, sig...)
 	}
-	id := appendBytesField(nil, skmDistributionID, testID[:])
-	chain := appendVarintField(nil, skmChainID, 7)
-	iter := appendVarintField(nil, skmIteration, 0)
-	cipher := appendBytesField(nil, skmCiphertext, make([]byte, 16))
+	id := wire.AppendBytesField(nil, skmDistributionID, testID[:])
+	chain := wire.AppendVarintField(nil, skmChainID, 7)
+	iter := wire.AppendVarintField(nil, skmIteration, 0)
+	cipher := wire.AppendBytesField(nil, skmCiphertext, make([]byte, 16))
 
 	cases := map[string]struct {
 		b    []byte
@@ -587,12 +589,12 @@ func TestParseMessageErrors(t *testing.T) {
 		"version 4":        {append([]byte{0x43}, ct[1:]...), ErrUnsupportedVersion},
 		"no ciphertext":    {body(id, chain, iter), ErrInvalidMessage},
 		"no id":            {body(chain, iter, cipher), ErrInvalidMessage},
-		"short id":         {body(appendBytesField(nil, skmDistributionID, testID[:15]), chain, iter, cipher), ErrInvalidMessage},
-		"varint id":        {body(appendVarintField(nil, skmDistributionID, 1), chain, iter, cipher), ErrInvalidMessage},
+		"short id":         {body(wire.AppendBytesField(nil, skmDistributionID, testID[:15]), chain, iter, cipher), ErrInvalidMessage},
+		"varint id":        {body(wire.AppendVarintField(nil, skmDistributionID, 1), chain, iter, cipher), ErrInvalidMessage},
 		"bad protobuf":     {body([]byte{0x0a, 0x20}), ErrInvalidMessage},
 		"skdm as message":  {skdm.Bytes(), ErrInvalidMessage},
 		"too big":          {make([]byte, MaxMessageSize+1), ErrInvalidMessage},
-		"ok despite extra": {body(id, chain, iter, cipher, appendVarintField(nil, 9, 1)), nil},
+		"ok despite extra": {body(id, chain, iter, cipher, wire.AppendVarintField(nil, 9, 1)), nil},
 	}
 	for name, c := range cases {
 		_, err := ParseMessage(c.b)
@@ -622,16 +624,16 @@ func TestParseDistributionMessageErrors(t *testing.T) {
 		t.Fatal("parsed distribution message differs")
 	}
 	field := func(num protowire.Number, v []byte) []byte {
-		return appendBytesField([]byte{0x33}, num, v)
+		return wire.AppendBytesField([]byte{0x33}, num, v)
 	}
 	key := skdm.SigningKey().Bytes()
 	badKey := append([]byte{0x06}, key[1:]...)
 	cases := map[string][]byte{
 		"short":       good[:64],
 		"version 2":   append([]byte{0x23}, good[1:]...),
-		"no key":      bytes.TrimSuffix(good, appendBytesField(nil, skdmSigningKey, key)),
-		"bad key":     append(bytes.TrimSuffix(good, appendBytesField(nil, skdmSigningKey, key)), appendBytesField(nil, skdmSigningKey, badKey)...),
-		"short chain": append(bytes.Clone(good), appendBytesField(nil, skdmChainKey, make([]byte, 31))...),
+		"no key":      bytes.TrimSuffix(good, wire.AppendBytesField(nil, skdmSigningKey, key)),
+		"bad key":     append(bytes.TrimSuffix(good, wire.AppendBytesField(nil, skdmSigningKey, key)), wire.AppendBytesField(nil, skdmSigningKey, badKey)...),
+		"short chain": append(bytes.Clone(good), wire.AppendBytesField(nil, skdmChainKey, make([]byte, 31))...),
 		"only a key":  field(skdmSigningKey, append(key, make([]byte, 40)...)),
 	}
 	for name, b := range cases {

@@ -43,39 +43,29 @@ var _ encoding.BinaryMarshaler = (*Record)(nil)
 // MarshalBinary encodes the record, secrets included: store it as the secret it is.
 func (r *Record) MarshalBinary() ([]byte, error) {
 	b := []byte{recordFormatV1}
-	b = appendBytesField(b, recDistributionID, r.id[:])
+	b = wire.AppendBytesField(b, recDistributionID, r.id[:])
 	for _, s := range r.states {
-		b = appendBytesField(b, recState, s.marshal())
+		b = wire.AppendBytesField(b, recState, s.marshal())
 	}
 	return b, nil
 }
 
 func (s *state) marshal() []byte {
-	b := appendVarintField(nil, stChainID, uint64(s.chainID))
-	b = appendVarintField(b, stIteration, uint64(s.chain.iteration))
-	b = appendBytesField(b, stChainKey, s.chain.key[:])
-	b = appendBytesField(b, stSigningKey, s.signingKey.Bytes())
+	b := wire.AppendVarintField(nil, stChainID, uint64(s.chainID))
+	b = wire.AppendVarintField(b, stIteration, uint64(s.chain.iteration))
+	b = wire.AppendBytesField(b, stChainKey, s.chain.key[:])
+	b = wire.AppendBytesField(b, stSigningKey, s.signingKey.Bytes())
 	if s.signing != nil {
-		b = appendBytesField(b, stPrivate, s.signing.Bytes())
+		b = wire.AppendBytesField(b, stPrivate, s.signing.Bytes())
 	}
 	var e [skippedEntrySize]byte
 	for _, k := range s.skipped {
 		binary.LittleEndian.PutUint32(e[:4], k.iteration)
 		copy(e[4:], k.seed[:])
-		b = appendBytesField(b, stSkipped, e[:])
+		b = wire.AppendBytesField(b, stSkipped, e[:])
 	}
 	clear(e[:])
 	return b
-}
-
-func appendBytesField(b []byte, num protowire.Number, v []byte) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, v)
-}
-
-func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
 }
 
 // ParseRecord decodes a record made by MarshalBinary. Anything malformed is rejected

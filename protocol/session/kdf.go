@@ -1,10 +1,7 @@
 package session
 
 import (
-	"crypto/aes"
 	"crypto/sha256"
-	"crypto/subtle"
-	"errors"
 	"hash"
 
 	"github.com/doorless/doorless/protocol/internal/kdf"
@@ -133,55 +130,4 @@ func deriveMessageKeys(seed *[32]byte, pqrKey []byte) messageKeys {
 	copy(mk.iv[:], okm[64:])
 	clear(okm[:])
 	return mk
-}
-
-// errBadPadding is returned by cbcDecrypt for input that is not a padded CBC ciphertext.
-var errBadPadding = errors.New("bad padding")
-
-// cbcEncrypt is AES-256-CBC with PKCS#7 padding, appended to dst. The chaining is done
-// here rather than with cipher.NewCBCEncrypter, which allocates.
-func cbcEncrypt(dst []byte, k *messageKeys, plaintext []byte) []byte {
-	block, _ := aes.NewCipher(k.cipher[:])
-	pad := aes.BlockSize - len(plaintext)%aes.BlockSize
-	start := len(dst)
-	dst = append(dst, plaintext...)
-	for range pad {
-		dst = append(dst, byte(pad))
-	}
-	prev := k.iv[:]
-	for b := dst[start:]; len(b) > 0; b = b[aes.BlockSize:] {
-		subtle.XORBytes(b[:aes.BlockSize], b[:aes.BlockSize], prev)
-		block.Encrypt(b[:aes.BlockSize], b[:aes.BlockSize])
-		prev = b[:aes.BlockSize]
-	}
-	return dst
-}
-
-// cbcDecrypt reverses cbcEncrypt.
-func cbcDecrypt(k *messageKeys, ciphertext []byte) ([]byte, error) {
-	if len(ciphertext) == 0 || len(ciphertext)%aes.BlockSize != 0 {
-		return nil, errBadPadding
-	}
-	block, _ := aes.NewCipher(k.cipher[:])
-	out := make([]byte, len(ciphertext))
-	prev := k.iv[:]
-	for i := 0; i < len(ciphertext); i += aes.BlockSize {
-		block.Decrypt(out[i:i+aes.BlockSize], ciphertext[i:i+aes.BlockSize])
-		subtle.XORBytes(out[i:i+aes.BlockSize], out[i:i+aes.BlockSize], prev)
-		prev = ciphertext[i : i+aes.BlockSize]
-	}
-	pad := int(out[len(out)-1])
-	if pad == 0 || pad > aes.BlockSize {
-		return nil, errBadPadding
-	}
-	// The MAC has been checked before decryption, so this check is not an oracle; it
-	// is constant-time all the same.
-	good := 1
-	for _, b := range out[len(out)-pad:] {
-		good &= subtle.ConstantTimeByteEq(b, byte(pad))
-	}
-	if good != 1 {
-		return nil, errBadPadding
-	}
-	return out[:len(out)-pad], nil
 }

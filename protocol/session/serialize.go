@@ -86,28 +86,18 @@ func (r *Record) MarshalBinary() ([]byte, error) {
 	return b, nil
 }
 
-func appendBytesField(b []byte, num protowire.Number, v []byte) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, v)
-}
-
-func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
-}
-
 func (c *chain) marshal(priv *keys.PrivateKey) []byte {
-	b := appendBytesField(nil, chRatchetKey, c.ratchetKey[:])
-	b = appendBytesField(b, chKey, c.key[:])
-	b = appendVarintField(b, chIndex, uint64(c.index))
+	b := wire.AppendBytesField(nil, chRatchetKey, c.ratchetKey[:])
+	b = wire.AppendBytesField(b, chKey, c.key[:])
+	b = wire.AppendVarintField(b, chIndex, uint64(c.index))
 	if priv != nil {
-		b = appendBytesField(b, chPrivate, priv.Bytes())
+		b = wire.AppendBytesField(b, chPrivate, priv.Bytes())
 	}
 	var e [skippedEntrySize]byte
 	for _, k := range c.skipped {
 		binary.LittleEndian.PutUint32(e[:4], k.index)
 		copy(e[4:], k.seed[:])
-		b = appendBytesField(b, chSkipped, e[:])
+		b = wire.AppendBytesField(b, chSkipped, e[:])
 	}
 	return b
 }
@@ -120,36 +110,36 @@ func (s *state) marshal() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := appendVarintField(nil, stVersion, uint64(s.version))
-	b = appendBytesField(b, stLocalIdentity, s.localIdentity[:])
-	b = appendBytesField(b, stRemoteIdentity, s.remoteIdentity[:])
-	b = appendVarintField(b, stLocalRegID, uint64(s.localRegID))
-	b = appendVarintField(b, stRemoteRegID, uint64(s.remoteRegID))
-	b = appendBytesField(b, stAliceBaseKey, s.aliceBaseKey[:])
+	b := wire.AppendVarintField(nil, stVersion, uint64(s.version))
+	b = wire.AppendBytesField(b, stLocalIdentity, s.localIdentity[:])
+	b = wire.AppendBytesField(b, stRemoteIdentity, s.remoteIdentity[:])
+	b = wire.AppendVarintField(b, stLocalRegID, uint64(s.localRegID))
+	b = wire.AppendVarintField(b, stRemoteRegID, uint64(s.remoteRegID))
+	b = wire.AppendBytesField(b, stAliceBaseKey, s.aliceBaseKey[:])
 	if s.selfSession {
-		b = appendVarintField(b, stSelfSession, 1)
+		b = wire.AppendVarintField(b, stSelfSession, 1)
 	}
-	b = appendBytesField(b, stRoot, s.root[:])
-	b = appendBytesField(b, stSender, s.sender.marshal(s.senderPrivate))
+	b = wire.AppendBytesField(b, stRoot, s.root[:])
+	b = wire.AppendBytesField(b, stSender, s.sender.marshal(s.senderPrivate))
 	for i := range s.receivers {
-		b = appendBytesField(b, stReceiver, s.receivers[i].marshal(nil))
+		b = wire.AppendBytesField(b, stReceiver, s.receivers[i].marshal(nil))
 	}
-	b = appendVarintField(b, stPreviousCounter, uint64(s.previousCounter))
-	b = appendBytesField(b, stPQR, pqr)
+	b = wire.AppendVarintField(b, stPreviousCounter, uint64(s.previousCounter))
+	b = wire.AppendBytesField(b, stPQR, pqr)
 	if p := s.pending; p != nil {
 		var pb []byte
 		if p.hasPreKeyID {
-			pb = appendVarintField(pb, ppPreKeyID, uint64(p.preKeyID))
+			pb = wire.AppendVarintField(pb, ppPreKeyID, uint64(p.preKeyID))
 		}
-		pb = appendVarintField(pb, ppSignedPreKeyID, uint64(p.signedPreKeyID))
-		pb = appendVarintField(pb, ppKyberPreKeyID, uint64(p.kyberPreKeyID))
-		pb = appendBytesField(pb, ppKyberCT, p.kyberCiphertext)
-		pb = appendBytesField(pb, ppBaseKey, p.baseKey[:])
-		pb = appendVarintField(pb, ppCreatedAt, uint64(p.createdAt.UnixNano()))
+		pb = wire.AppendVarintField(pb, ppSignedPreKeyID, uint64(p.signedPreKeyID))
+		pb = wire.AppendVarintField(pb, ppKyberPreKeyID, uint64(p.kyberPreKeyID))
+		pb = wire.AppendBytesField(pb, ppKyberCT, p.kyberCiphertext)
+		pb = wire.AppendBytesField(pb, ppBaseKey, p.baseKey[:])
+		pb = wire.AppendVarintField(pb, ppCreatedAt, uint64(p.createdAt.UnixNano()))
 		if p.addresses != nil {
-			pb = appendBytesField(pb, ppAddresses, p.addresses)
+			pb = wire.AppendBytesField(pb, ppAddresses, p.addresses)
 		}
-		b = appendBytesField(b, stPending, pb)
+		b = wire.AppendBytesField(b, stPending, pb)
 	}
 	return b, nil
 }

@@ -10,6 +10,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/doorless/doorless/protocol/internal/cbc"
 	"github.com/doorless/doorless/protocol/internal/wire"
 	"github.com/doorless/doorless/protocol/keys"
 	"github.com/doorless/doorless/protocol/spqr"
@@ -202,7 +203,7 @@ func (s *state) encrypt(plaintext []byte, now time.Time, r io.Reader) (MessageTy
 	buf := make([]byte, 0, 1+body.Size()+binary.MaxVarintLen32+ctLen+macSize)
 	buf = append(buf, versionByte)
 	buf = body.AppendPrefix(buf, ctLen)
-	buf = cbcEncrypt(buf, &mk, plaintext)
+	buf = cbc.Encrypt(buf, &mk.cipher, &mk.iv, plaintext)
 	buf = body.AppendSuffix(buf)
 	mac := computeMAC(&s.mac, &mk.mac, s.localIdentity, s.remoteIdentity, buf)
 	buf = append(buf, mac[:]...)
@@ -321,7 +322,7 @@ func (s *state) decrypt(m *SignalMessage, addrs *addressPair, r io.Reader) ([]by
 	if !m.verifyMAC(&s.mac, &mk.mac, s.remoteIdentity, s.localIdentity, addrs) {
 		return nil, fmt.Errorf("%w: bad MAC", ErrInvalidMessage)
 	}
-	plaintext, err := cbcDecrypt(&mk, m.body.Ciphertext)
+	plaintext, err := cbc.Decrypt(&mk.cipher, &mk.iv, m.body.Ciphertext)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidMessage, err)
 	}

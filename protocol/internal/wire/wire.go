@@ -269,3 +269,16 @@ func bytesSize(num protowire.Number, b []byte) int {
 func varintSize(num protowire.Number, v uint32) int {
 	return protowire.SizeTag(num) + protowire.SizeVarint(uint64(v))
 }
+
+// AppendBytesField appends a bytes field (tag and length-prefixed value) to b,
+// even an empty one: the record formats built with it mark presence so.
+func AppendBytesField(b []byte, num protowire.Number, v []byte) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
+}
+
+// AppendVarintField appends a varint field to b, even a zero one.
+func AppendVarintField(b []byte, num protowire.Number, v uint64) []byte {
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
