@@ -1,14 +1,18 @@
 // Package client is the Doorless client SDK: it registers a device with a
-// doorlessd server, keeps the device's keys and sessions in a local profile,
-// sends end-to-end encrypted messages (the Signal protocol: PQXDH and the
-// Double Ratchet with SPQR, from protocol/session) and receives them over the
-// delivery WebSocket.
+// doorlessd server (Register) or links it to an existing account (Link),
+// keeps the device's keys, sessions, groups and message history in a local
+// profile, sends end-to-end encrypted messages (the Signal protocol: PQXDH
+// and the Double Ratchet with SPQR, from protocol/session; sender keys for
+// groups, from protocol/senderkey) with encrypted files, and receives them
+// over the delivery WebSocket. Messages disappear after their conversation's
+// timer on every device.
 //
 // A profile is a directory holding one SQLite database, profile.db, created
-// with mode 0600 in a directory created with mode 0700. With
-// Options.Passphrase set, every secret in it (private keys, the device
-// password, session records, messages not yet handed to the application) is
-// sealed with AES-256-GCM under a key derived from the passphrase with
+// with mode 0600 in a directory created with mode 0700, and the files
+// received (downloads/) and view-once files not yet opened, still encrypted
+// (viewonce/). With Options.Passphrase set, every secret in the database
+// (private keys, the device password, session and sender-key records,
+// groups, the message history) is sealed with AES-256-GCM under a key derived from the passphrase with
 // argon2id. Without a passphrase those secrets are stored in the clear and
 // protected only by the file's mode: anyone who can read the file can read
 // them.
@@ -302,33 +306,22 @@ func Register(ctx context.Context, dir, serverURL, username, invite string, opt 
 	if err != nil {
 		return nil, fmt.Errorf("client: %v", err)
 	}
-	regID, err := keys.GenerateRegistrationID(nil)
+	list := &devicelist.List{Version: devicelist.FirstVersion, Timestamp: now.UnixMilli(), Devices: []uint32{api.PrimaryDeviceID}}
+	deviceList, err := devicelist.Sign(identity.Private, list, nil)
 	if err != nil {
 		return nil, fmt.Errorf("client: %v", err)
 	}
-	deviceList, err := devicelist.Sign(identity.Private, &devicelist.List{
-		Version: devicelist.FirstVersion, Timestamp: now.UnixMilli(), Devices: []uint32{api.PrimaryDeviceID},
-	}, nil)
+	regID, up, err := newDeviceKeys(ctx, st, identity, now)
 	if err != nil {
-		return nil, fmt.Errorf("client: %v", err)
+		return nil, err
 	}
 	req := &api.RegisterRequest{
 		Username:       username,
 		InviteCode:     invite,
 		IdentityKey:    identity.Public.Bytes(),
 		RegistrationID: regID,
+		Keys:           *up,
 		DeviceList:     deviceList,
-	}
-	err = st.Update(ctx, func(tx *profile.Tx) error {
-		up, err := initDevice(tx, identity, regID, now)
-		if err != nil {
-			return err
-		}
-		req.Keys = *up
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
 
 	if opt.HTTPClient == nil {
@@ -354,13 +347,34 @@ func Register(ctx context.Context, dir, serverURL, username, invite string, opt 
 	if !api.ValidUUID(resp.AccountID) || resp.DeviceID < 1 || resp.DeviceID > api.MaxDevicesPerAccount || resp.Password == "" {
 		return nil, errors.New("client: register: the server's answer is malformed")
 	}
-	// The account exists on the server now: store its credentials even if
-	// the caller has given up waiting.
-	err = st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error {
+	return joined(ctx, dir, st, opt, serverURL, username, &resp, regID, identity, list, deviceList)
+}
+
+// newDeviceKeys makes a new device's registration id and keys (see
+// initDevice) in its profile.
+func newDeviceKeys(ctx context.Context, st *profile.Store, identity keys.KeyPair, now time.Time) (uint32, *api.KeyUpload, error) {
+	regID, err := keys.GenerateRegistrationID(nil)
+	if err != nil {
+		return 0, nil, fmt.Errorf("client: %v", err)
+	}
+	var up *api.KeyUpload
+	err = st.Update(ctx, func(tx *profile.Tx) error {
+		up, err = initDevice(tx, identity, regID, now)
+		return err
+	})
+	return regID, up, err
+}
+
+// joined completes a new device's profile once the server has answered:
+// the device exists on the server now, so its credentials and the device
+// list it joined under are stored even if the caller has given up waiting.
+func joined(ctx context.Context, dir string, st *profile.Store, opt Options, serverURL, username string, resp *api.RegisterResponse,
+	regID uint32, identity keys.KeyPair, list *devicelist.List, signedList []byte) (*Client, error) {
+	err := st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error {
 		if err := tx.SetCredentials(serverURL, resp.AccountID, username, resp.DeviceID, resp.Password); err != nil {
 			return err
 		}
-		return tx.PutDeviceList(resp.AccountID, devicelist.FirstVersion, deviceList)
+		return tx.PutDeviceList(resp.AccountID, list.Version, signedList)
 	})
 	if err != nil {
 		return nil, err

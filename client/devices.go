@@ -162,37 +162,31 @@ func (c *Client) ownDevices(ctx context.Context) (*api.DevicesResponse, *devicel
 // starts, when a device is approved or removed, and when a message comes
 // from a device of this account it does not know.
 func (c *Client) hasOtherDevices(ctx context.Context) bool {
-	var other bool
-	c.st.View(ctx, func(tx *profile.Tx) error {
-		blob, _, err := tx.DeviceList(c.accountID)
-		if err != nil || blob == nil {
-			other = true // not known: try, the server will say
-			return err
-		}
-		l, err := devicelist.Verify(c.identity.Public, blob)
-		other = err != nil || len(l.Devices) > 1 || !l.Contains(c.deviceID)
-		return nil
-	})
-	return other
+	l := c.storedOwnList(ctx)
+	return l == nil || len(l.Devices) > 1 || !l.Contains(c.deviceID) // not known: try, the server will say
 }
 
 // learnOwnDevice refreshes this account's device list when a message came
 // from a device of it that the list this device holds does not name.
 func (c *Client) learnOwnDevice(ctx context.Context, id uint32) {
-	known := false
+	if l := c.storedOwnList(ctx); l == nil || !l.Contains(id) {
+		c.ownDevices(ctx)
+	}
+}
+
+// storedOwnList is this account's device list as this device last verified
+// it, or nil if it has none (or cannot read it).
+func (c *Client) storedOwnList(ctx context.Context) *devicelist.List {
+	var l *devicelist.List
 	c.st.View(ctx, func(tx *profile.Tx) error {
 		blob, _, err := tx.DeviceList(c.accountID)
 		if err != nil || blob == nil {
 			return err
 		}
-		if l, err := devicelist.Verify(c.identity.Public, blob); err == nil {
-			known = l.Contains(id)
-		}
+		l, _ = devicelist.Verify(c.identity.Public, blob)
 		return nil
 	})
-	if !known {
-		c.ownDevices(ctx)
-	}
+	return l
 }
 
 // maxListRetries bounds the retries of a device list change that lost a
@@ -452,10 +446,6 @@ func Link(ctx context.Context, dir, serverURL string, opt Options, show func(cod
 		}
 	}()
 	now := time.Now()
-	regID, err := keys.GenerateRegistrationID(nil)
-	if err != nil {
-		return nil, fmt.Errorf("client: %v", err)
-	}
 	next, err := list.With(p.DeviceID, now)
 	if err != nil {
 		return nil, fmt.Errorf("client: link: %v", err)
@@ -464,18 +454,11 @@ func Link(ctx context.Context, dir, serverURL string, opt Options, show func(cod
 	if err != nil {
 		return nil, fmt.Errorf("client: %v", err)
 	}
-	req := &api.LinkDeviceRequest{AccountID: p.AccountID, LinkToken: p.LinkToken, RegistrationID: regID, DeviceList: nextBlob}
-	err = st.Update(ctx, func(tx *profile.Tx) error {
-		up, err := initDevice(tx, identity, regID, now)
-		if err != nil {
-			return err
-		}
-		req.Keys = *up
-		return nil
-	})
+	regID, up, err := newDeviceKeys(ctx, st, identity, now)
 	if err != nil {
 		return nil, err
 	}
+	req := &api.LinkDeviceRequest{AccountID: p.AccountID, LinkToken: p.LinkToken, RegistrationID: regID, Keys: *up, DeviceList: nextBlob}
 	var resp api.RegisterResponse
 	if err := doJSON(ctx, hc, http.MethodPost, serverURL+api.PathDevices, "", "", req, &resp); err != nil {
 		return nil, fmt.Errorf("client: link: %w", err)
@@ -483,19 +466,9 @@ func Link(ctx context.Context, dir, serverURL string, opt Options, show func(cod
 	if resp.AccountID != p.AccountID || resp.DeviceID != p.DeviceID || resp.Password == "" {
 		return nil, errors.New("client: link: the server's answer is malformed")
 	}
-	err = st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error {
-		if err := tx.SetCredentials(serverURL, resp.AccountID, p.Username, resp.DeviceID, resp.Password); err != nil {
-			return err
-		}
-		return tx.PutDeviceList(resp.AccountID, next.Version, nextBlob)
-	})
-	if err != nil {
+	if c, err = joined(ctx, dir, st, opt, serverURL, p.Username, &resp, regID, identity, next, nextBlob); err != nil {
 		return nil, err
 	}
-	c = newClient(dir, st, &profile.Account{
-		ServerURL: serverURL, AccountID: resp.AccountID, Username: p.Username, DeviceID: resp.DeviceID,
-		Password: resp.Password, RegistrationID: regID, Identity: identity,
-	}, opt)
 	// Say hello to the account's other devices, so that they learn of this
 	// one and send it the transcripts of what they send. A failure here
 	// leaves that to their next Receive.

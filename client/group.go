@@ -114,6 +114,10 @@ func isGroupID(s string) bool {
 	return err == nil
 }
 
+// isGroupName reports whether a conversation name names a group: "#" and
+// its title, or its id.
+func isGroupName(s string) bool { return strings.HasPrefix(s, "#") || isGroupID(s) }
+
 // findGroup finds a group by "#" and its title, or by its id in hex.
 func (c *Client) findGroup(ctx context.Context, name string) (*localGroup, error) {
 	var found []*localGroup
@@ -402,8 +406,8 @@ func (c *Client) SetGroupTitle(ctx context.Context, name, title string) error {
 // SetGroupTimer sets a group's disappearing-message timer (an admin's
 // change).
 func (c *Client) SetGroupTimer(ctx context.Context, name string, d time.Duration) error {
-	if d < 0 || d > MaxTimer || d%time.Second != 0 {
-		return fmt.Errorf("client: a timer is whole seconds between 0 and %v", MaxTimer)
+	if err := checkTimer(d); err != nil {
+		return err
 	}
 	return c.changeGroup(ctx, name, true, func(g *localGroup) (*group.State, *group.SignedChange, error) {
 		return g.state.SetTimer(c.identity.Private, randReader, uint32(d/time.Second))

@@ -29,6 +29,14 @@ const (
 // MaxTimer is the longest disappearing-message timer.
 const MaxTimer = content.MaxTimer * time.Second
 
+// checkTimer refuses a disappearing-message timer the format cannot carry.
+func checkTimer(d time.Duration) error {
+	if d < 0 || d > MaxTimer || d%time.Second != 0 {
+		return fmt.Errorf("client: a timer is whole seconds between 0 and %v", MaxTimer)
+	}
+	return nil
+}
+
 // putHistory keeps a message in the history.
 func putHistory(tx *profile.Tx, m *storedMessage) error {
 	b, err := json.Marshal(m)
@@ -78,26 +86,25 @@ func (c *Client) outgoingContent(ctx context.Context, conv string, m Outgoing) (
 	return cont, nil
 }
 
+// messageFrom makes the parts of a stored message that come from its
+// content: text, timer, and when it disappears: the timer runs from when
+// this device sent or got it (now).
+func messageFrom(cont *content.Content, now time.Time) *storedMessage {
+	m := &storedMessage{Sent: cont.Timestamp, Text: cont.Body, ExpiresIn: int64(cont.ExpireTimer), TimerUpdate: cont.TimerUpdate}
+	if cont.ExpireTimer > 0 && !cont.TimerUpdate {
+		m.Expires = now.Add(time.Duration(cont.ExpireTimer) * time.Second).UnixMilli()
+	}
+	return m
+}
+
 // keepSent keeps a message this device sent in its history.
 func (c *Client) keepSent(ctx context.Context, id, to string, group *GroupRef, cont *content.Content) error {
 	now := c.now()
-	m := &storedMessage{
-		ID:          id,
-		From:        c.username,
-		FromDevice:  c.deviceID,
-		Sent:        cont.Timestamp,
-		Received:    now.UnixMilli(),
-		Text:        cont.Body,
-		Outgoing:    true,
-		To:          to,
-		ExpiresIn:   int64(cont.ExpireTimer),
-		TimerUpdate: cont.TimerUpdate,
-	}
+	m := messageFrom(cont, now)
+	m.ID, m.From, m.FromDevice, m.Received = id, c.username, c.deviceID, now.UnixMilli()
+	m.Outgoing, m.To = true, to
 	if group != nil {
 		m.GroupID, m.GroupTitle = group.ID, group.Title
-	}
-	if cont.ExpireTimer > 0 && !cont.TimerUpdate {
-		m.Expires = now.Add(time.Duration(cont.ExpireTimer) * time.Second).UnixMilli()
 	}
 	if a := cont.Attachment; a != nil {
 		// The sender has the file already; it keeps only its name.
@@ -113,10 +120,10 @@ func (c *Client) keepSent(ctx context.Context, id, to string, group *GroupRef, c
 // group (to: "#" and its title, or its id), it is a change of the group that
 // an admin signs (see SetGroupTimer).
 func (c *Client) SetTimer(ctx context.Context, to string, d time.Duration) error {
-	if d < 0 || d > MaxTimer || d%time.Second != 0 {
-		return fmt.Errorf("client: a timer is whole seconds between 0 and %v", MaxTimer)
+	if err := checkTimer(d); err != nil {
+		return err
 	}
-	if strings.HasPrefix(to, "#") || isGroupID(to) {
+	if isGroupName(to) {
 		return c.SetGroupTimer(ctx, to, d)
 	}
 	username, err := normalizeUsername(to)
@@ -134,7 +141,7 @@ func (c *Client) SetTimer(ctx context.Context, to string, d time.Duration) error
 // Timer returns the disappearing-message timer of a conversation (a
 // username, or "#" and a group's title, or a group id).
 func (c *Client) Timer(ctx context.Context, with string) (time.Duration, error) {
-	if strings.HasPrefix(with, "#") || isGroupID(with) {
+	if isGroupName(with) {
 		g, err := c.findGroup(ctx, with)
 		if err != nil {
 			return 0, err
@@ -161,7 +168,7 @@ func (c *Client) Messages(ctx context.Context, with string, limit int) ([]*Messa
 		return nil, err
 	}
 	var conv string
-	if strings.HasPrefix(with, "#") || isGroupID(with) {
+	if isGroupName(with) {
 		g, err := c.findGroup(ctx, with)
 		if err != nil {
 			return nil, err
@@ -199,9 +206,15 @@ func (c *Client) Messages(ctx context.Context, with string, limit int) ([]*Messa
 // and checkpoints the profile so that the deleted text is gone from the
 // write-ahead log too (the database zeroes deleted rows: secure_delete).
 func (c *Client) sweepExpired(ctx context.Context) error {
+	// Most calls find nothing due: a read, not a write transaction that
+	// would hold off other processes on the profile every second.
+	next, err := c.NextExpiry(ctx)
+	if err != nil || next.IsZero() || next.After(c.now()) {
+		return err
+	}
 	var files []string
 	n := 0
-	err := c.st.Update(ctx, func(tx *profile.Tx) error {
+	err = c.st.Update(ctx, func(tx *profile.Tx) error {
 		files, n = nil, 0
 		expired, err := tx.Expired(c.now())
 		if err != nil {

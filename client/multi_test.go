@@ -429,22 +429,27 @@ func TestDisappearingMessages(t *testing.T) {
 	}
 }
 
-// scanFor fails if any file under dir holds s.
+// scanFor fails if any file under dir holds s, or if dir holds no file.
 func scanFor(t *testing.T, dir, s string) {
 	t.Helper()
-	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || fi.IsDir() {
+	n := 0
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
 			return err
 		}
 		b, err := os.ReadFile(p)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
+		n++
 		if bytes.Contains(b, []byte(s)) {
 			t.Errorf("%s still holds %q", p, s)
 		}
 		return nil
 	})
+	if err != nil || n == 0 {
+		t.Fatalf("scanning %s: %d files, %v", dir, n, err)
+	}
 }
 
 // TestFileMessages: a file sent with a message reaches every device of the

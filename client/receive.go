@@ -656,22 +656,10 @@ func (c *Client) pairwiseContent(tx *profile.Tx, env *api.Envelope, from string,
 
 // newStoredMessage makes the stored form of a message received.
 func (c *Client) newStoredMessage(env *api.Envelope, from string, cont *content.Content, now time.Time) *storedMessage {
-	m := &storedMessage{
-		ID:          env.ID,
-		From:        from,
-		FromDevice:  env.SourceDevice,
-		Sent:        cont.Timestamp,
-		Received:    env.ServerTimestamp,
-		Text:        cont.Body,
-		ExpiresIn:   int64(cont.ExpireTimer),
-		TimerUpdate: cont.TimerUpdate,
-	}
+	m := messageFrom(cont, now)
+	m.ID, m.From, m.FromDevice, m.Received = env.ID, from, env.SourceDevice, env.ServerTimestamp
 	if cont.Sync {
 		m.Outgoing, m.To = true, cont.Destination
-	}
-	if cont.ExpireTimer > 0 && !cont.TimerUpdate {
-		// The timer runs from when this device got the message.
-		m.Expires = now.Add(time.Duration(cont.ExpireTimer) * time.Second).UnixMilli()
 	}
 	if a := cont.Attachment; a != nil {
 		m.Attachment = &storedAttachment{

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/doorless/doorless/client/internal/content"
@@ -81,7 +80,7 @@ type Outgoing struct {
 // extra and stale devices, a bounded number of times. ErrUnknownUser when
 // the server has no such user.
 func (c *Client) SendMessage(ctx context.Context, to string, m Outgoing) (*SendResult, error) {
-	if strings.HasPrefix(to, "#") || isGroupID(to) {
+	if isGroupName(to) {
 		return c.sendGroup(ctx, to, m)
 	}
 	username, err := normalizeUsername(to)

@@ -181,17 +181,24 @@ func newFlagSet(name string) *flag.FlagSet {
 	return fs
 }
 
+// parseFlags parses the flags at the start of args: --help is flag.ErrHelp,
+// anything wrong a usage error.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return usagef("%s: %v", fs.Name(), err)
+	}
+	return err
+}
+
 // parse parses flags that may come before or after the positional arguments
 // ("register alice --server URL" and "register --server URL alice"), and
 // checks the number of positional arguments.
 func parse(fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usagef("%s: %v", fs.Name(), err)
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -266,11 +273,8 @@ func (g *globals) send(ctx context.Context, args []string, env *Env) error {
 	viewOnce := fs.Bool("view-once", false, "the file can be opened once")
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return usagef("send: %v", err)
+		if err := parseFlags(fs, args); err != nil {
+			return err
 		}
 		args = fs.Args()
 		if len(args) == 0 || len(pos) > 0 {
@@ -291,7 +295,7 @@ func (g *globals) send(ctx context.Context, args []string, env *Env) error {
 // conversationArg names a conversation for the SDK: a username (lower-cased),
 // or a group as "#" and its title, or a group id.
 func conversationArg(s string) string {
-	if strings.HasPrefix(s, "#") || len(s) == 64 && strings.Trim(s, "0123456789abcdef") == "" {
+	if strings.HasPrefix(s, "#") || isGroupID(s) {
 		return s
 	}
 	return strings.ToLower(s)
@@ -533,11 +537,8 @@ func (g *globals) safetyNumber(ctx context.Context, args []string, env *Env) err
 
 func (g *globals) verify(ctx context.Context, args []string, env *Env) error {
 	fs := newFlagSet("verify")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usagef("verify: %v", err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	args = fs.Args()
 	if len(args) < 2 {

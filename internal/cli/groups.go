@@ -15,10 +15,15 @@ import (
 
 // groupArg names a group for the SDK: "#" and its title, unless it is an id.
 func groupArg(s string) string {
-	if strings.HasPrefix(s, "#") || len(s) == 64 && strings.Trim(s, "0123456789abcdef") == "" {
+	if strings.HasPrefix(s, "#") || isGroupID(s) {
 		return s
 	}
 	return "#" + s
+}
+
+// isGroupID reports whether s is a group id: 64 lower-case hex digits.
+func isGroupID(s string) bool {
+	return len(s) == 64 && strings.Trim(s, "0123456789abcdef") == ""
 }
 
 func (g *globals) group(ctx context.Context, args []string, env *Env) error {

@@ -48,6 +48,8 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/doorless/doorless/client/internal/attachment"
 )
 
 // Field numbers and constants of the format.
@@ -95,10 +97,6 @@ const (
 	// MaxAttachmentSize bounds an attachment's declared sizes (1 TiB: the
 	// server enforces its own, much smaller, limit).
 	MaxAttachmentSize = 1 << 40
-	// AttachmentKeySize and AttachmentDigestSize are the sizes of an
-	// attachment's key and digest.
-	AttachmentKeySize    = 64
-	AttachmentDigestSize = 32
 	// MaxAttachmentID, MaxContentType and MaxFileName bound those fields.
 	MaxAttachmentID = 64
 	MaxContentType  = 127
@@ -190,9 +188,9 @@ func (c *Content) check() error {
 		switch {
 		case len(a.ID) == 0 || len(a.ID) > MaxAttachmentID || !urlSafe(a.ID):
 			return bad("attachment id")
-		case len(a.Key) != AttachmentKeySize:
+		case len(a.Key) != attachment.KeySize:
 			return bad("attachment key size")
-		case len(a.Digest) != AttachmentDigestSize:
+		case len(a.Digest) != attachment.DigestSize:
 			return bad("attachment digest size")
 		case a.Size < 0 || a.Size > MaxAttachmentSize || a.BlobSize <= a.Size || a.BlobSize > 2*MaxAttachmentSize:
 			return bad("attachment size")

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/doorless/doorless/client/internal/attachment"
 )
 
 func seeds() []*Content {
@@ -31,8 +33,8 @@ func seeds() []*Content {
 func testAttachment() *Attachment {
 	return &Attachment{
 		ID:          "AbC-_09",
-		Key:         bytes.Repeat([]byte{1}, AttachmentKeySize),
-		Digest:      bytes.Repeat([]byte{2}, AttachmentDigestSize),
+		Key:         bytes.Repeat([]byte{1}, attachment.KeySize),
+		Digest:      bytes.Repeat([]byte{2}, attachment.DigestSize),
 		Size:        1000,
 		BlobSize:    1100,
 		ContentType: "image/png",

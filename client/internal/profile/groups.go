@@ -65,7 +65,7 @@ func (tx *Tx) groups(where string, args ...any) ([]Group, error) {
 		}
 		out = append(out, g)
 	}
-	return out, dbErr2(rows.Err())
+	return out, dbErr(rows.Err())
 }
 
 // DeleteGroup forgets a group and every sender key received for it.
@@ -145,7 +145,7 @@ func (tx *Tx) SenderKeyShared(dist []byte, accountID string, deviceID uint32) (b
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
-	return err == nil, dbErr2(err)
+	return err == nil, dbErr(err)
 }
 
 // MarkSenderKeyShared records that this device's sender key dist was sent to

@@ -105,14 +105,7 @@ func (tx *Tx) historyRows(q string, args ...any) ([]HistoryItem, error) {
 		}
 		out = append(out, it)
 	}
-	return out, dbErr2(rows.Err())
-}
-
-func dbErr2(err error) error {
-	if err == nil {
-		return nil
-	}
-	return dbErr(err)
+	return out, dbErr(rows.Err())
 }
 
 // Expired returns the messages whose time ran out at now.
@@ -161,5 +154,5 @@ func (tx *Tx) SetTimer(conversation string, d time.Duration, now time.Time) erro
 // log: called after messages disappear.
 func (s *Store) Checkpoint() error {
 	_, err := s.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
-	return dbErr2(err)
+	return dbErr(err)
 }

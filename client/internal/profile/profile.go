@@ -1,8 +1,10 @@
 // Package profile is the client's local store: one SQLite database per device
 // profile, holding the account's credentials and identity, its own prekeys,
 // the session records with other devices, contacts, the ids of the envelopes
-// already processed, and an inbox of messages not yet handed to the
-// application.
+// already processed, an inbox of events not yet handed to the application,
+// the message history with its disappearing times, conversation timers,
+// groups with their sender keys, and the newest signed device list seen for
+// each account.
 //
 // Several processes may use one profile at once (a listener in one terminal,
 // a sender in another). Every change happens inside Update, one SQLite write
@@ -10,8 +12,8 @@
 // record cannot interleave with another's; nothing is cached in memory across
 // transactions.
 //
-// Secrets (private keys, the device password, session records and inbox
-// plaintext) are sealed with AES-256-GCM under a key derived with argon2id
+// Secrets (private keys, the device password, session and sender-key
+// records, inbox and history plaintext, group states and changes) are sealed with AES-256-GCM under a key derived with argon2id
 // from a passphrase, when the profile has one; the additional data names the
 // row, so a sealed value moved to another row does not open. Without a
 // passphrase they are stored as they are, protected only by the file mode
@@ -429,8 +431,12 @@ func (s *Store) View(ctx context.Context, fn func(*Tx) error) error {
 	return fn(&Tx{ctx: ctx, q: tx, seal: s.seal})
 }
 
-// dbErr wraps a database error; a context's error stays visible to errors.Is.
+// dbErr wraps a database error (nil stays nil); a context's error stays
+// visible to errors.Is.
 func dbErr(err error) error {
+	if err == nil {
+		return nil
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("client: profile: %w", err)
 	}
