@@ -57,15 +57,11 @@ func newAttachments(cfg *Config) (*attachments, error) {
 	case cfg.MaxAttachment < 0 || api.AttachmentBlobSize(cfg.MaxAttachment) < 0:
 		return nil, fmt.Errorf("server: max attachment %d out of range", cfg.MaxAttachment)
 	}
-	if cfg.MaxAttachmentChunk == 0 {
-		cfg.MaxAttachmentChunk = DefaultMaxAttachmentChunk
-	} else if cfg.MaxAttachmentChunk < 0 {
-		return nil, errors.New("server: negative max attachment chunk")
+	if err := orDefault(&cfg.MaxAttachmentChunk, DefaultMaxAttachmentChunk, "max attachment chunk"); err != nil {
+		return nil, err
 	}
-	if cfg.AttachmentTTL == 0 {
-		cfg.AttachmentTTL = DefaultAttachmentTTL
-	} else if cfg.AttachmentTTL < 0 {
-		return nil, errors.New("server: negative attachment ttl")
+	if err := orDefault(&cfg.AttachmentTTL, DefaultAttachmentTTL, "attachment ttl"); err != nil {
+		return nil, err
 	}
 	a := &attachments{
 		blobs:    cfg.Blobs,

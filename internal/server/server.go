@@ -171,20 +171,14 @@ func New(cfg Config) (*Server, error) {
 	case cfg.MaxEnvelope < 0 || cfg.MaxEnvelope > DefaultMaxEnvelope:
 		return nil, fmt.Errorf("server: max envelope %d out of range 1..%d", cfg.MaxEnvelope, DefaultMaxEnvelope)
 	}
-	if cfg.MaxBody == 0 {
-		cfg.MaxBody = DefaultMaxBody
-	} else if cfg.MaxBody < 0 {
-		return nil, errors.New("server: negative max body")
+	if err := orDefault(&cfg.MaxBody, DefaultMaxBody, "max body"); err != nil {
+		return nil, err
 	}
-	if cfg.MaxQueue == 0 {
-		cfg.MaxQueue = DefaultMaxQueue
-	} else if cfg.MaxQueue < 0 {
-		return nil, errors.New("server: negative max queue")
+	if err := orDefault(&cfg.MaxQueue, DefaultMaxQueue, "max queue"); err != nil {
+		return nil, err
 	}
-	if cfg.MessageTTL == 0 {
-		cfg.MessageTTL = DefaultMessageTTL
-	} else if cfg.MessageTTL < 0 {
-		return nil, errors.New("server: negative message ttl")
+	if err := orDefault(&cfg.MessageTTL, DefaultMessageTTL, "message ttl"); err != nil {
+		return nil, err
 	}
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = DefaultSweepInterval
@@ -353,4 +347,15 @@ func (s *Server) end() {
 	if s.active == 0 && s.draining {
 		close(s.idle)
 	}
+}
+
+// orDefault sets a zero setting to its default; a negative one is an error.
+func orDefault[T ~int | ~int64](v *T, def T, what string) error {
+	switch {
+	case *v == 0:
+		*v = def
+	case *v < 0:
+		return fmt.Errorf("server: negative %s", what)
+	}
+	return nil
 }
