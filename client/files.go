@@ -87,7 +87,7 @@ func (c *Client) SetDownloadProgress(fn func(name string, done, total int64)) {
 // failure of this device's own store.
 func (c *Client) prepareEvent(ctx context.Context, it *profile.InboxItem, ev any) (any, error) {
 	m, ok := ev.(*storedMessage)
-	if !ok || m.Attachment == nil || m.Attachment.Fetched || m.Attachment.Err != "" || m.Outgoing && m.Attachment.BlobID == "" {
+	if !ok || m.Attachment == nil || m.Attachment.Fetched || m.Attachment.Err != "" {
 		return ev, nil
 	}
 	a := m.Attachment
