@@ -2,11 +2,12 @@
 // a sender-key group message): a small protobuf-encoded record of our own,
 // padded as Signal pads its content.
 //
-// Encoding, version 1 (canonical protobuf: fields in ascending order, each at
-// most once, varints and tags minimal, no empty bytes fields, booleans only
-// as 1 and only when true):
+// Encoding (canonical protobuf: fields in ascending order, each at most
+// once, varints and tags minimal, no empty bytes fields, booleans only as 1
+// and only when true):
 //
-//	 1 version       varint  required, 1
+//	 1 version       varint  required: 2 when a field from 13 on is present,
+//	                         1 otherwise (so version 1 readers still read the rest)
 //	 2 timestamp     varint  required, the sender's clock in Unix milliseconds
 //	 3 body          bytes   UTF-8 text, at most MaxBody bytes
 //	 4 attachment    bytes   an Attachment (below)
@@ -19,6 +20,17 @@
 //	11 sync          bool    a transcript of a message this account sent, for its
 //	                         other devices: to destination, or to group_id
 //	12 destination   bytes   with sync and no group_id: the recipient's username
+//	13 profile_key   bytes   32 bytes: the sender's profile key, from which the
+//	                         recipient derives the sender's unidentified access
+//	                         key (version 2)
+//	14 receipt       bytes   a Receipt (below); a receipt carries nothing but
+//	                         timestamp, receipt and profile_key (version 2)
+//
+// Receipt:
+//
+//	1 type          varint 1 delivered, 2 read
+//	2 timestamps    bytes  packed varints: the sender timestamps of the messages
+//	                       acknowledged, strictly ascending, 1..MaxReceiptTimestamps
 //
 // Attachment:
 //
@@ -35,9 +47,9 @@
 // zero bytes up to a multiple of PadBlock bytes.
 //
 // Parse is strict: it refuses anything Encode would not have produced, so
-// that one content has exactly one encoding. A later version adds fields
-// under a new version number; a decoder for version 1 refuses it with
-// ErrUnsupportedVersion rather than misreading it.
+// that one content has exactly one encoding. A version adds fields under a
+// new version number; a decoder that knows only older versions refuses it
+// with ErrUnsupportedVersion rather than misreading it.
 //
 // The package holds pure functions and is safe for concurrent use.
 package content
@@ -54,7 +66,9 @@ import (
 
 // Field numbers and constants of the format.
 const (
-	Version = 1
+	// Version is the newest version this package reads and writes;
+	// version 1 is content without fields 13 and 14.
+	Version = 2
 
 	fieldVersion     = 1
 	fieldTimestamp   = 2
@@ -68,6 +82,11 @@ const (
 	fieldSenderKey   = 10
 	fieldSync        = 11
 	fieldDestination = 12
+	fieldProfileKey  = 13
+	fieldReceipt     = 14
+
+	receiptType       = 1
+	receiptTimestamps = 2
 
 	attID          = 1
 	attKey         = 2
@@ -101,6 +120,10 @@ const (
 	MaxAttachmentID = 64
 	MaxContentType  = 127
 	MaxFileName     = 255
+	// ProfileKeySize is the size of a profile key.
+	ProfileKeySize = 32
+	// MaxReceiptTimestamps bounds the messages one receipt acknowledges.
+	MaxReceiptTimestamps = 100
 )
 
 var (
@@ -124,6 +147,32 @@ type Content struct {
 	SenderKey   []byte // a sender key distribution message
 	Sync        bool
 	Destination string
+	ProfileKey  []byte
+	Receipt     *Receipt
+}
+
+// ReceiptType says what a receipt acknowledges.
+type ReceiptType uint8
+
+// Receipt types.
+const (
+	ReceiptDelivered ReceiptType = 1 // the message reached a device of the recipient
+	ReceiptRead      ReceiptType = 2 // the recipient displayed it
+)
+
+// Receipt acknowledges messages of the receipt's recipient, named by their
+// sender timestamps (Content.Timestamp), as Signal's receipts do.
+type Receipt struct {
+	Type       ReceiptType
+	Timestamps []int64
+}
+
+// version is the version c is encoded under.
+func (c *Content) version() uint64 {
+	if c.ProfileKey != nil || c.Receipt != nil {
+		return 2
+	}
+	return 1
 }
 
 // Attachment points at an encrypted blob on the server and carries what
@@ -183,6 +232,24 @@ func (c *Content) check() error {
 		return bad("sync needs a destination or a group id, not both")
 	case len(c.Destination) > 64 || !utf8.ValidString(c.Destination):
 		return bad("destination")
+	case c.ProfileKey != nil && len(c.ProfileKey) != ProfileKeySize:
+		return bad("profile key size")
+	}
+	if r := c.Receipt; r != nil {
+		switch {
+		case c.Body != "" || c.Attachment != nil || c.ExpireTimer != 0 || c.TimerUpdate || c.ViewOnce ||
+			c.GroupID != nil || c.GroupChange != nil || c.SenderKey != nil || c.Sync || c.Destination != "":
+			return bad("a receipt carries nothing else")
+		case r.Type != ReceiptDelivered && r.Type != ReceiptRead:
+			return bad("receipt type")
+		case len(r.Timestamps) == 0 || len(r.Timestamps) > MaxReceiptTimestamps:
+			return bad("receipt timestamps count")
+		}
+		for i, ts := range r.Timestamps {
+			if ts <= 0 || i > 0 && ts <= r.Timestamps[i-1] {
+				return bad("receipt timestamps not positive and ascending")
+			}
+		}
 	}
 	if a := c.Attachment; a != nil {
 		switch {
@@ -248,7 +315,7 @@ func boolInt(v bool) uint64 {
 func marshal(c *Content) []byte {
 	b := make([]byte, 0, 32+len(c.Body)+len(c.GroupChange))
 	b = protowire.AppendTag(b, fieldVersion, protowire.VarintType)
-	b = protowire.AppendVarint(b, Version)
+	b = protowire.AppendVarint(b, c.version())
 	b = protowire.AppendTag(b, fieldTimestamp, protowire.VarintType)
 	b = protowire.AppendVarint(b, uint64(c.Timestamp))
 	b = appendBytes(b, fieldBody, []byte(c.Body))
@@ -271,6 +338,17 @@ func marshal(c *Content) []byte {
 	b = appendBytes(b, fieldSenderKey, c.SenderKey)
 	b = appendVarint(b, fieldSync, boolInt(c.Sync))
 	b = appendBytes(b, fieldDestination, []byte(c.Destination))
+	b = appendBytes(b, fieldProfileKey, c.ProfileKey)
+	if r := c.Receipt; r != nil {
+		var ts []byte
+		for _, t := range r.Timestamps {
+			ts = protowire.AppendVarint(ts, uint64(t))
+		}
+		var rb []byte
+		rb = appendVarint(rb, receiptType, uint64(r.Type))
+		rb = appendBytes(rb, receiptTimestamps, ts)
+		b = appendBytes(b, fieldReceipt, rb)
+	}
 	return b
 }
 
@@ -379,7 +457,7 @@ func Parse(padded []byte) (*Content, error) {
 	if fs[0].typ != protowire.VarintType {
 		return nil, bad("wrong wire type")
 	}
-	if fs[0].value != Version {
+	if fs[0].value < 1 || fs[0].value > Version {
 		return nil, fmt.Errorf("%w: %d", ErrUnsupportedVersion, fs[0].value)
 	}
 	var (
@@ -389,7 +467,8 @@ func Parse(padded []byte) (*Content, error) {
 	for _, f := range fs[1:] {
 		wantBytes := false
 		switch f.num {
-		case fieldBody, fieldAttachment, fieldGroupID, fieldGroupChange, fieldSenderKey, fieldDestination:
+		case fieldBody, fieldAttachment, fieldGroupID, fieldGroupChange, fieldSenderKey, fieldDestination,
+			fieldProfileKey, fieldReceipt:
 			wantBytes = true
 		case fieldTimestamp, fieldExpireTimer, fieldTimerUpdate, fieldViewOnce, fieldSync:
 		default:
@@ -438,10 +517,19 @@ func Parse(padded []byte) (*Content, error) {
 			c.SenderKey = clone(f.bytes)
 		case fieldDestination:
 			c.Destination = string(f.bytes)
+		case fieldProfileKey:
+			c.ProfileKey = clone(f.bytes)
+		case fieldReceipt:
+			if c.Receipt, err = parseReceipt(f.bytes); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if !haveTime {
 		return nil, bad("no timestamp")
+	}
+	if c.version() != fs[0].value {
+		return nil, bad("version does not match the fields")
 	}
 	if err := c.check(); err != nil {
 		return nil, err
@@ -492,4 +580,32 @@ func parseAttachment(b []byte) (*Attachment, error) {
 		}
 	}
 	return &a, nil
+}
+
+func parseReceipt(b []byte) (*Receipt, error) {
+	fs, err := fields(b)
+	if err != nil {
+		return nil, err
+	}
+	bad := func(why string) error { return fmt.Errorf("%w: receipt: %s", ErrMalformed, why) }
+	if len(fs) != 2 || fs[0].num != receiptType || fs[0].typ != protowire.VarintType ||
+		fs[1].num != receiptTimestamps || fs[1].typ != protowire.BytesType {
+		return nil, bad("fields")
+	}
+	if fs[0].value > 0xff {
+		return nil, bad("type")
+	}
+	r := &Receipt{Type: ReceiptType(fs[0].value)}
+	for p := fs[1].bytes; len(p) > 0; {
+		v, n := protowire.ConsumeVarint(p)
+		if n < 0 || protowire.SizeVarint(v) != n || v > 1<<63-1 {
+			return nil, bad("timestamp")
+		}
+		if len(r.Timestamps) == MaxReceiptTimestamps {
+			return nil, bad("too many timestamps")
+		}
+		r.Timestamps = append(r.Timestamps, int64(v))
+		p = p[n:]
+	}
+	return r, nil
 }

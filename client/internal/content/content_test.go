@@ -27,6 +27,9 @@ func seeds() []*Content {
 		{Timestamp: 11, GroupID: bytes.Repeat([]byte{7}, GroupIDSize), GroupChange: []byte("signed change"), SenderKey: []byte("skdm")},
 		{Timestamp: 12, Body: "sent to bob", Sync: true, Destination: "bob"},
 		{Timestamp: 13, Body: "sent to the group", Sync: true, GroupID: bytes.Repeat([]byte{1}, GroupIDSize)},
+		{Timestamp: 14, Body: "with my profile key", ProfileKey: bytes.Repeat([]byte{9}, ProfileKeySize)},
+		{Timestamp: 15, Receipt: &Receipt{Type: ReceiptDelivered, Timestamps: []int64{1, 300, 1 << 62}}},
+		{Timestamp: 16, Receipt: &Receipt{Type: ReceiptRead, Timestamps: []int64{7}}, ProfileKey: make([]byte, ProfileKeySize)},
 	}
 }
 
@@ -80,6 +83,14 @@ func TestEncodeRefuses(t *testing.T) {
 		{Timestamp: 1, Attachment: func() *Attachment { a := testAttachment(); a.BlobSize = a.Size; return a }()},
 		{Timestamp: 1, Attachment: func() *Attachment { a := testAttachment(); a.ContentType = "text/html\n"; return a }()},
 		{Timestamp: 1, Attachment: func() *Attachment { a := testAttachment(); a.FileName = "\xff"; return a }()},
+		{Timestamp: 1, ProfileKey: make([]byte, 31)},
+		{Timestamp: 1, Receipt: &Receipt{Type: ReceiptRead}},
+		{Timestamp: 1, Receipt: &Receipt{Type: 3, Timestamps: []int64{1}}},
+		{Timestamp: 1, Receipt: &Receipt{Type: ReceiptRead, Timestamps: []int64{2, 2}}},
+		{Timestamp: 1, Receipt: &Receipt{Type: ReceiptRead, Timestamps: []int64{0}}},
+		{Timestamp: 1, Receipt: &Receipt{Type: ReceiptRead, Timestamps: make([]int64, MaxReceiptTimestamps+1)}},
+		{Timestamp: 1, Body: "hi", Receipt: &Receipt{Type: ReceiptRead, Timestamps: []int64{1}}},
+		{Timestamp: 1, Sync: true, Destination: "bob", Receipt: &Receipt{Type: ReceiptRead, Timestamps: []int64{1}}},
 	} {
 		if _, err := Encode(c); !errors.Is(err, ErrMalformed) {
 			t.Errorf("Encode of content %+v = %v, want ErrMalformed", c.Timestamp, err)
@@ -110,13 +121,18 @@ func TestParseRefuses(t *testing.T) {
 	ts := protowire.AppendVarint(tag(nil, fieldTimestamp, protowire.VarintType), 5)
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	cases := map[string][]byte{
-		"empty":           nil,
-		"no version":      ts,
-		"no timestamp":    v1,
-		"version 2":       cat(protowire.AppendVarint(tag(nil, fieldVersion, protowire.VarintType), 2), ts),
+		"empty":                  nil,
+		"no version":             ts,
+		"no timestamp":           v1,
+		"version 2, no v2 field": cat(protowire.AppendVarint(tag(nil, fieldVersion, protowire.VarintType), 2), ts),
+		"version 3":              cat(protowire.AppendVarint(tag(nil, fieldVersion, protowire.VarintType), 3), ts),
+		"version 0":              cat(protowire.AppendVarint(tag(nil, fieldVersion, protowire.VarintType), 0), ts),
+		"v2 field in version 1":  cat(v1, ts, protowire.AppendBytes(tag(nil, fieldProfileKey, protowire.BytesType), make([]byte, ProfileKeySize))),
+		"receipt junk": cat(protowire.AppendVarint(tag(nil, fieldVersion, protowire.VarintType), 2), ts,
+			protowire.AppendBytes(tag(nil, fieldReceipt, protowire.BytesType), []byte{0x08, 0x01, 0x12, 0x01, 0x80})),
 		"out of order":    cat(ts, v1),
 		"repeated":        cat(v1, ts, ts),
-		"unknown field":   cat(v1, ts, protowire.AppendVarint(tag(nil, 13, protowire.VarintType), 1)),
+		"unknown field":   cat(v1, ts, protowire.AppendVarint(tag(nil, 15, protowire.VarintType), 1)),
 		"wrong type":      cat(v1, protowire.AppendBytes(tag(nil, fieldTimestamp, protowire.BytesType), []byte{1})),
 		"long varint":     cat(v1, tag(nil, fieldTimestamp, protowire.VarintType), []byte{0x85, 0x00}),
 		"empty body":      cat(v1, ts, protowire.AppendBytes(tag(nil, fieldBody, protowire.BytesType), nil)),
