@@ -17,6 +17,11 @@ type HistoryItem struct {
 	Received     time.Time
 	Expires      time.Time // zero: never
 	Data         []byte
+	// Sent is a sent message's sender timestamp (receipts name it by it);
+	// zero for a message received.
+	Sent time.Time
+	// Unread: a message received whose read receipt is still to go.
+	Unread bool
 }
 
 // UserConversation and GroupConversation name conversations.
@@ -43,40 +48,42 @@ func timeOrZero(ms int64) time.Time {
 
 // PutHistory stores (or replaces) a message of the history.
 func (tx *Tx) PutHistory(it *HistoryItem) error {
-	_, err := tx.exec(`INSERT OR REPLACE INTO messages (id, conversation, received, expires, data) VALUES (?, ?, ?, ?, ?)`,
-		it.ID, it.Conversation, it.Received.UnixMilli(), msOrZero(it.Expires), tx.seal.seal(historyLabel(it.ID), it.Data))
+	_, err := tx.exec(`INSERT OR REPLACE INTO messages (id, conversation, received, expires, data, sent, unread) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		it.ID, it.Conversation, it.Received.UnixMilli(), msOrZero(it.Expires), tx.seal.seal(historyLabel(it.ID), it.Data),
+		msOrZero(it.Sent), it.Unread)
 	return err
+}
+
+// SentAt returns the messages sent with this sender timestamp: what a
+// receipt names.
+func (tx *Tx) SentAt(sent time.Time) ([]HistoryItem, error) {
+	return tx.historyRows(`SELECT `+historyColumns+` FROM messages WHERE sent = ? AND sent > 0 ORDER BY id`, sent.UnixMilli())
+}
+
+// Unread returns a conversation's messages whose read receipts are still to
+// go, oldest first.
+func (tx *Tx) Unread(conversation string) ([]HistoryItem, error) {
+	return tx.historyRows(`SELECT `+historyColumns+` FROM messages WHERE conversation = ? AND unread ORDER BY received, id`, conversation)
 }
 
 // History returns one message of the history, or nil.
 func (tx *Tx) History(id string) (*HistoryItem, error) {
-	var (
-		it       HistoryItem
-		rcv, exp int64
-		b        []byte
-	)
-	err := tx.q.QueryRowContext(tx.ctx, `SELECT id, conversation, received, expires, data FROM messages WHERE id = ?`, id).
-		Scan(&it.ID, &it.Conversation, &rcv, &exp, &b)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, dbErr(err)
-	}
-	it.Received, it.Expires = time.UnixMilli(rcv), timeOrZero(exp)
-	if it.Data, err = tx.seal.open(historyLabel(it.ID), b); err != nil {
+	items, err := tx.historyRows(`SELECT `+historyColumns+` FROM messages WHERE id = ?`, id)
+	if err != nil || len(items) == 0 {
 		return nil, err
 	}
-	return &it, nil
+	return &items[0], nil
 }
+
+const historyColumns = `id, conversation, received, expires, data, sent, unread`
 
 // Conversation returns a conversation's messages, oldest first; the last
 // limit of them when limit > 0.
 func (tx *Tx) Conversation(conversation string, limit int) ([]HistoryItem, error) {
-	q := `SELECT id, conversation, received, expires, data FROM messages WHERE conversation = ? ORDER BY received, id`
+	q := `SELECT ` + historyColumns + ` FROM messages WHERE conversation = ? ORDER BY received, id`
 	args := []any{conversation}
 	if limit > 0 {
-		q = `SELECT * FROM (SELECT id, conversation, received, expires, data FROM messages WHERE conversation = ?
+		q = `SELECT * FROM (SELECT ` + historyColumns + ` FROM messages WHERE conversation = ?
 			ORDER BY received DESC, id DESC LIMIT ?) ORDER BY received, id`
 		args = append(args, limit)
 	}
@@ -92,14 +99,14 @@ func (tx *Tx) historyRows(q string, args ...any) ([]HistoryItem, error) {
 	var out []HistoryItem
 	for rows.Next() {
 		var (
-			it       HistoryItem
-			rcv, exp int64
-			b        []byte
+			it             HistoryItem
+			rcv, exp, sent int64
+			b              []byte
 		)
-		if err := rows.Scan(&it.ID, &it.Conversation, &rcv, &exp, &b); err != nil {
+		if err := rows.Scan(&it.ID, &it.Conversation, &rcv, &exp, &b, &sent, &it.Unread); err != nil {
 			return nil, dbErr(err)
 		}
-		it.Received, it.Expires = time.UnixMilli(rcv), timeOrZero(exp)
+		it.Received, it.Expires, it.Sent = time.UnixMilli(rcv), timeOrZero(exp), timeOrZero(sent)
 		if it.Data, err = tx.seal.open(historyLabel(it.ID), b); err != nil {
 			return nil, err
 		}
@@ -110,7 +117,7 @@ func (tx *Tx) historyRows(q string, args ...any) ([]HistoryItem, error) {
 
 // Expired returns the messages whose time ran out at now.
 func (tx *Tx) Expired(now time.Time) ([]HistoryItem, error) {
-	return tx.historyRows(`SELECT id, conversation, received, expires, data FROM messages WHERE expires > 0 AND expires <= ? ORDER BY expires`,
+	return tx.historyRows(`SELECT `+historyColumns+` FROM messages WHERE expires > 0 AND expires <= ? ORDER BY expires`,
 		now.UnixMilli())
 }
 

@@ -184,3 +184,100 @@ func TestGroupsAndSenderKeys(t *testing.T) {
 		t.Fatalf("groups left: %d %v", n, err)
 	}
 }
+
+// TestReceiptColumns: sent messages are found by their sender timestamp, and
+// unread ones by conversation until they are marked read.
+func TestReceiptColumns(t *testing.T) {
+	s, err := Create(filepath.Join(t.TempDir(), FileName), "pw", cheapKDF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	now := time.UnixMilli(1_800_000_000_000)
+	bob := UserConversation("bob")
+	err = s.Update(ctx, func(tx *Tx) error {
+		for _, it := range []*HistoryItem{
+			{ID: "out1", Conversation: bob, Received: now, Sent: now, Data: []byte("1")},
+			{ID: "out2", Conversation: bob, Received: now, Sent: now.Add(time.Millisecond), Data: []byte("2")},
+			{ID: "in1", Conversation: bob, Received: now, Unread: true, Data: []byte("3")},
+			{ID: "in2", Conversation: UserConversation("carol"), Received: now, Unread: true, Data: []byte("4")},
+			{ID: "in3", Conversation: bob, Received: now, Data: []byte("5")},
+		} {
+			if err := tx.PutHistory(it); err != nil {
+				return err
+			}
+		}
+		sent, err := tx.SentAt(now)
+		if err != nil || len(sent) != 1 || sent[0].ID != "out1" || !sent[0].Sent.Equal(now) || string(sent[0].Data) != "1" {
+			t.Errorf("SentAt = %+v, %v", sent, err)
+		}
+		if none, err := tx.SentAt(time.UnixMilli(0)); err != nil || len(none) != 0 {
+			t.Errorf("SentAt(0) = %+v, %v: received messages have no sender timestamp", none, err)
+		}
+		unread, err := tx.Unread(bob)
+		if err != nil || len(unread) != 1 || unread[0].ID != "in1" || !unread[0].Unread {
+			t.Errorf("Unread = %+v, %v", unread, err)
+		}
+		unread[0].Unread = false
+		if err := tx.PutHistory(&unread[0]); err != nil {
+			return err
+		}
+		if unread, err = tx.Unread(bob); err != nil || len(unread) != 0 {
+			t.Errorf("Unread after marking = %+v, %v", unread, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestProfileKeysAndSettings(t *testing.T) {
+	s, err := Create(filepath.Join(t.TempDir(), FileName), "", cheapKDF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	key := bytes.Repeat([]byte{7}, ProfileKeySize)
+	err = s.Update(context.Background(), func(tx *Tx) error {
+		if p, err := tx.ProfileKey("acct"); err != nil || p != nil {
+			t.Errorf("unknown account: %+v, %v", p, err)
+		}
+		if err := tx.PutProfileKey("acct", &ProfileKey{Key: key[:31]}, time.Now()); err == nil {
+			t.Error("a short profile key was stored")
+		}
+		if err := tx.PutProfileKey("acct", &ProfileKey{Unrestricted: true}, time.Now()); err != nil {
+			return err
+		}
+		if p, err := tx.ProfileKey("acct"); err != nil || p == nil || p.Key != nil || !p.Unrestricted {
+			t.Errorf("unrestricted, no key: %+v, %v", p, err)
+		}
+		if err := tx.PutProfileKey("acct", &ProfileKey{Key: key}, time.Now()); err != nil {
+			return err
+		}
+		if p, err := tx.ProfileKey("acct"); err != nil || !bytes.Equal(p.Key, key) || p.Unrestricted {
+			t.Errorf("with key: %+v, %v", p, err)
+		}
+		if v, err := tx.Setting("x"); err != nil || v != nil {
+			t.Errorf("unset setting = %q, %v", v, err)
+		}
+		if err := tx.PutSetting("x", []byte("1")); err != nil {
+			return err
+		}
+		if v, err := tx.Setting("x"); err != nil || string(v) != "1" {
+			t.Errorf("setting = %q, %v", v, err)
+		}
+		if err := tx.PutSetting("x", nil); err != nil {
+			return err
+		}
+		v, err := tx.Setting("x")
+		if err != nil || v != nil {
+			t.Errorf("unset again = %q, %v", v, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -2,9 +2,10 @@
 // profile, holding the account's credentials and identity, its own prekeys,
 // the session records with other devices, contacts, the ids of the envelopes
 // already processed, an inbox of events not yet handed to the application,
-// the message history with its disappearing times, conversation timers,
-// groups with their sender keys, and the newest signed device list seen for
-// each account.
+// the message history with its disappearing times and receipts,
+// conversation timers, groups with their sender keys, the newest signed
+// device list seen for each account, profile keys (this account's and its
+// contacts'), the sealed-sender trust root and certificate, and settings.
 //
 // Several processes may use one profile at once (a listener in one terminal,
 // a sender in another). Every change happens inside Update, one SQLite write
@@ -64,7 +65,7 @@ type KDFParams struct {
 var DefaultKDF = KDFParams{Time: 3, Memory: 64 * 1024, Threads: 2}
 
 const (
-	schemaVersion = 2
+	schemaVersion = 3
 	saltSize      = 16
 	keySize       = 32
 	sealVersion   = 1
@@ -452,7 +453,7 @@ func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
 }
 
 // migrations[i] takes a profile from schema version i to i+1.
-var migrations = [][]string{schema, schemaV2}
+var migrations = [][]string{schema, schemaV2, schemaV3}
 
 var schema = []string{
 	`CREATE TABLE meta (
@@ -594,5 +595,30 @@ var schemaV2 = []string{
 		account_id TEXT PRIMARY KEY,
 		version    INTEGER NOT NULL,
 		list       BLOB NOT NULL
+	) WITHOUT ROWID`,
+}
+
+// schemaV3 adds what sealed sender and receipts need.
+var schemaV3 = []string{
+	// Profile keys (secret), this account's own among them: a contact's
+	// gives its unidentified access key. unrestricted: the account takes
+	// sealed messages from anyone (the server said so).
+	`CREATE TABLE profile_keys (
+		account_id   TEXT PRIMARY KEY,
+		profile_key  BLOB,
+		unrestricted INTEGER NOT NULL DEFAULT 0,
+		updated      INTEGER NOT NULL
+	) WITHOUT ROWID`,
+	// sent: for a message sent, its sender timestamp (Unix ms), which
+	// receipts name it by; 0 for a message received. unread: a message
+	// received whose read receipt is still to go.
+	`ALTER TABLE messages ADD COLUMN sent INTEGER NOT NULL DEFAULT 0`,
+	`ALTER TABLE messages ADD COLUMN unread INTEGER NOT NULL DEFAULT 0`,
+	`CREATE INDEX messages_by_sent ON messages (sent) WHERE sent > 0`,
+	`CREATE INDEX messages_unread ON messages (conversation) WHERE unread`,
+	// Small values: the sealed-sender trust root and certificate, settings.
+	`CREATE TABLE settings (
+		key   TEXT PRIMARY KEY,
+		value BLOB NOT NULL
 	) WITHOUT ROWID`,
 }

@@ -18,13 +18,14 @@ import (
 var cheapKDF = KDFParams{Time: 1, Memory: 64, Threads: 1}
 
 type fixture struct {
-	identity keys.KeyPair
-	prekey   *keys.PreKey
-	signed   *keys.SignedPreKey
-	kyber    *keys.KyberPreKey
-	record   []byte
-	password string
-	inbox    []byte
+	identity   keys.KeyPair
+	prekey     *keys.PreKey
+	signed     *keys.SignedPreKey
+	kyber      *keys.KyberPreKey
+	record     []byte
+	password   string
+	inbox      []byte
+	profileKey []byte
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -34,7 +35,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	f := &fixture{identity: id, password: "pw-0123456789abcdef0123456789abcdef", inbox: []byte("a secret message body 4c5d")}
+	f := &fixture{identity: id, password: "pw-0123456789abcdef0123456789abcdef", inbox: []byte("a secret message body 4c5d"),
+		profileKey: []byte("a profile key of 32 bytes, 0x5ec")}
 	if f.prekey, err = keys.GeneratePreKey(7, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -87,6 +89,9 @@ func (f *fixture) populate(t *testing.T, s *Store) {
 			return err
 		}
 		if err := tx.PutSession("peer", 2, &rec, now); err != nil {
+			return err
+		}
+		if err := tx.PutProfileKey("peer", &ProfileKey{Key: f.profileKey}, now); err != nil {
 			return err
 		}
 		return tx.AddInbox(&InboxItem{EnvelopeID: "env", Kind: 1, Data: f.inbox})
@@ -248,6 +253,7 @@ func TestSecretsNotInFile(t *testing.T) {
 			"password":             []byte(f.password),
 			"session record":       f.record[len(f.record)-48:],
 			"inbox":                f.inbox,
+			"profile key":          f.profileKey,
 		}
 		var files [][]byte
 		for _, p := range []string{path, path + "-wal"} {
