@@ -3,6 +3,7 @@
 //
 //	doorlessd [--listen ADDR] [--data DIR] [--registration open|invite|closed] ...
 //	doorlessd invite [--data DIR] [--count N] [--expires 168h]
+//	doorlessd certs show|rotate [--data DIR] [--root-key FILE]
 //
 // Once listening it prints "doorlessd listening on http://ADDR" (https with
 // TLS) on standard output. SIGINT or SIGTERM drain it gracefully.
@@ -11,6 +12,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,8 +27,10 @@ import (
 
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/blob"
+	"github.com/doorless/doorless/internal/certs"
 	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/internal/store/sqlite"
+	"github.com/doorless/doorless/protocol/keys"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -38,6 +42,9 @@ func main() {
 	args := os.Args[1:]
 	if len(args) > 0 && args[0] == "invite" {
 		os.Exit(invite(args[1:]))
+	}
+	if len(args) > 0 && args[0] == "certs" {
+		os.Exit(certsCommand(args[1:]))
 	}
 	os.Exit(serve(args))
 }
@@ -103,6 +110,19 @@ func serve(args []string) int {
 	if err != nil {
 		return fail(err)
 	}
+	// Sealed-sender keys: made on first start (the trust root's private
+	// key then stays in the data directory until the operator moves it
+	// offline; see doorlessd certs).
+	certDir := filepath.Join(*data, "certs")
+	if made, err := certs.Init(certDir); err != nil {
+		return fail(err)
+	} else if made {
+		log.Info("doorlessd: made a sealed-sender trust root and server key", "dir", certDir)
+	}
+	issuer, err := certs.Load(certDir)
+	if err != nil {
+		return fail(err)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -115,6 +135,7 @@ func serve(args []string) int {
 		Blobs:         blobs,
 		MaxAttachment: *maxAttachment,
 		AttachmentTTL: *attachmentTTL,
+		Certificates:  issuer,
 		Logger:        log,
 		Registerer:    reg,
 	})
@@ -203,5 +224,53 @@ func invite(args []string) int {
 	for _, c := range codes {
 		fmt.Println(c)
 	}
+	return 0
+}
+
+// certsCommand shows or rotates the sealed-sender keys of a data directory.
+func certsCommand(args []string) int {
+	usage := "usage: doorlessd certs show|rotate [--data DIR] [--root-key FILE]"
+	if len(args) == 0 || args[0] != "show" && args[0] != "rotate" {
+		fmt.Fprintln(os.Stderr, usage)
+		return 2
+	}
+	verb := args[0]
+	fs := flag.NewFlagSet("doorlessd certs "+verb, flag.ContinueOnError)
+	data := fs.String("data", "./doorless-data", "data `directory`")
+	rootKey := fs.String("root-key", "", "with rotate: the trust root's private key `file` (32 bytes), when it is kept out of the data directory")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, usage)
+		return 2
+	}
+	dir := filepath.Join(*data, "certs")
+	failf := func(err error) int {
+		fmt.Fprintf(os.Stderr, "doorlessd certs %s: %v\n", verb, err)
+		return 1
+	}
+	if verb == "rotate" {
+		var root *keys.PrivateKey
+		if *rootKey != "" {
+			b, err := os.ReadFile(*rootKey)
+			if err != nil {
+				return failf(err)
+			}
+			if root, err = keys.NewPrivateKey(b); err != nil {
+				return failf(errors.New("the root key file is not a 32-byte private key"))
+			}
+		}
+		id, err := certs.Rotate(dir, root)
+		if err != nil {
+			return failf(err)
+		}
+		fmt.Printf("new server key %d; restart doorlessd to issue with it\n", id)
+	}
+	is, err := certs.Load(dir)
+	if err != nil {
+		return failf(err)
+	}
+	fmt.Printf("trust root: %s\nserver key id: %d\n", base64.StdEncoding.EncodeToString(is.TrustRoot().Bytes()), is.ServerCertificate().KeyID())
 	return 0
 }

@@ -71,6 +71,7 @@ func (s *Server) routes() http.Handler {
 	handle("PUT "+api.PathMessages, s.limitIP(s.authed(s.handleSend)))
 	handle("GET "+api.PathWebSocket, s.limitIP(s.authed(s.handleWebSocket)))
 	s.attachmentRoutes(handle)
+	s.certificateRoutes(handle)
 	handle("GET "+api.PathHealth, s.handleHealth)
 	mux.Handle("GET "+api.PathMetrics, s.metricsHandler())
 	return s.outer(mux)

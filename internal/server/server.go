@@ -26,6 +26,7 @@ import (
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/blob"
 	"github.com/doorless/doorless/internal/broker"
+	"github.com/doorless/doorless/internal/certs"
 	"github.com/doorless/doorless/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -117,6 +118,11 @@ type Config struct {
 	// DefaultAttachmentTTL); unfinished uploads go after
 	// AttachmentIdleTimeout without progress.
 	AttachmentTTL time.Duration
+
+	// Certificates issues sealed-sender certificates (doorlessd: from the
+	// data directory's "certs"); nil disables the certificate endpoints,
+	// which then answer 404.
+	Certificates *certs.Issuer
 }
 
 // Server serves the Doorless API.

@@ -178,7 +178,17 @@ type Sender struct {
 	DeviceID uint32
 	// IdentityKey is the account's identity key.
 	IdentityKey keys.PublicKey
+	// Name is the account's human-readable name as the server vouches for
+	// it, or "". It travels in the field where libsignal carries a phone
+	// number (senderE164, a free-form string there): Doorless accounts are
+	// usernames, and a recipient who does not know the sender yet needs
+	// the name without asking the server (which would tell it who wrote).
+	// At most MaxNameSize bytes of UTF-8.
+	Name string
 }
+
+// MaxNameSize bounds Sender.Name.
+const MaxNameSize = 64
 
 // SenderCertificate is a server's statement, valid until an expiry, that a device of an
 // account holds an identity key. It is immutable and safe for concurrent use.
@@ -195,7 +205,7 @@ type SenderCertificate struct {
 // NewSenderCertificate makes a certificate for s, valid until expires (kept to the
 // millisecond), signed by the server key signerKey, whose certificate signer is embedded.
 // The UUID may be given in any case; it is stored in lower case. Randomness comes from r
-// (crypto/rand when nil). A Doorless certificate never carries a phone number.
+// (crypto/rand when nil). The sender's Name, when set, goes where libsignal puts a phone number.
 func NewSenderCertificate(s Sender, expires time.Time, signer *ServerCertificate, signerKey *keys.PrivateKey, r io.Reader) (*SenderCertificate, error) {
 	u, ok := parseUUID(s.UUID)
 	if !ok {
@@ -217,7 +227,14 @@ func NewSenderCertificate(s Sender, expires time.Time, signer *ServerCertificate
 	}
 	// Fields in number order, as libsignal (prost) encodes them; the uuidString member of
 	// the senderUuid oneof (field 6) sorts after the signer (field 5).
-	cert := wire.AppendVarintField(nil, senderCertDevice, uint64(s.DeviceID))
+	if len(s.Name) > MaxNameSize || !utf8.ValidString(s.Name) {
+		return nil, fmt.Errorf("%w: sender name", ErrInvalidArgument)
+	}
+	var cert []byte
+	if s.Name != "" {
+		cert = wire.AppendBytesField(cert, senderCertE164, []byte(s.Name))
+	}
+	cert = wire.AppendVarintField(cert, senderCertDevice, uint64(s.DeviceID))
 	cert = protowire.AppendTag(cert, senderCertExpires, protowire.Fixed64Type)
 	cert = protowire.AppendFixed64(cert, uint64(ms))
 	cert = wire.AppendBytesField(cert, senderCertIdentityKey, s.IdentityKey.Bytes())
@@ -229,6 +246,7 @@ func NewSenderCertificate(s Sender, expires time.Time, signer *ServerCertificate
 	}
 	return &SenderCertificate{
 		sender:      s,
+		e164:        s.Name,
 		expires:     uint64(ms),
 		signer:      signer,
 		certificate: cert,
@@ -264,6 +282,7 @@ func ParseSenderCertificate(b []byte) (*SenderCertificate, error) {
 				return wire.ErrMalformed // a proto2 string must be UTF-8
 			}
 			c.e164 = string(bs)
+			c.sender.Name = c.e164
 			return wantType(typ, protowire.BytesType)
 		case senderCertDevice:
 			device, hasDevice = uint32(v), true
@@ -327,7 +346,8 @@ func ParseSenderCertificate(b []byte) (*SenderCertificate, error) {
 // Sender returns who the certificate vouches for.
 func (c *SenderCertificate) Sender() Sender { return c.sender }
 
-// E164 returns the phone number a certificate made elsewhere may carry, or "".
+// E164 returns the string in libsignal's phone number field, or "": a
+// Doorless certificate's Sender.Name.
 func (c *SenderCertificate) E164() string { return c.e164 }
 
 // Expires returns the end of the certificate's validity.

@@ -319,6 +319,9 @@ func TestParseSenderCertificateForms(t *testing.T) {
 			continue
 		}
 		want := Sender{UUID: testUUID, DeviceID: 3, IdentityKey: id}
+		if name == "with e164" {
+			want.Name = "+14155550100"
+		}
 		if c.Sender() != want {
 			t.Errorf("%s: sender %+v", name, c.Sender())
 		}
@@ -405,5 +408,29 @@ func TestCertificateParseKeepsNoAlias(t *testing.T) {
 	clear(b)
 	if err := c.Validate(p.roots(), testExpiry); err != nil {
 		t.Fatalf("a parsed certificate depends on the caller's buffer: %v", err)
+	}
+}
+
+// TestSenderCertificateName: a Doorless username travels in libsignal's phone
+// number field, both ways.
+func TestSenderCertificateName(t *testing.T) {
+	p := newPKI(t, 1)
+	id := newKey(t).PublicKey()
+	s := Sender{UUID: testUUID, DeviceID: 2, IdentityKey: id, Name: "alice_1"}
+	c := p.issue(t, s, testExpiry)
+	parsed, err := ParseSenderCertificate(c.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, got := range []*SenderCertificate{c, parsed} {
+		if got.Sender() != s || got.E164() != "alice_1" {
+			t.Errorf("sender %+v, e164 %q", got.Sender(), got.E164())
+		}
+	}
+	for _, name := range []string{strings.Repeat("a", MaxNameSize+1), "\xff"} {
+		s.Name = name
+		if _, err := NewSenderCertificate(s, testExpiry, p.server, p.serverKey, nil); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("name %q: %v", name, err)
+		}
 	}
 }
