@@ -145,6 +145,7 @@ type Client struct {
 	dropped          atomic.Int64
 	redelivered      atomic.Int64
 	lastRefill       atomic.Int64 // when refill last generated keys, Unix nanoseconds
+	receipts         pendingReceipts
 
 	closeOnce sync.Once
 	closeErr  error
@@ -315,13 +316,16 @@ func Register(ctx context.Context, dir, serverURL, username, invite string, opt 
 	if err != nil {
 		return nil, err
 	}
+	profileKey := newProfileKey()
+	accessKey := accessKeyFrom(profileKey)
 	req := &api.RegisterRequest{
-		Username:       username,
-		InviteCode:     invite,
-		IdentityKey:    identity.Public.Bytes(),
-		RegistrationID: regID,
-		Keys:           *up,
-		DeviceList:     deviceList,
+		UnidentifiedAccessKey: accessKey[:],
+		Username:              username,
+		InviteCode:            invite,
+		IdentityKey:           identity.Public.Bytes(),
+		RegistrationID:        regID,
+		Keys:                  *up,
+		DeviceList:            deviceList,
 	}
 
 	if opt.HTTPClient == nil {
@@ -347,7 +351,7 @@ func Register(ctx context.Context, dir, serverURL, username, invite string, opt 
 	if !api.ValidUUID(resp.AccountID) || resp.DeviceID < 1 || resp.DeviceID > api.MaxDevicesPerAccount || resp.Password == "" {
 		return nil, errors.New("client: register: the server's answer is malformed")
 	}
-	return joined(ctx, dir, st, opt, serverURL, username, &resp, regID, identity, list, deviceList)
+	return joined(ctx, dir, st, opt, serverURL, username, &resp, regID, identity, list, deviceList, profileKey)
 }
 
 // newDeviceKeys makes a new device's registration id and keys (see
@@ -369,17 +373,22 @@ func newDeviceKeys(ctx context.Context, st *profile.Store, identity keys.KeyPair
 // the device exists on the server now, so its credentials and the device
 // list it joined under are stored even if the caller has given up waiting.
 func joined(ctx context.Context, dir string, st *profile.Store, opt Options, serverURL, username string, resp *api.RegisterResponse,
-	regID uint32, identity keys.KeyPair, list *devicelist.List, signedList []byte) (*Client, error) {
+	regID uint32, identity keys.KeyPair, list *devicelist.List, signedList []byte, profileKey []byte) (*Client, error) {
 	err := st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error {
 		if err := tx.SetCredentials(serverURL, resp.AccountID, username, resp.DeviceID, resp.Password); err != nil {
 			return err
+		}
+		if profileKey != nil {
+			if err := tx.PutProfileKey(resp.AccountID, &profile.ProfileKey{Key: profileKey}, time.Now()); err != nil {
+				return err
+			}
 		}
 		return tx.PutDeviceList(resp.AccountID, list.Version, signedList)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return newClient(dir, st, &profile.Account{
+	c := newClient(dir, st, &profile.Account{
 		ServerURL:      serverURL,
 		AccountID:      resp.AccountID,
 		Username:       username,
@@ -387,7 +396,11 @@ func joined(ctx context.Context, dir string, st *profile.Store, opt Options, ser
 		Password:       resp.Password,
 		RegistrationID: regID,
 		Identity:       identity,
-	}, opt), nil
+	}, opt)
+	// Pin the server's sealed-sender trust root now, at the moment the
+	// account is made; a failure leaves it to the first sealed message.
+	c.trustRoot(ctx)
+	return c, nil
 }
 
 // initDevice stores a new device's identity and registration id in tx, and

@@ -591,7 +591,7 @@ func TestBadEnvelopesDropped(t *testing.T) {
 	rawSend := func(m api.OutgoingMessage) {
 		t.Helper()
 		req := &api.SendRequest{ID: api.NewUUID(), Timestamp: time.Now().UnixMilli(), Messages: []api.OutgoingMessage{m}}
-		if _, err := alice.putMessages(ctxT(t), "bob", req); err != nil {
+		if _, err := alice.putMessages(ctxT(t), "bob", req, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

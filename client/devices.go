@@ -242,6 +242,9 @@ type provision struct {
 	LinkToken       string `json:"link_token"`
 	DeviceID        uint32 `json:"device_id"`
 	DeviceList      []byte `json:"device_list"`
+	// ProfileKey is the account's profile key, absent when the approving
+	// device has none yet.
+	ProfileKey []byte `json:"profile_key,omitempty"`
 }
 
 // parseProvision decodes and checks a provisioning message.
@@ -255,6 +258,9 @@ func parseProvision(b []byte) (*provision, keys.KeyPair, *devicelist.List, error
 	}
 	if p.Version != provisionVersion || !api.ValidUUID(p.AccountID) || !api.ValidUsername(p.Username) || p.LinkToken == "" ||
 		len(p.LinkToken) > 128 || p.DeviceID < 2 || p.DeviceID > api.MaxDevicesPerAccount {
+		return nil, keys.KeyPair{}, nil, bad
+	}
+	if p.ProfileKey != nil && len(p.ProfileKey) != profile.ProfileKeySize {
 		return nil, keys.KeyPair{}, nil, bad
 	}
 	pub, err := keys.ParsePublicKey(p.IdentityPublic)
@@ -319,8 +325,12 @@ func (c *Client) ApproveLink(ctx context.Context, code string) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
+	profileKey, err := c.ownProfileKey(ctx)
+	if err != nil {
+		return 0, err
+	}
 	p := &provision{
-		Version: provisionVersion, AccountID: c.accountID, Username: c.username,
+		Version: provisionVersion, AccountID: c.accountID, Username: c.username, ProfileKey: profileKey,
 		IdentityPublic: c.identity.Public.Bytes(), IdentityPrivate: c.identity.Private.Bytes(),
 		LinkToken: tok.Token, DeviceID: tok.DeviceID, DeviceList: resp.DeviceList,
 	}
@@ -466,7 +476,7 @@ func Link(ctx context.Context, dir, serverURL string, opt Options, show func(cod
 	if resp.AccountID != p.AccountID || resp.DeviceID != p.DeviceID || resp.Password == "" {
 		return nil, errors.New("client: link: the server's answer is malformed")
 	}
-	if c, err = joined(ctx, dir, st, opt, serverURL, p.Username, &resp, regID, identity, next, nextBlob); err != nil {
+	if c, err = joined(ctx, dir, st, opt, serverURL, p.Username, &resp, regID, identity, next, nextBlob, p.ProfileKey); err != nil {
 		return nil, err
 	}
 	// Say hello to the account's other devices, so that they learn of this

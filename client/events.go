@@ -10,8 +10,8 @@ import (
 	"github.com/doorless/doorless/client/internal/profile"
 )
 
-// Event is what Receive hands to its handler: *Message, *IdentityChanged or
-// *GroupUpdate.
+// Event is what Receive hands to its handler: *Message, *IdentityChanged,
+// *GroupUpdate or *Receipt.
 type Event interface{ isEvent() }
 
 // Message is a message received and decrypted, or one this account sent.
@@ -50,9 +50,24 @@ type Message struct {
 	// message). For a verified contact, every message under a key the user
 	// has not verified is marked.
 	IdentityChanged bool
+	// DeliveredTo and ReadBy name, for a message this account sent, the
+	// recipients whose devices sent a delivery or a read receipt for it.
+	DeliveredTo []string
+	ReadBy      []string
 }
 
 func (*Message) isEvent() {}
+
+// Receipt tells that a recipient's device got (Read false) or displayed
+// (Read true) messages this account sent; Messages are their IDs in the
+// history.
+type Receipt struct {
+	From     string   `json:"from"`
+	Read     bool     `json:"read,omitempty"`
+	Messages []string `json:"messages"`
+}
+
+func (*Receipt) isEvent() {}
 
 // Conversation names the conversation the message belongs to: the other
 // user's username, or "#" and the group's title.
@@ -136,6 +151,7 @@ const (
 	kindIdentityChanged = 1
 	kindMessage         = 2
 	kindGroupUpdate     = 3
+	kindReceipt         = 4
 )
 
 // storedMessage is a Message as the inbox and the history store it.
@@ -155,6 +171,10 @@ type storedMessage struct {
 	Expires         int64             `json:"expires,omitempty"`
 	TimerUpdate     bool              `json:"timer_update,omitempty"`
 	IdentityChanged bool              `json:"identity_changed,omitempty"`
+	DeliveredTo     []string          `json:"delivered_to,omitempty"`
+	ReadBy          []string          `json:"read_by,omitempty"`
+	// Unread: a message received whose read receipt is still to go.
+	Unread bool `json:"unread,omitempty"`
 }
 
 // storedAttachment is an Attachment and, until it is fetched (or, for a
@@ -210,7 +230,7 @@ func (m *storedMessage) message() *Message {
 	out := &Message{ID: m.ID, From: m.From, FromDevice: m.FromDevice, Sent: time.UnixMilli(m.Sent),
 		Received: time.UnixMilli(m.Received), Text: m.Text, Outgoing: m.Outgoing, To: m.To,
 		ExpiresIn: time.Duration(m.ExpiresIn) * time.Second, Expires: timeOrZero(m.Expires),
-		TimerUpdate: m.TimerUpdate, IdentityChanged: m.IdentityChanged}
+		TimerUpdate: m.TimerUpdate, IdentityChanged: m.IdentityChanged, DeliveredTo: m.DeliveredTo, ReadBy: m.ReadBy}
 	if m.GroupID != "" {
 		out.Group = &GroupRef{ID: m.GroupID, Title: m.GroupTitle}
 	}
@@ -243,6 +263,8 @@ func encodeEvent(envelopeID string, ev any) (*profile.InboxItem, error) {
 		kind = kindIdentityChanged
 	case *storedGroupUpdate:
 		kind = kindGroupUpdate
+	case *Receipt:
+		kind = kindReceipt
 	default:
 		return nil, fmt.Errorf("client: unknown event %T", ev)
 	}
@@ -263,6 +285,8 @@ func decodeEvent(it *profile.InboxItem) (any, error) {
 		v = new(inboxIdentity)
 	case kindGroupUpdate:
 		v = new(storedGroupUpdate)
+	case kindReceipt:
+		v = new(Receipt)
 	default:
 		return nil, fmt.Errorf("client: inbox entry of unknown kind %d", it.Kind)
 	}
@@ -283,6 +307,8 @@ func event(v any) Event {
 		return &GroupUpdate{Group: GroupRef{ID: v.GroupID, Title: v.Title}, By: v.By, Joined: v.Joined, Left: v.Left,
 			Added: v.Added, Removed: v.Removed, Title: v.NewTitle,
 			Timer: time.Duration(v.Timer) * time.Second, TimerChanged: v.TimerChanged}
+	case *Receipt:
+		return v
 	}
 	return nil
 }

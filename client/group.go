@@ -419,6 +419,7 @@ func (c *Client) SetGroupTimer(ctx context.Context, name string, d time.Duration
 // everyone and returns the failures joined.
 func (c *Client) distributeChange(ctx context.Context, g *localGroup, removed []group.Member) error {
 	cont := &content.Content{Timestamp: time.Now().UnixMilli(), GroupID: g.id[:], GroupChange: g.change}
+	c.addProfileKey(ctx, cont)
 	pt, err := content.Encode(cont)
 	if err != nil {
 		return err
@@ -455,6 +456,7 @@ func (c *Client) sendGroup(ctx context.Context, name string, m Outgoing) (*SendR
 		return nil, err
 	}
 	cont.GroupID = g.id[:]
+	c.addProfileKey(ctx, cont)
 	pt, err := content.Encode(cont)
 	if err != nil {
 		return nil, err
@@ -479,7 +481,7 @@ func (c *Client) sendGroup(ctx context.Context, name string, m Outgoing) (*SendR
 	if err != nil {
 		return nil, err
 	}
-	dcont := &content.Content{Timestamp: cont.Timestamp, GroupID: g.id[:], GroupChange: g.change, SenderKey: skdm}
+	dcont := &content.Content{Timestamp: cont.Timestamp, GroupID: g.id[:], GroupChange: g.change, SenderKey: skdm, ProfileKey: cont.ProfileKey}
 	dpt, err := content.Encode(dcont)
 	if err != nil {
 		return nil, err
@@ -581,7 +583,7 @@ func (c *Client) sendSenderKey(ctx context.Context, g *localGroup, mem group.Mem
 			}
 		}
 		req := &api.SendRequest{ID: api.NewUUID(), Timestamp: ts, Messages: msgs}
-		resp, err := c.putMessages(ctx, mem.Username, req)
+		resp, err := c.sendMessages(ctx, mem.Username, req)
 		if err == nil {
 			return resp.Delivered, nil
 		}
@@ -792,7 +794,7 @@ func usernameIn(st, old *group.State, accountID string) string {
 // decryptSenderKey decrypts a group message (an envelope of type 7) with
 // the sender's sender key, inside processEnvelope's transaction. It returns
 // errDrop for an envelope to drop.
-func (c *Client) decryptSenderKey(tx *profile.Tx, env *api.Envelope, now time.Time) error {
+func (c *Client) decryptSenderKey(tx *profile.Tx, env *api.Envelope, sealedBy *keys.PublicKey, now time.Time) error {
 	msg, err := senderkey.ParseMessage(env.Content)
 	if err != nil {
 		return errDrop
@@ -830,6 +832,9 @@ func (c *Client) decryptSenderKey(tx *profile.Tx, env *api.Envelope, now time.Ti
 	if !ok {
 		return errDrop // no longer a member
 	}
+	if sealedBy != nil && !mem.Identity.Equal(*sealedBy) {
+		return errDrop // sealed by another key than the member's
+	}
 	b, err := rec.MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("client: %v", err)
@@ -846,6 +851,9 @@ func (c *Client) decryptSenderKey(tx *profile.Tx, env *api.Envelope, now time.Ti
 	if err != nil || !bytes.Equal(cont.GroupID, g.id[:]) || cont.Sync || cont.GroupChange != nil || cont.SenderKey != nil || cont.TimerUpdate {
 		c.dropped.Add(1)
 		return nil // the chain moved on; nothing to show
+	}
+	if err := c.keepProfileKey(tx, env.SourceAccount, cont.ProfileKey, now); err != nil {
+		return err
 	}
 	if cont.Body == "" && cont.Attachment == nil {
 		return nil

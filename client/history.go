@@ -44,13 +44,18 @@ func putHistory(tx *profile.Tx, m *storedMessage) error {
 		return fmt.Errorf("client: encoding a message: %v", err)
 	}
 	defer clear(b)
-	return tx.PutHistory(&profile.HistoryItem{
+	it := &profile.HistoryItem{
 		ID:           m.ID,
 		Conversation: m.conversation(),
 		Received:     time.UnixMilli(m.Received),
 		Expires:      timeOrZero(m.Expires),
 		Data:         b,
-	})
+		Unread:       m.Unread,
+	}
+	if m.Outgoing {
+		it.Sent = timeOrZero(m.Sent) // what receipts name it by
+	}
+	return tx.PutHistory(it)
 }
 
 // outgoingContent makes the content of a message to send in a conversation:
@@ -167,22 +172,12 @@ func (c *Client) Messages(ctx context.Context, with string, limit int) ([]*Messa
 	if err := c.sweepExpired(ctx); err != nil {
 		return nil, err
 	}
-	var conv string
-	if isGroupName(with) {
-		g, err := c.findGroup(ctx, with)
-		if err != nil {
-			return nil, err
-		}
-		conv = profile.GroupConversation(g.id[:])
-	} else {
-		username, err := normalizeUsername(with)
-		if err != nil {
-			return nil, err
-		}
-		conv = profile.UserConversation(username)
+	conv, err := c.conversationOf(ctx, with)
+	if err != nil {
+		return nil, err
 	}
 	var items []profile.HistoryItem
-	err := c.st.View(ctx, func(tx *profile.Tx) error {
+	err = c.st.View(ctx, func(tx *profile.Tx) error {
 		var err error
 		items, err = tx.Conversation(conv, limit)
 		return err
@@ -200,6 +195,23 @@ func (c *Client) Messages(ctx context.Context, with string, limit int) ([]*Messa
 		out = append(out, m.message())
 	}
 	return out, nil
+}
+
+// conversationOf names the profile's conversation with a user, or a group
+// ("#" and its title, or its id).
+func (c *Client) conversationOf(ctx context.Context, with string) (string, error) {
+	if isGroupName(with) {
+		g, err := c.findGroup(ctx, with)
+		if err != nil {
+			return "", err
+		}
+		return profile.GroupConversation(g.id[:]), nil
+	}
+	username, err := normalizeUsername(with)
+	if err != nil {
+		return "", err
+	}
+	return profile.UserConversation(username), nil
 }
 
 // sweepExpired deletes the messages whose time ran out, with their files,

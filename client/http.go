@@ -22,6 +22,15 @@ const maxResponse = 4 << 20
 // answer into out (when not nil). A 4xx or 5xx answer with an error body is
 // returned as *api.Error.
 func doJSON(ctx context.Context, hc *http.Client, method, url, login, password string, in, out any) error {
+	return doRequest(ctx, hc, method, url, func(req *http.Request) {
+		if login != "" {
+			req.SetBasicAuth(login, password)
+		}
+	}, in, out)
+}
+
+// doRequest is doJSON with the request's credentials set by auth.
+func doRequest(ctx context.Context, hc *http.Client, method, url string, auth func(*http.Request), in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -38,9 +47,7 @@ func doJSON(ctx context.Context, hc *http.Client, method, url, login, password s
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	if login != "" {
-		req.SetBasicAuth(login, password)
-	}
+	auth(req)
 	resp, err := hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {

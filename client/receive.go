@@ -259,6 +259,7 @@ func (c *Client) receiveOnce(ctx context.Context, opt ReceiveOptions, handle fun
 			if err := c.sweepExpired(ctx); err != nil {
 				return progressed, err
 			}
+			c.flushReceipts(ctx)
 			continue
 		case <-ctx.Done():
 			// Stop cleanly: the acks written so far reach the server.
@@ -298,6 +299,7 @@ func (c *Client) receiveOnce(ctx context.Context, opt ReceiveOptions, handle fun
 			// asks again.
 			c.refill(ctx, fe.f.Keys)
 		case api.FrameQueueEmpty:
+			c.flushReceipts(ctx)
 			if opt.UntilEmpty {
 				// Everything before it is handled and acked; the close
 				// handshake lets the server read the acks first.
@@ -410,7 +412,6 @@ var errDrop = errors.New("client: envelope dropped")
 func (c *Client) processEnvelope(ctx context.Context, env *api.Envelope) error {
 	now := c.now()
 	local, localAddr := c.local()
-	remote := session.Address{Name: env.SourceAccount, DeviceID: env.SourceDevice}
 	err := c.st.Update(ctx, func(tx *profile.Tx) error {
 		done, err := tx.Processed(env.ID)
 		if err != nil {
@@ -420,10 +421,22 @@ func (c *Client) processEnvelope(ctx context.Context, env *api.Envelope) error {
 			c.redelivered.Add(1)
 			return nil
 		}
-		if env.Type == api.EnvelopeSenderKey {
-			return c.decryptSenderKey(tx, env, now)
+		env := env
+		// sealedBy is the identity key a sealed message's sender sealed
+		// it with: the inner message must be under the same key.
+		var sealedBy *keys.PublicKey
+		if env.Type == api.EnvelopeUnidentifiedSender {
+			inner, key, err := c.unseal(tx, env, now)
+			if err != nil {
+				return err
+			}
+			env, sealedBy = inner, &key
 		}
-		return c.decryptInto(tx, env, local, localAddr, remote, now)
+		if env.Type == api.EnvelopeSenderKey {
+			return c.decryptSenderKey(tx, env, sealedBy, now)
+		}
+		remote := session.Address{Name: env.SourceAccount, DeviceID: env.SourceDevice}
+		return c.decryptInto(tx, env, local, localAddr, remote, sealedBy, now)
 	})
 	if !errors.Is(err, errDrop) {
 		return err
@@ -436,7 +449,7 @@ func (c *Client) processEnvelope(ctx context.Context, env *api.Envelope) error {
 
 // decryptInto does the work of processEnvelope inside its transaction. It
 // returns errDrop for an envelope to drop, and the caller rolls back.
-func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.Identity, localAddr, remote session.Address, now time.Time) error {
+func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.Identity, localAddr, remote session.Address, sealedBy *keys.PublicKey, now time.Time) error {
 	rec, err := tx.Session(env.SourceAccount, env.SourceDevice)
 	if err != nil {
 		return err
@@ -518,6 +531,9 @@ func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.I
 		return errDrop
 	}
 	defer clear(pt)
+	if sealedBy != nil && !identity.Equal(*sealedBy) {
+		return errDrop // sealed by one key, the session is with another
+	}
 
 	// The identity key: trusted on first use. For a contact not verified, a
 	// change is accepted on receipt (the message decrypted under it) and
@@ -586,6 +602,9 @@ func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.I
 	if err != nil {
 		return err
 	}
+	if err := c.keepProfileKey(tx, env.SourceAccount, cont.ProfileKey, now); err != nil {
+		return err
+	}
 	return c.storeEvents(tx, env.ID, append(events, more...))
 }
 
@@ -625,6 +644,12 @@ func (c *Client) pairwiseContent(tx *profile.Tx, env *api.Envelope, from string,
 	if cont.Sync && !self {
 		return nil, errDropContent // only this account's devices make transcripts
 	}
+	if cont.Receipt != nil {
+		if self {
+			return nil, errDropContent
+		}
+		return c.applyReceipt(tx, env.SourceAccount, from, cont.Receipt)
+	}
 	if cont.GroupID != nil {
 		return c.groupContent(tx, env, from, identity, cont, now)
 	}
@@ -660,6 +685,10 @@ func (c *Client) newStoredMessage(env *api.Envelope, from string, cont *content.
 	m.ID, m.From, m.FromDevice, m.Received = env.ID, from, env.SourceDevice, env.ServerTimestamp
 	if cont.Sync {
 		m.Outgoing, m.To = true, cont.Destination
+	}
+	if env.SourceAccount != c.accountID {
+		m.Unread = true
+		c.queueReceipt(from, content.ReceiptDelivered, cont.Timestamp)
 	}
 	if a := cont.Attachment; a != nil {
 		m.Attachment = &storedAttachment{

@@ -101,6 +101,7 @@ func (c *Client) SendMessage(ctx context.Context, to string, m Outgoing) (*SendR
 // sendContent sends content to a user and its transcript to this account's
 // other devices, and keeps it in the history.
 func (c *Client) sendContent(ctx context.Context, username, conv string, cont *content.Content) (*SendResult, error) {
+	c.addProfileKey(ctx, cont)
 	pt, err := content.Encode(cont)
 	if err != nil {
 		return nil, err
@@ -154,7 +155,7 @@ func (c *Client) deliver(ctx context.Context, username string, pt []byte, res *S
 		}
 		refresh = nil
 		req := &api.SendRequest{ID: api.NewUUID(), Timestamp: now.UnixMilli(), Messages: msgs}
-		resp, err := c.putMessages(ctx, username, req)
+		resp, err := c.sendMessages(ctx, username, req)
 		if err == nil {
 			return resp.Delivered, nil
 		}
@@ -248,13 +249,21 @@ func deviceList(ds []uint32) ([]uint32, error) {
 
 // putMessages sends one request, repeating it (the same bytes, the same id)
 // when its answer is lost. A "duplicate" answer to a repeat means the first
-// attempt landed.
-func (c *Client) putMessages(ctx context.Context, username string, req *api.SendRequest) (*api.SendResponse, error) {
+// attempt landed. With an access key it is an unidentified send: no
+// credentials, the recipient's access key instead.
+func (c *Client) putMessages(ctx context.Context, username string, req *api.SendRequest, accessKey *[api.UnidentifiedAccessKeySize]byte) (*api.SendResponse, error) {
 	path := pathFor(api.PathMessages, "{username}", username)
 	var lost bool
 	for try := 0; ; try++ {
 		var resp api.SendResponse
-		err := c.do(ctx, http.MethodPut, path, req, &resp)
+		var err error
+		if accessKey != nil {
+			err = doRequest(ctx, c.hc, http.MethodPut, c.serverURL+path, func(r *http.Request) {
+				r.Header.Set(api.HeaderUnidentifiedAccessKey, api.FormatUnidentifiedAccessKey(*accessKey))
+			}, req, &resp)
+		} else {
+			err = c.do(ctx, http.MethodPut, path, req, &resp)
+		}
 		if err == nil {
 			return &resp, nil
 		}

@@ -166,7 +166,7 @@ func TestLastResortReplayRefused(t *testing.T) {
 	rawSend := func() {
 		t.Helper()
 		req := &api.SendRequest{ID: api.NewUUID(), Timestamp: time.Now().UnixMilli(), Messages: msgs}
-		if _, err := alice.putMessages(ctxT(t), "bob", req); err != nil {
+		if _, err := alice.putMessages(ctxT(t), "bob", req, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
