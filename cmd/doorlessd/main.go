@@ -69,6 +69,11 @@ func serve(args []string) int {
 	maxAttachment := fs.Int64("max-attachment", api.MaxAttachmentSize, "largest attachment plaintext, in `bytes` (the blob is up to ~5% larger)")
 	attachmentTTL := fs.Duration("attachment-ttl", server.DefaultAttachmentTTL, "how long finished attachments are kept")
 	logFormat := fs.String("log-format", "text", "log `format` on standard error: text or json")
+	logIPs := fs.Bool("log-ips", false, "log each request's client IP address (off: no log line carries an IP address)")
+	unidentifiedRate := fs.Float64("unidentified-rate", server.DefaultUnidentifiedRate.Rate,
+		"sealed-sender sends one account may receive per `second`, sustained (negative: no limit)")
+	unidentifiedBurst := fs.Int("unidentified-burst", server.DefaultUnidentifiedRate.Burst,
+		"sealed-sender sends one account may receive at once")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -87,6 +92,10 @@ func serve(args []string) int {
 		return 2
 	}
 	log := slog.New(h)
+	if *unidentifiedBurst < 1 {
+		fmt.Fprintln(os.Stderr, "doorlessd: --unidentified-burst must be at least 1")
+		return 2
+	}
 	if (*certFile == "") != (*keyFile == "") {
 		fmt.Fprintln(os.Stderr, "doorlessd: --tls-cert and --tls-key go together")
 		return 2
@@ -137,7 +146,10 @@ func serve(args []string) int {
 		AttachmentTTL: *attachmentTTL,
 		Certificates:  issuer,
 		Logger:        log,
+		LogIPs:        *logIPs,
 		Registerer:    reg,
+
+		UnidentifiedRate: server.RateLimit{Rate: *unidentifiedRate, Burst: *unidentifiedBurst},
 	})
 	if err != nil {
 		return fail(err)

@@ -165,6 +165,8 @@ func TestFlags(t *testing.T) {
 		{"--log-format", "xml"},
 		{"--tls-cert", "x.pem"},
 		{"--max-envelope", "999999999"},
+		{"--unidentified-burst", "0"},
+		{"--unidentified-rate", "fast"},
 		{"extra"},
 		{"invite", "--count", "0"},
 	} {
@@ -215,4 +217,37 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("healthz over TLS: %v %v", resp, err)
 	}
 	resp.Body.Close()
+}
+
+// TestLogIPs: request lines carry the client's address only with --log-ips.
+func TestLogIPs(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		args := []string{"--data", t.TempDir(), "--log-format", "json", "--unidentified-rate", "2", "--unidentified-burst", "5"}
+		if on {
+			args = append(args, "--log-ips")
+		}
+		cmd, url, stderr := start(t, args...)
+		resp, err := http.Get(url + api.PathDevices)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+		var requests int
+		for _, line := range strings.Split(stderr.String(), "\n") {
+			if !strings.Contains(line, `"msg":"request"`) {
+				continue
+			}
+			requests++
+			if has := strings.Contains(line, `"ip":"127.0.0.1"`); has != on {
+				t.Errorf("--log-ips %v: request line %s", on, line)
+			}
+		}
+		if requests != 1 {
+			t.Errorf("--log-ips %v: %d request lines in\n%s", on, requests, stderr.String())
+		}
+	}
 }

@@ -193,6 +193,10 @@ type RegisterRequest struct {
 	// DeviceList is the account's first device list, version 1 listing
 	// device 1, signed by IdentityKey.
 	DeviceList []byte `json:"device_list"`
+	// UnidentifiedAccessKey, when present, is the account's unidentified
+	// access key (UnidentifiedAccessKeySize bytes), which lets senders
+	// who hold it send sealed-sender messages to the account.
+	UnidentifiedAccessKey []byte `json:"unidentified_access_key,omitempty"`
 }
 
 // RegisterResponse answers a registration with the device's credentials. The
@@ -204,10 +208,15 @@ type RegisterResponse struct {
 }
 
 // Account is the public part of an account: GET /v1/accounts/{username}.
+// UnrestrictedUnidentifiedAccess tells that the account accepts
+// sealed-sender messages from anyone, whatever Unidentified-Access-Key they
+// carry (Signal's profile field of that name), so a sender without the
+// account's key may still send sealed.
 type Account struct {
-	ID          string `json:"id"`
-	Username    string `json:"username"`
-	IdentityKey []byte `json:"identity_key"`
+	ID                             string `json:"id"`
+	Username                       string `json:"username"`
+	IdentityKey                    []byte `json:"identity_key"`
+	UnrestrictedUnidentifiedAccess bool   `json:"unrestricted_unidentified_access,omitempty"`
 }
 
 // Device is one of the caller's devices: GET /v1/devices.
@@ -228,16 +237,34 @@ type DevicesResponse struct {
 // ---- Messages ----
 
 // Envelope types: the Signal ciphertext message types (libsignal's
-// CiphertextMessageType values).
+// CiphertextMessageType values), and Signal's envelope type for a
+// sealed-sender message.
 const (
-	EnvelopeWhisper   = 2 // SignalMessage
-	EnvelopePreKey    = 3 // PreKeySignalMessage
-	EnvelopeSenderKey = 7 // SenderKeyMessage: a group message under the sender's sender key
+	EnvelopeWhisper = 2 // SignalMessage
+	EnvelopePreKey  = 3 // PreKeySignalMessage
+	// EnvelopeUnidentifiedSender is a sealed-sender message: the content is
+	// the opaque sealed-sender ciphertext, and the envelope names no
+	// sender. 6 is UNIDENTIFIED_SENDER of Signal's Envelope.Type (what
+	// libsignal's sealed-sender messages travel as).
+	EnvelopeUnidentifiedSender = 6
+	EnvelopeSenderKey          = 7 // SenderKeyMessage: a group message under the sender's sender key
 )
 
-// ValidEnvelopeType reports whether t is an envelope type the server relays.
+// ValidEnvelopeType reports whether t is an envelope type the server relays
+// (and so a delivered envelope may carry): 2, 3, 6 or 7.
 func ValidEnvelopeType(t int) bool {
-	return t == EnvelopeWhisper || t == EnvelopePreKey || t == EnvelopeSenderKey
+	return t == EnvelopeWhisper || t == EnvelopePreKey || t == EnvelopeUnidentifiedSender || t == EnvelopeSenderKey
+}
+
+// ValidSendType reports whether a send may carry messages of type t: an
+// unidentified (sealed-sender) send only EnvelopeUnidentifiedSender, an
+// authenticated send only the other types, whose envelopes name their
+// sender.
+func ValidSendType(t int, unidentified bool) bool {
+	if unidentified {
+		return t == EnvelopeUnidentifiedSender
+	}
+	return t != EnvelopeUnidentifiedSender && ValidEnvelopeType(t)
 }
 
 // OutgoingMessage is the ciphertext for one device of the recipient.
@@ -265,13 +292,16 @@ type SendResponse struct {
 	Delivered int `json:"delivered"`
 }
 
-// Envelope is a message as delivered to one device.
+// Envelope is a message as delivered to one device. A sealed-sender
+// envelope (EnvelopeUnidentifiedSender) has no source: SourceAccount,
+// SourceUsername and SourceDevice are empty (absent in JSON); every other
+// envelope has all three.
 type Envelope struct {
 	ID              string `json:"id"` // server-assigned UUID; acknowledged by it
 	Type            int    `json:"type"`
-	SourceAccount   string `json:"source_account"`
-	SourceUsername  string `json:"source_username"`
-	SourceDevice    uint32 `json:"source_device"`
+	SourceAccount   string `json:"source_account,omitempty"`
+	SourceUsername  string `json:"source_username,omitempty"`
+	SourceDevice    uint32 `json:"source_device,omitempty"`
 	ClientTimestamp int64  `json:"client_timestamp"` // Unix milliseconds, the sender's claim
 	ServerTimestamp int64  `json:"server_timestamp"` // Unix milliseconds, when the server queued it
 	Content         []byte `json:"content"`

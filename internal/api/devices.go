@@ -57,6 +57,10 @@ type LinkDeviceRequest struct {
 	RegistrationID uint32    `json:"registration_id"`
 	Keys           KeyUpload `json:"keys"`
 	DeviceList     []byte    `json:"device_list"`
+	// UnidentifiedAccessKey, when present, replaces the account's
+	// unidentified access key (UnidentifiedAccessKeySize bytes), as the
+	// body of PUT /v1/accounts/me/attributes would; absent keeps it.
+	UnidentifiedAccessKey []byte `json:"unidentified_access_key,omitempty"`
 }
 
 // RemoveDeviceRequest is the body of DELETE /v1/devices/{device}: the

@@ -123,21 +123,27 @@ func (f *Frame) Check() error {
 	return nil
 }
 
-// Check reports whether an envelope is well formed.
+// Check reports whether an envelope is well formed: a sealed-sender
+// envelope without a source, any other with one.
 func (e *Envelope) Check() error {
 	switch {
 	case !ValidUUID(e.ID):
 		return fmt.Errorf("%w: envelope id is not a uuid", ErrBadFrame)
 	case !ValidEnvelopeType(e.Type):
 		return fmt.Errorf("%w: envelope type %d unknown", ErrBadFrame, e.Type)
+	case len(e.Content) == 0:
+		return fmt.Errorf("%w: envelope without content", ErrBadFrame)
+	case e.Type == EnvelopeUnidentifiedSender:
+		if e.SourceAccount != "" || e.SourceUsername != "" || e.SourceDevice != 0 {
+			return fmt.Errorf("%w: sealed-sender envelope with a source", ErrBadFrame)
+		}
+		return nil
 	case !ValidUUID(e.SourceAccount):
 		return fmt.Errorf("%w: envelope source is not a uuid", ErrBadFrame)
 	case !ValidUsername(e.SourceUsername):
 		return fmt.Errorf("%w: envelope source username invalid", ErrBadFrame)
 	case e.SourceDevice < 1 || e.SourceDevice > MaxDevicesPerAccount:
 		return fmt.Errorf("%w: envelope source device out of range", ErrBadFrame)
-	case len(e.Content) == 0:
-		return fmt.Errorf("%w: envelope without content", ErrBadFrame)
 	}
 	return nil
 }

@@ -26,11 +26,23 @@ func validEnvelope() *Envelope {
 	}
 }
 
+// sealedEnvelope is a well-formed sealed-sender envelope: no source.
+func sealedEnvelope() *Envelope {
+	return &Envelope{
+		ID:              testID,
+		Type:            EnvelopeUnidentifiedSender,
+		ClientTimestamp: 1700000000000,
+		ServerTimestamp: 1700000000123,
+		Content:         []byte{0x11, 1, 2, 3},
+	}
+}
+
 // validFrames are one well-formed frame of every type, in their wire form.
 func validFrames(t testing.TB) [][]byte {
 	var out [][]byte
 	for _, f := range []Frame{
 		{Type: FrameEnvelope, Envelope: validEnvelope()},
+		{Type: FrameEnvelope, Envelope: sealedEnvelope()},
 		{Type: FrameQueueEmpty},
 		{Type: FrameRefill, Keys: &KeyStatus{PreKeys: 3, KyberPreKeys: 0}},
 		{Type: FrameAck, ID: testID},
@@ -64,6 +76,12 @@ func TestParseFrameValid(t *testing.T) {
 func TestParseFrameRefusals(t *testing.T) {
 	env := func(mod func(*Envelope)) string {
 		e := validEnvelope()
+		mod(e)
+		b, _ := json.Marshal(Frame{Type: FrameEnvelope, Envelope: e})
+		return string(b)
+	}
+	sealed := func(mod func(*Envelope)) string {
+		e := sealedEnvelope()
 		mod(e)
 		b, _ := json.Marshal(Frame{Type: FrameEnvelope, Envelope: e})
 		return string(b)
@@ -105,6 +123,11 @@ func TestParseFrameRefusals(t *testing.T) {
 		"number too big for keys":     `{"type":"refill","keys":{"pre_keys":1e400,"kyber_pre_keys":1}}`,
 		"envelope device negative":    strings.Replace(env(func(*Envelope) {}), `"source_device":1`, `"source_device":-1`, 1),
 		"envelope timestamp fraction": strings.Replace(env(func(*Envelope) {}), `"client_timestamp":1700000000000`, `"client_timestamp":1.5`, 1),
+		"envelope without source":     env(func(e *Envelope) { e.SourceAccount, e.SourceUsername, e.SourceDevice = "", "", 0 }),
+		"sealed with source account":  sealed(func(e *Envelope) { e.SourceAccount = testAccount }),
+		"sealed with source username": sealed(func(e *Envelope) { e.SourceUsername = "alice" }),
+		"sealed with source device":   sealed(func(e *Envelope) { e.SourceDevice = 1 }),
+		"sealed without content":      sealed(func(e *Envelope) { e.Content = nil }),
 	} {
 		f, err := ParseFrame([]byte(frame))
 		if err == nil {

@@ -40,6 +40,9 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if req.Keys.SignedPreKey == nil || req.Keys.LastResortKyberPreKey == nil {
 		return badRequest("registration needs a signed prekey and a last-resort kyber prekey")
 	}
+	if err := checkAccessKey(req.UnidentifiedAccessKey); err != nil {
+		return err
+	}
 	upload, err := checkKeys(identity, &req.Keys)
 	if err != nil {
 		return err
@@ -59,7 +62,8 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 
 	password, hash := newPassword()
 	now := s.now()
-	acct := &store.Account{ID: api.NewUUID(), Username: req.Username, IdentityKey: identity.Bytes(), Created: now}
+	acct := &store.Account{ID: api.NewUUID(), Username: req.Username, IdentityKey: identity.Bytes(), Created: now,
+		UnidentifiedAccessKey: req.UnidentifiedAccessKey}
 	dev := &store.Device{
 		AccountID:      acct.ID,
 		ID:             api.PrimaryDeviceID,
@@ -86,7 +90,65 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request, _ *store.
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, api.Account{ID: acct.ID, Username: acct.Username, IdentityKey: acct.IdentityKey})
+	writeJSON(w, http.StatusOK, api.Account{ID: acct.ID, Username: acct.Username, IdentityKey: acct.IdentityKey,
+		UnrestrictedUnidentifiedAccess: acct.UnrestrictedUnidentifiedAccess})
+	return nil
+}
+
+// checkAccessKey refuses an unidentified access key of the wrong size; nil
+// (absent) is fine.
+func checkAccessKey(k []byte) error {
+	if k != nil && len(k) != api.UnidentifiedAccessKeySize {
+		return badRequest("unidentified_access_key must be %d bytes", api.UnidentifiedAccessKeySize)
+	}
+	return nil
+}
+
+// maxAttributesBody bounds the body of PUT /v1/accounts/me/attributes: a
+// 16-byte key in base64 and a flag.
+const maxAttributesBody = 1 << 10
+
+// PUT /v1/accounts/me/attributes: any device of the account sets its
+// unidentified access: a new key (absent: keep it) and whether sealed
+// messages from anyone are accepted.
+func (s *Server) handleSetAttributes(w http.ResponseWriter, r *http.Request, dev *store.Device) error {
+	var req api.AccountAttributes
+	if err := decode(w, r, maxAttributesBody, &req); err != nil {
+		return err
+	}
+	if err := checkAccessKey(req.UnidentifiedAccessKey); err != nil {
+		return err
+	}
+	switch err := s.st.SetUnidentifiedAccess(r.Context(), dev.AccountID, req.UnidentifiedAccessKey, req.UnrestrictedUnidentifiedAccess); {
+	case errors.Is(err, store.ErrNotFound):
+		return errUnauthorized // the account is gone
+	case err != nil:
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// DELETE /v1/accounts/me: any device of the account may delete it (any
+// device may already remove itself, and a lost primary device must not
+// keep an account alive). Everything the store holds for the account goes
+// in one transaction (store.Accounts.DeleteAccount); then its devices'
+// WebSockets are closed as revoked. The username is free at once.
+func (s *Server) handleDeleteAccount(w http.ResponseWriter, r *http.Request, dev *store.Device) error {
+	switch err := s.st.DeleteAccount(r.Context(), dev.AccountID); {
+	case errors.Is(err, store.ErrNotFound):
+		return errUnauthorized // deleted by a request racing this one
+	case err != nil:
+		return err
+	}
+	s.names.drop(dev.AccountID)
+	// Every device id the account could have had, not only those listed
+	// before the deletion: a device linked meanwhile went with the account
+	// too. A signal to a device with no connection is dropped.
+	for id := uint32(1); id <= api.MaxDevicesPerAccount; id++ {
+		s.br.Notify(dev.AccountID, id, broker.Revoked)
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
@@ -187,6 +249,12 @@ func (c *nameCache) get(id string) (string, bool) {
 	defer c.mu.Unlock()
 	n, ok := c.m[id]
 	return n, ok
+}
+
+func (c *nameCache) drop(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, id)
 }
 
 func (c *nameCache) put(id, name string) {

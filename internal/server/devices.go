@@ -178,6 +178,9 @@ func (s *Server) handleLinkDevice(w http.ResponseWriter, r *http.Request) error 
 	if req.Keys.SignedPreKey == nil || req.Keys.LastResortKyberPreKey == nil {
 		return badRequest("a new device needs a signed prekey and a last-resort kyber prekey")
 	}
+	if err := checkAccessKey(req.UnidentifiedAccessKey); err != nil {
+		return err
+	}
 	if req.LinkToken == "" {
 		return errInvalidLinkToken
 	}
@@ -220,7 +223,7 @@ func (s *Server) handleLinkDevice(w http.ResponseWriter, r *http.Request) error 
 		CredentialHash: hash,
 		Created:        now,
 	}
-	switch err := s.st.LinkDevice(ctx, h[:], dev, upload, list); {
+	switch err := s.st.LinkDevice(ctx, h[:], dev, upload, list, req.UnidentifiedAccessKey); {
 	case errors.Is(err, store.ErrInvalidLinkToken):
 		return errInvalidLinkToken // used by a request racing this one
 	case errors.Is(err, store.ErrVersionConflict):

@@ -12,10 +12,15 @@ import (
 // errorLog is the http.Server's ErrorLog: net/http's own lines (such as
 // "http: TLS handshake error from 192.0.2.1:5678: EOF" and "http: panic
 // serving 192.0.2.1:5678: ...") go to the server's logger at level warn,
-// with every IP address and its port replaced by redactedAddr, since
-// docs/data-inventory.md promises logs carry no IP address.
-func errorLog(h slog.Handler) *log.Logger {
-	return log.New(addrRedactor{slog.NewLogLogger(h, slog.LevelWarn).Writer()}, "", 0)
+// with every IP address and its port replaced by redactedAddr when redact
+// is set, since docs/data-inventory.md promises logs carry no IP address
+// unless the operator asks for them (Config.LogIPs).
+func errorLog(h slog.Handler, redact bool) *log.Logger {
+	w := slog.NewLogLogger(h, slog.LevelWarn).Writer()
+	if redact {
+		w = addrRedactor{w}
+	}
+	return log.New(w, "", 0)
 }
 
 // redactedAddr stands for an address in the error log.

@@ -35,7 +35,14 @@ type env struct {
 // before it serves.
 func newEnv(t *testing.T, mod func(*Config), srvMods ...func(*Server)) *env {
 	t.Helper()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "doorless.db"))
+	return newEnvIn(t, t.TempDir(), mod, srvMods...)
+}
+
+// newEnvIn is newEnv with the store's database in dir, as doorlessd keeps
+// it in its data directory.
+func newEnvIn(t *testing.T, dir string, mod func(*Config), srvMods ...func(*Server)) *env {
+	t.Helper()
+	st, err := sqlite.Open(filepath.Join(dir, "doorless.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

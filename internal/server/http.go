@@ -58,6 +58,8 @@ func (s *Server) routes() http.Handler {
 	}
 	handle("POST "+api.PathAccounts, s.limitIP(s.handleRegister))
 	handle("GET "+api.PathAccount, s.limitIP(s.authed(s.handleAccount)))
+	handle("DELETE "+api.PathAccountMe, s.limitIP(s.authed(s.handleDeleteAccount)))
+	handle("PUT "+api.PathAttributes, s.limitIP(s.authed(s.handleSetAttributes)))
 	handle("GET "+api.PathDevices, s.limitIP(s.authed(s.handleDevices)))
 	handle("DELETE "+api.PathDevice, s.limitIP(s.authed(s.handleRemoveDevice)))
 	handle("POST "+api.PathDevices, s.limitIP(s.handleLinkDevice))
@@ -68,7 +70,7 @@ func (s *Server) routes() http.Handler {
 	handle("PUT "+api.PathKeys, s.limitIP(s.authed(s.handleUploadKeys)))
 	handle("GET "+api.PathKeyStatus, s.limitIP(s.authed(s.handleKeyStatus)))
 	handle("GET "+api.PathBundle, s.limitIP(s.authed(s.handleBundle)))
-	handle("PUT "+api.PathMessages, s.limitIP(s.authed(s.handleSend)))
+	handle("PUT "+api.PathMessages, s.limitIP(s.sendRoute(s.authed(s.handleSend), s.handleUnidentifiedSend)))
 	handle("GET "+api.PathWebSocket, s.limitIP(s.authed(s.handleWebSocket)))
 	s.attachmentRoutes(handle)
 	s.certificateRoutes(handle)
@@ -144,9 +146,12 @@ func (s *Server) outer(mux *http.ServeMux) http.Handler {
 		if status >= 500 {
 			level = slog.LevelError
 		}
-		s.log.LogAttrs(r.Context(), level, "request",
-			slog.String("method", r.Method), slog.String("route", route),
-			slog.Int("status", status), slog.Duration("duration", d))
+		attrs := []slog.Attr{slog.String("method", r.Method), slog.String("route", route),
+			slog.Int("status", status), slog.Duration("duration", d)}
+		if s.cfg.LogIPs {
+			attrs = append(attrs, slog.String("ip", remoteIP(r)))
+		}
+		s.log.LogAttrs(r.Context(), level, "request", attrs...)
 	})
 }
 
@@ -277,6 +282,18 @@ func clientIP(r *http.Request) string {
 	return netip.PrefixFrom(addr, ipv6LimitBits).Masked().String()
 }
 
+// remoteIP is the address the request came from, without its port, for a
+// log line when Config.LogIPs asks for it.
+func remoteIP(r *http.Request) string {
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
 // ipv6LimitBits is the IPv6 prefix charged as one client: a /64, the
 // smallest block RFC 6177 has a site assigned.
 const ipv6LimitBits = 64
@@ -298,19 +315,41 @@ func rateLimited(retry time.Duration) *httpError {
 	return e
 }
 
-// authed authenticates the device (401 otherwise) and charges the request to
-// its account's bucket.
+// authed authenticates the device (401 otherwise), records the day it was
+// seen, and charges the request to its account's bucket.
 func (s *Server) authed(h authedFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		dev, err := s.authenticate(r)
 		if err != nil {
 			return err
 		}
+		s.seen(r.Context(), dev)
 		if ok, retry := s.accountLimit.allow(dev.AccountID, s.now()); !ok {
 			s.met.rateLimited.WithLabelValues("account").Inc()
 			return rateLimited(retry)
 		}
 		return h(w, r, dev)
+	}
+}
+
+// seen records that the device was seen today (UTC), the only precision
+// the server keeps: it writes at most once per device per day, since the
+// day authenticate read with the credentials already tells whether today
+// is recorded (and the store moves the day only forward). A failure to
+// record it is logged and does not fail the request.
+func (s *Server) seen(ctx context.Context, dev *store.Device) {
+	day := store.Day(s.now())
+	if dev.LastSeenDay >= day {
+		return
+	}
+	err := s.st.SetLastSeenDay(ctx, dev.AccountID, dev.ID, day)
+	switch {
+	case err == nil:
+		dev.LastSeenDay = day
+	case errors.Is(err, store.ErrNotFound), ctx.Err() != nil:
+		// Removed meanwhile, or the client went away.
+	default:
+		s.log.Error("recording the day a device was seen failed", "err", err)
 	}
 }
 

@@ -17,7 +17,7 @@ type metrics struct {
 	expired     prometheus.Counter
 	websockets  prometheus.Gauge
 	wsClosed    *prometheus.CounterVec // reason
-	rateLimited *prometheus.CounterVec // scope: ip, account
+	rateLimited *prometheus.CounterVec // scope: ip, account, recipient
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -57,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doorless_rate_limited_total",
-			Help: "Requests refused by a rate limit, by scope (ip or account).",
+			Help: "Requests refused by a rate limit, by scope (ip, account, or recipient for unidentified sends).",
 		}, []string{"scope"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.enqueued, m.delivered,

@@ -14,6 +14,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -51,6 +52,11 @@ const (
 var (
 	DefaultIPRate      = RateLimit{Rate: 20, Burst: 200}
 	DefaultAccountRate = RateLimit{Rate: 10, Burst: 100}
+	// DefaultUnidentifiedRate limits the unidentified (sealed-sender)
+	// sends one account receives, from everyone together: 300 a minute
+	// sustained is more than people write to one person, and it takes a
+	// flood over half an hour to fill a queue of DefaultMaxQueue.
+	DefaultUnidentifiedRate = RateLimit{Rate: 5, Burst: 100}
 )
 
 // maxKeysBody bounds the bodies that carry prekeys (registration and PUT
@@ -89,13 +95,20 @@ type Config struct {
 	// DefaultSweepInterval).
 	SweepInterval time.Duration
 	// IPRate limits requests per client IP address, AccountRate
-	// authenticated requests per account (all its devices together).
-	IPRate, AccountRate RateLimit
+	// authenticated requests per account (all its devices together), and
+	// UnidentifiedRate the unidentified sends per recipient account (the
+	// server does not know their sender; they are also charged to their
+	// IP address).
+	IPRate, AccountRate, UnidentifiedRate RateLimit
 	// RateLimitEntries bounds how many IPs (and accounts) the limiters
 	// track at once (default DefaultRateLimitEntries).
 	RateLimitEntries int
 	// Logger receives one line per request and connection; nil discards.
 	Logger *slog.Logger
+	// LogIPs adds the client's IP address to each request's log line, and
+	// keeps the addresses in net/http's own error lines. Off by default:
+	// then no log line carries an IP address.
+	LogIPs bool
 	// Registerer receives the server's metrics; nil means a private
 	// registry. /metrics serves Registerer when it is also a
 	// prometheus.Gatherer (as *prometheus.Registry is), and 404 otherwise.
@@ -146,10 +159,11 @@ type Server struct {
 	provisioningWait time.Duration
 	drain            chan struct{}
 
-	ipLimit, accountLimit *limiter
-	att                   *attachments
-	names                 nameCache
-	dummyHash             [sha256.Size]byte
+	ipLimit, accountLimit, recipientLimit *limiter
+	att                                   *attachments
+	names                                 nameCache
+	dummyHash                             [sha256.Size]byte
+	dummyAccessKey                        [api.UnidentifiedAccessKeySize]byte
 
 	mu       sync.Mutex
 	draining bool
@@ -195,6 +209,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.AccountRate == (RateLimit{}) {
 		cfg.AccountRate = DefaultAccountRate
 	}
+	if cfg.UnidentifiedRate == (RateLimit{}) {
+		cfg.UnidentifiedRate = DefaultUnidentifiedRate
+	}
 	if cfg.RateLimitEntries <= 0 {
 		cfg.RateLimitEntries = DefaultRateLimitEntries
 	}
@@ -227,6 +244,7 @@ func New(cfg Config) (*Server, error) {
 		met:          met,
 		ipLimit:      newLimiter(cfg.IPRate, cfg.RateLimitEntries),
 		accountLimit: newLimiter(cfg.AccountRate, cfg.RateLimitEntries),
+		recipientLimit: newLimiter(cfg.UnidentifiedRate, cfg.RateLimitEntries),
 		att:          att,
 		pingInterval: pingInterval,
 		pongTimeout:  pongTimeout,
@@ -237,6 +255,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.gather, _ = cfg.Registerer.(prometheus.Gatherer)
 	s.dummyHash = sha256.Sum256([]byte("doorless: no such device"))
+	rand.Read(s.dummyAccessKey[:]) // never fails (crypto/rand); a key no sender knows
 	s.handler = s.routes()
 	return s, nil
 }
@@ -254,7 +273,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		ReadTimeout:       time.Minute, // WebSockets are hijacked: net/http clears this deadline
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          errorLog(s.log.Handler()),
+		ErrorLog:          errorLog(s.log.Handler(), !s.cfg.LogIPs),
 	}
 	s.mu.Lock()
 	if s.draining {
@@ -298,6 +317,7 @@ func (s *Server) sweep(ctx context.Context) {
 	s.sweepAttachments(ctx, now)
 	s.ipLimit.prune(now)
 	s.accountLimit.prune(now)
+	s.recipientLimit.prune(now)
 }
 
 // Shutdown stops the server gracefully: it stops accepting connections (when

@@ -223,10 +223,15 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 				return stopped(ctx, err)
 			}
 			for i := range envs {
-				if err := c.writeEnvelope(ctx, &envs[i]); err != nil {
+				switch err := c.writeEnvelope(ctx, &envs[i]); {
+				case errors.Is(err, errWithdrawn):
+					// Deleted with its sender's account since the
+					// page was read: not sent, nothing to ack.
+				case err != nil:
 					return err
+				default:
+					inflight[envs[i].ID] = true
 				}
-				inflight[envs[i].ID] = true
 				after = envs[i].Seq
 				envs[i].Content = nil // sent: let it go before the next page
 			}
@@ -294,21 +299,32 @@ func (c *wsConn) refill(ctx context.Context) error {
 	return c.writeFrame(ctx, &api.Frame{Type: api.FrameRefill, Keys: &api.KeyStatus{PreKeys: counts.PreKeys, KyberPreKeys: counts.KyberPreKeys}})
 }
 
+// errWithdrawn: an envelope's sender no longer exists. DeleteAccount
+// deletes the envelopes that name it in the same transaction, so the
+// envelope was read just before; it is not sent.
+var errWithdrawn = errors.New("server: the envelope's sender was deleted")
+
+// writeEnvelope sends one envelope: with its source's account, username and
+// device, or, for a sealed-sender envelope, with none.
 func (c *wsConn) writeEnvelope(ctx context.Context, e *store.Envelope) error {
-	name, err := c.s.username(ctx, e.SourceAccount)
-	if err != nil {
-		return stopped(ctx, fmt.Errorf("server: source of envelope: %w", err))
-	}
-	err = c.writeFrame(ctx, &api.Frame{Type: api.FrameEnvelope, Envelope: &api.Envelope{
+	env := &api.Envelope{
 		ID:              e.ID,
 		Type:            e.Type,
-		SourceAccount:   e.SourceAccount,
-		SourceUsername:  name,
-		SourceDevice:    e.SourceDevice,
 		ClientTimestamp: e.ClientTimestamp.UnixMilli(),
 		ServerTimestamp: e.ServerTimestamp.UnixMilli(),
 		Content:         e.Content,
-	}})
+	}
+	if e.SourceAccount != "" {
+		name, err := c.s.username(ctx, e.SourceAccount)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return errWithdrawn
+		case err != nil:
+			return stopped(ctx, fmt.Errorf("server: source of envelope: %w", err))
+		}
+		env.SourceAccount, env.SourceUsername, env.SourceDevice = e.SourceAccount, name, e.SourceDevice
+	}
+	err := c.writeFrame(ctx, &api.Frame{Type: api.FrameEnvelope, Envelope: env})
 	if err == nil {
 		c.s.met.delivered.Inc()
 	}

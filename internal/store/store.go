@@ -13,8 +13,12 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -62,6 +66,11 @@ type Account struct {
 	Username    string
 	IdentityKey []byte
 	Created     time.Time
+	// UnidentifiedAccessKey is the account's unidentified access key (16
+	// bytes), nil for none. UnrestrictedUnidentifiedAccess: the account
+	// accepts sealed-sender messages whatever key they carry.
+	UnidentifiedAccessKey          []byte
+	UnrestrictedUnidentifiedAccess bool
 }
 
 // Device is one device of an account. CredentialHash is SHA-256 of the
@@ -72,7 +81,24 @@ type Device struct {
 	RegistrationID uint32
 	CredentialHash []byte
 	Created        time.Time
+	// LastSeenDay is the last UTC day (Day) the device was seen: the day
+	// it was created, then as SetLastSeenDay moves it; 0 for a device
+	// from before the store kept it. Never a finer time.
+	LastSeenDay int64
 }
+
+// Day is the UTC day t falls on, in days since 1970-01-01: the only
+// precision at which the store keeps when a device was last seen.
+func Day(t time.Time) int64 {
+	u := t.Unix()
+	d := u / secondsPerDay
+	if u%secondsPerDay < 0 {
+		d-- // before 1970: round down, not toward zero
+	}
+	return d
+}
+
+const secondsPerDay = 24 * 60 * 60
 
 // Invite is a single-use registration code, stored as SHA-256 of the code.
 type Invite struct {
@@ -103,7 +129,8 @@ type Accounts interface {
 	// atomically. When inviteHash is not nil the invite with that hash
 	// is consumed in the same transaction (ErrInvalidInvite when it is
 	// unknown, used or expired at a.Created). ErrUsernameTaken when the
-	// username exists.
+	// username exists. The account's unidentified access fields are
+	// stored as given; the device's LastSeenDay is the day of its Created.
 	CreateAccount(ctx context.Context, a *Account, d *Device, k *KeyUpload, list *DeviceList, inviteHash []byte) error
 	// DeviceList returns the account's current device list; ErrNotFound
 	// for no account, or an account that has none.
@@ -124,6 +151,23 @@ type Accounts interface {
 	RemoveDevice(ctx context.Context, accountID string, deviceID uint32, list *DeviceList) error
 	// CreateInvite stores a new invite.
 	CreateInvite(ctx context.Context, inv *Invite) error
+	// SetUnidentifiedAccess sets the account's unrestricted flag and,
+	// when key is not nil, replaces its unidentified access key (nil
+	// keeps it). ErrNotFound for no account.
+	SetUnidentifiedAccess(ctx context.Context, accountID string, key []byte, unrestricted bool) error
+	// SetLastSeenDay records that the device was seen on day (Day): it
+	// moves the device's LastSeenDay forward to day, never back, and
+	// writes nothing when it is there already. ErrNotFound for no device.
+	SetLastSeenDay(ctx context.Context, accountID string, deviceID uint32, day int64) error
+	// DeleteAccount erases the account atomically: its row, its devices
+	// with their credential hashes and keys, its device list, its link
+	// tokens, the envelopes queued for it, and the envelopes it sent
+	// that name it as their source in other accounts' queues (they can
+	// no longer be delivered with a sender). Sealed-sender envelopes it
+	// sent name no sender and stay; send ids are hashes no one can tie
+	// to the account and expire with the message TTL. The username is
+	// free afterwards. ErrNotFound for no account.
+	DeleteAccount(ctx context.Context, accountID string) error
 }
 
 // LinkToken lets a new device join an account: an authenticated device asks
@@ -162,12 +206,14 @@ type Provisioning interface {
 	// it is unknown, used or expired at now.
 	LinkToken(ctx context.Context, tokenHash []byte, now time.Time) (*LinkToken, error)
 	// LinkDevice consumes the link token with hash tokenHash, creates
-	// device d (d.ID must be the id the token reserved) with keys k, and
-	// stores list as the account's device list, atomically: all or nothing.
+	// device d (d.ID must be the id the token reserved; its LastSeenDay
+	// the day of its Created) with keys k, stores list as the account's
+	// device list and, when accessKey is not nil, replaces the account's
+	// unidentified access key with it, atomically: all or nothing.
 	// ErrInvalidLinkToken when the token is unknown, used, expired at
 	// d.Created, or for another account or device id than d's;
 	// ErrVersionConflict as for every list change.
-	LinkDevice(ctx context.Context, tokenHash []byte, d *Device, k *KeyUpload, list *DeviceList) error
+	LinkDevice(ctx context.Context, tokenHash []byte, d *Device, k *KeyUpload, list *DeviceList, accessKey []byte) error
 	// CreateMailbox stores an empty mailbox.
 	CreateMailbox(ctx context.Context, m *Mailbox) error
 	// PutMailbox puts message (not empty) in the mailbox. ErrNotFound when
@@ -245,7 +291,8 @@ type Keys interface {
 
 // Envelope is a queued message for one device. Seq orders a device's queue
 // (assigned by the store, increasing in insertion order); ID is the UUID the
-// device acknowledges it by.
+// device acknowledges it by. A sealed-sender envelope has no source: empty
+// SourceAccount, SourceDevice 0.
 type Envelope struct {
 	Seq             int64
 	ID              string
@@ -261,12 +308,22 @@ type Envelope struct {
 
 // Send is one send request: the envelopes for every device of the recipient,
 // and the sender's idempotency key.
+//
+// A sealed-sender (unidentified) send has no source: empty SourceAccount,
+// SourceDevice 0. Its send id is then scoped by Recipient, the recipient
+// account (every envelope's AccountID), and recorded as a hash of the
+// recipient and the send id alone: nothing in it names or can be tied to
+// the sender. Recipient is ignored for a send with a source.
 type Send struct {
 	SourceAccount string
 	SourceDevice  uint32
+	Recipient     string
 	SendID        string // the sender's UUID for this request
 	Envelopes     []Envelope
 }
+
+// Sealed reports whether s is a sealed-sender send: one with no source.
+func (s *Send) Sealed() bool { return s.SourceAccount == "" }
 
 // Messages keeps the per-device queues.
 type Messages interface {
@@ -284,6 +341,9 @@ type Messages interface {
 	// still refuses a duplicate atomically, so a send racing the check is
 	// caught there.
 	SendUsed(ctx context.Context, sourceAccount string, sourceDevice uint32, sendID string) (bool, error)
+	// SealedSendUsed is SendUsed for a sealed-sender send to the
+	// recipient account.
+	SealedSendUsed(ctx context.Context, recipient, sendID string) (bool, error)
 	// Queue returns up to limit envelopes of the device with Seq > after,
 	// in Seq order.
 	Queue(ctx context.Context, accountID string, deviceID uint32, after int64, limit int) ([]Envelope, error)
@@ -296,4 +356,63 @@ type Messages interface {
 	// Expire deletes envelopes queued before cutoff, and send ids recorded
 	// before cutoff, and returns how many envelopes it deleted.
 	Expire(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// Dumper is implemented by a backend that can list everything it holds,
+// for audits: every row of every table. The conformance suite uses it to
+// check that DeleteAccount leaves nothing of the account behind.
+type Dumper interface {
+	Dump(ctx context.Context) (Dump, error)
+}
+
+// Dump is every row of every table of a store, by table name. A row maps
+// column names to values: nil, int64, float64, string or []byte.
+type Dump map[string][]map[string]any
+
+// Find returns where needle occurs in the dump, as "table.column" (each
+// once, sorted): in a text or blob value that contains it. An empty needle
+// is found nowhere.
+func (d Dump) Find(needle []byte) []string {
+	if len(needle) == 0 {
+		return nil
+	}
+	var at []string
+	for table, rows := range d {
+		for _, row := range rows {
+			for col, v := range row {
+				var hit bool
+				switch v := v.(type) {
+				case string:
+					hit = strings.Contains(v, string(needle))
+				case []byte:
+					hit = bytes.Contains(v, needle)
+				}
+				if where := table + "." + col; hit && !slices.Contains(at, where) {
+					at = append(at, where)
+				}
+			}
+		}
+	}
+	slices.Sort(at)
+	return at
+}
+
+// Rows returns how many rows the table holds.
+func (d Dump) Rows(table string) int { return len(d[table]) }
+
+// String summarises the dump as table names and row counts.
+func (d Dump) String() string {
+	names := make([]string, 0, len(d))
+	for n := range d {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	for i, n := range names {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s: %d", n, len(d[n]))
+	}
+	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/doorless/doorless/internal/store"
 )
@@ -44,12 +45,13 @@ func (s *Store) CreateAccount(ctx context.Context, a *store.Account, d *store.De
 				return fmt.Errorf("sqlite: create account: %w", store.ErrInvalidInvite)
 			}
 		}
-		if _, err := tx.Exec(`INSERT INTO accounts (id, username, identity_key, created, next_device_id) VALUES (?, ?, ?, ?, ?)`,
-			a.ID, a.Username, blob(a.IdentityKey), toMS(created), int64(d.ID)+1); err != nil {
+		if _, err := tx.Exec(`INSERT INTO accounts (id, username, identity_key, created, next_device_id,
+			unidentified_access_key, unrestricted_unidentified_access) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			a.ID, a.Username, blob(a.IdentityKey), toMS(created), int64(d.ID)+1,
+			accessKey(a.UnidentifiedAccessKey), a.UnrestrictedUnidentifiedAccess); err != nil {
 			return fmt.Errorf("sqlite: create account: %v", err)
 		}
-		if _, err := tx.Exec(`INSERT INTO devices (account_id, id, registration_id, credential_hash, created) VALUES (?, ?, ?, ?, ?)`,
-			a.ID, d.ID, d.RegistrationID, blob(d.CredentialHash), toMS(devCreated)); err != nil {
+		if err := insertDevice(tx, d, a.ID, devCreated); err != nil {
 			return fmt.Errorf("sqlite: create account: %v", err)
 		}
 		if err := storeKeys(tx, a.ID, d.ID, k); err != nil {
@@ -61,6 +63,22 @@ func (s *Store) CreateAccount(ctx context.Context, a *store.Account, d *store.De
 		return nil
 	})
 	return err
+}
+
+// insertDevice adds device d to the account, within tx, created at
+// created (and seen that day).
+func insertDevice(tx *wtx, d *store.Device, accountID string, created time.Time) error {
+	_, err := tx.Exec(`INSERT INTO devices (account_id, id, registration_id, credential_hash, created, last_seen_day) VALUES (?, ?, ?, ?, ?, ?)`,
+		accountID, d.ID, d.RegistrationID, blob(d.CredentialHash), toMS(created), store.Day(created))
+	return err
+}
+
+// accessKey is an unidentified access key as stored: NULL for none.
+func accessKey(k []byte) any {
+	if k == nil {
+		return nil
+	}
+	return k
 }
 
 // replaceList stores list as the account's device list, within tx, when its
@@ -109,21 +127,24 @@ func (s *Store) DeviceList(ctx context.Context, accountID string) (*store.Device
 	return &l, nil
 }
 
+const accountColumns = `id, username, identity_key, created, unidentified_access_key, unrestricted_unidentified_access`
+
 // AccountByUsername implements store.Accounts.
 func (s *Store) AccountByUsername(ctx context.Context, username string) (*store.Account, error) {
-	return s.account(ctx, `SELECT id, username, identity_key, created FROM accounts WHERE username = ?`, username)
+	return s.account(ctx, `SELECT `+accountColumns+` FROM accounts WHERE username = ?`, username)
 }
 
 // AccountByID implements store.Accounts.
 func (s *Store) AccountByID(ctx context.Context, id string) (*store.Account, error) {
-	return s.account(ctx, `SELECT id, username, identity_key, created FROM accounts WHERE id = ?`, id)
+	return s.account(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id)
 }
 
 func (s *Store) account(ctx context.Context, query, arg string) (*store.Account, error) {
 	var a store.Account
 	var created int64
 	err := s.read(func(db *sql.DB) error {
-		return db.QueryRowContext(ctx, query, arg).Scan(&a.ID, &a.Username, &a.IdentityKey, &created)
+		return db.QueryRowContext(ctx, query, arg).Scan(&a.ID, &a.Username, &a.IdentityKey, &created,
+			&a.UnidentifiedAccessKey, &a.UnrestrictedUnidentifiedAccess)
 	})
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -142,8 +163,8 @@ func (s *Store) Device(ctx context.Context, accountID string, deviceID uint32) (
 	d := store.Device{AccountID: accountID, ID: deviceID}
 	var created int64
 	err := s.read(func(db *sql.DB) error {
-		return db.QueryRowContext(ctx, `SELECT registration_id, credential_hash, created FROM devices WHERE account_id = ? AND id = ?`,
-			accountID, deviceID).Scan(&d.RegistrationID, &d.CredentialHash, &created)
+		return db.QueryRowContext(ctx, `SELECT registration_id, credential_hash, created, last_seen_day FROM devices WHERE account_id = ? AND id = ?`,
+			accountID, deviceID).Scan(&d.RegistrationID, &d.CredentialHash, &created, &d.LastSeenDay)
 	})
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -161,7 +182,7 @@ func (s *Store) Device(ctx context.Context, accountID string, deviceID uint32) (
 func (s *Store) Devices(ctx context.Context, accountID string) ([]store.Device, error) {
 	var ds []store.Device
 	err := s.read(func(db *sql.DB) error {
-		rows, err := db.QueryContext(ctx, `SELECT id, registration_id, credential_hash, created FROM devices WHERE account_id = ? ORDER BY id`, accountID)
+		rows, err := db.QueryContext(ctx, `SELECT id, registration_id, credential_hash, created, last_seen_day FROM devices WHERE account_id = ? ORDER BY id`, accountID)
 		if err != nil {
 			return err
 		}
@@ -169,7 +190,7 @@ func (s *Store) Devices(ctx context.Context, accountID string) ([]store.Device, 
 		for rows.Next() {
 			d := store.Device{AccountID: accountID}
 			var created int64
-			if err := rows.Scan(&d.ID, &d.RegistrationID, &d.CredentialHash, &created); err != nil {
+			if err := rows.Scan(&d.ID, &d.RegistrationID, &d.CredentialHash, &created, &d.LastSeenDay); err != nil {
 				return err
 			}
 			d.Created = fromMS(created)
@@ -223,4 +244,88 @@ func (s *Store) CreateInvite(ctx context.Context, inv *store.Invite) error {
 		}
 		return nil
 	})
+}
+
+// SetUnidentifiedAccess implements store.Accounts.
+func (s *Store) SetUnidentifiedAccess(ctx context.Context, accountID string, key []byte, unrestricted bool) error {
+	return s.write(ctx, func(tx *wtx) error {
+		res, err := tx.Exec(`UPDATE accounts SET unidentified_access_key = COALESCE(?, unidentified_access_key),
+			unrestricted_unidentified_access = ? WHERE id = ?`, accessKey(key), unrestricted, accountID)
+		if err != nil {
+			return fmt.Errorf("sqlite: set unidentified access: %v", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("sqlite: set unidentified access: %v", err)
+		} else if n == 0 {
+			return fmt.Errorf("sqlite: set unidentified access: %w", store.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// SetLastSeenDay implements store.Accounts. The device row is written only
+// when day is later than the one it holds.
+func (s *Store) SetLastSeenDay(ctx context.Context, accountID string, deviceID uint32, day int64) error {
+	return s.write(ctx, func(tx *wtx) error {
+		var current int64
+		err := tx.QueryRow(`SELECT last_seen_day FROM devices WHERE account_id = ? AND id = ?`, accountID, deviceID).Scan(&current)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("sqlite: set last seen day: %w", store.ErrNotFound)
+		case err != nil:
+			return fmt.Errorf("sqlite: set last seen day: %v", err)
+		case current >= day:
+			return nil
+		}
+		if _, err := tx.Exec(`UPDATE devices SET last_seen_day = ? WHERE account_id = ? AND id = ?`, day, accountID, deviceID); err != nil {
+			return fmt.Errorf("sqlite: set last seen day: %v", err)
+		}
+		return nil
+	})
+}
+
+// deleteAccountStatements erase an account, children first, so that the
+// deletion does not depend on foreign-key cascades. The first also takes
+// the envelopes the account sent that wait in other queues.
+var deleteAccountStatements = []string{
+	`DELETE FROM envelopes WHERE account_id = ?1 OR source_account = ?1`,
+	`DELETE FROM prekeys WHERE account_id = ?`,
+	`DELETE FROM kyber_prekeys WHERE account_id = ?`,
+	`DELETE FROM signed_prekeys WHERE account_id = ?`,
+	`DELETE FROM last_resort_kyber_prekeys WHERE account_id = ?`,
+	`DELETE FROM link_tokens WHERE account_id = ?`,
+	`DELETE FROM device_lists WHERE account_id = ?`,
+	`DELETE FROM devices WHERE account_id = ?`,
+}
+
+// DeleteAccount implements store.Accounts. With secure_delete on, the rows'
+// content is overwritten in the database file; then the write-ahead log,
+// which still holds copies of the pages as they were, is checkpointed and
+// truncated (best effort: should readers keep it busy for longer than the
+// busy timeout, the copies stay until the log is next reused).
+func (s *Store) DeleteAccount(ctx context.Context, accountID string) error {
+	err := s.write(ctx, func(tx *wtx) error {
+		var one int
+		err := tx.QueryRow(`SELECT 1 FROM accounts WHERE id = ?`, accountID).Scan(&one)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("sqlite: delete account: %w", store.ErrNotFound)
+		case err != nil:
+			return fmt.Errorf("sqlite: delete account: %v", err)
+		}
+		for _, q := range deleteAccountStatements {
+			if _, err := tx.Exec(q, accountID); err != nil {
+				return fmt.Errorf("sqlite: delete account: %v", err)
+			}
+		}
+		if _, err := tx.Exec(`DELETE FROM accounts WHERE id = ?`, accountID); err != nil {
+			return fmt.Errorf("sqlite: delete account: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.checkpoint(context.WithoutCancel(ctx))
+	return nil
 }

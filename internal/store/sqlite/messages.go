@@ -12,8 +12,26 @@ import (
 	"github.com/doorless/doorless/internal/store"
 )
 
-// sendKeyLabel separates send-id hashes from any other SHA-256 use.
-const sendKeyLabel = "doorless send id v1"
+// sendKeyLabel and sealedSendKeyLabel separate send-id hashes from any
+// other SHA-256 use, and those of sealed-sender sends from the others.
+const (
+	sendKeyLabel       = "doorless send id v1"
+	sealedSendKeyLabel = "doorless sealed send id v1"
+)
+
+// sealedSendKey is the key send_ids stores for a sealed-sender send:
+// SHA-256 over a label, the recipient account and the send id (each
+// length-prefixed). Nothing of the sender goes in.
+func sealedSendKey(recipient, sendID string) []byte {
+	h := sha256.New()
+	var n [4]byte
+	for _, f := range []string{sealedSendKeyLabel, recipient, sendID} {
+		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
+		h.Write(n[:])
+		h.Write([]byte(f))
+	}
+	return h.Sum(nil)
+}
 
 // sendKey is the key send_ids stores for a send: SHA-256 over the source
 // account, the source device and the send id (each length-prefixed). The
@@ -66,7 +84,20 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 	if recorded.IsZero() {
 		recorded = now
 	}
-	key := sendKey(send.SourceAccount, send.SourceDevice, send.SendID)
+	var key []byte
+	if send.Sealed() {
+		if send.SourceDevice != 0 || send.Recipient == "" {
+			return errors.New("sqlite: enqueue: a sealed-sender send needs a recipient and no source device")
+		}
+		for i := range envs {
+			if envs[i].AccountID != send.Recipient || envs[i].SourceAccount != "" || envs[i].SourceDevice != 0 {
+				return errors.New("sqlite: enqueue: a sealed-sender envelope must go to the send's recipient and name no source")
+			}
+		}
+		key = sealedSendKey(send.Recipient, send.SendID)
+	} else {
+		key = sendKey(send.SourceAccount, send.SourceDevice, send.SendID)
+	}
 	seqs := make([]int64, len(envs))
 
 	err := s.write(ctx, func(tx *wtx) error {
@@ -124,7 +155,15 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 // SendUsed implements store.Messages. It looks the send id up by the same
 // key Enqueue records.
 func (s *Store) SendUsed(ctx context.Context, sourceAccount string, sourceDevice uint32, sendID string) (bool, error) {
-	key := sendKey(sourceAccount, sourceDevice, sendID)
+	return s.sendUsed(ctx, sendKey(sourceAccount, sourceDevice, sendID))
+}
+
+// SealedSendUsed implements store.Messages.
+func (s *Store) SealedSendUsed(ctx context.Context, recipient, sendID string) (bool, error) {
+	return s.sendUsed(ctx, sealedSendKey(recipient, sendID))
+}
+
+func (s *Store) sendUsed(ctx context.Context, key []byte) (bool, error) {
 	var used bool
 	err := s.read(func(db *sql.DB) error {
 		return db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM send_ids WHERE key = ?)`, key).Scan(&used)

@@ -79,7 +79,7 @@ func (s *Store) LinkToken(ctx context.Context, tokenHash []byte, now time.Time) 
 
 // LinkDevice implements store.Provisioning. A zero d.Created is set to the
 // current time in the store (not in d).
-func (s *Store) LinkDevice(ctx context.Context, tokenHash []byte, d *store.Device, k *store.KeyUpload, list *store.DeviceList) error {
+func (s *Store) LinkDevice(ctx context.Context, tokenHash []byte, d *store.Device, k *store.KeyUpload, list *store.DeviceList, accessKey []byte) error {
 	if d == nil {
 		return errors.New("sqlite: link device: nil device")
 	}
@@ -98,9 +98,13 @@ func (s *Store) LinkDevice(ctx context.Context, tokenHash []byte, d *store.Devic
 		if err := replaceList(tx, d.AccountID, list); err != nil {
 			return fmt.Errorf("sqlite: link device: %w", err)
 		}
-		if _, err := tx.Exec(`INSERT INTO devices (account_id, id, registration_id, credential_hash, created) VALUES (?, ?, ?, ?, ?)`,
-			d.AccountID, d.ID, d.RegistrationID, blob(d.CredentialHash), toMS(created)); err != nil {
+		if err := insertDevice(tx, d, d.AccountID, created); err != nil {
 			return fmt.Errorf("sqlite: link device: %v", err)
+		}
+		if accessKey != nil {
+			if _, err := tx.Exec(`UPDATE accounts SET unidentified_access_key = ? WHERE id = ?`, accessKey, d.AccountID); err != nil {
+				return fmt.Errorf("sqlite: link device: %v", err)
+			}
 		}
 		if err := storeKeys(tx, d.AccountID, d.ID, k); err != nil {
 			return fmt.Errorf("sqlite: link device: %v", err)

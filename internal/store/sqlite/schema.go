@@ -147,6 +147,19 @@ CREATE TABLE provisioning_mailboxes (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX provisioning_mailboxes_by_expiry ON provisioning_mailboxes (expires);
 `,
+	// 3: unidentified (sealed-sender) access, and the day each device was
+	// last seen.
+	`
+-- The account's unidentified access key (16 bytes, derived by its clients
+-- from their profile key), NULL for none; and whether it accepts
+-- sealed-sender messages whatever key they carry (0 or 1).
+ALTER TABLE accounts ADD COLUMN unidentified_access_key BLOB;
+ALTER TABLE accounts ADD COLUMN unrestricted_unidentified_access INTEGER NOT NULL DEFAULT 0;
+
+-- The UTC day (days since 1970-01-01) the device was last seen: never a
+-- finer time. 0 for a device from before this migration, until it is seen.
+ALTER TABLE devices ADD COLUMN last_seen_day INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // migrate brings the database's schema to len(migrations), in one

@@ -76,9 +76,12 @@ type Store struct {
 }
 
 // op is one write: fn runs inside a savepoint of the batch's transaction.
+// A raw op runs alone, between batches, outside any transaction (a
+// checkpoint cannot run inside one).
 type op struct {
 	ctx  context.Context
 	fn   func(tx *wtx) error
+	raw  bool
 	err  error
 	done chan struct{}
 }
@@ -230,10 +233,33 @@ func (s *Store) Close() error {
 // touch the caller's state: its effects reach the caller only when write
 // returns nil.
 func (s *Store) write(ctx context.Context, fn func(tx *wtx) error) error {
+	return s.enqueueOp(&op{ctx: ctx, fn: fn, done: make(chan struct{})})
+}
+
+// checkpoint copies the write-ahead log into the database file and
+// truncates the log to zero bytes, so that copies of pages as they were
+// before recent deletions leave the log too. It runs on the writer
+// goroutine between batches. It is best effort: when readers hold the log
+// for longer than the busy timeout, it returns having done what it could.
+func (s *Store) checkpoint(ctx context.Context) error {
+	return s.enqueueOp(&op{ctx: ctx, raw: true, done: make(chan struct{}), fn: func(w *wtx) error {
+		var busy, logFrames, checkpointed int
+		if err := w.conn.QueryRowContext(context.Background(), `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &checkpointed); err != nil {
+			return fmt.Errorf("sqlite: checkpoint: %v", err)
+		}
+		if busy != 0 {
+			return errors.New("sqlite: checkpoint: the log is busy")
+		}
+		return nil
+	}})
+}
+
+// enqueueOp hands o to the writer goroutine and waits until it is done.
+func (s *Store) enqueueOp(o *op) error {
+	ctx := o.ctx
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	o := &op{ctx: ctx, fn: fn, done: make(chan struct{})}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -268,7 +294,23 @@ func (s *Store) read(fn func(db *sql.DB) error) error {
 func (s *Store) writer() {
 	defer close(s.done)
 	batch := make([]*op, 0, s.maxBatch)
-	for o := range s.ops {
+	var next *op // a raw op that ended the last batch
+	for {
+		o := next
+		next = nil
+		if o == nil {
+			var ok bool
+			if o, ok = <-s.ops; !ok {
+				return
+			}
+		}
+		if o.raw {
+			if o.err = o.ctx.Err(); o.err == nil {
+				o.err = o.fn(s.wtx)
+			}
+			close(o.done)
+			continue
+		}
 		batch = append(batch[:0], o)
 	drain:
 		for len(batch) < s.maxBatch {
@@ -277,15 +319,17 @@ func (s *Store) writer() {
 				if !ok {
 					break drain
 				}
+				if o.raw {
+					next = o
+					break drain
+				}
 				batch = append(batch, o)
 			default:
 				break drain
 			}
 		}
 		s.commit(batch)
-		for i := range batch {
-			batch[i] = nil
-		}
+		clear(batch)
 	}
 }
 

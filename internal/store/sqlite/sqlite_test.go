@@ -134,7 +134,7 @@ func linkDevice(t *testing.T, s *Store, accountID string, l *store.DeviceList) *
 		t.Fatalf("CreateLinkToken: %v", err)
 	}
 	d := &store.Device{AccountID: accountID, ID: tok.DeviceID, RegistrationID: 2, CredentialHash: []byte("h"), Created: now}
-	if err := s.LinkDevice(t.Context(), tok.TokenHash, d, nil, l); err != nil {
+	if err := s.LinkDevice(t.Context(), tok.TokenHash, d, nil, l, nil); err != nil {
 		t.Fatalf("LinkDevice: %v", err)
 	}
 	return d
@@ -504,10 +504,10 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Fatalf("CreateLinkToken = %d, %v; want device 2", tok.DeviceID, err)
 	}
 	d := &store.Device{AccountID: id, ID: 2, RegistrationID: 2, CredentialHash: []byte("h"), Created: now}
-	if err := s.LinkDevice(ctx, tok.TokenHash, d, nil, listAt(2)); !errors.Is(err, store.ErrVersionConflict) {
+	if err := s.LinkDevice(ctx, tok.TokenHash, d, nil, listAt(2), nil); !errors.Is(err, store.ErrVersionConflict) {
 		t.Fatalf("first list at version 2: %v, want ErrVersionConflict", err)
 	}
-	if err := s.LinkDevice(ctx, tok.TokenHash, d, nil, listAt(1)); err != nil {
+	if err := s.LinkDevice(ctx, tok.TokenHash, d, nil, listAt(1), nil); err != nil {
 		t.Fatalf("first list at version 1: %v", err)
 	}
 	if l, err := s.DeviceList(ctx, id); err != nil || l.Version != 1 {

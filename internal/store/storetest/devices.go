@@ -86,7 +86,7 @@ func link(t *testing.T, s store.Store, accountID string) *store.Device {
 	t.Helper()
 	tok := newToken(t, s, accountID)
 	d := linkedDevice(tok)
-	must(t, "LinkDevice", s.LinkDevice(t.Context(), tok.TokenHash, d, keys(2, 1), nextList(t, s, accountID)))
+	must(t, "LinkDevice", s.LinkDevice(t.Context(), tok.TokenHash, d, keys(2, 1), nextList(t, s, accountID), nil))
 	return d
 }
 
@@ -153,7 +153,7 @@ func testLinkToken(t *testing.T, s store.Store) {
 
 	// Ids are never given twice: not the id of a device removed, nor the
 	// id of a token never used.
-	must(t, "LinkDevice", s.LinkDevice(ctx, t3.TokenHash, linkedDevice(t3), nil, nextList(t, s, a.ID)))
+	must(t, "LinkDevice", s.LinkDevice(ctx, t3.TokenHash, linkedDevice(t3), nil, nextList(t, s, a.ID), nil))
 	must(t, "RemoveDevice(3)", s.RemoveDevice(ctx, a.ID, 3, nextList(t, s, a.ID)))
 	if t4 := newToken(t, s, a.ID); t4.DeviceID != 4 {
 		t.Fatalf("token after removing device 3 (and leaving 2 unused) reserved %d, want 4", t4.DeviceID)
@@ -198,7 +198,7 @@ func testLinkDevice(t *testing.T, s store.Store) {
 	a, _ := register(t, s, "alice", keys(1, 1))
 	tok := newToken(t, s, a.ID)
 	d := linkedDevice(tok)
-	must(t, "LinkDevice", s.LinkDevice(ctx, tok.TokenHash, d, keys(3, 2), listAt(a.ID, 2)))
+	must(t, "LinkDevice", s.LinkDevice(ctx, tok.TokenHash, d, keys(3, 2), listAt(a.ID, 2), nil))
 
 	got, err := s.Device(ctx, a.ID, tok.DeviceID)
 	must(t, "Device", err)
@@ -223,7 +223,7 @@ func testLinkDevice(t *testing.T, s store.Store) {
 	wantErr(t, "LinkToken after use", err, store.ErrInvalidLinkToken)
 	again := linkedDevice(tok)
 	again.RegistrationID = 99
-	wantErr(t, "LinkDevice with a used token", s.LinkDevice(ctx, tok.TokenHash, again, nil, listAt(a.ID, 3)), store.ErrInvalidLinkToken)
+	wantErr(t, "LinkDevice with a used token", s.LinkDevice(ctx, tok.TokenHash, again, nil, listAt(a.ID, 3), nil), store.ErrInvalidLinkToken)
 	wantList(t, s, a.ID, listAt(a.ID, 2))
 	if got, _ := s.Device(ctx, a.ID, tok.DeviceID); got.RegistrationID != d.RegistrationID {
 		t.Fatalf("a replayed token changed the device: %+v", got)
@@ -238,7 +238,7 @@ func testLinkDeviceRefused(t *testing.T, s store.Store) {
 
 	refuse := func(what string, hash []byte, d *store.Device, l *store.DeviceList, want error) {
 		t.Helper()
-		wantErr(t, what, s.LinkDevice(ctx, hash, d, keys(1, 1), l), want)
+		wantErr(t, what, s.LinkDevice(ctx, hash, d, keys(1, 1), l, nil), want)
 		for _, acct := range []string{a.ID, b.ID} {
 			if ids := deviceIDs(t, s, acct); !slices.Equal(ids, []uint32{1}) {
 				t.Fatalf("%s: devices of %s are %v, want [1]", what, acct, ids)
@@ -263,7 +263,7 @@ func testLinkDeviceRefused(t *testing.T, s store.Store) {
 	refuse("expired", tok.TokenHash, late, listAt(a.ID, 2), store.ErrInvalidLinkToken)
 	refuse("unknown token", key("token-unknown", 0, 32), linkedDevice(tok), listAt(a.ID, 2), store.ErrInvalidLinkToken)
 
-	must(t, "LinkDevice after the refusals", s.LinkDevice(ctx, tok.TokenHash, linkedDevice(tok), keys(1, 1), listAt(a.ID, 2)))
+	must(t, "LinkDevice after the refusals", s.LinkDevice(ctx, tok.TokenHash, linkedDevice(tok), keys(1, 1), listAt(a.ID, 2), nil))
 }
 
 // testLinkDeviceConcurrent: two devices linking at once with the same next
@@ -279,7 +279,7 @@ func testLinkDeviceConcurrent(t *testing.T, s store.Store) {
 		wg.Go(func() {
 			<-start
 			l := &store.DeviceList{Version: 2, Signed: key("list-by", tok.DeviceID, 80)}
-			errs[i] = s.LinkDevice(ctx, tok.TokenHash, linkedDevice(tok), keys(1, 1), l)
+			errs[i] = s.LinkDevice(ctx, tok.TokenHash, linkedDevice(tok), keys(1, 1), l, nil)
 		})
 	}
 	close(start)
@@ -298,7 +298,7 @@ func testLinkDeviceConcurrent(t *testing.T, s store.Store) {
 	}
 	wantList(t, s, a.ID, &store.DeviceList{Version: 2, Signed: key("list-by", winner.DeviceID, 80)})
 	// The loser retries with the next version.
-	must(t, "LinkDevice retry", s.LinkDevice(ctx, loser.TokenHash, linkedDevice(loser), nil, listAt(a.ID, 3)))
+	must(t, "LinkDevice retry", s.LinkDevice(ctx, loser.TokenHash, linkedDevice(loser), nil, listAt(a.ID, 3), nil))
 	if ids := deviceIDs(t, s, a.ID); len(ids) != 3 {
 		t.Fatalf("Devices after the retry = %v", ids)
 	}

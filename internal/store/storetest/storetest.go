@@ -23,7 +23,10 @@
 //   - a LinkDevice refused for any reason (a version conflict included)
 //     does not consume its link token;
 //   - RemoveDevice may remove an account's last device (the server is
-//     what refuses that).
+//     what refuses that);
+//   - a store implements store.Dumper, and after DeleteAccount no row of
+//     any table holds the account's id, username, identity key, device
+//     credential hashes, keys, device list or access key.
 //
 // Run is safe to call from parallel tests; each subtest opens its own store.
 package storetest
@@ -78,6 +81,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"QueuePaging", testQueuePaging},
 		{"Ack", testAck},
 		{"Expire", testExpire},
+		{"UnidentifiedAccess", testUnidentifiedAccess},
+		{"LastSeenDay", testLastSeenDay},
+		{"SealedSend", testSealedSend},
+		{"DeleteAccount", testDeleteAccount},
+		{"DeleteAccountLeavesNothing", testDeleteAccountLeavesNothing},
 		{"Close", testClose},
 	}
 	for _, tt := range tests {
@@ -701,10 +709,8 @@ func testEnqueue(t *testing.T, s store.Store) {
 		t.Errorf("QueueLen(alice) = %d, want 0", n)
 	}
 
-	// A sealed-sender envelope carries no source (the Send still names the
-	// sending device, for its send id).
-	sealed := send(addr{}, "sealed", t0, bob)
-	sealed.SourceAccount, sealed.SourceDevice = alice.account, alice.device
+	// A sealed-sender envelope carries no source, nor does its Send.
+	sealed := sealedSend(bob.account, "sealed", t0, bob)
 	must(t, "Enqueue(sealed)", s.Enqueue(ctx, sealed, 10))
 	if got := queue(t, s, bob); len(got) != 3 || got[2].SourceAccount != "" || got[2].SourceDevice != 0 {
 		t.Errorf("queue after a sealed-sender envelope = %+v, want it last with no source", got)
@@ -1098,28 +1104,32 @@ func testClose(t *testing.T, s store.Store) {
 
 	a2, d2 := newAccount("bob")
 	checks := map[string]error{
-		"Close":             s.Close(),
-		"CreateAccount":     s.CreateAccount(ctx, a2, d2, nil, firstList(), nil),
-		"RemoveDevice":      s.RemoveDevice(ctx, a.ID, 1, &store.DeviceList{Version: 2, Signed: key("list", 2, 64)}),
-		"CreateInvite":      s.CreateInvite(ctx, &store.Invite{CodeHash: key("inv", 1, 32), Created: t0, Expires: t0.Add(time.Hour)}),
-		"StoreKeys":         s.StoreKeys(ctx, a.ID, 1, keys(1, 1)),
-		"Enqueue":           s.Enqueue(ctx, send(alice, "x", t0, alice), 10),
-		"Ack":               s.Ack(ctx, a.ID, 1, newUUID()),
-		"AccountByUsername": second(s.AccountByUsername(ctx, "alice")),
-		"AccountByID":       second(s.AccountByID(ctx, a.ID)),
-		"Device":            second(s.Device(ctx, a.ID, 1)),
-		"Devices":           second(s.Devices(ctx, a.ID)),
-		"TakeBundle":        second(s.TakeBundle(ctx, a.ID, 1)),
-		"KeyCounts":         second(s.KeyCounts(ctx, a.ID, 1)),
-		"Queue":             second(s.Queue(ctx, a.ID, 1, 0, 10)),
-		"QueueLen":          second(s.QueueLen(ctx, a.ID, 1)),
-		"SendUsed":          second(s.SendUsed(ctx, a.ID, 1, newUUID())),
-		"Expire":            second(s.Expire(ctx, t0)),
-		"DeviceList":        second(s.DeviceList(ctx, a.ID)),
+		"Close":                 s.Close(),
+		"CreateAccount":         s.CreateAccount(ctx, a2, d2, nil, firstList(), nil),
+		"RemoveDevice":          s.RemoveDevice(ctx, a.ID, 1, &store.DeviceList{Version: 2, Signed: key("list", 2, 64)}),
+		"CreateInvite":          s.CreateInvite(ctx, &store.Invite{CodeHash: key("inv", 1, 32), Created: t0, Expires: t0.Add(time.Hour)}),
+		"StoreKeys":             s.StoreKeys(ctx, a.ID, 1, keys(1, 1)),
+		"Enqueue":               s.Enqueue(ctx, send(alice, "x", t0, alice), 10),
+		"Ack":                   s.Ack(ctx, a.ID, 1, newUUID()),
+		"AccountByUsername":     second(s.AccountByUsername(ctx, "alice")),
+		"AccountByID":           second(s.AccountByID(ctx, a.ID)),
+		"Device":                second(s.Device(ctx, a.ID, 1)),
+		"Devices":               second(s.Devices(ctx, a.ID)),
+		"TakeBundle":            second(s.TakeBundle(ctx, a.ID, 1)),
+		"KeyCounts":             second(s.KeyCounts(ctx, a.ID, 1)),
+		"Queue":                 second(s.Queue(ctx, a.ID, 1, 0, 10)),
+		"QueueLen":              second(s.QueueLen(ctx, a.ID, 1)),
+		"SendUsed":              second(s.SendUsed(ctx, a.ID, 1, newUUID())),
+		"SealedSendUsed":        second(s.SealedSendUsed(ctx, a.ID, newUUID())),
+		"SetLastSeenDay":        s.SetLastSeenDay(ctx, a.ID, 1, store.Day(t0)+1),
+		"DeleteAccount":         s.DeleteAccount(ctx, a.ID),
+		"SetUnidentifiedAccess": s.SetUnidentifiedAccess(ctx, a.ID, nil, true),
+		"Expire":                second(s.Expire(ctx, t0)),
+		"DeviceList":            second(s.DeviceList(ctx, a.ID)),
 		"CreateLinkToken": s.CreateLinkToken(ctx, &store.LinkToken{TokenHash: key("token", 1, 32), AccountID: a.ID, Expires: t0.Add(time.Hour)},
 			t0, maxDeviceID, maxPending),
 		"LinkToken":          second(s.LinkToken(ctx, key("token", 1, 32), t0)),
-		"LinkDevice":         s.LinkDevice(ctx, key("token", 1, 32), &store.Device{AccountID: a.ID, ID: 2}, nil, listAt(a.ID, 2)),
+		"LinkDevice":         s.LinkDevice(ctx, key("token", 1, 32), &store.Device{AccountID: a.ID, ID: 2}, nil, listAt(a.ID, 2), nil),
 		"CreateMailbox":      s.CreateMailbox(ctx, &store.Mailbox{AddressHash: key("box", 1, 32), Expires: t0.Add(time.Hour)}),
 		"PutMailbox":         s.PutMailbox(ctx, key("box", 1, 32), []byte("x"), t0),
 		"TakeMailbox":        second(s.TakeMailbox(ctx, key("box", 1, 32), t0)),

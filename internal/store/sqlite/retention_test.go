@@ -1,0 +1,169 @@
+package sqlite
+
+import (
+	"bytes"
+	"database/sql"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/doorless/doorless/internal/audit"
+	"github.com/doorless/doorless/internal/store"
+)
+
+// TestDeleteAccountLeavesNoBytes looks for the deleted account in the raw
+// bytes of the database and its write-ahead log, not only in the rows: a
+// deleted row's content must be overwritten (secure_delete) and the log's
+// copies of the pages as they were must be gone (the checkpoint).
+func TestDeleteAccountLeavesNoBytes(t *testing.T) {
+	s, path := openTemp(t)
+	ctx := t.Context()
+	now := time.Now()
+	id := newUUID()
+	a := &store.Account{ID: id, Username: "zelda_deleted", IdentityKey: bytes.Repeat([]byte("IK!"), 11), Created: now,
+		UnidentifiedAccessKey: []byte("ACCESS-KEY-16-BY")}
+	d := &store.Device{AccountID: id, ID: 1, RegistrationID: 9, CredentialHash: bytes.Repeat([]byte("CRED"), 8), Created: now}
+	k := &store.KeyUpload{
+		SignedPreKey: &store.SignedPreKey{ID: 1, PublicKey: bytes.Repeat([]byte("SPK"), 11), Signature: bytes.Repeat([]byte("SIG!"), 16)},
+		LastResort:   &store.KyberPreKey{ID: 2, PublicKey: bytes.Repeat([]byte("LASTRESORT"), 157), Signature: bytes.Repeat([]byte("LRSG"), 16)},
+		PreKeys:      []store.PreKey{{ID: 3, PublicKey: bytes.Repeat([]byte("OTP"), 11)}},
+		KyberPreKeys: []store.KyberPreKey{{ID: 4, PublicKey: bytes.Repeat([]byte("KYBERONE"), 196), Signature: bytes.Repeat([]byte("KYSG"), 16)}},
+	}
+	list := &store.DeviceList{Version: 1, Signed: bytes.Repeat([]byte("DEVLIST"), 10)}
+	if err := s.CreateAccount(ctx, a, d, k, list, nil); err != nil {
+		t.Fatal(err)
+	}
+	other := register(t, s, "carol")
+	if err := s.Enqueue(ctx, envelopeTo(other, d, "CIPHERTEXT-FOR-ZELDA"), 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Enqueue(ctx, envelopeTo(d, other, "CIPHERTEXT-FROM-ZELDA"), 10); err != nil {
+		t.Fatal(err)
+	}
+	needles := map[string][]byte{
+		"account id": []byte(id), "username": []byte(a.Username), "identity key": a.IdentityKey,
+		"access key": a.UnidentifiedAccessKey, "credential hash": d.CredentialHash,
+		// Long keys spill over pages: any 40 bytes of their repeated
+		// pattern find a fragment.
+		"signed prekey": k.SignedPreKey.PublicKey, "last-resort key": k.LastResort.PublicKey[:40],
+		"prekey": k.PreKeys[0].PublicKey, "kyber prekey": k.KyberPreKeys[0].PublicKey[:40],
+		"device list": list.Signed, "envelope to it": []byte("CIPHERTEXT-FOR-ZELDA"), "envelope from it": []byte("CIPHERTEXT-FROM-ZELDA"),
+	}
+	dir := filepath.Dir(path)
+	before, err := audit.ScanDir(dir, needles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(before) < len(needles) {
+		t.Fatalf("before deletion only %v are in the files: the test would prove nothing", before)
+	}
+
+	if err := s.DeleteAccount(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	after, err := audit.ScanDir(dir, needles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) > 0 {
+		t.Errorf("after deletion the files still hold: %v", after)
+	}
+	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() != 0 {
+		t.Errorf("the write-ahead log holds %d bytes after the deletion's checkpoint", fi.Size())
+	}
+	// The store works on, and its other account is whole.
+	if n, err := s.QueueLen(ctx, other.AccountID, other.ID); err != nil || n != 0 {
+		t.Errorf("carol's queue: %d, %v; want 0 (the envelope from the deleted account went with it)", n, err)
+	}
+	if err := s.Enqueue(ctx, envelopeTo(other, other, "after"), 10); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckpointBetweenBatches: the checkpoint runs on the writer between
+// batches, and writes queued around it all commit.
+func TestCheckpointBetweenBatches(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := t.Context()
+	a := register(t, s, "alice")
+	resume := pauseWriter(t, s)
+	errs := make(chan error, 5)
+	for i := range 4 {
+		go func() {
+			if i == 2 {
+				errs <- s.checkpoint(ctx)
+				return
+			}
+			errs <- s.Enqueue(ctx, envelopeTo(a, a, "x"), 10)
+		}()
+	}
+	waitQueued(s, 4)
+	resume()
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.QueueLen(ctx, a.AccountID, a.ID); err != nil || n != 3 {
+		t.Fatalf("queue %d, %v; want 3", n, err)
+	}
+	if err := s.checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMigrateFromVersion2: a database made by the first two schemas opens,
+// gains the unidentified access and last-seen columns, and keeps its
+// accounts: no access key, restricted, devices last seen on day 0 until
+// they are seen.
+func TestMigrateFromVersion2(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "doorless.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := newUUID()
+	for _, q := range []string{
+		migrations[0],
+		migrations[1],
+		`CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT`,
+		`INSERT INTO schema_version (version) VALUES (2)`,
+		`INSERT INTO accounts (id, username, identity_key, created, next_device_id) VALUES ('` + id + `', 'old', x'05', 0, 2)`,
+		`INSERT INTO devices (account_id, id, registration_id, credential_hash, created) VALUES ('` + id + `', 1, 1, x'00', 0)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	a, err := s.AccountByID(ctx, id)
+	if err != nil || a.UnidentifiedAccessKey != nil || a.UnrestrictedUnidentifiedAccess {
+		t.Fatalf("migrated account %+v, %v; want no key, restricted", a, err)
+	}
+	d, err := s.Device(ctx, id, 1)
+	if err != nil || d.LastSeenDay != 0 {
+		t.Fatalf("migrated device %+v, %v; want last seen on day 0", d, err)
+	}
+	day := store.Day(time.Now())
+	if err := s.SetLastSeenDay(ctx, id, 1, day); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.Device(ctx, id, 1); err != nil || d.LastSeenDay != day {
+		t.Fatalf("after SetLastSeenDay: %+v, %v", d, err)
+	}
+	if err := s.DeleteAccount(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AccountByUsername(ctx, "old"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("migrated account after deletion: %v", err)
+	}
+}
