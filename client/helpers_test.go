@@ -16,6 +16,7 @@ import (
 	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/blob"
+	"github.com/doorless/doorless/internal/certs"
 	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/internal/store/sqlite"
 )
@@ -48,10 +49,20 @@ func newWrappedServer(t *testing.T, mod func(*server.Config), wrap func(http.Han
 	if err != nil {
 		t.Fatal(err)
 	}
+	certDir := t.TempDir()
+	if _, err := certs.Init(certDir); err != nil {
+		t.Fatal(err)
+	}
+	issuer, err := certs.Load(certDir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := server.Config{
-		Store:       st,
-		IPRate:      server.RateLimit{Rate: -1},
-		AccountRate: server.RateLimit{Rate: -1},
+		Store:            st,
+		IPRate:           server.RateLimit{Rate: -1},
+		AccountRate:      server.RateLimit{Rate: -1},
+		UnidentifiedRate: server.RateLimit{Rate: -1},
+		Certificates:     issuer,
 	}
 	if cfg.Blobs, err = blob.NewFS(t.TempDir(), nil); err != nil {
 		t.Fatal(err)
@@ -93,6 +104,11 @@ func (s *testServer) register(t *testing.T, name string, opt Options) (*Client, 
 	c, err := Register(ctxT(t), dir, s.url, name, "", opt)
 	if err != nil {
 		t.Fatalf("register %s: %v", name, err)
+	}
+	// Receipts are events of their own: tests of other things go
+	// without them (receipts_test.go turns them on).
+	if err := c.SetReceipts(ctxT(t), false, false); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c, dir

@@ -49,6 +49,9 @@ func (s *testServer) link(t *testing.T, primary *Client, name string) (*Client, 
 	if c.DeviceID() != approved || c.AccountID() != primary.AccountID() || c.Username() != primary.Username() {
 		t.Fatalf("linked device %d of %s, approved %d of %s", c.DeviceID(), c.AccountID(), approved, primary.AccountID())
 	}
+	if err := c.SetReceipts(ctxT(t), false, false); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { c.Close() })
 	return c, dir
 }
@@ -211,7 +214,7 @@ func TestUnlistedDeviceRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	ghost := &store.Device{AccountID: alice.AccountID(), ID: tok.DeviceID, RegistrationID: 77, CredentialHash: make([]byte, 32), Created: now}
-	if err := s.st.LinkDevice(ctxT(t), tok.TokenHash, ghost, up, &store.DeviceList{Version: cur.Version + 1, Signed: cur.Signed}); err != nil {
+	if err := s.st.LinkDevice(ctxT(t), tok.TokenHash, ghost, up, &store.DeviceList{Version: cur.Version + 1, Signed: cur.Signed}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := bob.Send(ctxT(t), "alice", "for alice only"); !errors.Is(err, ErrUnlistedDevice) {
