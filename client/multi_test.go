@@ -211,7 +211,7 @@ func TestUnlistedDeviceRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	ghost := &store.Device{AccountID: alice.AccountID(), ID: tok.DeviceID, RegistrationID: 77, CredentialHash: make([]byte, 32), Created: now}
-	if err := s.st.LinkDevice(ctxT(t), tok.TokenHash, ghost, up, &store.DeviceList{Version: cur.Version + 1, Signed: cur.Signed}); err != nil {
+	if err := s.st.LinkDevice(ctxT(t), tok.TokenHash, ghost, up, &store.DeviceList{Version: cur.Version + 1, Signed: cur.Signed}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := bob.Send(ctxT(t), "alice", "for alice only"); !errors.Is(err, ErrUnlistedDevice) {
