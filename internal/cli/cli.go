@@ -74,6 +74,11 @@ commands:
   group send GROUP [--file PATH] [TEXT...]
                              send to every member
   group list | show GROUP | leave GROUP
+  account sealed-from-anyone [on|off]
+                             accept sealed-sender messages from anyone, not only
+                             your contacts (without on or off: show the setting)
+  account delete [--yes]     delete your account on the server (every device, undelivered
+                             messages) and this profile; asks you to type your username
 
 The profile (identity, sessions, keys) lives in DIR, by default %s.
 With --passphrase-file, or $DOORLESS_PASSPHRASE, its secrets are encrypted.
@@ -165,6 +170,8 @@ func run(ctx context.Context, args []string, env *Env) error {
 		return g.messages(ctx, args, env)
 	case "view":
 		return g.view(ctx, args, env)
+	case "account":
+		return g.account(ctx, args, env)
 	case "help":
 		return flag.ErrHelp
 	default:

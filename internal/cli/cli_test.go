@@ -98,6 +98,12 @@ func TestUsageErrors(t *testing.T) {
 		{"listen", "--nope"}, // unknown flag
 		{"safety-number"},    // no username
 		{"verify", "bob"},    // no number
+		{"account"},          // no subcommand
+		{"account", "frobnicate"},
+		{"account", "sealed-from-anyone", "maybe"},
+		{"account", "sealed-from-anyone", "on", "off"},
+		{"account", "delete", "alice"}, // no positional argument
+		{"account", "delete", "--force"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := Run(context.Background(), append([]string{"--profile", t.TempDir()}, args...), Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr})
@@ -115,7 +121,7 @@ func TestHelp(t *testing.T) {
 	if code := Run(context.Background(), []string{"help"}, Env{Stdout: &stdout, Stderr: &stderr}); code != ExitOK {
 		t.Fatalf("help: exit %d", code)
 	}
-	for _, cmd := range []string{"register", "send", "receive", "listen", "safety-number", "verify"} {
+	for _, cmd := range []string{"register", "send", "receive", "listen", "safety-number", "verify", "account delete", "account sealed-from-anyone"} {
 		if !strings.Contains(stdout.String(), cmd) {
 			t.Errorf("help does not mention %s", cmd)
 		}
