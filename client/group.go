@@ -487,8 +487,15 @@ func (c *Client) sendGroup(ctx context.Context, name string, m Outgoing) (*SendR
 		return nil, err
 	}
 	res := &SendResult{ID: api.NewUUID()}
+	// Members this device can reach sealed in one request, first; then
+	// the others, one by one.
+	n, rest := c.sendGroupMulti(ctx, g, g.state.Members(), skm, cont.Timestamp)
+	res.Devices += n
 	var errs []error
-	for _, mem := range g.state.Members() {
+	for _, mem := range rest {
+		if mem.AccountID == c.accountID && !c.hasOtherDevices(ctx) {
+			continue // as for transcripts: no other device to reach
+		}
 		n, err := c.sendSenderKey(ctx, g, mem, skm, dpt, cont.Timestamp)
 		res.Devices += n
 		if err != nil {

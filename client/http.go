@@ -29,10 +29,18 @@ func doJSON(ctx context.Context, hc *http.Client, method, url, login, password s
 	}, in, out)
 }
 
-// doRequest is doJSON with the request's credentials set by auth.
+// rawBody is a request body sent as it is; auth sets its Content-Type.
+type rawBody []byte
+
+// doRequest is doJSON with the request's credentials (and any other
+// header) set by auth.
 func doRequest(ctx context.Context, hc *http.Client, method, url string, auth func(*http.Request), in, out any) error {
 	var body io.Reader
-	if in != nil {
+	raw, isRaw := in.(rawBody)
+	switch {
+	case isRaw:
+		body = bytes.NewReader(raw)
+	case in != nil:
 		b, err := json.Marshal(in)
 		if err != nil {
 			return fmt.Errorf("client: encoding request: %v", err)
@@ -43,7 +51,7 @@ func doRequest(ctx context.Context, hc *http.Client, method, url string, auth fu
 	if err != nil {
 		return fmt.Errorf("client: %v", err)
 	}
-	if in != nil {
+	if in != nil && !isRaw {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")

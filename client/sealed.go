@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/doorless/doorless/client/internal/content"
+	"github.com/doorless/doorless/client/internal/group"
 	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/protocol/keys"
@@ -209,6 +212,13 @@ func (c *Client) senderCertificate(ctx context.Context) (*sealedsender.SenderCer
 // and the identity key the contact is trusted under. ok is false when this
 // device holds no access key for the user.
 func (c *Client) sealingFor(ctx context.Context, username string) (ak [api.UnidentifiedAccessKeySize]byte, ik keys.PublicKey, ok bool, err error) {
+	ak, ik, ok, _, err = c.sealing(ctx, username)
+	return ak, ik, ok, err
+}
+
+// sealing is sealingFor that also tells whether the key is the account's
+// own (held is false for a random key to an account that takes any).
+func (c *Client) sealing(ctx context.Context, username string) (ak [api.UnidentifiedAccessKeySize]byte, ik keys.PublicKey, ok, held bool, err error) {
 	err = c.st.View(ctx, func(tx *profile.Tx) error {
 		ct, err := tx.Contact(username)
 		if err != nil || ct == nil {
@@ -220,7 +230,7 @@ func (c *Client) sealingFor(ctx context.Context, username string) (ak [api.Unide
 		}
 		switch {
 		case p.Key != nil:
-			ak = accessKeyFrom(p.Key)
+			ak, held = accessKeyFrom(p.Key), true
 		case p.Unrestricted:
 			// Any key will do; a random one says nothing.
 			randReader.Read(ak[:])
@@ -230,7 +240,7 @@ func (c *Client) sealingFor(ctx context.Context, username string) (ak [api.Unide
 		ik, ok = ct.IdentityKey, true
 		return nil
 	})
-	return ak, ik, ok, err
+	return ak, ik, ok, held, err
 }
 
 // sendMessages queues the messages of req for a user: sealed when this
@@ -347,4 +357,92 @@ func (c *Client) unseal(tx *profile.Tx, env *api.Envelope, now time.Time) (*api.
 	inner.SourceAccount, inner.SourceDevice, inner.SourceUsername = s.UUID, s.DeviceID, s.Name
 	inner.Content = usmc.Contents
 	return &inner, s.IdentityKey, nil
+}
+
+// sendGroupMulti sends a sender-key message to the members it can reach in
+// one sealed sender v2 request: those whose access keys this device holds,
+// whose devices all have this device's sender key, other than this account.
+// It returns how many devices it was queued for and the members left for
+// one-by-one sending (all of them, if the request fails for any reason: the
+// one-by-one path follows device changes and falls back as needed).
+func (c *Client) sendGroupMulti(ctx context.Context, g *localGroup, members []group.Member, skm []byte, ts int64) (int, []group.Member) {
+	var (
+		recips []sealedsender.Recipient
+		keys   [][api.UnidentifiedAccessKeySize]byte
+		rest   []group.Member
+	)
+	for _, mem := range members {
+		if mem.AccountID == c.accountID {
+			rest = append(rest, mem)
+			continue
+		}
+		ak, ik, ok, held, err := c.sealing(ctx, mem.Username)
+		if err != nil || !ok || !held {
+			rest = append(rest, mem)
+			continue
+		}
+		msgs, unshared, err := c.senderKeyMessages(ctx, g, mem, skm)
+		if err != nil || unshared || len(msgs) == 0 {
+			rest = append(rest, mem)
+			continue
+		}
+		sid, err := sealedsender.NewACI(mem.AccountID)
+		if err != nil {
+			rest = append(rest, mem)
+			continue
+		}
+		r := sealedsender.Recipient{ServiceID: sid, IdentityKey: ik}
+		for _, m := range msgs {
+			r.Devices = append(r.Devices, sealedsender.Device{ID: m.DeviceID, RegistrationID: m.RegistrationID})
+		}
+		recips = append(recips, r)
+		keys = append(keys, ak)
+	}
+	if len(recips) < 2 {
+		return 0, members // one recipient: a one-recipient send is the same
+	}
+	cert, err := c.senderCertificate(ctx)
+	if err != nil {
+		return 0, members
+	}
+	body, err := sealedsender.EncryptMulti(randReader, recips, c.identity.Private, &sealedsender.Content{
+		Type: sealedsender.TypeSenderKey, Sender: cert, Contents: skm, Hint: sealedsender.HintResendable, GroupID: g.id[:],
+	})
+	if err != nil {
+		return 0, members
+	}
+	n, err := c.putMulti(ctx, body, api.CombineAccessKeys(keys...), ts)
+	if err != nil {
+		return 0, members
+	}
+	return n, rest
+}
+
+// putMulti makes one multi-recipient send, repeating it (same id) when its
+// answer is lost; a "duplicate" answer to a repeat means it landed.
+func (c *Client) putMulti(ctx context.Context, body []byte, key [api.UnidentifiedAccessKeySize]byte, ts int64) (int, error) {
+	q := url.Values{"id": {api.NewUUID()}, "timestamp": {strconv.FormatInt(ts, 10)}}
+	u := c.serverURL + api.PathMultiRecipient + "?" + q.Encode()
+	var lost bool
+	for try := 0; ; try++ {
+		var resp api.SendResponse
+		err := doRequest(ctx, c.hc, http.MethodPut, u, func(r *http.Request) {
+			r.Header.Set(api.HeaderUnidentifiedAccessKey, api.FormatUnidentifiedAccessKey(key))
+			r.Header.Set("Content-Type", api.ContentTypeMultiRecipient)
+		}, rawBody(body), &resp)
+		if err == nil {
+			return resp.Delivered, nil
+		}
+		if _, ok := isCode(err, api.CodeDuplicate); ok && lost {
+			return 0, nil
+		}
+		var te *transportError
+		if !errors.As(err, &te) || try == maxTransportRetries {
+			return 0, err
+		}
+		lost = true
+		if err := sleepCtx(ctx, time.Duration(250<<try)*time.Millisecond); err != nil {
+			return 0, err
+		}
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/doorless/doorless/client/internal/content"
@@ -159,7 +161,18 @@ func TestSealedFromUntrustedRootDropped(t *testing.T) {
 // group messages reach every member sealed.
 func TestGroupMessagesSealed(t *testing.T) {
 	t.Parallel()
-	s := newServer(t, nil)
+	var puts, multi atomic.Int64
+	s := newWrappedServer(t, nil, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case r.URL.Path == api.PathMultiRecipient:
+				multi.Add(1)
+			case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/v1/messages/"):
+				puts.Add(1)
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})
 	carol, _ := s.register(t, "carol", Options{})
@@ -174,7 +187,21 @@ func TestGroupMessagesSealed(t *testing.T) {
 	receive(t, alice)
 	receive(t, bob)
 	receive(t, carol)
-	mustSend(t, alice, "#club", "sealed to the club")
+	// alice's first group message hands out her sender key, pairwise.
+	mustSend(t, alice, "#club", "warming up")
+	for _, u := range []*Client{bob, carol} {
+		wantSealed(t, s.queued(t, u), true)
+		wantTexts(t, receive(t, u), "alice", "warming up")
+	}
+	puts.Store(0)
+	multi.Store(0)
+	if res := mustSend(t, alice, "#club", "sealed to the club"); res.Devices != 2 {
+		t.Fatalf("queued for %d devices", res.Devices)
+	}
+	// One sealed sender v2 request for both members.
+	if multi.Load() != 1 || puts.Load() != 0 {
+		t.Fatalf("%d multi-recipient and %d one-recipient sends", multi.Load(), puts.Load())
+	}
 	for _, u := range []*Client{bob, carol} {
 		wantSealed(t, s.queued(t, u), true)
 		evs := receive(t, u)

@@ -80,3 +80,42 @@ func ParseUnidentifiedAccessKey(s string) ([UnidentifiedAccessKeySize]byte, erro
 func FormatUnidentifiedAccessKey(k [UnidentifiedAccessKeySize]byte) string {
 	return base64.StdEncoding.EncodeToString(k[:])
 }
+
+// Multi-recipient (sealed sender v2) sends: one request carries a group
+// message for every member's devices.
+const (
+	// PathMultiRecipient: PUT a sealed sender v2 message (libsignal's
+	// SentMessage encoding) as the body, of type ContentTypeMultiRecipient,
+	// with query parameters "id" (the send id, a UUID) and "timestamp"
+	// (Unix milliseconds), and the XOR of every recipient's access key in
+	// the Unidentified-Access-Key header. No Authorization. The hyphen
+	// keeps it apart from every username.
+	PathMultiRecipient = "/v1/messages/multi-recipient"
+	// ContentTypeMultiRecipient is the media type of its body.
+	ContentTypeMultiRecipient = "application/vnd.doorless.multi-recipient"
+	// MaxMultiRecipients bounds the recipients of one multi-recipient send.
+	MaxMultiRecipients = 1000
+)
+
+// RecipientDevices is one recipient's part of a refused multi-recipient
+// send: the devices missing and extra (with mismatched_devices, 409) or
+// stale (with stale_devices, 410), as for a one-recipient send.
+type RecipientDevices struct {
+	AccountID      string   `json:"account_id"`
+	MissingDevices []uint32 `json:"missing_devices,omitempty"`
+	ExtraDevices   []uint32 `json:"extra_devices,omitempty"`
+	StaleDevices   []uint32 `json:"stale_devices,omitempty"`
+}
+
+// CombineAccessKeys is the Unidentified-Access-Key of a multi-recipient
+// send: the XOR of the recipients' keys (an account without a key counts
+// as 16 zero bytes).
+func CombineAccessKeys(ks ...[UnidentifiedAccessKeySize]byte) [UnidentifiedAccessKeySize]byte {
+	var out [UnidentifiedAccessKeySize]byte
+	for _, k := range ks {
+		for i := range out {
+			out[i] ^= k[i]
+		}
+	}
+	return out
+}

@@ -344,6 +344,9 @@ type Error struct {
 	// StaleDevices comes with stale_devices (410): the registration id the
 	// sender used is not the device's current one; its session is stale.
 	StaleDevices []uint32 `json:"stale_devices,omitempty"`
+	// Recipients comes with either code for a multi-recipient send: the
+	// recipients whose devices do not match, each with its devices.
+	Recipients []RecipientDevices `json:"recipients,omitempty"`
 }
 
 func (e *Error) Error() string { return "server: " + e.Code + ": " + e.Message }

@@ -313,7 +313,10 @@ type Envelope struct {
 // SourceDevice 0. Its send id is then scoped by Recipient, the recipient
 // account (every envelope's AccountID), and recorded as a hash of the
 // recipient and the send id alone: nothing in it names or can be tied to
-// the sender. Recipient is ignored for a send with a source.
+// the sender. A sealed send with an empty Recipient is a multi-recipient
+// send (sealed sender v2): its envelopes go to any accounts, and its send
+// id is scoped by no account. Recipient is ignored for a send with a
+// source.
 type Send struct {
 	SourceAccount string
 	SourceDevice  uint32

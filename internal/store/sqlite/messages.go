@@ -86,11 +86,11 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 	}
 	var key []byte
 	if send.Sealed() {
-		if send.SourceDevice != 0 || send.Recipient == "" {
-			return errors.New("sqlite: enqueue: a sealed-sender send needs a recipient and no source device")
+		if send.SourceDevice != 0 {
+			return errors.New("sqlite: enqueue: a sealed-sender send has no source device")
 		}
 		for i := range envs {
-			if envs[i].AccountID != send.Recipient || envs[i].SourceAccount != "" || envs[i].SourceDevice != 0 {
+			if send.Recipient != "" && envs[i].AccountID != send.Recipient || envs[i].SourceAccount != "" || envs[i].SourceDevice != 0 {
 				return errors.New("sqlite: enqueue: a sealed-sender envelope must go to the send's recipient and name no source")
 			}
 		}

@@ -158,7 +158,6 @@ func testSealedSend(t *testing.T, s store.Store) {
 			s.Envelopes[0].SourceAccount, s.Envelopes[0].SourceDevice = alice.account, alice.device
 		},
 		"other recipient":    func(s *store.Send) { s.Recipient = carol.account },
-		"no recipient":       func(s *store.Send) { s.Recipient = "" },
 		"source device only": func(s *store.Send) { s.SourceDevice = 1 },
 	} {
 		bad := sealedSend(bob.account, "bad", t0, bob)
@@ -172,10 +171,26 @@ func testSealedSend(t *testing.T, s store.Store) {
 		t.Errorf("bob's queue holds %d envelopes after refusals, want 2", n)
 	}
 
+	// A multi-recipient send (no Recipient) goes to several accounts; its
+	// id is scoped by no account.
+	multi := sealedSend("", "to both", t0, bob, carol)
+	must(t, "Enqueue(multi-recipient)", s.Enqueue(ctx, multi, 10))
+	used("multi-recipient", "", multi.SendID, true)
+	used("multi-recipient, under bob", bob.account, multi.SendID, false)
+	repeat := sealedSend("", "again", t0, bob)
+	repeat.SendID = multi.SendID
+	wantErr(t, "Enqueue(multi-recipient again)", s.Enqueue(ctx, repeat, 10), store.ErrDuplicate)
+	for _, a := range []addr{bob, carol} {
+		if q := queue(t, s, a); len(q) == 0 || string(q[len(q)-1].Content) != "to both" || q[len(q)-1].SourceAccount != "" {
+			t.Errorf("%s's queue = %q", a.account, contents(q))
+		}
+	}
+
 	// Expire forgets sealed send ids with the others.
 	_, err := s.Expire(ctx, t0.Add(time.Hour))
 	must(t, "Expire", err)
 	used("after Expire", bob.account, s1.SendID, false)
+	used("multi-recipient after Expire", "", multi.SendID, false)
 }
 
 func testDeleteAccount(t *testing.T, s store.Store) {
