@@ -64,7 +64,10 @@ commands:
   safety-number USERNAME     show the safety number with USERNAME, and its QR code
   verify USERNAME NUMBER     mark USERNAME verified after comparing safety numbers
   messages USERNAME|#GROUP [--limit N]
-                             show the conversation kept on this device
+                             show the conversation kept on this device, and mark it read
+  receipts [delivery|read] [on|off]
+                             send delivery and read receipts, or not (without on or off:
+                             show the settings)
   view MESSAGE-ID            write a view-once file to standard output, once
   timer USERNAME|#GROUP DURATION|off
                              make messages disappear after DURATION (30s, 5m, 1h, 1d, 1w)
@@ -172,6 +175,8 @@ func run(ctx context.Context, args []string, env *Env) error {
 		return g.view(ctx, args, env)
 	case "account":
 		return g.account(ctx, args, env)
+	case "receipts":
+		return g.receipts(ctx, args, env)
 	case "help":
 		return flag.ErrHelp
 	default:
@@ -352,7 +357,7 @@ func (g *globals) sendTo(ctx context.Context, to string, words []string, file st
 
 // jsonEvent is one line of receive --json and listen --json.
 type jsonEvent struct {
-	Event           string              `json:"event"` // "message", "identity_changed" or "group_update"
+	Event           string              `json:"event"` // "message", "identity_changed", "group_update" or "receipt"
 	ID              string              `json:"id,omitempty"`
 	From            string              `json:"from,omitempty"`
 	Device          uint32              `json:"device,omitempty"`
@@ -368,6 +373,10 @@ type jsonEvent struct {
 	IdentityChanged bool                `json:"identity_changed,omitempty"`
 	WasVerified     bool                `json:"was_verified,omitempty"`
 	Update          *client.GroupUpdate `json:"update,omitempty"`
+	DeliveredTo     []string            `json:"delivered_to,omitempty"` // messages sent: whose devices got it
+	ReadBy          []string            `json:"read_by,omitempty"`      // messages sent: who read it
+	Read            bool                `json:"read,omitempty"`         // a receipt: read, not only delivered
+	Messages        []string            `json:"messages,omitempty"`     // a receipt: the ids of the messages
 }
 
 func (g *globals) receive(ctx context.Context, args []string, env *Env, untilEmpty bool) error {
@@ -426,6 +435,7 @@ func toJSON(ev client.Event) jsonEvent {
 			Event: "message", ID: ev.ID, From: ev.From, Device: ev.FromDevice, Outgoing: ev.Outgoing, To: ev.To,
 			Group: ev.Group, Sent: ev.Sent.UTC().Format(time.RFC3339Nano), Received: ev.Received.UTC().Format(time.RFC3339Nano),
 			Text: ev.Text, Attachment: ev.Attachment, TimerUpdate: ev.TimerUpdate, IdentityChanged: ev.IdentityChanged,
+			DeliveredTo: ev.DeliveredTo, ReadBy: ev.ReadBy,
 		}
 		if ev.ExpiresIn > 0 {
 			j.ExpiresIn = formatTimer(ev.ExpiresIn)
@@ -435,6 +445,8 @@ func toJSON(ev client.Event) jsonEvent {
 		return jsonEvent{Event: "identity_changed", From: ev.Username, WasVerified: ev.Verified}
 	case *client.GroupUpdate:
 		return jsonEvent{Event: "group_update", Group: &ev.Group, From: ev.By, Update: ev}
+	case *client.Receipt:
+		return jsonEvent{Event: "receipt", From: ev.From, Read: ev.Read, Messages: ev.Messages}
 	}
 	return jsonEvent{Event: "unknown"}
 }
@@ -468,6 +480,12 @@ func printEvent(out io.Writer, ev client.Event, loc *time.Location) {
 		if ev.ExpiresIn > 0 {
 			marker += " [disappears after " + formatTimer(ev.ExpiresIn) + "]"
 		}
+		switch {
+		case len(ev.ReadBy) > 0:
+			marker += " [read by " + printable(strings.Join(ev.ReadBy, ", ")) + "]"
+		case len(ev.DeliveredTo) > 0:
+			marker += " [delivered to " + printable(strings.Join(ev.DeliveredTo, ", ")) + "]"
+		}
 		fmt.Fprintf(out, "[%s] %s%s: %s\n", when, who, marker, printable(ev.Text))
 		if a := ev.Attachment; a != nil {
 			desc := fmt.Sprintf("%s, %s, %s", printable(a.FileName), printable(a.ContentType), formatSize(a.Size))
@@ -484,6 +502,16 @@ func printEvent(out io.Writer, ev client.Event, loc *time.Location) {
 				fmt.Fprintf(out, "%s[file %s]\n", continuationIndent, desc)
 			}
 		}
+	case *client.Receipt:
+		what := "got"
+		if ev.Read {
+			what = "read"
+		}
+		n := "message"
+		if len(ev.Messages) != 1 {
+			n = "messages"
+		}
+		fmt.Fprintf(out, "*** %s %s %d of your %s\n", printable(ev.From), what, len(ev.Messages), n)
 	case *client.IdentityChanged:
 		u := printable(ev.Username)
 		fmt.Fprintf(out, "*** %s's identity key has changed: compare safety numbers (doorless safety-number %s)\n", u, u)

@@ -232,6 +232,10 @@ func (g *globals) messages(ctx context.Context, args []string, env *Env) error {
 	for _, m := range ms {
 		printEvent(env.Stdout, m, env.Now().Location())
 	}
+	// Shown: read. A failed read receipt is not worth the command.
+	if _, err := c.MarkRead(ctx, conversationArg(pos[0])); err != nil {
+		fmt.Fprintf(env.Stderr, "doorless: %s\n", oneLine(err.Error()))
+	}
 	return nil
 }
 
