@@ -71,8 +71,11 @@ func TestLinkedDevicesGroupsTimers(t *testing.T) {
 	}
 	alice.must("", "send", "bob", "hello from the laptop")
 	wantTexts(t, bob.receive(), "alice", "hello from the laptop")
+	// The transcript, then bob's delivery receipt, which reaches every
+	// device of alice's.
 	sent := alice2.receive()
-	if len(sent) != 1 || !sent[0].Outgoing || sent[0].To != "bob" || sent[0].Text != "hello from the laptop" {
+	if len(sent) != 2 || !sent[0].Outgoing || sent[0].To != "bob" || sent[0].Text != "hello from the laptop" ||
+		sent[1].Event != "receipt" || sent[1].From != "bob" {
 		t.Fatalf("alice's second device got %+v", sent)
 	}
 
