@@ -126,6 +126,10 @@ func (c *Client) Receive(ctx context.Context, opt ReceiveOptions, handle func(Ev
 	// This account's devices, for the transcripts of what it sends. A
 	// failure is not worth the stream: the next Receive asks again.
 	c.ownDevices(ctx)
+	// The trust root sealed messages are checked against, for a profile
+	// from before sealed sender (new ones pin it when they join); without
+	// it, sealed messages would be dropped. Also best effort.
+	c.trustRoot(ctx)
 	// What an earlier Receive stored and did not hand over comes first.
 	if err := c.drainInbox(ctx, handle); err != nil {
 		return c.result(ctx, opt, err)
