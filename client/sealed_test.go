@@ -285,3 +285,27 @@ func TestReceipts(t *testing.T) {
 		t.Fatalf("alice got %v", evs)
 	}
 }
+
+// TestOldProfilePinsRootOnReceive: a profile made before sealed sender has
+// no trust root pinned; Receive pins it before it needs it, so the first
+// sealed message is not dropped.
+func TestOldProfilePinsRootOnReceive(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	mustSend(t, alice, "bob", "hi")
+	receive(t, bob)
+	mustSend(t, bob, "alice", "hi back")
+	receive(t, alice)
+	err := bob.st.Update(ctxT(t), func(tx *profile.Tx) error { return tx.PutSetting(settingTrustRoot, nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, alice, "bob", "sealed to an old profile")
+	wantSealed(t, s.queued(t, bob), true)
+	wantTexts(t, receive(t, bob), "alice", "sealed to an old profile")
+	if bob.Stats().Dropped != 0 {
+		t.Fatalf("dropped %d", bob.Stats().Dropped)
+	}
+}
