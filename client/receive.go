@@ -60,6 +60,9 @@ const (
 	sweepInterval = time.Second
 	// ackTimeout bounds the write of one acknowledgement.
 	ackTimeout = 10 * time.Second
+	// receiptFlushTimeout bounds the sending of the receipts still pending
+	// when a stream is stopped.
+	receiptFlushTimeout = 5 * time.Second
 )
 
 // Reconnection backoff, variables for the tests.
@@ -269,6 +272,10 @@ func (c *Client) receiveOnce(ctx context.Context, opt ReceiveOptions, handle fun
 			// Stop cleanly: the acks written so far reach the server.
 			conn.Close(websocket.StatusNormalClosure, "")
 			closed = true
+			// And the receipts still pending, briefly.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), receiptFlushTimeout)
+			c.flushReceipts(fctx)
+			cancel()
 			return progressed, ctx.Err()
 		case fe = <-frames:
 		}
@@ -297,6 +304,11 @@ func (c *Client) receiveOnce(ctx context.Context, opt ReceiveOptions, handle fun
 			}
 			if err := c.drainInbox(ctx, handle); err != nil {
 				return progressed, err
+			}
+			if len(frames) == 0 {
+				// Nothing more waiting: the receipts go now, in one
+				// message per sender for what came in together.
+				c.flushReceipts(ctx)
 			}
 		case api.FrameRefill:
 			// A failed upload is not worth the connection: the server
