@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -52,8 +54,10 @@ type server struct {
 	cmd  *exec.Cmd
 	data string
 	url  string
-	out  *logBuffer // what it logged, for failures
-	done chan error
+	out  *logBuffer // what it wrote to standard error
+	// stdout is what it wrote to standard output, line by line.
+	stdout *logBuffer
+	done   chan error
 }
 
 var listenRE = regexp.MustCompile(`doorlessd listening on (https?://\S+)`)
@@ -72,7 +76,7 @@ func startServerAt(t *testing.T, addr, data string, args ...string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{t: t, cmd: cmd, data: data, out: new(logBuffer), done: make(chan error, 1)}
+	s := &server{t: t, cmd: cmd, data: data, out: new(logBuffer), stdout: new(logBuffer), done: make(chan error, 1)}
 	cmd.Stderr = s.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -81,6 +85,7 @@ func startServerAt(t *testing.T, addr, data string, args ...string) *server {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
+			s.stdout.Write([]byte(sc.Text() + "\n"))
 			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
 				select {
 				case urls <- m[1]:
@@ -268,6 +273,7 @@ type received struct {
 		ContentType string `json:"content_type"`
 		Size        int64  `json:"size"`
 		Path        string `json:"path"`
+		ViewOnce    bool   `json:"view_once"`
 	} `json:"attachment"`
 }
 
@@ -420,36 +426,51 @@ func TestListenStreamsUntilInterrupted(t *testing.T) {
 	}
 }
 
-// TestNoPlaintextOnServer scans every file of the server's data directory,
-// while messages are queued and after they are delivered, for the texts sent.
-// scanFiles fails the test for every file under dir that holds one of the
-// words, and returns how many files it read.
-func scanFiles(t *testing.T, dir string, words ...string) int {
+// readDataDir returns every file under dir, by its path relative to dir
+// with "/" between directories. A file that vanishes while it is read (a
+// running server's temporary file) is left out.
+func readDataDir(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
-	n := 0
+	files := map[string][]byte{}
 	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			var b []byte
 			if b, err = os.ReadFile(path); err == nil {
-				n++
-				for _, w := range words {
-					if bytes.Contains(b, []byte(w)) {
-						t.Errorf("%s holds %q", path, w)
-					}
+				rel, rerr := filepath.Rel(dir, path)
+				if rerr != nil {
+					return rerr
 				}
+				files[filepath.ToSlash(rel)] = b
 			}
 		}
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil // a running server's temporary file, gone
+			return nil
 		}
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return files
 }
 
+// scanFiles fails the test for every file under dir that holds one of the
+// words, and returns how many files it read.
+func scanFiles(t *testing.T, dir string, words ...string) int {
+	t.Helper()
+	files := readDataDir(t, dir)
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		for _, w := range words {
+			if bytes.Contains(files[name], []byte(w)) {
+				t.Errorf("%s holds %q", filepath.Join(dir, name), w)
+			}
+		}
+	}
+	return len(files)
+}
+
+// TestNoPlaintextOnServer scans every file of the server's data directory,
+// while messages are queued and after they are delivered, for the texts sent.
 func TestNoPlaintextOnServer(t *testing.T) {
 	t.Parallel()
 	s, alice, bob := startPair(t)
