@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
@@ -77,7 +78,9 @@ func (c *Client) SetUnrestrictedAccess(ctx context.Context, on bool) error {
 	if err != nil {
 		return fmt.Errorf("client: setting unrestricted access: %w", err)
 	}
-	return nil
+	// Kept with the account's profile key, so that setting a new key
+	// (ownProfileKey) does not turn it off.
+	return c.st.Update(ctx, func(tx *profile.Tx) error { return keepUnrestricted(tx, c.accountID, on, time.Now()) })
 }
 
 // UnrestrictedAccess reports whether the account accepts sealed-sender

@@ -446,3 +446,23 @@ func (c *Client) putMulti(ctx context.Context, body []byte, key [api.Unidentifie
 		}
 	}
 }
+
+// keepUnrestricted records whether an account takes sealed messages from
+// anyone, as the server said with its keys, keeping its profile key.
+func keepUnrestricted(tx *profile.Tx, accountID string, unrestricted bool, now time.Time) error {
+	p, err := tx.ProfileKey(accountID)
+	if err != nil {
+		return err
+	}
+	if p == nil {
+		if !unrestricted {
+			return nil
+		}
+		p = new(profile.ProfileKey)
+	}
+	if p.Unrestricted == unrestricted {
+		return nil
+	}
+	p.Unrestricted = unrestricted
+	return tx.PutProfileKey(accountID, p, now)
+}

@@ -80,18 +80,12 @@ func TestSealedStrangerNamedByCertificate(t *testing.T) {
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})
-	if err := bob.do(ctxT(t), http.MethodPut, api.PathAttributes, &api.AccountAttributes{UnrestrictedUnidentifiedAccess: true}, nil); err != nil {
+	if err := bob.SetUnrestrictedAccess(ctxT(t), true); err != nil {
 		t.Fatal(err)
 	}
-	// alice knows bob takes sealed messages from anyone (as the server
-	// says when she looks him up) but holds no key of his; bob has never
-	// heard of her.
-	err := alice.st.Update(ctxT(t), func(tx *profile.Tx) error {
-		return tx.PutProfileKey(bob.AccountID(), &profile.ProfileKey{Unrestricted: true}, alice.now())
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// alice holds no key of bob's, and bob has never heard of her: the
+	// server's answer with bob's keys says he takes sealed messages from
+	// anyone, so her very first message goes sealed.
 	mustSend(t, alice, "bob", "sealed to a stranger")
 	wantSealed(t, s.queued(t, bob), true)
 	wantTexts(t, receive(t, bob), "alice", "sealed to a stranger")

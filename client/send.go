@@ -459,6 +459,11 @@ func (c *Client) fetchSessions(ctx context.Context, username string, device uint
 		if err := keepList(tx, br.AccountID, l, br.DeviceList); err != nil {
 			return err
 		}
+		if !self {
+			if err := keepUnrestricted(tx, br.AccountID, br.UnrestrictedUnidentifiedAccess, now); err != nil {
+				return err
+			}
+		}
 		if device == 0 {
 			// The server listed every current device: forget the others.
 			have, err := tx.SessionDevices(br.AccountID)

@@ -177,6 +177,9 @@ type BundleResponse struct {
 	// DeviceList is the account's signed device list (absent for an
 	// account from before device lists): verify the bundles against it.
 	DeviceList []byte `json:"device_list,omitempty"`
+	// UnrestrictedUnidentifiedAccess: the account takes sealed messages
+	// from anyone, so a sender without its access key may seal too.
+	UnrestrictedUnidentifiedAccess bool `json:"unrestricted_unidentified_access,omitempty"`
 }
 
 // ---- Accounts and devices ----

@@ -150,7 +150,8 @@ func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request, caller *st
 		ids = []uint32{id}
 	}
 
-	resp := api.BundleResponse{AccountID: acct.ID, IdentityKey: acct.IdentityKey, Devices: []api.DeviceBundle{}}
+	resp := api.BundleResponse{AccountID: acct.ID, IdentityKey: acct.IdentityKey, Devices: []api.DeviceBundle{},
+		UnrestrictedUnidentifiedAccess: acct.UnrestrictedUnidentifiedAccess}
 	for _, id := range ids {
 		b, err := s.st.TakeBundle(ctx, acct.ID, id)
 		switch {
