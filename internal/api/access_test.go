@@ -38,7 +38,7 @@ func TestParseUnidentifiedAccessKey(t *testing.T) {
 
 func TestValidSendType(t *testing.T) {
 	for _, tt := range []struct {
-		typ                     int
+		typ                      int
 		identified, unidentified bool
 	}{
 		{EnvelopeWhisper, true, false},

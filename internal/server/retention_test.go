@@ -164,7 +164,7 @@ func TestDeleteAccount(t *testing.T) {
 	// Messages every way: delivered and acknowledged, and still queued.
 	toZelda := map[uint32]uint32{1: zelda.regID, 2: zelda2.regID}
 	e.ok(e.send(bob, "zelda_gone", api.NewUUID(), toZelda, "bob to zelda, read on device 2"), nil)
-	zc := e.dial(zelda2) // connected while the account is deleted
+	zc := e.dial(zelda2)             // connected while the account is deleted
 	readType(t, zc, api.FrameRefill) // a linked test device has few one-time keys
 	f := readType(t, zc, api.FrameEnvelope)
 	ack(t, zc, f.Envelope.ID)

@@ -156,13 +156,13 @@ func TestSealedSendAccessDenied(t *testing.T) {
 	}
 	wrong := answer(e.sealed("bob", headerKey(newAccessKey()), api.NewUUID(), devs, "x"))
 	for name, resp := range map[string]*http.Response{
-		"unknown user":      e.sealed("nobody", headerKey(key), api.NewUUID(), devs, "x"),
-		"invalid username":  e.sealed("No-Body", headerKey(key), api.NewUUID(), devs, "x"),
-		"user without key":  e.sealed("carol", headerKey(key), api.NewUUID(), map[uint32]uint32{1: carol.regID}, "x"),
-		"malformed key":     e.sealed("bob", "not base64", api.NewUUID(), devs, "x"),
-		"unpadded key":      e.sealed("bob", strings.TrimRight(headerKey(key), "="), api.NewUUID(), devs, "x"),
-		"key of 15 bytes":   e.sealed("bob", api.FormatUnidentifiedAccessKey([16]byte(key))[:20]+"==", api.NewUUID(), devs, "x"),
-		"empty key":         e.sealed("bob", "", api.NewUUID(), devs, "x"), // no header: the authenticated path
+		"unknown user":       e.sealed("nobody", headerKey(key), api.NewUUID(), devs, "x"),
+		"invalid username":   e.sealed("No-Body", headerKey(key), api.NewUUID(), devs, "x"),
+		"user without key":   e.sealed("carol", headerKey(key), api.NewUUID(), map[uint32]uint32{1: carol.regID}, "x"),
+		"malformed key":      e.sealed("bob", "not base64", api.NewUUID(), devs, "x"),
+		"unpadded key":       e.sealed("bob", strings.TrimRight(headerKey(key), "="), api.NewUUID(), devs, "x"),
+		"key of 15 bytes":    e.sealed("bob", api.FormatUnidentifiedAccessKey([16]byte(key))[:20]+"==", api.NewUUID(), devs, "x"),
+		"empty key":          e.sealed("bob", "", api.NewUUID(), devs, "x"), // no header: the authenticated path
 		"wrong key, no body": e.sealedRaw("bob", headerKey(newAccessKey()), nil),
 	} {
 		if name == "empty key" {

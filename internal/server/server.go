@@ -236,22 +236,22 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:          cfg,
-		st:           cfg.Store,
-		br:           cfg.Broker,
-		log:          cfg.Logger,
-		now:          cfg.Now,
-		met:          met,
-		ipLimit:      newLimiter(cfg.IPRate, cfg.RateLimitEntries),
-		accountLimit: newLimiter(cfg.AccountRate, cfg.RateLimitEntries),
+		cfg:            cfg,
+		st:             cfg.Store,
+		br:             cfg.Broker,
+		log:            cfg.Logger,
+		now:            cfg.Now,
+		met:            met,
+		ipLimit:        newLimiter(cfg.IPRate, cfg.RateLimitEntries),
+		accountLimit:   newLimiter(cfg.AccountRate, cfg.RateLimitEntries),
 		recipientLimit: newLimiter(cfg.UnidentifiedRate, cfg.RateLimitEntries),
-		att:          att,
-		pingInterval: pingInterval,
-		pongTimeout:  pongTimeout,
-		writeTimeout: writeTimeout,
-		idle:         make(chan struct{}),
-		drain:        make(chan struct{}),
-		conns:        make(map[*wsConn]struct{}),
+		att:            att,
+		pingInterval:   pingInterval,
+		pongTimeout:    pongTimeout,
+		writeTimeout:   writeTimeout,
+		idle:           make(chan struct{}),
+		drain:          make(chan struct{}),
+		conns:          make(map[*wsConn]struct{}),
 	}
 	s.gather, _ = cfg.Registerer.(prometheus.Gatherer)
 	s.dummyHash = sha256.Sum256([]byte("doorless: no such device"))

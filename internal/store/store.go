@@ -332,7 +332,8 @@ func (s *Send) Sealed() bool { return s.SourceAccount == "" }
 type Messages interface {
 	// Enqueue stores every envelope of s durably, or none. It returns
 	// ErrDuplicate when the sender already used s.SendID (within the
-	// message retention), ErrQueueFull when a recipient device already
+	// message retention; for a sealed-sender send, when s.SendID was
+	// already used in a sealed-sender send to s.Recipient), ErrQueueFull when a recipient device already
 	// holds maxQueue envelopes, and ErrNotFound when a recipient device no
 	// longer exists. Implementations batch concurrent calls into one
 	// durable commit (group commit); Enqueue returns after its batch is
