@@ -112,20 +112,14 @@ func (c *Client) addProfileKey(ctx context.Context, cont *content.Content) {
 // trustRoot returns the pinned trust root, pinning the server's the first
 // time.
 func (c *Client) trustRoot(ctx context.Context) (keys.PublicKey, error) {
-	var b []byte
-	err := c.st.View(ctx, func(tx *profile.Tx) error {
-		var err error
-		b, err = tx.Setting(settingTrustRoot)
-		return err
-	})
-	if err != nil {
-		return keys.PublicKey{}, err
-	}
-	if b != nil {
-		return keys.ParsePublicKey(b)
+	if root, err := c.pinnedTrustRoot(ctx); err != nil || root != nil {
+		if root == nil {
+			return keys.PublicKey{}, err
+		}
+		return *root, nil
 	}
 	var resp api.TrustRootResponse
-	err = doJSON(ctx, c.hc, http.MethodGet, c.serverURL+api.PathTrustRoot, "", "", nil, &resp)
+	err := doJSON(ctx, c.hc, http.MethodGet, c.serverURL+api.PathTrustRoot, "", "", nil, &resp)
 	if _, ok := isCode(err, api.CodeNotFound); ok {
 		return keys.PublicKey{}, errNoSealedSender
 	}
@@ -146,21 +140,29 @@ func (c *Client) trustRoot(ctx context.Context) (keys.PublicKey, error) {
 	if err != nil {
 		return keys.PublicKey{}, err
 	}
-	return c.trustRootPinned(ctx)
+	pinned, err := c.pinnedTrustRoot(ctx)
+	if err != nil || pinned == nil {
+		return keys.PublicKey{}, errors.Join(err, errors.New("client: no trust root pinned"))
+	}
+	return *pinned, nil
 }
 
-// trustRootPinned reads the pinned trust root.
-func (c *Client) trustRootPinned(ctx context.Context) (keys.PublicKey, error) {
+// pinnedTrustRoot reads the pinned trust root; nil if there is none yet.
+func (c *Client) pinnedTrustRoot(ctx context.Context) (*keys.PublicKey, error) {
 	var b []byte
 	err := c.st.View(ctx, func(tx *profile.Tx) error {
 		var err error
 		b, err = tx.Setting(settingTrustRoot)
 		return err
 	})
-	if err != nil {
-		return keys.PublicKey{}, err
+	if err != nil || b == nil {
+		return nil, err
 	}
-	return keys.ParsePublicKey(b)
+	root, err := keys.ParsePublicKey(b)
+	if err != nil {
+		return nil, errors.New("client: the pinned trust root is corrupt")
+	}
+	return &root, nil
 }
 
 // senderCertificate returns a sender certificate for this device with at

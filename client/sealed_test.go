@@ -28,6 +28,16 @@ func (s *testServer) queued(t *testing.T, c *Client) []api.Envelope {
 	return out
 }
 
+// introduce has a and b write to each other once, so that each holds the
+// other's access key.
+func introduce(t *testing.T, a, b *Client) {
+	t.Helper()
+	mustSend(t, a, b.Username(), "hi")
+	receive(t, b)
+	mustSend(t, b, a.Username(), "hi back")
+	receive(t, a)
+}
+
 func wantSealed(t *testing.T, envs []api.Envelope, sealed bool) {
 	t.Helper()
 	if len(envs) == 0 {
@@ -100,10 +110,7 @@ func TestStaleAccessKeyFallsBack(t *testing.T) {
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})
-	mustSend(t, alice, "bob", "hi")
-	receive(t, bob)
-	mustSend(t, bob, "alice", "hi back")
-	receive(t, alice)
+	introduce(t, alice, bob)
 
 	// bob's account gets another key (as if another of his devices had
 	// set one).
@@ -126,10 +133,7 @@ func TestSealedFromUntrustedRootDropped(t *testing.T) {
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})
-	mustSend(t, alice, "bob", "hi")
-	receive(t, bob)
-	mustSend(t, bob, "alice", "hi back")
-	receive(t, alice)
+	introduce(t, alice, bob)
 
 	other, err := keys.GeneratePrivateKey(nil)
 	if err != nil {
@@ -288,10 +292,7 @@ func TestOldProfilePinsRootOnReceive(t *testing.T) {
 	s := newServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})
-	mustSend(t, alice, "bob", "hi")
-	receive(t, bob)
-	mustSend(t, bob, "alice", "hi back")
-	receive(t, alice)
+	introduce(t, alice, bob)
 	err := bob.st.Update(ctxT(t), func(tx *profile.Tx) error { return tx.PutSetting(settingTrustRoot, nil) })
 	if err != nil {
 		t.Fatal(err)

@@ -59,12 +59,8 @@ func (g *globals) deleteAccount(ctx context.Context, args []string, env *Env) er
 }
 
 func (g *globals) sealedFromAnyone(ctx context.Context, args []string, env *Env) error {
-	var set, on bool
-	switch {
-	case len(args) == 0:
-	case len(args) == 1 && (args[0] == "on" || args[0] == "off"):
-		set, on = true, args[0] == "on"
-	default:
+	set, on, ok := parseOnOff(args)
+	if !ok {
 		return usagef("account sealed-from-anyone: want on, off or nothing")
 	}
 	c, err := g.open(env)

@@ -206,23 +206,31 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, recipient *stor
 			Content:         m.Content,
 		})
 	}
+	return s.enqueue(ctx, w, send, func() error {
+		if err := s.checkDevices(ctx, recipient.ID, sender, req.Messages); err != nil {
+			return err
+		}
+		return errorf(http.StatusConflict, api.CodeMismatchedDevices, "the recipient's devices changed")
+	})
+}
+
+// enqueue stores a send's envelopes durably, signals their devices and
+// answers with how many were queued. When a device went away between the
+// checks and the store, refused answers what the sender must hear instead.
+func (s *Server) enqueue(ctx context.Context, w http.ResponseWriter, send *store.Send, refused func() error) error {
 	switch err := s.st.Enqueue(ctx, send, s.cfg.MaxQueue); {
 	case errors.Is(err, store.ErrDuplicate):
 		return errDuplicateSend
 	case errors.Is(err, store.ErrQueueFull):
 		return errorf(http.StatusTooManyRequests, api.CodeQueueFull, "a recipient device's queue is full")
 	case errors.Is(err, store.ErrNotFound):
-		// A device went away since the check: tell the sender which.
-		if err := s.checkDevices(ctx, recipient.ID, sender, req.Messages); err != nil {
-			return err
-		}
-		return errorf(http.StatusConflict, api.CodeMismatchedDevices, "the recipient's devices changed")
+		return refused()
 	case err != nil:
 		return err
 	}
 	s.met.enqueued.Add(float64(len(send.Envelopes)))
-	for _, m := range req.Messages {
-		s.br.Notify(recipient.ID, m.DeviceID, broker.Mail)
+	for _, e := range send.Envelopes {
+		s.br.Notify(e.AccountID, e.DeviceID, broker.Mail)
 	}
 	writeJSON(w, http.StatusOK, api.SendResponse{Delivered: len(send.Envelopes)})
 	return nil

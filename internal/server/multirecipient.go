@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/doorless/doorless/internal/api"
-	"github.com/doorless/doorless/internal/broker"
 	"github.com/doorless/doorless/internal/store"
 	"github.com/doorless/doorless/protocol/sealedsender"
 )
@@ -131,25 +130,12 @@ func (s *Server) handleMultiRecipient(w http.ResponseWriter, r *http.Request) er
 			})
 		}
 	}
-	switch err := s.st.Enqueue(ctx, send, s.cfg.MaxQueue); {
-	case errors.Is(err, store.ErrDuplicate):
-		return errDuplicateSend
-	case errors.Is(err, store.ErrQueueFull):
-		return errorf(http.StatusTooManyRequests, api.CodeQueueFull, "a recipient device's queue is full")
-	case errors.Is(err, store.ErrNotFound):
+	return s.enqueue(ctx, w, send, func() error {
 		if err := s.checkRecipients(r, msg, accts); err != nil {
 			return err
 		}
 		return errorf(http.StatusConflict, api.CodeMismatchedDevices, "the recipients' devices changed")
-	case err != nil:
-		return err
-	}
-	s.met.enqueued.Add(float64(len(send.Envelopes)))
-	for _, e := range send.Envelopes {
-		s.br.Notify(e.AccountID, e.DeviceID, broker.Mail)
-	}
-	writeJSON(w, http.StatusOK, api.SendResponse{Delivered: len(send.Envelopes)})
-	return nil
+	})
 }
 
 // multiRecipient is the recipient multi-recipient send ids are recorded
