@@ -77,11 +77,44 @@
 //       senderKeyCreate makes a new chain, which is how libsignal clients rotate)
 //   parseSenderKeyMessage {body} -> {distributionId, chainId, iteration, ciphertext, serialized}
 //   parseSenderKeyDistribution {body} -> {distributionId, chainId, iteration, chainKey, serialized}
+//
+// Sealed sender. Certificates and contents are serialized bytes; times are milliseconds
+// since 1970; a service id is libsignal's string form (a UUID for an ACI, "PNI:" and a
+// UUID for a PNI).
+//
+//   serverCertificateNew {keyId, serverKey, trustRootPrivate} -> <serverCertificateParse's result>
+//   serverCertificateParse {serialized} -> {keyId, key, certificate, signature, serialized}
+//   senderCertificateNew {senderUuid, senderE164?, deviceId, senderKey, expiration,
+//       serverCertificate, serverPrivate} -> <senderCertificateParse's result>
+//   senderCertificateParse {serialized}
+//       -> {senderUuid, senderE164 (or null), deviceId, key, expiration, serverCertificate,
+//           certificate, signature, serialized}
+//   senderCertificateValidate {serialized, trustRoots: [bytes], time} -> {valid}
+//       (validateWithTrustRoots; a certificate libsignal cannot check is an error)
+//   usmcCreate {senderCertificate, plaintext, peer? | distributionId?, contentHint?, groupId?}
+//       Encrypts plaintext for peer (signalEncrypt: type 2 or 3) or with this peer's sender
+//       key for distributionId (groupEncrypt: type 7) and wraps it in an
+//       UnidentifiedSenderMessageContent. -> <usmcParse's result>
+//   usmcParse {usmc} -> {type, contents, senderCertificate, contentHint, groupId (or null), serialized}
+//   sealedSenderEncrypt {peer, usmc} -> {body}
+//       (sealed sender v1 to the identity key stored for peer)
+//   sealedSenderMultiRecipientEncrypt {recipients: [address], excludedRecipients?: [serviceId], usmc}
+//       -> {body}   (a v2 SentMessage; needs a session with every recipient address)
+//   sealedSenderDecryptToUsmc {body} -> <usmcParse's result>   (v1 or a v2 ReceivedMessage)
+//   sealedSenderDecrypt {body, trustRoot, time}
+//       -> {senderUuid, senderE164, deviceId, plaintext}   (sealedSenderDecryptMessage as this
+//       peer: validates the certificate, then decrypts the session message inside)
+//   multiRecipientParse {body}
+//       SealedSenderMultiRecipientMessage: -> {recipients: [{serviceId, deviceIds,
+//       registrationIds, message (its ReceivedMessage)}], excluded: [serviceId]}
+//   multiRecipientForSingleRecipient {body} -> {message}
+//       (sealedSenderMultiRecipientMessageForSingleRecipient, for a one-recipient SentMessage)
 
 import * as readline from 'node:readline';
 import { createRequire } from 'node:module';
 
 import * as S from '@signalapp/libsignal-client';
+import SealedSenderMultiRecipientMessage from '@signalapp/libsignal-client/dist/SealedSenderMultiRecipientMessage.js';
 
 const require = createRequire(import.meta.url);
 const LIBSIGNAL_VERSION = require('@signalapp/libsignal-client/package.json').version;
@@ -482,6 +515,46 @@ function describeSignalMessage(m) {
   };
 }
 
+function describeServerCertificate(c) {
+  return {
+    keyId: c.keyId(),
+    key: b64(c.key().serialize()),
+    certificate: b64(c.certificateData()),
+    signature: b64(c.signature()),
+    serialized: b64(c.serialize()),
+  };
+}
+
+function describeSenderCertificate(c) {
+  return {
+    senderUuid: c.senderUuid(),
+    senderE164: c.senderE164(),
+    deviceId: c.senderDeviceId(),
+    key: b64(c.key().serialize()),
+    expiration: c.expiration(),
+    serverCertificate: b64(c.serverCertificate().serialize()),
+    certificate: b64(c.certificate()),
+    signature: b64(c.signature()),
+    serialized: b64(c.serialize()),
+  };
+}
+
+function describeUsmc(u) {
+  const groupId = u.groupId();
+  return {
+    type: u.msgType(),
+    contents: b64(u.contents()),
+    senderCertificate: b64(u.senderCertificate().serialize()),
+    contentHint: u.contentHint(),
+    groupId: groupId === null ? null : b64(groupId),
+    serialized: b64(u.serialize()),
+  };
+}
+
+function timeParam(params, field = 'time') {
+  return uint(params, field, { max: Number.MAX_SAFE_INTEGER });
+}
+
 const commands = {
   async ping() {
     return { libsignalVersion: LIBSIGNAL_VERSION };
@@ -792,6 +865,131 @@ const commands = {
       serialized: b64(m.serialize()),
     };
   },
+
+  async serverCertificateNew(p) {
+    const c = S.ServerCertificate.new(
+      uint(p, 'keyId'),
+      S.PublicKey.deserialize(bytes(p, 'serverKey')),
+      S.PrivateKey.deserialize(bytes(p, 'trustRootPrivate')),
+    );
+    return describeServerCertificate(c);
+  },
+
+  async serverCertificateParse(p) {
+    return describeServerCertificate(S.ServerCertificate.deserialize(bytes(p, 'serialized')));
+  },
+
+  async senderCertificateNew(p) {
+    const e164 = p.senderE164 === undefined || p.senderE164 === null ? null : str(p, 'senderE164');
+    const c = S.SenderCertificate.new(
+      str(p, 'senderUuid'),
+      e164,
+      uint(p, 'deviceId'),
+      S.PublicKey.deserialize(bytes(p, 'senderKey')),
+      timeParam(p, 'expiration'),
+      S.ServerCertificate.deserialize(bytes(p, 'serverCertificate')),
+      S.PrivateKey.deserialize(bytes(p, 'serverPrivate')),
+    );
+    return describeSenderCertificate(c);
+  },
+
+  async senderCertificateParse(p) {
+    return describeSenderCertificate(S.SenderCertificate.deserialize(bytes(p, 'serialized')));
+  },
+
+  async senderCertificateValidate(p) {
+    const c = S.SenderCertificate.deserialize(bytes(p, 'serialized'));
+    if (!Array.isArray(p.trustRoots)) throw new BadRequest('trustRoots must be an array');
+    const roots = p.trustRoots.map((_, i) => S.PublicKey.deserialize(bytes(p.trustRoots, i)));
+    return { valid: c.validateWithTrustRoots(roots, timeParam(p)) };
+  },
+
+  async usmcCreate(p) {
+    peer.requireInit();
+    const cert = S.SenderCertificate.deserialize(bytes(p, 'senderCertificate'));
+    const plaintext = bytes(p, 'plaintext');
+    let message;
+    if (p.distributionId !== undefined && p.distributionId !== null) {
+      message = await S.groupEncrypt(peer.localAddress(), distributionId(p), stores.senderKey, plaintext);
+    } else {
+      message = await S.signalEncrypt(plaintext, address(p), peer.localAddress(), stores.session, stores.identity);
+    }
+    const hint = uint(p, 'contentHint', { optional: true }) ?? S.ContentHint.Default;
+    const u = S.UnidentifiedSenderMessageContent.new(message, cert, hint, bytes(p, 'groupId', { optional: true }));
+    return describeUsmc(u);
+  },
+
+  async usmcParse(p) {
+    return describeUsmc(S.UnidentifiedSenderMessageContent.deserialize(bytes(p, 'usmc')));
+  },
+
+  async sealedSenderEncrypt(p) {
+    peer.requireInit();
+    const u = S.UnidentifiedSenderMessageContent.deserialize(bytes(p, 'usmc'));
+    return { body: b64(await S.sealedSenderEncrypt(u, address(p), stores.identity)) };
+  },
+
+  async sealedSenderMultiRecipientEncrypt(p) {
+    peer.requireInit();
+    const u = S.UnidentifiedSenderMessageContent.deserialize(bytes(p, 'usmc'));
+    if (!Array.isArray(p.recipients)) throw new BadRequest('recipients must be an array');
+    const recipients = p.recipients.map((_, i) => address(p.recipients, i));
+    const excluded = (p.excludedRecipients ?? []).map((s) => {
+      if (typeof s !== 'string') throw new BadRequest('excludedRecipients must be service id strings');
+      return S.ServiceId.parseFromServiceIdString(s);
+    });
+    const body = await S.sealedSenderMultiRecipientEncrypt({
+      content: u,
+      recipients,
+      excludedRecipients: excluded,
+      identityStore: stores.identity,
+      sessionStore: stores.session,
+    });
+    return { body: b64(body) };
+  },
+
+  async sealedSenderDecryptToUsmc(p) {
+    peer.requireInit();
+    return describeUsmc(await S.sealedSenderDecryptToUsmc(bytes(p, 'body'), stores.identity));
+  },
+
+  async sealedSenderDecrypt(p) {
+    peer.requireInit();
+    const r = await S.sealedSenderDecryptMessage(
+      bytes(p, 'body'),
+      S.PublicKey.deserialize(bytes(p, 'trustRoot')),
+      timeParam(p),
+      null,
+      peer.name,
+      peer.deviceId,
+      stores.session,
+      stores.identity,
+      stores.preKey,
+      stores.signedPreKey,
+      stores.kyberPreKey,
+    );
+    return {
+      senderUuid: r.senderUuid(),
+      senderE164: r.senderE164(),
+      deviceId: r.deviceId(),
+      plaintext: b64(r.message()),
+    };
+  },
+
+  async multiRecipientParse(p) {
+    const m = new SealedSenderMultiRecipientMessage(bytes(p, 'body'));
+    const recipients = Object.entries(m.recipientsByServiceIdString()).map(([serviceId, r]) => ({
+      serviceId,
+      deviceIds: [...r.deviceIds],
+      registrationIds: [...r.registrationIds],
+      message: b64(m.messageForRecipient(r)),
+    }));
+    return { recipients, excluded: [...m.excludedRecipientServiceIdStrings()] };
+  },
+
+  async multiRecipientForSingleRecipient(p) {
+    return { message: b64(S.sealedSenderMultiRecipientMessageForSingleRecipient(bytes(p, 'body'))) };
+  },
 };
 
 // ---------------------------------------------------------------------------
@@ -802,6 +1000,9 @@ const commands = {
 const GENERIC_KINDS = [
   [/^invalid \w+ message: /, 'InvalidMessage'],
   [/^invalid signature detected/, 'SignatureValidationFailed'],
+  [/^invalid sealed sender message: /, 'InvalidSealedSenderMessage'],
+  [/^unknown sealed sender message version/, 'UnknownSealedSenderVersion'],
+  [/^unknown server certificate ID/, 'UnknownSealedSenderServerCertificateId'],
   [/^session (with .* )?not found/, 'SessionNotFound'],
   [/^missing sender key state/, 'NoSenderKeyState'],
   [/^invalid prekey identifier/, 'InvalidPreKeyId'],
