@@ -106,6 +106,11 @@ func TestInteropSealedSenderCertificatesOurs(t *testing.T) {
 	for i := range 25 {
 		p := newGoPKI(t, rng.Uint32()>>rng.IntN(32))
 		s := sealedsender.Sender{UUID: randomUUID(t), DeviceID: 1 + uint32(rng.IntN(127)), IdentityKey: mustKey(t).PublicKey()}
+		var name *string // Doorless's username, in libsignal's phone number field
+		if i%2 == 0 {
+			s.Name = fmt.Sprintf("user_%d", rng.IntN(1000))
+			name = &s.Name
+		}
 		expires := time.UnixMilli(1_700_000_000_000 + rng.Int64N(1<<40))
 		c := p.issue(t, s, expires)
 
@@ -121,14 +126,14 @@ func TestInteropSealedSenderCertificatesOurs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.SenderUUID != s.UUID || got.SenderE164 != nil || got.DeviceID != s.DeviceID ||
+		if got.SenderUUID != s.UUID || (name == nil) != (got.SenderE164 == nil) || name != nil && *got.SenderE164 != *name || got.DeviceID != s.DeviceID ||
 			!bytes.Equal(got.Key, s.IdentityKey.Bytes()) || got.Expiration != expires.UnixMilli() ||
 			!bytes.Equal(got.ServerCertificate, p.server.Bytes()) {
 			t.Fatalf("#%d: libsignal reads our sender certificate as %+v", i, got)
 		}
 		// libsignal makes the same signed bytes from the same fields.
 		theirs, err := lib.NewSenderCertificate(libsignal.SenderCertificateParams{
-			SenderUUID: s.UUID, DeviceID: s.DeviceID, SenderKey: s.IdentityKey.Bytes(), Expiration: expires.UnixMilli(),
+			SenderUUID: s.UUID, SenderE164: name, DeviceID: s.DeviceID, SenderKey: s.IdentityKey.Bytes(), Expiration: expires.UnixMilli(),
 			ServerCertificate: p.server.Bytes(), ServerPrivate: p.serverKey.Bytes(),
 		})
 		if err != nil {
@@ -239,7 +244,11 @@ func TestInteropSealedSenderCertificatesTheirs(t *testing.T) {
 		if err != nil {
 			t.Fatalf("#%d: parsing libsignal's sender certificate: %v", i, err)
 		}
-		if want := (sealedsender.Sender{UUID: uuid, DeviceID: device, IdentityKey: key}); c.Sender() != want {
+		want := sealedsender.Sender{UUID: uuid, DeviceID: device, IdentityKey: key}
+		if e164 != nil {
+			want.Name = *e164
+		}
+		if c.Sender() != want {
 			t.Fatalf("#%d: sender %+v, want %+v", i, c.Sender(), want)
 		}
 		if (e164 == nil && c.E164() != "") || (e164 != nil && c.E164() != *e164) {
