@@ -307,10 +307,12 @@ func (c *Client) forgetAccessKey(ctx context.Context, username string) error {
 	})
 }
 
-// keepProfileKey stores the profile key a message from another account
-// carried, inside processEnvelope's transaction.
+// keepProfileKey stores the profile key a message carried, inside
+// processEnvelope's transaction. This account's own key comes from its own
+// devices' transcripts only while this device has none (a device linked
+// before its primary made one), and is never replaced that way.
 func (c *Client) keepProfileKey(tx *profile.Tx, accountID string, key []byte, now time.Time) error {
-	if key == nil || accountID == c.accountID {
+	if key == nil {
 		return nil
 	}
 	p, err := tx.ProfileKey(accountID)
@@ -319,6 +321,9 @@ func (c *Client) keepProfileKey(tx *profile.Tx, accountID string, key []byte, no
 	}
 	if p == nil {
 		p = new(profile.ProfileKey)
+	}
+	if accountID == c.accountID && p.Key != nil {
+		return nil
 	}
 	p.Key = key
 	return tx.PutProfileKey(accountID, p, now)

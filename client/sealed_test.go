@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"slices"
@@ -303,4 +304,40 @@ func TestOldProfilePinsRootOnReceive(t *testing.T) {
 	if bob.Stats().Dropped != 0 {
 		t.Fatalf("dropped %d", bob.Stats().Dropped)
 	}
+}
+
+// TestLinkedDeviceLearnsProfileKey: a linked device gets the account's
+// profile key when it is linked, or, if it has none, from a transcript of its
+// primary; it never takes another in place of its own.
+func TestLinkedDeviceLearnsProfileKey(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	alice2, _ := s.link(t, alice, "alice2")
+	bob, _ := s.register(t, "bob", Options{})
+	own := func(c *Client) []byte {
+		t.Helper()
+		k, err := c.ownProfileKey(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	key := own(alice)
+	if key == nil || !bytes.Equal(own(alice2), key) {
+		t.Fatal("the linked device was not given the profile key")
+	}
+	err := alice2.st.Update(ctxT(t), func(tx *profile.Tx) error { return tx.DeleteProfileKey(alice.AccountID()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own(alice2) != nil {
+		t.Fatal("a linked device made its own profile key")
+	}
+	mustSend(t, alice, "bob", "with a transcript")
+	receive(t, alice2)
+	if !bytes.Equal(own(alice2), key) {
+		t.Fatal("the linked device did not learn the key from the transcript")
+	}
+	receive(t, bob)
 }
