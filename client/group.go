@@ -489,9 +489,12 @@ func (c *Client) sendGroup(ctx context.Context, name string, m Outgoing) (*SendR
 	res := &SendResult{ID: api.NewUUID()}
 	// Members this device can reach sealed in one request, first; then
 	// the others, one by one.
-	n, rest := c.sendGroupMulti(ctx, g, g.state.Members(), skm, cont.Timestamp)
+	n, rest, err := c.sendGroupMulti(ctx, g, g.state.Members(), skm, cont.Timestamp)
 	res.Devices += n
 	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
 	for _, mem := range rest {
 		if mem.AccountID == c.accountID && !c.hasOtherDevices(ctx) {
 			continue // as for transcripts: no other device to reach

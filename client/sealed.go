@@ -370,9 +370,12 @@ func (c *Client) unseal(tx *profile.Tx, env *api.Envelope, now time.Time) (*api.
 // one sealed sender v2 request: those whose access keys this device holds,
 // whose devices all have this device's sender key, other than this account.
 // It returns how many devices it was queued for and the members left for
-// one-by-one sending (all of them, if the request fails for any reason: the
-// one-by-one path follows device changes and falls back as needed).
-func (c *Client) sendGroupMulti(ctx context.Context, g *localGroup, members []group.Member, skm []byte, ts int64) (int, []group.Member) {
+// one-by-one sending (all of them, if the server refuses the request: the
+// one-by-one path follows device changes and falls back as needed). When
+// the request's answer was lost however often it was repeated, it may have
+// landed: sending again one by one could deliver twice, so those members
+// are not retried and the error is returned.
+func (c *Client) sendGroupMulti(ctx context.Context, g *localGroup, members []group.Member, skm []byte, ts int64) (int, []group.Member, error) {
 	var (
 		recips []sealedsender.Recipient
 		keys   [][api.UnidentifiedAccessKeySize]byte
@@ -406,23 +409,27 @@ func (c *Client) sendGroupMulti(ctx context.Context, g *localGroup, members []gr
 		keys = append(keys, ak)
 	}
 	if len(recips) < 2 {
-		return 0, members // one recipient: a one-recipient send is the same
+		return 0, members, nil // one recipient: a one-recipient send is the same
 	}
 	cert, err := c.senderCertificate(ctx)
 	if err != nil {
-		return 0, members
+		return 0, members, nil
 	}
 	body, err := sealedsender.EncryptMulti(randReader, recips, c.identity.Private, &sealedsender.Content{
 		Type: sealedsender.TypeSenderKey, Sender: cert, Contents: skm, Hint: sealedsender.HintResendable, GroupID: g.id[:],
 	})
 	if err != nil {
-		return 0, members
+		return 0, members, nil
 	}
 	n, err := c.putMulti(ctx, body, api.CombineAccessKeys(keys...), ts)
-	if err != nil {
-		return 0, members
+	var te *transportError
+	switch {
+	case errors.As(err, &te) || ctx.Err() != nil:
+		return 0, rest, fmt.Errorf("client: the group message may not have reached %d members: %w", len(recips), err)
+	case err != nil:
+		return 0, members, nil
 	}
-	return n, rest
+	return n, rest, nil
 }
 
 // putMulti makes one multi-recipient send, repeating it (same id) when its
