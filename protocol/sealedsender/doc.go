@@ -35,8 +35,11 @@
 //
 // The package does no I/O and reads no clock: time and randomness are parameters (a nil
 // io.Reader means crypto/rand). Certificates and SentMessages are immutable once made
-// and safe for concurrent use; the functions are safe for concurrent use. A Content is
-// a plain value that the caller owns.
+// and safe for concurrent use (the exported fields of a SentMessage are for reading);
+// the functions are safe for concurrent use. EncryptMulti spreads the per-recipient key
+// agreements over up to GOMAXPROCS goroutines, as libsignal spreads them over its
+// threads, and returns when they are done. A Content is a plain value that the caller
+// owns.
 package sealedsender
 
 import "errors"

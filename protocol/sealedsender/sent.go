@@ -9,7 +9,7 @@ import (
 
 // SentMessage is a parsed multi-recipient message as a client uploads it (libsignal's
 // SealedSenderV2SentMessage): what the server needs to fan it out, read without any key.
-// It is immutable and safe for concurrent use.
+// It is safe for concurrent use as long as nobody modifies its exported fields.
 type SentMessage struct {
 	// Version is the message's version byte: 0x23 (recipients named by service id, what
 	// EncryptMulti writes) or 0x22 (by ACI UUID alone, libsignal's older form).

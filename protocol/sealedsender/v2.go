@@ -5,6 +5,8 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -132,7 +134,9 @@ var zeroNonce [gcmsiv.NonceSize]byte
 // Recipients are written in order, those without devices (excluded) after the others,
 // as libsignal writes them. A service id may appear only once; device ids must be in
 // range and distinct within a recipient, registration ids must fit in 14 bits, and at
-// least one recipient must have a device.
+// least one recipient must have a device. With more than a dozen recipients, the two
+// key agreements per recipient run on several goroutines; the output does not depend on
+// how many.
 func EncryptMulti(r io.Reader, recipients []Recipient, sender *keys.PrivateKey, c *Content) ([]byte, error) {
 	if err := c.check(sender); err != nil {
 		return nil, err
@@ -163,13 +167,33 @@ func encryptMulti(r io.Reader, recipients []Recipient, sender *keys.PrivateKey, 
 	for _, rc := range recipients {
 		size += serviceIDSize + 1 + 3*len(rc.Devices) + recipientKeySize
 	}
+	// The two agreements per recipient are the cost; they are spread over the CPUs, as
+	// libsignal spreads them, and the bytes written in order afterwards.
+	var included []int
+	for i, rc := range recipients {
+		if len(rc.Devices) > 0 {
+			included = append(included, i)
+		}
+	}
+	keyMaterial := make([]byte, len(included)*recipientKeySize)
+	err := parallelChunks(len(included), func(lo, hi int) error {
+		for j := lo; j < hi; j++ {
+			rc := &recipients[included[j]]
+			if err := recipientKeys(keyMaterial[j*recipientKeySize:(j+1)*recipientKeySize], &m, k.e, ePub, sender, sPub, rc.IdentityKey); err != nil {
+				return fmt.Errorf("%w: identity key of %v: %v", ErrInvalidArgument, rc.ServiceID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
 	out := make([]byte, 0, size)
 	out = append(out, v2SentVersion)
 	out = protowire.AppendVarint(out, uint64(len(recipients)))
-	for _, rc := range recipients {
-		if len(rc.Devices) == 0 {
-			continue
-		}
+	for j, i := range included {
+		rc := &recipients[i]
 		out = append(out, rc.ServiceID[:]...)
 		for i, d := range rc.Devices {
 			reg := uint16(d.RegistrationID)
@@ -178,20 +202,7 @@ func encryptMulti(r io.Reader, recipients []Recipient, sender *keys.PrivateKey, 
 			}
 			out = append(out, byte(d.ID), byte(reg>>8), byte(reg))
 		}
-		dh, err := k.e.Agree(rc.IdentityKey)
-		if err != nil {
-			return nil, fmt.Errorf("%w: identity key of %v: %v", ErrInvalidArgument, rc.ServiceID, err)
-		}
-		var ci [messageKeySize]byte
-		hkdf32(ci[:], padInput(&dh, ePub, rc.IdentityKey), labelDH)
-		subtle.XORBytes(ci[:], ci[:], m[:])
-		if dh, err = sender.Agree(rc.IdentityKey); err != nil {
-			return nil, fmt.Errorf("%w: identity key of %v: %v", ErrInvalidArgument, rc.ServiceID, err)
-		}
-		at := authTag(&dh, ePub, ci[:], sPub, rc.IdentityKey)
-		clear(dh[:])
-		out = append(out, ci[:]...)
-		out = append(out, at[:]...)
+		out = append(out, keyMaterial[j*recipientKeySize:(j+1)*recipientKeySize]...)
 	}
 	for _, rc := range recipients {
 		if len(rc.Devices) == 0 {
@@ -202,6 +213,49 @@ func encryptMulti(r io.Reader, recipients []Recipient, sender *keys.PrivateKey, 
 	out = append(out, ePub[:]...)
 	aead, _ := gcmsiv.New(k.k[:]) // 32 bytes: cannot fail
 	return aead.Seal(out, zeroNonce[:], content, nil), nil
+}
+
+// recipientKeys writes C ‖ AT for the recipient identity key r into dst (48 bytes).
+func recipientKeys(dst []byte, m *[messageKeySize]byte, e *keys.PrivateKey, ePub keys.PublicKey, s *keys.PrivateKey, sPub, r keys.PublicKey) error {
+	dh, err := e.Agree(r)
+	if err != nil {
+		return err
+	}
+	c := dst[:messageKeySize]
+	hkdf32(c, padInput(&dh, ePub, r), labelDH)
+	subtle.XORBytes(c, c, m[:])
+	if dh, err = s.Agree(r); err != nil {
+		return err
+	}
+	at := authTag(&dh, ePub, c, sPub, r)
+	clear(dh[:])
+	copy(dst[messageKeySize:], at[:])
+	return nil
+}
+
+// minChunk is the fewest recipients worth a goroutine of their own (libsignal does not
+// fan out below 6 either).
+const minChunk = 6
+
+// parallelChunks calls f on consecutive ranges covering [0, n), concurrently on up to
+// GOMAXPROCS goroutines, and returns the error of the first range that failed.
+func parallelChunks(n int, f func(lo, hi int) error) error {
+	workers := min(runtime.GOMAXPROCS(0), n/minChunk)
+	if workers <= 1 {
+		return f(0, n)
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() { errs[w] = f(w*n/workers, (w+1)*n/workers) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func checkRecipients(recipients []Recipient) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -362,6 +363,47 @@ func TestParseSentKeepsNoAlias(t *testing.T) {
 					t.Fatal(fmt.Errorf("a parsed message depends on the caller's buffer: %w", err))
 				}
 			}
+		}
+	}
+}
+
+// TestEncryptMultiParallel: the per-recipient work spread over goroutines gives the same
+// bytes as done on one, and a bad key in any chunk is reported.
+func TestEncryptMultiParallel(t *testing.T) {
+	pki := newPKI(t, 1)
+	alice := newParty(t, pki, testUUID, 3)
+	accounts := newAccounts(t, rand.New(rand.NewPCG(6, 6)), 50, 2)
+	rs := recipientsOf(accounts)
+	c := alice.content(TypeSenderKey, []byte("to many"))
+	seal := func(procs int) []byte {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		sent, err := EncryptMulti(bytes.NewReader(make([]byte, 32)), rs, alice.id, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sent
+	}
+	one := seal(1)
+	for _, procs := range []int{2, 3, 8} {
+		if !bytes.Equal(seal(procs), one) {
+			t.Fatalf("GOMAXPROCS=%d: different bytes", procs)
+		}
+	}
+	m, err := ParseSent(one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range accounts {
+		if _, err := Decrypt(m.ForRecipient(i), a.key); err != nil {
+			t.Fatalf("recipient %d: %v", i, err)
+		}
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	for _, bad := range []int{0, 17, 49} {
+		broken := slices.Clone(rs)
+		broken[bad].IdentityKey = keys.PublicKey{} // small order: no agreement
+		if _, err := EncryptMulti(nil, broken, alice.id, c); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("bad key at %d: %v", bad, err)
 		}
 	}
 }
