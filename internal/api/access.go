@@ -108,8 +108,9 @@ type RecipientDevices struct {
 }
 
 // CombineAccessKeys is the Unidentified-Access-Key of a multi-recipient
-// send: the XOR of the recipients' keys (an account without a key counts
-// as 16 zero bytes).
+// send: the XOR of the recipients' keys. Every recipient must hold a key,
+// or take sealed messages from anyone (then, without a key, it adds
+// nothing).
 func CombineAccessKeys(ks ...[UnidentifiedAccessKeySize]byte) [UnidentifiedAccessKeySize]byte {
 	var out [UnidentifiedAccessKeySize]byte
 	for _, k := range ks {

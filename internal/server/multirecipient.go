@@ -79,6 +79,13 @@ func (s *Server) handleMultiRecipient(w http.ResponseWriter, r *http.Request) er
 		if !rc.ServiceID.IsACI() {
 			return badRequest("recipient %d is not an account", i)
 		}
+		seen := make(map[uint32]bool, len(rc.Devices))
+		for _, d := range rc.Devices {
+			if seen[d.ID] {
+				return badRequest("recipient %d: device %d addressed twice", i, d.ID)
+			}
+			seen[d.ID] = true
+		}
 		a, err := s.st.AccountByID(ctx, rc.ServiceID.UUID())
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -88,8 +95,13 @@ func (s *Server) handleMultiRecipient(w http.ResponseWriter, r *http.Request) er
 			return err
 		}
 		accts[i] = a
-		if len(a.UnidentifiedAccessKey) == api.UnidentifiedAccessKeySize {
+		switch {
+		case len(a.UnidentifiedAccessKey) == api.UnidentifiedAccessKeySize:
 			want = api.CombineAccessKeys(want, [api.UnidentifiedAccessKeySize]byte(a.UnidentifiedAccessKey))
+		case !a.UnrestrictedUnidentifiedAccess:
+			// No key and not open to anyone: no sealed send may
+			// reach it, as for a one-recipient send.
+			known = false
 		}
 	}
 	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !known {

@@ -149,3 +149,39 @@ func TestMultiRecipientSend(t *testing.T) {
 		t.Fatalf("send id not recorded: %v, %v", used, err)
 	}
 }
+
+// TestMultiRecipientRefusesKeylessAndRepeats: an account without an access key
+// (and not open to anyone) cannot be reached by a multi-recipient send, and a
+// device listed twice is refused; nothing is queued.
+func TestMultiRecipientRefusesKeylessAndRepeats(t *testing.T) {
+	e := newEnv(t, nil)
+	bob, carol := e.register("bob", 0, 0), e.register("carol", 0, 0)
+	regs := map[*user]map[uint32]uint32{bob: {1: bob.regID}, carol: {1: carol.regID}}
+	body := multiMessage(t, []*user{bob, carol}, regs)
+	zero := make([]byte, api.UnidentifiedAccessKeySize)
+	e.fails(e.multi(body, zero, api.NewUUID(), nil), http.StatusUnauthorized, api.CodeUnidentifiedAccessDenied)
+
+	// Open to anyone and keyless: adds nothing, and the send goes.
+	e.setAccess(bob, nil, true)
+	kc := newAccessKey()
+	e.setAccess(carol, kc, false)
+	e.ok(e.multi(body, kc, api.NewUUID(), nil), nil)
+
+	// The same device of carol's twice: EncryptMulti refuses to write
+	// that, so the device entry of a one-device message is repeated by
+	// hand (0x23, count, 17-byte service id, then device id and a 16-bit
+	// field whose top bit says another device follows).
+	one := multiMessage(t, []*user{carol}, map[*user]map[uint32]uint32{carol: {1: carol.regID}})
+	if one[0] != 0x23 || one[1] != 1 || one[19] != 1 {
+		t.Fatalf("unexpected layout %x", one[:22])
+	}
+	b := append(append(bytes.Clone(one[:19]), one[19], one[20]|0x80, one[21]), one[19:]...)
+	if _, err := sealedsender.ParseSent(b); err != nil {
+		t.Fatalf("the hand-made message does not parse: %v", err)
+	}
+	before, _ := e.st.QueueLen(t.Context(), carol.id, 1)
+	e.fails(e.multi(b, kc, api.NewUUID(), nil), http.StatusBadRequest, api.CodeBadRequest)
+	if after, _ := e.st.QueueLen(t.Context(), carol.id, 1); after != before {
+		t.Fatalf("queue grew from %d to %d", before, after)
+	}
+}
