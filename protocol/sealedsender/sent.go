@@ -62,7 +62,9 @@ func ParseSent(b []byte) (*SentMessage, error) {
 	s := &SentMessage{Version: msg[0], msg: msg}
 	pos := 1
 	count, n := protowire.ConsumeVarint(msg[pos:])
-	if n < 0 || count > 0xffffffff {
+	// A non-minimal count would be read differently by libsignal, which
+	// skips only the minimal length: refused.
+	if n < 0 || n != protowire.SizeVarint(count) || count > 0xffffffff {
 		return nil, fmt.Errorf("%w: recipient count", ErrMalformed)
 	}
 	pos += n

@@ -407,3 +407,12 @@ func TestEncryptMultiParallel(t *testing.T) {
 		}
 	}
 }
+
+// TestParseSentRefusesNonMinimalCount: libsignal reads a recipient count with
+// a non-minimal varint from another offset than its value says; such a
+// message is refused rather than split differently.
+func TestParseSentRefusesNonMinimalCount(t *testing.T) {
+	if _, err := ParseSent([]byte{0x23, 0x81, 0x00, 0x00}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("ParseSent = %v, want ErrMalformed", err)
+	}
+}
