@@ -210,16 +210,11 @@ func (c *Client) senderCertificate(ctx context.Context) (*sealedsender.SenderCer
 	return cert, err
 }
 
-// sealingFor returns what sealing a message to a user takes: the access key
+// sealing returns what sealing a message to a user takes: the access key
 // and the identity key the contact is trusted under. ok is false when this
-// device holds no access key for the user.
-func (c *Client) sealingFor(ctx context.Context, username string) (ak [api.UnidentifiedAccessKeySize]byte, ik keys.PublicKey, ok bool, err error) {
-	ak, ik, ok, _, err = c.sealing(ctx, username)
-	return ak, ik, ok, err
-}
-
-// sealing is sealingFor that also tells whether the key is the account's
-// own (held is false for a random key to an account that takes any).
+// device holds no access key for the user and the user does not take sealed
+// messages from anyone; held tells whether the key is the account's own (not
+// a random one for an account that takes any).
 func (c *Client) sealing(ctx context.Context, username string) (ak [api.UnidentifiedAccessKeySize]byte, ik keys.PublicKey, ok, held bool, err error) {
 	err = c.st.View(ctx, func(tx *profile.Tx) error {
 		ct, err := tx.Contact(username)
@@ -253,7 +248,7 @@ func (c *Client) sendMessages(ctx context.Context, username string, req *api.Sen
 	if username == c.username {
 		return c.putMessages(ctx, username, req, nil)
 	}
-	ak, ik, ok, err := c.sealingFor(ctx, username)
+	ak, ik, ok, _, err := c.sealing(ctx, username)
 	if err != nil {
 		return nil, err
 	}

@@ -122,7 +122,7 @@ func TestStaleAccessKeyFallsBack(t *testing.T) {
 	mustSend(t, alice, "bob", "still arrives")
 	wantSealed(t, s.queued(t, bob), false)
 	wantTexts(t, receive(t, bob), "alice", "still arrives")
-	if _, _, ok, err := alice.sealingFor(ctxT(t), "bob"); err != nil || ok {
+	if _, _, ok, _, err := alice.sealing(ctxT(t), "bob"); err != nil || ok {
 		t.Fatalf("alice still holds bob's refused key: %v, %v", ok, err)
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/doorless/doorless/internal/api"
@@ -24,6 +25,9 @@ func (s *Server) certificateRoutes(handle func(string, handlerFunc)) {
 // is stored: the certificate is made, signed and forgotten.
 func (s *Server) handleSenderCertificate(w http.ResponseWriter, r *http.Request, dev *store.Device) error {
 	acct, err := s.st.AccountByID(r.Context(), dev.AccountID)
+	if errors.Is(err, store.ErrNotFound) {
+		return errUnauthorized // deleted since the credentials were checked
+	}
 	if err != nil {
 		return err
 	}

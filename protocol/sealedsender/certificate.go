@@ -3,6 +3,7 @@ package sealedsender
 import (
 	"bytes"
 	"fmt"
+	"github.com/doorless/doorless/protocol/internal/uuid"
 	"io"
 	"math"
 	"slices"
@@ -207,11 +208,11 @@ type SenderCertificate struct {
 // The UUID may be given in any case; it is stored in lower case. Randomness comes from r
 // (crypto/rand when nil). The sender's Name, when set, goes where libsignal puts a phone number.
 func NewSenderCertificate(s Sender, expires time.Time, signer *ServerCertificate, signerKey *keys.PrivateKey, r io.Reader) (*SenderCertificate, error) {
-	u, ok := parseUUID(s.UUID)
+	u, ok := uuid.Parse(s.UUID)
 	if !ok {
 		return nil, fmt.Errorf("%w: sender UUID is not a hyphenated UUID", ErrInvalidArgument)
 	}
-	s.UUID = formatUUID(u)
+	s.UUID = uuid.Format(u)
 	if s.DeviceID < minDeviceID || s.DeviceID > MaxDeviceID {
 		return nil, fmt.Errorf("%w: device id %d out of range", ErrInvalidArgument, s.DeviceID)
 	}
@@ -323,16 +324,16 @@ func ParseSenderCertificate(b []byte) (*SenderCertificate, error) {
 	}
 	switch uuidField {
 	case senderCertUUIDString:
-		u, ok := parseUUID(string(uuidStr))
+		u, ok := uuid.Parse(string(uuidStr))
 		if !ok {
 			return nil, fmt.Errorf("%w: sender is not a UUID", ErrInvalidCertificate)
 		}
-		c.sender.UUID = formatUUID(u)
+		c.sender.UUID = uuid.Format(u)
 	case senderCertUUIDBytes:
 		if len(uuidRaw) != 16 {
 			return nil, fmt.Errorf("%w: sender UUID is %d bytes", ErrInvalidCertificate, len(uuidRaw))
 		}
-		c.sender.UUID = formatUUID([16]byte(uuidRaw))
+		c.sender.UUID = uuid.Format([16]byte(uuidRaw))
 	}
 	if signerField == senderCertSignerID {
 		return nil, ErrSignerByID

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/doorless/doorless/protocol/internal/uuid"
 	"os"
 	"strings"
 	"testing"
@@ -294,7 +295,7 @@ func (p *testPKI) sign(t testing.TB, f certFields) []byte {
 func TestParseSenderCertificateForms(t *testing.T) {
 	p := newPKI(t, 1)
 	id := newKey(t).PublicKey()
-	uuid, _ := parseUUID(testUUID)
+	uuid, _ := uuid.Parse(testUUID)
 	base := func() certFields {
 		return certFields(nil).varint(senderCertDevice, 3).fixed64(senderCertExpires, uint64(testExpiry.UnixMilli())).
 			bytes(senderCertIdentityKey, id.Bytes()).bytes(senderCertSigner, p.server.Bytes())

@@ -2,6 +2,7 @@ package sealedsender
 
 import (
 	"bytes"
+	"github.com/doorless/doorless/protocol/internal/uuid"
 	"testing"
 	"time"
 
@@ -105,7 +106,7 @@ func FuzzParseSenderCertificate(f *testing.F) {
 		if s.DeviceID < 1 || s.DeviceID > MaxDeviceID {
 			t.Fatalf("device id %d", s.DeviceID)
 		}
-		if u, ok := parseUUID(s.UUID); !ok || formatUUID(u) != s.UUID {
+		if u, ok := uuid.Parse(s.UUID); !ok || uuid.Format(u) != s.UUID {
 			t.Fatalf("sender %q is not a canonical UUID", s.UUID)
 		}
 		if !bytes.Equal(c.Bytes(), b) || c.Signer() == nil {

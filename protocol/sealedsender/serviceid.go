@@ -2,6 +2,7 @@ package sealedsender
 
 import (
 	"fmt"
+	"github.com/doorless/doorless/protocol/internal/uuid"
 	"strings"
 )
 
@@ -23,10 +24,10 @@ const (
 
 // NewACI returns the service id of the account with the given UUID (hyphenated, any
 // case).
-func NewACI(uuid string) (ServiceID, error) {
-	u, ok := parseUUID(uuid)
+func NewACI(id string) (ServiceID, error) {
+	u, ok := uuid.Parse(id)
 	if !ok {
-		return ServiceID{}, fmt.Errorf("%w: %q is not a hyphenated UUID", ErrInvalidArgument, uuid)
+		return ServiceID{}, fmt.Errorf("%w: %q is not a hyphenated UUID", ErrInvalidArgument, id)
 	}
 	return serviceIDOf(kindACI, u), nil
 }
@@ -38,7 +39,7 @@ func ParseServiceID(s string) (ServiceID, error) {
 	if rest, ok := strings.CutPrefix(s, pniPrefix); ok {
 		kind, s = kindPNI, rest
 	}
-	u, ok := parseUUID(s)
+	u, ok := uuid.Parse(s)
 	if !ok {
 		return ServiceID{}, fmt.Errorf("%w: %q is not a service id", ErrInvalidArgument, s)
 	}
@@ -65,7 +66,7 @@ func parseServiceIDBinary(b []byte) (ServiceID, bool) {
 func (id ServiceID) IsACI() bool { return id[0] == kindACI }
 
 // UUID returns the UUID in lower-case hyphenated form.
-func (id ServiceID) UUID() string { return formatUUID([16]byte(id[1:])) }
+func (id ServiceID) UUID() string { return uuid.Format([16]byte(id[1:])) }
 
 // String returns libsignal's string form: the UUID for an ACI, "PNI:" and the UUID for a
 // PNI.

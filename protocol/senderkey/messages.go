@@ -2,8 +2,8 @@ package senderkey
 
 import (
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
+	"github.com/doorless/doorless/protocol/internal/uuid"
 	"io"
 	"log/slog"
 
@@ -68,31 +68,15 @@ func NewDistributionID(r io.Reader) (DistributionID, error) {
 
 // ParseDistributionID reads a UUID in its hyphenated form (8-4-4-4-12 hex digits, any case).
 func ParseDistributionID(s string) (DistributionID, error) {
-	var d DistributionID
-	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
-		return d, fmt.Errorf("senderkey: distribution id %q is not a hyphenated UUID", s)
-	}
-	digits := s[0:8] + s[9:13] + s[14:18] + s[19:23] + s[24:36]
-	if _, err := hex.Decode(d[:], []byte(digits)); err != nil {
+	d, ok := uuid.Parse(s)
+	if !ok {
 		return DistributionID{}, fmt.Errorf("senderkey: distribution id %q is not a hyphenated UUID", s)
 	}
 	return d, nil
 }
 
 // String returns the UUID in lower-case hyphenated form.
-func (d DistributionID) String() string {
-	var b [36]byte
-	hex.Encode(b[0:8], d[0:4])
-	b[8] = '-'
-	hex.Encode(b[9:13], d[4:6])
-	b[13] = '-'
-	hex.Encode(b[14:18], d[6:8])
-	b[18] = '-'
-	hex.Encode(b[19:23], d[8:10])
-	b[23] = '-'
-	hex.Encode(b[24:], d[10:])
-	return string(b[:])
-}
+func (d DistributionID) String() string { return uuid.Format(d) }
 
 // Message is a parsed sender-key message (libsignal SenderKeyMessage): the version
 // byte, a protobuf with the distribution id, chain id, iteration and ciphertext, and an

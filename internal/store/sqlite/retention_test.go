@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"bytes"
-	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -119,26 +118,7 @@ func TestCheckpointBetweenBatches(t *testing.T) {
 // accounts: no access key, restricted, devices last seen on day 0 until
 // they are seen.
 func TestMigrateFromVersion2(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "doorless.db")
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := newUUID()
-	for _, q := range []string{
-		migrations[0],
-		migrations[1],
-		`CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT`,
-		`INSERT INTO schema_version (version) VALUES (2)`,
-		`INSERT INTO accounts (id, username, identity_key, created, next_device_id) VALUES ('` + id + `', 'old', x'05', 0, 2)`,
-		`INSERT INTO devices (account_id, id, registration_id, credential_hash, created) VALUES ('` + id + `', 1, 1, x'00', 0)`,
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	db.Close()
-
+	path, id := oldDatabase(t, 2)
 	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)

@@ -466,29 +466,37 @@ func TestSchemaVersion(t *testing.T) {
 	}
 }
 
-// TestMigrateFromVersion1: a database made by the first schema opens, gains
-// the device-list tables, and keeps its accounts, which have no device list
-// until their first change (at version 1).
-func TestMigrateFromVersion1(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "doorless.db")
+// oldDatabase makes a database at schema version v (its first v
+// migrations) holding one account with one device, and returns its path and
+// the account's id.
+func oldDatabase(t *testing.T, v int) (path, id string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "doorless.db")
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := newUUID()
-	for _, q := range []string{
-		migrations[0],
+	defer db.Close()
+	id = newUUID()
+	qs := append(slices.Clone(migrations[:v]),
 		`CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT`,
-		`INSERT INTO schema_version (version) VALUES (1)`,
-		`INSERT INTO accounts (id, username, identity_key, created, next_device_id) VALUES ('` + id + `', 'old', x'05', 0, 2)`,
-		`INSERT INTO devices (account_id, id, registration_id, credential_hash, created) VALUES ('` + id + `', 1, 1, x'00', 0)`,
-	} {
+		fmt.Sprintf(`INSERT INTO schema_version (version) VALUES (%d)`, v),
+		`INSERT INTO accounts (id, username, identity_key, created, next_device_id) VALUES ('`+id+`', 'old', x'05', 0, 2)`,
+		`INSERT INTO devices (account_id, id, registration_id, credential_hash, created) VALUES ('`+id+`', 1, 1, x'00', 0)`,
+	)
+	for _, q := range qs {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	db.Close()
+	return path, id
+}
 
+// TestMigrateFromVersion1: a database made by the first schema opens, gains
+// the device-list tables, and keeps its accounts, which have no device list
+// until their first change (at version 1).
+func TestMigrateFromVersion1(t *testing.T) {
+	path, id := oldDatabase(t, 1)
 	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
