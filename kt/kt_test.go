@@ -512,7 +512,7 @@ func TestRevertAndRestore(t *testing.T) {
 	}
 }
 
-func mustRoot(t *testing.T, l *LogTree, size uint64) Hash {
+func mustRoot(t testing.TB, l *LogTree, size uint64) Hash {
 	h, err := l.Root(size)
 	if err != nil {
 		t.Fatal(err)
