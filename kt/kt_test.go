@@ -557,3 +557,65 @@ func TestAppendRefuses(t *testing.T) {
 		t.Fatal("proof without the stored entry")
 	}
 }
+
+// TestConcurrentLog runs lookups, checkpoints and cosignatures while
+// epochs are appended (run with -race).
+func TestConcurrentLog(t *testing.T) {
+	k := newKeys(t, 13)
+	f := newFixture(t, k)
+	f.set("alice", "A")
+	stored := make(chan map[Index]Entry, 1)
+	snapshot := func() map[Index]Entry {
+		m := make(map[Index]Entry, len(f.store))
+		for i, e := range f.store {
+			m[i] = *e
+		}
+		return m
+	}
+	stored <- snapshot()
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for w := 0; w < 2; w++ {
+		go func() {
+			v := f.verifier()
+			for {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				m := <-stored
+				stored <- m
+				// The store may be older than the log: Prove then fails
+				// cleanly, or it is current and the proof verifies.
+				p, err := f.log.Prove(labelsOf("alice", "bob"), 0, func(i Index) (*Entry, error) {
+					e, ok := m[i]
+					if !ok {
+						return nil, nil
+					}
+					return &e, nil
+				})
+				if err != nil {
+					continue
+				}
+				if _, _, err := v.Verify(nil, labelsOf("alice", "bob"), p, t0.Add(time.Hour)); err != nil {
+					errs <- err
+					return
+				}
+				_ = f.log.Checkpoint()
+			}
+		}()
+	}
+	for n := 0; n < 30; n++ {
+		<-stored
+		f.set("alice", string(rune('a'+n)), "bob", string(rune('A'+n)))
+		stored <- snapshot()
+	}
+	close(done)
+	for w := 0; w < 2; w++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
