@@ -619,3 +619,24 @@ func TestConcurrentLog(t *testing.T) {
 		}
 	}
 }
+
+func TestProofEncodingRefusesOddNotes(t *testing.T) {
+	f := newFixture(t, newKeys(t, 14))
+	f.set("alice", "A")
+	p := f.prove(0, "alice")
+	good := p.Checkpoint
+	split := bytes.Index(good, []byte("\n\n"))
+	for name, n := range map[string][]byte{
+		"extension line": append(append(append([]byte{}, good[:split+1]...), "ext\n"...), good[split+1:]...),
+		"no signature":   good[:split+2],
+		"not a note":     []byte("hello"),
+		"bad base64":     append(append([]byte{}, good[:len(good)-2]...), "!\n"...),
+		"nothing":        nil,
+	} {
+		q := *p
+		q.Checkpoint = n
+		if _, err := q.MarshalBinary(); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+}

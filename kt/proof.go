@@ -72,9 +72,9 @@ const (
 // MarshalBinary encodes the proof (version 1):
 //
 //	u8 version = 1
-//	u16 length, checkpoint note
+//	checkpoint note (in binary, see notewire.go)
 //	log proof: consistency
-//	u8 count, audited checkpoints: u16 length, note; log proof
+//	u8 count, audited checkpoints: note; log proof
 //	epoch: u64 timestamp, prefix root
 //	log proof: epoch inclusion
 //	u8 count, entries:
@@ -98,8 +98,8 @@ const (
 func (p *LookupProof) MarshalBinary() ([]byte, error) {
 	var b []byte
 	b = append(b, lookupProofVersion)
-	var err error
-	if b, err = appendNote(b, p.Checkpoint); err != nil {
+	b, origin, err := appendNoteWire(b, p.Checkpoint, "")
+	if err != nil {
 		return nil, err
 	}
 	var pool hashPool
@@ -111,7 +111,7 @@ func (p *LookupProof) MarshalBinary() ([]byte, error) {
 	}
 	b = append(b, byte(len(p.Audited)))
 	for k := range p.Audited {
-		if b, err = appendNote(b, p.Audited[k].Checkpoint); err != nil {
+		if b, _, err = appendNoteWire(b, p.Audited[k].Checkpoint, origin); err != nil {
 			return nil, err
 		}
 		if b, err = pool.append(b, p.Audited[k].Consistency); err != nil {
@@ -135,14 +135,6 @@ func (p *LookupProof) MarshalBinary() ([]byte, error) {
 		}
 	}
 	return b, nil
-}
-
-func appendNote(b, n []byte) ([]byte, error) {
-	if len(n) > MaxCheckpointSize {
-		return nil, fmt.Errorf("%w: checkpoint too long", ErrMalformed)
-	}
-	b = binary.BigEndian.AppendUint16(b, uint16(len(n)))
-	return append(b, n...), nil
 }
 
 // hashPool holds the distinct hashes of a proof's log proofs so far, for
@@ -261,7 +253,8 @@ func (p *LookupProof) UnmarshalBinary(b []byte) error {
 		return fmt.Errorf("%w: lookup proof version", ErrMalformed)
 	}
 	var q LookupProof
-	q.Checkpoint = r.note()
+	var origin string
+	q.Checkpoint, origin = r.noteWire("")
 	var pool hashPool
 	q.Consistency = r.logProof(&pool)
 	n := int(r.u8())
@@ -270,7 +263,7 @@ func (p *LookupProof) UnmarshalBinary(b []byte) error {
 	}
 	for ; n > 0 && r.err == nil; n-- {
 		var a AuditedCheckpoint
-		a.Checkpoint = r.note()
+		a.Checkpoint, _ = r.noteWire(origin)
 		a.Consistency = r.logProof(&pool)
 		q.Audited = append(q.Audited, a)
 	}
@@ -288,15 +281,6 @@ func (p *LookupProof) UnmarshalBinary(b []byte) error {
 	}
 	*p = q
 	return nil
-}
-
-func (r *reader) note() []byte {
-	n := int(r.u16())
-	if n > MaxCheckpointSize {
-		r.fail("checkpoint too long")
-		return nil
-	}
-	return clone(r.bytes(n))
 }
 
 func (r *reader) entry() EntryProof {
