@@ -33,9 +33,8 @@ const (
 
 type benchLog struct {
 	f        *fixture
-	auditor  *fixture // f itself, with an auditor's cosignature
-	heapLeaf float64  // prefix-tree heap bytes per leaf
-	heapLog  float64  // whole Log heap bytes per account
+	heapLeaf float64 // prefix-tree heap bytes per leaf
+	heapLog  float64 // whole Log heap bytes per account
 }
 
 var (
