@@ -486,6 +486,18 @@ func TestRevertAndRestore(t *testing.T) {
 			}
 		}
 	}
+	twice := func(yield func(Leaf) bool) {
+		for _, e := range f.store {
+			for range 2 {
+				if !yield(e.Leaf) {
+					return
+				}
+			}
+		}
+	}
+	if err := r.Restore(twice, epochs); err == nil {
+		t.Fatal("restore with a leaf twice succeeded")
+	}
 	if err := r.Restore(leaves, epochs[:1]); err == nil {
 		t.Fatal("restore with a stale epoch list succeeded")
 	}
