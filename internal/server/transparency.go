@@ -477,7 +477,7 @@ func parseKnown(r *http.Request) (uint64, error) {
 // lookup is a proof and what it proves of an account.
 type lookup struct {
 	proof     []byte
-	accountID string          // the account the username's entry names ("" none)
+	accountID string           // the account the username's entry names ("" none)
 	value     *kt.AccountValue // the account's entry (nil: none, or deleted)
 }
 
