@@ -451,23 +451,6 @@ func (r *reader) leaf() Leaf {
 	return l
 }
 
-// hashes reads a one-byte count (at most max) and that many hashes.
-func (r *reader) hashes(max int) []Hash {
-	n := int(r.u8())
-	if n > max {
-		r.fail("too many hashes")
-		return nil
-	}
-	if n == 0 {
-		return nil
-	}
-	hs := make([]Hash, n)
-	for k := range hs {
-		hs[k] = r.hash()
-	}
-	return hs
-}
-
 func (r *reader) done() error {
 	if r.err == nil && len(r.b) != 0 {
 		r.fail("trailing bytes")
