@@ -278,7 +278,9 @@ func hashVRF(k *vrf.PrivateKey, updates []Update, entries []Entry) {
 	})
 }
 
-// Revert undoes the last Append, when its batch could not be stored.
+// Revert undoes the last Append, when its batch could not be stored. Only
+// the last batch can be reverted, and once (ErrNotLast otherwise): store
+// each batch before the next Append.
 func (l *Log) Revert(b *Batch) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
