@@ -22,20 +22,47 @@
 package kt
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
-	"io"
-	"iter"
-	"time"
-
-	"golang.org/x/mod/sumdb/note"
+	"fmt"
+	"math"
 
 	"github.com/doorless/doorless/kt/vrf"
 )
 
 // Sizes.
 const (
-	HashSize    = 32 // SHA-256
+	HashSize    = 32 // SHA-256 (the draft's Hash.Nh)
 	OpeningSize = 16 // a commitment's random opening (the draft's Nc)
+)
+
+// Limits. Every decoder enforces them, and Log.Append refuses updates that
+// break them.
+const (
+	// MaxLabelSize is the longest label: the draft encodes labels as
+	// opaque label<0..2^8-1> (section "Commitment", "Verifiable Random
+	// Function").
+	MaxLabelSize = 255
+	// MaxValueSize is the longest value a label may hold. (The draft
+	// allows 2^32-1; a signed device list of 127 devices is under 1 KiB.)
+	MaxValueSize = 1 << 16
+	// MaxUpdates is the most labels one epoch may change.
+	MaxUpdates = 1 << 16
+	// MaxLookupLabels is the most labels one lookup may answer.
+	MaxLookupLabels = 16
+	// MaxAudited is the most auditor-cosigned checkpoints a lookup carries.
+	MaxAudited = 16
+	// MaxCheckpointSize bounds a checkpoint note (with its signatures).
+	MaxCheckpointSize = 8 << 10
+	// maxLogProof bounds an RFC 6962 inclusion or consistency proof: a
+	// log of fewer than 2^64 leaves needs fewer than 2*64 hashes.
+	maxLogProof = 128
+	// maxPrefixDepth is the deepest a prefix-tree path goes: two distinct
+	// 256-bit indexes share at most 255 bits, so a leaf sits at depth 256
+	// at most.
+	maxPrefixDepth = 8 * HashSize
 )
 
 // Sentinel errors. Every failure of a proof is one of these, so that a
@@ -67,16 +94,67 @@ type Hash [HashSize]byte
 // the VRF's output for the label.
 type Index [HashSize]byte
 
-// IndexOf returns the index for a VRF output.
-func IndexOf(beta [vrf.OutputSize]byte) Index { panic("kt: not implemented") }
+// IndexOf returns the index for a VRF output: its first HashSize bytes
+// (the draft's cipher suite KT_128_SHA256_Ed25519 truncates the output of
+// ECVRF-EDWARDS25519-SHA512-TAI to 32 bytes, section "KT Cipher Suites").
+func IndexOf(beta [vrf.OutputSize]byte) Index {
+	var i Index
+	copy(i[:], beta[:HashSize])
+	return i
+}
+
+// bit returns bit n of the index, most significant first: the direction
+// (0 left, 1 right) the path to the index takes below depth n.
+func (i *Index) bit(n int) int { return int(i[n>>3]>>(7-uint(n&7))) & 1 }
+
+// commonPrefix returns how many leading bits a and b share (256 if equal).
+func commonPrefix(a, b *Index) int {
+	for k := 0; k < HashSize; k++ {
+		if x := a[k] ^ b[k]; x != 0 {
+			n := 0
+			for x&0x80 == 0 {
+				x <<= 1
+				n++
+			}
+			return 8*k + n
+		}
+	}
+	return maxPrefixDepth
+}
+
+// Label kinds: the first byte of a label, so that an account id and a
+// username never share a label (Doorless's own choice; the draft leaves
+// labels to the application).
+const (
+	labelKindAccount  = 0x01
+	labelKindUsername = 0x02
+)
 
 // AccountLabel is the label of an account's entry, whose value is an
 // AccountValue.
-func AccountLabel(accountID string) []byte { panic("kt: not implemented") }
+func AccountLabel(accountID string) []byte {
+	return append([]byte{labelKindAccount}, accountID...)
+}
 
 // UsernameLabel is the label of a username's entry, whose value is the
-// account id the username belongs to.
-func UsernameLabel(username string) []byte { panic("kt: not implemented") }
+// account id the username belongs to. The caller passes the username in
+// its canonical (normalized) form: two spellings are two labels.
+func UsernameLabel(username string) []byte {
+	return append([]byte{labelKindUsername}, username...)
+}
+
+// vrfInput is the VRF's input for a label: the draft's VrfInput (section
+// "Verifiable Random Function", opaque label<0..2^8-1> followed by a
+// uint32 version) without the version, since a label has one leaf for all
+// its versions here. The label must be at most MaxLabelSize bytes.
+func vrfInput(label []byte) []byte {
+	b := make([]byte, 0, 1+len(label))
+	b = append(b, byte(len(label)))
+	return append(b, label...)
+}
+
+// accountValueVersion is the first byte of an encoded AccountValue.
+const accountValueVersion = 1
 
 // AccountValue is what an account's entry commits to. The empty value
 // (Encode of the zero AccountValue is never empty; a deleted account's value
@@ -86,16 +164,66 @@ type AccountValue struct {
 	DeviceList  []byte // the signed device list (internal/devicelist)
 }
 
-// Encode returns the value's canonical encoding.
-func (v *AccountValue) Encode() []byte { panic("kt: not implemented") }
+// Encode returns the value's canonical encoding: a version byte (1), the
+// identity key with a one-byte length, the device list with a four-byte
+// big-endian length. An identity key over 255 bytes or a device list over
+// MaxValueSize makes an encoding DecodeAccountValue refuses.
+func (v *AccountValue) Encode() []byte {
+	b := make([]byte, 0, 1+1+len(v.IdentityKey)+4+len(v.DeviceList))
+	b = append(b, accountValueVersion, byte(len(v.IdentityKey)))
+	b = append(b, v.IdentityKey...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(v.DeviceList)))
+	return append(b, v.DeviceList...)
+}
 
 // DecodeAccountValue parses an encoded AccountValue (ErrMalformed).
-func DecodeAccountValue(b []byte) (*AccountValue, error) { panic("kt: not implemented") }
+func DecodeAccountValue(b []byte) (*AccountValue, error) {
+	r := reader{b: b}
+	if r.u8() != accountValueVersion {
+		return nil, fmt.Errorf("%w: account value version", ErrMalformed)
+	}
+	key := r.bytes(int(r.u8()))
+	n := r.u32()
+	if n > MaxValueSize {
+		return nil, fmt.Errorf("%w: device list too long", ErrMalformed)
+	}
+	list := r.bytes(int(n))
+	if err := r.done(); err != nil {
+		return nil, err
+	}
+	return &AccountValue{IdentityKey: clone(key), DeviceList: clone(list)}, nil
+}
 
-// Commit is the commitment to a label's value with a random opening
-// (draft section "Commitment": HMAC-SHA256 under the draft's fixed key over
-// the opening, the label and the value, each length-prefixed).
-func Commit(label, value []byte, opening *[OpeningSize]byte) Hash { panic("kt: not implemented") }
+// commitmentKey is the draft's Kc for the cipher suites with SHA-256
+// (section "KT Cipher Suites": the bytes of hex d821f8790d97709796b4d7903357c3f5).
+var commitmentKey = [16]byte{
+	0xd8, 0x21, 0xf8, 0x79, 0x0d, 0x97, 0x70, 0x97,
+	0x96, 0xb4, 0xd7, 0x90, 0x33, 0x57, 0xc3, 0xf5,
+}
+
+// Commit is the commitment to a label's value with a random opening: the
+// draft's HMAC-SHA256(Kc, CommitmentValue) (section "Commitment") over
+// opening[16] || label<0..2^8-1> || value<0..2^32-1>, that is the draft's
+// CommitmentValue without its version field (the leaf's hash covers the
+// counter instead) and with the UpdateValue of a log without third-party
+// management (just the value). It panics on a label over MaxLabelSize
+// bytes, which Log.Append and Verifier.Verify refuse before.
+func Commit(label, value []byte, opening *[OpeningSize]byte) Hash {
+	if len(label) > MaxLabelSize || uint64(len(value)) > math.MaxUint32 {
+		panic("kt: label or value too long to commit to")
+	}
+	m := hmac.New(sha256.New, commitmentKey[:])
+	m.Write(opening[:])
+	m.Write([]byte{byte(len(label))})
+	m.Write(label)
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(value)))
+	m.Write(n[:])
+	m.Write(value)
+	var h Hash
+	m.Sum(h[:0])
+	return h
+}
 
 // Leaf is one label's leaf in the prefix tree. Counter is how many values
 // the label had before this one (0 for the first); the log's rules let it
@@ -106,18 +234,73 @@ type Leaf struct {
 	Commitment Hash
 }
 
+// Prefix-tree node hashing (draft section "Cryptographic Computations",
+// "Prefix Tree"): leaf.value = Hash(0x02 || vrf_output || commitment) and
+// parent.value = Hash(0x03 || left.value || right.value), with an all-zero
+// value standing in for a missing child. Our leaf also hashes its counter
+// (big-endian uint32) between the index and the commitment, since one leaf
+// serves all the label's versions.
+const (
+	prefixLeafTag   = 0x02
+	prefixParentTag = 0x03
+)
+
+// hash returns the leaf's prefix-tree hash.
+func (l *Leaf) hash() Hash {
+	var b [1 + HashSize + 4 + HashSize]byte
+	b[0] = prefixLeafTag
+	copy(b[1:], l.Index[:])
+	binary.BigEndian.PutUint32(b[1+HashSize:], l.Counter)
+	copy(b[1+HashSize+4:], l.Commitment[:])
+	return sha256.Sum256(b[:])
+}
+
+// parentHash returns a prefix-tree parent's hash from its children's.
+func parentHash(left, right *Hash) Hash {
+	var b [1 + 2*HashSize]byte
+	b[0] = prefixParentTag
+	copy(b[1:], left[:])
+	copy(b[1+HashSize:], right[:])
+	return sha256.Sum256(b[:])
+}
+
+// epochSize is the size of an encoded Epoch: the draft's LogEntry
+// (section "Log Tree": uint64 timestamp, opaque prefix_tree[Hash.Nh]).
+const epochSize = 8 + HashSize
+
 // Epoch is one leaf of the log: the prefix tree's root when the epoch was
 // made, and when.
 type Epoch struct {
-	Timestamp  int64 // Unix milliseconds
+	Timestamp  int64 // Unix milliseconds, not negative
 	PrefixRoot Hash
 }
 
-// Encode returns the log leaf's canonical encoding.
-func (e *Epoch) Encode() []byte { panic("kt: not implemented") }
+// Encode returns the log leaf's canonical encoding, the draft's LogEntry:
+// the timestamp as a big-endian uint64 and the prefix root.
+func (e *Epoch) Encode() []byte {
+	return e.appendTo(make([]byte, 0, epochSize))
+}
+
+func (e *Epoch) appendTo(b []byte) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Timestamp))
+	return append(b, e.PrefixRoot[:]...)
+}
 
 // DecodeEpoch parses a log leaf (ErrMalformed).
-func DecodeEpoch(b []byte) (*Epoch, error) { panic("kt: not implemented") }
+func DecodeEpoch(b []byte) (*Epoch, error) {
+	r := reader{b: b}
+	e := r.epoch()
+	if err := r.done(); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// epochChangesVersion is the first byte of encoded EpochChanges.
+const epochChangesVersion = 1
+
+// leafSize is the size of an encoded Leaf: index, counter, commitment.
+const leafSize = HashSize + 4 + HashSize
 
 // EpochChanges is what an auditor replays: an epoch and the leaves it
 // added or changed, in index order.
@@ -126,265 +309,168 @@ type EpochChanges struct {
 	Leaves []Leaf
 }
 
-// MarshalBinary encodes the changes.
-func (c *EpochChanges) MarshalBinary() ([]byte, error) { panic("kt: not implemented") }
+// MarshalBinary encodes the changes: a version byte (1), the encoded
+// epoch, a big-endian uint32 count and the leaves (index, big-endian
+// uint32 counter, commitment). It refuses leaves out of strict index
+// order, more than MaxUpdates of them, or a negative timestamp.
+func (c *EpochChanges) MarshalBinary() ([]byte, error) {
+	if len(c.Leaves) > MaxUpdates {
+		return nil, fmt.Errorf("%w: too many leaves", ErrMalformed)
+	}
+	if c.Epoch.Timestamp < 0 {
+		return nil, fmt.Errorf("%w: negative timestamp", ErrMalformed)
+	}
+	b := make([]byte, 0, 1+epochSize+4+len(c.Leaves)*leafSize)
+	b = append(b, epochChangesVersion)
+	b = c.Epoch.appendTo(b)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Leaves)))
+	for k := range c.Leaves {
+		l := &c.Leaves[k]
+		if k > 0 && !indexLess(&c.Leaves[k-1].Index, &l.Index) {
+			return nil, fmt.Errorf("%w: leaves out of index order", ErrMalformed)
+		}
+		b = appendLeaf(b, l)
+	}
+	return b, nil
+}
 
 // UnmarshalBinary parses encoded changes strictly (ErrMalformed).
-func (c *EpochChanges) UnmarshalBinary(b []byte) error { panic("kt: not implemented") }
-
-// PrefixTree is the map's tree: a binary Merkle trie over indexes in which
-// a leaf sits at the shallowest node whose subtree holds no other leaf. The
-// zero value is not ready; use NewPrefixTree. Not safe for concurrent use.
-type PrefixTree struct{ _ [0]func() }
-
-// NewPrefixTree returns an empty tree.
-func NewPrefixTree() *PrefixTree { panic("kt: not implemented") }
-
-// Len returns the number of leaves.
-func (t *PrefixTree) Len() int { panic("kt: not implemented") }
-
-// Root returns the tree's root hash.
-func (t *PrefixTree) Root() Hash { panic("kt: not implemented") }
-
-// Get returns the leaf at index i.
-func (t *PrefixTree) Get(i Index) (Leaf, bool) { panic("kt: not implemented") }
-
-// Set puts the leaf at its index, returning the leaf it replaced.
-func (t *PrefixTree) Set(l Leaf) (old Leaf, replaced bool) { panic("kt: not implemented") }
-
-// Delete removes the leaf at index i. The log never removes a leaf: only
-// Log.Revert uses it, to undo an epoch that could not be stored.
-func (t *PrefixTree) Delete(i Index) bool { panic("kt: not implemented") }
-
-// Prove returns the path to index i: its leaf, or proof that it has none.
-func (t *PrefixTree) Prove(i Index) *PrefixProof { panic("kt: not implemented") }
-
-// PrefixProof is a path in the prefix tree from the root to the node where
-// an index's search ends.
-type PrefixProof struct {
-	// Siblings are the hashes beside the path, from the root down.
-	Siblings []Hash
-	// Terminal is the leaf where the path ends: the index's own leaf
-	// (inclusion), or another leaf that shares the path's prefix
-	// (non-inclusion). Nil only for the empty tree.
-	Terminal *Leaf
+func (c *EpochChanges) UnmarshalBinary(b []byte) error {
+	r := reader{b: b}
+	if r.u8() != epochChangesVersion {
+		return fmt.Errorf("%w: epoch changes version", ErrMalformed)
+	}
+	e := r.epoch()
+	n := r.u32()
+	if n > MaxUpdates || uint64(n)*leafSize != uint64(r.left()) {
+		return fmt.Errorf("%w: leaf count", ErrMalformed)
+	}
+	leaves := make([]Leaf, n)
+	for k := range leaves {
+		leaves[k] = r.leaf()
+		if k > 0 && !indexLess(&leaves[k-1].Index, &leaves[k].Index) {
+			return fmt.Errorf("%w: leaves out of index order", ErrMalformed)
+		}
+	}
+	if err := r.done(); err != nil {
+		return err
+	}
+	c.Epoch, c.Leaves = e, leaves
+	return nil
 }
 
-// Evaluate checks the proof's shape for index i and returns the root it
-// leads to and the index's leaf (nil when the proof shows it absent).
-// ErrInvalidProof when the proof cannot be a path to i.
-func (p *PrefixProof) Evaluate(i Index) (root Hash, leaf *Leaf, err error) {
-	panic("kt: not implemented")
+func indexLess(a, b *Index) bool {
+	for k := range a {
+		if a[k] != b[k] {
+			return a[k] < b[k]
+		}
+	}
+	return false
 }
 
-// LogTree is an RFC 6962 Merkle tree held in memory. The zero value is an
-// empty tree. Not safe for concurrent use.
-type LogTree struct{ _ [0]func() }
-
-// Append adds a leaf (its data, hashed as an RFC 6962 leaf) and returns its
-// index.
-func (t *LogTree) Append(data []byte) uint64 { panic("kt: not implemented") }
-
-// Size returns the number of leaves.
-func (t *LogTree) Size() uint64 { panic("kt: not implemented") }
-
-// Root returns the root of the tree's first size leaves.
-func (t *LogTree) Root(size uint64) (Hash, error) { panic("kt: not implemented") }
-
-// Inclusion proves leaf index in the tree's first size leaves.
-func (t *LogTree) Inclusion(index, size uint64) ([]Hash, error) { panic("kt: not implemented") }
-
-// Consistency proves that the first size1 leaves are a prefix of the first
-// size2.
-func (t *LogTree) Consistency(size1, size2 uint64) ([]Hash, error) { panic("kt: not implemented") }
-
-// Checkpoint is a C2SP tlog-checkpoint of the log.
-type Checkpoint struct {
-	Origin string
-	Size   uint64
-	Root   Hash
+func appendLeaf(b []byte, l *Leaf) []byte {
+	b = append(b, l.Index[:]...)
+	b = binary.BigEndian.AppendUint32(b, l.Counter)
+	return append(b, l.Commitment[:]...)
 }
 
-// Head is what a client keeps of the log between lookups: the last
-// checkpoint it verified.
-type Head struct {
-	Size uint64
-	Root Hash
+func clone(b []byte) []byte { return append([]byte{}, b...) }
+
+// reader reads a strict binary encoding; the first read past the end (or
+// a bad field) sets err and every later read returns zeros.
+type reader struct {
+	b   []byte
+	err error
 }
 
-// LookupProof answers a lookup of one or more labels against the log's
-// newest epoch.
-type LookupProof struct {
-	// Checkpoint is the newest signed checkpoint (a note, with the log's
-	// signature).
-	Checkpoint []byte
-	// Consistency proves the checkpoint's tree extends the tree of the
-	// head the client said it knows (empty when it knows none).
-	Consistency []Hash
-	// Audited are the newest checkpoints auditors cosigned (each a note
-	// with the log's signature and cosignatures), with proofs that the
-	// checkpoint's tree extends each.
-	Audited []AuditedCheckpoint
-	// Epoch is the log's last leaf, and EpochInclusion its inclusion
-	// proof in the checkpoint's tree.
-	Epoch          Epoch
-	EpochInclusion []Hash
-	// Entries answer the labels asked, in order.
-	Entries []EntryProof
+func (r *reader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: %s", ErrMalformed, what)
+	}
+	r.b = nil
 }
 
-// AuditedCheckpoint is a cosigned checkpoint and the consistency proof from
-// it to the lookup's checkpoint.
-type AuditedCheckpoint struct {
-	Checkpoint  []byte
-	Consistency []Hash
+func (r *reader) left() int { return len(r.b) }
+
+func (r *reader) bytes(n int) []byte {
+	if r.err != nil || n < 0 || n > len(r.b) {
+		r.fail("truncated")
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
 }
 
-// EntryProof answers one label.
-type EntryProof struct {
-	VRFProof [vrf.ProofSize]byte
-	Prefix   PrefixProof
-	// Opening and Value open the leaf's commitment; absent when the
-	// label has no leaf.
-	Opening [OpeningSize]byte
-	Value   []byte
+func (r *reader) u8() byte {
+	if v := r.bytes(1); v != nil {
+		return v[0]
+	}
+	return 0
 }
 
-// MarshalBinary encodes the proof.
-func (p *LookupProof) MarshalBinary() ([]byte, error) { panic("kt: not implemented") }
-
-// UnmarshalBinary parses an encoded proof strictly (ErrMalformed).
-func (p *LookupProof) UnmarshalBinary(b []byte) error { panic("kt: not implemented") }
-
-// Result is what a verified lookup says about one label.
-type Result struct {
-	Index   Index
-	Present bool
-	Counter uint32
-	Value   []byte
+func (r *reader) u16() uint16 {
+	if v := r.bytes(2); v != nil {
+		return binary.BigEndian.Uint16(v)
+	}
+	return 0
 }
 
-// Verifier checks lookups for a client. Its fields are configuration, set
-// once; it is then safe for concurrent use.
-type Verifier struct {
-	Origin string         // the log's origin line
-	LogKey note.Verifier  // the log's checkpoint key
-	VRFKey *vrf.PublicKey // the log's VRF key
-	// Auditors are the cosigners the client trusts; NeedCosignatures of
-	// them must have cosigned a checkpoint the lookup's extends, at most
-	// MaxAuditLag before now.
-	Auditors         []note.Verifier
-	NeedCosignatures int
-	MaxAuditLag      time.Duration
+func (r *reader) u32() uint32 {
+	if v := r.bytes(4); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
 }
 
-// Verify checks a lookup of labels against the head the client kept (nil:
-// none yet) at time now, and returns the new head and one Result per label.
-// Every failure is one of the package's sentinel errors.
-func (v *Verifier) Verify(known *Head, labels [][]byte, p *LookupProof, now time.Time) (*Head, []Result, error) {
-	panic("kt: not implemented")
+func (r *reader) u64() uint64 {
+	if v := r.bytes(8); v != nil {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
 }
 
-// Update sets a label's value; an empty Value marks the label deleted.
-type Update struct {
-	Label []byte
-	Value []byte
+func (r *reader) hash() (h Hash) {
+	copy(h[:], r.bytes(HashSize))
+	return h
 }
 
-// Entry is what the server keeps of a label to answer lookups: its leaf and
-// the commitment's opening and value.
-type Entry struct {
-	Label   []byte
-	Leaf    Leaf
-	Opening [OpeningSize]byte
-	Value   []byte
+func (r *reader) epoch() Epoch {
+	ts := r.u64()
+	if ts > math.MaxInt64 {
+		r.fail("timestamp out of range")
+	}
+	return Epoch{Timestamp: int64(ts), PrefixRoot: r.hash()}
 }
 
-// Batch is one epoch made by Log.Append: what the store keeps of it.
-type Batch struct {
-	Changes    EpochChanges // public: what auditors replay
-	Entries    []Entry      // private: the labels' new entries
-	Checkpoint []byte       // the signed checkpoint of the log with this epoch
+func (r *reader) leaf() Leaf {
+	var l Leaf
+	l.Index = Index(r.hash())
+	l.Counter = r.u32()
+	l.Commitment = r.hash()
+	return l
 }
 
-// LogConfig configures a Log.
-type LogConfig struct {
-	Origin string
-	Signer note.Signer // signs checkpoints; its name is the origin's key name
-	VRF    *vrf.PrivateKey
+// hashes reads a one-byte count (at most max) and that many hashes.
+func (r *reader) hashes(max int) []Hash {
+	n := int(r.u8())
+	if n > max {
+		r.fail("too many hashes")
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	hs := make([]Hash, n)
+	for k := range hs {
+		hs[k] = r.hash()
+	}
+	return hs
 }
 
-// Log is the server's side: the prefix tree and the log tree in memory,
-// rebuilt from the store at start. Safe for concurrent use.
-type Log struct{ _ [0]func() }
-
-// NewLog returns an empty log.
-func NewLog(cfg LogConfig) (*Log, error) { panic("kt: not implemented") }
-
-// Restore rebuilds the trees from the stored leaves (each label's newest)
-// and epochs, and checks that the last epoch's prefix root is the tree's.
-func (l *Log) Restore(leaves iter.Seq[Leaf], epochs []Epoch) error { panic("kt: not implemented") }
-
-// Append makes one epoch from the updates (at most one per label) at time
-// now, applies it to the trees and returns it for the store.
-func (l *Log) Append(updates []Update, now time.Time, rand io.Reader) (*Batch, error) {
-	panic("kt: not implemented")
+func (r *reader) done() error {
+	if r.err == nil && len(r.b) != 0 {
+		r.fail("trailing bytes")
+	}
+	return r.err
 }
-
-// Revert undoes the last Append, when its batch could not be stored.
-func (l *Log) Revert(b *Batch) error { panic("kt: not implemented") }
-
-// Index returns a label's index.
-func (l *Log) Index(label []byte) Index { panic("kt: not implemented") }
-
-// Prove answers a lookup of labels for a client that knows the log up to
-// size known (0: nothing). entry returns a label's stored entry (nil when
-// it has none).
-func (l *Log) Prove(labels [][]byte, known uint64, entry func(Index) (*Entry, error)) (*LookupProof, error) {
-	panic("kt: not implemented")
-}
-
-// Checkpoint returns the newest signed checkpoint.
-func (l *Log) Checkpoint() []byte { panic("kt: not implemented") }
-
-// AddCosignature records an auditor's cosignature of one of the log's
-// checkpoints (a note holding the log's signature and the auditor's
-// cosignature, verified against auditor), to hand out with later lookups.
-func (l *Log) AddCosignature(cosigned []byte, auditor note.Verifier) error {
-	panic("kt: not implemented")
-}
-
-// Auditor follows the log epoch by epoch and cosigns what it checked. Not
-// safe for concurrent use.
-type Auditor struct{ _ [0]func() }
-
-// NewAuditor returns an auditor that has seen nothing of the log.
-func NewAuditor(origin string, logKey note.Verifier) *Auditor { panic("kt: not implemented") }
-
-// Apply replays one epoch: a new leaf must have counter 0, a changed leaf
-// its old counter plus one, no index twice, and the result must have the
-// epoch's prefix root (ErrAuditFailed otherwise).
-func (a *Auditor) Apply(c *EpochChanges) error { panic("kt: not implemented") }
-
-// Head returns the log as the auditor has replayed it.
-func (a *Auditor) Head() Head { panic("kt: not implemented") }
-
-// Cosign checks that the signed checkpoint is the log's and describes
-// exactly the auditor's head, and returns it with the auditor's
-// cosignature (C2SP cosignature/v1, timestamped now) added.
-func (a *Auditor) Cosign(checkpoint []byte, cosigner note.Signer, now time.Time) ([]byte, error) {
-	panic("kt: not implemented")
-}
-
-// GenerateCosignerKey makes a cosigner's key pair, as note key strings.
-func GenerateCosignerKey(rand io.Reader, name string) (skey, vkey string, err error) {
-	panic("kt: not implemented")
-}
-
-// NewCosigner returns a signer of C2SP cosignature/v1 signatures.
-func NewCosigner(skey string, now func() time.Time) (note.Signer, error) {
-	panic("kt: not implemented")
-}
-
-// NewCosignatureVerifier returns a verifier of cosignature/v1 signatures.
-func NewCosignatureVerifier(vkey string) (note.Verifier, error) { panic("kt: not implemented") }

@@ -1,0 +1,559 @@
+package kt
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestLookupRoundTrip(t *testing.T) {
+	f := newFixture(t, newKeys(t, 1))
+	alice := AccountLabel("a1")
+	aliceVal := (&AccountValue{IdentityKey: bytes.Repeat([]byte{5}, 33), DeviceList: []byte("devices v1")}).Encode()
+	f.set(string(UsernameLabel("alice")), "a1", string(alice), string(aliceVal))
+	f.set("bob", "b")
+	v := f.verifier()
+
+	head, res, err := v.Verify(nil, labelsOf(string(UsernameLabel("alice")), string(alice), "carol"),
+		f.prove(0, string(UsernameLabel("alice")), string(alice), "carol"), f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head.Size != 2 {
+		t.Fatalf("head size %d, want 2", head.Size)
+	}
+	if !res[0].Present || string(res[0].Value) != "a1" || res[0].Counter != 0 {
+		t.Fatalf("username result %+v", res[0])
+	}
+	if !res[1].Present || !bytes.Equal(res[1].Value, aliceVal) {
+		t.Fatalf("account result %+v", res[1])
+	}
+	if res[2].Present || res[2].Value != nil {
+		t.Fatalf("absent label reported present: %+v", res[2])
+	}
+	if res[0].Index != f.log.Index(UsernameLabel("alice")) {
+		t.Fatal("result index is not the log's")
+	}
+
+	// Change alice's value twice and delete carol's never-set label: the
+	// counter follows, and the client moves its head forward.
+	f.set(string(alice), "v2")
+	f.set(string(alice), "v3", "carol", "")
+	head2, res, err := v.Verify(head, labelsOf(string(alice), "carol"), f.prove(head.Size, string(alice), "carol"), f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head2.Size != 4 || res[0].Counter != 2 || string(res[0].Value) != "v3" {
+		t.Fatalf("after two changes: head %d, %+v", head2.Size, res[0])
+	}
+	if !res[1].Present || len(res[1].Value) != 0 || res[1].Value == nil || res[1].Counter != 0 {
+		t.Fatalf("deleted label: %+v", res[1])
+	}
+	// The same head again: no consistency proof needed.
+	if _, _, err := v.Verify(head2, labelsOf("bob"), f.prove(head2.Size, "bob"), f.now); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLookupManyLabels(t *testing.T) {
+	f := newFixture(t, newKeys(t, 2))
+	var us []Update
+	for k := 0; k < 300; k++ {
+		us = append(us, Update{Label: []byte{byte(k), byte(k >> 8)}, Value: []byte{byte(k)}})
+	}
+	f.append(us[:100])
+	f.append(us[100:])
+	v := f.verifier()
+	var head *Head
+	for k := 0; k < 320; k += 7 {
+		label := string([]byte{byte(k), byte(k >> 8)})
+		known := uint64(0)
+		if head != nil {
+			known = head.Size
+		}
+		h, res, err := v.Verify(head, labelsOf(label), f.prove(known, label), f.now)
+		if err != nil {
+			t.Fatalf("label %d: %v", k, err)
+		}
+		if present := k < 300; res[0].Present != present {
+			t.Fatalf("label %d: present %v", k, res[0].Present)
+		}
+		head = h
+	}
+}
+
+// proofCase mutates a valid proof and expects an error.
+type proofCase struct {
+	name   string
+	mutate func(p *LookupProof)
+	want   error
+}
+
+func TestForgedProofs(t *testing.T) {
+	f := newFixture(t, newKeys(t, 3))
+	f.set("alice", "A", "bob", "B")
+	f.set("carol", "C")
+	known, _, err := f.verifier().Verify(nil, labelsOf("alice"), f.prove(0, "alice"), f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.set("alice", "A2")
+	f.set("dave", "D")
+	other := newFixture(t, newKeys(t, 4))
+	other.set("alice", "A")
+
+	cases := []proofCase{
+		{"checkpoint signature", func(p *LookupProof) { p.Checkpoint[len(p.Checkpoint)-5] ^= 1 }, ErrBadCheckpoint},
+		{"checkpoint body", func(p *LookupProof) { p.Checkpoint[len(testOrigin)+1] ^= 1 }, ErrBadCheckpoint},
+		{"checkpoint of another log", func(p *LookupProof) { p.Checkpoint = other.log.Checkpoint() }, ErrBadCheckpoint},
+		{"no checkpoint", func(p *LookupProof) { p.Checkpoint = nil }, ErrBadCheckpoint},
+		{"consistency hash", func(p *LookupProof) { p.Consistency[0][0] ^= 1 }, ErrInconsistent},
+		{"consistency dropped", func(p *LookupProof) { p.Consistency = nil }, ErrInconsistent},
+		{"epoch root", func(p *LookupProof) { p.Epoch.PrefixRoot[0] ^= 1 }, ErrInvalidProof},
+		{"epoch time", func(p *LookupProof) { p.Epoch.Timestamp++ }, ErrInvalidProof},
+		{"epoch inclusion", func(p *LookupProof) { p.EpochInclusion[0][3] ^= 1 }, ErrInvalidProof},
+		{"epoch inclusion dropped", func(p *LookupProof) { p.EpochInclusion = p.EpochInclusion[1:] }, ErrInvalidProof},
+		{"VRF proof", func(p *LookupProof) { p.Entries[0].VRFProof[40] ^= 1 }, ErrInvalidProof},
+		{"VRF proof of another label", func(p *LookupProof) { p.Entries[0].VRFProof = p.Entries[1].VRFProof }, ErrInvalidProof},
+		{"prefix sibling", func(p *LookupProof) { p.Entries[0].Prefix.Siblings[1][0] ^= 1 }, ErrInvalidProof},
+		{"prefix sibling dropped", func(p *LookupProof) {
+			p.Entries[0].Prefix.Siblings = p.Entries[0].Prefix.Siblings[1:]
+		}, ErrInvalidProof},
+		{"counter", func(p *LookupProof) { p.Entries[0].Prefix.Terminal.Counter = 0 }, ErrInvalidProof},
+		{"commitment", func(p *LookupProof) { p.Entries[0].Prefix.Terminal.Commitment[0] ^= 1 }, ErrInvalidProof},
+		{"value", func(p *LookupProof) { p.Entries[0].Value = []byte("A3") }, ErrInvalidProof},
+		{"opening", func(p *LookupProof) { p.Entries[0].Opening[0] ^= 1 }, ErrInvalidProof},
+		{"value withheld", func(p *LookupProof) {
+			p.Entries[0].Value = nil
+			p.Entries[0].Opening = [OpeningSize]byte{}
+		}, ErrInvalidProof},
+		{"present shown absent", func(p *LookupProof) { p.Entries[0].Prefix.Terminal = nil }, ErrInvalidProof},
+		{"absent shown with a value", func(p *LookupProof) { p.Entries[2].Value = []byte{} }, ErrInvalidProof},
+		{"entries swapped", func(p *LookupProof) { p.Entries[0], p.Entries[1] = p.Entries[1], p.Entries[0] }, ErrInvalidProof},
+		{"entry missing", func(p *LookupProof) { p.Entries = p.Entries[:2] }, ErrInvalidProof},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := f.prove(known.Size, "alice", "bob", "nobody")
+			if _, _, err := f.verifier().Verify(known, labelsOf("alice", "bob", "nobody"), p, f.now); err != nil {
+				t.Fatalf("unmutated: %v", err)
+			}
+			c.mutate(p)
+			_, _, err := f.verifier().Verify(known, labelsOf("alice", "bob", "nobody"), p, f.now)
+			if !errors.Is(err, c.want) {
+				t.Fatalf("got %v, want %v", err, c.want)
+			}
+		})
+	}
+}
+
+func TestTruncatedProofs(t *testing.T) {
+	f := newFixture(t, newKeys(t, 5))
+	f.set("alice", "A", "bob", "B")
+	p := f.prove(0, "alice", "nobody")
+	b, err := p.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 0; n < len(b); n++ {
+		var q LookupProof
+		if err := q.UnmarshalBinary(b[:n]); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("truncated to %d of %d: %v", n, len(b), err)
+		}
+	}
+	var q LookupProof
+	if err := q.UnmarshalBinary(append(b, 0)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("trailing byte: %v", err)
+	}
+}
+
+func TestReplayedProofs(t *testing.T) {
+	f := newFixture(t, newKeys(t, 6))
+	f.set("alice", "A1")
+	old := f.prove(0, "alice")
+	f.set("alice", "A2")
+	v := f.verifier()
+	head, res, err := v.Verify(nil, labelsOf("alice"), f.prove(0, "alice"), f.now)
+	if err != nil || string(res[0].Value) != "A2" {
+		t.Fatalf("%v %+v", err, res)
+	}
+	// The older proof to a client that saw the newer head: a rollback.
+	if _, _, err := v.Verify(head, labelsOf("alice"), old, f.now); !errors.Is(err, ErrInconsistent) {
+		t.Fatalf("older proof: %v", err)
+	}
+	// The older epoch and entry under the newer checkpoint.
+	p := f.prove(0, "alice")
+	p.Epoch, p.EpochInclusion, p.Entries = old.Epoch, old.EpochInclusion, old.Entries
+	if _, _, err := v.Verify(nil, labelsOf("alice"), p, f.now); !errors.Is(err, ErrInvalidProof) {
+		t.Fatalf("older epoch under newer checkpoint: %v", err)
+	}
+	// The older epoch proved included, but not as the last leaf.
+	incl, err := f.log.log.Inclusion(0, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.EpochInclusion = incl
+	if _, _, err := v.Verify(nil, labelsOf("alice"), p, f.now); !errors.Is(err, ErrInvalidProof) {
+		t.Fatalf("older epoch at its own index: %v", err)
+	}
+	// A proof for alice presented as bob's.
+	if _, _, err := v.Verify(nil, labelsOf("bob"), f.prove(0, "alice"), f.now); !errors.Is(err, ErrInvalidProof) {
+		t.Fatalf("another label's proof: %v", err)
+	}
+	// A known head of the same size with another root.
+	forged := *head
+	forged.Root[0] ^= 1
+	if _, _, err := v.Verify(&forged, labelsOf("alice"), f.prove(head.Size, "alice"), f.now); !errors.Is(err, ErrInconsistent) {
+		t.Fatalf("same size, other root: %v", err)
+	}
+}
+
+func TestSplitView(t *testing.T) {
+	k := newKeys(t, 7)
+	a, b := newFixture(t, k), newFixture(t, k)
+	a.set("alice", "A")
+	b.set("alice", "A")
+	a.set("alice", "A2") // what alice sees
+	b.set("alice", "ghost")
+	v := a.verifier()
+	headA, _, err := v.Verify(nil, labelsOf("alice"), a.prove(0, "alice"), a.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A client with branch A's head rejects branch B, now and later.
+	if _, _, err := v.Verify(headA, labelsOf("alice"), b.prove(headA.Size, "alice"), b.now); !errors.Is(err, ErrInconsistent) {
+		t.Fatalf("same size: %v", err)
+	}
+	b.set("bob", "B")
+	if _, _, err := v.Verify(headA, labelsOf("alice"), b.prove(headA.Size, "alice"), b.now); !errors.Is(err, ErrInconsistent) {
+		t.Fatalf("larger size: %v", err)
+	}
+
+	// An auditor following branch A: its cosignature does not validate B.
+	auditor := NewAuditor(testOrigin, k.verifier)
+	a.audit(auditor)
+	cs, cv := newAuditorKey(t, "auditor.example/1", 1)
+	cosigned, err := auditor.Cosign(a.log.Checkpoint(), cs, a.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.log.AddCosignature(cosigned, cv); !errors.Is(err, ErrInconsistent) {
+		t.Fatalf("branch A's cosignature into B: %v", err)
+	}
+	if _, err := auditor.Cosign(b.log.Checkpoint(), cs, b.now); !errors.Is(err, ErrAuditFailed) {
+		t.Fatalf("cosigning B: %v", err)
+	}
+	strict := a.verifier()
+	strict.Auditors, strict.NeedCosignatures = append(strict.Auditors, cv), 1
+	p := b.prove(0, "alice")
+	if _, _, err := strict.Verify(nil, labelsOf("alice"), p, b.now); !errors.Is(err, ErrMissingCosignature) {
+		t.Fatalf("B without cosignatures: %v", err)
+	}
+	// Splice A's cosigned checkpoint into B's proof: B does not extend it.
+	p.Audited = []AuditedCheckpoint{{Checkpoint: cosigned, Consistency: p.EpochInclusion}}
+	if _, _, err := strict.Verify(nil, labelsOf("alice"), p, b.now); !errors.Is(err, ErrInconsistent) {
+		t.Fatalf("B with A's cosigned checkpoint: %v", err)
+	}
+	// A with the cosignature verifies.
+	if err := a.log.AddCosignature(cosigned, cv); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := strict.Verify(nil, labelsOf("alice"), a.prove(0, "alice"), a.now); err != nil {
+		t.Fatalf("branch A cosigned: %v", err)
+	}
+}
+
+func TestCosignatures(t *testing.T) {
+	k := newKeys(t, 8)
+	f := newFixture(t, k)
+	f.set("alice", "A")
+	a1, a2 := NewAuditor(testOrigin, k.verifier), NewAuditor(testOrigin, k.verifier)
+	s1, v1 := newAuditorKey(t, "auditor.example/1", 1)
+	s2, v2 := newAuditorKey(t, "auditor.example/2", 2)
+	_, v3 := newAuditorKey(t, "auditor.example/3", 3)
+	f.audit(a1)
+	c1, err := a1.Cosign(f.log.Checkpoint(), s1, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.log.AddCosignature(c1, v1); err != nil {
+		t.Fatal(err)
+	}
+	// Auditor 2 is behind by one epoch, and cosigned an hour ago.
+	f.set("bob", "B")
+	f.audit(a2)
+	f.set("carol", "C")
+	c2, err := a2.Cosign(f.batches[1].Checkpoint, s2, f.now.Add(-30*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.log.AddCosignature(c2, v2); err != nil {
+		t.Fatal(err)
+	}
+	// A cosignature by an unknown key, and one for another checkpoint.
+	if err := f.log.AddCosignature(c2, v1); !errors.Is(err, ErrBadCheckpoint) {
+		t.Fatalf("cosignature by the wrong key: %v", err)
+	}
+	p := f.prove(0, "alice")
+	if len(p.Audited) != 2 {
+		t.Fatalf("%d audited checkpoints, want 2", len(p.Audited))
+	}
+	v := f.verifier()
+	v.Auditors = append(v.Auditors, v1, v2, v3)
+	for need, want := range []error{nil, nil, nil, ErrMissingCosignature} {
+		v.NeedCosignatures = need
+		if _, _, err := v.Verify(nil, labelsOf("alice"), p, f.now); !errors.Is(err, want) {
+			t.Fatalf("need %d: %v, want %v", need, err, want)
+		}
+	}
+	// Auditor 1's cosignature is 2 s old, auditor 2's 30 min: with a
+	// 10-minute lag only one counts.
+	v.NeedCosignatures, v.MaxAuditLag = 2, 10*time.Minute
+	if _, _, err := v.Verify(nil, labelsOf("alice"), p, f.now); !errors.Is(err, ErrMissingCosignature) {
+		t.Fatalf("stale cosignature counted: %v", err)
+	}
+	v.NeedCosignatures = 1
+	if _, _, err := v.Verify(nil, labelsOf("alice"), p, f.now); err != nil {
+		t.Fatal(err)
+	}
+	// From the future (beyond the lag) counts as little.
+	if _, _, err := v.Verify(nil, labelsOf("alice"), p, f.now.Add(-time.Hour)); !errors.Is(err, ErrMissingCosignature) {
+		t.Fatalf("future cosignature counted: %v", err)
+	}
+	// One auditor twice counts once.
+	v.MaxAuditLag, v.NeedCosignatures = time.Hour, 2
+	p.Audited[1] = p.Audited[0]
+	if _, _, err := v.Verify(nil, labelsOf("alice"), p, f.now); !errors.Is(err, ErrMissingCosignature) {
+		t.Fatalf("one auditor counted twice: %v", err)
+	}
+	// A forged cosignature fails the checkpoint.
+	p = f.prove(0, "alice")
+	p.Audited[0].Checkpoint[len(p.Audited[0].Checkpoint)-3] ^= 1
+	if _, _, err := v.Verify(nil, labelsOf("alice"), p, f.now); !errors.Is(err, ErrBadCheckpoint) {
+		t.Fatalf("forged cosignature: %v", err)
+	}
+
+	// Auditor 1 catches up: its cosignature rides on the newest checkpoint.
+	f.audit(a1)
+	c1, err = a1.Cosign(f.log.Checkpoint(), s1, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.log.AddCosignature(c1, v1); err != nil {
+		t.Fatal(err)
+	}
+	p = f.prove(0, "alice")
+	if len(p.Audited) != 1 {
+		t.Fatalf("%d audited checkpoints, want 1", len(p.Audited))
+	}
+	if _, _, err := v.Verify(nil, labelsOf("alice"), p, f.now); err != nil {
+		t.Fatal(err)
+	}
+	// An older cosignature does not replace a newer one.
+	if err := f.log.AddCosignature(c2, v2); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.prove(0, "alice"); len(got.Audited) != 1 {
+		t.Fatalf("older cosignature replaced a newer: %d", len(got.Audited))
+	}
+}
+
+func TestAuditor(t *testing.T) {
+	k := newKeys(t, 9)
+	f := newFixture(t, k)
+	f.set("alice", "A", "bob", "B")
+	f.set("alice", "A2")
+	a := NewAuditor(testOrigin, k.verifier)
+	f.audit(a)
+	aliceIdx, bobIdx := f.log.Index([]byte("alice")), f.log.Index([]byte("bob"))
+	alice, _ := a.prefix.Get(aliceIdx)
+	bob, _ := a.prefix.Get(bobIdx)
+
+	// rooted returns changes whose root is what the server's tree would
+	// have after them (so only the auditor's rules can catch them).
+	rooted := func(leaves []Leaf, remove ...Index) *EpochChanges {
+		t := NewPrefixTree()
+		for _, e := range f.store {
+			t.Set(e.Leaf)
+		}
+		for _, i := range remove {
+			t.Delete(i)
+		}
+		for _, l := range leaves {
+			t.Set(l)
+		}
+		return &EpochChanges{Epoch: Epoch{Timestamp: f.now.UnixMilli() + 1000, PrefixRoot: t.Root()}, Leaves: leaves}
+	}
+	newLeaf := Leaf{Index: idx(1), Counter: 0}
+	cases := []struct {
+		name string
+		c    *EpochChanges
+	}{
+		{"removed leaf", rooted([]Leaf{newLeaf}, bobIdx)},
+		{"counter skip", rooted([]Leaf{{Index: aliceIdx, Counter: alice.Counter + 2}})},
+		{"counter rewind", rooted([]Leaf{{Index: aliceIdx, Counter: 0}})},
+		{"counter kept", rooted([]Leaf{{Index: aliceIdx, Counter: alice.Counter, Commitment: Hash{1}}})},
+		{"new leaf not at 0", rooted([]Leaf{{Index: idx(2), Counter: 1}})},
+		{"wrong root", &EpochChanges{Epoch: Epoch{Timestamp: f.now.UnixMilli() + 1000}, Leaves: []Leaf{newLeaf}}},
+		{"index twice", rooted([]Leaf{{Index: bobIdx, Counter: bob.Counter + 1}, {Index: bobIdx, Counter: bob.Counter + 2}})},
+		{"time back", func() *EpochChanges { c := rooted([]Leaf{newLeaf}); c.Epoch.Timestamp = 0; return c }()},
+	}
+	head := a.Head()
+	for _, c := range cases {
+		if err := a.Apply(c.c); !errors.Is(err, ErrAuditFailed) {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if a.Head() != head {
+			t.Fatalf("%s: a failed epoch changed the auditor's head", c.name)
+		}
+	}
+	// The auditor's tree is as before: the next honest epoch applies.
+	f.set("carol", "C", "alice", "A3")
+	f.audit(a)
+	if _, err := a.Cosign(f.log.Checkpoint(), mustCosigner(t), f.now); err != nil {
+		t.Fatal(err)
+	}
+	// A checkpoint it has not replayed, or from another log.
+	f.set("dave", "D")
+	if _, err := a.Cosign(f.log.Checkpoint(), mustCosigner(t), f.now); !errors.Is(err, ErrAuditFailed) {
+		t.Fatalf("unreplayed checkpoint: %v", err)
+	}
+	other := newFixture(t, newKeys(t, 10))
+	other.set("x", "y")
+	if _, err := a.Cosign(other.log.Checkpoint(), mustCosigner(t), f.now); !errors.Is(err, ErrBadCheckpoint) {
+		t.Fatalf("another log's checkpoint: %v", err)
+	}
+}
+
+func mustCosigner(t *testing.T) interface {
+	Name() string
+	KeyHash() uint32
+	Sign([]byte) ([]byte, error)
+} {
+	s, _ := newAuditorKey(t, "auditor.example/x", 77)
+	return s
+}
+
+func TestRevertAndRestore(t *testing.T) {
+	f := newFixture(t, newKeys(t, 11))
+	f.set("alice", "A", "bob", "B")
+	b1 := f.set("alice", "A2", "carol", "C")
+	root := f.log.prefix.Root()
+	b2 := f.set("dave", "D", "alice", "A3")
+	if err := f.log.Revert(b1); !errors.Is(err, ErrNotLast) {
+		t.Fatalf("revert of an older batch: %v", err)
+	}
+	if err := f.log.Revert(b2); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(f.log.Checkpoint(), b1.Checkpoint) || f.log.prefix.Root() != root {
+		t.Fatal("revert did not restore the log")
+	}
+	// One level only: b1 cannot be reverted now.
+	for _, b := range []*Batch{b2, b1} {
+		if err := f.log.Revert(b); !errors.Is(err, ErrNotLast) {
+			t.Fatalf("second revert: %v", err)
+		}
+	}
+	f.batches = f.batches[:2]
+	delete(f.store, f.log.Index([]byte("dave")))
+	for _, e := range b1.Entries {
+		f.store[e.Leaf.Index] = &e
+	}
+	if f.log.Size() != 2 {
+		t.Fatalf("size %d after revert", f.log.Size())
+	}
+	_, res, err := f.verifier().Verify(nil, labelsOf("alice", "dave"), f.prove(0, "alice", "dave"), f.now)
+	if err != nil || string(res[0].Value) != "A2" || res[1].Present {
+		t.Fatalf("after revert: %v %+v", err, res)
+	}
+	f.set("erin", "E")
+
+	// Restore a second log from the store: same checkpoint, same answers.
+	r, err := NewLog(LogConfig{Origin: testOrigin, Signer: f.keys.signer, VRF: f.keys.vrf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var epochs []Epoch
+	for _, b := range f.batches {
+		epochs = append(epochs, b.Changes.Epoch)
+	}
+	leaves := func(yield func(Leaf) bool) {
+		for _, e := range f.store {
+			if !yield(e.Leaf) {
+				return
+			}
+		}
+	}
+	if err := r.Restore(leaves, epochs[:1]); err == nil {
+		t.Fatal("restore with a stale epoch list succeeded")
+	}
+	if err := r.Restore(leaves, epochs); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(r.Checkpoint(), f.log.Checkpoint()) {
+		t.Fatal("restored log signs another checkpoint")
+	}
+	if err := r.Restore(leaves, epochs); err == nil {
+		t.Fatal("restore into a full log succeeded")
+	}
+	p, err := r.Prove(labelsOf("alice", "erin"), 1, f.entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1, _, err := f.verifier().Verify(nil, labelsOf("alice"), f.prove(0, "alice"), f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1.Size, h1.Root = 1, mustRoot(t, &r.log, 1)
+	if _, res, err := f.verifier().Verify(h1, labelsOf("alice", "erin"), p, f.now); err != nil || string(res[1].Value) != "E" {
+		t.Fatalf("restored proof: %v %+v", err, res)
+	}
+}
+
+func mustRoot(t *testing.T, l *LogTree, size uint64) Hash {
+	h, err := l.Root(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestAppendRefuses(t *testing.T) {
+	f := newFixture(t, newKeys(t, 12))
+	cases := map[string][]Update{
+		"label twice":     {{Label: []byte("a"), Value: []byte("1")}, {Label: []byte("a"), Value: []byte("2")}},
+		"long label":      {{Label: make([]byte, MaxLabelSize+1)}},
+		"long value":      {{Label: []byte("a"), Value: make([]byte, MaxValueSize+1)}},
+		"too many labels": make([]Update, MaxUpdates+1),
+	}
+	for name, us := range cases {
+		if _, err := f.log.Append(us, t0, f.rand); err == nil {
+			t.Fatalf("%s: accepted", name)
+		}
+	}
+	if f.log.Size() != 0 {
+		t.Fatal("a refused append changed the log")
+	}
+	if _, err := f.log.Prove(labelsOf("a"), 0, f.entry); err == nil {
+		t.Fatal("proof from an empty log")
+	}
+	// An empty epoch is a heartbeat; time does not go back.
+	f.set("a", "1")
+	b, err := f.log.Append(nil, t0.Add(-time.Hour), f.rand)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Changes.Epoch.Timestamp != f.batches[0].Changes.Epoch.Timestamp {
+		t.Fatalf("epoch went back in time: %d", b.Changes.Epoch.Timestamp)
+	}
+	if _, err := f.log.Prove(labelsOf("a"), 5, f.entry); !errors.Is(err, ErrInconsistent) {
+		t.Fatalf("client ahead of the log: %v", err)
+	}
+	// A store that lost an entry is an error, not a wrong proof.
+	delete(f.store, f.log.Index([]byte("a")))
+	if _, err := f.log.Prove(labelsOf("a"), 0, f.entry); err == nil {
+		t.Fatal("proof without the stored entry")
+	}
+}
