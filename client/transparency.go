@@ -749,7 +749,6 @@ func (c *Client) TransparencyStatus(ctx context.Context) (*TransparencyStatus, e
 // log inconsistent with the head kept, or an entry gone back, raise alerts
 // too). Receive runs the check every Options.MonitorInterval.
 func (c *Client) CheckTransparency(ctx context.Context) error {
-	own := [][]byte{kt.UsernameLabel(c.username), kt.AccountLabel(c.accountID)}
 	res, err := c.proven(ctx, c.username, func(ctx context.Context, known uint64) (*kt.LookupProof, [][]byte, error) {
 		var resp api.TransparencyLookupResponse
 		err := c.do(ctx, http.MethodGet, withKnown(pathFor(api.PathTransparencyLookup, "{username}", c.username), known), nil, &resp)
@@ -760,10 +759,17 @@ func (c *Client) CheckTransparency(ctx context.Context) error {
 		if err != nil {
 			return nil, nil, err
 		}
-		if len(p.Entries) == 1 {
-			return p, own[:1], nil // the username's entry, absent or another account's
+		labels := [][]byte{kt.UsernameLabel(c.username)}
+		if len(p.Entries) == 2 {
+			// The account the log maps the username to: this one's,
+			// or (judgeOwn raises the alert) another's.
+			acct := string(p.Entries[0].Value)
+			if !api.ValidUUID(acct) {
+				acct = c.accountID
+			}
+			labels = append(labels, kt.AccountLabel(acct))
 		}
-		return p, own, nil
+		return p, labels, nil
 	})
 	if err != nil {
 		return err
@@ -813,13 +819,16 @@ func (c *Client) judgeOwn(st *profile.OwnerState, res []kt.Result, joined, now t
 		raise(AlertMissing, "the log does not hold your username")
 		return as, &next
 	}
-	if !bytes.Equal(u.Value, usernameValue(c.accountID)) {
-		raise(AlertUsername, "the log maps your username to another account (%s)", printableValue(u.Value))
-	}
 	if st.Baseline && u.Counter != st.UsernameCounter {
 		raise(AlertUsername, "your username's entry changed from version %d to %d", st.UsernameCounter, u.Counter)
 	}
 	next.UsernameCounter = u.Counter
+	if !bytes.Equal(u.Value, usernameValue(c.accountID)) {
+		// The account entry proven is the other account's: this
+		// account's is checked once the username is back.
+		raise(AlertUsername, "the log maps your username to another account (%s)", printableValue(u.Value))
+		return as, &next
+	}
 	if len(res) < 2 {
 		raise(AlertMissing, "the log does not hold your account")
 		return as, &next
