@@ -80,6 +80,11 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.names.put(acct.ID, acct.Username)
+	// The account is in the transparency log before its owner learns
+	// its password: its first lookup finds it.
+	if err := s.flush(r.Context()); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, api.RegisterResponse{AccountID: acct.ID, DeviceID: dev.ID, Password: password})
 	return nil
 }
@@ -133,7 +138,9 @@ func (s *Server) handleSetAttributes(w http.ResponseWriter, r *http.Request, dev
 // device may already remove itself, and a lost primary device must not
 // keep an account alive). Everything the store holds for the account goes
 // in one transaction (store.Accounts.DeleteAccount); then its devices'
-// WebSockets are closed as revoked. The username is free at once.
+// WebSockets are closed as revoked, and the answer waits until the
+// deletion is published in the transparency log. The username is free at
+// once.
 func (s *Server) handleDeleteAccount(w http.ResponseWriter, r *http.Request, dev *store.Device) error {
 	switch err := s.st.DeleteAccount(r.Context(), dev.AccountID); {
 	case errors.Is(err, store.ErrNotFound):
@@ -142,11 +149,15 @@ func (s *Server) handleDeleteAccount(w http.ResponseWriter, r *http.Request, dev
 		return err
 	}
 	s.names.drop(dev.AccountID)
+	flushErr := s.flush(r.Context())
 	// Every device id the account could have had, not only those listed
 	// before the deletion: a device linked meanwhile went with the account
 	// too. A signal to a device with no connection is dropped.
 	for id := uint32(1); id <= api.MaxDevicesPerAccount; id++ {
 		s.br.Notify(dev.AccountID, id, broker.Revoked)
+	}
+	if flushErr != nil {
+		return flushErr
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -230,6 +241,9 @@ func (s *Server) handleRemoveDevice(w http.ResponseWriter, r *http.Request, dev 
 		return err
 	}
 	s.br.Notify(dev.AccountID, id, broker.Revoked)
+	if err := s.flush(ctx); err != nil {
+		return err
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

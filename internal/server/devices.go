@@ -163,7 +163,8 @@ var errInvalidLinkToken = errorf(http.StatusForbidden, api.CodeInvalidLinkToken,
 // POST /v1/devices: a new device joins an account with a link token. Every
 // check (token, keys, device list) passes before anything changes; then the
 // token is consumed, the device created with its keys and the list stored,
-// in one transaction.
+// in one transaction; the answer waits until the new list is published in
+// the transparency log.
 func (s *Server) handleLinkDevice(w http.ResponseWriter, r *http.Request) error {
 	var req api.LinkDeviceRequest
 	if err := decode(w, r, min(s.cfg.MaxBody, maxKeysBody), &req); err != nil {
@@ -229,6 +230,9 @@ func (s *Server) handleLinkDevice(w http.ResponseWriter, r *http.Request) error 
 	case errors.Is(err, store.ErrVersionConflict):
 		return errListConflict
 	case err != nil:
+		return err
+	}
+	if err := s.flush(ctx); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, api.RegisterResponse{AccountID: dev.AccountID, DeviceID: dev.ID, Password: password})

@@ -29,6 +29,9 @@ type env struct {
 	st  *sqlite.Store
 	srv *Server
 	hs  *httptest.Server
+	kt  *TransparencyConfig // nil: none
+
+	stopSequencer func() // ends the sequencer newEnv started
 }
 
 // newEnv starts a server configured by mod, then adjusted by srvMods
@@ -47,9 +50,10 @@ func newEnvIn(t *testing.T, dir string, mod func(*Config), srvMods ...func(*Serv
 		t.Fatal(err)
 	}
 	cfg := Config{
-		Store:       st,
-		IPRate:      RateLimit{Rate: -1},
-		AccountRate: RateLimit{Rate: -1},
+		Store:        st,
+		IPRate:       RateLimit{Rate: -1},
+		AccountRate:  RateLimit{Rate: -1},
+		Transparency: testTransparency(t),
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -61,6 +65,10 @@ func newEnvIn(t *testing.T, dir string, mod func(*Config), srvMods ...func(*Serv
 	for _, m := range srvMods {
 		m(srv)
 	}
+	// The sequencer alone, not all of Run: the tests that want Run's
+	// sweeps start it themselves (and it then shares this sequencer).
+	seqCtx, stopSeq := context.WithCancel(context.Background())
+	seqDone := srv.startSequencer(seqCtx)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -68,10 +76,12 @@ func newEnvIn(t *testing.T, dir string, mod func(*Config), srvMods ...func(*Serv
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
+		stopSeq()
+		<-seqDone
 		hs.Close()
 		st.Close()
 	})
-	return &env{t: t, st: st, srv: srv, hs: hs}
+	return &env{t: t, st: st, srv: srv, hs: hs, kt: cfg.Transparency, stopSequencer: func() { stopSeq(); <-seqDone }}
 }
 
 // Kyber key generation is the slow part of making a device's keys, so a few

@@ -74,6 +74,7 @@ func (s *Server) routes() http.Handler {
 	handle("GET "+api.PathWebSocket, s.limitIP(s.authed(s.handleWebSocket)))
 	s.attachmentRoutes(handle)
 	s.certificateRoutes(handle)
+	s.transparencyRoutes(handle)
 	handle("PUT "+api.PathMultiRecipient, s.limitIP(s.handleMultiRecipient))
 	handle("GET "+api.PathHealth, s.handleHealth)
 	mux.Handle("GET "+api.PathMetrics, s.metricsHandler())

@@ -124,11 +124,30 @@ func (s *Server) handleKeyStatus(w http.ResponseWriter, r *http.Request, dev *st
 // GET /v1/keys/{username}/{device}: takes one bundle of the device, or of
 // every device with "*" (but the caller's own). Each one-time key handed out
 // is deleted; a device left short of them is told to refill.
+//
+// With key transparency the answer carries a lookup proof of the username's
+// and the account's entries (for the log size the client gives as known=),
+// and the identity key and device list are the ones the proof shows, which
+// a change not yet published may have overtaken in the store. The proof is
+// made before any one-time key is taken, so a refused request takes none.
 func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request, caller *store.Device) error {
 	ctx := r.Context()
+	var known uint64
+	if s.kt != nil {
+		var err error
+		if known, err = parseKnown(r); err != nil {
+			return err
+		}
+	}
 	acct, err := s.accountByUsername(ctx, r.PathValue("username"))
 	if err != nil {
 		return err
+	}
+	var proven *lookup
+	if s.kt != nil {
+		if proven, err = s.prove(ctx, acct.Username, acct.ID, known); err != nil {
+			return err
+		}
 	}
 	var ids []uint32
 	all := r.PathValue("device") == "*"
@@ -179,6 +198,12 @@ func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request, caller *st
 	// they came from, so a device linked meanwhile is in it.
 	if resp.DeviceList, err = s.signedList(ctx, acct.ID); err != nil {
 		return err
+	}
+	if proven != nil {
+		resp.Transparency = proven.proof
+		if proven.value != nil {
+			resp.IdentityKey, resp.DeviceList = proven.value.IdentityKey, proven.value.DeviceList
+		}
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil

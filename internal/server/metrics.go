@@ -18,6 +18,13 @@ type metrics struct {
 	websockets  prometheus.Gauge
 	wsClosed    *prometheus.CounterVec // reason
 	rateLimited *prometheus.CounterVec // scope: ip, account, recipient
+
+	// Key transparency.
+	ktEpochs   prometheus.Gauge
+	ktEntries  prometheus.Gauge
+	ktPending  prometheus.Gauge
+	ktUpdates  prometheus.Counter
+	ktFailures prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -59,9 +66,30 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "doorless_rate_limited_total",
 			Help: "Requests refused by a rate limit, by scope (ip, account, or recipient for unidentified sends).",
 		}, []string{"scope"}),
+		ktEpochs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "doorless_transparency_epochs",
+			Help: "Epochs in the key-transparency log (its size).",
+		}),
+		ktEntries: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "doorless_transparency_entries",
+			Help: "Entries (labels) in the key-transparency log's prefix tree.",
+		}),
+		ktPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "doorless_transparency_pending_updates",
+			Help: "Account changes waiting to be published, as the sequencer last read them (at most one epoch's worth).",
+		}),
+		ktUpdates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "doorless_transparency_updates_total",
+			Help: "Entries published in the key-transparency log.",
+		}),
+		ktFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "doorless_transparency_epoch_failures_total",
+			Help: "Epochs that could not be made or stored (retried).",
+		}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.enqueued, m.delivered,
-		m.acked, m.expired, m.websockets, m.wsClosed, m.rateLimited} {
+		m.acked, m.expired, m.websockets, m.wsClosed, m.rateLimited,
+		m.ktEpochs, m.ktEntries, m.ktPending, m.ktUpdates, m.ktFailures} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("server: register metrics: %v", err)
 		}

@@ -136,6 +136,14 @@ type Config struct {
 	// data directory's "certs"); nil disables the certificate endpoints,
 	// which then answer 404.
 	Certificates *certs.Issuer
+
+	// Transparency configures key transparency (doorlessd: from the data
+	// directory's "kt"): New restores the log from the store, Run
+	// publishes account changes in it, and the requests that change an
+	// account answer once their change is published. Nil disables it:
+	// the transparency endpoints answer 404, bundles carry no proof, and
+	// changes wait in the store for a server that publishes them.
+	Transparency *TransparencyConfig
 }
 
 // Server serves the Doorless API.
@@ -161,6 +169,7 @@ type Server struct {
 
 	ipLimit, accountLimit, recipientLimit *limiter
 	att                                   *attachments
+	kt                                    *ktState // nil: no key transparency
 	names                                 nameCache
 	dummyHash                             [sha256.Size]byte
 	dummyAccessKey                        [api.UnidentifiedAccessKeySize]byte
@@ -253,6 +262,13 @@ func New(cfg Config) (*Server, error) {
 		drain:          make(chan struct{}),
 		conns:          make(map[*wsConn]struct{}),
 	}
+	if cfg.Transparency != nil {
+		if s.kt, err = newKT(context.Background(), *cfg.Transparency, cfg.Store); err != nil {
+			return nil, err
+		}
+		met.ktEpochs.Set(float64(s.kt.log.Size()))
+		met.ktEntries.Set(float64(s.kt.entries.Load()))
+	}
 	s.gather, _ = cfg.Registerer.(prometheus.Gatherer)
 	s.dummyHash = sha256.Sum256([]byte("doorless: no such device"))
 	rand.Read(s.dummyAccessKey[:]) // never fails (crypto/rand); a key no sender knows
@@ -288,8 +304,13 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Run expires undelivered envelopes older than MessageTTL, attachments
 // older than AttachmentTTL and uploads idle for AttachmentIdleTimeout every
-// SweepInterval, and prunes the rate limiters, until ctx is done.
+// SweepInterval, and prunes the rate limiters, until ctx is done. With key
+// transparency it also runs the sequencer, which publishes account changes
+// in the log; requests that change an account wait for it, so end Run only
+// after Shutdown.
 func (s *Server) Run(ctx context.Context) error {
+	seqDone := s.startSequencer(ctx)
+	defer func() { <-seqDone }()
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
 	for {

@@ -17,9 +17,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/doorless/doorless/kt"
 )
 
 // Sentinel errors.
@@ -46,6 +49,10 @@ var (
 	ErrMailboxFull = errors.New("store: provisioning mailbox full")
 	// ErrMailboxEmpty: a provisioning mailbox holds no message yet.
 	ErrMailboxEmpty = errors.New("store: provisioning mailbox empty")
+	// ErrEpochConflict: an epoch's number is not the number of epochs
+	// stored (another sequencer appended first, or the caller's log is
+	// behind the store's).
+	ErrEpochConflict = errors.New("store: transparency epoch conflict")
 )
 
 // Store is everything doorlessd keeps.
@@ -54,6 +61,7 @@ type Store interface {
 	Keys
 	Messages
 	Provisioning
+	Transparency
 	// Close flushes pending writes and releases the backend. Calls after
 	// Close return ErrClosed.
 	Close() error
@@ -117,6 +125,11 @@ type DeviceList struct {
 
 // Accounts keeps accounts, devices, device lists and invites.
 //
+// Every method that changes what the key-transparency log publishes of an
+// account (its identity key, its device list, its username) records, in
+// the same transaction, a PendingUpdate naming what must be published again
+// (Transparency): CreateAccount, LinkDevice, RemoveDevice and DeleteAccount.
+//
 // An account's device list changes only together with its devices: every
 // method that adds or removes a device stores the new list in the same
 // transaction, and refuses with ErrVersionConflict, changing nothing, unless
@@ -166,7 +179,10 @@ type Accounts interface {
 	// no longer be delivered with a sender). Sealed-sender envelopes it
 	// sent name no sender and stay; send ids are hashes no one can tie
 	// to the account and expire with the message TTL. The username is
-	// free afterwards. ErrNotFound for no account.
+	// free afterwards. It records a PendingUpdate with the account id and
+	// the username, which stay in the store until the deletion is
+	// published (Transparency.AppendEpoch deletes them). ErrNotFound for
+	// no account.
 	DeleteAccount(ctx context.Context, accountID string) error
 }
 
@@ -360,6 +376,75 @@ type Messages interface {
 	// Expire deletes envelopes queued before cutoff, and send ids recorded
 	// before cutoff, and returns how many envelopes it deleted.
 	Expire(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// PendingUpdate says that entries of the key-transparency log must be
+// published again because what they publish changed in the store: the
+// entry of account AccountID (its identity key and signed device list, or
+// nothing once it is deleted) and, when Username is not empty, the entry of
+// that username (the account it belongs to, or nothing). It carries the
+// username because after a deletion the store no longer knows it.
+type PendingUpdate struct {
+	Seq       int64 // assigned by the store, increasing in insertion order
+	AccountID string
+	Username  string
+}
+
+// Epoch is one epoch of the key-transparency log as the store keeps it: a
+// kt.Batch with its place in the log. The store does not interpret the
+// encodings.
+type Epoch struct {
+	Number     uint64 // its index in the log, from 0
+	Timestamp  int64  // kt.Epoch.Timestamp: Unix milliseconds
+	PrefixRoot kt.Hash
+	Changes    []byte // the kt.EpochChanges, encoded: what auditors replay
+	Checkpoint []byte // the signed checkpoint of the log ending with this epoch
+}
+
+// Cosignature is the newest checkpoint one auditor cosigned.
+type Cosignature struct {
+	Auditor    string // the auditor's note key name
+	Size       uint64 // the log size the checkpoint describes
+	Checkpoint []byte // the note, with the log's signature and the auditor's cosignature
+}
+
+// Transparency keeps the key-transparency log (package kt): its epochs,
+// the newest entry of every label that has one, the auditors' newest
+// cosignatures, and the pending updates that the account methods record.
+//
+// An entry is stored by its VRF index, never by its label: the server
+// computes a label's index with the log's VRF key. A label's entry is
+// replaced when a later epoch changes it and is never deleted (a deleted
+// account's entries hold an empty value).
+type Transparency interface {
+	// PendingUpdates returns up to limit pending updates, by Seq.
+	PendingUpdates(ctx context.Context, limit int) ([]PendingUpdate, error)
+	// AppendEpoch stores e, puts each of entries at its index (replacing
+	// the entry held there; Label is not stored), and deletes the pending
+	// updates whose Seq is in published (one that is gone already is
+	// ignored), atomically. ErrEpochConflict, changing nothing, when
+	// e.Number is not the number of epochs stored.
+	AppendEpoch(ctx context.Context, e *Epoch, entries []kt.Entry, published []int64) error
+	// EpochCount returns how many epochs are stored.
+	EpochCount(ctx context.Context) (uint64, error)
+	// Epochs returns up to limit stored epochs from number from on, in
+	// order (none when from is past the last).
+	Epochs(ctx context.Context, from uint64, limit int) ([]Epoch, error)
+	// EpochHeads returns every stored epoch's timestamp and prefix root,
+	// in order: what kt.Log.Restore takes.
+	EpochHeads(ctx context.Context) ([]kt.Epoch, error)
+	// TransparencyEntry returns the entry at index (with a nil Label);
+	// ErrNotFound when there is none.
+	TransparencyEntry(ctx context.Context, index kt.Index) (*kt.Entry, error)
+	// TransparencyLeaves yields the leaf of every stored entry, in index
+	// order; a read error ends the sequence with that error.
+	TransparencyLeaves(ctx context.Context) iter.Seq2[kt.Leaf, error]
+	// PutCosignature keeps c as its auditor's newest cosignature, unless
+	// the one held describes a larger log. The caller has verified it.
+	PutCosignature(ctx context.Context, c *Cosignature) error
+	// Cosignatures returns every auditor's newest cosignature, by
+	// auditor name.
+	Cosignatures(ctx context.Context) ([]Cosignature, error)
 }
 
 // Dumper is implemented by a backend that can list everything it holds,

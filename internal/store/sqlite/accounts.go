@@ -60,6 +60,9 @@ func (s *Store) CreateAccount(ctx context.Context, a *store.Account, d *store.De
 		if err := replaceList(tx, a.ID, list); err != nil {
 			return fmt.Errorf("sqlite: create account: %w", err)
 		}
+		if err := queueUpdate(tx, a.ID, a.Username); err != nil {
+			return fmt.Errorf("sqlite: create account: %v", err)
+		}
 		return nil
 	})
 	return err
@@ -226,6 +229,9 @@ func (s *Store) RemoveDevice(ctx context.Context, accountID string, deviceID uin
 		if err := replaceList(tx, accountID, list); err != nil {
 			return fmt.Errorf("sqlite: remove device: %w", err)
 		}
+		if err := queueUpdate(tx, accountID, ""); err != nil {
+			return fmt.Errorf("sqlite: remove device: %v", err)
+		}
 		return nil
 	})
 }
@@ -302,11 +308,13 @@ var deleteAccountStatements = []string{
 // content is overwritten in the database file; then the write-ahead log,
 // which still holds copies of the pages as they were, is checkpointed and
 // truncated (best effort: should readers keep it busy for longer than the
-// busy timeout, the copies stay until the log is next reused).
+// busy timeout, the copies stay until the log is next reused). The pending
+// update it records names the account until the deletion is published;
+// AppendEpoch then deletes and checkpoints it away likewise.
 func (s *Store) DeleteAccount(ctx context.Context, accountID string) error {
 	err := s.write(ctx, func(tx *wtx) error {
-		var one int
-		err := tx.QueryRow(`SELECT 1 FROM accounts WHERE id = ?`, accountID).Scan(&one)
+		var username string
+		err := tx.QueryRow(`SELECT username FROM accounts WHERE id = ?`, accountID).Scan(&username)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("sqlite: delete account: %w", store.ErrNotFound)
@@ -319,6 +327,9 @@ func (s *Store) DeleteAccount(ctx context.Context, accountID string) error {
 			}
 		}
 		if _, err := tx.Exec(`DELETE FROM accounts WHERE id = ?`, accountID); err != nil {
+			return fmt.Errorf("sqlite: delete account: %v", err)
+		}
+		if err := queueUpdate(tx, accountID, username); err != nil {
 			return fmt.Errorf("sqlite: delete account: %v", err)
 		}
 		return nil

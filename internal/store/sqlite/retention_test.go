@@ -62,6 +62,24 @@ func TestDeleteAccountLeavesNoBytes(t *testing.T) {
 	if err := s.DeleteAccount(ctx, id); err != nil {
 		t.Fatal(err)
 	}
+	// The deletion's pending update names the account until an epoch
+	// publishes it; the sequencer then deletes it, and the log's copies
+	// of its page go as the deletion's did.
+	if found, err := audit.ScanDir(dir, needles); err != nil || len(found) == 0 {
+		t.Fatalf("before the deletion is published the files hold %v, %v; want its pending update", found, err)
+	}
+	ups, err := s.PendingUpdates(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []int64
+	for _, u := range ups {
+		seqs = append(seqs, u.Seq)
+	}
+	epoch := &store.Epoch{Number: 0, Timestamp: now.UnixMilli(), Changes: []byte("changes"), Checkpoint: []byte("checkpoint")}
+	if err := s.AppendEpoch(ctx, epoch, nil, seqs); err != nil {
+		t.Fatal(err)
+	}
 	after, err := audit.ScanDir(dir, needles)
 	if err != nil {
 		t.Fatal(err)
@@ -145,5 +163,25 @@ func TestMigrateFromVersion2(t *testing.T) {
 	}
 	if _, err := s.AccountByUsername(ctx, "old"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("migrated account after deletion: %v", err)
+	}
+}
+
+// TestMigrateFromVersion3: a database from before key transparency gains
+// its tables, with a pending update for every account it holds, so that
+// the log's first epochs publish them.
+func TestMigrateFromVersion3(t *testing.T) {
+	path, id := oldDatabase(t, 3)
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	ups, err := s.PendingUpdates(ctx, 10)
+	if err != nil || len(ups) != 1 || ups[0].AccountID != id || ups[0].Username != "old" {
+		t.Fatalf("pending after the migration: %+v, %v; want the old account's", ups, err)
+	}
+	if n, err := s.EpochCount(ctx); err != nil || n != 0 {
+		t.Fatalf("EpochCount = %d, %v; want 0", n, err)
 	}
 }

@@ -160,6 +160,53 @@ ALTER TABLE accounts ADD COLUMN unrestricted_unidentified_access INTEGER NOT NUL
 -- finer time. 0 for a device from before this migration, until it is seen.
 ALTER TABLE devices ADD COLUMN last_seen_day INTEGER NOT NULL DEFAULT 0;
 `,
+	// 4: key transparency (kt/).
+	`
+-- One row per epoch of the log: its timestamp and prefix-tree root (the
+-- log tree's leaf), the leaves it changed as auditors get them (an encoded
+-- kt.EpochChanges) and the signed checkpoint of the log ending with it.
+-- Append only.
+CREATE TABLE kt_epochs (
+	number      INTEGER NOT NULL PRIMARY KEY,
+	timestamp   INTEGER NOT NULL,
+	prefix_root BLOB    NOT NULL,
+	changes     BLOB    NOT NULL,
+	checkpoint  BLOB    NOT NULL
+) STRICT;
+
+-- The newest entry of every label the log has published, by the label's
+-- VRF index (never the label itself): its leaf's counter and commitment,
+-- and the commitment's opening and value, which lookups hand out. Replaced
+-- when a later epoch changes the label; never deleted (a deleted account's
+-- entries hold an empty value).
+CREATE TABLE kt_entries (
+	vrf_index  BLOB    NOT NULL PRIMARY KEY,
+	counter    INTEGER NOT NULL,
+	commitment BLOB    NOT NULL,
+	opening    BLOB    NOT NULL,
+	value      BLOB    NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- The newest checkpoint each auditor cosigned, handed out with lookups.
+CREATE TABLE kt_cosignatures (
+	auditor    TEXT    NOT NULL PRIMARY KEY,
+	size       INTEGER NOT NULL,
+	checkpoint BLOB    NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- What the log must publish again: written in the transaction that changes
+-- an account's identity key, device list or username, deleted in the
+-- transaction that stores the epoch publishing it. username is empty when
+-- only the account's entry changed.
+CREATE TABLE kt_pending (
+	seq        INTEGER NOT NULL PRIMARY KEY,
+	account_id TEXT    NOT NULL,
+	username   TEXT    NOT NULL
+) STRICT;
+
+-- Accounts from before the log are published by its first epochs.
+INSERT INTO kt_pending (account_id, username) SELECT id, username FROM accounts ORDER BY created, id;
+`,
 }
 
 // migrate brings the database's schema to len(migrations), in one

@@ -309,7 +309,7 @@ func testDeleteAccountLeavesNothing(t *testing.T, s store.Store) {
 	d2.CredentialHash = key("cred2-"+a.ID, 2, 32)
 	k2 := uniqueKeys("zelda2-"+a.ID, 2, 2)
 	must(t, "LinkDevice", s.LinkDevice(ctx, tok.TokenHash, d2, k2, listAt(a.ID, 2), nil))
-	pending := newToken(t, s, a.ID)
+	unused := newToken(t, s, a.ID)
 	must(t, "SetLastSeenDay", s.SetLastSeenDay(ctx, a.ID, 1, store.Day(t0)+1))
 	_, dc := register(t, s, "carol", keys(1, 1))
 	zelda, zelda2, carol := addrOf(d), addrOf(d2), addrOf(dc)
@@ -326,7 +326,7 @@ func testDeleteAccountLeavesNothing(t *testing.T, s store.Store) {
 		"device 1 credential":    d.CredentialHash,
 		"device 2 credential":    d2.CredentialHash,
 		"device list":            listAt(a.ID, 2).Signed,
-		"link token":             pending.TokenHash,
+		"link token":             unused.TokenHash,
 		"queued for zelda":       []byte("c2z"),
 		"sealed for zelda":       []byte("s2z"),
 		"sent by zelda":          []byte("z2c"),
@@ -334,6 +334,14 @@ func testDeleteAccountLeavesNothing(t *testing.T, s store.Store) {
 	}
 	n.keys("device 1", ka)
 	n.keys("device 2", k2)
+
+	// The key-transparency log published the account: its entry holds
+	// the identity key and device list, the username's the account id.
+	accountEntry := fakeEntry("account "+a.ID, 0, append(slices.Clone(a.IdentityKey), listAt(a.ID, 2).Signed...))
+	nameEntry := fakeEntry("username "+name, 0, []byte(a.ID))
+	n["the account entry's opening"] = accountEntry.Opening[:]
+	n["the username entry's opening"] = nameEntry.Opening[:]
+	publish(t, s, accountEntry, nameEntry)
 
 	before, err := dumper.Dump(ctx)
 	must(t, "Dump", err)
@@ -345,6 +353,12 @@ func testDeleteAccountLeavesNothing(t *testing.T, s store.Store) {
 	}
 
 	must(t, "DeleteAccount", s.DeleteAccount(ctx, a.ID))
+	// Until the deletion is published, its pending update names the
+	// account; publishing it empties both entries.
+	if len(pending(t, s)) != 1 {
+		t.Fatalf("DeleteAccount left %+v pending, want its one update", pending(t, s))
+	}
+	publish(t, s, fakeEntry("account "+a.ID, 1, nil), fakeEntry("username "+name, 1, nil))
 
 	after, err := dumper.Dump(ctx)
 	must(t, "Dump", err)

@@ -24,9 +24,13 @@
 //     does not consume its link token;
 //   - RemoveDevice may remove an account's last device (the server is
 //     what refuses that);
-//   - a store implements store.Dumper, and after DeleteAccount no row of
-//     any table holds the account's id, username, identity key, device
-//     credential hashes, keys, device list or access key.
+//   - a store implements store.Dumper, and after DeleteAccount, once the
+//     pending update it records is published (AppendEpoch), no row of any
+//     table holds the account's id, username, identity key, device
+//     credential hashes, keys, device list or access key, nor the values
+//     its key-transparency entries held;
+//   - refused account changes record no pending update; changes the log
+//     does not publish (keys, access keys, last-seen days) record none.
 //
 // Run is safe to call from parallel tests; each subtest opens its own store.
 package storetest
@@ -86,6 +90,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SealedSend", testSealedSend},
 		{"DeleteAccount", testDeleteAccount},
 		{"DeleteAccountLeavesNothing", testDeleteAccountLeavesNothing},
+		{"PendingUpdates", testPendingUpdates},
+		{"AppendEpoch", testAppendEpoch},
+		{"AppendEpochConcurrent", testAppendEpochConcurrent},
+		{"Cosignatures", testCosignatures},
 		{"Close", testClose},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,723 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"mime"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/store"
+	"github.com/doorless/doorless/kt"
+)
+
+// Key transparency (kt/, docs/key-transparency.md): the server keeps a
+// kt.Log in memory, restored from the store at New. Every account change
+// records a pending update in the store in its own transaction; the
+// sequencer (run by Run) publishes everything pending as one epoch at a
+// time:
+//
+//	pending updates --read--> current values (store) --Log.Append--> batch
+//	  --store.AppendEpoch (deletes the pending rows)--> published
+//	                  \--on failure: Log.Revert, retry later
+//
+// A request that changed an account answers only once its change is in an
+// epoch (flush). Proofs and checkpoints are made under the read side of
+// ktState.mu, and an epoch is appended and stored under its write side, so
+// that nothing is handed out of an epoch before it is stored.
+
+// Defaults of TransparencyConfig.
+const (
+	// DefaultTransparencyPoll is how often the sequencer looks for
+	// pending updates no request asked it to publish (from before a
+	// restart, or a migration).
+	DefaultTransparencyPoll = 10 * time.Second
+	// DefaultFlushTimeout bounds how long a request that changed an
+	// account waits for its epoch.
+	DefaultFlushTimeout = 30 * time.Second
+)
+
+const (
+	// maxEpochPending bounds the pending updates one epoch publishes: two
+	// labels each at most, well under kt.MaxUpdates.
+	maxEpochPending = 4096
+	// maxAuditBytes bounds the epochs' changes in one audit answer (the
+	// first epoch is always given, whatever its size).
+	maxAuditBytes = 4 << 20
+	// auditChunk is how many epochs an audit answer reads at a time.
+	auditChunk = 100
+	// maxSequencerBackoff bounds the wait before retrying a failed epoch.
+	maxSequencerBackoff = 10 * time.Second
+)
+
+// TransparencyConfig configures key transparency.
+type TransparencyConfig struct {
+	// Log is the log's origin, checkpoint signer and VRF key.
+	Log kt.LogConfig
+	// LogKey is the signer's note verifier key, which clients pin (GET
+	// /v1/transparency/keys); it must be Log.Signer's.
+	LogKey string
+	// Auditors are the note verifier keys (cosignature/v1,
+	// kt.GenerateCosignerKey) of the auditors whose cosignatures the
+	// server accepts and hands out with lookups.
+	Auditors []string
+	// PollInterval is how often the sequencer looks for pending updates
+	// that no request asked it to publish (default
+	// DefaultTransparencyPoll).
+	PollInterval time.Duration
+	// FlushTimeout bounds how long a request that changed an account
+	// waits for the epoch publishing it (default DefaultFlushTimeout).
+	FlushTimeout time.Duration
+}
+
+// ktState is the server's key-transparency state.
+type ktState struct {
+	cfg      TransparencyConfig
+	log      *kt.Log
+	keys     api.TransparencyKeysResponse
+	auditors []auditor
+
+	// mu is held for writing from an epoch's Append to its store's
+	// answer (and Revert), and for reading while a proof or checkpoint is
+	// made from the log and the store's entries.
+	mu      sync.RWMutex
+	entries atomic.Int64 // leaves in the prefix tree
+
+	seq sequencer
+}
+
+// auditor is a configured auditor: its verifier, and its name in the store
+// ("name+hash", as note keys spell them).
+type auditor struct {
+	id string
+	v  note.Verifier
+}
+
+func auditorID(v note.Verifier) string { return fmt.Sprintf("%s+%08x", v.Name(), v.KeyHash()) }
+
+// sequencer is the state Flush waits on. A drain is a run of epochs that
+// publishes every pending update the store held when it began.
+//
+//	requested: drains asked for by Flush, counting up
+//	done:      the newest request a finished drain covers
+//	stopped:   Run's sequencer has ended; no drain will come
+type sequencer struct {
+	mu        sync.Mutex
+	requested uint64
+	done      uint64
+	stopped   bool
+	changed   chan struct{} // closed and replaced when done or stopped change
+	wake      chan struct{} // a poke for the sequencer, capacity 1
+	running   atomic.Bool   // a sequencer goroutine runs
+}
+
+var (
+	errSequencerStopped = errorf(http.StatusServiceUnavailable, api.CodeUnavailable,
+		"the change is stored, but the server is stopping before publishing it in the transparency log")
+	errFlushTimeout = errorf(http.StatusServiceUnavailable, api.CodeUnavailable,
+		"the change is stored, but publishing it in the transparency log is delayed")
+	errNoEpoch = errorf(http.StatusServiceUnavailable, api.CodeUnavailable,
+		"the transparency log has no epoch yet")
+	errNoTransparency = errorf(http.StatusNotFound, api.CodeNotFound, "key transparency is not configured")
+)
+
+// newKT checks the configuration and restores the log from the store.
+func newKT(ctx context.Context, cfg TransparencyConfig, st store.Store) (*ktState, error) {
+	log, err := kt.NewLog(cfg.Log)
+	if err != nil {
+		return nil, fmt.Errorf("server: transparency: %v", err)
+	}
+	v, err := note.NewVerifier(cfg.LogKey)
+	if err != nil {
+		return nil, fmt.Errorf("server: transparency: log key: %v", err)
+	}
+	if sig, err := cfg.Log.Signer.Sign([]byte("doorless: log key check\n")); err != nil ||
+		v.Name() != cfg.Log.Signer.Name() || v.KeyHash() != cfg.Log.Signer.KeyHash() ||
+		!v.Verify([]byte("doorless: log key check\n"), sig) {
+		return nil, errors.New("server: transparency: the log key is not the signer's")
+	}
+	k := &ktState{cfg: cfg, log: log}
+	k.keys = api.TransparencyKeysResponse{Origin: cfg.Log.Origin, LogKey: cfg.LogKey, VRFKey: cfg.Log.VRF.Public().Bytes()}
+	for _, vkey := range cfg.Auditors {
+		v, err := kt.NewCosignatureVerifier(vkey)
+		if err != nil {
+			return nil, fmt.Errorf("server: transparency: auditor key %q: %v", vkey, err)
+		}
+		k.auditors = append(k.auditors, auditor{id: auditorID(v), v: v})
+		k.keys.Auditors = append(k.keys.Auditors, vkey)
+	}
+	if k.cfg.PollInterval <= 0 {
+		k.cfg.PollInterval = DefaultTransparencyPoll
+	}
+	if k.cfg.FlushTimeout <= 0 {
+		k.cfg.FlushTimeout = DefaultFlushTimeout
+	}
+	k.seq.changed = make(chan struct{})
+	k.seq.wake = make(chan struct{}, 1)
+
+	heads, err := st.EpochHeads(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("server: transparency: %w", err)
+	}
+	var readErr error
+	var n int64
+	leaves := func(yield func(kt.Leaf) bool) {
+		for l, err := range st.TransparencyLeaves(ctx) {
+			if err != nil {
+				readErr = err
+				return
+			}
+			n++
+			if !yield(l) {
+				return
+			}
+		}
+	}
+	err = log.Restore(iter.Seq[kt.Leaf](leaves), heads)
+	if readErr != nil {
+		return nil, fmt.Errorf("server: transparency: %w", readErr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("server: transparency: the stored log does not restore: %v", err)
+	}
+	k.entries.Store(n)
+	cos, err := st.Cosignatures(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("server: transparency: %w", err)
+	}
+	for _, c := range cos {
+		for _, a := range k.auditors {
+			if a.id == c.Auditor {
+				// One the log no longer accepts is dropped: it is
+				// handed out no more.
+				log.AddCosignature(c.Checkpoint, a.v)
+			}
+		}
+	}
+	return k, nil
+}
+
+// usernameValue is the value of a username's entry: the account id, as
+// text (the client reads it so).
+func usernameValue(accountID string) []byte { return []byte(accountID) }
+
+// ---- The sequencer ----
+
+// poke wakes the sequencer.
+func (q *sequencer) poke() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// finish records that a drain covering request gen succeeded (ok) and
+// wakes the waiters.
+func (q *sequencer) finish(gen uint64, stopped bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if gen > q.done {
+		q.done = gen
+	}
+	if stopped {
+		q.stopped = true
+	}
+	close(q.changed)
+	q.changed = make(chan struct{})
+}
+
+// flush waits until every pending update stored before the call is
+// published, for at most FlushTimeout and while ctx lasts. Without key
+// transparency it returns at once.
+func (s *Server) flush(ctx context.Context) error {
+	if s.kt == nil {
+		return nil
+	}
+	q := &s.kt.seq
+	q.mu.Lock()
+	q.requested++
+	gen := q.requested
+	q.mu.Unlock()
+	q.poke()
+	timer := time.NewTimer(s.kt.cfg.FlushTimeout)
+	defer timer.Stop()
+	for {
+		q.mu.Lock()
+		done, stopped, ch := q.done, q.stopped, q.changed
+		q.mu.Unlock()
+		switch {
+		case done >= gen:
+			return nil
+		case stopped:
+			return errSequencerStopped
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return errFlushTimeout
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Flush waits until every account change stored before the call is
+// published in the transparency log (nil at once without key
+// transparency), or ctx ends. Run must be running.
+func (s *Server) Flush(ctx context.Context) error {
+	err := s.flush(ctx)
+	var he *httpError
+	if errors.As(err, &he) {
+		return fmt.Errorf("server: flush: %s", he.body.Message)
+	}
+	return err
+}
+
+// startSequencer runs the sequencer in a goroutine until ctx ends, unless
+// one runs already; the returned channel is closed when it has ended.
+func (s *Server) startSequencer(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	if s.kt == nil || !s.kt.seq.running.CompareAndSwap(false, true) {
+		close(done)
+		return done
+	}
+	s.kt.seq.mu.Lock()
+	s.kt.seq.stopped = false
+	s.kt.seq.mu.Unlock()
+	go func() {
+		defer close(done)
+		defer s.kt.seq.running.Store(false)
+		s.sequence(ctx)
+	}()
+	return done
+}
+
+// sequence publishes pending updates until ctx ends: at start, when poked,
+// every PollInterval, and after a failure with a growing backoff.
+func (s *Server) sequence(ctx context.Context) {
+	q := &s.kt.seq
+	defer func() {
+		q.finish(0, true)
+	}()
+	var backoff time.Duration
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-q.wake:
+		case <-timer.C:
+		}
+		q.mu.Lock()
+		gen := q.requested
+		q.mu.Unlock()
+		if err := s.drainPending(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.met.ktFailures.Inc()
+			backoff = min(max(2*backoff, 100*time.Millisecond), maxSequencerBackoff)
+			s.log.Error("transparency: publishing an epoch failed", "err", err, "retry", backoff)
+			timer.Reset(backoff)
+			continue
+		}
+		backoff = 0
+		q.finish(gen, false)
+		timer.Reset(s.kt.cfg.PollInterval)
+	}
+}
+
+// drainPending publishes every pending update, an epoch per maxEpochPending of
+// them. An empty log gets a first, empty epoch, so that lookups can be
+// answered.
+func (s *Server) drainPending(ctx context.Context) error {
+	for {
+		ups, err := s.st.PendingUpdates(ctx, maxEpochPending)
+		if err != nil {
+			return err
+		}
+		s.met.ktPending.Set(float64(len(ups)))
+		if len(ups) == 0 {
+			if s.kt.log.Size() == 0 {
+				return s.appendEpoch(ctx, nil, nil)
+			}
+			return nil
+		}
+		if err := s.publish(ctx, ups); err != nil {
+			return err
+		}
+		s.met.ktPending.Set(0)
+		if len(ups) < maxEpochPending {
+			return nil
+		}
+	}
+}
+
+// publish makes one epoch of the pending updates: each label once, with
+// the value the store holds now.
+func (s *Server) publish(ctx context.Context, ups []store.PendingUpdate) error {
+	var updates []kt.Update
+	seen := make(map[string]bool)
+	add := func(label, value []byte) {
+		if !seen[string(label)] {
+			seen[string(label)] = true
+			updates = append(updates, kt.Update{Label: label, Value: value})
+		}
+	}
+	seqs := make([]int64, 0, len(ups))
+	for _, u := range ups {
+		seqs = append(seqs, u.Seq)
+		label := kt.AccountLabel(u.AccountID)
+		if !seen[string(label)] {
+			v, err := s.accountValue(ctx, u.AccountID)
+			if err != nil {
+				return err
+			}
+			add(label, v)
+		}
+		if u.Username == "" {
+			continue
+		}
+		label = kt.UsernameLabel(u.Username)
+		if !seen[string(label)] {
+			var v []byte
+			acct, err := s.st.AccountByUsername(ctx, u.Username)
+			switch {
+			case err == nil:
+				v = usernameValue(acct.ID)
+			case !errors.Is(err, store.ErrNotFound):
+				return err
+			}
+			add(label, v)
+		}
+	}
+	return s.appendEpoch(ctx, updates, seqs)
+}
+
+// accountValue is what an account's entry holds now: its identity key and
+// signed device list, or nothing when it is deleted.
+func (s *Server) accountValue(ctx context.Context, accountID string) ([]byte, error) {
+	acct, err := s.st.AccountByID(ctx, accountID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	list, err := s.signedList(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	v := kt.AccountValue{IdentityKey: acct.IdentityKey, DeviceList: list}
+	return v.Encode(), nil
+}
+
+// appendEpoch appends one epoch to the log and stores it with the pending
+// updates it publishes; when the store fails, the log takes it back.
+func (s *Server) appendEpoch(ctx context.Context, updates []kt.Update, published []int64) error {
+	k := s.kt
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	b, err := k.log.Append(updates, s.now(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	e := &store.Epoch{Number: k.log.Size() - 1, Timestamp: b.Changes.Epoch.Timestamp,
+		PrefixRoot: b.Changes.Epoch.PrefixRoot, Checkpoint: b.Checkpoint}
+	if e.Changes, err = b.Changes.MarshalBinary(); err == nil {
+		err = s.st.AppendEpoch(ctx, e, b.Entries, published)
+	}
+	if err != nil {
+		if rerr := k.log.Revert(b); rerr != nil {
+			// Cannot happen: nothing else appends. The log is now
+			// ahead of the store; a restart restores it.
+			return fmt.Errorf("server: transparency: revert after %v: %v", err, rerr)
+		}
+		return err
+	}
+	var added int64
+	for _, l := range b.Changes.Leaves {
+		if l.Counter == 0 {
+			added++
+		}
+	}
+	k.entries.Add(added)
+	s.met.ktEpochs.Set(float64(e.Number + 1))
+	s.met.ktEntries.Set(float64(k.entries.Load()))
+	s.met.ktUpdates.Add(float64(len(updates)))
+	return nil
+}
+
+// ---- Proofs ----
+
+// parseKnown reads the QueryKnownSize parameter: absent or empty is 0.
+func parseKnown(r *http.Request) (uint64, error) {
+	v := r.URL.Query().Get(api.QueryKnownSize)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, badRequest("%s must be a log size: a decimal number", api.QueryKnownSize)
+	}
+	return n, nil
+}
+
+// lookup is a proof and what it proves of an account.
+type lookup struct {
+	proof     []byte
+	accountID string           // the account the username's entry names ("" none)
+	value     *kt.AccountValue // the account's entry (nil: none, or deleted)
+}
+
+// prove makes a lookup proof for username's entry and, when accountID is
+// not empty, that account's entry; with accountID empty, for the account
+// the username's entry names, if any. known is the log size the client
+// kept.
+func (s *Server) prove(ctx context.Context, username, accountID string, known uint64) (*lookup, error) {
+	k := s.kt
+	userLabel := kt.UsernameLabel(username)
+	userIndex := k.log.Index(userLabel)
+	labels := map[kt.Index][]byte{userIndex: userLabel}
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	size := k.log.Size()
+	if size == 0 {
+		return nil, errNoEpoch
+	}
+	if known > size {
+		return nil, badRequest("%s=%d is beyond the log's size %d: the log you knew is not this one", api.QueryKnownSize, known, size)
+	}
+	entry := func(i kt.Index) (*kt.Entry, error) {
+		e, err := s.st.TransparencyEntry(ctx, i)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		e.Label = labels[i]
+		if e.Value == nil {
+			e.Value = []byte{}
+		}
+		return e, nil
+	}
+	if accountID == "" {
+		e, err := entry(userIndex)
+		if err != nil {
+			return nil, err
+		}
+		if e != nil && api.ValidUUID(string(e.Value)) {
+			accountID = string(e.Value)
+		}
+	}
+	res := &lookup{accountID: accountID}
+	lbls := [][]byte{userLabel}
+	var acctIndex kt.Index
+	if accountID != "" {
+		acctLabel := kt.AccountLabel(accountID)
+		acctIndex = k.log.Index(acctLabel)
+		labels[acctIndex] = acctLabel
+		lbls = append(lbls, acctLabel)
+	}
+	p, err := k.log.Prove(lbls, known, entry)
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Entries) == 2 && len(p.Entries[1].Value) > 0 {
+		v, err := kt.DecodeAccountValue(p.Entries[1].Value)
+		if err != nil {
+			return nil, fmt.Errorf("server: transparency: the account's entry: %v", err)
+		}
+		res.value = v
+	}
+	if res.proof, err = p.MarshalBinary(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// ---- Handlers ----
+
+func (s *Server) transparencyRoutes(handle func(string, handlerFunc)) {
+	handle("GET "+api.PathTransparencyKeys, s.limitIP(s.withKT(s.handleTransparencyKeys)))
+	handle("GET "+api.PathTransparencyLookup, s.limitIP(s.authed(func(w http.ResponseWriter, r *http.Request, dev *store.Device) error {
+		return s.withKT(func(w http.ResponseWriter, r *http.Request) error { return s.handleLookup(w, r, dev) })(w, r)
+	})))
+	handle("GET "+api.PathTransparencyAudit, s.limitIP(s.withKT(s.handleAudit)))
+	handle("GET "+api.PathTransparencyCheckpoint, s.limitIP(s.withKT(s.handleCheckpoint)))
+	handle("POST "+api.PathTransparencyCosign, s.limitIP(s.withKT(s.handleCosign)))
+}
+
+// withKT answers 404 when key transparency is not configured.
+func (s *Server) withKT(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if s.kt == nil {
+			return errNoTransparency
+		}
+		return h(w, r)
+	}
+}
+
+// GET /v1/transparency/keys
+func (s *Server) handleTransparencyKeys(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, s.kt.keys)
+	return nil
+}
+
+// GET /v1/transparency/lookup/{username}?known=N
+func (s *Server) handleLookup(w http.ResponseWriter, r *http.Request, _ *store.Device) error {
+	known, err := parseKnown(r)
+	if err != nil {
+		return err
+	}
+	username := r.PathValue("username")
+	if !api.ValidUsername(username) {
+		return badRequest("username must be 3 to 32 of a-z, 0-9 and _, starting with a letter")
+	}
+	l, err := s.prove(r.Context(), username, "", known)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.TransparencyLookupResponse{Proof: l.proof})
+	return nil
+}
+
+// GET /v1/transparency/audit?from=N
+func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) error {
+	var from uint64
+	if v := r.URL.Query().Get(api.QueryFrom); v != "" {
+		var err error
+		if from, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return badRequest("%s must be an epoch number: a decimal number", api.QueryFrom)
+		}
+	}
+	ctx := r.Context()
+	n, err := s.st.EpochCount(ctx)
+	if err != nil {
+		return err
+	}
+	if from > n {
+		return badRequest("%s=%d is beyond the log's %d epochs", api.QueryFrom, from, n)
+	}
+	resp := api.TransparencyAuditResponse{From: from, Epochs: [][]byte{}}
+	size := 0
+	for next := from; next < n && len(resp.Epochs) < api.MaxAuditEpochs; {
+		es, err := s.st.Epochs(ctx, next, min(auditChunk, api.MaxAuditEpochs-len(resp.Epochs)))
+		if err != nil {
+			return err
+		}
+		if len(es) == 0 {
+			break
+		}
+		full := false
+		for _, e := range es {
+			if len(resp.Epochs) > 0 && size+len(e.Changes) > maxAuditBytes {
+				full = true
+				break
+			}
+			size += len(e.Changes)
+			resp.Epochs = append(resp.Epochs, e.Changes)
+			next = e.Number + 1
+		}
+		if full {
+			break
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// GET /v1/transparency/checkpoint
+func (s *Server) handleCheckpoint(w http.ResponseWriter, r *http.Request) error {
+	s.kt.mu.RLock()
+	cp := s.kt.log.Checkpoint()
+	s.kt.mu.RUnlock()
+	if cp == nil {
+		return errNoEpoch
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	w.Write(cp)
+	return nil
+}
+
+// POST /v1/transparency/cosignatures: an auditor's cosigned checkpoint.
+// Kept when a configured auditor's cosignature verifies on one of the
+// log's checkpoints.
+func (s *Server) handleCosign(w http.ResponseWriter, r *http.Request) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "text/plain" {
+		return errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedMedia, "content type must be text/plain")
+	}
+	if r.ContentLength > kt.MaxCheckpointSize {
+		return errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "body over %d bytes", kt.MaxCheckpointSize)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, kt.MaxCheckpointSize))
+	if err != nil {
+		return err // *http.MaxBytesError: 413
+	}
+	if len(s.kt.auditors) == 0 {
+		return errorf(http.StatusForbidden, api.CodeForbidden, "this server is configured with no auditors")
+	}
+	// A note that verifies by no key at all is well formed; anything else
+	// is not a note.
+	var unverified *note.UnverifiedNoteError
+	if _, err := note.Open(body, note.VerifierList()); !errors.As(err, &unverified) {
+		return badRequest("the body is not a signed note")
+	}
+	ctx := r.Context()
+	accepted := 0
+	var notOurs, malformed bool
+	for _, a := range s.kt.auditors {
+		s.kt.mu.RLock()
+		err := s.kt.log.AddCosignature(body, a.v)
+		s.kt.mu.RUnlock()
+		switch {
+		case errors.Is(err, kt.ErrInconsistent):
+			notOurs = true
+			continue
+		case errors.Is(err, kt.ErrMalformed):
+			malformed = true
+			continue
+		case err != nil:
+			continue
+		}
+		n, err := note.Open(body, note.VerifierList(a.v))
+		if err != nil {
+			return err // it just verified
+		}
+		c, err := kt.ParseCheckpoint([]byte(n.Text))
+		if err != nil {
+			return err
+		}
+		if err := s.st.PutCosignature(ctx, &store.Cosignature{Auditor: a.id, Size: c.Size, Checkpoint: body}); err != nil {
+			return err
+		}
+		accepted++
+	}
+	switch {
+	case accepted > 0:
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	case notOurs:
+		return errorf(http.StatusConflict, api.CodeBadRequest, "the cosigned checkpoint is not one of this log's")
+	case malformed:
+		return badRequest("the cosigned checkpoint is malformed")
+	default:
+		return errorf(http.StatusForbidden, api.CodeForbidden, "no cosignature by a configured auditor verifies")
+	}
+}

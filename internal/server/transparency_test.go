@@ -1,0 +1,581 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/devicelist"
+	"github.com/doorless/doorless/internal/store"
+	"github.com/doorless/doorless/kt"
+	"github.com/doorless/doorless/kt/vrf"
+)
+
+const testOrigin = "doorless.test/kt"
+
+// testTransparency makes fresh log keys, with the given auditors (note
+// verifier keys).
+func testTransparency(t testing.TB, auditors ...string) *TransparencyConfig {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vk, err := vrf.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &TransparencyConfig{Log: kt.LogConfig{Origin: testOrigin, Signer: signer, VRF: vk}, LogKey: vkey, Auditors: auditors}
+}
+
+// testAuditor is an auditor's key pair and a replaying kt.Auditor.
+type testAuditor struct {
+	skey, vkey string
+	signer     note.Signer
+}
+
+func newTestAuditor(t testing.TB, name string) *testAuditor {
+	t.Helper()
+	skey, vkey, err := kt.GenerateCosignerKey(rand.Reader, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := kt.NewCosigner(skey, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testAuditor{skey: skey, vkey: vkey, signer: s}
+}
+
+// verifier is a client's verifier of e's log, requiring the auditors'
+// cosignatures.
+func (e *env) verifier(auditors ...*testAuditor) *kt.Verifier {
+	e.t.Helper()
+	lk, err := note.NewVerifier(e.kt.LogKey)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	v := &kt.Verifier{Origin: e.kt.Log.Origin, LogKey: lk, VRFKey: e.kt.Log.VRF.Public(), NeedCosignatures: len(auditors), MaxAuditLag: time.Hour}
+	for _, a := range auditors {
+		av, err := kt.NewCosignatureVerifier(a.vkey)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		v.Auditors = append(v.Auditors, av)
+	}
+	return v
+}
+
+// lookupProof asks, as u, for the lookup proof of username, knowing the
+// log up to known.
+func (e *env) lookupProof(u *user, username string, known uint64) *kt.LookupProof {
+	e.t.Helper()
+	var resp api.TransparencyLookupResponse
+	e.ok(e.do(u, "GET", fmt.Sprintf("/v1/transparency/lookup/%s?known=%d", username, known), nil), &resp)
+	var p kt.LookupProof
+	if err := p.UnmarshalBinary(resp.Proof); err != nil {
+		e.t.Fatalf("lookup proof: %v", err)
+	}
+	return &p
+}
+
+// verifyLookup looks username up as u and verifies the proof against head
+// (nil: none), as a client does: the username's entry, and the account's
+// entry it names.
+func (e *env) verifyLookup(u *user, username string, head *kt.Head, v *kt.Verifier) (*kt.Head, []kt.Result) {
+	e.t.Helper()
+	var known uint64
+	if head != nil {
+		known = head.Size
+	}
+	p := e.lookupProof(u, username, known)
+	labels := [][]byte{kt.UsernameLabel(username)}
+	if len(p.Entries) == 2 {
+		labels = append(labels, kt.AccountLabel(string(p.Entries[0].Value)))
+	}
+	h, res, err := v.Verify(head, labels, p, time.Now())
+	if err != nil {
+		e.t.Fatalf("lookup of %s does not verify: %v", username, err)
+	}
+	return h, res
+}
+
+// wantAccountEntry checks a verified account entry: counter, identity key
+// and device list.
+func wantAccountEntry(t *testing.T, r kt.Result, counter uint32, u *user, list []byte) {
+	t.Helper()
+	if !r.Present || r.Counter != counter {
+		t.Fatalf("account entry present %v counter %d, want counter %d", r.Present, r.Counter, counter)
+	}
+	v, err := kt.DecodeAccountValue(r.Value)
+	if err != nil {
+		t.Fatalf("account entry value: %v", err)
+	}
+	if !bytes.Equal(v.IdentityKey, u.identity.PublicKey().Bytes()) || !bytes.Equal(v.DeviceList, list) {
+		t.Fatalf("account entry holds another identity key or device list")
+	}
+}
+
+// signedDevices returns u's current signed device list.
+func (e *env) signedDevices(u *user) []byte {
+	e.t.Helper()
+	var devs api.DevicesResponse
+	e.ok(e.do(u, "GET", api.PathDevices, nil), &devs)
+	return devs.DeviceList
+}
+
+func (e *env) epochs() uint64 {
+	e.t.Helper()
+	n, err := e.st.EpochCount(e.t.Context())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+// TestRegistrationPublished: a registration is in the log before its
+// answer: nothing is pending, and a lookup proves the username's entry
+// (the account id) and the account's (identity key, first device list).
+func TestRegistrationPublished(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.register("alice", 1, 1)
+	if ups, err := e.st.PendingUpdates(t.Context(), 10); err != nil || len(ups) != 0 {
+		t.Fatalf("pending after the registration's answer: %+v, %v", ups, err)
+	}
+	bob := e.register("bob", 1, 1)
+	v := e.verifier()
+	head, res := e.verifyLookup(bob, "alice", nil, v)
+	if len(res) != 2 || !res[0].Present || res[0].Counter != 0 || string(res[0].Value) != alice.id {
+		t.Fatalf("username entry %+v, want alice's account id at counter 0", res)
+	}
+	wantAccountEntry(t, res[1], 0, alice, e.signedDevices(alice))
+	if head.Size != e.epochs() {
+		t.Fatalf("head size %d, the store holds %d epochs", head.Size, e.epochs())
+	}
+
+	// An absent username: one entry, proven absent. Asking with the
+	// head kept proves consistency with it.
+	h2, res := e.verifyLookup(bob, "nobody", head, v)
+	if len(res) != 1 || res[0].Present {
+		t.Fatalf("lookup of an absent username: %+v", res)
+	}
+	if h2.Size != head.Size {
+		t.Fatalf("head moved from %d to %d without a change", head.Size, h2.Size)
+	}
+	// Lookups are for devices only.
+	e.fails(e.do(nil, "GET", "/v1/transparency/lookup/alice", nil), http.StatusUnauthorized, api.CodeUnauthorized)
+}
+
+// TestAccountChangesMakeEpochs: linking a device, removing it and deleting
+// the account each publish a new epoch before answering, with the
+// account's counter one up each time; the deletion empties both entries.
+func TestAccountChangesMakeEpochs(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.register("alice", 1, 1)
+	bob := e.register("bob", 1, 1)
+	v := e.verifier()
+	head, res := e.verifyLookup(bob, "alice", nil, v)
+	wantAccountEntry(t, res[1], 0, alice, e.signedDevices(alice))
+
+	steps := []struct {
+		name   string
+		change func()
+	}{
+		{"link", func() { e.addDevice(alice) }},
+		{"remove", func() { e.removeOK(alice, 2) }},
+	}
+	for i, step := range steps {
+		before := e.epochs()
+		step.change()
+		if after := e.epochs(); after != before+1 {
+			t.Fatalf("%s: %d epochs, want %d", step.name, after, before+1)
+		}
+		var res []kt.Result
+		head, res = e.verifyLookup(bob, "alice", head, v)
+		wantAccountEntry(t, res[1], uint32(i+1), alice, e.signedDevices(alice))
+		if res[0].Counter != 0 {
+			t.Fatalf("%s: the username's counter moved to %d", step.name, res[0].Counter)
+		}
+	}
+
+	before := e.epochs()
+	resp := e.do(alice, "DELETE", api.PathAccountMe, nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("delete: %d", resp.StatusCode)
+	}
+	if after := e.epochs(); after != before+1 {
+		t.Fatalf("delete: %d epochs, want %d", after, before+1)
+	}
+	// The username's entry is there, emptied; a client finds no account.
+	p := e.lookupProof(bob, "alice", head.Size)
+	if len(p.Entries) != 1 {
+		t.Fatalf("lookup of a deleted username: %d entries, want 1", len(p.Entries))
+	}
+	_, res, err := v.Verify(head, [][]byte{kt.UsernameLabel("alice")}, p, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Present || len(res[0].Value) != 0 || res[0].Counter != 1 {
+		t.Fatalf("deleted username entry %+v, want present, empty, counter 1", res[0])
+	}
+	// The account's entry is emptied too, at counter 3.
+	idx := e.srv.kt.log.Index(kt.AccountLabel(alice.id))
+	en, err := e.st.TransparencyEntry(t.Context(), idx)
+	if err != nil || len(en.Value) != 0 || en.Leaf.Counter != 3 {
+		t.Fatalf("deleted account entry %+v, %v; want empty at counter 3", en, err)
+	}
+	// A new alice is a new account under the same username entry.
+	alice2 := e.register("alice", 1, 1)
+	_, res = e.verifyLookup(bob, "alice", head, v)
+	if string(res[0].Value) != alice2.id || res[0].Counter != 2 {
+		t.Fatalf("re-registered username entry %+v", res[0])
+	}
+	wantAccountEntry(t, res[1], 0, alice2, e.signedDevices(alice2))
+}
+
+// TestBundleProof: a bundle carries a proof of the username's and the
+// account's entries that verifies, and proves the bundle's identity key and
+// device list; a bad known= is refused before any one-time key is taken.
+func TestBundleProof(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.register("alice", 3, 3)
+	bob := e.register("bob", 1, 1)
+	v := e.verifier()
+	var head *kt.Head
+	for range 2 {
+		var known uint64
+		if head != nil {
+			known = head.Size
+		}
+		b := e.bundle(bob, fmt.Sprintf("/v1/keys/alice/1?known=%d", known))
+		var p kt.LookupProof
+		if err := p.UnmarshalBinary(b.Transparency); err != nil {
+			t.Fatalf("bundle proof: %v", err)
+		}
+		h, res, err := v.Verify(head, [][]byte{kt.UsernameLabel("alice"), kt.AccountLabel(b.AccountID)}, &p, time.Now())
+		if err != nil {
+			t.Fatalf("bundle proof does not verify: %v", err)
+		}
+		if string(res[0].Value) != alice.id {
+			t.Fatalf("username entry names %q, want %s", res[0].Value, alice.id)
+		}
+		val, err := kt.DecodeAccountValue(res[1].Value)
+		if err != nil || !bytes.Equal(val.IdentityKey, b.IdentityKey) || !bytes.Equal(val.DeviceList, b.DeviceList) {
+			t.Fatalf("the proof does not prove the bundle's identity key and device list (%v)", err)
+		}
+		head = h
+		e.addDevice(alice) // the second round sees a new epoch
+	}
+
+	before := e.status(alice)
+	for _, q := range []string{"known=x", "known=-1", "known=1.5", "known=18446744073709551616", "known=1000000"} {
+		er := e.fails(e.do(bob, "GET", "/v1/keys/alice/1?"+q, nil), http.StatusBadRequest, api.CodeBadRequest)
+		if !strings.Contains(er.Message, "known") {
+			t.Errorf("%s: message %q does not name the parameter", q, er.Message)
+		}
+		e.fails(e.do(bob, "GET", "/v1/transparency/lookup/alice?"+q, nil), http.StatusBadRequest, api.CodeBadRequest)
+	}
+	if after := e.status(alice); after != before {
+		t.Fatalf("refused bundle requests took keys: %+v, then %+v", before, after)
+	}
+	e.fails(e.do(bob, "GET", "/v1/transparency/lookup/Not-A-Name", nil), http.StatusBadRequest, api.CodeBadRequest)
+}
+
+// auditPage fetches one audit page.
+func (e *env) auditPage(from string) (*api.TransparencyAuditResponse, *http.Response) {
+	e.t.Helper()
+	resp := e.do(nil, "GET", "/v1/transparency/audit?from="+url.QueryEscape(from), nil)
+	if resp.StatusCode != http.StatusOK {
+		return nil, resp
+	}
+	var a api.TransparencyAuditResponse
+	e.ok(resp, &a)
+	return &a, nil
+}
+
+// checkpoint fetches the newest checkpoint.
+func (e *env) checkpoint() []byte {
+	e.t.Helper()
+	resp := e.do(nil, "GET", api.PathTransparencyCheckpoint, nil)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		e.t.Fatalf("checkpoint: %d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
+	}
+	return b
+}
+
+// replay has an auditor follow the whole log through the audit endpoint,
+// from its own head on, one page of at most pageSize epochs at a time.
+func (e *env) replay(a *kt.Auditor) (pages int) {
+	e.t.Helper()
+	for {
+		page, bad := e.auditPage(fmt.Sprint(a.Head().Size))
+		if bad != nil {
+			b, _ := io.ReadAll(bad.Body)
+			e.t.Fatalf("audit: %d %s", bad.StatusCode, b)
+		}
+		if page.From != a.Head().Size {
+			e.t.Fatalf("audit page from %d, asked %d", page.From, a.Head().Size)
+		}
+		if len(page.Epochs) == 0 {
+			return pages
+		}
+		pages++
+		for _, b := range page.Epochs {
+			var c kt.EpochChanges
+			if err := c.UnmarshalBinary(b); err != nil {
+				e.t.Fatalf("audit epoch: %v", err)
+			}
+			if err := a.Apply(&c); err != nil {
+				e.t.Fatalf("audit epoch %d: %v", a.Head().Size, err)
+			}
+		}
+	}
+}
+
+// TestAuditAndCosign: an auditor replays the log page by page and cosigns
+// its checkpoint; the server keeps the cosignature, hands it out with the
+// checkpoint and in lookups (which then satisfy a client that requires
+// it), and refuses cosignatures by other keys, of other checkpoints, and
+// garbage.
+func TestAuditAndCosign(t *testing.T) {
+	aud := newTestAuditor(t, "auditor.test")
+	e := newEnv(t, func(c *Config) { c.Transparency = testTransparency(t, aud.vkey) })
+	var users []*user
+	for i := range 3 {
+		users = append(users, e.register(fmt.Sprint("user", i), 1, 1))
+	}
+	// More epochs than one page holds: empty ones, straight to the log.
+	extra := api.MaxAuditEpochs + 5
+	for range extra {
+		if err := e.srv.appendEpoch(t.Context(), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := e.epochs()
+	lk, _ := note.NewVerifier(e.kt.LogKey)
+	a := kt.NewAuditor(testOrigin, lk)
+	if pages := e.replay(a); pages != 2 {
+		t.Fatalf("%d epochs in %d pages, want 2 of at most %d", n, pages, api.MaxAuditEpochs)
+	}
+	if a.Head().Size != n {
+		t.Fatalf("the auditor replayed %d epochs of %d", a.Head().Size, n)
+	}
+	// Paging bounds: the end is an empty page; past it, a clear 400.
+	for _, from := range []string{fmt.Sprint(n + 1), "18446744073709551615", "99999999999999999999", "-1", "x", "0x10"} {
+		_, bad := e.auditPage(from)
+		if bad == nil {
+			t.Fatalf("from=%s answered 200", from)
+		}
+		er := e.fails(bad, http.StatusBadRequest, api.CodeBadRequest)
+		if !strings.Contains(er.Message, "from") {
+			t.Errorf("from=%s: message %q does not name the parameter", from, er.Message)
+		}
+	}
+
+	cp := e.checkpoint()
+	cosigned, err := a.Cosign(cp, aud.signer, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(body []byte, ctype string) *http.Response {
+		req, _ := http.NewRequest("POST", e.hs.URL+api.PathTransparencyCosign, bytes.NewReader(body))
+		req.Header.Set("Content-Type", ctype)
+		resp, err := e.hs.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	// Refused: another key, another checkpoint, garbage, too big, not text.
+	other := newTestAuditor(t, "other.test")
+	byOther, err := a.Cosign(cp, other.signer, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fails(post(byOther, "text/plain"), http.StatusForbidden, api.CodeForbidden)
+	forged := (&kt.Checkpoint{Origin: testOrigin, Size: n, Root: kt.Hash{1, 2, 3}}).Marshal()
+	forgedNote, err := note.Sign(&note.Note{Text: string(forged)}, aud.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fails(post(forgedNote, "text/plain"), http.StatusConflict, api.CodeBadRequest)
+	ahead := (&kt.Checkpoint{Origin: testOrigin, Size: n + 7, Root: kt.Hash{1}}).Marshal()
+	aheadNote, _ := note.Sign(&note.Note{Text: string(ahead)}, aud.signer)
+	e.fails(post(aheadNote, "text/plain"), http.StatusConflict, api.CodeBadRequest)
+	e.fails(post([]byte("hello\n"), "text/plain"), http.StatusBadRequest, api.CodeBadRequest)
+	e.fails(post(nil, "text/plain"), http.StatusBadRequest, api.CodeBadRequest)
+	e.fails(post(bytes.Repeat([]byte("a"), kt.MaxCheckpointSize+1), "text/plain"), http.StatusRequestEntityTooLarge, api.CodeTooLarge)
+	e.fails(post(cosigned, "application/json"), http.StatusUnsupportedMediaType, api.CodeUnsupportedMedia)
+	if cs, err := e.st.Cosignatures(t.Context()); err != nil || len(cs) != 0 {
+		t.Fatalf("refused cosignatures were stored: %+v, %v", cs, err)
+	}
+
+	// Accepted.
+	resp := post(cosigned, "text/plain; charset=utf-8")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("cosignature: %d", resp.StatusCode)
+	}
+	cs, err := e.st.Cosignatures(t.Context())
+	if err != nil || len(cs) != 1 || cs[0].Size != n {
+		t.Fatalf("stored cosignatures %+v, %v", cs, err)
+	}
+	av, _ := kt.NewCosignatureVerifier(aud.vkey)
+	if _, err := note.Open(e.checkpoint(), note.VerifierList(lk, av)); err != nil {
+		t.Fatalf("the checkpoint does not carry the cosignature: %v", err)
+	}
+	// A client that requires the auditor: verifies now, also after a new
+	// epoch (the cosigned checkpoint comes as an audited one).
+	v := e.verifier(aud)
+	head, _ := e.verifyLookup(users[0], "user1", nil, v)
+	e.register("late", 1, 1)
+	e.verifyLookup(users[0], "user1", head, v)
+	p := e.lookupProof(users[0], "user1", 0)
+	labels := [][]byte{kt.UsernameLabel("user1"), kt.AccountLabel(users[1].id)}
+	if _, _, err := e.verifier(aud, other).Verify(nil, labels, p, time.Now()); !errors.Is(err, kt.ErrMissingCosignature) {
+		t.Fatalf("a client requiring an auditor that never cosigned: %v", err)
+	}
+}
+
+// TestTransparencyRestart: a server restarted on the same store restores
+// the log, its cosignatures and goes on from it: a client's head stays
+// consistent.
+func TestTransparencyRestart(t *testing.T) {
+	dir := t.TempDir()
+	aud := newTestAuditor(t, "auditor.test")
+	cfg := testTransparency(t, aud.vkey)
+	mod := func(c *Config) { c.Transparency = cfg }
+	e := newEnvIn(t, dir, mod)
+	alice := e.register("alice", 1, 1)
+	bob := e.register("bob", 1, 1)
+	lk, _ := note.NewVerifier(cfg.LogKey)
+	a := kt.NewAuditor(testOrigin, lk)
+	e.replay(a)
+	cosigned, err := a.Cosign(e.checkpoint(), aud.signer, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", e.hs.URL+api.PathTransparencyCosign, bytes.NewReader(cosigned))
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := e.hs.Client().Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("cosign: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	v := e.verifier(aud)
+	head, _ := e.verifyLookup(bob, "alice", nil, v)
+	size := e.epochs()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.srv.Shutdown(ctx)
+	e.stopSequencer()
+	e.hs.Close()
+	e.st.Close()
+
+	e2 := newEnvIn(t, dir, mod)
+	if got := e2.srv.kt.log.Size(); got != size {
+		t.Fatalf("restored log of %d epochs, want %d", got, size)
+	}
+	h2, res := e2.verifyLookup(bob, "alice", head, v) // the cosignature came back too
+	wantAccountEntry(t, res[1], 0, alice, e2.signedDevices(alice))
+	e2.addDevice(alice)
+	_, res = e2.verifyLookup(bob, "alice", h2, v)
+	wantAccountEntry(t, res[1], 1, alice, e2.signedDevices(alice))
+}
+
+// TestSequencerPublishesStrayUpdates: a change made in the store directly
+// (from before a restart, a migration) is published at the sequencer's
+// start, without a request waiting for it; Flush waits for it.
+func TestSequencerPublishesStrayUpdates(t *testing.T) {
+	e := newEnv(t, nil)
+	bob := e.register("bob", 1, 1)
+	id := newIdentity(t)
+	acct := &store.Account{ID: api.NewUUID(), Username: "stray", IdentityKey: id.PublicKey().Bytes(), Created: time.Now()}
+	dev := &store.Device{AccountID: acct.ID, ID: 1, RegistrationID: 5, CredentialHash: make([]byte, 32), Created: time.Now()}
+	list := signList(t, id, 1, 1)
+	if err := e.st.CreateAccount(t.Context(), acct, dev, nil, &store.DeviceList{Version: 1, Signed: list}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_, res := e.verifyLookup(bob, "stray", nil, e.verifier())
+	if len(res) != 2 || string(res[0].Value) != acct.ID {
+		t.Fatalf("stray account not published: %+v", res)
+	}
+	if v, err := kt.DecodeAccountValue(res[1].Value); err != nil || !bytes.Equal(v.DeviceList, list) {
+		t.Fatalf("stray account's entry: %v", err)
+	}
+	if _, err := devicelist.Verify(id.PublicKey(), list); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTransparencyKeysAndMetrics: the keys a client pins, and the metrics.
+func TestTransparencyKeysAndMetrics(t *testing.T) {
+	aud := newTestAuditor(t, "auditor.test")
+	e := newEnv(t, func(c *Config) { c.Transparency = testTransparency(t, aud.vkey) })
+	var k api.TransparencyKeysResponse
+	e.ok(e.do(nil, "GET", api.PathTransparencyKeys, nil), &k)
+	if k.Origin != testOrigin || k.LogKey != e.kt.LogKey || !bytes.Equal(k.VRFKey, e.kt.Log.VRF.Public().Bytes()) ||
+		len(k.Auditors) != 1 || k.Auditors[0] != aud.vkey {
+		t.Fatalf("keys %+v", k)
+	}
+	e.register("alice", 1, 1)
+	m := e.metrics()
+	for _, want := range []string{"doorless_transparency_epochs 2", "doorless_transparency_entries 2", "doorless_transparency_pending_updates 0", "doorless_transparency_updates_total 2"} {
+		if !strings.Contains(m, want+"\n") {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// TestTransparencyDisabled: without a configuration the endpoints answer
+// 404, bundles carry no proof, and changes do not wait.
+func TestTransparencyDisabled(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Transparency = nil })
+	alice := e.register("alice", 1, 1)
+	bob := e.register("bob", 1, 1)
+	if b := e.bundle(bob, "/v1/keys/alice/1?known=zzz"); b.Transparency != nil {
+		t.Fatal("a bundle carries a proof without key transparency")
+	}
+	for _, path := range []string{api.PathTransparencyKeys, api.PathTransparencyCheckpoint, api.PathTransparencyAudit, "/v1/transparency/lookup/alice"} {
+		e.fails(e.do(alice, "GET", path, nil), http.StatusNotFound, api.CodeNotFound)
+	}
+	if err := e.srv.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConfigRefusesMismatchedLogKey: the log key handed to clients must be
+// the signer's.
+func TestConfigRefusesMismatchedLogKey(t *testing.T) {
+	a, b := testTransparency(t), testTransparency(t)
+	a.LogKey = b.LogKey
+	e := newEnv(t, nil)
+	if _, err := New(Config{Store: e.st, Transparency: a}); err == nil {
+		t.Fatal("New accepted another log's verifier key")
+	}
+	c := testTransparency(t, "not a key")
+	if _, err := New(Config{Store: e.st, Transparency: c}); err == nil {
+		t.Fatal("New accepted a malformed auditor key")
+	}
+}

@@ -1,0 +1,310 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"iter"
+	"math"
+
+	"github.com/doorless/doorless/internal/store"
+	"github.com/doorless/doorless/kt"
+)
+
+var _ store.Transparency = (*Store)(nil)
+
+// queueUpdate records, within tx, that the account's entry (and, when
+// username is not empty, the username's) must be published again.
+func queueUpdate(tx *wtx, accountID, username string) error {
+	_, err := tx.Exec(`INSERT INTO kt_pending (account_id, username) VALUES (?, ?)`, accountID, username)
+	return err
+}
+
+// PendingUpdates implements store.Transparency.
+func (s *Store) PendingUpdates(ctx context.Context, limit int) ([]store.PendingUpdate, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	var out []store.PendingUpdate
+	err := s.read(func(db *sql.DB) error {
+		rows, err := db.QueryContext(ctx, `SELECT seq, account_id, username FROM kt_pending ORDER BY seq LIMIT ?`, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var u store.PendingUpdate
+			if err := rows.Scan(&u.Seq, &u.AccountID, &u.Username); err != nil {
+				return err
+			}
+			out = append(out, u)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, readErr("pending updates", err)
+	}
+	return out, nil
+}
+
+// AppendEpoch implements store.Transparency. When a published update was
+// about an account that no longer exists (a deletion), the write-ahead log
+// is checkpointed afterwards, as after DeleteAccount, so that the copies
+// of the pending row (which held the account id and username) leave it.
+func (s *Store) AppendEpoch(ctx context.Context, e *store.Epoch, entries []kt.Entry, published []int64) error {
+	if e == nil || len(e.Changes) == 0 || len(e.Checkpoint) == 0 {
+		return errors.New("sqlite: append epoch: no epoch, changes or checkpoint")
+	}
+	if e.Number > math.MaxInt64 {
+		return fmt.Errorf("sqlite: append epoch: %w", store.ErrEpochConflict)
+	}
+	var deletion bool
+	err := s.write(ctx, func(tx *wtx) error {
+		deletion = false
+		var n int64
+		if err := tx.QueryRow(`SELECT COUNT(*) FROM kt_epochs`).Scan(&n); err != nil {
+			return fmt.Errorf("sqlite: append epoch: %v", err)
+		}
+		if uint64(n) != e.Number {
+			return fmt.Errorf("sqlite: append epoch %d after %d epochs: %w", e.Number, n, store.ErrEpochConflict)
+		}
+		if _, err := tx.Exec(`INSERT INTO kt_epochs (number, timestamp, prefix_root, changes, checkpoint) VALUES (?, ?, ?, ?, ?)`,
+			int64(e.Number), e.Timestamp, e.PrefixRoot[:], e.Changes, e.Checkpoint); err != nil {
+			return fmt.Errorf("sqlite: append epoch: %v", err)
+		}
+		for i := range entries {
+			en := &entries[i]
+			if _, err := tx.Exec(`INSERT INTO kt_entries (vrf_index, counter, commitment, opening, value) VALUES (?, ?, ?, ?, ?)
+				ON CONFLICT (vrf_index) DO UPDATE SET counter = excluded.counter, commitment = excluded.commitment,
+				opening = excluded.opening, value = excluded.value`,
+				en.Leaf.Index[:], int64(en.Leaf.Counter), en.Leaf.Commitment[:], en.Opening[:], blob(en.Value)); err != nil {
+				return fmt.Errorf("sqlite: append epoch: %v", err)
+			}
+		}
+		for _, seq := range published {
+			var accountID string
+			err := tx.QueryRow(`DELETE FROM kt_pending WHERE seq = ? RETURNING account_id`, seq).Scan(&accountID)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				continue
+			case err != nil:
+				return fmt.Errorf("sqlite: append epoch: %v", err)
+			}
+			if !deletion {
+				var one int
+				err := tx.QueryRow(`SELECT 1 FROM accounts WHERE id = ?`, accountID).Scan(&one)
+				switch {
+				case errors.Is(err, sql.ErrNoRows):
+					deletion = true
+				case err != nil:
+					return fmt.Errorf("sqlite: append epoch: %v", err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if deletion {
+		s.checkpoint(context.WithoutCancel(ctx))
+	}
+	return nil
+}
+
+// EpochCount implements store.Transparency.
+func (s *Store) EpochCount(ctx context.Context) (uint64, error) {
+	var n int64
+	err := s.read(func(db *sql.DB) error {
+		return db.QueryRowContext(ctx, `SELECT COUNT(*) FROM kt_epochs`).Scan(&n)
+	})
+	if err != nil {
+		return 0, readErr("epoch count", err)
+	}
+	return uint64(n), nil
+}
+
+// Epochs implements store.Transparency.
+func (s *Store) Epochs(ctx context.Context, from uint64, limit int) ([]store.Epoch, error) {
+	if limit <= 0 || from > math.MaxInt64 {
+		return nil, nil
+	}
+	var out []store.Epoch
+	err := s.read(func(db *sql.DB) error {
+		rows, err := db.QueryContext(ctx, `SELECT number, timestamp, prefix_root, changes, checkpoint FROM kt_epochs
+			WHERE number >= ? ORDER BY number LIMIT ?`, int64(from), limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var e store.Epoch
+			var number int64
+			var root []byte
+			if err := rows.Scan(&number, &e.Timestamp, &root, &e.Changes, &e.Checkpoint); err != nil {
+				return err
+			}
+			if len(root) != kt.HashSize {
+				return fmt.Errorf("epoch %d: prefix root of %d bytes", number, len(root))
+			}
+			e.Number = uint64(number)
+			e.PrefixRoot = kt.Hash(root)
+			out = append(out, e)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, readErr("epochs", err)
+	}
+	return out, nil
+}
+
+// EpochHeads implements store.Transparency.
+func (s *Store) EpochHeads(ctx context.Context) ([]kt.Epoch, error) {
+	var out []kt.Epoch
+	err := s.read(func(db *sql.DB) error {
+		rows, err := db.QueryContext(ctx, `SELECT number, timestamp, prefix_root FROM kt_epochs ORDER BY number`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var number int64
+			var e kt.Epoch
+			var root []byte
+			if err := rows.Scan(&number, &e.Timestamp, &root); err != nil {
+				return err
+			}
+			if number != int64(len(out)) || len(root) != kt.HashSize {
+				return fmt.Errorf("epoch %d malformed or out of sequence", number)
+			}
+			e.PrefixRoot = kt.Hash(root)
+			out = append(out, e)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, readErr("epoch heads", err)
+	}
+	return out, nil
+}
+
+// TransparencyEntry implements store.Transparency.
+func (s *Store) TransparencyEntry(ctx context.Context, index kt.Index) (*kt.Entry, error) {
+	e := kt.Entry{Leaf: kt.Leaf{Index: index}}
+	var counter int64
+	var commitment, opening []byte
+	err := s.read(func(db *sql.DB) error {
+		return db.QueryRowContext(ctx, `SELECT counter, commitment, opening, value FROM kt_entries WHERE vrf_index = ?`, index[:]).
+			Scan(&counter, &commitment, &opening, &e.Value)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqlite: transparency entry: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, readErr("transparency entry", err)
+	}
+	if err := fillLeaf(&e.Leaf, counter, commitment); err != nil || len(opening) != kt.OpeningSize {
+		return nil, errors.New("sqlite: transparency entry: malformed row")
+	}
+	e.Opening = [kt.OpeningSize]byte(opening)
+	return &e, nil
+}
+
+// fillLeaf sets a leaf's counter and commitment from their columns.
+func fillLeaf(l *kt.Leaf, counter int64, commitment []byte) error {
+	if counter < 0 || counter > math.MaxUint32 || len(commitment) != kt.HashSize {
+		return errors.New("malformed leaf")
+	}
+	l.Counter = uint32(counter)
+	l.Commitment = kt.Hash(commitment)
+	return nil
+}
+
+// TransparencyLeaves implements store.Transparency. The sequence holds a
+// read connection while it runs.
+func (s *Store) TransparencyLeaves(ctx context.Context) iter.Seq2[kt.Leaf, error] {
+	return func(yield func(kt.Leaf, error) bool) {
+		stopped := false
+		err := s.read(func(db *sql.DB) error {
+			rows, err := db.QueryContext(ctx, `SELECT vrf_index, counter, commitment FROM kt_entries ORDER BY vrf_index`)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var index, commitment []byte
+				var counter int64
+				if err := rows.Scan(&index, &counter, &commitment); err != nil {
+					return err
+				}
+				var l kt.Leaf
+				if len(index) != kt.HashSize {
+					return errors.New("malformed leaf")
+				}
+				l.Index = kt.Index(index)
+				if err := fillLeaf(&l, counter, commitment); err != nil {
+					return err
+				}
+				if !yield(l, nil) {
+					stopped = true
+					return nil
+				}
+			}
+			return rows.Err()
+		})
+		if err != nil && !stopped {
+			yield(kt.Leaf{}, readErr("transparency leaves", err))
+		}
+	}
+}
+
+// PutCosignature implements store.Transparency.
+func (s *Store) PutCosignature(ctx context.Context, c *store.Cosignature) error {
+	if c == nil || c.Auditor == "" || len(c.Checkpoint) == 0 || c.Size > math.MaxInt64 {
+		return errors.New("sqlite: put cosignature: no auditor or checkpoint")
+	}
+	return s.write(ctx, func(tx *wtx) error {
+		if _, err := tx.Exec(`INSERT INTO kt_cosignatures (auditor, size, checkpoint) VALUES (?, ?, ?)
+			ON CONFLICT (auditor) DO UPDATE SET size = excluded.size, checkpoint = excluded.checkpoint
+			WHERE excluded.size >= kt_cosignatures.size`, c.Auditor, int64(c.Size), c.Checkpoint); err != nil {
+			return fmt.Errorf("sqlite: put cosignature: %v", err)
+		}
+		return nil
+	})
+}
+
+// Cosignatures implements store.Transparency.
+func (s *Store) Cosignatures(ctx context.Context) ([]store.Cosignature, error) {
+	var out []store.Cosignature
+	err := s.read(func(db *sql.DB) error {
+		rows, err := db.QueryContext(ctx, `SELECT auditor, size, checkpoint FROM kt_cosignatures ORDER BY auditor`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c store.Cosignature
+			var size int64
+			if err := rows.Scan(&c.Auditor, &size, &c.Checkpoint); err != nil {
+				return err
+			}
+			c.Size = uint64(size)
+			out = append(out, c)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, readErr("cosignatures", err)
+	}
+	return out, nil
+}
+
+// readErr wraps a read's error: store.ErrClosed as it is, the rest with %v.
+func readErr(what string, err error) error {
+	if errors.Is(err, store.ErrClosed) {
+		return err
+	}
+	return fmt.Errorf("sqlite: %s: %v", what, err)
+}
