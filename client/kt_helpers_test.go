@@ -260,13 +260,15 @@ func (k *ktLog) wrap(h http.Handler) http.Handler {
 			copyAnswer(w, rec)
 
 		case r.Method == http.MethodGet && len(parts) == 4 && parts[1] == "keys":
+			known := knownOf(r)
+			r.URL.RawQuery = "" // the size of this log, not the server's
 			rec := forward(h, r, nil)
 			var br api.BundleResponse
 			if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &br) != nil {
 				copyAnswer(w, rec)
 				return
 			}
-			br.Transparency = k.prove([][]byte{kt.UsernameLabel(parts[2]), kt.AccountLabel(br.AccountID)}, knownOf(r))
+			br.Transparency = k.prove([][]byte{kt.UsernameLabel(parts[2]), kt.AccountLabel(br.AccountID)}, known)
 			writeJSONTest(w, &br)
 
 		default:
