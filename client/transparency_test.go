@@ -563,3 +563,75 @@ func TestLinkedDevicePinsPrimarysLog(t *testing.T) {
 		t.Fatalf("the linked device pinned %+v, the primary %+v", ll, pl)
 	}
 }
+
+// TestReplyToUnprovenKeyRefused: bob's key for alice came with her first
+// message; when the log holds another key for her account by the time he
+// replies, nothing is encrypted to either: the server's keys are not the
+// log's.
+func TestReplyToUnprovenKeyRefused(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	mustSend(t, alice, "bob", "hello")
+	wantTexts(t, receive(t, bob), "alice", "hello")
+
+	real, err := kt.DecodeAccountValue(k.value(kt.AccountLabel(alice.AccountID())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost, _ := keys.GenerateKeyPair(nil)
+	k.publishAccount(alice.AccountID(), ghost.Public.Bytes(), real.DeviceList)
+	before := sessionsWith(t, bob, alice.AccountID())
+	if _, err := bob.Send(ctxT(t), "alice", "reply"); !errors.Is(err, ErrTransparency) {
+		t.Fatalf("reply: %v", err)
+	}
+	if evs := receive(t, alice); len(evs) != 0 {
+		t.Fatalf("alice got %v", evs)
+	}
+	if after := sessionsWith(t, bob, alice.AccountID()); !slices.Equal(before, after) {
+		t.Fatalf("bob's sessions with alice changed from %v to %v", before, after)
+	}
+	// Once the log holds her key again, the reply goes, on the session
+	// her message started.
+	k.publishAccount(alice.AccountID(), real.IdentityKey, real.DeviceList)
+	mustSend(t, bob, "alice", "reply")
+	wantTexts(t, receive(t, alice), "bob", "reply")
+}
+
+// TestGroupMemberVerified: a group member joins with the key the log holds
+// for them; a member known from a message whose key the log does not hold
+// is refused.
+func TestGroupMemberVerified(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	carol, _ := s.register(t, "carol", Options{})
+	mustSend(t, carol, "alice", "hi alice")
+	wantTexts(t, receive(t, alice), "carol", "hi alice")
+
+	real, err := kt.DecodeAccountValue(k.value(kt.AccountLabel(carol.AccountID())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost, _ := keys.GenerateKeyPair(nil)
+	k.publishAccount(carol.AccountID(), ghost.Public.Bytes(), real.DeviceList)
+	if _, err := alice.CreateGroup(ctxT(t), "friends", "bob", "carol"); !errors.Is(err, ErrTransparency) {
+		t.Fatalf("a group with carol under a key the log does not hold: %v", err)
+	}
+	k.publishAccount(carol.AccountID(), real.IdentityKey, real.DeviceList)
+	if _, err := alice.CreateGroup(ctxT(t), "friends", "bob", "carol"); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, alice, "#friends", "welcome")
+	for _, c := range []*Client{bob, carol} {
+		var got []string
+		for _, m := range messages(receive(t, c)) {
+			got = append(got, m.Text)
+		}
+		if !slices.Contains(got, "welcome") {
+			t.Fatalf("%s got %q", c.Username(), got)
+		}
+	}
+}
