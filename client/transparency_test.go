@@ -635,3 +635,39 @@ func TestGroupMemberVerified(t *testing.T) {
 		}
 	}
 }
+
+// TestMonitorDue: the owner monitor runs once its interval has passed
+// since the last check, and not before.
+func TestMonitorDue(t *testing.T) {
+	t.Parallel()
+	s, _ := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	checked := func() time.Time {
+		t.Helper()
+		var st *profile.OwnerState
+		err := alice.st.View(ctxT(t), func(tx *profile.Tx) error {
+			var err error
+			st, err = tx.OwnerState()
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Checked
+	}
+	t0 := checked()
+	if t0.IsZero() {
+		t.Fatal("registration did not check")
+	}
+	alice.now = func() time.Time { return t0.Add(30 * time.Minute) }
+	alice.monitorIfDue(ctxT(t))
+	if got := checked(); !got.Equal(t0) {
+		t.Fatalf("checked at %v, half an interval after %v", got, t0)
+	}
+	later := t0.Add(DefaultMonitorInterval + time.Minute)
+	alice.now = func() time.Time { return later }
+	alice.monitorIfDue(ctxT(t))
+	if got := checked(); !got.Equal(later.Truncate(time.Millisecond)) {
+		t.Fatalf("checked at %v, want %v", got, later)
+	}
+}
