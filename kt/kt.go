@@ -16,6 +16,25 @@
 // keeps the Head it saw, so that every later head must be consistent with
 // it.
 //
+// Where it departs from the draft (each constant cites the draft section
+// it follows or departs from):
+//
+//   - one prefix-tree leaf per label, not per version: the leaf hashes a
+//     counter of the label's earlier values (auditors check it grows by
+//     one per change), the VRF input and the commitment carry no version,
+//     and lookups need no binary ladder;
+//   - labels carry a kind byte (account, username);
+//   - the log tree hashes as RFC 6962 (transparency-dev/merkle), with the
+//     draft's LogEntry (timestamp, prefix root) as the leaf data; tree
+//     heads are C2SP checkpoints signed with Ed25519 notes, and auditors
+//     cosign with C2SP cosignature/v1 instead of the draft's
+//     AuditorTreeHead;
+//   - proofs use this package's binary encodings (LookupProof,
+//     EpochChanges), not the draft's CombinedTreeProof, and auditors
+//     replay EpochChanges;
+//   - the empty prefix tree's root is all zeros, and a lone leaf sits at
+//     the root.
+//
 // The package is pure: no I/O, no clock (times are parameters), randomness
 // as a parameter. Log is safe for concurrent use; PrefixTree, LogTree and
 // Auditor are not; everything else is a value.
@@ -449,23 +468,6 @@ func (r *reader) leaf() Leaf {
 	l.Counter = r.u32()
 	l.Commitment = r.hash()
 	return l
-}
-
-// hashes reads a one-byte count (at most max) and that many hashes.
-func (r *reader) hashes(max int) []Hash {
-	n := int(r.u8())
-	if n > max {
-		r.fail("too many hashes")
-		return nil
-	}
-	if n == 0 {
-		return nil
-	}
-	hs := make([]Hash, n)
-	for k := range hs {
-		hs[k] = r.hash()
-	}
-	return hs
 }
 
 func (r *reader) done() error {

@@ -486,6 +486,18 @@ func TestRevertAndRestore(t *testing.T) {
 			}
 		}
 	}
+	twice := func(yield func(Leaf) bool) {
+		for _, e := range f.store {
+			for range 2 {
+				if !yield(e.Leaf) {
+					return
+				}
+			}
+		}
+	}
+	if err := r.Restore(twice, epochs); err == nil {
+		t.Fatal("restore with a leaf twice succeeded")
+	}
 	if err := r.Restore(leaves, epochs[:1]); err == nil {
 		t.Fatal("restore with a stale epoch list succeeded")
 	}
@@ -512,7 +524,7 @@ func TestRevertAndRestore(t *testing.T) {
 	}
 }
 
-func mustRoot(t *testing.T, l *LogTree, size uint64) Hash {
+func mustRoot(t testing.TB, l *LogTree, size uint64) Hash {
 	h, err := l.Root(size)
 	if err != nil {
 		t.Fatal(err)
@@ -555,5 +567,88 @@ func TestAppendRefuses(t *testing.T) {
 	delete(f.store, f.log.Index([]byte("a")))
 	if _, err := f.log.Prove(labelsOf("a"), 0, f.entry); err == nil {
 		t.Fatal("proof without the stored entry")
+	}
+}
+
+// TestConcurrentLog runs lookups, checkpoints and cosignatures while
+// epochs are appended (run with -race).
+func TestConcurrentLog(t *testing.T) {
+	k := newKeys(t, 13)
+	f := newFixture(t, k)
+	f.set("alice", "A")
+	stored := make(chan map[Index]Entry, 1)
+	snapshot := func() map[Index]Entry {
+		m := make(map[Index]Entry, len(f.store))
+		for i, e := range f.store {
+			m[i] = *e
+		}
+		return m
+	}
+	stored <- snapshot()
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for w := 0; w < 2; w++ {
+		go func() {
+			v := f.verifier()
+			for {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				m := <-stored
+				stored <- m
+				// The store may be older than the log: Prove then fails
+				// cleanly, or it is current and the proof verifies.
+				p, err := f.log.Prove(labelsOf("alice", "bob"), 0, func(i Index) (*Entry, error) {
+					e, ok := m[i]
+					if !ok {
+						return nil, nil
+					}
+					return &e, nil
+				})
+				if err != nil {
+					continue
+				}
+				if _, _, err := v.Verify(nil, labelsOf("alice", "bob"), p, t0.Add(time.Hour)); err != nil {
+					errs <- err
+					return
+				}
+				_ = f.log.Checkpoint()
+			}
+		}()
+	}
+	for n := 0; n < 30; n++ {
+		<-stored
+		f.set("alice", string(rune('a'+n)), "bob", string(rune('A'+n)))
+		stored <- snapshot()
+	}
+	close(done)
+	for w := 0; w < 2; w++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestProofEncodingRefusesOddNotes(t *testing.T) {
+	f := newFixture(t, newKeys(t, 14))
+	f.set("alice", "A")
+	p := f.prove(0, "alice")
+	good := p.Checkpoint
+	split := bytes.Index(good, []byte("\n\n"))
+	for name, n := range map[string][]byte{
+		"extension line": append(append(append([]byte{}, good[:split+1]...), "ext\n"...), good[split+1:]...),
+		"no signature":   good[:split+2],
+		"not a note":     []byte("hello"),
+		"bad base64":     append(append([]byte{}, good[:len(good)-2]...), "!\n"...),
+		"nothing":        nil,
+	} {
+		q := *p
+		q.Checkpoint = n
+		if _, err := q.MarshalBinary(); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("%s: %v", name, err)
+		}
 	}
 }

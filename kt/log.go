@@ -135,12 +135,19 @@ func (l *Log) Restore(leaves iter.Seq[Leaf], epochs []Epoch) error {
 	if l.log.Size() != 0 || l.prefix.Len() != 0 {
 		return errors.New("kt: restore into a log that is not empty")
 	}
-	t := NewPrefixTree()
+	var all []Leaf
 	for leaf := range leaves {
-		if _, replaced := t.Set(leaf); replaced {
+		all = append(all, leaf)
+	}
+	slices.SortFunc(all, func(a, b Leaf) int { return bytes.Compare(a.Index[:], b.Index[:]) })
+	for k := 1; k < len(all); k++ {
+		if all[k].Index == all[k-1].Index {
 			return errors.New("kt: restore: two leaves at one index")
 		}
 	}
+	t := NewPrefixTree()
+	t.build(all)
+	all = nil
 	var lt LogTree
 	last := int64(0)
 	for k := range epochs {
@@ -271,7 +278,9 @@ func hashVRF(k *vrf.PrivateKey, updates []Update, entries []Entry) {
 	})
 }
 
-// Revert undoes the last Append, when its batch could not be stored.
+// Revert undoes the last Append, when its batch could not be stored. Only
+// the last batch can be reverted, and once (ErrNotLast otherwise): store
+// each batch before the next Append.
 func (l *Log) Revert(b *Batch) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -166,3 +166,12 @@ func verifyInclusion(index, size uint64, data []byte, p []Hash, root Hash) error
 func verifyConsistency(size1, size2 uint64, p []Hash, root1, root2 Hash) error {
 	return proof.VerifyConsistency(logHasher, size1, size2, toSlices(p), root1[:], root2[:])
 }
+
+// memBytes returns the bytes the tree's levels hold.
+func (t *LogTree) memBytes() int {
+	n := 0
+	for _, l := range t.levels {
+		n += cap(l) * HashSize
+	}
+	return n
+}

@@ -3,6 +3,8 @@ package kt
 import (
 	"fmt"
 	"math"
+	"sort"
+	"unsafe"
 )
 
 // PrefixTree is the map's tree: a binary Merkle trie over indexes in which
@@ -23,8 +25,8 @@ import (
 // Get, Len and Prove calls are safe, since they only read.
 type PrefixTree struct {
 	root   ref
-	inner  []innerNode
-	leaves []leafNode
+	inner  slab[innerNode]
+	leaves slab[leafNode]
 	// free lists of slots released by Delete
 	freeInner, freeLeaves []uint32
 	n                     int
@@ -79,7 +81,7 @@ func (t *PrefixTree) Get(i Index) (Leaf, bool) {
 	if r == noRef {
 		return Leaf{}, false
 	}
-	l := &t.leaves[r&^leafBit]
+	l := t.leaves.at(uint32(r &^ leafBit))
 	if l.index != i {
 		return Leaf{}, false
 	}
@@ -91,7 +93,7 @@ func (t *PrefixTree) Get(i Index) (Leaf, bool) {
 func (t *PrefixTree) descend(i *Index) ref {
 	r := t.root
 	for r != noRef && !r.isLeaf() {
-		n := &t.inner[r]
+		n := t.inner.at(uint32(r))
 		r = n.child[i.bit(int(n.depth))]
 	}
 	return r
@@ -104,7 +106,7 @@ func (t *PrefixTree) Set(l Leaf) (old Leaf, replaced bool) {
 		t.n++
 		return Leaf{}, false
 	}
-	near := &t.leaves[t.descend(&l.Index)&^leafBit]
+	near := t.leaves.at(uint32(t.descend(&l.Index) &^ leafBit))
 	p := commonPrefix(&near.index, &l.Index)
 	if p == maxPrefixDepth {
 		old = near.leaf()
@@ -114,17 +116,15 @@ func (t *PrefixTree) Set(l Leaf) (old Leaf, replaced bool) {
 	}
 	// The new leaf parts from its nearest neighbour at bit p: put a new
 	// parent of depth p above the first node deeper than p on the path.
-	// (Allocate first: a slot pointer into t.inner must not outlive an
-	// append to it.)
 	leaf := t.newLeaf(&l)
 	parent := t.newInner()
 	slot := &t.root
-	for r := *slot; !r.isLeaf() && int(t.inner[r].depth) < p; r = *slot {
-		n := &t.inner[r]
+	for r := *slot; !r.isLeaf() && int(t.inner.at(uint32(r)).depth) < p; r = *slot {
+		n := t.inner.at(uint32(r))
 		n.dirty = true
 		slot = &n.child[l.Index.bit(int(n.depth))]
 	}
-	n := &t.inner[parent]
+	n := t.inner.at(uint32(parent))
 	n.depth, n.dirty = uint8(p), true
 	b := l.Index.bit(p)
 	n.child[b], n.child[1-b] = leaf, *slot
@@ -136,7 +136,7 @@ func (t *PrefixTree) Set(l Leaf) (old Leaf, replaced bool) {
 // markPath marks the inner nodes on i's path above depth p dirty.
 func (t *PrefixTree) markPath(i *Index, p int) {
 	for r := t.root; r != noRef && !r.isLeaf(); {
-		n := &t.inner[r]
+		n := t.inner.at(uint32(r))
 		if int(n.depth) >= p {
 			return
 		}
@@ -145,18 +145,43 @@ func (t *PrefixTree) markPath(i *Index, p int) {
 	}
 }
 
+// build fills an empty tree with leaves sorted by strictly increasing
+// index, in one pass, which is faster than one Set per leaf and lays the
+// nodes out in path order.
+func (t *PrefixTree) build(leaves []Leaf) {
+	if len(leaves) > 0 {
+		t.root = t.buildRange(leaves)
+	}
+	t.n = len(leaves)
+}
+
+func (t *PrefixTree) buildRange(leaves []Leaf) ref {
+	if len(leaves) == 1 {
+		return t.newLeaf(&leaves[0])
+	}
+	// The range's leaves part at the first bit where its first and last
+	// differ; those with a 0 there come first.
+	d := commonPrefix(&leaves[0].Index, &leaves[len(leaves)-1].Index)
+	split := sort.Search(len(leaves), func(k int) bool { return leaves[k].Index.bit(d) == 1 })
+	r := t.newInner()
+	left := t.buildRange(leaves[:split])
+	right := t.buildRange(leaves[split:])
+	*t.inner.at(uint32(r)) = innerNode{child: [2]ref{left, right}, depth: uint8(d), dirty: true}
+	return r
+}
+
 // Delete removes the leaf at index i. The log never removes a leaf: only
 // Log.Revert uses it, to undo an epoch that could not be stored.
 func (t *PrefixTree) Delete(i Index) bool {
 	r := t.descend(&i)
-	if r == noRef || t.leaves[r&^leafBit].index != i {
+	if r == noRef || t.leaves.at(uint32(r&^leafBit)).index != i {
 		return false
 	}
 	// Find the leaf's parent and grandparent link.
 	var grand *ref
 	slot := &t.root
 	for s := *slot; !s.isLeaf(); s = *slot {
-		n := &t.inner[s]
+		n := t.inner.at(uint32(s))
 		n.dirty = true
 		grand = slot
 		slot = &n.child[i.bit(int(n.depth))]
@@ -165,12 +190,12 @@ func (t *PrefixTree) Delete(i Index) bool {
 		t.root = noRef
 	} else {
 		parent := *grand
-		n := &t.inner[parent]
+		n := t.inner.at(uint32(parent))
 		*grand = n.child[1-i.bit(int(n.depth))]
 		t.freeInner = append(t.freeInner, uint32(parent))
 		*n = innerNode{}
 	}
-	t.leaves[r&^leafBit] = leafNode{}
+	*t.leaves.at(uint32(r &^ leafBit)) = leafNode{}
 	t.freeLeaves = append(t.freeLeaves, uint32(r&^leafBit))
 	t.n--
 	return true
@@ -181,14 +206,13 @@ func (t *PrefixTree) newLeaf(l *Leaf) ref {
 	if k := len(t.freeLeaves); k > 0 {
 		s := t.freeLeaves[k-1]
 		t.freeLeaves = t.freeLeaves[:k-1]
-		t.leaves[s] = v
+		*t.leaves.at(uint32(s)) = v
 		return ref(s) | leafBit
 	}
-	if len(t.leaves) >= int(leafBit) {
+	if t.leaves.len() >= int(leafBit) {
 		panic("kt: prefix tree full")
 	}
-	t.leaves = append(t.leaves, v)
-	return ref(len(t.leaves)-1) | leafBit
+	return ref(t.leaves.push(v)) | leafBit
 }
 
 func (t *PrefixTree) newInner() ref {
@@ -197,11 +221,10 @@ func (t *PrefixTree) newInner() ref {
 		t.freeInner = t.freeInner[:k-1]
 		return ref(s)
 	}
-	if len(t.inner) >= int(leafBit)-1 {
+	if t.inner.len() >= int(leafBit)-1 {
 		panic("kt: prefix tree full")
 	}
-	t.inner = append(t.inner, innerNode{})
-	return ref(len(t.inner) - 1)
+	return ref(t.inner.push(innerNode{}))
 }
 
 // rehash recomputes the hashes of the dirty inner nodes below r.
@@ -209,13 +232,13 @@ func (t *PrefixTree) rehash(r ref) {
 	if r.isLeaf() {
 		return
 	}
-	n := &t.inner[r]
+	n := t.inner.at(uint32(r))
 	if !n.dirty {
 		return
 	}
 	t.rehash(n.child[0])
 	t.rehash(n.child[1])
-	n = &t.inner[r]
+	n = t.inner.at(uint32(r))
 	d := int(n.depth) + 1
 	l, rt := t.lift(n.child[0], d), t.lift(n.child[1], d)
 	n.hash = parentHash(&l, &rt)
@@ -228,14 +251,14 @@ func (t *PrefixTree) rehash(r ref) {
 // depth and d.
 func (t *PrefixTree) lift(r ref, d int) Hash {
 	if r.isLeaf() {
-		return t.leaves[r&^leafBit].hashValue()
+		return t.leaves.at(uint32(r &^ leafBit)).hashValue()
 	}
-	n := &t.inner[r]
+	n := t.inner.at(uint32(r))
 	h := n.hash
 	if int(n.depth) == d {
 		return h
 	}
-	prefix := &t.leaves[t.anyLeaf(r)&^leafBit].index
+	prefix := &t.leaves.at(uint32(t.anyLeaf(r) &^ leafBit)).index
 	return liftHash(h, prefix, int(n.depth), d)
 }
 
@@ -256,7 +279,7 @@ func liftHash(h Hash, prefix *Index, from, to int) Hash {
 // anyLeaf returns a leaf below r (its left-most).
 func (t *PrefixTree) anyLeaf(r ref) ref {
 	for !r.isLeaf() {
-		r = t.inner[r].child[0]
+		r = t.inner.at(uint32(r)).child[0]
 	}
 	return r
 }
@@ -274,7 +297,7 @@ func (t *PrefixTree) Prove(i Index) *PrefixProof {
 	}
 	t.rehash(t.root)
 	near := t.descend(&i)
-	nearLeaf := &t.leaves[near&^leafBit]
+	nearLeaf := t.leaves.at(uint32(near &^ leafBit))
 	common := commonPrefix(&nearLeaf.index, &i)
 	// Walk i's path; d is the depth of the next node on it.
 	d := 0
@@ -283,7 +306,7 @@ func (t *PrefixTree) Prove(i Index) *PrefixProof {
 		if r.isLeaf() {
 			depth = d // a leaf sits right where its subtree starts
 		} else {
-			depth = int(t.inner[r].depth)
+			depth = int(t.inner.at(uint32(r)).depth)
 		}
 		if common < depth {
 			// i leaves r's subtree at bit common, within the single-child
@@ -293,9 +316,9 @@ func (t *PrefixTree) Prove(i Index) *PrefixProof {
 			}
 			var h Hash
 			if r.isLeaf() {
-				h = t.leaves[r&^leafBit].hashValue()
+				h = t.leaves.at(uint32(r &^ leafBit)).hashValue()
 			} else {
-				h = liftHash(t.inner[r].hash, &nearLeaf.index, depth, common+1)
+				h = liftHash(t.inner.at(uint32(r)).hash, &nearLeaf.index, depth, common+1)
 			}
 			p.Siblings = append(p.Siblings, h)
 			return p
@@ -308,7 +331,7 @@ func (t *PrefixTree) Prove(i Index) *PrefixProof {
 		for ; d < depth; d++ {
 			p.Siblings = append(p.Siblings, Hash{})
 		}
-		n := &t.inner[r]
+		n := t.inner.at(uint32(r))
 		b := i.bit(depth)
 		p.Siblings = append(p.Siblings, t.lift(n.child[1-b], depth+1))
 		d = depth + 1
@@ -360,4 +383,37 @@ func (p *PrefixProof) Evaluate(i Index) (root Hash, leaf *Leaf, err error) {
 		}
 	}
 	return h, leaf, nil
+}
+
+// slabChunk is the number of nodes in one chunk of a slab.
+const slabChunkBits = 14
+
+// slab is an append-only array of T in chunks of 2^slabChunkBits: growing
+// it never copies (no pause, no transient double memory, as a slice's
+// growth would cause at a million nodes), and pointers into it stay valid.
+type slab[T any] struct {
+	chunks [][]T
+	n      int
+}
+
+func (s *slab[T]) at(i uint32) *T {
+	return &s.chunks[i>>slabChunkBits][i&(1<<slabChunkBits-1)]
+}
+
+func (s *slab[T]) len() int { return s.n }
+
+func (s *slab[T]) push(v T) uint32 {
+	if s.n == len(s.chunks)<<slabChunkBits {
+		s.chunks = append(s.chunks, make([]T, 1<<slabChunkBits))
+	}
+	i := uint32(s.n)
+	*s.at(i) = v
+	s.n++
+	return i
+}
+
+// memBytes returns the bytes the tree's slabs hold.
+func (t *PrefixTree) memBytes() int {
+	return len(t.inner.chunks)<<slabChunkBits*int(unsafe.Sizeof(innerNode{})) +
+		len(t.leaves.chunks)<<slabChunkBits*int(unsafe.Sizeof(leafNode{}))
 }

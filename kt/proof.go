@@ -50,6 +50,11 @@ type EntryProof struct {
 	// the label's own leaf. Value is nil exactly when it does not (the
 	// label has no leaf; the Opening is then zero); a deleted label's
 	// Value is empty but not nil.
+	//
+	// When Value is not nil, the terminal leaf's Index and Commitment
+	// follow from the VRF proof and the opening, so the encoding leaves
+	// them out and UnmarshalBinary leaves them zero; Verifier.Verify
+	// derives them (and refuses ones that are set and differ).
 	Opening [OpeningSize]byte
 	Value   []byte
 }
@@ -67,29 +72,38 @@ const (
 // MarshalBinary encodes the proof (version 1):
 //
 //	u8 version = 1
-//	u16 length, checkpoint note
-//	u8 count, consistency hashes
-//	u8 count, audited checkpoints: u16 length, note; u8 count, hashes
+//	checkpoint note (in binary, see notewire.go)
+//	log proof: consistency
+//	u8 count, audited checkpoints: note; log proof
 //	epoch: u64 timestamp, prefix root
-//	u8 count, epoch inclusion hashes
+//	log proof: epoch inclusion
 //	u8 count, entries:
 //	    VRF proof (80 bytes)
 //	    u16 path length n, bitmap of ceil(n/8) bytes (bit k, most
 //	      significant first, set when sibling k is not all zeros; unused
 //	      bits zero), the siblings that are not all zeros
-//	    u8 terminal kind: 0 none; 1 another leaf; 2 the label's leaf
-//	    kinds 1, 2: leaf index, u32 counter, commitment
-//	    kind 2: opening (16 bytes), u32 length, value
+//	    u8 terminal kind:
+//	      0: none
+//	      1: another label's leaf: index, u32 counter, commitment
+//	      2: the label's leaf: u32 counter, opening (16 bytes),
+//	         u32 length, value
+//
+// A log proof is a u8 count of hashes, each a u8 tag followed, for tag 0,
+// by the hash; a tag t > 0 stands for the t-th distinct hash the proof's
+// log proofs held before it (RFC 6962 proofs from nearby sizes share their
+// large subtrees). A hash that one of the first 255 distinct hashes
+// equals is always written as its reference.
 //
 // All integers are big-endian. It refuses a proof over the package's limits.
 func (p *LookupProof) MarshalBinary() ([]byte, error) {
 	var b []byte
 	b = append(b, lookupProofVersion)
-	var err error
-	if b, err = appendNote(b, p.Checkpoint); err != nil {
+	b, origin, err := appendNoteWire(b, p.Checkpoint, "")
+	if err != nil {
 		return nil, err
 	}
-	if b, err = appendHashes(b, p.Consistency); err != nil {
+	var pool hashPool
+	if b, err = pool.append(b, p.Consistency); err != nil {
 		return nil, err
 	}
 	if len(p.Audited) > MaxAudited {
@@ -97,10 +111,10 @@ func (p *LookupProof) MarshalBinary() ([]byte, error) {
 	}
 	b = append(b, byte(len(p.Audited)))
 	for k := range p.Audited {
-		if b, err = appendNote(b, p.Audited[k].Checkpoint); err != nil {
+		if b, _, err = appendNoteWire(b, p.Audited[k].Checkpoint, origin); err != nil {
 			return nil, err
 		}
-		if b, err = appendHashes(b, p.Audited[k].Consistency); err != nil {
+		if b, err = pool.append(b, p.Audited[k].Consistency); err != nil {
 			return nil, err
 		}
 	}
@@ -108,7 +122,7 @@ func (p *LookupProof) MarshalBinary() ([]byte, error) {
 		return nil, fmt.Errorf("%w: negative timestamp", ErrMalformed)
 	}
 	b = p.Epoch.appendTo(b)
-	if b, err = appendHashes(b, p.EpochInclusion); err != nil {
+	if b, err = pool.append(b, p.EpochInclusion); err != nil {
 		return nil, err
 	}
 	if len(p.Entries) > MaxLookupLabels {
@@ -123,23 +137,69 @@ func (p *LookupProof) MarshalBinary() ([]byte, error) {
 	return b, nil
 }
 
-func appendNote(b, n []byte) ([]byte, error) {
-	if len(n) > MaxCheckpointSize {
-		return nil, fmt.Errorf("%w: checkpoint too long", ErrMalformed)
-	}
-	b = binary.BigEndian.AppendUint16(b, uint16(len(n)))
-	return append(b, n...), nil
+// hashPool holds the distinct hashes of a proof's log proofs so far, for
+// references (the first 255 of them).
+type hashPool struct {
+	hashes []Hash
 }
 
-func appendHashes(b []byte, hs []Hash) ([]byte, error) {
+func (p *hashPool) find(h *Hash) int {
+	for k := range p.hashes {
+		if p.hashes[k] == *h {
+			return k
+		}
+	}
+	return -1
+}
+
+func (p *hashPool) add(h *Hash) {
+	if len(p.hashes) < 255 && p.find(h) < 0 {
+		p.hashes = append(p.hashes, *h)
+	}
+}
+
+func (p *hashPool) append(b []byte, hs []Hash) ([]byte, error) {
 	if len(hs) > maxLogProof {
 		return nil, fmt.Errorf("%w: log proof too long", ErrMalformed)
 	}
 	b = append(b, byte(len(hs)))
 	for k := range hs {
+		if i := p.find(&hs[k]); i >= 0 {
+			b = append(b, byte(i+1))
+			continue
+		}
+		b = append(b, 0)
 		b = append(b, hs[k][:]...)
+		p.add(&hs[k])
 	}
 	return b, nil
+}
+
+func (r *reader) logProof(p *hashPool) []Hash {
+	n := int(r.u8())
+	if n > maxLogProof {
+		r.fail("log proof too long")
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	hs := make([]Hash, n)
+	for k := range hs {
+		switch t := int(r.u8()); {
+		case t == 0:
+			hs[k] = r.hash()
+			if p.find(&hs[k]) >= 0 {
+				r.fail("log proof hash written twice")
+			}
+			p.add(&hs[k])
+		case t <= len(p.hashes):
+			hs[k] = p.hashes[t-1]
+		default:
+			r.fail("log proof reference")
+		}
+	}
+	return hs
 }
 
 func (e *EntryProof) appendTo(b []byte) ([]byte, error) {
@@ -178,7 +238,7 @@ func (e *EntryProof) appendTo(b []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: value too long", ErrMalformed)
 		}
 		b = append(b, terminalOwn)
-		b = appendLeaf(b, e.Prefix.Terminal)
+		b = binary.BigEndian.AppendUint32(b, e.Prefix.Terminal.Counter)
 		b = append(b, e.Opening[:]...)
 		b = binary.BigEndian.AppendUint32(b, uint32(len(e.Value)))
 		return append(b, e.Value...), nil
@@ -193,20 +253,22 @@ func (p *LookupProof) UnmarshalBinary(b []byte) error {
 		return fmt.Errorf("%w: lookup proof version", ErrMalformed)
 	}
 	var q LookupProof
-	q.Checkpoint = r.note()
-	q.Consistency = r.hashes(maxLogProof)
+	var origin string
+	q.Checkpoint, origin = r.noteWire("")
+	var pool hashPool
+	q.Consistency = r.logProof(&pool)
 	n := int(r.u8())
 	if n > MaxAudited {
 		return fmt.Errorf("%w: too many audited checkpoints", ErrMalformed)
 	}
 	for ; n > 0 && r.err == nil; n-- {
 		var a AuditedCheckpoint
-		a.Checkpoint = r.note()
-		a.Consistency = r.hashes(maxLogProof)
+		a.Checkpoint, _ = r.noteWire(origin)
+		a.Consistency = r.logProof(&pool)
 		q.Audited = append(q.Audited, a)
 	}
 	q.Epoch = r.epoch()
-	q.EpochInclusion = r.hashes(maxLogProof)
+	q.EpochInclusion = r.logProof(&pool)
 	n = int(r.u8())
 	if n > MaxLookupLabels {
 		return fmt.Errorf("%w: too many entries", ErrMalformed)
@@ -219,15 +281,6 @@ func (p *LookupProof) UnmarshalBinary(b []byte) error {
 	}
 	*p = q
 	return nil
-}
-
-func (r *reader) note() []byte {
-	n := int(r.u16())
-	if n > MaxCheckpointSize {
-		r.fail("checkpoint too long")
-		return nil
-	}
-	return clone(r.bytes(n))
 }
 
 func (r *reader) entry() EntryProof {
@@ -263,8 +316,7 @@ func (r *reader) entry() EntryProof {
 		l := r.leaf()
 		e.Prefix.Terminal = &l
 	case terminalOwn:
-		l := r.leaf()
-		e.Prefix.Terminal = &l
+		e.Prefix.Terminal = &Leaf{Counter: r.u32()}
 		copy(e.Opening[:], r.bytes(OpeningSize))
 		v := r.u32()
 		if v > MaxValueSize {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/transparency-dev/merkle/proof"
@@ -142,6 +143,28 @@ func TestPrefixTreeAgainstModel(t *testing.T) {
 		}
 	}
 	check(601)
+	// A tree built in one pass from the sorted leaves is the same tree.
+	var sorted []Leaf
+	for _, l := range model {
+		sorted = append(sorted, l)
+	}
+	slices.SortFunc(sorted, func(a, b Leaf) int { return bytes.Compare(a.Index[:], b.Index[:]) })
+	built := NewPrefixTree()
+	built.build(sorted)
+	if built.Root() != tree.Root() || built.Len() != tree.Len() {
+		t.Fatal("built tree differs")
+	}
+	for _, l := range sorted[:min(len(sorted), 20)] {
+		root, leaf, err := built.Prove(l.Index).Evaluate(l.Index)
+		if err != nil || leaf == nil || *leaf != l || root != tree.Root() {
+			t.Fatalf("built tree's path: %v", err)
+		}
+		built.Set(Leaf{Index: l.Index, Counter: l.Counter + 1})
+		tree.Set(Leaf{Index: l.Index, Counter: l.Counter + 1})
+	}
+	if built.Root() != tree.Root() {
+		t.Fatal("built tree differs after changes")
+	}
 	// Delete everything: the empty tree again.
 	for i := range model {
 		tree.Delete(i)

@@ -119,25 +119,35 @@ func (v *Verifier) Verify(known *Head, labels [][]byte, p *LookupProof, now time
 			return nil, nil, fmt.Errorf("%w: entry %d: VRF proof", ErrInvalidProof, k)
 		}
 		i := IndexOf(beta)
-		root, leaf, err := e.Prefix.Evaluate(i)
+		prefix := e.Prefix
+		if e.Value != nil {
+			// The label's own leaf: its index and commitment are implied.
+			t := e.Prefix.Terminal
+			if t == nil || len(e.Value) > MaxValueSize {
+				return nil, nil, fmt.Errorf("%w: entry %d: a value without a leaf", ErrInvalidProof, k)
+			}
+			own := Leaf{Index: i, Counter: t.Counter, Commitment: Commit(label, e.Value, &e.Opening)}
+			if t.Index != (Index{}) && t.Index != own.Index || t.Commitment != (Hash{}) && t.Commitment != own.Commitment {
+				return nil, nil, fmt.Errorf("%w: entry %d: commitment does not open", ErrInvalidProof, k)
+			}
+			prefix.Terminal = &own
+		}
+		root, leaf, err := prefix.Evaluate(i)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: entry %d: %v", ErrInvalidProof, k, err)
 		}
 		if root != p.Epoch.PrefixRoot {
-			return nil, nil, fmt.Errorf("%w: entry %d: prefix path to another root", ErrInvalidProof, k)
+			return nil, nil, fmt.Errorf("%w: entry %d: prefix path to another root (a value that does not open its commitment, a forged path)", ErrInvalidProof, k)
 		}
 		results[k].Index = i
 		if leaf == nil {
-			if e.Value != nil || e.Opening != ([OpeningSize]byte{}) {
+			if e.Opening != ([OpeningSize]byte{}) {
 				return nil, nil, fmt.Errorf("%w: entry %d: an opening without a leaf", ErrInvalidProof, k)
 			}
 			continue
 		}
 		if e.Value == nil {
 			return nil, nil, fmt.Errorf("%w: entry %d: leaf without its opening", ErrInvalidProof, k)
-		}
-		if len(e.Value) > MaxValueSize || Commit(label, e.Value, &e.Opening) != leaf.Commitment {
-			return nil, nil, fmt.Errorf("%w: entry %d: commitment does not open", ErrInvalidProof, k)
 		}
 		results[k].Present = true
 		results[k].Counter = leaf.Counter

@@ -4,6 +4,7 @@
 //	doorlessd [--listen ADDR] [--data DIR] [--registration open|invite|closed] ...
 //	doorlessd invite [--data DIR] [--count N] [--expires 168h]
 //	doorlessd certs show|rotate [--data DIR] [--root-key FILE]
+//	doorlessd transparency show [--data DIR]
 //
 // Once listening it prints "doorlessd listening on http://ADDR" (https with
 // TLS) on standard output. SIGINT or SIGTERM drain it gracefully.
@@ -28,8 +29,10 @@ import (
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/blob"
 	"github.com/doorless/doorless/internal/certs"
+	"github.com/doorless/doorless/internal/ktkeys"
 	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/internal/store/sqlite"
+	"github.com/doorless/doorless/kt"
 	"github.com/doorless/doorless/protocol/keys"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -45,6 +48,9 @@ func main() {
 	}
 	if len(args) > 0 && args[0] == "certs" {
 		os.Exit(certsCommand(args[1:]))
+	}
+	if len(args) > 0 && args[0] == "transparency" {
+		os.Exit(transparencyCommand(args[1:]))
 	}
 	os.Exit(serve(args))
 }
@@ -74,6 +80,17 @@ func serve(args []string) int {
 		"sealed-sender sends one account may receive per `second`, sustained (negative: no limit)")
 	unidentifiedBurst := fs.Int("unidentified-burst", server.DefaultUnidentifiedRate.Burst,
 		"sealed-sender sends one account may receive at once")
+	ktOrigin := fs.String("kt-origin", "", "the key-transparency log's `origin` (its name in checkpoints), fixed at first start; "+
+		"default: the stored one, or at first start "+ktkeys.DefaultOriginPrefix+"<random>")
+	var ktAuditors []string
+	fs.Func("kt-auditor", "an auditor's note verifier `key` (cosignature/v1) whose cosignatures the server accepts and hands out; repeatable",
+		func(v string) error {
+			if _, err := kt.NewCosignatureVerifier(v); err != nil {
+				return fmt.Errorf("not a cosignature verifier key: %v", err)
+			}
+			ktAuditors = append(ktAuditors, v)
+			return nil
+		})
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -132,6 +149,17 @@ func serve(args []string) int {
 	if err != nil {
 		return fail(err)
 	}
+	// Key-transparency keys: made on first start, fixed after.
+	ktDir := filepath.Join(*data, "kt")
+	if made, err := ktkeys.Init(ktDir, *ktOrigin); err != nil {
+		return fail(err)
+	} else if made {
+		log.Info("doorlessd: made the key-transparency log's keys", "dir", ktDir)
+	}
+	ktKeys, err := ktkeys.Load(ktDir)
+	if err != nil {
+		return fail(err)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -145,6 +173,7 @@ func serve(args []string) int {
 		MaxAttachment: *maxAttachment,
 		AttachmentTTL: *attachmentTTL,
 		Certificates:  issuer,
+		Transparency:  &server.TransparencyConfig{Log: ktKeys.LogConfig(), LogKey: ktKeys.LogKey, Auditors: ktAuditors},
 		Logger:        log,
 		LogIPs:        *logIPs,
 		Registerer:    reg,
@@ -284,5 +313,66 @@ func certsCommand(args []string) int {
 		return failf(err)
 	}
 	fmt.Printf("trust root: %s\nserver key id: %d\n", base64.StdEncoding.EncodeToString(is.TrustRoot().Bytes()), is.ServerCertificate().KeyID())
+	return 0
+}
+
+// transparencyCommand shows the key-transparency log of a data directory:
+// what clients pin (origin, log key, VRF key), its size, and the auditors
+// whose cosignatures the server holds.
+func transparencyCommand(args []string) int {
+	usage := "usage: doorlessd transparency show [--data DIR]"
+	if len(args) == 0 || args[0] != "show" {
+		fmt.Fprintln(os.Stderr, usage)
+		return 2
+	}
+	fs := flag.NewFlagSet("doorlessd transparency show", flag.ContinueOnError)
+	data := fs.String("data", "./doorless-data", "data `directory`")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, usage)
+		return 2
+	}
+	failf := func(err error) int {
+		fmt.Fprintf(os.Stderr, "doorlessd transparency show: %v\n", err)
+		return 1
+	}
+	k, err := ktkeys.Load(filepath.Join(*data, "kt"))
+	if err != nil {
+		return failf(err)
+	}
+	if _, err := os.Stat(filepath.Join(*data, "doorless.db")); err != nil {
+		return failf(err)
+	}
+	st, err := openStore(*data)
+	if err != nil {
+		return failf(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	size, err := st.EpochCount(ctx)
+	if err != nil {
+		return failf(err)
+	}
+	var entries int
+	for _, err := range st.TransparencyLeaves(ctx) {
+		if err != nil {
+			return failf(err)
+		}
+		entries++
+	}
+	cos, err := st.Cosignatures(ctx)
+	if err != nil {
+		return failf(err)
+	}
+	fmt.Printf("origin: %s\nlog key: %s\nvrf key: %s\nsize: %d epochs, %d entries\n",
+		k.Origin, k.LogKey, base64.StdEncoding.EncodeToString(k.VRF.Public().Bytes()), size, entries)
+	if len(cos) == 0 {
+		fmt.Println("auditors: none has cosigned")
+	}
+	for _, c := range cos {
+		fmt.Printf("auditor: %s cosigned size %d\n", c.Auditor, c.Size)
+	}
 	return 0
 }

@@ -40,15 +40,19 @@ const dbFile = "doorless.db"
 var suspectName = regexp.MustCompile(`(?i)group|member|contact|friend|roster|follow|buddy|address_?book|conversation|chat|thread|peer|circle|block`)
 
 // Tables that hold rows about no account, and may gain rows in a session:
-// SQLite's AUTOINCREMENT counter, and the hashed send ids that make a send
+// SQLite's AUTOINCREMENT counter, the hashed send ids that make a send
 // idempotent (docs/data-inventory.md: no recipient, no sender to anyone who
-// does not know the send id; kept for the message TTL).
-var bookkeepingTables = []string{"sqlite_sequence", "send_ids"}
+// does not know the send id; kept for the message TTL), and the
+// key-transparency log, whose rows name no account but by VRF index (an
+// entry's value may hold one account's id: "no row links two users"
+// still holds for it).
+var bookkeepingTables = []string{"sqlite_sequence", "send_ids", "kt_epochs", "kt_entries", "kt_cosignatures"}
 
 // transientTables hold a row only while something is in flight: a queued
-// envelope, an unused link token. After a session in which everything was
-// delivered and every link finished they are empty.
-var transientTables = []string{"envelopes", "link_tokens", "provisioning_mailboxes"}
+// envelope, an unused link token, an account change the transparency log
+// has yet to publish. After a session in which everything was delivered
+// and every link finished they are empty.
+var transientTables = []string{"envelopes", "link_tokens", "provisioning_mailboxes", "kt_pending"}
 
 // snapshot is everything a server had persisted at one moment, and what it
 // had logged by then.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -56,6 +57,9 @@ const (
 	maxAuditBytes = 4 << 20
 	// auditChunk is how many epochs an audit answer reads at a time.
 	auditChunk = 100
+	// publishReaders is how many goroutines read an epoch's values from
+	// the store at once (sqlite keeps 4 read connections).
+	publishReaders = 4
 	// maxSequencerBackoff bounds the wait before retrying a failed epoch.
 	maxSequencerBackoff = 10 * time.Second
 )
@@ -365,44 +369,78 @@ func (s *Server) drainPending(ctx context.Context) error {
 }
 
 // publish makes one epoch of the pending updates: each label once, with
-// the value the store holds now.
+// the value the store holds now (read by a few goroutines at once).
 func (s *Server) publish(ctx context.Context, ups []store.PendingUpdate) error {
-	var updates []kt.Update
-	seen := make(map[string]bool)
-	add := func(label, value []byte) {
-		if !seen[string(label)] {
-			seen[string(label)] = true
-			updates = append(updates, kt.Update{Label: label, Value: value})
-		}
+	type item struct {
+		update  kt.Update
+		account string // read the account's value; else the username's
+		name    string
 	}
+	var items []item
+	seen := make(map[string]bool)
 	seqs := make([]int64, 0, len(ups))
 	for _, u := range ups {
 		seqs = append(seqs, u.Seq)
-		label := kt.AccountLabel(u.AccountID)
-		if !seen[string(label)] {
-			v, err := s.accountValue(ctx, u.AccountID)
-			if err != nil {
-				return err
-			}
-			add(label, v)
+		if label := kt.AccountLabel(u.AccountID); !seen[string(label)] {
+			seen[string(label)] = true
+			items = append(items, item{update: kt.Update{Label: label}, account: u.AccountID})
 		}
-		if u.Username == "" {
-			continue
-		}
-		label = kt.UsernameLabel(u.Username)
-		if !seen[string(label)] {
-			var v []byte
-			acct, err := s.st.AccountByUsername(ctx, u.Username)
-			switch {
-			case err == nil:
-				v = usernameValue(acct.ID)
-			case !errors.Is(err, store.ErrNotFound):
-				return err
-			}
-			add(label, v)
+		if label := kt.UsernameLabel(u.Username); u.Username != "" && !seen[string(label)] {
+			seen[string(label)] = true
+			items = append(items, item{update: kt.Update{Label: label}, name: u.Username})
 		}
 	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  atomic.Int64
+	)
+	for range min(publishReaders, len(items)) {
+		wg.Go(func() {
+			for {
+				k := int(next.Add(1) - 1)
+				if k >= len(items) {
+					return
+				}
+				it := &items[k]
+				var err error
+				if it.account != "" {
+					it.update.Value, err = s.accountValue(ctx, it.account)
+				} else {
+					it.update.Value, err = s.usernameValue(ctx, it.name)
+				}
+				if err != nil {
+					mu.Lock()
+					first = cmp.Or(first, err)
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	updates := make([]kt.Update, len(items))
+	for k := range items {
+		updates[k] = items[k].update
+	}
 	return s.appendEpoch(ctx, updates, seqs)
+}
+
+// usernameValue is what a username's entry holds now: the account id, or
+// nothing when no account has the username.
+func (s *Server) usernameValue(ctx context.Context, username string) ([]byte, error) {
+	acct, err := s.st.AccountByUsername(ctx, username)
+	switch {
+	case err == nil:
+		return usernameValue(acct.ID), nil
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil
+	}
+	return nil, err
 }
 
 // accountValue is what an account's entry holds now: its identity key and

@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +23,7 @@ import (
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/devicelist"
 	"github.com/doorless/doorless/internal/store"
+	"github.com/doorless/doorless/internal/store/sqlite"
 	"github.com/doorless/doorless/kt"
 	"github.com/doorless/doorless/kt/vrf"
 )
@@ -578,4 +584,134 @@ func TestConfigRefusesMismatchedLogKey(t *testing.T) {
 	if _, err := New(Config{Store: e.st, Transparency: c}); err == nil {
 		t.Fatal("New accepted a malformed auditor key")
 	}
+}
+
+// failingStore fails AppendEpoch as many times as fails says.
+type failingStore struct {
+	store.Store
+	fails atomic.Int32
+}
+
+var errInjected = errors.New("injected store failure")
+
+func (s *failingStore) AppendEpoch(ctx context.Context, e *store.Epoch, entries []kt.Entry, published []int64) error {
+	if s.fails.Add(-1) >= 0 {
+		return errInjected
+	}
+	return s.Store.AppendEpoch(ctx, e, entries, published)
+}
+
+// TestEpochStoreFailureReverts: an epoch the store refuses is taken back
+// from the log and made again; the request waits for it, and clients see a
+// log with no trace of the failed attempt.
+func TestEpochStoreFailureReverts(t *testing.T) {
+	var fs *failingStore
+	e := newEnv(t, func(c *Config) {
+		fs = &failingStore{Store: c.Store}
+		c.Store = fs
+	})
+	bob := e.register("bob", 1, 1)
+	v := e.verifier()
+	head, _ := e.verifyLookup(bob, "bob", nil, v)
+	fs.fails.Store(3)
+	alice := e.register("alice", 1, 1)
+	if fs.fails.Load() >= 0 {
+		t.Fatalf("the store failed %d times fewer than asked", fs.fails.Load()+1)
+	}
+	if e.epochs() != head.Size+1 || e.srv.kt.log.Size() != head.Size+1 {
+		t.Fatalf("after three failures and a success: %d epochs stored, %d in the log; want %d", e.epochs(), e.srv.kt.log.Size(), head.Size+1)
+	}
+	_, res := e.verifyLookup(bob, "alice", head, v)
+	wantAccountEntry(t, res[1], 0, alice, e.signedDevices(alice))
+	if m := e.metrics(); !strings.Contains(m, "doorless_transparency_epoch_failures_total 3\n") {
+		t.Errorf("metrics do not count the 3 failures")
+	}
+	// The log in memory is the stored one: a restart restores it.
+	if _, err := newKT(t.Context(), *e.kt, e.st); err != nil {
+		t.Fatalf("the stored log does not restore: %v", err)
+	}
+}
+
+// FuzzTransparencyInput: whatever the query parameters and the body of a
+// cosignature, the transparency endpoints (and the bundle's known=) answer
+// a client error or success, never a server error, and the log does not
+// move.
+func FuzzTransparencyInput(f *testing.F) {
+	st, err := sqlite.Open(filepath.Join(f.TempDir(), "doorless.db"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	aud := newTestAuditor(f, "auditor.test")
+	cfg := testTransparency(f, aud.vkey)
+	var auth string
+	srv, err := New(Config{Store: st, IPRate: RateLimit{Rate: -1}, AccountRate: RateLimit{Rate: -1}, Transparency: cfg})
+	if err != nil {
+		f.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := srv.startSequencer(ctx)
+	f.Cleanup(func() { cancel(); <-done; st.Close() })
+	h := srv.Handler()
+	serve := func(method, target, ctype string, body []byte) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, target, bytes.NewReader(body))
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w
+	}
+	reg, _ := json.Marshal(registerRequest(f, "alice", newIdentity(f), 0, 0))
+	w := serve("POST", api.PathAccounts, "application/json", reg)
+	var rr api.RegisterResponse
+	if err := json.Unmarshal(w.Body.Bytes(), &rr); err != nil || w.Code != http.StatusOK {
+		f.Fatalf("register: %d %s", w.Code, w.Body)
+	}
+	auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(api.Login(rr.AccountID, rr.DeviceID)+":"+rr.Password))
+	cp := serve("GET", api.PathTransparencyCheckpoint, "", nil).Body.Bytes()
+	lk, _ := note.NewVerifier(cfg.LogKey)
+	a := kt.NewAuditor(testOrigin, lk)
+	es, _ := st.Epochs(ctx, 0, 10)
+	for _, e := range es {
+		var c kt.EpochChanges
+		if err := c.UnmarshalBinary(e.Changes); err != nil {
+			f.Fatal(err)
+		}
+		if err := a.Apply(&c); err != nil {
+			f.Fatal(err)
+		}
+	}
+	cosigned, err := a.Cosign(cp, aud.signer, time.Now())
+	if err != nil {
+		f.Fatal(err)
+	}
+	size := srv.kt.log.Size()
+	f.Add("0", "0", cosigned)
+	f.Add("", "", cp)
+	f.Add("1", "2", []byte("garbage\n\n— x y\n"))
+	f.Add("18446744073709551615", "18446744073709551616", []byte{})
+	f.Add("-1", "+1", bytes.Repeat([]byte("a"), 9000))
+	f.Add("0x1", " 1", cosigned[:len(cosigned)-3])
+	f.Fuzz(func(t *testing.T, from, known string, body []byte) {
+		for _, r := range []struct{ method, target, ctype string }{
+			{"GET", api.PathTransparencyAudit + "?from=" + url.QueryEscape(from), ""},
+			{"GET", "/v1/transparency/lookup/alice?known=" + url.QueryEscape(known), ""},
+			{"GET", "/v1/keys/alice/1?known=" + url.QueryEscape(known), ""},
+			{"POST", api.PathTransparencyCosign, "text/plain"},
+		} {
+			var b []byte
+			if r.method == "POST" {
+				b = body
+			}
+			if w := serve(r.method, r.target, r.ctype, b); w.Code >= 500 {
+				t.Fatalf("%s %s: %d %s", r.method, r.target, w.Code, w.Body)
+			}
+		}
+		if srv.kt.log.Size() != size {
+			t.Fatalf("the log moved from %d to %d", size, srv.kt.log.Size())
+		}
+	})
 }

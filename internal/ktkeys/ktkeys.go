@@ -1,0 +1,220 @@
+// Package ktkeys keeps doorlessd's key-transparency keys in a directory
+// (doorlessd: the data directory's "kt", 0700):
+//
+//	origin    the log's origin line (its name in checkpoints)
+//	log.key   the checkpoint signer's note signer key (0600)
+//	log.pub   its note verifier key, which clients pin
+//	vrf.key   the VRF private key's 32-byte seed (0600)
+//
+// Init makes them once, at a server's first start; they never change
+// after, since clients pin the log's keys and origin. Keys is immutable and
+// safe for concurrent use.
+package ktkeys
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/doorless/doorless/kt"
+	"github.com/doorless/doorless/kt/vrf"
+)
+
+// Files in the directory.
+const (
+	originFile    = "origin"
+	logKeyFile    = "log.key"
+	logPublicFile = "log.pub"
+	vrfKeyFile    = "vrf.key"
+)
+
+// ErrOriginFixed: Init was asked for another origin than the one the
+// directory holds.
+var ErrOriginFixed = errors.New("ktkeys: the log's origin is fixed at its first start")
+
+// DefaultOriginPrefix starts the origin Init makes when none is given: a
+// random suffix keeps two servers' logs apart.
+const DefaultOriginPrefix = "doorless.localhost/kt/"
+
+// Keys are a log's keys.
+type Keys struct {
+	Origin string
+	Signer note.Signer // signs checkpoints; named Origin
+	LogKey string      // Signer's note verifier key
+	VRF    *vrf.PrivateKey
+}
+
+// LogConfig returns the kt.LogConfig of the keys.
+func (k *Keys) LogConfig() kt.LogConfig {
+	return kt.LogConfig{Origin: k.Origin, Signer: k.Signer, VRF: k.VRF}
+}
+
+// String does not print the private keys.
+func (k *Keys) String() string { return "ktkeys.Keys{" + k.Origin + ", [redacted]}" }
+
+// Init makes the keys in dir, for origin (empty: DefaultOriginPrefix and a
+// random suffix), unless dir exists already; it returns whether it made
+// them. When dir holds keys for another origin than a non-empty origin,
+// it answers ErrOriginFixed. The files are written in a fresh directory
+// beside dir and renamed to dir when complete, so that a crash leaves no
+// half-made keys behind.
+func Init(dir, origin string) (bool, error) {
+	if _, err := os.Stat(dir); err == nil {
+		if origin == "" {
+			return false, nil
+		}
+		held, err := readOrigin(dir)
+		if err != nil {
+			return false, err
+		}
+		if held != origin {
+			return false, fmt.Errorf("%w: it is %q, not %q", ErrOriginFixed, held, origin)
+		}
+		return false, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("ktkeys: %v", err)
+	}
+	if origin == "" {
+		var b [8]byte
+		rand.Read(b[:]) // never fails (crypto/rand)
+		origin = DefaultOriginPrefix + hex.EncodeToString(b[:])
+	}
+	if strings.ContainsAny(origin, "\n") {
+		return false, errors.New("ktkeys: an origin is one line")
+	}
+	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		return false, fmt.Errorf("ktkeys: origin %q cannot name a key: %v", origin, err)
+	}
+	vk, err := vrf.GenerateKey(rand.Reader)
+	if err != nil {
+		return false, fmt.Errorf("ktkeys: %v", err)
+	}
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return false, fmt.Errorf("ktkeys: %v", err)
+	}
+	tmp, err := os.MkdirTemp(parent, filepath.Base(dir)+".new-")
+	if err != nil {
+		return false, fmt.Errorf("ktkeys: %v", err)
+	}
+	defer os.RemoveAll(tmp) // gone after the rename
+	for _, f := range []struct {
+		name string
+		b    []byte
+		mode os.FileMode
+	}{
+		{vrfKeyFile, vk.Seed(), 0o600},
+		{logKeyFile, []byte(skey + "\n"), 0o600},
+		{logPublicFile, []byte(vkey + "\n"), 0o644},
+		{originFile, []byte(origin + "\n"), 0o644},
+	} {
+		if err := writeFile(filepath.Join(tmp, f.name), f.b, f.mode); err != nil {
+			return false, err
+		}
+	}
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		return false, fmt.Errorf("ktkeys: %v", err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return false, fmt.Errorf("ktkeys: %v", err)
+	}
+	if d, err := os.Open(parent); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	if _, err := Load(dir); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// Load reads the keys in dir and checks that they belong together.
+func Load(dir string) (*Keys, error) {
+	origin, err := readOrigin(dir)
+	if err != nil {
+		return nil, err
+	}
+	skey, err := readLine(dir, logKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	vkey, err := readLine(dir, logPublicFile)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		return nil, fmt.Errorf("ktkeys: %s is malformed", logKeyFile)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return nil, fmt.Errorf("ktkeys: %s is malformed", logPublicFile)
+	}
+	msg := []byte("doorless: key check\n")
+	sig, err := signer.Sign(msg)
+	if err != nil || signer.Name() != origin || v.Name() != origin || v.KeyHash() != signer.KeyHash() || !v.Verify(msg, sig) {
+		return nil, fmt.Errorf("ktkeys: %s, %s and %s do not belong together", originFile, logKeyFile, logPublicFile)
+	}
+	seed, err := os.ReadFile(filepath.Join(dir, vrfKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("ktkeys: %v", err)
+	}
+	vk, err := vrf.NewKeyFromSeed(seed)
+	if err != nil {
+		return nil, fmt.Errorf("ktkeys: %s is malformed", vrfKeyFile)
+	}
+	return &Keys{Origin: origin, Signer: signer, LogKey: vkey, VRF: vk}, nil
+}
+
+func readOrigin(dir string) (string, error) {
+	o, err := readLine(dir, originFile)
+	if err != nil {
+		return "", err
+	}
+	if o == "" {
+		return "", fmt.Errorf("ktkeys: %s is empty", originFile)
+	}
+	return o, nil
+}
+
+// readLine reads a file of one line.
+func readLine(dir, name string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return "", fmt.Errorf("ktkeys: %v", err)
+	}
+	line, ok := bytes.CutSuffix(b, []byte("\n"))
+	if !ok || bytes.ContainsAny(line, "\r\n") {
+		return "", fmt.Errorf("ktkeys: %s is not one line", name)
+	}
+	return string(line), nil
+}
+
+// writeFile writes a new file and syncs it.
+func writeFile(path string, b []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return fmt.Errorf("ktkeys: %v", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("ktkeys: %v", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("ktkeys: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("ktkeys: %v", err)
+	}
+	return nil
+}
