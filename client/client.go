@@ -69,6 +69,23 @@ type Options struct {
 	// sensible timeouts. Its Timeout, if any, bounds the WebSocket's opening
 	// handshake only, not the long-lived connection.
 	HTTPClient *http.Client
+
+	// Key transparency (see CheckTransparency and RequireAuditor). These
+	// add to the policy the profile keeps and can only make it stricter.
+	//
+	// Auditors are the note verifier keys of auditors whose cosignatures
+	// every lookup must carry.
+	Auditors []string
+	// Cosignatures is how many of the auditors must have cosigned a
+	// checkpoint the lookup's log extends: 0 means the profile's setting,
+	// which is none without auditors and 1 with them.
+	Cosignatures int
+	// MaxAuditLag is how old the newest of those cosignatures may be; 0
+	// means the profile's setting, by default DefaultMaxAuditLag.
+	MaxAuditLag time.Duration
+	// MonitorInterval is how often Receive checks this account's own
+	// entries in the log; 0 means DefaultMonitorInterval.
+	MonitorInterval time.Duration
 }
 
 // String hides the passphrase.
@@ -146,6 +163,7 @@ type Client struct {
 	redelivered      atomic.Int64
 	lastRefill       atomic.Int64 // when refill last generated keys, Unix nanoseconds
 	receipts         pendingReceipts
+	kt               transparencyOptions
 
 	closeOnce sync.Once
 	closeErr  error
@@ -234,12 +252,16 @@ func newClient(dir string, st *profile.Store, a *profile.Account, opt Options) *
 		identity:  a.Identity,
 		recvMu:    make(chan struct{}, 1),
 		now:       time.Now,
+		kt:        transparencyOpts(opt),
 	}
 }
 
 // Open opens the profile in dir. ErrNoProfile when there is none;
 // ErrWrongPassphrase when opt.Passphrase does not open it.
 func Open(dir string, opt Options) (*Client, error) {
+	if err := checkTransparencyOptions(opt); err != nil {
+		return nil, err
+	}
 	st, err := profile.Open(filepath.Join(dir, profile.FileName), opt.Passphrase)
 	if err != nil {
 		return nil, err
@@ -292,6 +314,18 @@ func Register(ctx context.Context, dir, serverURL, username, invite string, opt 
 	if username, err = normalizeUsername(username); err != nil {
 		return nil, err
 	}
+	if err := checkTransparencyOptions(opt); err != nil {
+		return nil, err
+	}
+	if opt.HTTPClient == nil {
+		opt.HTTPClient = defaultHTTPClient()
+	}
+	// The log's keys are pinned now, before the account exists: every key
+	// this device will trust is checked against them.
+	ktLog, err := fetchTransparencyLog(ctx, opt.HTTPClient, serverURL)
+	if err != nil {
+		return nil, err
+	}
 	st, discard, err := newProfile(dir, opt)
 	if err != nil {
 		return nil, err
@@ -328,9 +362,6 @@ func Register(ctx context.Context, dir, serverURL, username, invite string, opt 
 		DeviceList:            deviceList,
 	}
 
-	if opt.HTTPClient == nil {
-		opt.HTTPClient = defaultHTTPClient()
-	}
 	hc := opt.HTTPClient
 	var resp api.RegisterResponse
 	err = doJSON(ctx, hc, http.MethodPost, serverURL+api.PathAccounts, "", "", req, &resp)
@@ -351,7 +382,7 @@ func Register(ctx context.Context, dir, serverURL, username, invite string, opt 
 	if !api.ValidUUID(resp.AccountID) || resp.DeviceID < 1 || resp.DeviceID > api.MaxDevicesPerAccount || resp.Password == "" {
 		return nil, errors.New("client: register: the server's answer is malformed")
 	}
-	return joined(ctx, dir, st, opt, serverURL, username, &resp, regID, identity, list, deviceList, profileKey)
+	return joined(ctx, dir, st, opt, serverURL, username, &resp, regID, identity, list, deviceList, profileKey, ktLog)
 }
 
 // newDeviceKeys makes a new device's registration id and keys (see
@@ -373,9 +404,12 @@ func newDeviceKeys(ctx context.Context, st *profile.Store, identity keys.KeyPair
 // the device exists on the server now, so its credentials and the device
 // list it joined under are stored even if the caller has given up waiting.
 func joined(ctx context.Context, dir string, st *profile.Store, opt Options, serverURL, username string, resp *api.RegisterResponse,
-	regID uint32, identity keys.KeyPair, list *devicelist.List, signedList []byte, profileKey []byte) (*Client, error) {
+	regID uint32, identity keys.KeyPair, list *devicelist.List, signedList []byte, profileKey []byte, ktLog *profile.TransparencyLog) (*Client, error) {
 	err := st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error {
 		if err := tx.SetCredentials(serverURL, resp.AccountID, username, resp.DeviceID, resp.Password); err != nil {
+			return err
+		}
+		if _, err := tx.PinTransparencyLog(ktLog, time.Now()); err != nil {
 			return err
 		}
 		if profileKey != nil {
@@ -400,6 +434,9 @@ func joined(ctx context.Context, dir string, st *profile.Store, opt Options, ser
 	// Pin the server's sealed-sender trust root now, at the moment the
 	// account is made; a failure leaves it to the first sealed message.
 	c.trustRoot(ctx)
+	// The owner monitor's first look at this account's entries, which it
+	// remembers; if they are not published yet, Receive looks again.
+	c.CheckTransparency(ctx)
 	return c, nil
 }
 

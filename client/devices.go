@@ -245,6 +245,29 @@ type provision struct {
 	// ProfileKey is the account's profile key, absent when the approving
 	// device has none yet.
 	ProfileKey []byte `json:"profile_key,omitempty"`
+	// Transparency is the key transparency log the approving device
+	// follows, for the new device to pin: it then trusts the same log keys,
+	// continues from the same head and requires the same auditors, and the
+	// server cannot show it another log. Absent from an approving device
+	// that has pinned none; the new device then takes the server's.
+	Transparency *provisionLog `json:"transparency,omitempty"`
+}
+
+// provisionLog is the key transparency log in a provisioning message.
+type provisionLog struct {
+	Origin       string   `json:"origin"`
+	LogKey       string   `json:"log_key"`
+	VRFKey       []byte   `json:"vrf_key"`
+	HeadSize     uint64   `json:"head_size,omitempty"`
+	HeadRoot     []byte   `json:"head_root,omitempty"`
+	Auditors     []string `json:"auditors,omitempty"`
+	Cosignatures int      `json:"cosignatures,omitempty"`
+	MaxAuditLag  int64    `json:"max_audit_lag_ms,omitempty"`
+}
+
+func (p *provisionLog) log() *profile.TransparencyLog {
+	return &profile.TransparencyLog{Origin: p.Origin, LogKey: p.LogKey, VRFKey: p.VRFKey, HeadSize: p.HeadSize, HeadRoot: p.HeadRoot,
+		Auditors: p.Auditors, Cosignatures: p.Cosignatures, MaxAuditLag: time.Duration(p.MaxAuditLag) * time.Millisecond}
 }
 
 // parseProvision decodes and checks a provisioning message.
@@ -262,6 +285,12 @@ func parseProvision(b []byte) (*provision, keys.KeyPair, *devicelist.List, error
 	}
 	if p.ProfileKey != nil && len(p.ProfileKey) != profile.ProfileKeySize {
 		return nil, keys.KeyPair{}, nil, bad
+	}
+	if t := p.Transparency; t != nil {
+		l := t.log()
+		if checkLog(l) != nil || t.MaxAuditLag < 0 || (t.HeadSize == 0) != (len(t.HeadRoot) == 0) {
+			return nil, keys.KeyPair{}, nil, bad
+		}
 	}
 	pub, err := keys.ParsePublicKey(p.IdentityPublic)
 	if err != nil {
@@ -334,6 +363,10 @@ func (c *Client) ApproveLink(ctx context.Context, code string) (uint32, error) {
 		IdentityPublic: c.identity.Public.Bytes(), IdentityPrivate: c.identity.Private.Bytes(),
 		LinkToken: tok.Token, DeviceID: tok.DeviceID, DeviceList: resp.DeviceList,
 	}
+	if l, err := c.ktLog(ctx); err == nil {
+		p.Transparency = &provisionLog{Origin: l.Origin, LogKey: l.LogKey, VRFKey: l.VRFKey, HeadSize: l.HeadSize, HeadRoot: l.HeadRoot,
+			Auditors: l.Auditors, Cosignatures: l.Cosignatures, MaxAuditLag: l.MaxAuditLag.Milliseconds()}
+	}
 	pt, err := json.Marshal(p)
 	clear(p.IdentityPrivate)
 	if err != nil {
@@ -386,6 +419,9 @@ var linkPoll = 250 * time.Millisecond
 // sealed provisioning message.
 func Link(ctx context.Context, dir, serverURL string, opt Options, show func(code string) error) (c *Client, err error) {
 	if serverURL, err = normalizeServerURL(serverURL); err != nil {
+		return nil, err
+	}
+	if err := checkTransparencyOptions(opt); err != nil {
 		return nil, err
 	}
 	if opt.HTTPClient == nil {
@@ -445,6 +481,12 @@ func Link(ctx context.Context, dir, serverURL string, opt Options, show func(cod
 		return nil, err
 	}
 	clear(p.IdentityPrivate)
+	var ktLog *profile.TransparencyLog
+	if p.Transparency != nil {
+		ktLog = p.Transparency.log()
+	} else if ktLog, err = fetchTransparencyLog(ctx, hc, serverURL); err != nil {
+		return nil, err
+	}
 
 	st, discard, err := newProfile(dir, opt)
 	if err != nil {
@@ -476,7 +518,7 @@ func Link(ctx context.Context, dir, serverURL string, opt Options, show func(cod
 	if resp.AccountID != p.AccountID || resp.DeviceID != p.DeviceID || resp.Password == "" {
 		return nil, errors.New("client: link: the server's answer is malformed")
 	}
-	if c, err = joined(ctx, dir, st, opt, serverURL, p.Username, &resp, regID, identity, next, nextBlob, p.ProfileKey); err != nil {
+	if c, err = joined(ctx, dir, st, opt, serverURL, p.Username, &resp, regID, identity, next, nextBlob, p.ProfileKey, ktLog); err != nil {
 		return nil, err
 	}
 	// Say hello to the account's other devices, so that they learn of this

@@ -1,13 +1,18 @@
 package client
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/devicelist"
+	"github.com/doorless/doorless/kt"
+	"github.com/doorless/doorless/kt/vrf"
 	"github.com/doorless/doorless/protocol/keys"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 // FuzzParseProvision: the provisioning message decoder never accepts a
@@ -26,10 +31,31 @@ func FuzzParseProvision(f *testing.F) {
 		IdentityPublic: id.Public.Bytes(), IdentityPrivate: id.Private.Bytes(), LinkToken: "tok", DeviceID: 2, DeviceList: list})
 	f.Add(good)
 	f.Add([]byte(`{}`))
+	// With the key transparency log the approving device follows.
+	_, vkey, err := note.GenerateKey(rand.Reader, "log.example/kt")
+	if err != nil {
+		f.Fatal(err)
+	}
+	vk, err := vrf.GenerateKey(rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	_, avkey, err := kt.GenerateCosignerKey(rand.Reader, "auditor.example")
+	if err != nil {
+		f.Fatal(err)
+	}
+	withLog, _ := json.Marshal(&provision{Version: provisionVersion, AccountID: api.NewUUID(), Username: "alice",
+		IdentityPublic: id.Public.Bytes(), IdentityPrivate: id.Private.Bytes(), LinkToken: "tok", DeviceID: 2, DeviceList: list,
+		Transparency: &provisionLog{Origin: "log.example/kt", LogKey: vkey, VRFKey: vk.Public().Bytes(), HeadSize: 3,
+			HeadRoot: make([]byte, kt.HashSize), Auditors: []string{avkey}, Cosignatures: 1, MaxAuditLag: 3600e3}})
+	f.Add(withLog)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, kp, l, err := parseProvision(b)
 		if err != nil {
 			return
+		}
+		if p.Transparency != nil && checkLog(p.Transparency.log()) != nil {
+			t.Fatal("accepted a transparency log that does not check")
 		}
 		if !kp.Private.PublicKey().Equal(kp.Public) {
 			t.Fatal("accepted a mismatched identity key pair")

@@ -11,7 +11,7 @@ import (
 )
 
 // Event is what Receive hands to its handler: *Message, *IdentityChanged,
-// *GroupUpdate or *Receipt.
+// *GroupUpdate, *Receipt or *TransparencyAlert.
 type Event interface{ isEvent() }
 
 // Message is a message received and decrypted, or one this account sent.
@@ -152,6 +152,9 @@ const (
 	kindMessage         = 2
 	kindGroupUpdate     = 3
 	kindReceipt         = 4
+	// kindTransparencyAlert: an alert the key transparency monitors raised
+	// (its envelope id is alertInboxID's, not an envelope's).
+	kindTransparencyAlert = 5
 )
 
 // storedMessage is a Message as the inbox and the history store it.
@@ -287,6 +290,8 @@ func decodeEvent(it *profile.InboxItem) (any, error) {
 		v = new(storedGroupUpdate)
 	case kindReceipt:
 		v = new(Receipt)
+	case kindTransparencyAlert:
+		v = new(TransparencyAlert)
 	default:
 		return nil, fmt.Errorf("client: inbox entry of unknown kind %d", it.Kind)
 	}
@@ -308,6 +313,8 @@ func event(v any) Event {
 			Added: v.Added, Removed: v.Removed, Title: v.NewTitle,
 			Timer: time.Duration(v.Timer) * time.Second, TimerChanged: v.TimerChanged}
 	case *Receipt:
+		return v
+	case *TransparencyAlert:
 		return v
 	}
 	return nil

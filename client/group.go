@@ -196,8 +196,8 @@ func (c *Client) Group(ctx context.Context, name string) (*Group, error) {
 }
 
 // member makes the group member for a user: the contact's account and
-// trusted identity key, fetching the user's keys (and so making sessions)
-// if the user is not a contact yet.
+// trusted identity key, verified in the key transparency log, fetching the
+// user's keys (and so making sessions) if the user is not a contact yet.
 func (c *Client) member(ctx context.Context, username string) (group.Member, error) {
 	username, err := normalizeUsername(username)
 	if err != nil {
@@ -210,26 +210,28 @@ func (c *Client) member(ctx context.Context, username string) (group.Member, err
 		var ct *profile.Contact
 		err := c.st.View(ctx, func(tx *profile.Tx) error {
 			var err error
-			ct, err = tx.Contact(username)
+			if ct, err = tx.Contact(username); err != nil || ct == nil {
+				return err
+			}
+			ok, err := ktVerified(tx, username, ct.AccountID, ct.IdentityKey)
+			if err == nil && !ok {
+				err = transparencyErr(errProofMismatch) // changed meanwhile
+			}
 			return err
 		})
 		return ct, err
+	}
+	// A member joins with the key the transparency log holds for them
+	// (a user not known yet is fetched, making sessions).
+	if err := c.ensureVerified(ctx, username, new(SendResult)); err != nil {
+		return group.Member{}, err
 	}
 	ct, err := get()
 	if err != nil {
 		return group.Member{}, err
 	}
 	if ct == nil {
-		local, localAddr := c.local()
-		if err := c.fetchSessions(ctx, username, 0, local, localAddr, new(SendResult)); err != nil {
-			return group.Member{}, err
-		}
-		if ct, err = get(); err != nil {
-			return group.Member{}, err
-		}
-		if ct == nil {
-			return group.Member{}, ErrUnknownUser
-		}
+		return group.Member{}, ErrUnknownUser
 	}
 	if ct.PendingKey != nil {
 		return group.Member{}, ErrUntrustedIdentity

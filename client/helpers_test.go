@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"net/http"
@@ -19,6 +20,10 @@ import (
 	"github.com/doorless/doorless/internal/certs"
 	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/internal/store/sqlite"
+	"github.com/doorless/doorless/kt"
+	"github.com/doorless/doorless/kt/vrf"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 func TestMain(m *testing.M) {
@@ -63,6 +68,7 @@ func newWrappedServer(t *testing.T, mod func(*server.Config), wrap func(http.Han
 		AccountRate:      server.RateLimit{Rate: -1},
 		UnidentifiedRate: server.RateLimit{Rate: -1},
 		Certificates:     issuer,
+		Transparency:     testTransparency(t),
 	}
 	if cfg.Blobs, err = blob.NewFS(t.TempDir(), nil); err != nil {
 		t.Fatal(err)
@@ -79,16 +85,43 @@ func newWrappedServer(t *testing.T, mod func(*server.Config), wrap func(http.Han
 		h = wrap(h)
 	}
 	hs := httptest.NewServer(h)
+	// Run publishes account changes in the transparency log (and sweeps).
+	runCtx, stopRun := context.WithCancel(context.Background())
+	runDone := make(chan struct{})
+	go func() {
+		defer close(runDone)
+		srv.Run(runCtx)
+	}()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("server shutdown: %v", err)
 		}
+		stopRun()
+		<-runDone
 		hs.Close()
 		st.Close()
 	})
 	return &testServer{url: hs.URL, hs: hs, st: st}
+}
+
+// testTransparency is a key transparency configuration with fresh keys.
+func testTransparency(t *testing.T) *server.TransparencyConfig {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vk, err := vrf.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &server.TransparencyConfig{Log: kt.LogConfig{Origin: testOrigin, Signer: signer, VRF: vk}, LogKey: vkey}
 }
 
 func ctxT(t *testing.T) context.Context {

@@ -93,7 +93,11 @@ var (
 // trusted until the user verifies it (see IdentityChanged). Envelopes that do not decrypt (forged,
 // corrupt, replayed) are acknowledged and dropped, and counted in Stats.
 // A "refill" request from the server is answered by generating and
-// uploading one-time prekeys, at most once a minute.
+// uploading one-time prekeys, at most once a minute. Every
+// Options.MonitorInterval (and when it starts, if that long has passed
+// since the last check) it runs the key transparency owner monitor
+// (CheckTransparency); an alert it raises comes as a *TransparencyAlert
+// event.
 //
 // With opt.UntilEmpty, Receive returns nil once everything the server held
 // when it connected has been handled; it returns an error if the connection
@@ -133,6 +137,10 @@ func (c *Client) Receive(ctx context.Context, opt ReceiveOptions, handle func(Ev
 	// from before sealed sender (new ones pin it when they join); without
 	// it, sealed messages would be dropped. Also best effort.
 	c.trustRoot(ctx)
+	// The owner monitor, when its interval has passed since the last check
+	// (by this or another process); its alerts reach handle through the
+	// inbox.
+	c.monitorIfDue(ctx)
 	// What an earlier Receive stored and did not hand over comes first.
 	if err := c.drainInbox(ctx, handle); err != nil {
 		return c.result(ctx, opt, err)
@@ -259,6 +267,9 @@ func (c *Client) receiveOnce(ctx context.Context, opt ReceiveOptions, handle fun
 	// Disappearing messages go while the stream runs.
 	sweep := time.NewTicker(sweepInterval)
 	defer sweep.Stop()
+	// And the owner monitor checks this account's entries.
+	monitor := time.NewTicker(c.kt.monitorInterval)
+	defer monitor.Stop()
 	for {
 		var fe frameOrErr
 		select {
@@ -267,6 +278,12 @@ func (c *Client) receiveOnce(ctx context.Context, opt ReceiveOptions, handle fun
 				return progressed, err
 			}
 			c.flushReceipts(ctx)
+			continue
+		case <-monitor.C:
+			c.monitorIfDue(ctx)
+			if err := c.drainInbox(ctx, handle); err != nil {
+				return progressed, err
+			}
 			continue
 		case <-ctx.Done():
 			// Stop cleanly: the acks written so far reach the server.

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 	"unicode"
@@ -35,8 +34,9 @@ const (
 )
 
 // SafetyNumber returns the safety number of the conversation with a user,
-// over the identity key known for them; an unknown user's key is fetched
-// from the server and trusted from then on (trust on first use). When Send
+// over the identity key known for them; an unknown user's key is looked up
+// in the key transparency log (ErrTransparency when its proof fails) and
+// trusted from then on (trust on first use). When Send
 // refused a verified contact's changed key (ErrUntrustedIdentity), the number
 // is over the new key, not verified, so that the user can compare it and
 // Verify it.
@@ -65,23 +65,20 @@ func (c *Client) presentedKey(ctx context.Context, username string) (accountID s
 		return "", key, false, err
 	}
 	if ct == nil {
-		var a api.Account
-		err := c.do(ctx, http.MethodGet, pathFor(api.PathAccount, "{username}", username), nil, &a)
-		if _, ok := isCode(err, api.CodeNotFound); ok {
-			return "", key, false, ErrUnknownUser
-		}
+		// The key comes with a transparency proof, as for a send.
+		accountID, v, err := c.lookup(ctx, username)
 		if err != nil {
-			return "", key, false, fmt.Errorf("client: looking up %s: %w", username, err)
+			return "", key, false, err
 		}
-		ik, perr := keys.ParsePublicKey(a.IdentityKey)
-		if perr != nil || !api.ValidUUID(a.ID) || a.Username != username {
-			return "", key, false, errors.New("client: the server's account answer is malformed")
+		ik, perr := keys.ParsePublicKey(v.IdentityKey)
+		if perr != nil {
+			return "", key, false, transparencyErr(errors.New("the log holds a malformed identity key"))
 		}
 		err = c.st.Update(ctx, func(tx *profile.Tx) error {
 			if ct, err = tx.Contact(username); err != nil || ct != nil {
 				return err // someone stored it meanwhile: theirs stands
 			}
-			ct = &profile.Contact{Username: username, AccountID: a.ID, IdentityKey: ik}
+			ct = &profile.Contact{Username: username, AccountID: accountID, IdentityKey: ik}
 			return tx.PutContact(ct, time.Now())
 		})
 		if err != nil {

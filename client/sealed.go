@@ -213,12 +213,19 @@ func (c *Client) senderCertificate(ctx context.Context) (*sealedsender.SenderCer
 // sealing returns what sealing a message to a user takes: the access key
 // and the identity key the contact is trusted under. ok is false when this
 // device holds no access key for the user and the user does not take sealed
-// messages from anyone; held tells whether the key is the account's own (not
+// messages from anyone, or the key trusted is not one the transparency log
+// was seen to hold; held tells whether the key is the account's own (not
 // a random one for an account that takes any).
 func (c *Client) sealing(ctx context.Context, username string) (ak [api.UnidentifiedAccessKeySize]byte, ik keys.PublicKey, ok, held bool, err error) {
 	err = c.st.View(ctx, func(tx *profile.Tx) error {
 		ct, err := tx.Contact(username)
 		if err != nil || ct == nil {
+			return err
+		}
+		// Sealing encrypts to the contact's identity key: only to one
+		// the transparency log was seen to hold. (Sends verify it
+		// first; one that changed meanwhile goes authenticated.)
+		if verified, err := ktVerified(tx, username, ct.AccountID, ct.IdentityKey); err != nil || !verified {
 			return err
 		}
 		p, err := tx.ProfileKey(ct.AccountID)

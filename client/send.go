@@ -11,6 +11,7 @@ import (
 	"github.com/doorless/doorless/client/internal/content"
 	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/kt"
 	"github.com/doorless/doorless/protocol/keys"
 	"github.com/doorless/doorless/protocol/session"
 )
@@ -285,6 +286,7 @@ func (c *Client) putMessages(ctx context.Context, username string, req *api.Send
 type needBundles struct {
 	all     bool     // fetch every device's bundle
 	devices []uint32 // fetch these devices' bundles
+	lookup  bool     // verify the contact's key in the transparency log
 }
 
 func (n *needBundles) Error() string { return "client: sessions needed" }
@@ -317,6 +319,17 @@ func (c *Client) encryptFor(ctx context.Context, username string, pt []byte, ref
 				// (This account's other devices, if any, are named by
 				// the server's answer: most accounts have none.)
 				return &needBundles{all: true}
+			}
+			if username != c.username {
+				// Nothing goes to a key the log was not seen to hold
+				// (one that came with a message, say).
+				ok, err := ktVerified(tx, username, ct.AccountID, ct.IdentityKey)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return &needBundles{lookup: true}
+				}
 			}
 			need := new(needBundles)
 			for _, d := range refresh {
@@ -361,6 +374,12 @@ func (c *Client) encryptFor(ctx context.Context, username string, pt []byte, ref
 		if !errors.As(err, &need) {
 			return msgs, err
 		}
+		if need.lookup {
+			if err := c.ensureVerified(ctx, username, res); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		refresh = nil
 		if need.all {
 			if err := c.fetchSessions(ctx, username, 0, local, localAddr, res); err != nil {
@@ -391,20 +410,42 @@ func (c *Client) encryptFor(ctx context.Context, username string, pt []byte, ref
 // fetchSessions fetches the bundles of one device of the user (device 0:
 // every device), decides whether to trust the identity key they carry, and
 // starts a session with each device.
+//
+// The answer must carry a key transparency proof that the log maps the
+// username to the account, and the account to exactly the identity key and
+// signed device list of the answer; otherwise (ErrTransparency) no session
+// is made.
 func (c *Client) fetchSessions(ctx context.Context, username string, device uint32, local *session.Identity, localAddr session.Address, res *SendResult) error {
-	var br api.BundleResponse
-	if err := c.do(ctx, http.MethodGet, bundlePath(username, device), nil, &br); err != nil {
-		if _, ok := isCode(err, api.CodeNotFound); ok && device == 0 {
-			return ErrUnknownUser
+	var (
+		br api.BundleResponse
+		ik keys.PublicKey
+	)
+	results, err := c.proven(ctx, username, func(ctx context.Context, known uint64) (*kt.LookupProof, [][]byte, error) {
+		br = api.BundleResponse{}
+		if err := c.do(ctx, http.MethodGet, withKnown(bundlePath(username, device), known), nil, &br); err != nil {
+			if _, ok := isCode(err, api.CodeNotFound); ok && device == 0 {
+				return nil, nil, ErrUnknownUser
+			}
+			return nil, nil, fmt.Errorf("client: fetching keys: %w", err)
 		}
-		return fmt.Errorf("client: fetching keys: %w", err)
-	}
-	if !api.ValidUUID(br.AccountID) {
-		return errors.New("client: fetching keys: the server's answer has no valid account id")
-	}
-	ik, err := keys.ParsePublicKey(br.IdentityKey)
+		if !api.ValidUUID(br.AccountID) {
+			return nil, nil, errors.New("client: fetching keys: the server's answer has no valid account id")
+		}
+		var err error
+		if ik, err = keys.ParsePublicKey(br.IdentityKey); err != nil {
+			return nil, nil, errors.New("client: fetching keys: the server's answer has no valid identity key")
+		}
+		p, err := decodeProof(br.Transparency)
+		if err != nil {
+			return nil, nil, err
+		}
+		return p, [][]byte{kt.UsernameLabel(username), kt.AccountLabel(br.AccountID)}, nil
+	})
 	if err != nil {
-		return errors.New("client: fetching keys: the server's answer has no valid identity key")
+		return err
+	}
+	if err := checkEntries(results, br.AccountID, ik, br.DeviceList); err != nil {
+		return err
 	}
 	if len(br.Devices) > api.MaxDevicesPerAccount || device != 0 && len(br.Devices) > 1 {
 		return errors.New("client: fetching keys: the server's answer lists too many devices")

@@ -119,7 +119,8 @@ func deliver(t *testing.T, c *Client, env *api.Envelope) []Event {
 // TestForgedPreKeyMessageDoesNotRekeyVerifiedContact: one prekey message
 // under a new identity key, labelled as coming from a verified contact, is
 // delivered marked, but the contact's trusted key stays: Send refuses the
-// new key the server then presents, until the user verifies it.
+// new key the server then presents (its key transparency proof is
+// mallory's, so that refuses it first; the verified contact would next).
 func TestForgedPreKeyMessageDoesNotRekeyVerifiedContact(t *testing.T) {
 	t.Parallel()
 	im := new(impostor)
@@ -161,8 +162,8 @@ func TestForgedPreKeyMessageDoesNotRekeyVerifiedContact(t *testing.T) {
 	}
 
 	im.on.Store(true)
-	if _, err := alice.Send(ctxT(t), "bob", "must not reach mallory"); !errors.Is(err, ErrUntrustedIdentity) {
-		t.Fatalf("Send after the forged message: %v, want ErrUntrustedIdentity", err)
+	if _, err := alice.Send(ctxT(t), "bob", "must not reach mallory"); !errors.Is(err, ErrTransparency) {
+		t.Fatalf("Send after the forged message: %v, want ErrTransparency", err)
 	}
 	if im.rewritten.Load() == 0 {
 		t.Fatal("Send did not fetch bob's keys again")
@@ -172,8 +173,8 @@ func TestForgedPreKeyMessageDoesNotRekeyVerifiedContact(t *testing.T) {
 	if len(evs) != 1 || !evs[0].(*Message).IdentityChanged {
 		t.Fatalf("events %v", evs)
 	}
-	if _, err := alice.Send(ctxT(t), "bob", "still not"); !errors.Is(err, ErrUntrustedIdentity) {
-		t.Fatalf("second Send: %v, want ErrUntrustedIdentity", err)
+	if _, err := alice.Send(ctxT(t), "bob", "still not"); !errors.Is(err, ErrTransparency) {
+		t.Fatalf("second Send: %v, want ErrTransparency", err)
 	}
 
 	sn2, err := alice.SafetyNumber(ctxT(t), "bob")
@@ -183,13 +184,13 @@ func TestForgedPreKeyMessageDoesNotRekeyVerifiedContact(t *testing.T) {
 	if sn2.Verified || sn2.Displayable == sn.Displayable {
 		t.Fatalf("safety number after the forged message %+v (verified one %s)", sn2, sn.Displayable)
 	}
-	// The user, told the number changed, verifies the new one: then Send goes.
+	// Even a user who, fooled, verifies the new number sends nothing to
+	// it: the transparency log holds bob's own key, not mallory's.
 	if err := alice.Verify(ctxT(t), "bob", sn2.Displayable); err != nil {
 		t.Fatal(err)
 	}
-	res, err := alice.Send(ctxT(t), "bob", "verified again")
-	if err != nil || res.Devices != 1 {
-		t.Fatalf("Send after Verify: %+v, %v", res, err)
+	if _, err := alice.Send(ctxT(t), "bob", "verified again"); !errors.Is(err, ErrTransparency) {
+		t.Fatalf("Send after Verify: %v, want ErrTransparency", err)
 	}
 }
 
@@ -272,8 +273,9 @@ func TestRelabelledStrangerKeepsSessions(t *testing.T) {
 }
 
 // TestServerAnswerCannotTakeVerifiedAccount: a bundle answer for "eve"
-// carrying the account of the verified contact bob is refused
-// (ErrVerifiedContact), and bob stays.
+// carrying the account of the verified contact bob is refused (its key
+// transparency proof is for bob's labels: ErrTransparency, before
+// ErrVerifiedContact would), and bob stays.
 func TestServerAnswerCannotTakeVerifiedAccount(t *testing.T) {
 	t.Parallel()
 	var on atomic.Bool
@@ -298,7 +300,7 @@ func TestServerAnswerCannotTakeVerifiedAccount(t *testing.T) {
 		t.Fatal(err)
 	}
 	on.Store(true)
-	if _, err := alice.Send(ctxT(t), "eve", "to eve"); !errors.Is(err, ErrVerifiedContact) {
+	if _, err := alice.Send(ctxT(t), "eve", "to eve"); !errors.Is(err, ErrTransparency) {
 		t.Fatalf("Send to eve answered with bob's account: %v", err)
 	}
 	if sn, err := alice.SafetyNumber(ctxT(t), "bob"); err != nil || !sn.Verified {

@@ -3,40 +3,90 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"io/fs"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/internal/store"
 	"github.com/doorless/doorless/internal/store/sqlite"
+	"github.com/doorless/doorless/kt"
+	"github.com/doorless/doorless/kt/vrf"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 // testServer runs doorlessd's server in-process over a fresh store.
 func testServer(t *testing.T) (url string, st *sqlite.Store) {
 	t.Helper()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "doorless.db"))
+	path := filepath.Join(t.TempDir(), "doorless.db")
+	st, err := sqlite.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Config{Store: st})
+	srv, err := server.New(server.Config{Store: st, Transparency: testTransparency(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv.Handler())
+	// Run publishes account changes in the transparency log.
+	runCtx, stopRun := context.WithCancel(context.Background())
+	runDone := make(chan struct{})
+	go func() {
+		defer close(runDone)
+		srv.Run(runCtx)
+	}()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
+		stopRun()
+		<-runDone
 		hs.Close()
 		st.Close()
 	})
+	dbPaths.Store(st, path)
 	return hs.URL, st
+}
+
+// dbPaths holds the database file of each testServer's store.
+var dbPaths sync.Map
+
+// serverDB returns the database file of a testServer's store, for a test
+// that plays the operator writing it behind the server's back.
+func serverDB(t *testing.T, st *sqlite.Store) string {
+	t.Helper()
+	p, ok := dbPaths.Load(st)
+	if !ok {
+		t.Fatal("not a testServer's store")
+	}
+	return p.(string)
+}
+
+// testTransparency is a key transparency configuration with fresh keys.
+func testTransparency(t *testing.T) *server.TransparencyConfig {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, "doorless.test/kt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vk, err := vrf.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &server.TransparencyConfig{Log: kt.LogConfig{Origin: "doorless.test/kt", Signer: signer, VRF: vk}, LogKey: vkey,
+		PollInterval: 100 * time.Millisecond}
 }
 
 // runCLI runs one command line against the profile with stdin, and returns

@@ -23,6 +23,7 @@ import (
 
 	"github.com/doorless/doorless/client"
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/kt"
 )
 
 // Exit statuses.
@@ -82,6 +83,14 @@ commands:
                              your contacts (without on or off: show the setting)
   account delete [--yes]     delete your account on the server (every device, undelivered
                              messages) and this profile; asks you to type your username
+  transparency status [--offline]
+                             check your account's entries in the key transparency log now,
+                             and show the log's head, the last check and any alerts (exit
+                             status 3 while alerts are stored)
+  transparency require-auditor VKEY [--cosignatures N] [--max-lag D]
+                             accept keys only with cosignatures of the auditor VKEY (N of
+                             the auditors required, at most D old; default 1 and 24h)
+  transparency clear         clear the alerts shown, once you have looked into them
 
 The profile (identity, sessions, keys) lives in DIR, by default %s.
 With --passphrase-file, or $DOORLESS_PASSPHRASE, its secrets are encrypted.
@@ -111,6 +120,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 	case errors.Is(err, flag.ErrHelp):
 		fmt.Fprintf(env.Stdout, usage, defaultProfile())
 		return ExitOK
+	case errors.Is(err, errAlerts):
+		return ExitAlert // transparency status printed them
 	case errors.As(err, &ue):
 		fmt.Fprintf(env.Stderr, "doorless: %s\n", ue.msg)
 		fmt.Fprintf(env.Stderr, usage, defaultProfile())
@@ -177,6 +188,8 @@ func run(ctx context.Context, args []string, env *Env) error {
 		return g.account(ctx, args, env)
 	case "receipts":
 		return g.receipts(ctx, args, env)
+	case "transparency":
+		return g.transparency(ctx, args, env)
 	case "help":
 		return flag.ErrHelp
 	default:
@@ -243,7 +256,20 @@ func (g *globals) options(env *Env) (client.Options, error) {
 	return opt, nil
 }
 
+// open opens the profile and, while key transparency alerts are stored,
+// warns loudly on standard error.
 func (g *globals) open(env *Env) (*client.Client, error) {
+	c, err := g.openQuiet(env)
+	if err != nil {
+		return nil, err
+	}
+	warnAlerts(context.Background(), c, env)
+	return c, nil
+}
+
+// openQuiet opens the profile without the alert warning, for the commands
+// that show the alerts themselves.
+func (g *globals) openQuiet(env *Env) (*client.Client, error) {
 	opt, err := g.options(env)
 	if err != nil {
 		return nil, err
@@ -357,7 +383,7 @@ func (g *globals) sendTo(ctx context.Context, to string, words []string, file st
 
 // jsonEvent is one line of receive --json and listen --json.
 type jsonEvent struct {
-	Event           string              `json:"event"` // "message", "identity_changed", "group_update" or "receipt"
+	Event           string              `json:"event"` // "message", "identity_changed", "group_update", "receipt" or "transparency_alert"
 	ID              string              `json:"id,omitempty"`
 	From            string              `json:"from,omitempty"`
 	Device          uint32              `json:"device,omitempty"`
@@ -377,6 +403,16 @@ type jsonEvent struct {
 	ReadBy          []string            `json:"read_by,omitempty"`      // messages sent: who read it
 	Read            bool                `json:"read,omitempty"`         // a receipt: read, not only delivered
 	Messages        []string            `json:"messages,omitempty"`     // a receipt: the ids of the messages
+	Alert           *jsonAlert          `json:"alert,omitempty"`        // a key transparency alert
+}
+
+// jsonAlert is a key transparency alert in receive --json.
+type jsonAlert struct {
+	ID      int64  `json:"id"`
+	At      string `json:"at"` // RFC 3339
+	Kind    string `json:"kind"`
+	Subject string `json:"subject"`
+	Detail  string `json:"detail"`
 }
 
 func (g *globals) receive(ctx context.Context, args []string, env *Env, untilEmpty bool) error {
@@ -447,6 +483,9 @@ func toJSON(ev client.Event) jsonEvent {
 		return jsonEvent{Event: "group_update", Group: &ev.Group, From: ev.By, Update: ev}
 	case *client.Receipt:
 		return jsonEvent{Event: "receipt", From: ev.From, Read: ev.Read, Messages: ev.Messages}
+	case *client.TransparencyAlert:
+		return jsonEvent{Event: "transparency_alert", Alert: &jsonAlert{ID: ev.ID, At: ev.At.UTC().Format(time.RFC3339Nano),
+			Kind: string(ev.Kind), Subject: ev.Subject, Detail: ev.Detail}}
 	}
 	return jsonEvent{Event: "unknown"}
 }
@@ -512,6 +551,10 @@ func printEvent(out io.Writer, ev client.Event, loc *time.Location) {
 			n = "messages"
 		}
 		fmt.Fprintf(out, "*** %s %s %d of your %s\n", printable(ev.From), what, len(ev.Messages), n)
+	case *client.TransparencyAlert:
+		printAlertBanner(out, 1)
+		fmt.Fprintf(out, "!!! [%s] %s (%s): %s\n", ev.At.In(loc).Format(time.DateTime), printable(ev.Subject), ev.Kind, printable(ev.Detail))
+		fmt.Fprintf(out, "!!! See: doorless transparency status\n")
 	case *client.IdentityChanged:
 		u := printable(ev.Username)
 		fmt.Fprintf(out, "*** %s's identity key has changed: compare safety numbers (doorless safety-number %s)\n", u, u)
@@ -670,6 +713,16 @@ func describe(err error) string {
 		return "no such group on this device (doorless group list)"
 	case errors.Is(err, client.ErrNotGroupAdmin):
 		return "only an admin of the group may change it"
+	case errors.Is(err, client.ErrTransparencyRollback):
+		return "refused: the server's key transparency log went back on what it showed this device before (an alert is kept: doorless transparency status)"
+	case errors.Is(err, kt.ErrInconsistent):
+		return "refused: the server's key transparency log is not consistent with what this device saw before: it may be showing devices different logs (doorless transparency status)"
+	case errors.Is(err, kt.ErrMissingCosignature):
+		return "refused: the server's key transparency proof lacks the auditor cosignatures you require (doorless transparency status)"
+	case errors.Is(err, client.ErrTransparency):
+		return "refused: the server did not prove the user's keys in its key transparency log; nothing was encrypted to them (" + err.Error() + ")"
+	case errors.Is(err, client.ErrTransparencyAlert):
+		return "key transparency alert: the log shows changes to your account you did not make (doorless transparency status)"
 	case errors.Is(err, client.ErrSafetyNumberMismatch):
 		return "the safety numbers do not match: do not trust this contact until they do"
 	case errors.As(err, &ae):

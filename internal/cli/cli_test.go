@@ -104,6 +104,13 @@ func TestUsageErrors(t *testing.T) {
 		{"account", "sealed-from-anyone", "on", "off"},
 		{"account", "delete", "alice"}, // no positional argument
 		{"account", "delete", "--force"},
+		{"transparency"},
+		{"transparency", "frobnicate"},
+		{"transparency", "status", "extra"},
+		{"transparency", "require-auditor"},
+		{"transparency", "require-auditor", "k", "--cosignatures", "-1"},
+		{"transparency", "require-auditor", "k", "--max-lag", "soon"},
+		{"transparency", "clear", "all"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := Run(context.Background(), append([]string{"--profile", t.TempDir()}, args...), Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr})
@@ -121,7 +128,8 @@ func TestHelp(t *testing.T) {
 	if code := Run(context.Background(), []string{"help"}, Env{Stdout: &stdout, Stderr: &stderr}); code != ExitOK {
 		t.Fatalf("help: exit %d", code)
 	}
-	for _, cmd := range []string{"register", "send", "receive", "listen", "safety-number", "verify", "account delete", "account sealed-from-anyone"} {
+	for _, cmd := range []string{"register", "send", "receive", "listen", "safety-number", "verify", "account delete", "account sealed-from-anyone",
+		"transparency status", "transparency require-auditor", "transparency clear"} {
 		if !strings.Contains(stdout.String(), cmd) {
 			t.Errorf("help does not mention %s", cmd)
 		}

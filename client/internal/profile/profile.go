@@ -5,7 +5,10 @@
 // the message history with its disappearing times and receipts,
 // conversation timers, groups with their sender keys, the newest signed
 // device list seen for each account, profile keys (this account's and its
-// contacts'), the sealed-sender trust root and certificate, and settings.
+// contacts'), the sealed-sender trust root and certificate, settings, and
+// what key transparency needs: the log this device follows (its pinned keys,
+// the last head verified, the auditors required), the entries last verified
+// for each label, the owner monitor's state and its alerts.
 //
 // Several processes may use one profile at once (a listener in one terminal,
 // a sender in another). Every change happens inside Update, one SQLite write
@@ -65,7 +68,7 @@ type KDFParams struct {
 var DefaultKDF = KDFParams{Time: 3, Memory: 64 * 1024, Threads: 2}
 
 const (
-	schemaVersion = 3
+	schemaVersion = 4
 	saltSize      = 16
 	keySize       = 32
 	sealVersion   = 1
@@ -453,7 +456,7 @@ func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
 }
 
 // migrations[i] takes a profile from schema version i to i+1.
-var migrations = [][]string{schema, schemaV2, schemaV3}
+var migrations = [][]string{schema, schemaV2, schemaV3, schemaV4}
 
 var schema = []string{
 	`CREATE TABLE meta (

@@ -1,0 +1,323 @@
+package profile
+
+import (
+	"database/sql"
+	"errors"
+	"strings"
+	"time"
+)
+
+// schemaV4 adds what key transparency needs (kt/, client/transparency.go).
+// Nothing in these tables is secret: the log's keys and heads are public,
+// and the values verified are identity keys, signed device lists and account
+// ids, which the contacts and device_lists tables hold in the clear too.
+var schemaV4 = []string{
+	// The log this device follows: its origin, checkpoint key (a note
+	// verifier key) and VRF key, pinned when the device joined (or, for a
+	// profile older than key transparency, at its first lookup); the last
+	// head verified (head_size 0: none); and the auditors whose
+	// cosignatures the user requires (note verifier keys, one a line), how
+	// many, and how old the newest may be (max_audit_lag, ms; 0: the
+	// default).
+	`CREATE TABLE kt_log (
+		id            INTEGER PRIMARY KEY CHECK (id = 1),
+		origin        TEXT NOT NULL,
+		log_key       TEXT NOT NULL,
+		vrf_key       BLOB NOT NULL,
+		head_size     INTEGER NOT NULL DEFAULT 0,
+		head_root     BLOB,
+		auditors      TEXT NOT NULL DEFAULT '',
+		cosignatures  INTEGER NOT NULL DEFAULT 0,
+		max_audit_lag INTEGER NOT NULL DEFAULT 0,
+		pinned        INTEGER NOT NULL
+	)`,
+	// Contact monitoring: per label (kt.AccountLabel, kt.UsernameLabel),
+	// what the last proof verified showed: present or not, the leaf's
+	// counter, the value, and when.
+	`CREATE TABLE kt_labels (
+		label    BLOB PRIMARY KEY,
+		present  INTEGER NOT NULL,
+		counter  INTEGER NOT NULL,
+		value    BLOB NOT NULL,
+		verified INTEGER NOT NULL
+	) WITHOUT ROWID`,
+	// Owner monitoring: when this account's own entries were last checked,
+	// and (once baseline is set) the counters and device-list version they
+	// had then.
+	`CREATE TABLE kt_owner (
+		id               INTEGER PRIMARY KEY CHECK (id = 1),
+		checked          INTEGER NOT NULL,
+		baseline         INTEGER NOT NULL,
+		account_counter  INTEGER NOT NULL,
+		list_version     INTEGER NOT NULL,
+		username_counter INTEGER NOT NULL
+	)`,
+	// Alerts raised, kept until the user clears them.
+	`CREATE TABLE kt_alerts (
+		id      INTEGER PRIMARY KEY AUTOINCREMENT,
+		at      INTEGER NOT NULL,
+		kind    TEXT NOT NULL,
+		subject TEXT NOT NULL,
+		detail  TEXT NOT NULL
+	)`,
+}
+
+// TransparencyLog is the key transparency log a device follows.
+type TransparencyLog struct {
+	Origin string
+	LogKey string // the checkpoint signer's note verifier key
+	VRFKey []byte
+	// HeadSize and HeadRoot are the last head verified (size 0: none).
+	HeadSize uint64
+	HeadRoot []byte
+	// The user's policy: auditors (note verifier keys), how many must have
+	// cosigned (0: the default), the largest age of their newest
+	// cosignature (0: the default).
+	Auditors     []string
+	Cosignatures int
+	MaxAuditLag  time.Duration
+	Pinned       time.Time
+}
+
+// TransparencyLog returns the log this device follows, nil when none is
+// pinned yet.
+func (tx *Tx) TransparencyLog() (*TransparencyLog, error) {
+	var (
+		l        TransparencyLog
+		auditors string
+		lag      int64
+		pinned   int64
+		size     int64
+	)
+	err := tx.q.QueryRowContext(tx.ctx, `SELECT origin, log_key, vrf_key, head_size, head_root, auditors, cosignatures,
+		max_audit_lag, pinned FROM kt_log WHERE id = 1`).
+		Scan(&l.Origin, &l.LogKey, &l.VRFKey, &size, &l.HeadRoot, &auditors, &l.Cosignatures, &lag, &pinned)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	if size < 0 || lag < 0 || l.Cosignatures < 0 {
+		return nil, errors.New("client: profile: corrupt transparency log row")
+	}
+	l.HeadSize = uint64(size)
+	l.MaxAuditLag = time.Duration(lag) * time.Millisecond
+	l.Pinned = time.UnixMilli(pinned)
+	if auditors != "" {
+		l.Auditors = strings.Split(auditors, "\n")
+	}
+	return &l, nil
+}
+
+// PinTransparencyLog pins a log, with its head and policy, unless one is
+// pinned already: the first stays. It reports whether it pinned l.
+func (tx *Tx) PinTransparencyLog(l *TransparencyLog, now time.Time) (bool, error) {
+	if err := checkAuditors(l.Auditors); err != nil {
+		return false, err
+	}
+	r, err := tx.exec(`INSERT OR IGNORE INTO kt_log (id, origin, log_key, vrf_key, head_size, head_root, auditors,
+		cosignatures, max_audit_lag, pinned) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		l.Origin, l.LogKey, l.VRFKey, int64(l.HeadSize), l.HeadRoot, strings.Join(l.Auditors, "\n"),
+		l.Cosignatures, l.MaxAuditLag.Milliseconds(), now.UnixMilli())
+	if err != nil {
+		return false, err
+	}
+	n, _ := r.RowsAffected()
+	return n == 1, nil
+}
+
+// PutTransparencyHead records the last head verified.
+func (tx *Tx) PutTransparencyHead(size uint64, root []byte) error {
+	_, err := tx.exec(`UPDATE kt_log SET head_size = ?, head_root = ? WHERE id = 1`, int64(size), root)
+	return err
+}
+
+// PutTransparencyPolicy sets the auditors required, how many, and the
+// largest lag.
+func (tx *Tx) PutTransparencyPolicy(auditors []string, cosignatures int, maxLag time.Duration) error {
+	if err := checkAuditors(auditors); err != nil {
+		return err
+	}
+	if cosignatures < 0 || maxLag < 0 {
+		return errors.New("client: profile: negative transparency policy")
+	}
+	r, err := tx.exec(`UPDATE kt_log SET auditors = ?, cosignatures = ?, max_audit_lag = ? WHERE id = 1`,
+		strings.Join(auditors, "\n"), cosignatures, maxLag.Milliseconds())
+	if err != nil {
+		return err
+	}
+	if n, _ := r.RowsAffected(); n != 1 {
+		return errors.New("client: profile: no transparency log pinned")
+	}
+	return nil
+}
+
+func checkAuditors(auditors []string) error {
+	for _, a := range auditors {
+		if a == "" || strings.ContainsAny(a, "\n\r") {
+			return errors.New("client: profile: malformed auditor key")
+		}
+	}
+	return nil
+}
+
+// LabelState is what the last verified proof showed of a label.
+type LabelState struct {
+	Present  bool
+	Counter  uint32
+	Value    []byte
+	Verified time.Time
+}
+
+// TransparencyLabel returns what was last verified of a label, or nil.
+func (tx *Tx) TransparencyLabel(label []byte) (*LabelState, error) {
+	var (
+		s        LabelState
+		counter  int64
+		verified int64
+	)
+	err := tx.q.QueryRowContext(tx.ctx, `SELECT present, counter, value, verified FROM kt_labels WHERE label = ?`, label).
+		Scan(&s.Present, &counter, &s.Value, &verified)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	if counter < 0 || counter > 1<<32-1 {
+		return nil, errors.New("client: profile: corrupt transparency label row")
+	}
+	s.Counter = uint32(counter)
+	s.Verified = time.UnixMilli(verified)
+	return &s, nil
+}
+
+// PutTransparencyLabel records what a verified proof showed of a label.
+func (tx *Tx) PutTransparencyLabel(label []byte, s *LabelState) error {
+	v := s.Value
+	if v == nil {
+		v = []byte{}
+	}
+	_, err := tx.exec(`INSERT OR REPLACE INTO kt_labels (label, present, counter, value, verified) VALUES (?, ?, ?, ?, ?)`,
+		label, s.Present, int64(s.Counter), v, s.Verified.UnixMilli())
+	return err
+}
+
+// OwnerState is the owner monitor's memory of this account's entries.
+type OwnerState struct {
+	// Checked is when a check last completed (zero: never).
+	Checked time.Time
+	// Baseline: the entries were seen, and the fields below are what
+	// they held then.
+	Baseline        bool
+	AccountCounter  uint32
+	ListVersion     uint64
+	UsernameCounter uint32
+}
+
+// OwnerState returns the owner monitor's state; the zero state when it has
+// none.
+func (tx *Tx) OwnerState() (*OwnerState, error) {
+	var (
+		s                  OwnerState
+		checked, ac, uc, v int64
+	)
+	err := tx.q.QueryRowContext(tx.ctx, `SELECT checked, baseline, account_counter, list_version, username_counter
+		FROM kt_owner WHERE id = 1`).Scan(&checked, &s.Baseline, &ac, &v, &uc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return &s, nil
+	}
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	if ac < 0 || ac > 1<<32-1 || uc < 0 || uc > 1<<32-1 || v < 0 {
+		return nil, errors.New("client: profile: corrupt owner monitoring row")
+	}
+	if checked != 0 {
+		s.Checked = time.UnixMilli(checked)
+	}
+	s.AccountCounter, s.UsernameCounter, s.ListVersion = uint32(ac), uint32(uc), uint64(v)
+	return &s, nil
+}
+
+// PutOwnerState stores the owner monitor's state.
+func (tx *Tx) PutOwnerState(s *OwnerState) error {
+	var checked int64
+	if !s.Checked.IsZero() {
+		checked = s.Checked.UnixMilli()
+	}
+	_, err := tx.exec(`INSERT OR REPLACE INTO kt_owner (id, checked, baseline, account_counter, list_version, username_counter)
+		VALUES (1, ?, ?, ?, ?, ?)`, checked, s.Baseline, int64(s.AccountCounter), int64(s.ListVersion), int64(s.UsernameCounter))
+	return err
+}
+
+// TransparencyAlert is an alert raised by the monitors.
+type TransparencyAlert struct {
+	ID      int64
+	At      time.Time
+	Kind    string
+	Subject string
+	Detail  string
+}
+
+// AddTransparencyAlert stores an alert, unless one of the same kind,
+// subject and detail is stored already; it returns the new alert's id, or
+// 0 when it was such a repeat.
+func (tx *Tx) AddTransparencyAlert(a *TransparencyAlert) (int64, error) {
+	var one int
+	err := tx.q.QueryRowContext(tx.ctx, `SELECT 1 FROM kt_alerts WHERE kind = ? AND subject = ? AND detail = ? LIMIT 1`,
+		a.Kind, a.Subject, a.Detail).Scan(&one)
+	switch {
+	case err == nil:
+		return 0, nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return 0, dbErr(err)
+	}
+	r, err := tx.exec(`INSERT INTO kt_alerts (at, kind, subject, detail) VALUES (?, ?, ?, ?)`,
+		a.At.UnixMilli(), a.Kind, a.Subject, a.Detail)
+	if err != nil {
+		return 0, err
+	}
+	id, err := r.LastInsertId()
+	if err != nil {
+		return 0, dbErr(err)
+	}
+	return id, nil
+}
+
+// TransparencyAlerts returns the alerts stored, oldest first.
+func (tx *Tx) TransparencyAlerts() ([]TransparencyAlert, error) {
+	rows, err := tx.q.QueryContext(tx.ctx, `SELECT id, at, kind, subject, detail FROM kt_alerts ORDER BY id`)
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	defer rows.Close()
+	var out []TransparencyAlert
+	for rows.Next() {
+		var (
+			a  TransparencyAlert
+			at int64
+		)
+		if err := rows.Scan(&a.ID, &at, &a.Kind, &a.Subject, &a.Detail); err != nil {
+			return nil, dbErr(err)
+		}
+		a.At = time.UnixMilli(at)
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr(err)
+	}
+	return out, nil
+}
+
+// ClearTransparencyAlerts deletes the alerts with ids up to and including
+// upTo, and returns how many it deleted.
+func (tx *Tx) ClearTransparencyAlerts(upTo int64) (int64, error) {
+	r, err := tx.exec(`DELETE FROM kt_alerts WHERE id <= ?`, upTo)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := r.RowsAffected()
+	return n, nil
+}

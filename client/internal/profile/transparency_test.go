@@ -1,0 +1,170 @@
+package profile
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestMigrateFromV3 opens a profile of schema version 3 (before key
+// transparency) and finds the transparency tables there, empty.
+func TestMigrateFromV3(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := openDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmts := range migrations[:3] {
+		for _, stmt := range stmts {
+			if _, err := db.Exec(stmt); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := db.Exec(`PRAGMA user_version = 3`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err := Open(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.Update(context.Background(), func(tx *Tx) error {
+		if l, err := tx.TransparencyLog(); err != nil || l != nil {
+			t.Errorf("a migrated profile follows a log: %+v, %v", l, err)
+		}
+		if st, err := tx.OwnerState(); err != nil || st.Baseline || !st.Checked.IsZero() {
+			t.Errorf("owner state = %+v, %v", st, err)
+		}
+		if as, err := tx.TransparencyAlerts(); err != nil || len(as) != 0 {
+			t.Errorf("alerts = %+v, %v", as, err)
+		}
+		_, err := tx.PinTransparencyLog(&TransparencyLog{Origin: "o", LogKey: "k", VRFKey: []byte{1}}, time.Now())
+		return err
+	})
+	if err != nil {
+		t.Fatalf("the migrated profile has no transparency tables: %v", err)
+	}
+}
+
+func TestTransparencyLogPinnedOnce(t *testing.T) {
+	s := newTestStore(t, "")
+	now := time.UnixMilli(1_700_000_000_000)
+	first := &TransparencyLog{Origin: "log.example/1", LogKey: "log.example/1+abcd+AAAA", VRFKey: []byte{1, 2, 3},
+		HeadSize: 5, HeadRoot: bytes.Repeat([]byte{9}, 32), Auditors: []string{"a+1+x", "b+2+y"}, Cosignatures: 2,
+		MaxAuditLag: time.Hour}
+	err := s.Update(context.Background(), func(tx *Tx) error {
+		if err := tx.PutTransparencyHead(1, nil); err != nil {
+			return err // no row: changes nothing
+		}
+		if err := tx.PutTransparencyPolicy(nil, 0, 0); err == nil {
+			t.Error("a policy was set without a log")
+		}
+		if ok, err := tx.PinTransparencyLog(first, now); err != nil || !ok {
+			t.Errorf("first pin: %v, %v", ok, err)
+		}
+		if ok, err := tx.PinTransparencyLog(&TransparencyLog{Origin: "other", LogKey: "x", VRFKey: []byte{4}}, now); err != nil || ok {
+			t.Errorf("second pin: %v, %v", ok, err)
+		}
+		if _, err := tx.PinTransparencyLog(&TransparencyLog{Origin: "o", Auditors: []string{"a\nb"}}, now); err == nil {
+			t.Error("an auditor key with a newline was accepted")
+		}
+		l, err := tx.TransparencyLog()
+		if err != nil {
+			return err
+		}
+		want := *first
+		want.Pinned = now
+		if l.Origin != want.Origin || l.LogKey != want.LogKey || !bytes.Equal(l.VRFKey, want.VRFKey) || l.HeadSize != 5 ||
+			!bytes.Equal(l.HeadRoot, want.HeadRoot) || !slices.Equal(l.Auditors, want.Auditors) || l.Cosignatures != 2 ||
+			l.MaxAuditLag != time.Hour || !l.Pinned.Equal(now) {
+			t.Errorf("log = %+v, want %+v", l, want)
+		}
+		if err := tx.PutTransparencyHead(7, bytes.Repeat([]byte{8}, 32)); err != nil {
+			return err
+		}
+		if err := tx.PutTransparencyPolicy(nil, 0, 0); err != nil {
+			return err
+		}
+		l, err = tx.TransparencyLog()
+		if err != nil {
+			return err
+		}
+		if l.HeadSize != 7 || l.HeadRoot[0] != 8 || l.Auditors != nil || l.Cosignatures != 0 || l.MaxAuditLag != 0 {
+			t.Errorf("after updates: %+v", l)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTransparencyLabelsOwnerAlerts(t *testing.T) {
+	s := newTestStore(t, "pass")
+	now := time.UnixMilli(1_700_000_000_000)
+	err := s.Update(context.Background(), func(tx *Tx) error {
+		if st, err := tx.TransparencyLabel([]byte("a")); err != nil || st != nil {
+			t.Errorf("unknown label: %+v, %v", st, err)
+		}
+		if err := tx.PutTransparencyLabel([]byte("a"), &LabelState{Present: true, Counter: 3, Value: []byte("v"), Verified: now}); err != nil {
+			return err
+		}
+		if err := tx.PutTransparencyLabel([]byte("b"), &LabelState{Verified: now}); err != nil {
+			return err
+		}
+		if st, err := tx.TransparencyLabel([]byte("a")); err != nil || !st.Present || st.Counter != 3 || string(st.Value) != "v" || !st.Verified.Equal(now) {
+			t.Errorf("label a = %+v, %v", st, err)
+		}
+		if st, err := tx.TransparencyLabel([]byte("b")); err != nil || st.Present || len(st.Value) != 0 {
+			t.Errorf("label b = %+v, %v", st, err)
+		}
+
+		want := &OwnerState{Checked: now, Baseline: true, AccountCounter: 4, ListVersion: 6, UsernameCounter: 1}
+		if err := tx.PutOwnerState(want); err != nil {
+			return err
+		}
+		if st, err := tx.OwnerState(); err != nil || *st != *want {
+			t.Errorf("owner = %+v, %v; want %+v", st, err, want)
+		}
+
+		a := &TransparencyAlert{At: now, Kind: "identity_key", Subject: "alice", Detail: "d"}
+		id1, err := tx.AddTransparencyAlert(a)
+		if err != nil || id1 == 0 {
+			t.Fatalf("first alert: %d, %v", id1, err)
+		}
+		if id, err := tx.AddTransparencyAlert(a); err != nil || id != 0 {
+			t.Errorf("a repeat was stored: %d, %v", id, err)
+		}
+		id2, err := tx.AddTransparencyAlert(&TransparencyAlert{At: now, Kind: "rollback", Subject: "bob", Detail: "d"})
+		if err != nil || id2 <= id1 {
+			t.Fatalf("second alert: %d, %v", id2, err)
+		}
+		as, err := tx.TransparencyAlerts()
+		if err != nil || len(as) != 2 || as[0].ID != id1 || as[0].Kind != "identity_key" || as[1].Subject != "bob" || !as[0].At.Equal(now) {
+			t.Errorf("alerts = %+v, %v", as, err)
+		}
+		if n, err := tx.ClearTransparencyAlerts(id1); err != nil || n != 1 {
+			t.Errorf("clear up to the first: %d, %v", n, err)
+		}
+		if as, err := tx.TransparencyAlerts(); err != nil || len(as) != 1 || as[0].ID != id2 {
+			t.Errorf("after clearing: %+v, %v", as, err)
+		}
+		// Cleared, the same alert may be raised again.
+		if id, err := tx.AddTransparencyAlert(a); err != nil || id <= id2 {
+			t.Errorf("raised again: %d, %v", id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

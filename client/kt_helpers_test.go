@@ -1,0 +1,292 @@
+package client
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/server"
+	"github.com/doorless/doorless/kt"
+	"github.com/doorless/doorless/kt/vrf"
+)
+
+// ktLog is a key transparency log the test drives, in front of the real
+// server: it serves the log's keys and lookups, adds its proofs to the
+// server's prekey bundles, and publishes what registration and device
+// changes commit. A test makes it lie: publish what it likes (publish),
+// change the proofs it hands out (tamper), or leave them out.
+type ktLog struct {
+	t      *testing.T
+	origin string
+	vkey   string
+	keys   api.TransparencyKeysResponse
+
+	mu      sync.Mutex
+	log     *kt.Log
+	entries map[kt.Index]*kt.Entry
+	values  map[string][]byte // by label: what the log holds
+
+	auditor   *kt.Auditor
+	cosigner  note.Signer
+	auditVKey string // the auditor's verifier key, when it cosigns
+
+	// tamper, when set, changes every proof handed out (nil: none).
+	tamper func(label string, proof []byte) []byte
+	// last is the last proof handed out, for replays.
+	last []byte
+}
+
+const testOrigin = "doorless.test/kt"
+
+// newKTServer starts the real server behind a log the test drives.
+func newKTServer(t *testing.T, mod func(*server.Config)) (*testServer, *ktLog) {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vk, err := vrf.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := kt.NewLog(kt.LogConfig{Origin: testOrigin, Signer: signer, VRF: vk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &ktLog{t: t, origin: testOrigin, vkey: vkey, log: l, entries: map[kt.Index]*kt.Entry{}, values: map[string][]byte{},
+		keys: api.TransparencyKeysResponse{Origin: testOrigin, LogKey: vkey, VRFKey: vk.Public().Bytes()}}
+	return newWrappedServer(t, mod, k.wrap), k
+}
+
+// withAuditor makes an auditor follow the log and cosign every epoch from
+// now on; it returns the auditor's verifier key.
+func (k *ktLog) withAuditor() string {
+	k.t.Helper()
+	skey, vkey, err := kt.GenerateCosignerKey(rand.Reader, "auditor.test")
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	cs, err := kt.NewCosigner(skey, time.Now)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	lv, err := note.NewVerifier(k.vkey)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.log.Checkpoint() != nil {
+		k.t.Fatal("withAuditor: the log has epochs already")
+	}
+	k.auditor, k.cosigner, k.auditVKey = kt.NewAuditor(k.origin, lv), cs, vkey
+	return vkey
+}
+
+// publish makes one epoch of the updates.
+func (k *ktLog) publish(ups ...kt.Update) {
+	k.t.Helper()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.publishLocked(ups...)
+}
+
+func (k *ktLog) publishLocked(ups ...kt.Update) {
+	k.t.Helper()
+	b, err := k.log.Append(ups, time.Now(), rand.Reader)
+	if err != nil {
+		k.t.Errorf("kt append: %v", err)
+		return
+	}
+	for i := range b.Entries {
+		e := b.Entries[i]
+		k.entries[e.Leaf.Index] = &e
+		k.values[string(e.Label)] = e.Value
+	}
+	if k.auditor != nil {
+		if err := k.auditor.Apply(&b.Changes); err != nil {
+			k.t.Errorf("auditor: %v", err)
+			return
+		}
+		cosigned, err := k.auditor.Cosign(b.Checkpoint, k.cosigner, time.Now())
+		if err != nil {
+			k.t.Errorf("cosign: %v", err)
+			return
+		}
+		av, err := kt.NewCosignatureVerifier(k.auditVKey)
+		if err != nil {
+			k.t.Fatal(err)
+		}
+		if err := k.log.AddCosignature(cosigned, av); err != nil {
+			k.t.Errorf("add cosignature: %v", err)
+		}
+	}
+}
+
+// publishAccount publishes an account's value.
+func (k *ktLog) publishAccount(accountID string, ik, deviceList []byte) {
+	v := &kt.AccountValue{IdentityKey: ik, DeviceList: deviceList}
+	k.publish(kt.Update{Label: kt.AccountLabel(accountID), Value: v.Encode()})
+}
+
+// value returns what the log holds for a label.
+func (k *ktLog) value(label []byte) []byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.values[string(label)]
+}
+
+// prove makes the proof for labels, for a client that knows size known.
+func (k *ktLog) prove(labels [][]byte, known uint64) []byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	p, err := k.log.Prove(labels, known, func(i kt.Index) (*kt.Entry, error) { return k.entries[i], nil })
+	if err != nil {
+		k.t.Errorf("kt prove: %v", err)
+		return nil
+	}
+	b, err := p.MarshalBinary()
+	if err != nil {
+		k.t.Errorf("kt proof: %v", err)
+		return nil
+	}
+	if k.tamper != nil {
+		b = k.tamper(string(labels[0][1:]), b)
+	}
+	k.last = b
+	return b
+}
+
+// setTamper sets the tamper hook.
+func (k *ktLog) setTamper(f func(username string, proof []byte) []byte) {
+	k.mu.Lock()
+	k.tamper = f
+	k.mu.Unlock()
+}
+
+func knownOf(r *http.Request) uint64 {
+	n, _ := strconv.ParseUint(r.URL.Query().Get(api.QueryKnownSize), 10, 64)
+	return n
+}
+
+func writeJSONTest(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+// forward runs the real server on a request with body, and returns its
+// answer.
+func forward(h http.Handler, r *http.Request, body []byte) *httptest.ResponseRecorder {
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	return rec
+}
+
+func copyAnswer(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	w.Write(rec.Body.Bytes())
+}
+
+// wrap puts the log in front of the server's handler h.
+func (k *ktLog) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == api.PathTransparencyKeys:
+			k.mu.Lock()
+			keys := k.keys
+			if k.auditVKey != "" {
+				keys.Auditors = []string{k.auditVKey}
+			}
+			k.mu.Unlock()
+			writeJSONTest(w, keys)
+
+		case r.Method == http.MethodGet && len(parts) == 4 && parts[1] == "transparency" && parts[2] == "lookup":
+			labels := [][]byte{kt.UsernameLabel(parts[3])}
+			if acct := k.value(labels[0]); len(acct) > 0 {
+				labels = append(labels, kt.AccountLabel(string(acct)))
+			}
+			writeJSONTest(w, api.TransparencyLookupResponse{Proof: k.prove(labels, knownOf(r))})
+
+		case r.Method == http.MethodPost && r.URL.Path == api.PathAccounts:
+			body, _ := io.ReadAll(r.Body)
+			rec := forward(h, r, body)
+			var req api.RegisterRequest
+			var resp api.RegisterResponse
+			if rec.Code == http.StatusOK && json.Unmarshal(body, &req) == nil && json.Unmarshal(rec.Body.Bytes(), &resp) == nil {
+				v := &kt.AccountValue{IdentityKey: req.IdentityKey, DeviceList: req.DeviceList}
+				k.publish(kt.Update{Label: kt.UsernameLabel(req.Username), Value: []byte(resp.AccountID)},
+					kt.Update{Label: kt.AccountLabel(resp.AccountID), Value: v.Encode()})
+			}
+			copyAnswer(w, rec)
+
+		case r.Method == http.MethodPost && r.URL.Path == api.PathDevices:
+			body, _ := io.ReadAll(r.Body)
+			rec := forward(h, r, body)
+			var req api.LinkDeviceRequest
+			if rec.Code == http.StatusOK && json.Unmarshal(body, &req) == nil {
+				k.republishList(req.AccountID, req.DeviceList)
+			}
+			copyAnswer(w, rec)
+
+		case r.Method == http.MethodDelete && len(parts) == 3 && parts[1] == "devices":
+			body, _ := io.ReadAll(r.Body)
+			rec := forward(h, r, body)
+			var req api.RemoveDeviceRequest
+			login, _, _ := r.BasicAuth()
+			acct, _, _ := strings.Cut(login, ".")
+			if rec.Code/100 == 2 && json.Unmarshal(body, &req) == nil {
+				k.republishList(acct, req.DeviceList)
+			}
+			copyAnswer(w, rec)
+
+		case r.Method == http.MethodGet && len(parts) == 4 && parts[1] == "keys":
+			known := knownOf(r)
+			r.URL.RawQuery = "" // the size of this log, not the server's
+			rec := forward(h, r, nil)
+			var br api.BundleResponse
+			if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &br) != nil {
+				copyAnswer(w, rec)
+				return
+			}
+			br.Transparency = k.prove([][]byte{kt.UsernameLabel(parts[2]), kt.AccountLabel(br.AccountID)}, known)
+			writeJSONTest(w, &br)
+
+		default:
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
+// republishList publishes an account's new device list under the identity
+// key the log holds for it.
+func (k *ktLog) republishList(accountID string, list []byte) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	old, err := kt.DecodeAccountValue(k.values[string(kt.AccountLabel(accountID))])
+	if err != nil {
+		k.t.Errorf("republish: %v", err)
+		return
+	}
+	v := &kt.AccountValue{IdentityKey: old.IdentityKey, DeviceList: list}
+	k.publishLocked(kt.Update{Label: kt.AccountLabel(accountID), Value: v.Encode()})
+}

@@ -1,0 +1,908 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/doorless/doorless/client/internal/profile"
+	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/devicelist"
+	"github.com/doorless/doorless/kt"
+	"github.com/doorless/doorless/kt/vrf"
+	"github.com/doorless/doorless/protocol/keys"
+)
+
+// Key transparency (kt/, docs/key-transparency.md). The server commits
+// every account's identity key and signed device list, and every
+// username's account, to a log whose keys this device pins when it joins
+// (Register fetches them from the server; Link takes them, with the head
+// and the auditor policy, from the approving device's sealed provisioning
+// message). Then:
+//
+//   - Lookups fail closed. Keys from the server (a prekey bundle, an
+//     account looked up for a safety number) are used only with a proof
+//     that verifies against the pinned keys, is consistent with the last
+//     head this device verified, and opens to exactly those keys; anything
+//     else is ErrTransparency and nothing is encrypted. A contact's key that
+//     came another way (the first message of someone who wrote first, a
+//     sealed sender certificate) is looked up in the log before anything is
+//     encrypted to it; the labels table records what was verified.
+//   - Contact monitoring. For each label this device verified it keeps the
+//     counter and value; a later proof with a smaller counter, or another
+//     value under the same counter, is ErrTransparencyRollback and an
+//     alert.
+//   - Owner monitoring. CheckTransparency, which Receive runs every
+//     Options.MonitorInterval, checks this account's own entries: its
+//     identity key, a device list it signed, no more changes than device
+//     list versions, its username unchanged. What this account did not do
+//     is a persistent alert (TransparencyAlerts, a *TransparencyAlert event,
+//     a warning on every CLI command) until ClearTransparencyAlerts.
+
+// Key transparency defaults.
+const (
+	// DefaultMaxAuditLag is how old the newest required auditor
+	// cosignature may be. An auditor cosigns within minutes of each epoch;
+	// the lag bounds how long a server could show this device a view of
+	// the log that no auditor has checked (a split view), and a day lets
+	// an auditor be down overnight without every lookup failing closed.
+	// It also matches the owner monitor: a device that monitors hourly
+	// sees a forged entry within a day at worst.
+	DefaultMaxAuditLag = 24 * time.Hour
+	// DefaultMonitorInterval is how often Receive checks this account's
+	// own entries.
+	DefaultMonitorInterval = time.Hour
+	// ownPublishGrace is how long after joining this device's own entries
+	// may be missing from the log (not yet published) without an alert.
+	ownPublishGrace = 10 * time.Minute
+	// maxHeadRetries bounds the lookups repeated because another process
+	// using the profile moved the head meanwhile.
+	maxHeadRetries = 3
+)
+
+// Errors of key transparency a caller branches on.
+var (
+	// ErrTransparency: the server's keys for a user are not proven by its
+	// log: no proof, a proof that does not verify (errors.Is finds the kt
+	// sentinel too: kt.ErrInvalidProof, kt.ErrInconsistent, ...), or one
+	// that proves other keys. Nothing was encrypted.
+	ErrTransparency = errors.New("client: key transparency: the server's keys are not proven by its log")
+	// ErrTransparencyRollback: the log showed an entry older than one this
+	// device verified before, or another value for the same version (it
+	// comes wrapped in ErrTransparency, and is kept as an alert).
+	ErrTransparencyRollback = errors.New("client: key transparency: the log went back on an entry it showed before")
+	// ErrTransparencyAlert: CheckTransparency found this account's entries
+	// changed in a way it did not change them, and raised an alert.
+	ErrTransparencyAlert = errors.New("client: key transparency: the log shows a change to this account that it did not make")
+)
+
+// Causes wrapped with ErrTransparency.
+var (
+	errNoProof       = errors.New("no proof")
+	errNotInLog      = errors.New("the entry is not in the log")
+	errProofMismatch = errors.New("the keys differ from those the log holds")
+	errIncomplete    = errors.New("the proof leaves out the account's entry")
+	errNoLog         = errors.New("the server offers no key transparency log")
+	// errHeadMoved: another process verified a newer head meanwhile; the
+	// lookup is made again.
+	errHeadMoved = errors.New("client: key transparency: the head moved meanwhile")
+)
+
+// transparencyError is ErrTransparency with its cause.
+type transparencyError struct{ cause error }
+
+func (e *transparencyError) Error() string   { return ErrTransparency.Error() + ": " + e.cause.Error() }
+func (e *transparencyError) Unwrap() []error { return []error{ErrTransparency, e.cause} }
+
+func transparencyErr(cause error) error { return &transparencyError{cause: cause} }
+
+// AlertKind names what an alert found.
+type AlertKind string
+
+// Alert kinds.
+const (
+	// AlertIdentityKey: the log holds another identity key for this
+	// account: someone can make the server hand it out.
+	AlertIdentityKey AlertKind = "identity_key"
+	// AlertDeviceList: the log holds a device list for this account that
+	// its identity key did not sign, or one older than seen before.
+	AlertDeviceList AlertKind = "device_list"
+	// AlertUnexplained: this account's entry changed more often than its
+	// device list: a value put there and taken back (a ghost device, a
+	// swapped key, for a while).
+	AlertUnexplained AlertKind = "unexplained_change"
+	// AlertUsername: the log maps this account's username to another
+	// account, or changed it.
+	AlertUsername AlertKind = "username"
+	// AlertMissing: this account's entries are not in the log.
+	AlertMissing AlertKind = "missing"
+	// AlertRollback: an entry went back (ErrTransparencyRollback).
+	AlertRollback AlertKind = "rollback"
+	// AlertFork: the log is not consistent with the head this device kept:
+	// the server shows different devices different logs.
+	AlertFork AlertKind = "fork"
+)
+
+// TransparencyAlert is an alert the key transparency monitors raised: the
+// server's log shows something about this account (or went back on what it
+// showed of a contact) that is not what it should be. Alerts stay until
+// ClearTransparencyAlerts; Receive hands each to its handler once, as an
+// event, when it is raised.
+type TransparencyAlert struct {
+	ID      int64     `json:"id"`
+	At      time.Time `json:"at"`
+	Kind    AlertKind `json:"kind"`
+	Subject string    `json:"subject"` // the username concerned
+	Detail  string    `json:"detail"`
+}
+
+func (*TransparencyAlert) isEvent() {}
+
+// String describes the alert.
+func (a *TransparencyAlert) String() string {
+	return fmt.Sprintf("key transparency alert %d (%s, %s): %s", a.ID, a.Kind, a.Subject, a.Detail)
+}
+
+// transparencyOptions are the Options of key transparency, kept by the
+// Client.
+type transparencyOptions struct {
+	auditors        []string
+	cosignatures    int
+	maxAuditLag     time.Duration
+	monitorInterval time.Duration
+}
+
+// checkTransparencyOptions checks the key transparency options.
+func checkTransparencyOptions(o Options) error {
+	if o.Cosignatures < 0 || o.MaxAuditLag < 0 || o.MonitorInterval < 0 {
+		return errors.New("client: negative key transparency option")
+	}
+	for _, a := range o.Auditors {
+		if _, err := kt.NewCosignatureVerifier(a); err != nil {
+			return fmt.Errorf("client: auditor key %q: %v", a, err)
+		}
+	}
+	return nil
+}
+
+func transparencyOpts(o Options) transparencyOptions {
+	t := transparencyOptions{auditors: slices.Clone(o.Auditors), cosignatures: o.Cosignatures,
+		maxAuditLag: o.MaxAuditLag, monitorInterval: o.MonitorInterval}
+	if t.monitorInterval == 0 {
+		t.monitorInterval = DefaultMonitorInterval
+	}
+	return t
+}
+
+// TransparencyPolicy is what a lookup's proof must carry beyond the log's
+// signature: cosignatures of auditors.
+type TransparencyPolicy struct {
+	// Auditors are the note verifier keys of the auditors trusted: the
+	// profile's (RequireAuditor) and Options.Auditors.
+	Auditors []string
+	// Cosignatures is how many of them must have cosigned a checkpoint the
+	// lookup's extends: the larger of the profile's and Options', and at
+	// least 1 when there are auditors.
+	Cosignatures int
+	// MaxAuditLag is how old the newest of those cosignatures may be: the
+	// smaller of the profile's and Options', DefaultMaxAuditLag when
+	// neither says.
+	MaxAuditLag time.Duration
+}
+
+// policy combines the profile's policy with the Options': Options can only
+// make it stricter.
+func (c *Client) policy(l *profile.TransparencyLog) TransparencyPolicy {
+	p := TransparencyPolicy{Cosignatures: max(l.Cosignatures, c.kt.cosignatures)}
+	for _, a := range append(slices.Clone(l.Auditors), c.kt.auditors...) {
+		if !slices.Contains(p.Auditors, a) {
+			p.Auditors = append(p.Auditors, a)
+		}
+	}
+	if p.Cosignatures == 0 && len(p.Auditors) > 0 {
+		p.Cosignatures = 1
+	}
+	for _, lag := range []time.Duration{l.MaxAuditLag, c.kt.maxAuditLag} {
+		if lag > 0 && (p.MaxAuditLag == 0 || lag < p.MaxAuditLag) {
+			p.MaxAuditLag = lag
+		}
+	}
+	if p.MaxAuditLag == 0 {
+		p.MaxAuditLag = DefaultMaxAuditLag
+	}
+	return p
+}
+
+// verifier makes the verifier of the pinned log under the policy.
+func (c *Client) verifier(l *profile.TransparencyLog) (*kt.Verifier, error) {
+	logKey, err := note.NewVerifier(l.LogKey)
+	if err != nil {
+		return nil, errors.New("client: the pinned transparency log key is corrupt")
+	}
+	vrfKey, err := vrf.ParsePublicKey(l.VRFKey)
+	if err != nil {
+		return nil, errors.New("client: the pinned transparency vrf key is corrupt")
+	}
+	p := c.policy(l)
+	if p.Cosignatures > len(p.Auditors) {
+		return nil, fmt.Errorf("client: key transparency: %d cosignatures required of %d auditors", p.Cosignatures, len(p.Auditors))
+	}
+	v := &kt.Verifier{Origin: l.Origin, LogKey: logKey, VRFKey: vrfKey, NeedCosignatures: p.Cosignatures, MaxAuditLag: p.MaxAuditLag}
+	for _, a := range p.Auditors {
+		av, err := kt.NewCosignatureVerifier(a)
+		if err != nil {
+			return nil, fmt.Errorf("client: auditor key %q: %v", a, err)
+		}
+		v.Auditors = append(v.Auditors, av)
+	}
+	return v, nil
+}
+
+// fetchTransparencyLog fetches the log's keys from the server and checks
+// them, for pinning.
+func fetchTransparencyLog(ctx context.Context, hc *http.Client, serverURL string) (*profile.TransparencyLog, error) {
+	var resp api.TransparencyKeysResponse
+	err := doJSON(ctx, hc, http.MethodGet, serverURL+api.PathTransparencyKeys, "", "", nil, &resp)
+	if _, ok := isCode(err, api.CodeNotFound); ok {
+		return nil, transparencyErr(errNoLog)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("client: fetching the transparency log's keys: %w", err)
+	}
+	l := &profile.TransparencyLog{Origin: resp.Origin, LogKey: resp.LogKey, VRFKey: resp.VRFKey}
+	if err := checkLog(l); err != nil {
+		return nil, errors.New("client: the server's transparency log keys are malformed")
+	}
+	return l, nil
+}
+
+// checkLog checks a log's keys (from the server or a provisioning message).
+func checkLog(l *profile.TransparencyLog) error {
+	if l.Origin == "" || strings.ContainsAny(l.Origin, "\n\r") || len(l.HeadRoot) != 0 && len(l.HeadRoot) != kt.HashSize {
+		return errors.New("malformed")
+	}
+	if _, err := note.NewVerifier(l.LogKey); err != nil {
+		return err
+	}
+	if _, err := vrf.ParsePublicKey(l.VRFKey); err != nil {
+		return err
+	}
+	for _, a := range l.Auditors {
+		if _, err := kt.NewCosignatureVerifier(a); err != nil {
+			return err
+		}
+	}
+	if l.Cosignatures < 0 || l.MaxAuditLag < 0 {
+		return errors.New("malformed")
+	}
+	return nil
+}
+
+// pinnedLog returns the pinned log, nil when there is none.
+func (c *Client) pinnedLog(ctx context.Context) (*profile.TransparencyLog, error) {
+	var l *profile.TransparencyLog
+	err := c.st.View(ctx, func(tx *profile.Tx) error {
+		var err error
+		l, err = tx.TransparencyLog()
+		return err
+	})
+	return l, err
+}
+
+// ktLog returns the pinned log. A profile from before key transparency has
+// none: it pins the server's now, as it would have when it joined.
+func (c *Client) ktLog(ctx context.Context) (*profile.TransparencyLog, error) {
+	if l, err := c.pinnedLog(ctx); err != nil || l != nil {
+		return l, err
+	}
+	l, err := fetchTransparencyLog(ctx, c.hc, c.serverURL)
+	if err != nil {
+		return nil, err
+	}
+	err = c.st.Update(ctx, func(tx *profile.Tx) error {
+		_, err := tx.PinTransparencyLog(l, c.now()) // another process's pin stays
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	l, err = c.pinnedLog(ctx)
+	if err == nil && l == nil {
+		err = errors.New("client: no transparency log pinned")
+	}
+	return l, err
+}
+
+// knownHead is the head a pinned log's row holds, nil for none.
+func knownHead(l *profile.TransparencyLog) *kt.Head {
+	if l.HeadSize == 0 {
+		return nil
+	}
+	h := &kt.Head{Size: l.HeadSize}
+	copy(h.Root[:], l.HeadRoot)
+	return h
+}
+
+// withKnown adds the head's size to a request path.
+func withKnown(path string, size uint64) string {
+	return path + "?" + url.Values{api.QueryKnownSize: {strconv.FormatUint(size, 10)}}.Encode()
+}
+
+// decodeProof decodes a proof from the server (ErrTransparency).
+func decodeProof(b []byte) (*kt.LookupProof, error) {
+	if len(b) == 0 {
+		return nil, transparencyErr(errNoProof)
+	}
+	var p kt.LookupProof
+	if err := p.UnmarshalBinary(b); err != nil {
+		if !errors.Is(err, kt.ErrMalformed) {
+			err = fmt.Errorf("%w: %v", kt.ErrMalformed, err)
+		}
+		return nil, transparencyErr(err)
+	}
+	return &p, nil
+}
+
+// proofFetch asks the server for something that carries a proof, telling
+// it the size of the head this device knows, and returns the proof and the
+// labels it must answer.
+type proofFetch func(ctx context.Context, known uint64) (*kt.LookupProof, [][]byte, error)
+
+// proven runs fetch and verifies its proof (verifyProof); again when
+// another process moved the head meanwhile. subject names the user, for
+// alerts.
+func (c *Client) proven(ctx context.Context, subject string, fetch proofFetch) ([]kt.Result, error) {
+	for try := 0; ; try++ {
+		l, err := c.ktLog(ctx)
+		if err != nil {
+			return nil, err
+		}
+		p, labels, err := fetch(ctx, l.HeadSize)
+		if err != nil {
+			return nil, err
+		}
+		res, err := c.verifyProof(ctx, l, labels, p, subject)
+		if errors.Is(err, errHeadMoved) && try < maxHeadRetries {
+			continue
+		}
+		return res, err
+	}
+}
+
+// verifyProof checks a proof for labels against the pinned log and the head
+// this device kept (l, as read before the request), then, in one
+// transaction, checks each label against what was verified of it before
+// (contact monitoring) and records the new head and what the proof shows.
+// A log inconsistent with the head, or a label gone back, raises an alert.
+func (c *Client) verifyProof(ctx context.Context, l *profile.TransparencyLog, labels [][]byte, p *kt.LookupProof, subject string) ([]kt.Result, error) {
+	v, err := c.verifier(l)
+	if err != nil {
+		return nil, err
+	}
+	now := c.now()
+	known := knownHead(l)
+	head, res, err := v.Verify(known, labels, p, now)
+	if err != nil {
+		if errors.Is(err, kt.ErrInconsistent) {
+			c.raiseAlerts(ctx, alert(now, AlertFork, subject, "the log is not consistent with the last head this device verified (size "+
+				strconv.FormatUint(l.HeadSize, 10)+"): the server may be showing devices different logs"))
+		}
+		return nil, transparencyErr(err)
+	}
+	if len(res) != len(labels) {
+		return nil, transparencyErr(kt.ErrInvalidProof)
+	}
+	var back []int // labels that went back
+	err = c.st.Update(ctx, func(tx *profile.Tx) error {
+		back = nil
+		cur, err := tx.TransparencyLog()
+		if err != nil {
+			return err
+		}
+		if cur == nil || cur.HeadSize != l.HeadSize || !bytes.Equal(cur.HeadRoot, l.HeadRoot) {
+			return errHeadMoved
+		}
+		for i, r := range res {
+			prev, err := tx.TransparencyLabel(labels[i])
+			if err != nil {
+				return err
+			}
+			if prev != nil && prev.Present && (!r.Present || r.Counter < prev.Counter ||
+				r.Counter == prev.Counter && !bytes.Equal(r.Value, prev.Value)) {
+				back = append(back, i)
+			}
+		}
+		if len(back) > 0 {
+			return ErrTransparencyRollback // nothing recorded
+		}
+		for i, r := range res {
+			st := &profile.LabelState{Present: r.Present, Counter: r.Counter, Value: r.Value, Verified: now}
+			if err := tx.PutTransparencyLabel(labels[i], st); err != nil {
+				return err
+			}
+		}
+		return tx.PutTransparencyHead(head.Size, head.Root[:])
+	})
+	if errors.Is(err, ErrTransparencyRollback) {
+		var as []*TransparencyAlert
+		for _, i := range back {
+			as = append(as, alert(now, AlertRollback, subject, fmt.Sprintf("the log went back on the %s entry it showed before (now at version %d)",
+				labelKind(i), res[i].Counter)))
+		}
+		c.raiseAlerts(ctx, as...)
+		return nil, transparencyErr(ErrTransparencyRollback)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// labelKind names a label's kind for an alert: the labels verified are
+// always a username's and then its account's.
+func labelKind(i int) string {
+	if i == 0 {
+		return "username"
+	}
+	return "account"
+}
+
+// usernameValue is the value of a username's entry: its account id.
+func usernameValue(accountID string) []byte { return []byte(accountID) }
+
+// checkEntries checks that verified results for [username label, account
+// label] hold the account id and exactly the identity key and signed
+// device list the server presented.
+func checkEntries(res []kt.Result, accountID string, ik keys.PublicKey, deviceList []byte) error {
+	if len(res) != 2 || !res[0].Present || !res[1].Present || len(res[0].Value) == 0 || len(res[1].Value) == 0 {
+		return transparencyErr(errNotInLog)
+	}
+	if !bytes.Equal(res[0].Value, usernameValue(accountID)) {
+		return transparencyErr(errProofMismatch)
+	}
+	v, err := kt.DecodeAccountValue(res[1].Value)
+	if err != nil {
+		return transparencyErr(err)
+	}
+	if !bytes.Equal(v.IdentityKey, ik.Bytes()) || !bytes.Equal(v.DeviceList, deviceList) {
+		return transparencyErr(errProofMismatch)
+	}
+	return nil
+}
+
+// lookup asks the log for a user's entries (PathTransparencyLookup) and
+// returns the account id and the account's value it proves. ErrUnknownUser
+// when the server has no such user, or the log shows it absent or deleted.
+func (c *Client) lookup(ctx context.Context, username string) (string, *kt.AccountValue, error) {
+	res, err := c.proven(ctx, username, func(ctx context.Context, known uint64) (*kt.LookupProof, [][]byte, error) {
+		var resp api.TransparencyLookupResponse
+		err := c.do(ctx, http.MethodGet, withKnown(pathFor(api.PathTransparencyLookup, "{username}", username), known), nil, &resp)
+		if _, ok := isCode(err, api.CodeNotFound); ok {
+			return nil, nil, ErrUnknownUser
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("client: key transparency lookup: %w", err)
+		}
+		p, err := decodeProof(resp.Proof)
+		if err != nil {
+			return nil, nil, err
+		}
+		labels := [][]byte{kt.UsernameLabel(username)}
+		if len(p.Entries) == 2 {
+			// The account the username's entry opens to: the
+			// verification binds the two.
+			acct := string(p.Entries[0].Value)
+			if !api.ValidUUID(acct) {
+				return nil, nil, transparencyErr(errProofMismatch)
+			}
+			labels = append(labels, kt.AccountLabel(acct))
+		}
+		return p, labels, nil
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	if !res[0].Present || len(res[0].Value) == 0 {
+		return "", nil, ErrUnknownUser
+	}
+	if len(res) != 2 {
+		return "", nil, transparencyErr(errIncomplete)
+	}
+	if !res[1].Present || len(res[1].Value) == 0 {
+		return "", nil, ErrUnknownUser // the account was deleted
+	}
+	v, err := kt.DecodeAccountValue(res[1].Value)
+	if err != nil {
+		return "", nil, transparencyErr(err)
+	}
+	return string(res[0].Value), v, nil
+}
+
+// ktVerified reports whether the log, as this device last verified it,
+// maps username to accountID and accountID to the identity key ik.
+func ktVerified(tx *profile.Tx, username, accountID string, ik keys.PublicKey) (bool, error) {
+	u, err := tx.TransparencyLabel(kt.UsernameLabel(username))
+	if err != nil || u == nil || !u.Present || !bytes.Equal(u.Value, usernameValue(accountID)) {
+		return false, err
+	}
+	a, err := tx.TransparencyLabel(kt.AccountLabel(accountID))
+	if err != nil || a == nil || !a.Present {
+		return false, err
+	}
+	v, err := kt.DecodeAccountValue(a.Value)
+	if err != nil {
+		return false, nil
+	}
+	return bytes.Equal(v.IdentityKey, ik.Bytes()), nil
+}
+
+// ensureVerified makes sure that the key this device trusts for a contact
+// is the one the log holds: it looks the user up when it was not verified
+// that way, and when the log holds another account or key, fetches the
+// user's keys anew (fetchSessions: with their proof, and the usual trust
+// decisions about a changed key). A user this device does not know is
+// fetched the same way.
+func (c *Client) ensureVerified(ctx context.Context, username string, res *SendResult) error {
+	if username == c.username {
+		return nil
+	}
+	verified := func() (known, ok bool, err error) {
+		err = c.st.View(ctx, func(tx *profile.Tx) error {
+			ct, err := tx.Contact(username)
+			if err != nil || ct == nil {
+				return err
+			}
+			known = true
+			ok, err = ktVerified(tx, username, ct.AccountID, ct.IdentityKey)
+			return err
+		})
+		return known, ok, err
+	}
+	known, ok, err := verified()
+	if err != nil || ok {
+		return err
+	}
+	if known {
+		if _, _, err := c.lookup(ctx, username); err != nil {
+			return err
+		}
+		if _, ok, err = verified(); err != nil || ok {
+			return err
+		}
+	}
+	local, localAddr := c.local()
+	return c.fetchSessions(ctx, username, 0, local, localAddr, res)
+}
+
+// alert makes an alert.
+func alert(now time.Time, kind AlertKind, subject, detail string) *TransparencyAlert {
+	return &TransparencyAlert{At: now, Kind: kind, Subject: subject, Detail: detail}
+}
+
+// addAlerts stores alerts and puts each new one in the inbox, for Receive
+// to hand over; a repeat of one stored is not stored again.
+func addAlerts(tx *profile.Tx, as ...*TransparencyAlert) error {
+	for _, a := range as {
+		id, err := tx.AddTransparencyAlert(&profile.TransparencyAlert{At: a.At, Kind: string(a.Kind), Subject: a.Subject, Detail: a.Detail})
+		if err != nil {
+			return err
+		}
+		if id == 0 {
+			continue
+		}
+		a.ID = id
+		b, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("client: encoding an alert: %v", err)
+		}
+		err = tx.AddInbox(&profile.InboxItem{EnvelopeID: alertInboxID(id), Kind: kindTransparencyAlert, Data: b})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// alertInboxID is the inbox's envelope id of an alert.
+func alertInboxID(id int64) string { return "kt-alert/" + strconv.FormatInt(id, 10) }
+
+// raiseAlerts stores alerts in a transaction of their own, which the
+// caller's context ending does not stop: an alert must not be lost.
+func (c *Client) raiseAlerts(ctx context.Context, as ...*TransparencyAlert) {
+	if len(as) == 0 {
+		return
+	}
+	// A failure to store is not lost for good: the check that found it
+	// finds it again.
+	c.st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error { return addAlerts(tx, as...) })
+}
+
+// TransparencyAlerts returns the alerts stored, oldest first.
+func (c *Client) TransparencyAlerts(ctx context.Context) ([]TransparencyAlert, error) {
+	var out []TransparencyAlert
+	err := c.st.View(ctx, func(tx *profile.Tx) error {
+		as, err := tx.TransparencyAlerts()
+		for _, a := range as {
+			out = append(out, TransparencyAlert{ID: a.ID, At: a.At, Kind: AlertKind(a.Kind), Subject: a.Subject, Detail: a.Detail})
+		}
+		return err
+	})
+	return out, err
+}
+
+// ClearTransparencyAlerts deletes the alerts stored with ids up to upTo
+// (the newest the user has read: an alert raised since is kept), and
+// returns how many it deleted. Clearing is the only way alerts go: the user
+// has looked into them (compared keys with the account's other devices,
+// asked the operator, reported it).
+func (c *Client) ClearTransparencyAlerts(ctx context.Context, upTo int64) (int, error) {
+	var n int64
+	err := c.st.Update(ctx, func(tx *profile.Tx) error {
+		var err error
+		n, err = tx.ClearTransparencyAlerts(upTo)
+		return err
+	})
+	return int(n), err
+}
+
+// RequireAuditor adds an auditor (its note verifier key, as the auditor
+// publishes it) to those whose cosignatures every lookup must carry, and
+// sets how many of the auditors must have cosigned (cosignatures; 0 keeps
+// the number, at least 1) and how old their newest cosignature may be
+// (maxLag; 0 keeps it). The setting is kept in the profile.
+func (c *Client) RequireAuditor(ctx context.Context, vkey string, cosignatures int, maxLag time.Duration) error {
+	vkey = strings.TrimSpace(vkey)
+	if _, err := kt.NewCosignatureVerifier(vkey); err != nil {
+		return fmt.Errorf("client: not an auditor key: %v", err)
+	}
+	if cosignatures < 0 || maxLag < 0 {
+		return errors.New("client: negative cosignatures or lag")
+	}
+	if _, err := c.ktLog(ctx); err != nil {
+		return err
+	}
+	return c.st.Update(ctx, func(tx *profile.Tx) error {
+		l, err := tx.TransparencyLog()
+		if err != nil {
+			return err
+		}
+		auditors := l.Auditors
+		if !slices.Contains(auditors, vkey) {
+			auditors = append(auditors, vkey)
+		}
+		n := l.Cosignatures
+		if cosignatures > 0 {
+			n = cosignatures
+		}
+		n = max(n, 1)
+		if n > len(auditors) {
+			return fmt.Errorf("client: %d cosignatures required of %d auditors", n, len(auditors))
+		}
+		lag := l.MaxAuditLag
+		if maxLag > 0 {
+			lag = maxLag
+		}
+		return tx.PutTransparencyPolicy(auditors, n, lag)
+	})
+}
+
+// TransparencyStatus is what this device knows of the log.
+type TransparencyStatus struct {
+	Origin   string
+	HeadSize uint64    // the last head verified: how many epochs (0: none yet)
+	Pinned   time.Time // when the log's keys were pinned
+	// LastCheck is when the owner monitor last checked this account's
+	// entries (zero: never); Monitored whether it has seen them.
+	LastCheck time.Time
+	Monitored bool
+	Policy    TransparencyPolicy
+	Alerts    []TransparencyAlert
+}
+
+// TransparencyStatus returns what this device knows of the log, without
+// asking the server. A profile that has not pinned a log yet pins it.
+func (c *Client) TransparencyStatus(ctx context.Context) (*TransparencyStatus, error) {
+	l, err := c.ktLog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := &TransparencyStatus{Origin: l.Origin, HeadSize: l.HeadSize, Pinned: l.Pinned, Policy: c.policy(l)}
+	err = c.st.View(ctx, func(tx *profile.Tx) error {
+		o, err := tx.OwnerState()
+		if err != nil {
+			return err
+		}
+		s.LastCheck, s.Monitored = o.Checked, o.Baseline
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if s.Alerts, err = c.TransparencyAlerts(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// CheckTransparency is the owner monitor: it looks this account up in the
+// log and checks its own entries. The account's entry must hold this
+// account's identity key and a device list signed by it, no older than the
+// last seen, and may have changed since the last check at most as many
+// times as that list's version grew (a value put there and taken back
+// between two checks grows the counter and not the list). The username's
+// entry must hold this account's id, and never change. The first check
+// after joining remembers the counters.
+//
+// What breaks a rule raises an alert (TransparencyAlerts), and the error is
+// ErrTransparencyAlert. A proof that does not verify is ErrTransparency (a
+// log inconsistent with the head kept, or an entry gone back, raise alerts
+// too). Receive runs the check every Options.MonitorInterval.
+func (c *Client) CheckTransparency(ctx context.Context) error {
+	res, err := c.proven(ctx, c.username, func(ctx context.Context, known uint64) (*kt.LookupProof, [][]byte, error) {
+		var resp api.TransparencyLookupResponse
+		err := c.do(ctx, http.MethodGet, withKnown(pathFor(api.PathTransparencyLookup, "{username}", c.username), known), nil, &resp)
+		if err != nil {
+			return nil, nil, fmt.Errorf("client: key transparency lookup: %w", err)
+		}
+		p, err := decodeProof(resp.Proof)
+		if err != nil {
+			return nil, nil, err
+		}
+		labels := [][]byte{kt.UsernameLabel(c.username)}
+		if len(p.Entries) == 2 {
+			// The account the log maps the username to: this one's,
+			// or (judgeOwn raises the alert) another's.
+			acct := string(p.Entries[0].Value)
+			if !api.ValidUUID(acct) {
+				acct = c.accountID
+			}
+			labels = append(labels, kt.AccountLabel(acct))
+		}
+		return p, labels, nil
+	})
+	if err != nil {
+		return err
+	}
+	l, err := c.pinnedLog(ctx)
+	if err != nil {
+		return err
+	}
+	now := c.now()
+	var found []*TransparencyAlert
+	err = c.st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error {
+		st, err := tx.OwnerState()
+		if err != nil {
+			return err
+		}
+		var next *profile.OwnerState
+		found, next = c.judgeOwn(st, res, l.Pinned, now)
+		if err := addAlerts(tx, found...); err != nil {
+			return err
+		}
+		return tx.PutOwnerState(next)
+	})
+	if err != nil {
+		return err
+	}
+	if len(found) > 0 {
+		return ErrTransparencyAlert
+	}
+	return nil
+}
+
+// judgeOwn applies the owner monitor's rules to the verified results for
+// this account's [username, account] labels, and returns the alerts and the
+// monitor's next state.
+func (c *Client) judgeOwn(st *profile.OwnerState, res []kt.Result, joined, now time.Time) ([]*TransparencyAlert, *profile.OwnerState) {
+	next := *st
+	next.Checked = now
+	var as []*TransparencyAlert
+	raise := func(kind AlertKind, format string, a ...any) {
+		as = append(as, alert(now, kind, c.username, fmt.Sprintf(format, a...)))
+	}
+	u := res[0]
+	if !u.Present || len(u.Value) == 0 {
+		if !st.Baseline && now.Sub(joined) < ownPublishGrace {
+			return nil, &next // not published yet
+		}
+		raise(AlertMissing, "the log does not hold your username")
+		return as, &next
+	}
+	if st.Baseline && u.Counter != st.UsernameCounter {
+		raise(AlertUsername, "your username's entry changed from version %d to %d", st.UsernameCounter, u.Counter)
+	}
+	next.UsernameCounter = u.Counter
+	if !bytes.Equal(u.Value, usernameValue(c.accountID)) {
+		// The account entry proven is the other account's: this
+		// account's is checked once the username is back.
+		raise(AlertUsername, "the log maps your username to another account (%s)", printableValue(u.Value))
+		return as, &next
+	}
+	if len(res) < 2 {
+		raise(AlertMissing, "the log does not hold your account")
+		return as, &next
+	}
+	a := res[1]
+	if !a.Present || len(a.Value) == 0 {
+		raise(AlertMissing, "the log does not hold your account, or holds it deleted")
+		return as, &next
+	}
+	v, err := kt.DecodeAccountValue(a.Value)
+	switch {
+	case err != nil:
+		raise(AlertIdentityKey, "your account's entry does not decode")
+	case !bytes.Equal(v.IdentityKey, c.identity.Public.Bytes()):
+		raise(AlertIdentityKey, "your account's entry holds another identity key (%s)", shortHex(v.IdentityKey))
+	}
+	var list *devicelist.List
+	if err == nil {
+		if list, err = devicelist.Verify(c.identity.Public, v.DeviceList); err != nil {
+			list = nil
+			raise(AlertDeviceList, "your account's entry holds a device list your identity key did not sign")
+		} else if st.Baseline && list.Version < st.ListVersion {
+			raise(AlertDeviceList, "your account's device list went back from version %d to %d", st.ListVersion, list.Version)
+		}
+	}
+	if st.Baseline && a.Counter > st.AccountCounter {
+		grew := uint64(a.Counter - st.AccountCounter)
+		var listGrew uint64
+		if list != nil && list.Version > st.ListVersion {
+			listGrew = list.Version - st.ListVersion
+		}
+		if grew > listGrew {
+			raise(AlertUnexplained, "your account's entry changed %d times since the last check, its device list %d times: "+
+				"someone had the server publish keys you did not make", grew, listGrew)
+		}
+	}
+	next.Baseline = true
+	next.AccountCounter = a.Counter
+	if list != nil && list.Version > next.ListVersion {
+		next.ListVersion = list.Version
+	}
+	return as, &next
+}
+
+// shortHex shows the start of a key.
+func shortHex(b []byte) string {
+	if len(b) > 8 {
+		return hex.EncodeToString(b[:8]) + "…"
+	}
+	return hex.EncodeToString(b)
+}
+
+// printableValue shows a value from the log that should be an account id.
+func printableValue(b []byte) string {
+	if s := string(b); api.ValidUUID(s) {
+		return s
+	}
+	return shortHex(b)
+}
+
+// monitorIfDue runs the owner monitor when the last check is older than the
+// monitoring interval. Its failures wait for the next interval; what it
+// finds is stored as alerts.
+func (c *Client) monitorIfDue(ctx context.Context) {
+	var st *profile.OwnerState
+	err := c.st.View(ctx, func(tx *profile.Tx) error {
+		var err error
+		st, err = tx.OwnerState()
+		return err
+	})
+	// (A tenth of slack: a check takes a moment, and the ticker that
+	// calls this one fires one interval after the last.)
+	if err != nil || !st.Checked.IsZero() && c.now().Sub(st.Checked) < c.kt.monitorInterval*9/10 {
+		return
+	}
+	c.CheckTransparency(ctx)
+}

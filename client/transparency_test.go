@@ -1,0 +1,673 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/doorless/doorless/client/internal/profile"
+	"github.com/doorless/doorless/internal/devicelist"
+	"github.com/doorless/doorless/kt"
+	"github.com/doorless/doorless/protocol/keys"
+)
+
+// sessionsWith returns the devices of username's account c holds sessions
+// with, and whether c has a contact for username at all.
+func sessionsWith(t *testing.T, c *Client, accountID string) []uint32 {
+	t.Helper()
+	var ds []uint32
+	err := c.st.View(ctxT(t), func(tx *profile.Tx) error {
+		var err error
+		ds, err = tx.SessionDevices(accountID)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+// labelState returns what c last verified of a label.
+func labelState(t *testing.T, c *Client, label []byte) *profile.LabelState {
+	t.Helper()
+	var st *profile.LabelState
+	err := c.st.View(ctxT(t), func(tx *profile.Tx) error {
+		var err error
+		st, err = tx.TransparencyLabel(label)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func alertsOf(t *testing.T, c *Client) []TransparencyAlert {
+	t.Helper()
+	as, err := c.TransparencyAlerts(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return as
+}
+
+func hasAlert(as []TransparencyAlert, kind AlertKind) bool {
+	return slices.ContainsFunc(as, func(a TransparencyAlert) bool { return a.Kind == kind })
+}
+
+// wantRefused checks a send refused by key transparency: the error, no
+// session with the recipient, nothing queued for it.
+func wantRefused(t *testing.T, err error, cause error, from, to *Client) {
+	t.Helper()
+	if !errors.Is(err, ErrTransparency) {
+		t.Fatalf("send: %v, want ErrTransparency", err)
+	}
+	if cause != nil && !errors.Is(err, cause) {
+		t.Fatalf("send: %v, want it to wrap %v", err, cause)
+	}
+	if ds := sessionsWith(t, from, to.AccountID()); len(ds) != 0 {
+		t.Fatalf("%s holds sessions with %s's devices %v after a refused lookup", from.Username(), to.Username(), ds)
+	}
+	if evs := receive(t, to); len(evs) != 0 {
+		t.Fatalf("%s got %v", to.Username(), evs)
+	}
+}
+
+// TestTransparencyGoodProof: a send verifies the bundle's proof, records
+// the head and what it verified, and a reply to someone who wrote first
+// looks their key up in the log before encrypting to it.
+func TestTransparencyGoodProof(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	mustSend(t, alice, "bob", "hello")
+	wantTexts(t, receive(t, bob), "alice", "hello")
+
+	st, err := alice.TransparencyStatus(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Origin != testOrigin || st.HeadSize == 0 || !st.Monitored || st.LastCheck.IsZero() || len(st.Alerts) != 0 {
+		t.Fatalf("alice's status %+v", st)
+	}
+	if l := labelState(t, alice, kt.AccountLabel(bob.AccountID())); l == nil || !l.Present {
+		t.Fatalf("alice recorded nothing of bob's account: %+v", l)
+	}
+	// Bob's key for alice came with her first message: before he
+	// replies, he looks her up.
+	if l := labelState(t, bob, kt.AccountLabel(alice.AccountID())); l != nil {
+		t.Fatalf("bob verified alice's key before replying: %+v", l)
+	}
+	mustSend(t, bob, "alice", "hi")
+	wantTexts(t, receive(t, alice), "bob", "hi")
+	l := labelState(t, bob, kt.AccountLabel(alice.AccountID()))
+	if l == nil || !l.Present {
+		t.Fatal("bob replied without verifying alice's key")
+	}
+	if v, err := kt.DecodeAccountValue(l.Value); err != nil || !bytes.Equal(v.IdentityKey, alice.identity.Public.Bytes()) {
+		t.Fatalf("bob verified %+v, %v", v, err)
+	}
+	if u := labelState(t, bob, kt.UsernameLabel("alice")); u == nil || string(u.Value) != alice.AccountID() {
+		t.Fatalf("bob's username entry for alice: %+v", u)
+	}
+	_ = k
+}
+
+// TestTransparencyBundleDiffers: a bundle whose identity key or device list
+// is not the one the log holds is refused, and no session is made.
+func TestTransparencyBundleDiffers(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	carol, _ := s.register(t, "carol", Options{})
+
+	// The log holds another identity key for bob (the server's bundle
+	// still has his own).
+	ghost, err := keys.GenerateKeyPair(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := kt.DecodeAccountValue(k.value(kt.AccountLabel(bob.AccountID())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.publishAccount(bob.AccountID(), ghost.Public.Bytes(), old.DeviceList)
+	_, err = alice.Send(ctxT(t), "bob", "to bob")
+	wantRefused(t, err, errProofMismatch, alice, bob)
+
+	// The log holds carol's key with another device list than the
+	// server's bundle (one carol signed, a day older).
+	oldC, err := kt.DecodeAccountValue(k.value(kt.AccountLabel(carol.AccountID())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := devicelist.Verify(carol.identity.Public, oldC.DeviceList)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Timestamp -= 86400e3
+	other, err := devicelist.Sign(carol.identity.Private, l, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.publishAccount(carol.AccountID(), oldC.IdentityKey, other)
+	_, err = alice.Send(ctxT(t), "carol", "to carol")
+	wantRefused(t, err, errProofMismatch, alice, carol)
+
+	// Once the log holds carol's real value again, the send goes.
+	k.publishAccount(carol.AccountID(), oldC.IdentityKey, oldC.DeviceList)
+	mustSend(t, alice, "carol", "now")
+	wantTexts(t, receive(t, carol), "alice", "now")
+}
+
+// TestTransparencyBadProofs: a missing, forged or truncated proof is
+// refused with ErrTransparency (and the kt sentinel), and no session made.
+func TestTransparencyBadProofs(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+
+	cases := []struct {
+		name   string
+		tamper func([]byte) []byte
+		cause  error
+	}{
+		{"missing", func([]byte) []byte { return nil }, errNoProof},
+		{"truncated", func(p []byte) []byte { return p[:len(p)/2] }, kt.ErrMalformed},
+		{"one byte", func(p []byte) []byte { return p[:1] }, kt.ErrMalformed},
+		{"trailing byte", func(p []byte) []byte { return append(p, 0) }, kt.ErrMalformed},
+	}
+	// Forgeries: one bit flipped at places all over the proof.
+	for _, at := range []int{10, 100, 200, 400, -40, -20, -5, -1} {
+		cases = append(cases, struct {
+			name   string
+			tamper func([]byte) []byte
+			cause  error
+		}{"forged", func(p []byte) []byte {
+			q := bytes.Clone(p)
+			i := at
+			if i < 0 {
+				i += len(q)
+			}
+			q[min(max(i, 0), len(q)-1)] ^= 0x04
+			return q
+		}, nil})
+	}
+	for _, tc := range cases {
+		k.setTamper(func(username string, p []byte) []byte {
+			if username != "bob" {
+				return p
+			}
+			return tc.tamper(p)
+		})
+		_, err := alice.Send(ctxT(t), "bob", "to bob")
+		wantRefused(t, err, tc.cause, alice, bob)
+		if tc.cause == nil && !errors.Is(err, kt.ErrInvalidProof) && !errors.Is(err, kt.ErrMalformed) &&
+			!errors.Is(err, kt.ErrBadCheckpoint) && !errors.Is(err, kt.ErrInconsistent) {
+			t.Errorf("%s: %v, want a kt sentinel", tc.name, err)
+		}
+	}
+	k.setTamper(nil)
+	mustSend(t, alice, "bob", "at last")
+	wantTexts(t, receive(t, bob), "alice", "at last")
+	// A forged consistency proof fails to show that the log extends the
+	// head alice kept: a fork, as far as she can tell. Nothing else
+	// alerts.
+	for _, a := range alertsOf(t, alice) {
+		if a.Kind != AlertFork {
+			t.Errorf("forged proofs raised alert %v", a)
+		}
+	}
+}
+
+// TestTransparencyOldHeadRefused: a proof replayed from an older head than
+// the client verified since is refused (and alerts: the server shows an
+// older log).
+func TestTransparencyOldHeadRefused(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	erin, _ := s.register(t, "erin", Options{})
+
+	// Bob fetches erin's keys at the current head, with a proof from
+	// nothing (bob's head is older): kept for a replay.
+	var (
+		mu  sync.Mutex
+		old []byte
+	)
+	k.setTamper(func(username string, p []byte) []byte {
+		mu.Lock()
+		defer mu.Unlock()
+		if username == "erin" && old == nil {
+			old = p
+		}
+		return p
+	})
+	mustSend(t, bob, "erin", "from bob")
+	// The log grows; alice verifies the newer head.
+	s.register(t, "carol", Options{})
+	mustSend(t, alice, "carol", "hello")
+	// The server hands alice the old proof for erin.
+	k.setTamper(func(username string, p []byte) []byte {
+		mu.Lock()
+		defer mu.Unlock()
+		if username == "erin" {
+			return old
+		}
+		return p
+	})
+	_, err := alice.Send(ctxT(t), "erin", "to erin")
+	if !errors.Is(err, ErrTransparency) || !errors.Is(err, kt.ErrInconsistent) && !errors.Is(err, kt.ErrInvalidProof) {
+		t.Fatalf("replayed proof: %v", err)
+	}
+	if ds := sessionsWith(t, alice, erin.AccountID()); len(ds) != 0 {
+		t.Fatalf("sessions with erin after a replayed proof: %v", ds)
+	}
+	wantTexts(t, receive(t, erin), "bob", "from bob")
+}
+
+// TestTransparencyContactRollback: contact monitoring refuses a label whose
+// counter went back, or whose value changed under the same counter, and
+// keeps an alert.
+func TestTransparencyContactRollback(t *testing.T) {
+	t.Parallel()
+	s, _ := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	mustSend(t, alice, "bob", "hello")
+	label := kt.AccountLabel(bob.AccountID())
+	seen := labelState(t, alice, label)
+	if seen == nil || !seen.Present {
+		t.Fatalf("alice's state of bob's account: %+v", seen)
+	}
+
+	set := func(st *profile.LabelState) {
+		t.Helper()
+		err := alice.st.Update(ctxT(t), func(tx *profile.Tx) error { return tx.PutTransparencyLabel(label, st) })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Alice had seen bob's account at a later version than the log shows
+	// now: the counter went back.
+	ahead := *seen
+	ahead.Counter += 3
+	set(&ahead)
+	_, _, err := alice.lookup(ctxT(t), "bob")
+	if !errors.Is(err, ErrTransparencyRollback) || !errors.Is(err, ErrTransparency) {
+		t.Fatalf("counter gone back: %v", err)
+	}
+	if got := labelState(t, alice, label); got.Counter != ahead.Counter {
+		t.Fatalf("the refused proof was recorded: %+v", got)
+	}
+	as := alertsOf(t, alice)
+	if len(as) != 1 || as[0].Kind != AlertRollback || as[0].Subject != "bob" {
+		t.Fatalf("alerts %+v", as)
+	}
+
+	// The same version with another value.
+	forked := *seen
+	forked.Value = append(bytes.Clone(seen.Value), 0)
+	set(&forked)
+	if _, _, err := alice.lookup(ctxT(t), "bob"); !errors.Is(err, ErrTransparencyRollback) {
+		t.Fatalf("another value under the same counter: %v", err)
+	}
+	// What was really seen: the lookup passes, and records the value.
+	set(seen)
+	if _, _, err := alice.lookup(ctxT(t), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := alice.ClearTransparencyAlerts(ctxT(t), as[0].ID); err != nil || n != 1 {
+		t.Fatalf("clear: %d, %v", n, err)
+	}
+}
+
+// TestOwnerMonitoring: alice's client raises a persistent alert when the
+// log holds another identity key for her account, or a value put there and
+// taken back, or her username for another account; her own device changes
+// raise none; bob cannot send to the ghost key.
+func TestOwnerMonitoring(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, dir := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	if err := alice.CheckTransparency(ctxT(t)); err != nil {
+		t.Fatalf("first check: %v", err)
+	}
+	// Her own changes: a device linked, then removed.
+	laptop, _ := s.link(t, alice, "alice-laptop")
+	if err := alice.CheckTransparency(ctxT(t)); err != nil {
+		t.Fatalf("after linking: %v", err)
+	}
+	if err := laptop.CheckTransparency(ctxT(t)); err != nil {
+		t.Fatalf("the new device's check: %v", err)
+	}
+	if err := alice.RemoveDevice(ctxT(t), laptop.DeviceID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.CheckTransparency(ctxT(t)); err != nil {
+		t.Fatalf("after removing: %v", err)
+	}
+
+	// The server publishes a ghost identity key for alice's account.
+	real, err := kt.DecodeAccountValue(k.value(kt.AccountLabel(alice.AccountID())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost, err := keys.GenerateKeyPair(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.publishAccount(alice.AccountID(), ghost.Public.Bytes(), real.DeviceList)
+	// Bob either sees a proof that shows the change to alice, or fails:
+	// the server's bundle (alice's real key) differs from the log's.
+	_, err = bob.Send(ctxT(t), "alice", "hi")
+	if !errors.Is(err, ErrTransparency) {
+		t.Fatalf("bob's send under the ghost entry: %v", err)
+	}
+	if err := alice.CheckTransparency(ctxT(t)); !errors.Is(err, ErrTransparencyAlert) {
+		t.Fatalf("check with a ghost key: %v", err)
+	}
+	as := alertsOf(t, alice)
+	if !hasAlert(as, AlertIdentityKey) || !hasAlert(as, AlertUnexplained) {
+		t.Fatalf("alerts %+v", as)
+	}
+	// A second check does not pile up the same alert.
+	n := len(as)
+	alice.CheckTransparency(ctxT(t))
+	if as := alertsOf(t, alice); len(as) != n {
+		t.Fatalf("alerts after a second check: %+v", as)
+	}
+
+	// The alerts survive the profile being closed, and Receive hands
+	// each over once.
+	alice.Close()
+	alice, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { alice.Close() })
+	if as := alertsOf(t, alice); len(as) != n {
+		t.Fatalf("alerts after reopening: %+v", as)
+	}
+	var got []*TransparencyAlert
+	for _, ev := range receive(t, alice) {
+		if a, ok := ev.(*TransparencyAlert); ok {
+			got = append(got, a)
+		}
+	}
+	if len(got) != n || got[0].Kind == "" || got[0].ID != as[0].ID {
+		t.Fatalf("alert events %+v, want %d", got, n)
+	}
+	if evs := receive(t, alice); len(evs) != 0 {
+		t.Fatalf("events again: %v", evs)
+	}
+	if as := alertsOf(t, alice); len(as) != n {
+		t.Fatal("handing the alerts over cleared them")
+	}
+
+	// The ghost goes, the real value comes back: the entry changed twice
+	// more without a device list change.
+	if _, err := alice.ClearTransparencyAlerts(ctxT(t), as[len(as)-1].ID); err != nil {
+		t.Fatal(err)
+	}
+	k.publishAccount(alice.AccountID(), real.IdentityKey, real.DeviceList)
+	if err := alice.CheckTransparency(ctxT(t)); !errors.Is(err, ErrTransparencyAlert) {
+		t.Fatalf("check after the revert: %v", err)
+	}
+	as = alertsOf(t, alice)
+	if len(as) != 1 || as[0].Kind != AlertUnexplained {
+		t.Fatalf("alerts after the revert %+v", as)
+	}
+	alice.ClearTransparencyAlerts(ctxT(t), as[0].ID)
+	if err := alice.CheckTransparency(ctxT(t)); err != nil {
+		t.Fatalf("a quiet check: %v", err)
+	}
+
+	// Alice's username, mapped to bob's account.
+	k.publish(kt.Update{Label: kt.UsernameLabel("alice"), Value: []byte(bob.AccountID())})
+	if err := alice.CheckTransparency(ctxT(t)); !errors.Is(err, ErrTransparencyAlert) {
+		t.Fatalf("check with the username moved: %v", err)
+	}
+	if as := alertsOf(t, alice); !hasAlert(as, AlertUsername) {
+		t.Fatalf("alerts %+v", as)
+	}
+}
+
+// TestOwnerMonitoringGhostAndRevert: a ghost key put in the log and taken
+// out again between two checks is caught by the counter.
+func TestOwnerMonitoringGhostAndRevert(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	real, err := kt.DecodeAccountValue(k.value(kt.AccountLabel(alice.AccountID())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost, _ := keys.GenerateKeyPair(nil)
+	k.publishAccount(alice.AccountID(), ghost.Public.Bytes(), real.DeviceList)
+	k.publishAccount(alice.AccountID(), real.IdentityKey, real.DeviceList)
+	if err := alice.CheckTransparency(ctxT(t)); !errors.Is(err, ErrTransparencyAlert) {
+		t.Fatalf("check: %v", err)
+	}
+	if as := alertsOf(t, alice); len(as) != 1 || as[0].Kind != AlertUnexplained {
+		t.Fatalf("alerts %+v", as)
+	}
+}
+
+// TestMonitorInReceive: a streaming Receive runs the owner monitor every
+// MonitorInterval and hands the alert to its handler.
+func TestMonitorInReceive(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, dir := s.register(t, "alice", Options{})
+	alice.Close()
+	alice, err := Open(dir, Options{MonitorInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	real, err := kt.DecodeAccountValue(k.value(kt.AccountLabel(alice.AccountID())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	// The ghost comes while Receive streams (or, on a slow machine,
+	// before it starts: then its first check finds it).
+	ghost, _ := keys.GenerateKeyPair(nil)
+	time.AfterFunc(100*time.Millisecond, func() { k.publishAccount(alice.AccountID(), ghost.Public.Bytes(), real.DeviceList) })
+	var got *TransparencyAlert
+	err = alice.Receive(ctx, ReceiveOptions{}, func(ev Event) error {
+		if a, ok := ev.(*TransparencyAlert); ok && got == nil {
+			got = a
+			cancel()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got == nil || got.Kind != AlertIdentityKey && got.Kind != AlertUnexplained {
+		t.Fatalf("alert %+v", got)
+	}
+}
+
+// TestTransparencyAuditors: a client that requires an auditor's
+// cosignature takes lookups the auditor cosigned, and refuses those of a
+// log without them.
+func TestTransparencyAuditors(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	vkey := k.withAuditor()
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	if err := alice.RequireAuditor(ctxT(t), vkey, 0, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	st, err := alice.TransparencyStatus(ctxT(t))
+	if err != nil || len(st.Policy.Auditors) != 1 || st.Policy.Cosignatures != 1 || st.Policy.MaxAuditLag != time.Hour {
+		t.Fatalf("policy %+v, %v", st, err)
+	}
+	if err := alice.RequireAuditor(ctxT(t), vkey, 2, 0); err == nil {
+		t.Fatal("two cosignatures of one auditor accepted")
+	}
+	mustSend(t, alice, "bob", "audited")
+	wantTexts(t, receive(t, bob), "alice", "audited")
+
+	// Another auditor, whose cosignatures the server does not have.
+	_, other, err := kt.GenerateCosignerKey(nil, "other.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol, _ := s.register(t, "carol", Options{Auditors: []string{other}})
+	_, err = carol.Send(ctxT(t), "bob", "unaudited")
+	if !errors.Is(err, ErrTransparency) || !errors.Is(err, kt.ErrMissingCosignature) {
+		t.Fatalf("without the auditor's cosignature: %v", err)
+	}
+	if _, err := Open(t.TempDir(), Options{Auditors: []string{"not a key"}}); err == nil {
+		t.Fatal("a malformed auditor key was accepted")
+	}
+}
+
+// TestLinkedDevicePinsPrimarysLog: a linked device follows the log its
+// primary pinned (from the provisioning message), from its head, with its
+// auditors.
+func TestLinkedDevicePinsPrimarysLog(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	vkey := k.withAuditor()
+	alice, _ := s.register(t, "alice", Options{})
+	if err := alice.RequireAuditor(ctxT(t), vkey, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := alice.pinnedLog(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	laptop, _ := s.link(t, alice, "alice-laptop")
+	ll, err := laptop.pinnedLog(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ll.Origin != pl.Origin || ll.LogKey != pl.LogKey || !bytes.Equal(ll.VRFKey, pl.VRFKey) ||
+		!slices.Equal(ll.Auditors, pl.Auditors) || ll.Cosignatures != 1 || ll.HeadSize < pl.HeadSize {
+		t.Fatalf("the linked device pinned %+v, the primary %+v", ll, pl)
+	}
+}
+
+// TestReplyToUnprovenKeyRefused: bob's key for alice came with her first
+// message; when the log holds another key for her account by the time he
+// replies, nothing is encrypted to either: the server's keys are not the
+// log's.
+func TestReplyToUnprovenKeyRefused(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	mustSend(t, alice, "bob", "hello")
+	wantTexts(t, receive(t, bob), "alice", "hello")
+
+	real, err := kt.DecodeAccountValue(k.value(kt.AccountLabel(alice.AccountID())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost, _ := keys.GenerateKeyPair(nil)
+	k.publishAccount(alice.AccountID(), ghost.Public.Bytes(), real.DeviceList)
+	before := sessionsWith(t, bob, alice.AccountID())
+	if _, err := bob.Send(ctxT(t), "alice", "reply"); !errors.Is(err, ErrTransparency) {
+		t.Fatalf("reply: %v", err)
+	}
+	if evs := receive(t, alice); len(evs) != 0 {
+		t.Fatalf("alice got %v", evs)
+	}
+	if after := sessionsWith(t, bob, alice.AccountID()); !slices.Equal(before, after) {
+		t.Fatalf("bob's sessions with alice changed from %v to %v", before, after)
+	}
+	// Once the log holds her key again, the reply goes, on the session
+	// her message started.
+	k.publishAccount(alice.AccountID(), real.IdentityKey, real.DeviceList)
+	mustSend(t, bob, "alice", "reply")
+	wantTexts(t, receive(t, alice), "bob", "reply")
+}
+
+// TestGroupMemberVerified: a group member joins with the key the log holds
+// for them; a member known from a message whose key the log does not hold
+// is refused.
+func TestGroupMemberVerified(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	carol, _ := s.register(t, "carol", Options{})
+	mustSend(t, carol, "alice", "hi alice")
+	wantTexts(t, receive(t, alice), "carol", "hi alice")
+
+	real, err := kt.DecodeAccountValue(k.value(kt.AccountLabel(carol.AccountID())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost, _ := keys.GenerateKeyPair(nil)
+	k.publishAccount(carol.AccountID(), ghost.Public.Bytes(), real.DeviceList)
+	if _, err := alice.CreateGroup(ctxT(t), "friends", "bob", "carol"); !errors.Is(err, ErrTransparency) {
+		t.Fatalf("a group with carol under a key the log does not hold: %v", err)
+	}
+	k.publishAccount(carol.AccountID(), real.IdentityKey, real.DeviceList)
+	if _, err := alice.CreateGroup(ctxT(t), "friends", "bob", "carol"); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, alice, "#friends", "welcome")
+	for _, c := range []*Client{bob, carol} {
+		var got []string
+		for _, m := range messages(receive(t, c)) {
+			got = append(got, m.Text)
+		}
+		if !slices.Contains(got, "welcome") {
+			t.Fatalf("%s got %q", c.Username(), got)
+		}
+	}
+}
+
+// TestMonitorDue: the owner monitor runs once its interval has passed
+// since the last check, and not before.
+func TestMonitorDue(t *testing.T) {
+	t.Parallel()
+	s, _ := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	checked := func() time.Time {
+		t.Helper()
+		var st *profile.OwnerState
+		err := alice.st.View(ctxT(t), func(tx *profile.Tx) error {
+			var err error
+			st, err = tx.OwnerState()
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Checked
+	}
+	t0 := checked()
+	if t0.IsZero() {
+		t.Fatal("registration did not check")
+	}
+	alice.now = func() time.Time { return t0.Add(30 * time.Minute) }
+	alice.monitorIfDue(ctxT(t))
+	if got := checked(); !got.Equal(t0) {
+		t.Fatalf("checked at %v, half an interval after %v", got, t0)
+	}
+	later := t0.Add(DefaultMonitorInterval + time.Minute)
+	alice.now = func() time.Time { return later }
+	alice.monitorIfDue(ctxT(t))
+	if got := checked(); !got.Equal(later.Truncate(time.Millisecond)) {
+		t.Fatalf("checked at %v, want %v", got, later)
+	}
+}

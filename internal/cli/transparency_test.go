@@ -1,0 +1,129 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/doorless/doorless/client"
+	"github.com/doorless/doorless/kt"
+	"github.com/doorless/doorless/protocol/keys"
+)
+
+// TestTransparencyCommands: status on a quiet log, then a ghost identity
+// key written into the server's store behind alice's back: her status
+// shows the alert loudly and exits 3, every other command warns, bob's
+// send to her is refused, and clear clears.
+func TestTransparencyCommands(t *testing.T) {
+	url, st := testServer(t)
+	alice, bob := registerCLI(t, url, "alice"), registerCLI(t, url, "bob")
+
+	code, out, errOut := runCLI(t, alice, "", "transparency", "status")
+	if code != ExitOK || !strings.Contains(out, "log:          doorless.test/kt\n") || !strings.Contains(out, "alerts:       none\n") ||
+		!strings.Contains(out, "auditors:     none required\n") || strings.Contains(out, "last check:   never") || errOut != "" {
+		t.Fatalf("status: exit %d\n%s\nstderr: %s", code, out, errOut)
+	}
+
+	// The operator (or whoever forces it) swaps alice's identity key in
+	// the store, and has the sequencer publish it.
+	a, err := st.AccountByUsername(context.Background(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost, err := keys.GenerateKeyPair(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+serverDB(t, st)+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE accounts SET identity_key = ? WHERE id = ?`, ghost.Public.Bytes(), a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO kt_pending (account_id, username) VALUES (?, '')`, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, out, errOut = runCLI(t, alice, "", "transparency", "status")
+		if code != ExitOK || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code != ExitAlert || !strings.Contains(out, "!!! KEY TRANSPARENCY ALERT") || !strings.Contains(out, "(identity_key)") ||
+		!strings.Contains(out, "doorless transparency clear") {
+		t.Fatalf("status with a ghost key: exit %d\n%s\nstderr: %s", code, out, errOut)
+	}
+	// Every command warns while the alert is stored.
+	code, _, errOut = runCLI(t, alice, "", "receipts")
+	if code != ExitOK || !strings.Contains(errOut, "!!! KEY TRANSPARENCY ALERT") || !strings.Contains(errOut, "doorless transparency status") {
+		t.Fatalf("receipts with an alert: exit %d, stderr %q", code, errOut)
+	}
+	// Bob gets a proof of the ghost key, which the server's bundle (the
+	// ghost key too, now) matches... but alice's devices hold no such key:
+	// the bundle's prekeys are not signed by it.
+	if code, _, errOut := runCLI(t, bob, "", "send", "alice", "hi"); code != ExitError {
+		t.Fatalf("bob's send to the ghost: exit %d, stderr %q", code, errOut)
+	}
+
+	code, out, _ = runCLI(t, alice, "", "transparency", "clear")
+	if code != ExitOK || !strings.HasPrefix(out, "cleared ") {
+		t.Fatalf("clear: exit %d: %s", code, out)
+	}
+	code, out, errOut = runCLI(t, alice, "", "transparency", "status", "--offline")
+	if code != ExitOK || !strings.Contains(out, "alerts:       none") || errOut != "" {
+		t.Fatalf("status after clearing: exit %d\n%s\nstderr: %s", code, out, errOut)
+	}
+	if code, _, errOut := runCLI(t, alice, "", "receipts"); code != ExitOK || errOut != "" {
+		t.Fatalf("receipts after clearing: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestRequireAuditor: a profile that requires an auditor's cosignatures
+// refuses lookups from a log no such auditor cosigned.
+func TestRequireAuditor(t *testing.T) {
+	url, _ := testServer(t)
+	alice := registerCLI(t, url, "alice")
+	registerCLI(t, url, "bob")
+	_, vkey, err := kt.GenerateCosignerKey(rand.Reader, "auditor.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, alice, "", "transparency", "require-auditor", vkey, "--max-lag", "2d")
+	if code != ExitOK || out != "lookups now need 1 of 1 auditors' cosignatures, at most 48h old\n" {
+		t.Fatalf("require-auditor: exit %d: %q %q", code, out, errOut)
+	}
+	code, out, _ = runCLI(t, alice, "", "transparency", "status", "--offline")
+	if code != ExitOK || !strings.Contains(out, "auditors:     1 of 1 must have cosigned within 48h\n") || !strings.Contains(out, vkey) {
+		t.Fatalf("status: exit %d\n%s", code, out)
+	}
+	code, _, errOut = runCLI(t, alice, "", "send", "bob", "hi")
+	if code != ExitError || !strings.Contains(errOut, "auditor cosignatures you require") {
+		t.Fatalf("send without cosignatures: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, _ := runCLI(t, alice, "", "transparency", "require-auditor", "not-a-key"); code != ExitError {
+		t.Fatalf("a malformed key: exit %d", code)
+	}
+}
+
+func TestPrintAlert(t *testing.T) {
+	a := &client.TransparencyAlert{ID: 3, At: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Kind: client.AlertIdentityKey,
+		Subject: "alice", Detail: "your account's entry holds another identity key\x1b[2J"}
+	var out bytes.Buffer
+	printEvent(&out, a, time.UTC)
+	if !strings.Contains(out.String(), "!!! KEY TRANSPARENCY ALERT") || !strings.Contains(out.String(), "[2026-01-02 03:04:05] alice (identity_key)") ||
+		strings.Contains(out.String(), "\x1b") {
+		t.Fatalf("printed:\n%s", out.String())
+	}
+	j := toJSON(a)
+	if j.Event != "transparency_alert" || j.Alert == nil || j.Alert.ID != 3 || j.Alert.Kind != "identity_key" {
+		t.Fatalf("json %+v", j)
+	}
+}
