@@ -24,7 +24,7 @@ import (
 )
 
 // bin holds the binaries TestMain builds.
-var bin struct{ doorlessd, doorless string }
+var bin struct{ doorlessd, doorless, auditor string }
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "doorless-e2e-")
@@ -34,7 +34,10 @@ func TestMain(m *testing.M) {
 	}
 	bin.doorlessd = filepath.Join(dir, "doorlessd")
 	bin.doorless = filepath.Join(dir, "doorless")
-	for _, b := range []struct{ out, pkg string }{{bin.doorlessd, "../../cmd/doorlessd"}, {bin.doorless, "../../cmd/doorless"}} {
+	bin.auditor = filepath.Join(dir, "doorless-auditor")
+	for _, b := range []struct{ out, pkg string }{
+		{bin.doorlessd, "../../cmd/doorlessd"}, {bin.doorless, "../../cmd/doorless"}, {bin.auditor, "../../cmd/doorless-auditor"},
+	} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
