@@ -433,6 +433,36 @@ func TestOwnerMonitoringQuickChanges(t *testing.T) {
 	}
 }
 
+// TestOwnerMonitoringRealLog: with the server's own log and sequencer,
+// registering, linking (the approving device may read the new list before
+// it is published) and removing devices raise no alert on any device, and
+// each version is at its counter.
+func TestOwnerMonitoringRealLog(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	wantQuiet(t, alice, 0, 1)
+	laptop, _ := s.link(t, alice, "alice-laptop")
+	wantQuiet(t, alice, 0, 2)
+	wantQuiet(t, laptop, 0, 2)
+	tablet, _ := s.link(t, laptop, "alice-tablet")
+	wantQuiet(t, laptop, 0, 3)
+	wantQuiet(t, tablet, 0, 3)
+	if err := alice.RemoveDevice(ctxT(t), laptop.DeviceID()); err != nil {
+		t.Fatal(err)
+	}
+	wantQuiet(t, alice, 0, 4)
+	for _, c := range []*Client{alice, tablet} {
+		if err := c.CheckTransparency(ctxT(t)); err != nil {
+			t.Fatalf("device %d's check: %v", c.DeviceID(), err)
+		}
+		wantQuiet(t, c, 0, 4)
+		if l := labelState(t, c, kt.UsernameLabel("alice")); l == nil || l.Counter != 3 {
+			t.Fatalf("device %d verified the entry at %+v, want counter 3", c.DeviceID(), l)
+		}
+	}
+}
+
 // TestOwnerMonitoring: alice's client raises a persistent alert when the
 // log holds another identity key for her, a value put there and taken
 // back, or her username for another account; bob cannot send to the ghost
