@@ -417,6 +417,9 @@ func joined(ctx context.Context, dir string, st *profile.Store, opt Options, ser
 				return err
 			}
 		}
+		if err := ownChanged(tx, list.Version, signedList); err != nil {
+			return err
+		}
 		return tx.PutDeviceList(resp.AccountID, list.Version, signedList)
 	})
 	if err != nil {
@@ -434,9 +437,11 @@ func joined(ctx context.Context, dir string, st *profile.Store, opt Options, ser
 	// Pin the server's sealed-sender trust root now, at the moment the
 	// account is made; a failure leaves it to the first sealed message.
 	c.trustRoot(ctx)
-	// The owner monitor's first look at this account's entries, which it
-	// remembers; if they are not published yet, Receive looks again.
-	c.CheckTransparency(ctx)
+	// The owner monitor's first look at this account's entry: the server
+	// answered once it was published, so it holds exactly the device list
+	// this device joined under, and its counter is the base later checks
+	// hold the entry to. If the look fails, the next check makes it.
+	c.checkOwnChange(ctx, 0)
 	return c, nil
 }
 

@@ -223,12 +223,22 @@ func (c *Client) RemoveDevice(ctx context.Context, id uint32) error {
 		if id == c.deviceID {
 			return nil
 		}
-		return c.st.Update(ctx, func(tx *profile.Tx) error {
+		err = c.st.Update(ctx, func(tx *profile.Tx) error {
 			if err := tx.DeleteSession(c.accountID, id); err != nil {
+				return err
+			}
+			if err := ownChanged(tx, next.Version, blob); err != nil {
 				return err
 			}
 			return tx.PutDeviceList(c.accountID, next.Version, blob)
 		})
+		if err != nil {
+			return err
+		}
+		// The server answered once the new list was published: the log
+		// holds exactly it, now. (What the check finds is an alert.)
+		c.checkOwnChange(ctx, 0)
+		return nil
 	}
 }
 
@@ -392,11 +402,20 @@ func (c *Client) ApproveLink(ctx context.Context, code string) (uint32, error) {
 	// from now on reaches it too.
 	deadline := time.UnixMilli(tok.Expires)
 	for {
-		_, l, err := c.ownDevices(ctx)
+		resp, l, err := c.ownDevices(ctx)
 		if err != nil {
 			return 0, err
 		}
 		if l.Contains(tok.DeviceID) {
+			// The list with the new device is this account's change:
+			// the log must hold exactly it. The new device's request
+			// was answered once it was published, but this device may
+			// have read it from the store just before: it waits a
+			// little for the log to catch up.
+			err := c.st.Update(ctx, func(tx *profile.Tx) error { return ownChanged(tx, l.Version, resp.DeviceList) })
+			if err == nil {
+				c.checkOwnChange(ctx, ownChangeWait)
+			}
 			return tok.DeviceID, nil
 		}
 		if time.Now().After(deadline) {

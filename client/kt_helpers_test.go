@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,15 +33,19 @@ type ktLog struct {
 	vkey   string
 	keys   api.TransparencyKeysResponse
 
-	mu      sync.Mutex
-	log     *kt.Log
-	entries map[kt.Index]*kt.Entry
-	values  map[string][]byte // by label: what the log holds
+	mu        sync.Mutex
+	log       *kt.Log
+	entries   map[kt.Index]*kt.Entry
+	values    map[string][]byte     // by label: what the log holds
+	names     map[string]ktAccount  // by account id, from registrations
+	published map[string][]kt.Entry // by label: every entry published, in order
 
 	auditor   *kt.Auditor
 	cosigner  note.Signer
 	auditVKey string // the auditor's verifier key, when it cosigns
 
+	// suppress is how many device-list changes to leave out of the log.
+	suppress int
 	// tamper, when set, changes every proof handed out (nil: none).
 	tamper func(label string, proof []byte) []byte
 	// last is the last proof handed out, for replays.
@@ -68,7 +73,7 @@ func newKTServer(t *testing.T, mod func(*server.Config)) (*testServer, *ktLog) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := &ktLog{t: t, origin: testOrigin, vkey: vkey, log: l, entries: map[kt.Index]*kt.Entry{}, values: map[string][]byte{},
+	k := &ktLog{t: t, origin: testOrigin, vkey: vkey, log: l, entries: map[kt.Index]*kt.Entry{}, values: map[string][]byte{}, names: map[string]ktAccount{}, published: map[string][]kt.Entry{},
 		keys: api.TransparencyKeysResponse{Origin: testOrigin, LogKey: vkey, VRFKey: vk.Public().Bytes()}}
 	return newWrappedServer(t, mod, k.wrap), k
 }
@@ -117,6 +122,7 @@ func (k *ktLog) publishLocked(ups ...kt.Update) {
 		e := b.Entries[i]
 		k.entries[e.Leaf.Index] = &e
 		k.values[string(e.Label)] = e.Value
+		k.published[string(e.Label)] = append(k.published[string(e.Label)], e)
 	}
 	if k.auditor != nil {
 		if err := k.auditor.Apply(&b.Changes); err != nil {
@@ -138,10 +144,23 @@ func (k *ktLog) publishLocked(ups ...kt.Update) {
 	}
 }
 
-// publishAccount publishes an account's value.
-func (k *ktLog) publishAccount(accountID string, ik, deviceList []byte) {
-	v := &kt.AccountValue{IdentityKey: ik, DeviceList: deviceList}
-	k.publish(kt.Update{Label: kt.AccountLabel(accountID), Value: v.Encode()})
+// publishAccount publishes a value for username's entry: the account it
+// holds now, with the identity key and device list given.
+func (k *ktLog) publishAccount(username string, ik, deviceList []byte) {
+	k.t.Helper()
+	v := k.account(username)
+	v.IdentityKey, v.DeviceList = ik, deviceList
+	k.publish(kt.Update{Label: kt.UsernameLabel(username), Value: v.Encode()})
+}
+
+// account returns the value the log holds for username's entry.
+func (k *ktLog) account(username string) *kt.AccountValue {
+	k.t.Helper()
+	v, err := kt.DecodeAccountValue(k.value(kt.UsernameLabel(username)))
+	if err != nil {
+		k.t.Fatalf("%s's entry: %v", username, err)
+	}
+	return v
 }
 
 // value returns what the log holds for a label.
@@ -149,6 +168,24 @@ func (k *ktLog) value(label []byte) []byte {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.values[string(label)]
+}
+
+// history returns every entry published for username, in order.
+func (k *ktLog) history(username string) []kt.Entry {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.published[string(kt.UsernameLabel(username))])
+}
+
+// counter returns the counter of username's entry.
+func (k *ktLog) counter(username string) uint32 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	e := k.entries[k.log.Index(kt.UsernameLabel(username))]
+	if e == nil {
+		k.t.Fatalf("%s has no entry", username)
+	}
+	return e.Leaf.Counter
 }
 
 // prove makes the proof for labels, for a client that knows size known.
@@ -221,11 +258,7 @@ func (k *ktLog) wrap(h http.Handler) http.Handler {
 			writeJSONTest(w, keys)
 
 		case r.Method == http.MethodGet && len(parts) == 4 && parts[1] == "transparency" && parts[2] == "lookup":
-			labels := [][]byte{kt.UsernameLabel(parts[3])}
-			if acct := k.value(labels[0]); len(acct) > 0 {
-				labels = append(labels, kt.AccountLabel(string(acct)))
-			}
-			writeJSONTest(w, api.TransparencyLookupResponse{Proof: k.prove(labels, knownOf(r))})
+			writeJSONTest(w, api.TransparencyLookupResponse{Proof: k.prove([][]byte{kt.UsernameLabel(parts[3])}, knownOf(r))})
 
 		case r.Method == http.MethodPost && r.URL.Path == api.PathAccounts:
 			body, _ := io.ReadAll(r.Body)
@@ -233,9 +266,11 @@ func (k *ktLog) wrap(h http.Handler) http.Handler {
 			var req api.RegisterRequest
 			var resp api.RegisterResponse
 			if rec.Code == http.StatusOK && json.Unmarshal(body, &req) == nil && json.Unmarshal(rec.Body.Bytes(), &resp) == nil {
-				v := &kt.AccountValue{IdentityKey: req.IdentityKey, DeviceList: req.DeviceList}
-				k.publish(kt.Update{Label: kt.UsernameLabel(req.Username), Value: []byte(resp.AccountID)},
-					kt.Update{Label: kt.AccountLabel(resp.AccountID), Value: v.Encode()})
+				v := &kt.AccountValue{AccountID: resp.AccountID, IdentityKey: req.IdentityKey, DeviceList: req.DeviceList}
+				k.mu.Lock()
+				k.names[resp.AccountID] = ktAccount{req.Username, req.IdentityKey}
+				k.publishLocked(kt.Update{Label: kt.UsernameLabel(req.Username), Value: v.Encode()})
+				k.mu.Unlock()
 			}
 			copyAnswer(w, rec)
 
@@ -268,7 +303,7 @@ func (k *ktLog) wrap(h http.Handler) http.Handler {
 				copyAnswer(w, rec)
 				return
 			}
-			br.Transparency = k.prove([][]byte{kt.UsernameLabel(parts[2]), kt.AccountLabel(br.AccountID)}, known)
+			br.Transparency = k.prove([][]byte{kt.UsernameLabel(parts[2])}, known)
 			writeJSONTest(w, &br)
 
 		default:
@@ -277,16 +312,34 @@ func (k *ktLog) wrap(h http.Handler) http.Handler {
 	})
 }
 
+// ktAccount is what the log knows of an account from its registration.
+type ktAccount struct {
+	username    string
+	identityKey []byte
+}
+
 // republishList publishes an account's new device list under the identity
-// key the log holds for it.
+// key it registered with, unless the test suppresses it (suppress).
 func (k *ktLog) republishList(accountID string, list []byte) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	old, err := kt.DecodeAccountValue(k.values[string(kt.AccountLabel(accountID))])
-	if err != nil {
-		k.t.Errorf("republish: %v", err)
+	if k.suppress > 0 {
+		k.suppress--
 		return
 	}
-	v := &kt.AccountValue{IdentityKey: old.IdentityKey, DeviceList: list}
-	k.publishLocked(kt.Update{Label: kt.AccountLabel(accountID), Value: v.Encode()})
+	a, ok := k.names[accountID]
+	if !ok {
+		k.t.Errorf("republish: unknown account %s", accountID)
+		return
+	}
+	v := &kt.AccountValue{AccountID: accountID, IdentityKey: a.identityKey, DeviceList: list}
+	k.publishLocked(kt.Update{Label: kt.UsernameLabel(a.username), Value: v.Encode()})
+}
+
+// suppressNext has the log leave the next n device-list changes out, as an
+// operator hiding a ghost's counter step would.
+func (k *ktLog) suppressNext(n int) {
+	k.mu.Lock()
+	k.suppress = n
+	k.mu.Unlock()
 }

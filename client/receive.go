@@ -267,7 +267,7 @@ func (c *Client) receiveOnce(ctx context.Context, opt ReceiveOptions, handle fun
 	// Disappearing messages go while the stream runs.
 	sweep := time.NewTicker(sweepInterval)
 	defer sweep.Stop()
-	// And the owner monitor checks this account's entries.
+	// And the owner monitor checks this account's entry.
 	monitor := time.NewTicker(c.kt.monitorInterval)
 	defer monitor.Stop()
 	for {

@@ -66,10 +66,11 @@ func (c *Client) presentedKey(ctx context.Context, username string) (accountID s
 	}
 	if ct == nil {
 		// The key comes with a transparency proof, as for a send.
-		accountID, v, err := c.lookup(ctx, username)
+		v, err := c.lookup(ctx, username)
 		if err != nil {
 			return "", key, false, err
 		}
+		accountID := v.AccountID
 		ik, perr := keys.ParsePublicKey(v.IdentityKey)
 		if perr != nil {
 			return "", key, false, transparencyErr(errors.New("the log holds a malformed identity key"))

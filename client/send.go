@@ -412,9 +412,8 @@ func (c *Client) encryptFor(ctx context.Context, username string, pt []byte, ref
 // starts a session with each device.
 //
 // The answer must carry a key transparency proof that the log maps the
-// username to the account, and the account to exactly the identity key and
-// signed device list of the answer; otherwise (ErrTransparency) no session
-// is made.
+// username to exactly the account, identity key and signed device list of
+// the answer; otherwise (ErrTransparency) no session is made.
 func (c *Client) fetchSessions(ctx context.Context, username string, device uint32, local *session.Identity, localAddr session.Address, res *SendResult) error {
 	var (
 		br api.BundleResponse
@@ -439,12 +438,12 @@ func (c *Client) fetchSessions(ctx context.Context, username string, device uint
 		if err != nil {
 			return nil, nil, err
 		}
-		return p, [][]byte{kt.UsernameLabel(username), kt.AccountLabel(br.AccountID)}, nil
+		return p, [][]byte{kt.UsernameLabel(username)}, nil
 	})
 	if err != nil {
 		return err
 	}
-	if err := checkEntries(results, br.AccountID, ik, br.DeviceList); err != nil {
+	if err := checkEntry(results, br.AccountID, ik, br.DeviceList); err != nil {
 		return err
 	}
 	if len(br.Devices) > api.MaxDevicesPerAccount || device != 0 && len(br.Devices) > 1 {

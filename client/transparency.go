@@ -24,9 +24,10 @@ import (
 	"github.com/doorless/doorless/protocol/keys"
 )
 
-// Key transparency (kt/, docs/key-transparency.md). The server commits
-// every account's identity key and signed device list, and every
-// username's account, to a log whose keys this device pins when it joins
+// Key transparency (kt/, docs/key-transparency.md). The server commits,
+// under each username (kt.UsernameLabel), the account that holds it, its
+// identity key and its signed device list (kt.AccountValue), every version
+// of the list in order, to a log whose keys this device pins when it joins
 // (Register fetches them from the server; Link takes them, with the head
 // and the auditor policy, from the approving device's sealed provisioning
 // message). Then:
@@ -44,11 +45,15 @@ import (
 //     value under the same counter, is ErrTransparencyRollback and an
 //     alert.
 //   - Owner monitoring. CheckTransparency, which Receive runs every
-//     Options.MonitorInterval, checks this account's own entries: its
-//     identity key, a device list it signed, no more changes than device
-//     list versions, its username unchanged. What this account did not do
-//     is a persistent alert (TransparencyAlerts, a *TransparencyAlert event,
-//     a warning on every CLI command) until ClearTransparencyAlerts.
+//     Options.MonitorInterval, checks this account's own entry: its account
+//     id and identity key, a device list it signed, at the counter its
+//     version puts it at (every version is published once, in order, so
+//     the counter is a fixed base plus the version minus one). Right after
+//     every device-list change this device makes (registration, linking,
+//     approving a link, removing a device) the check also finds exactly the
+//     new list in the log. What this account did not do is a persistent
+//     alert (TransparencyAlerts, a *TransparencyAlert event, a warning on
+//     every CLI command) until ClearTransparencyAlerts.
 
 // Key transparency defaults.
 const (
@@ -61,11 +66,22 @@ const (
 	// sees a forged entry within a day at worst.
 	DefaultMaxAuditLag = 24 * time.Hour
 	// DefaultMonitorInterval is how often Receive checks this account's
-	// own entries.
+	// own entry.
 	DefaultMonitorInterval = time.Hour
-	// ownPublishGrace is how long after joining this device's own entries
-	// may be missing from the log (not yet published) without an alert.
+	// ownPublishGrace is how long after pinning the log a device that has
+	// never seen its account's entry, and made no change of its own that
+	// it waits to find there, may find the entry absent without an alert.
+	// Only a profile from before key transparency is in that state (a
+	// device that joins finds its entry at once: the server answers a
+	// change only once it is published), and its server publishes the
+	// accounts it had before the log in its first epochs, which take a
+	// while for many accounts.
 	ownPublishGrace = 10 * time.Minute
+	// ownChangeWait is how long ApproveLink waits for the log to publish
+	// the device list the server shows it with the new device: the new
+	// device's request was answered once the list was published, but the
+	// approving device may see the list in between.
+	ownChangeWait = 30 * time.Second
 	// maxHeadRetries bounds the lookups repeated because another process
 	// using the profile moved the head meanwhile.
 	maxHeadRetries = 3
@@ -82,7 +98,7 @@ var (
 	// device verified before, or another value for the same version (it
 	// comes wrapped in ErrTransparency, and is kept as an alert).
 	ErrTransparencyRollback = errors.New("client: key transparency: the log went back on an entry it showed before")
-	// ErrTransparencyAlert: CheckTransparency found this account's entries
+	// ErrTransparencyAlert: CheckTransparency found this account's entry
 	// changed in a way it did not change them, and raised an alert.
 	ErrTransparencyAlert = errors.New("client: key transparency: the log shows a change to this account that it did not make")
 )
@@ -92,7 +108,6 @@ var (
 	errNoProof       = errors.New("no proof")
 	errNotInLog      = errors.New("the entry is not in the log")
 	errProofMismatch = errors.New("the keys differ from those the log holds")
-	errIncomplete    = errors.New("the proof leaves out the account's entry")
 	errNoLog         = errors.New("the server offers no key transparency log")
 	// errHeadMoved: another process verified a newer head meanwhile; the
 	// lookup is made again.
@@ -118,14 +133,19 @@ const (
 	// AlertDeviceList: the log holds a device list for this account that
 	// its identity key did not sign, or one older than seen before.
 	AlertDeviceList AlertKind = "device_list"
-	// AlertUnexplained: this account's entry changed more often than its
-	// device list: a value put there and taken back (a ghost device, a
-	// swapped key, for a while).
+	// AlertUnexplained: this account's entry is not at the counter its
+	// device list's version puts it at: the log holds a change this
+	// account did not make (a ghost device, a swapped key, put there and
+	// taken back), or left one of its device lists out.
 	AlertUnexplained AlertKind = "unexplained_change"
+	// AlertOwnChange: a device-list change this device made is not in the
+	// log as it made it: the log holds another list, or went past it.
+	AlertOwnChange AlertKind = "own_change"
 	// AlertUsername: the log maps this account's username to another
-	// account, or changed it.
+	// account.
 	AlertUsername AlertKind = "username"
-	// AlertMissing: this account's entries are not in the log.
+	// AlertMissing: this account's entry is not in the log, or holds it
+	// deleted.
 	AlertMissing AlertKind = "missing"
 	// AlertRollback: an entry went back (ErrTransparencyRollback).
 	AlertRollback AlertKind = "rollback"
@@ -437,8 +457,8 @@ func (c *Client) verifyProof(ctx context.Context, l *profile.TransparencyLog, la
 	if errors.Is(err, ErrTransparencyRollback) {
 		var as []*TransparencyAlert
 		for _, i := range back {
-			as = append(as, alert(now, AlertRollback, subject, fmt.Sprintf("the log went back on the %s entry it showed before (now at version %d)",
-				labelKind(i), res[i].Counter)))
+			as = append(as, alert(now, AlertRollback, subject, fmt.Sprintf("the log went back on the entry it showed before (now at version %d)",
+				res[i].Counter)))
 		}
 		c.raiseAlerts(ctx, as...)
 		return nil, transparencyErr(ErrTransparencyRollback)
@@ -449,46 +469,31 @@ func (c *Client) verifyProof(ctx context.Context, l *profile.TransparencyLog, la
 	return res, nil
 }
 
-// labelKind names a label's kind for an alert: the labels verified are
-// always a username's and then its account's.
-func labelKind(i int) string {
-	if i == 0 {
-		return "username"
-	}
-	return "account"
-}
-
-// usernameValue is the value of a username's entry: its account id.
-func usernameValue(accountID string) []byte { return []byte(accountID) }
-
-// checkEntries checks that verified results for [username label, account
-// label] hold the account id and exactly the identity key and signed
-// device list the server presented.
-func checkEntries(res []kt.Result, accountID string, ik keys.PublicKey, deviceList []byte) error {
-	if len(res) != 2 || !res[0].Present || !res[1].Present || len(res[0].Value) == 0 || len(res[1].Value) == 0 {
+// checkEntry checks that the verified result for a username's label holds
+// exactly the account id, identity key and signed device list the server
+// presented.
+func checkEntry(res []kt.Result, accountID string, ik keys.PublicKey, deviceList []byte) error {
+	if len(res) != 1 || !res[0].Present || len(res[0].Value) == 0 {
 		return transparencyErr(errNotInLog)
 	}
-	if !bytes.Equal(res[0].Value, usernameValue(accountID)) {
-		return transparencyErr(errProofMismatch)
-	}
-	v, err := kt.DecodeAccountValue(res[1].Value)
+	v, err := kt.DecodeAccountValue(res[0].Value)
 	if err != nil {
 		return transparencyErr(err)
 	}
-	if !bytes.Equal(v.IdentityKey, ik.Bytes()) || !bytes.Equal(v.DeviceList, deviceList) {
+	if v.AccountID != accountID || !bytes.Equal(v.IdentityKey, ik.Bytes()) || !bytes.Equal(v.DeviceList, deviceList) {
 		return transparencyErr(errProofMismatch)
 	}
 	return nil
 }
 
-// lookup asks the log for a user's entries (PathTransparencyLookup) and
-// returns the account id and the account's value it proves. ErrUnknownUser
-// when the server has no such user, or the log shows it absent or deleted.
-func (c *Client) lookup(ctx context.Context, username string) (string, *kt.AccountValue, error) {
-	res, err := c.proven(ctx, username, func(ctx context.Context, known uint64) (*kt.LookupProof, [][]byte, error) {
+// lookupProof asks the server for the lookup proof of a username's entry
+// (PathTransparencyLookup): the proofFetch of lookups and of the owner
+// monitor.
+func (c *Client) lookupProof(username string) proofFetch {
+	return func(ctx context.Context, known uint64) (*kt.LookupProof, [][]byte, error) {
 		var resp api.TransparencyLookupResponse
 		err := c.do(ctx, http.MethodGet, withKnown(pathFor(api.PathTransparencyLookup, "{username}", username), known), nil, &resp)
-		if _, ok := isCode(err, api.CodeNotFound); ok {
+		if _, ok := isCode(err, api.CodeNotFound); ok && username != c.username {
 			return nil, nil, ErrUnknownUser
 		}
 		if err != nil {
@@ -498,53 +503,43 @@ func (c *Client) lookup(ctx context.Context, username string) (string, *kt.Accou
 		if err != nil {
 			return nil, nil, err
 		}
-		labels := [][]byte{kt.UsernameLabel(username)}
-		if len(p.Entries) == 2 {
-			// The account the username's entry opens to: the
-			// verification binds the two.
-			acct := string(p.Entries[0].Value)
-			if !api.ValidUUID(acct) {
-				return nil, nil, transparencyErr(errProofMismatch)
-			}
-			labels = append(labels, kt.AccountLabel(acct))
-		}
-		return p, labels, nil
-	})
+		return p, [][]byte{kt.UsernameLabel(username)}, nil
+	}
+}
+
+// lookup asks the log for a user's entry and returns the account id, its
+// identity key and its device list it proves. ErrUnknownUser when the
+// server has no such user, or the log shows it absent or deleted.
+func (c *Client) lookup(ctx context.Context, username string) (*kt.AccountValue, error) {
+	res, err := c.proven(ctx, username, c.lookupProof(username))
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	if !res[0].Present || len(res[0].Value) == 0 {
-		return "", nil, ErrUnknownUser
+	if len(res) != 1 || !res[0].Present || len(res[0].Value) == 0 {
+		return nil, ErrUnknownUser
 	}
-	if len(res) != 2 {
-		return "", nil, transparencyErr(errIncomplete)
-	}
-	if !res[1].Present || len(res[1].Value) == 0 {
-		return "", nil, ErrUnknownUser // the account was deleted
-	}
-	v, err := kt.DecodeAccountValue(res[1].Value)
+	v, err := kt.DecodeAccountValue(res[0].Value)
 	if err != nil {
-		return "", nil, transparencyErr(err)
+		return nil, transparencyErr(err)
 	}
-	return string(res[0].Value), v, nil
+	if !api.ValidUUID(v.AccountID) {
+		return nil, transparencyErr(errProofMismatch)
+	}
+	return v, nil
 }
 
 // ktVerified reports whether the log, as this device last verified it,
-// maps username to accountID and accountID to the identity key ik.
+// maps username to accountID with the identity key ik.
 func ktVerified(tx *profile.Tx, username, accountID string, ik keys.PublicKey) (bool, error) {
 	u, err := tx.TransparencyLabel(kt.UsernameLabel(username))
-	if err != nil || u == nil || !u.Present || !bytes.Equal(u.Value, usernameValue(accountID)) {
+	if err != nil || u == nil || !u.Present || len(u.Value) == 0 {
 		return false, err
 	}
-	a, err := tx.TransparencyLabel(kt.AccountLabel(accountID))
-	if err != nil || a == nil || !a.Present {
-		return false, err
-	}
-	v, err := kt.DecodeAccountValue(a.Value)
+	v, err := kt.DecodeAccountValue(u.Value)
 	if err != nil {
 		return false, nil
 	}
-	return bytes.Equal(v.IdentityKey, ik.Bytes()), nil
+	return v.AccountID == accountID && bytes.Equal(v.IdentityKey, ik.Bytes()), nil
 }
 
 // ensureVerified makes sure that the key this device trusts for a contact
@@ -574,7 +569,7 @@ func (c *Client) ensureVerified(ctx context.Context, username string, res *SendR
 		return err
 	}
 	if known {
-		if _, _, err := c.lookup(ctx, username); err != nil {
+		if _, err := c.lookup(ctx, username); err != nil {
 			return err
 		}
 		if _, ok, err = verified(); err != nil || ok {
@@ -735,48 +730,43 @@ func (c *Client) TransparencyStatus(ctx context.Context) (*TransparencyStatus, e
 	return s, nil
 }
 
-// CheckTransparency is the owner monitor: it looks this account up in the
-// log and checks its own entries. The account's entry must hold this
-// account's identity key and a device list signed by it, no older than the
-// last seen, and may have changed since the last check at most as many
-// times as that list's version grew (a value put there and taken back
-// between two checks grows the counter and not the list). The username's
-// entry must hold this account's id, and never change. The first check
-// after joining remembers the counters.
+// CheckTransparency is the owner monitor: it looks this account's username
+// up in the log and checks its entry. The entry must hold this account's
+// id, its identity key and a device list signed by it, no older than the
+// newest this device has seen in the log, at counter base + version - 1:
+// the server publishes every version of the device list once and in order,
+// so a value put there and taken back (a ghost device, a swapped key)
+// leaves the counter ahead of the list, and leaving one of the account's
+// lists out to hide that leaves it behind. The base is the counter of the
+// account's first device list, which the device that registered finds
+// right after registering; a linked device derives it from the entry it
+// finds when it joins (counter - (version - 1)). The oldest device-list
+// change this device made and has not found in the log yet must be there
+// exactly: this device checks for it right after making it (Register,
+// Link, ApproveLink, RemoveDevice), and, should that check not complete,
+// at the next one.
 //
 // What breaks a rule raises an alert (TransparencyAlerts), and the error is
 // ErrTransparencyAlert. A proof that does not verify is ErrTransparency (a
 // log inconsistent with the head kept, or an entry gone back, raise alerts
 // too). Receive runs the check every Options.MonitorInterval.
 func (c *Client) CheckTransparency(ctx context.Context) error {
-	res, err := c.proven(ctx, c.username, func(ctx context.Context, known uint64) (*kt.LookupProof, [][]byte, error) {
-		var resp api.TransparencyLookupResponse
-		err := c.do(ctx, http.MethodGet, withKnown(pathFor(api.PathTransparencyLookup, "{username}", c.username), known), nil, &resp)
-		if err != nil {
-			return nil, nil, fmt.Errorf("client: key transparency lookup: %w", err)
-		}
-		p, err := decodeProof(resp.Proof)
-		if err != nil {
-			return nil, nil, err
-		}
-		labels := [][]byte{kt.UsernameLabel(c.username)}
-		if len(p.Entries) == 2 {
-			// The account the log maps the username to: this one's,
-			// or (judgeOwn raises the alert) another's.
-			acct := string(p.Entries[0].Value)
-			if !api.ValidUUID(acct) {
-				acct = c.accountID
-			}
-			labels = append(labels, kt.AccountLabel(acct))
-		}
-		return p, labels, nil
-	})
+	_, err := c.checkOwn(ctx, false)
+	return err
+}
+
+// checkOwn runs the owner monitor (CheckTransparency). patient: a log that
+// holds an older device list than the change this device waits to find
+// there is not an alert yet (behind reports it), as when the change may be
+// in the store and not yet published.
+func (c *Client) checkOwn(ctx context.Context, patient bool) (behind bool, err error) {
+	res, err := c.proven(ctx, c.username, c.lookupProof(c.username))
 	if err != nil {
-		return err
+		return false, err
 	}
 	l, err := c.pinnedLog(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	now := c.now()
 	var found []*TransparencyAlert
@@ -786,91 +776,129 @@ func (c *Client) CheckTransparency(ctx context.Context) error {
 			return err
 		}
 		var next *profile.OwnerState
-		found, next = c.judgeOwn(st, res, l.Pinned, now)
+		found, next, behind = c.judgeOwn(st, res[0], l.Pinned, now, patient)
 		if err := addAlerts(tx, found...); err != nil {
 			return err
 		}
 		return tx.PutOwnerState(next)
 	})
 	if err != nil {
-		return err
+		return false, err
 	}
 	if len(found) > 0 {
-		return ErrTransparencyAlert
+		return false, ErrTransparencyAlert
 	}
-	return nil
+	return behind, nil
 }
 
-// judgeOwn applies the owner monitor's rules to the verified results for
-// this account's [username, account] labels, and returns the alerts and the
-// monitor's next state.
-func (c *Client) judgeOwn(st *profile.OwnerState, res []kt.Result, joined, now time.Time) ([]*TransparencyAlert, *profile.OwnerState) {
-	next := *st
+// ownChanged records a device-list change this device made (the list's
+// version and signed blob), in tx, for the owner monitor to find in the
+// log; checkOwnChange then looks.
+func ownChanged(tx *profile.Tx, version uint64, list []byte) error {
+	return tx.PutOwnChange(version, list)
+}
+
+// checkOwnChange runs the owner monitor right after a device-list change
+// this device made (recorded with ownChanged). Patiently, for up to wait,
+// when the server may have shown the change before publishing it
+// (ApproveLink); its failure to complete leaves the change to the next
+// check. What it finds is stored as alerts.
+func (c *Client) checkOwnChange(ctx context.Context, wait time.Duration) {
+	deadline := time.Now().Add(wait)
+	for {
+		behind, err := c.checkOwn(ctx, time.Now().Before(deadline))
+		if err != nil || !behind {
+			return
+		}
+		if sleepCtx(ctx, linkPoll) != nil {
+			return
+		}
+	}
+}
+
+// judgeOwn applies the owner monitor's rules to the verified result for
+// this account's username, and returns the alerts, the monitor's next
+// state, and whether (patient) the log is behind the change this device
+// waits to find there.
+func (c *Client) judgeOwn(st *profile.OwnerState, r kt.Result, pinned, now time.Time, patient bool) (as []*TransparencyAlert, next *profile.OwnerState, behind bool) {
+	n := *st
+	next = &n
 	next.Checked = now
-	var as []*TransparencyAlert
 	raise := func(kind AlertKind, format string, a ...any) {
 		as = append(as, alert(now, kind, c.username, fmt.Sprintf(format, a...)))
 	}
-	u := res[0]
-	if !u.Present || len(u.Value) == 0 {
-		if !st.Baseline && now.Sub(joined) < ownPublishGrace {
-			return nil, &next // not published yet
+	// The change this device waits for is settled by this check, found or
+	// not (an alert), unless the log is behind it and the check is
+	// patient.
+	own := st.OwnVersion
+	next.OwnVersion, next.OwnList = 0, nil
+	missingOwn := func(holds string) {
+		if own != 0 {
+			raise(AlertOwnChange, "the log does not hold the device list (version %d) this device made; it holds %s", own, holds)
 		}
-		raise(AlertMissing, "the log does not hold your username")
-		return as, &next
 	}
-	if st.Baseline && u.Counter != st.UsernameCounter {
-		raise(AlertUsername, "your username's entry changed from version %d to %d", st.UsernameCounter, u.Counter)
+
+	if !r.Present || len(r.Value) == 0 {
+		if !r.Present && !st.Baseline && own == 0 && now.Sub(pinned) < ownPublishGrace {
+			return nil, next, false // a profile from before the log: not published yet
+		}
+		raise(AlertMissing, "the log does not hold your username, or holds it deleted")
+		missingOwn("none")
+		return as, next, false
 	}
-	next.UsernameCounter = u.Counter
-	if !bytes.Equal(u.Value, usernameValue(c.accountID)) {
-		// The account entry proven is the other account's: this
-		// account's is checked once the username is back.
-		raise(AlertUsername, "the log maps your username to another account (%s)", printableValue(u.Value))
-		return as, &next
+	v, err := kt.DecodeAccountValue(r.Value)
+	if err != nil {
+		raise(AlertIdentityKey, "your username's entry does not decode")
+		missingOwn("a value that does not decode")
+		return as, next, false
 	}
-	if len(res) < 2 {
-		raise(AlertMissing, "the log does not hold your account")
-		return as, &next
+	if v.AccountID != c.accountID {
+		raise(AlertUsername, "the log maps your username to another account (%s)", printableValue([]byte(v.AccountID)))
+		missingOwn("another account's")
+		return as, next, false
 	}
-	a := res[1]
-	if !a.Present || len(a.Value) == 0 {
-		raise(AlertMissing, "the log does not hold your account, or holds it deleted")
-		return as, &next
+	if !bytes.Equal(v.IdentityKey, c.identity.Public.Bytes()) {
+		raise(AlertIdentityKey, "your username's entry holds another identity key (%s)", shortHex(v.IdentityKey))
 	}
-	v, err := kt.DecodeAccountValue(a.Value)
+	list, err := devicelist.Verify(c.identity.Public, v.DeviceList)
+	if err != nil {
+		raise(AlertDeviceList, "your username's entry holds a device list your identity key did not sign")
+		missingOwn("one your identity key did not sign")
+		return as, next, false
+	}
+	if list.Version < st.ListVersion {
+		raise(AlertDeviceList, "your device list in the log went back from version %d to %d", st.ListVersion, list.Version)
+	}
 	switch {
-	case err != nil:
-		raise(AlertIdentityKey, "your account's entry does not decode")
-	case !bytes.Equal(v.IdentityKey, c.identity.Public.Bytes()):
-		raise(AlertIdentityKey, "your account's entry holds another identity key (%s)", shortHex(v.IdentityKey))
+	case own == 0:
+	case list.Version < own && patient:
+		next.OwnVersion, next.OwnList = st.OwnVersion, st.OwnList // not yet
+		behind = true
+	case list.Version != own:
+		missingOwn(fmt.Sprintf("version %d", list.Version))
+	case !bytes.Equal(v.DeviceList, st.OwnList):
+		raise(AlertOwnChange, "the log holds another device list of version %d than the one this device made", own)
 	}
-	var list *devicelist.List
-	if err == nil {
-		if list, err = devicelist.Verify(c.identity.Public, v.DeviceList); err != nil {
-			list = nil
-			raise(AlertDeviceList, "your account's entry holds a device list your identity key did not sign")
-		} else if st.Baseline && list.Version < st.ListVersion {
-			raise(AlertDeviceList, "your account's device list went back from version %d to %d", st.ListVersion, list.Version)
+	// The counter: base + version - 1 (a uint32 and a version the
+	// devicelist package bounds well under 2^62 fit in an int64).
+	base := int64(r.Counter) - int64(list.Version) + 1
+	if st.Baseline && base != st.Base {
+		extra := base - st.Base
+		what := fmt.Sprintf("%d more changes than your device list versions", extra)
+		if extra < 0 {
+			what = fmt.Sprintf("%d fewer changes than your device list versions", -extra)
 		}
+		raise(AlertUnexplained, "your username's entry is at version %d with device list version %d, where your account's versions put it at %d: "+
+			"the log holds %s (someone had the server publish keys you did not make, and maybe take them back)",
+			r.Counter, list.Version, st.Base+int64(list.Version)-1, what)
 	}
-	if st.Baseline && a.Counter > st.AccountCounter {
-		grew := uint64(a.Counter - st.AccountCounter)
-		var listGrew uint64
-		if list != nil && list.Version > st.ListVersion {
-			listGrew = list.Version - st.ListVersion
-		}
-		if grew > listGrew {
-			raise(AlertUnexplained, "your account's entry changed %d times since the last check, its device list %d times: "+
-				"someone had the server publish keys you did not make", grew, listGrew)
-		}
+	// Later checks go on from what was found (alerted, if it broke a
+	// rule): an alert the user cleared comes back only for a new change.
+	if bytes.Equal(v.IdentityKey, c.identity.Public.Bytes()) {
+		next.Baseline, next.Base = true, base
+		next.ListVersion = max(next.ListVersion, list.Version)
 	}
-	next.Baseline = true
-	next.AccountCounter = a.Counter
-	if list != nil && list.Version > next.ListVersion {
-		next.ListVersion = list.Version
-	}
-	return as, &next
+	return as, next, behind
 }
 
 // shortHex shows the start of a key.

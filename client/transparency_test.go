@@ -95,27 +95,27 @@ func TestTransparencyGoodProof(t *testing.T) {
 	if st.Origin != testOrigin || st.HeadSize == 0 || !st.Monitored || st.LastCheck.IsZero() || len(st.Alerts) != 0 {
 		t.Fatalf("alice's status %+v", st)
 	}
-	if l := labelState(t, alice, kt.AccountLabel(bob.AccountID())); l == nil || !l.Present {
-		t.Fatalf("alice recorded nothing of bob's account: %+v", l)
+	if l := labelState(t, alice, kt.UsernameLabel("bob")); l == nil || !l.Present {
+		t.Fatalf("alice recorded nothing of bob's entry: %+v", l)
 	}
 	// Bob's key for alice came with her first message: before he
 	// replies, he looks her up.
-	if l := labelState(t, bob, kt.AccountLabel(alice.AccountID())); l != nil {
+	if l := labelState(t, bob, kt.UsernameLabel("alice")); l != nil {
 		t.Fatalf("bob verified alice's key before replying: %+v", l)
 	}
 	mustSend(t, bob, "alice", "hi")
 	wantTexts(t, receive(t, alice), "bob", "hi")
-	l := labelState(t, bob, kt.AccountLabel(alice.AccountID()))
+	l := labelState(t, bob, kt.UsernameLabel("alice"))
 	if l == nil || !l.Present {
 		t.Fatal("bob replied without verifying alice's key")
 	}
-	if v, err := kt.DecodeAccountValue(l.Value); err != nil || !bytes.Equal(v.IdentityKey, alice.identity.Public.Bytes()) {
+	if v, err := kt.DecodeAccountValue(l.Value); err != nil || v.AccountID != alice.AccountID() ||
+		!bytes.Equal(v.IdentityKey, alice.identity.Public.Bytes()) {
 		t.Fatalf("bob verified %+v, %v", v, err)
 	}
-	if u := labelState(t, bob, kt.UsernameLabel("alice")); u == nil || string(u.Value) != alice.AccountID() {
-		t.Fatalf("bob's username entry for alice: %+v", u)
+	if l.Counter != k.counter("alice") {
+		t.Fatalf("bob verified counter %d, the log holds %d", l.Counter, k.counter("alice"))
 	}
-	_ = k
 }
 
 // TestTransparencyBundleDiffers: a bundle whose identity key or device list
@@ -133,20 +133,14 @@ func TestTransparencyBundleDiffers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old, err := kt.DecodeAccountValue(k.value(kt.AccountLabel(bob.AccountID())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.publishAccount(bob.AccountID(), ghost.Public.Bytes(), old.DeviceList)
+	old := k.account("bob")
+	k.publishAccount("bob", ghost.Public.Bytes(), old.DeviceList)
 	_, err = alice.Send(ctxT(t), "bob", "to bob")
 	wantRefused(t, err, errProofMismatch, alice, bob)
 
 	// The log holds carol's key with another device list than the
 	// server's bundle (one carol signed, a day older).
-	oldC, err := kt.DecodeAccountValue(k.value(kt.AccountLabel(carol.AccountID())))
-	if err != nil {
-		t.Fatal(err)
-	}
+	oldC := k.account("carol")
 	l, err := devicelist.Verify(carol.identity.Public, oldC.DeviceList)
 	if err != nil {
 		t.Fatal(err)
@@ -156,12 +150,19 @@ func TestTransparencyBundleDiffers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k.publishAccount(carol.AccountID(), oldC.IdentityKey, other)
+	k.publishAccount("carol", oldC.IdentityKey, other)
 	_, err = alice.Send(ctxT(t), "carol", "to carol")
 	wantRefused(t, err, errProofMismatch, alice, carol)
 
+	// The log maps dave's username to carol's account, with carol's keys
+	// (the server's bundle names dave's account).
+	dave, _ := s.register(t, "dave", Options{})
+	k.publish(kt.Update{Label: kt.UsernameLabel("dave"), Value: oldC.Encode()})
+	_, err = alice.Send(ctxT(t), "dave", "to dave")
+	wantRefused(t, err, errProofMismatch, alice, dave)
+
 	// Once the log holds carol's real value again, the send goes.
-	k.publishAccount(carol.AccountID(), oldC.IdentityKey, oldC.DeviceList)
+	k.publishAccount("carol", oldC.IdentityKey, oldC.DeviceList)
 	mustSend(t, alice, "carol", "now")
 	wantTexts(t, receive(t, carol), "alice", "now")
 }
@@ -281,9 +282,9 @@ func TestTransparencyContactRollback(t *testing.T) {
 	t.Parallel()
 	s, _ := newKTServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
-	bob, _ := s.register(t, "bob", Options{})
+	s.register(t, "bob", Options{})
 	mustSend(t, alice, "bob", "hello")
-	label := kt.AccountLabel(bob.AccountID())
+	label := kt.UsernameLabel("bob")
 	seen := labelState(t, alice, label)
 	if seen == nil || !seen.Present {
 		t.Fatalf("alice's state of bob's account: %+v", seen)
@@ -301,7 +302,7 @@ func TestTransparencyContactRollback(t *testing.T) {
 	ahead := *seen
 	ahead.Counter += 3
 	set(&ahead)
-	_, _, err := alice.lookup(ctxT(t), "bob")
+	_, err := alice.lookup(ctxT(t), "bob")
 	if !errors.Is(err, ErrTransparencyRollback) || !errors.Is(err, ErrTransparency) {
 		t.Fatalf("counter gone back: %v", err)
 	}
@@ -317,12 +318,12 @@ func TestTransparencyContactRollback(t *testing.T) {
 	forked := *seen
 	forked.Value = append(bytes.Clone(seen.Value), 0)
 	set(&forked)
-	if _, _, err := alice.lookup(ctxT(t), "bob"); !errors.Is(err, ErrTransparencyRollback) {
+	if _, err := alice.lookup(ctxT(t), "bob"); !errors.Is(err, ErrTransparencyRollback) {
 		t.Fatalf("another value under the same counter: %v", err)
 	}
 	// What was really seen: the lookup passes, and records the value.
 	set(seen)
-	if _, _, err := alice.lookup(ctxT(t), "bob"); err != nil {
+	if _, err := alice.lookup(ctxT(t), "bob"); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := alice.ClearTransparencyAlerts(ctxT(t), as[0].ID); err != nil || n != 1 {
@@ -330,10 +331,142 @@ func TestTransparencyContactRollback(t *testing.T) {
 	}
 }
 
+// ownerState returns c's owner monitor state.
+func ownerState(t *testing.T, c *Client) *profile.OwnerState {
+	t.Helper()
+	var st *profile.OwnerState
+	err := c.st.View(ctxT(t), func(tx *profile.Tx) error {
+		var err error
+		st, err = tx.OwnerState()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// wantQuiet checks that c has raised no alert, that its owner monitor has
+// its baseline at base, has seen device list version version in the log,
+// and waits for no change of its own.
+func wantQuiet(t *testing.T, c *Client, base int64, version uint64) {
+	t.Helper()
+	if as := alertsOf(t, c); len(as) != 0 {
+		t.Fatalf("%s's device %d raised alerts %+v", c.Username(), c.DeviceID(), as)
+	}
+	st := ownerState(t, c)
+	if !st.Baseline || st.Base != base || st.ListVersion != version || st.OwnVersion != 0 {
+		t.Fatalf("%s's device %d: owner state %+v, want base %d, list version %d, nothing waiting", c.Username(), c.DeviceID(), st, base, version)
+	}
+}
+
+// TestOwnerMonitoringOwnChanges: registering, linking a device (on the
+// new device and the approving one) and removing it raise no alert: each
+// change is in the log, exactly, at the counter its version puts it at,
+// which each device checks right after it; a linked device derives the
+// base from the entry it joins under.
+func TestOwnerMonitoringOwnChanges(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	// A username that had an account before: its entry's counter does
+	// not start at 0, nor does the new account's base.
+	old, _ := s.register(t, "alice", Options{})
+	if err := old.DeleteAccount(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	k.publish(kt.Update{Label: kt.UsernameLabel("alice")}) // the deletion
+	alice, _ := s.register(t, "alice", Options{})
+	base := int64(k.counter("alice"))
+	if base != 2 {
+		t.Fatalf("the new alice's entry at counter %d, want 2", base)
+	}
+	wantQuiet(t, alice, base, 1)
+
+	laptop, _ := s.link(t, alice, "alice-laptop")
+	wantQuiet(t, alice, base, 2)
+	wantQuiet(t, laptop, base, 2)
+	if k.counter("alice") != 3 {
+		t.Fatalf("after linking: counter %d, want 3", k.counter("alice"))
+	}
+	if err := alice.RemoveDevice(ctxT(t), laptop.DeviceID()); err != nil {
+		t.Fatal(err)
+	}
+	wantQuiet(t, alice, base, 3)
+	if err := alice.CheckTransparency(ctxT(t)); err != nil {
+		t.Fatalf("alice's check: %v", err)
+	}
+	wantQuiet(t, alice, base, 3)
+	if k.counter("alice") != 4 {
+		t.Fatalf("after removing: counter %d, want 4", k.counter("alice"))
+	}
+}
+
+// TestOwnerMonitoringQuickChanges: two device-list changes one after the
+// other are both in the log, in order, each at its own counter.
+func TestOwnerMonitoringQuickChanges(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	laptop, _ := s.link(t, alice, "alice-laptop")
+	tablet, _ := s.link(t, alice, "alice-tablet")
+	wantQuiet(t, alice, 0, 3)
+	start := len(k.history("alice"))
+	for _, c := range []*Client{laptop, tablet} {
+		if err := alice.RemoveDevice(ctxT(t), c.DeviceID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantQuiet(t, alice, 0, 5)
+	got := k.history("alice")[start:]
+	if len(got) != 2 {
+		t.Fatalf("%d versions published, want 2", len(got))
+	}
+	for i, e := range got {
+		v, err := kt.DecodeAccountValue(e.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := devicelist.Verify(alice.identity.Public, v.DeviceList)
+		if err != nil || l.Version != uint64(4+i) || e.Leaf.Counter != uint32(3+i) {
+			t.Fatalf("version %d published as list %+v (%v) at counter %d", 4+i, l, err, e.Leaf.Counter)
+		}
+	}
+}
+
+// TestOwnerMonitoringRealLog: with the server's own log and sequencer,
+// registering, linking (the approving device may read the new list before
+// it is published) and removing devices raise no alert on any device, and
+// each version is at its counter.
+func TestOwnerMonitoringRealLog(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	wantQuiet(t, alice, 0, 1)
+	laptop, _ := s.link(t, alice, "alice-laptop")
+	wantQuiet(t, alice, 0, 2)
+	wantQuiet(t, laptop, 0, 2)
+	tablet, _ := s.link(t, laptop, "alice-tablet")
+	wantQuiet(t, laptop, 0, 3)
+	wantQuiet(t, tablet, 0, 3)
+	if err := alice.RemoveDevice(ctxT(t), laptop.DeviceID()); err != nil {
+		t.Fatal(err)
+	}
+	wantQuiet(t, alice, 0, 4)
+	for _, c := range []*Client{alice, tablet} {
+		if err := c.CheckTransparency(ctxT(t)); err != nil {
+			t.Fatalf("device %d's check: %v", c.DeviceID(), err)
+		}
+		wantQuiet(t, c, 0, 4)
+		if l := labelState(t, c, kt.UsernameLabel("alice")); l == nil || l.Counter != 3 {
+			t.Fatalf("device %d verified the entry at %+v, want counter 3", c.DeviceID(), l)
+		}
+	}
+}
+
 // TestOwnerMonitoring: alice's client raises a persistent alert when the
-// log holds another identity key for her account, or a value put there and
-// taken back, or her username for another account; her own device changes
-// raise none; bob cannot send to the ghost key.
+// log holds another identity key for her, a value put there and taken
+// back, or her username for another account; bob cannot send to the ghost
+// key.
 func TestOwnerMonitoring(t *testing.T) {
 	t.Parallel()
 	s, k := newKTServer(t, nil)
@@ -342,31 +475,14 @@ func TestOwnerMonitoring(t *testing.T) {
 	if err := alice.CheckTransparency(ctxT(t)); err != nil {
 		t.Fatalf("first check: %v", err)
 	}
-	// Her own changes: a device linked, then removed.
-	laptop, _ := s.link(t, alice, "alice-laptop")
-	if err := alice.CheckTransparency(ctxT(t)); err != nil {
-		t.Fatalf("after linking: %v", err)
-	}
-	if err := laptop.CheckTransparency(ctxT(t)); err != nil {
-		t.Fatalf("the new device's check: %v", err)
-	}
-	if err := alice.RemoveDevice(ctxT(t), laptop.DeviceID()); err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.CheckTransparency(ctxT(t)); err != nil {
-		t.Fatalf("after removing: %v", err)
-	}
 
-	// The server publishes a ghost identity key for alice's account.
-	real, err := kt.DecodeAccountValue(k.value(kt.AccountLabel(alice.AccountID())))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The server publishes a ghost identity key for alice.
+	real := k.account("alice")
 	ghost, err := keys.GenerateKeyPair(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k.publishAccount(alice.AccountID(), ghost.Public.Bytes(), real.DeviceList)
+	k.publishAccount("alice", ghost.Public.Bytes(), real.DeviceList)
 	// Bob either sees a proof that shows the change to alice, or fails:
 	// the server's bundle (alice's real key) differs from the log's.
 	_, err = bob.Send(ctxT(t), "alice", "hi")
@@ -414,12 +530,12 @@ func TestOwnerMonitoring(t *testing.T) {
 		t.Fatal("handing the alerts over cleared them")
 	}
 
-	// The ghost goes, the real value comes back: the entry changed twice
-	// more without a device list change.
+	// The ghost goes, the real value comes back: two counter steps more
+	// than the device list's versions.
 	if _, err := alice.ClearTransparencyAlerts(ctxT(t), as[len(as)-1].ID); err != nil {
 		t.Fatal(err)
 	}
-	k.publishAccount(alice.AccountID(), real.IdentityKey, real.DeviceList)
+	k.publishAccount("alice", real.IdentityKey, real.DeviceList)
 	if err := alice.CheckTransparency(ctxT(t)); !errors.Is(err, ErrTransparencyAlert) {
 		t.Fatalf("check after the revert: %v", err)
 	}
@@ -427,13 +543,15 @@ func TestOwnerMonitoring(t *testing.T) {
 	if len(as) != 1 || as[0].Kind != AlertUnexplained {
 		t.Fatalf("alerts after the revert %+v", as)
 	}
+	// Once the user has looked into it, the checks go on quietly from
+	// what the log holds now.
 	alice.ClearTransparencyAlerts(ctxT(t), as[0].ID)
 	if err := alice.CheckTransparency(ctxT(t)); err != nil {
 		t.Fatalf("a quiet check: %v", err)
 	}
 
 	// Alice's username, mapped to bob's account.
-	k.publish(kt.Update{Label: kt.UsernameLabel("alice"), Value: []byte(bob.AccountID())})
+	k.publish(kt.Update{Label: kt.UsernameLabel("alice"), Value: k.account("bob").Encode()})
 	if err := alice.CheckTransparency(ctxT(t)); !errors.Is(err, ErrTransparencyAlert) {
 		t.Fatalf("check with the username moved: %v", err)
 	}
@@ -443,23 +561,125 @@ func TestOwnerMonitoring(t *testing.T) {
 }
 
 // TestOwnerMonitoringGhostAndRevert: a ghost key put in the log and taken
-// out again between two checks is caught by the counter.
+// out again between two checks is caught by the counter, also by a device
+// linked afterwards (whose base the entry's history already shifted: the
+// primary's checks catch that one).
 func TestOwnerMonitoringGhostAndRevert(t *testing.T) {
 	t.Parallel()
 	s, k := newKTServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
-	real, err := kt.DecodeAccountValue(k.value(kt.AccountLabel(alice.AccountID())))
-	if err != nil {
-		t.Fatal(err)
-	}
+	real := k.account("alice")
 	ghost, _ := keys.GenerateKeyPair(nil)
-	k.publishAccount(alice.AccountID(), ghost.Public.Bytes(), real.DeviceList)
-	k.publishAccount(alice.AccountID(), real.IdentityKey, real.DeviceList)
+	k.publishAccount("alice", ghost.Public.Bytes(), real.DeviceList)
+	k.publishAccount("alice", real.IdentityKey, real.DeviceList)
 	if err := alice.CheckTransparency(ctxT(t)); !errors.Is(err, ErrTransparencyAlert) {
 		t.Fatalf("check: %v", err)
 	}
-	if as := alertsOf(t, alice); len(as) != 1 || as[0].Kind != AlertUnexplained {
+	as := alertsOf(t, alice)
+	if len(as) != 1 || as[0].Kind != AlertUnexplained {
 		t.Fatalf("alerts %+v", as)
+	}
+	// The same, between two changes of alice's own: the next change's
+	// check finds its list at the wrong counter.
+	alice.ClearTransparencyAlerts(ctxT(t), as[0].ID)
+	base := ownerState(t, alice).Base
+	k.publishAccount("alice", ghost.Public.Bytes(), real.DeviceList)
+	k.publishAccount("alice", real.IdentityKey, real.DeviceList)
+	s.link(t, alice, "alice-laptop")
+	as = alertsOf(t, alice)
+	if len(as) != 1 || as[0].Kind != AlertUnexplained {
+		t.Fatalf("alerts after linking %+v", as)
+	}
+	if st := ownerState(t, alice); st.Base != base+2 || st.ListVersion != 2 {
+		t.Fatalf("owner state %+v after the alert, want base %d", st, base+2)
+	}
+}
+
+// TestOwnerMonitoringSuppressedVersion: the server publishes a ghost and,
+// so that the counter lines up again, leaves alice's next device list out
+// of the log. The check her device makes right after that change raises
+// the alert; once her following list is in, at the counter the ghost's
+// step makes right, the counter rule alone would be content.
+func TestOwnerMonitoringSuppressedVersion(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	laptop, _ := s.link(t, alice, "alice-laptop")
+	wantQuiet(t, alice, 0, 2)
+
+	// A ghost key (counter 2); alice's removal of the laptop (version 3)
+	// is left out of the log.
+	real := k.account("alice")
+	ghost, _ := keys.GenerateKeyPair(nil)
+	k.publishAccount("alice", ghost.Public.Bytes(), real.DeviceList)
+	k.suppressNext(1)
+	if err := alice.RemoveDevice(ctxT(t), laptop.DeviceID()); err != nil {
+		t.Fatal(err)
+	}
+	as := alertsOf(t, alice)
+	if !hasAlert(as, AlertOwnChange) {
+		t.Fatalf("alerts after a change left out of the log: %+v", as)
+	}
+	alice.ClearTransparencyAlerts(ctxT(t), as[len(as)-1].ID)
+
+	// Alice links a new device (version 4), published at counter 3 =
+	// 0 + 4 - 1, where her base puts it: the ghost's step is hidden from
+	// every later check.
+	tablet, _ := s.link(t, alice, "alice-tablet")
+	if k.counter("alice") != 3 {
+		t.Fatalf("counter %d, want 3", k.counter("alice"))
+	}
+	wantQuiet(t, tablet, 0, 4)
+	if err := alice.CheckTransparency(ctxT(t)); err != nil {
+		t.Fatalf("alice's check: %v", err)
+	}
+	wantQuiet(t, alice, 0, 4)
+}
+
+// TestOwnerMonitoringUnfinishedCheck: when the check right after a change
+// does not complete, the next check looks for the change: a log that went
+// past it without holding it raises the alert, also when its counter is
+// right (a ghost took the left-out version's step).
+func TestOwnerMonitoringUnfinishedCheck(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	laptop, _ := s.link(t, alice, "alice-laptop")
+	tablet, _ := s.link(t, alice, "alice-tablet")
+	wantQuiet(t, alice, 0, 3)
+	// A ghost (counter 3); alice removes the laptop (version 4), the log
+	// leaves it out, and her check fails: the server hands her no proof
+	// for a while.
+	real := k.account("alice")
+	ghost, _ := keys.GenerateKeyPair(nil)
+	k.publishAccount("alice", ghost.Public.Bytes(), real.DeviceList)
+	k.suppressNext(1)
+	k.setTamper(func(username string, p []byte) []byte {
+		if username == "alice" {
+			return nil
+		}
+		return p
+	})
+	if err := alice.RemoveDevice(ctxT(t), laptop.DeviceID()); err != nil {
+		t.Fatal(err)
+	}
+	if st := ownerState(t, alice); st.OwnVersion != 4 || len(alertsOf(t, alice)) != 0 {
+		t.Fatalf("after a check that failed: %+v, alerts %+v", st, alertsOf(t, alice))
+	}
+	k.setTamper(nil)
+	// Version 5 (the tablet removed) is published at counter 4 = 0 + 5 - 1.
+	if err := alice.RemoveDevice(ctxT(t), tablet.DeviceID()); err != nil {
+		t.Fatal(err)
+	}
+	if k.counter("alice") != 4 {
+		t.Fatalf("counter %d, want 4", k.counter("alice"))
+	}
+	as := alertsOf(t, alice)
+	if len(as) != 1 || as[0].Kind != AlertOwnChange {
+		t.Fatalf("alerts %+v, want the change left out", as)
+	}
+	if st := ownerState(t, alice); st.OwnVersion != 0 || st.Base != 0 || st.ListVersion != 5 {
+		t.Fatalf("owner state after the alert: %+v", st)
 	}
 }
 
@@ -475,16 +695,15 @@ func TestMonitorInReceive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer alice.Close()
-	real, err := kt.DecodeAccountValue(k.value(kt.AccountLabel(alice.AccountID())))
-	if err != nil {
-		t.Fatal(err)
-	}
+	real := k.account("alice")
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	// The ghost comes while Receive streams (or, on a slow machine,
 	// before it starts: then its first check finds it).
 	ghost, _ := keys.GenerateKeyPair(nil)
-	time.AfterFunc(100*time.Millisecond, func() { k.publishAccount(alice.AccountID(), ghost.Public.Bytes(), real.DeviceList) })
+	ghostValue := *real
+	ghostValue.IdentityKey = ghost.Public.Bytes()
+	time.AfterFunc(100*time.Millisecond, func() { k.publish(kt.Update{Label: kt.UsernameLabel("alice"), Value: ghostValue.Encode()}) })
 	var got *TransparencyAlert
 	err = alice.Receive(ctx, ReceiveOptions{}, func(ev Event) error {
 		if a, ok := ev.(*TransparencyAlert); ok && got == nil {
@@ -576,12 +795,9 @@ func TestReplyToUnprovenKeyRefused(t *testing.T) {
 	mustSend(t, alice, "bob", "hello")
 	wantTexts(t, receive(t, bob), "alice", "hello")
 
-	real, err := kt.DecodeAccountValue(k.value(kt.AccountLabel(alice.AccountID())))
-	if err != nil {
-		t.Fatal(err)
-	}
+	real := k.account("alice")
 	ghost, _ := keys.GenerateKeyPair(nil)
-	k.publishAccount(alice.AccountID(), ghost.Public.Bytes(), real.DeviceList)
+	k.publishAccount("alice", ghost.Public.Bytes(), real.DeviceList)
 	before := sessionsWith(t, bob, alice.AccountID())
 	if _, err := bob.Send(ctxT(t), "alice", "reply"); !errors.Is(err, ErrTransparency) {
 		t.Fatalf("reply: %v", err)
@@ -594,7 +810,7 @@ func TestReplyToUnprovenKeyRefused(t *testing.T) {
 	}
 	// Once the log holds her key again, the reply goes, on the session
 	// her message started.
-	k.publishAccount(alice.AccountID(), real.IdentityKey, real.DeviceList)
+	k.publishAccount("alice", real.IdentityKey, real.DeviceList)
 	mustSend(t, bob, "alice", "reply")
 	wantTexts(t, receive(t, alice), "bob", "reply")
 }
@@ -611,16 +827,13 @@ func TestGroupMemberVerified(t *testing.T) {
 	mustSend(t, carol, "alice", "hi alice")
 	wantTexts(t, receive(t, alice), "carol", "hi alice")
 
-	real, err := kt.DecodeAccountValue(k.value(kt.AccountLabel(carol.AccountID())))
-	if err != nil {
-		t.Fatal(err)
-	}
+	real := k.account("carol")
 	ghost, _ := keys.GenerateKeyPair(nil)
-	k.publishAccount(carol.AccountID(), ghost.Public.Bytes(), real.DeviceList)
+	k.publishAccount("carol", ghost.Public.Bytes(), real.DeviceList)
 	if _, err := alice.CreateGroup(ctxT(t), "friends", "bob", "carol"); !errors.Is(err, ErrTransparency) {
 		t.Fatalf("a group with carol under a key the log does not hold: %v", err)
 	}
-	k.publishAccount(carol.AccountID(), real.IdentityKey, real.DeviceList)
+	k.publishAccount("carol", real.IdentityKey, real.DeviceList)
 	if _, err := alice.CreateGroup(ctxT(t), "friends", "bob", "carol"); err != nil {
 		t.Fatal(err)
 	}

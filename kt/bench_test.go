@@ -14,7 +14,7 @@ import (
 )
 
 // The benchmarks run against a log of benchAccounts synthetic accounts,
-// each with a username entry and an account entry (2,000,000 leaves), and
+// each with its username's entry (1,000,000 leaves), and
 // benchEpochs epochs: one a minute for a year. Building the leaves through
 // the VRF would take minutes, so all but the benchmarked accounts get
 // random indexes (which is what VRF outputs look like) and commitments,
@@ -42,11 +42,12 @@ var (
 	bench     *benchLog
 )
 
-func benchAccount(n int) (username, account []byte, value []byte) {
+// benchAccount is synthetic account n's label and value.
+func benchAccount(n int) (label, value []byte) {
 	id := fmt.Sprintf("%08x-0000-4000-8000-%012x", n, n)
-	v := AccountValue{IdentityKey: make([]byte, 33), DeviceList: make([]byte, benchDeviceList)}
+	v := AccountValue{AccountID: id, IdentityKey: make([]byte, 33), DeviceList: make([]byte, benchDeviceList)}
 	v.IdentityKey[0] = 5
-	return UsernameLabel(fmt.Sprintf("user%07d.42", n)), AccountLabel(id), v.Encode()
+	return UsernameLabel(fmt.Sprintf("user%07d.42", n)), v.Encode()
 }
 
 func benchSetup(b *testing.B) *benchLog {
@@ -56,7 +57,7 @@ func benchSetup(b *testing.B) *benchLog {
 		f := newFixture(b, k)
 		f.t = nil // set per benchmark
 		r := rand.New(rand.NewPCG(42, 42))
-		all := make([]Leaf, 2*benchAccounts-2)
+		all := make([]Leaf, benchAccounts-2)
 		for n := range all {
 			l := &all[n]
 			for j := 0; j < HashSize; j += 8 {
@@ -105,9 +106,9 @@ func benchSetup(b *testing.B) *benchLog {
 		// The looked-up account (0) and the monitoring client's account
 		// (1) are real; one epoch adds them.
 		f.t = b
-		u0, a0, v0 := benchAccount(0)
-		u1, a1, v1 := benchAccount(1)
-		f.append([]Update{{u0, []byte("0")}, {a0, v0}, {u1, []byte("1")}, {a1, v1}})
+		u0, v0 := benchAccount(0)
+		u1, v1 := benchAccount(1)
+		f.append([]Update{{u0, v0}, {u1, v1}})
 		f.t = nil
 		bench = &benchLog{f: f, heapLeaf: heapLeaf, heapLog: heapLog}
 		fmt.Printf("kt bench setup: %d leaves, %d epochs, %.1f s (Restore %.1f s), prefix tree %.0f B/leaf (grown by Set), restored Log %.0f B/account\n",
@@ -121,14 +122,14 @@ func benchSetup(b *testing.B) *benchLog {
 }
 
 // lookupLabels are what the server answers for one account lookup: the
-// username's entry and the account's.
+// username's entry.
 func lookupLabels(n int) [][]byte {
-	u, a, _ := benchAccount(n)
-	return [][]byte{u, a}
+	u, _ := benchAccount(n)
+	return [][]byte{u}
 }
 
 // BenchmarkLookupProofSize reports the encoded size of one account lookup
-// (username and account entries) for a client that knows the log as of an
+// (its username's entry) for a client that knows the log as of an
 // hour (60 epochs) before, with and without an auditor's cosignature.
 func BenchmarkLookupProofSize(b *testing.B) {
 	s := benchSetup(b)
@@ -198,12 +199,12 @@ func reportProofSize(b *testing.B, p *LookupProof) {
 	}
 	b.ReportMetric(float64(entries), "entry-bytes")
 	b.ReportMetric(float64(len(p.Checkpoint)), "checkpoint-bytes")
-	b.ReportMetric(float64(len(p.Entries[0].Prefix.Siblings)+len(p.Entries[1].Prefix.Siblings))/2, "path-depth")
+	b.ReportMetric(float64(len(p.Entries[0].Prefix.Siblings)), "path-depth")
 }
 
 // BenchmarkVerify is the client's work for one account lookup: decoding
-// and verifying the proof (two VRF proofs, two prefix paths, the log
-// proofs and the checkpoint signature).
+// and verifying the proof (a VRF proof, a prefix path, the log proofs and
+// the checkpoint signature).
 func BenchmarkVerify(b *testing.B) {
 	s := benchSetup(b)
 	f := s.f
@@ -226,8 +227,8 @@ func BenchmarkVerify(b *testing.B) {
 	}
 }
 
-// BenchmarkProve is the server's work for one account lookup (two VRF
-// proofs, two prefix paths, the log proofs), without the store.
+// BenchmarkProve is the server's work for one account lookup (a VRF
+// proof, a prefix path, the log proofs), without the store.
 func BenchmarkProve(b *testing.B) {
 	s := benchSetup(b)
 	f := s.f
@@ -240,8 +241,8 @@ func BenchmarkProve(b *testing.B) {
 }
 
 // BenchmarkAppend measures update throughput: epochs of batch key changes
-// (new accounts' account entries: VRF, commitment, tree update, rehash,
-// log append, checkpoint signature) on the million-account log.
+// (new accounts' entries: VRF, commitment, tree update, rehash, log
+// append, checkpoint signature) on the million-account log.
 func BenchmarkAppend(b *testing.B) {
 	s := benchSetup(b)
 	f := s.f
@@ -253,7 +254,7 @@ func BenchmarkAppend(b *testing.B) {
 				b.StopTimer()
 				us := make([]Update, batch)
 				for k := range us {
-					_, a, v := benchAccount(next)
+					a, v := benchAccount(next)
 					next++
 					us[k] = Update{Label: a, Value: v}
 				}
@@ -270,7 +271,7 @@ func BenchmarkAppend(b *testing.B) {
 }
 
 // BenchmarkMonitoringDay is one client's owner monitoring for a day at one
-// lookup an hour (its username and account entries, from the head it kept
+// lookup an hour (its username's entry, from the head it kept
 // an hour before): the bytes it downloads and the CPU it and the server
 // spend.
 func BenchmarkMonitoringDay(b *testing.B) {
@@ -309,8 +310,8 @@ func BenchmarkMonitoringDay(b *testing.B) {
 
 // BenchmarkMemory reports the memory of the million-account log: the heap
 // a prefix tree grown leaf by leaf takes per leaf, and the bytes the
-// restored Log's two trees hold per account (two leaves each, and the
-// year of epochs).
+// restored Log's two trees hold per account (one leaf each, and the year
+// of epochs).
 func BenchmarkMemory(b *testing.B) {
 	s := benchSetup(b)
 	for b.Loop() {

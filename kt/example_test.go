@@ -21,14 +21,12 @@ func Example() {
 	vrfKey, _ := vrf.GenerateKey(rand.Reader)
 	log, _ := kt.NewLog(kt.LogConfig{Origin: "kt.doorless.example", Signer: signer, VRF: vrfKey})
 
-	// One epoch: alice's username and account. The store keeps the entries.
+	// One epoch: alice's username, her account, its identity key and
+	// device list. The store keeps the entries.
 	store := map[kt.Index]*kt.Entry{}
 	now := time.Now()
-	alice := kt.AccountValue{IdentityKey: make([]byte, 33), DeviceList: []byte("signed device list")}
-	batch, err := log.Append([]kt.Update{
-		{Label: kt.UsernameLabel("alice"), Value: []byte("account-1")},
-		{Label: kt.AccountLabel("account-1"), Value: alice.Encode()},
-	}, now, rand.Reader)
+	alice := kt.AccountValue{AccountID: "account-1", IdentityKey: make([]byte, 33), DeviceList: []byte("signed device list")}
+	batch, err := log.Append([]kt.Update{{Label: kt.UsernameLabel("alice"), Value: alice.Encode()}}, now, rand.Reader)
 	if err != nil {
 		panic(err)
 	}
@@ -53,7 +51,7 @@ func Example() {
 	}
 
 	// Bob looks alice up, and requires the auditor's cosignature.
-	labels := [][]byte{kt.UsernameLabel("alice"), kt.AccountLabel("account-1")}
+	labels := [][]byte{kt.UsernameLabel("alice")}
 	proof, err := log.Prove(labels, 0, func(i kt.Index) (*kt.Entry, error) { return store[i], nil })
 	if err != nil {
 		panic(err)
@@ -72,8 +70,8 @@ func Example() {
 		fmt.Println("lookup failed:", err)
 		return
 	}
-	value, _ := kt.DecodeAccountValue(results[1].Value)
-	fmt.Printf("log size %d; alice is %s; device list %q (version %d)\n",
-		head.Size, results[0].Value, value.DeviceList, results[1].Counter)
-	// Output: log size 1; alice is account-1; device list "signed device list" (version 0)
+	value, _ := kt.DecodeAccountValue(results[0].Value)
+	fmt.Printf("log size %d; alice is %s; device list %q (counter %d)\n",
+		head.Size, value.AccountID, value.DeviceList, results[0].Counter)
+	// Output: log size 1; alice is account-1; device list "signed device list" (counter 0)
 }

@@ -108,8 +108,11 @@ func FuzzEpochChanges(f *testing.F) {
 }
 
 func FuzzDecodeAccountValue(f *testing.F) {
-	f.Add((&AccountValue{IdentityKey: bytes.Repeat([]byte{5}, 33), DeviceList: []byte("list")}).Encode())
+	f.Add((&AccountValue{AccountID: "0b9f4c1e-4d7a-4b8e-9a51-2f0c6d3e8a17", IdentityKey: bytes.Repeat([]byte{5}, 33), DeviceList: []byte("list")}).Encode())
+	f.Add((&AccountValue{AccountID: "a"}).Encode())
 	f.Add((&AccountValue{}).Encode())
+	f.Add([]byte{1, 33, 5, 0, 0, 0, 0}) // the old version 1
+	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v, err := DecodeAccountValue(b)
 		if err != nil {

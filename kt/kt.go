@@ -1,6 +1,6 @@
 // Package kt is Doorless's key transparency: a verifiable, append-only map
-// from labels (an account id, a username) to values (an identity key and a
-// signed device list, an account id), after the structure of the IETF
+// from labels (a username) to values (the account holding it, with its
+// identity key and signed device list), after the structure of the IETF
 // KEYTRANS protocol draft (draft-ietf-keytrans-protocol), with the
 // deviations docs/key-transparency.md lists.
 //
@@ -23,7 +23,8 @@
 //     counter of the label's earlier values (auditors check it grows by
 //     one per change), the VRF input and the commitment carry no version,
 //     and lookups need no binary ladder;
-//   - labels carry a kind byte (account, username);
+//   - labels carry a kind byte (only usernames so far), and an account's
+//     one label is its username's: the value names the account;
 //   - the log tree hashes as RFC 6962 (transparency-dev/merkle), with the
 //     draft's LogEntry (timestamp, prefix root) as the leaf data; tree
 //     heads are C2SP checkpoints signed with Ed25519 notes, and auditors
@@ -141,23 +142,18 @@ func commonPrefix(a, b *Index) int {
 	return maxPrefixDepth
 }
 
-// Label kinds: the first byte of a label, so that an account id and a
-// username never share a label (Doorless's own choice; the draft leaves
-// labels to the application).
-const (
-	labelKindAccount  = 0x01
-	labelKindUsername = 0x02
-)
+// Label kinds: the first byte of a label, so that labels of other kinds,
+// should the log ever hold them, never collide with a username's
+// (Doorless's own choice; the draft leaves labels to the application).
+// 0x01 was an account id's label before an account's entry moved under its
+// username; it stays unused.
+const labelKindUsername = 0x02
 
-// AccountLabel is the label of an account's entry, whose value is an
-// AccountValue.
-func AccountLabel(accountID string) []byte {
-	return append([]byte{labelKindAccount}, accountID...)
-}
-
-// UsernameLabel is the label of a username's entry, whose value is the
-// account id the username belongs to. The caller passes the username in
-// its canonical (normalized) form: two spellings are two labels.
+// UsernameLabel is the label of a username's entry, whose value is an
+// AccountValue: the account that holds the username, its identity key and
+// its signed device list (the empty value once the account is deleted).
+// The caller passes the username in its canonical (normalized) form: two
+// spellings are two labels.
 func UsernameLabel(username string) []byte {
 	return append([]byte{labelKindUsername}, username...)
 }
@@ -172,35 +168,60 @@ func vrfInput(label []byte) []byte {
 	return append(b, label...)
 }
 
-// accountValueVersion is the first byte of an encoded AccountValue.
-const accountValueVersion = 1
+// accountValueVersion is the first byte of an encoded AccountValue. (1 was
+// an account entry's value without the account id, when an account had an
+// entry of its own besides its username's.)
+const accountValueVersion = 2
 
-// AccountValue is what an account's entry commits to. The empty value
-// (Encode of the zero AccountValue is never empty; a deleted account's value
-// is the empty byte string) marks an account that was deleted.
+// Limits of an AccountValue's fields: their lengths are encoded in one
+// byte, and a signed device list (internal/devicelist) of the most devices
+// an account may have is well under MaxValueSize.
+const (
+	maxAccountIDSize   = 255
+	maxIdentityKeySize = 255
+)
+
+// AccountValue is what a username's entry commits to: the account that
+// holds the username, its identity key and its signed device list. Every
+// version of the device list is published, in order, so the entry's
+// counter moves with the list's version (docs/key-transparency.md). The
+// empty value (not the encoding of a zero AccountValue, which is never
+// empty) marks a username whose account was deleted; a new account that
+// takes the username later is the next value of the same label.
 type AccountValue struct {
+	AccountID   string // the account's id (a UUID, as the server hands it out)
 	IdentityKey []byte // 33 bytes, 0x05 and the key
 	DeviceList  []byte // the signed device list (internal/devicelist)
 }
 
-// Encode returns the value's canonical encoding: a version byte (1), the
-// identity key with a one-byte length, the device list with a four-byte
-// big-endian length. An identity key over 255 bytes or a device list over
-// MaxValueSize makes an encoding DecodeAccountValue refuses.
+// Encode returns the value's canonical encoding: a version byte (2), the
+// account id and the identity key each with a one-byte length, the device
+// list with a four-byte big-endian length. An account id or identity key
+// over 255 bytes, or a device list over MaxValueSize, makes an encoding
+// that DecodeAccountValue refuses.
 func (v *AccountValue) Encode() []byte {
-	b := make([]byte, 0, 1+1+len(v.IdentityKey)+4+len(v.DeviceList))
-	b = append(b, accountValueVersion, byte(len(v.IdentityKey)))
+	if len(v.AccountID) > maxAccountIDSize || len(v.IdentityKey) > maxIdentityKeySize || len(v.DeviceList) > MaxValueSize {
+		return []byte{0} // no version byte DecodeAccountValue takes
+	}
+	b := make([]byte, 0, 1+1+len(v.AccountID)+1+len(v.IdentityKey)+4+len(v.DeviceList))
+	b = append(b, accountValueVersion, byte(len(v.AccountID)))
+	b = append(b, v.AccountID...)
+	b = append(b, byte(len(v.IdentityKey)))
 	b = append(b, v.IdentityKey...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(v.DeviceList)))
 	return append(b, v.DeviceList...)
 }
 
-// DecodeAccountValue parses an encoded AccountValue (ErrMalformed).
+// DecodeAccountValue parses an encoded AccountValue strictly: the version,
+// an account id that is not empty, lengths that match, nothing after
+// (ErrMalformed). The empty value (a deleted account) is not an
+// AccountValue: the caller checks for it first.
 func DecodeAccountValue(b []byte) (*AccountValue, error) {
 	r := reader{b: b}
 	if r.u8() != accountValueVersion {
 		return nil, fmt.Errorf("%w: account value version", ErrMalformed)
 	}
+	id := r.bytes(int(r.u8()))
 	key := r.bytes(int(r.u8()))
 	n := r.u32()
 	if n > MaxValueSize {
@@ -210,7 +231,10 @@ func DecodeAccountValue(b []byte) (*AccountValue, error) {
 	if err := r.done(); err != nil {
 		return nil, err
 	}
-	return &AccountValue{IdentityKey: clone(key), DeviceList: clone(list)}, nil
+	if len(id) == 0 {
+		return nil, fmt.Errorf("%w: account value without an account id", ErrMalformed)
+	}
+	return &AccountValue{AccountID: string(id), IdentityKey: clone(key), DeviceList: clone(list)}, nil
 }
 
 // commitmentKey is the draft's Kc for the cipher suites with SHA-256

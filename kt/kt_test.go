@@ -9,25 +9,27 @@ import (
 
 func TestLookupRoundTrip(t *testing.T) {
 	f := newFixture(t, newKeys(t, 1))
-	alice := AccountLabel("a1")
-	aliceVal := (&AccountValue{IdentityKey: bytes.Repeat([]byte{5}, 33), DeviceList: []byte("devices v1")}).Encode()
-	f.set(string(UsernameLabel("alice")), "a1", string(alice), string(aliceVal))
+	alice := string(UsernameLabel("alice"))
+	aliceVal := (&AccountValue{AccountID: "a1", IdentityKey: bytes.Repeat([]byte{5}, 33), DeviceList: []byte("devices v1")}).Encode()
+	f.set(alice, string(aliceVal), "dave", "d")
 	f.set("bob", "b")
 	v := f.verifier()
 
-	head, res, err := v.Verify(nil, labelsOf(string(UsernameLabel("alice")), string(alice), "carol"),
-		f.prove(0, string(UsernameLabel("alice")), string(alice), "carol"), f.now)
+	head, res, err := v.Verify(nil, labelsOf(alice, "dave", "carol"), f.prove(0, alice, "dave", "carol"), f.now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if head.Size != 2 {
 		t.Fatalf("head size %d, want 2", head.Size)
 	}
-	if !res[0].Present || string(res[0].Value) != "a1" || res[0].Counter != 0 {
-		t.Fatalf("username result %+v", res[0])
+	if !res[0].Present || !bytes.Equal(res[0].Value, aliceVal) || res[0].Counter != 0 {
+		t.Fatalf("alice's result %+v", res[0])
 	}
-	if !res[1].Present || !bytes.Equal(res[1].Value, aliceVal) {
-		t.Fatalf("account result %+v", res[1])
+	if got, err := DecodeAccountValue(res[0].Value); err != nil || got.AccountID != "a1" || string(got.DeviceList) != "devices v1" {
+		t.Fatalf("alice's value %+v, %v", got, err)
+	}
+	if !res[1].Present || string(res[1].Value) != "d" {
+		t.Fatalf("dave's result %+v", res[1])
 	}
 	if res[2].Present || res[2].Value != nil {
 		t.Fatalf("absent label reported present: %+v", res[2])

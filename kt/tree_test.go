@@ -297,22 +297,42 @@ func TestLogTree(t *testing.T) {
 }
 
 func TestEncodings(t *testing.T) {
-	v := &AccountValue{IdentityKey: bytes.Repeat([]byte{5}, 33), DeviceList: []byte("list")}
+	v := &AccountValue{AccountID: "0b9f4c1e-4d7a-4b8e-9a51-2f0c6d3e8a17", IdentityKey: bytes.Repeat([]byte{5}, 33), DeviceList: []byte("list")}
 	got, err := DecodeAccountValue(v.Encode())
-	if err != nil || !bytes.Equal(got.IdentityKey, v.IdentityKey) || !bytes.Equal(got.DeviceList, v.DeviceList) {
-		t.Fatalf("account value round trip: %v", err)
+	if err != nil || got.AccountID != v.AccountID || !bytes.Equal(got.IdentityKey, v.IdentityKey) || !bytes.Equal(got.DeviceList, v.DeviceList) {
+		t.Fatalf("account value round trip: %+v, %v", got, err)
 	}
 	if len((&AccountValue{}).Encode()) == 0 {
 		t.Fatal("the zero account value encodes empty")
 	}
 	enc := v.Encode()
+	if enc[0] != accountValueVersion || accountValueVersion != 2 {
+		t.Fatalf("version byte %d", enc[0])
+	}
 	for n := 0; n < len(enc); n++ {
 		if _, err := DecodeAccountValue(enc[:n]); !errors.Is(err, ErrMalformed) {
 			t.Fatalf("truncated account value: %v", err)
 		}
 	}
-	if _, err := DecodeAccountValue(append(enc, 0)); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("trailing byte: %v", err)
+	for _, bad := range [][]byte{
+		append(bytes.Clone(enc), 0),                          // a trailing byte
+		append([]byte{1}, enc[1:]...),                        // the old version, without an account id
+		append([]byte{3}, enc[1:]...),                        // a version to come
+		(&AccountValue{IdentityKey: v.IdentityKey}).Encode(), // no account id
+		(&AccountValue{AccountID: string(make([]byte, 256))}).Encode(),
+		(&AccountValue{AccountID: "a", IdentityKey: make([]byte, 256)}).Encode(),
+		(&AccountValue{AccountID: "a", DeviceList: make([]byte, MaxValueSize+1)}).Encode(),
+		{},
+	} {
+		if got, err := DecodeAccountValue(bad); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("DecodeAccountValue(%x) = %+v, %v; want ErrMalformed", bad[:min(len(bad), 16)], got, err)
+		}
+	}
+	// Each length byte counts its own field.
+	tweaked := bytes.Clone(enc)
+	tweaked[1]--
+	if _, err := DecodeAccountValue(tweaked); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("account id length one short: %v", err)
 	}
 
 	e := Epoch{Timestamp: 1700000000000, PrefixRoot: Hash{9}}

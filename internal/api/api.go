@@ -180,10 +180,10 @@ type BundleResponse struct {
 	// UnrestrictedUnidentifiedAccess: the account takes sealed messages
 	// from anyone, so a sender without its access key may seal too.
 	UnrestrictedUnidentifiedAccess bool `json:"unrestricted_unidentified_access,omitempty"`
-	// Transparency is a kt.LookupProof (binary) for the username's and
-	// the account's entries, as PathTransparencyLookup answers, for the
-	// QueryKnownSize the request gave: the identity key and DeviceList
-	// above must be the values it proves.
+	// Transparency is a kt.LookupProof (binary) for the username's entry,
+	// as PathTransparencyLookup answers, for the QueryKnownSize the
+	// request gave: the account id, identity key and DeviceList above
+	// must be the kt.AccountValue it proves.
 	Transparency []byte `json:"transparency,omitempty"`
 }
 

@@ -6,7 +6,7 @@ const (
 	// client pins at registration.
 	PathTransparencyKeys = "/v1/transparency/keys"
 	// PathTransparencyLookup: GET a lookup proof for a username's entry
-	// and its account's entry (authenticated). Query: QueryKnownSize.
+	// (authenticated). Query: QueryKnownSize.
 	PathTransparencyLookup = "/v1/transparency/lookup/{username}"
 	// PathTransparencyAudit: GET the epochs' changes for auditors, from
 	// epoch QueryFrom on (at most MaxAuditEpochs). No authentication: the
@@ -44,8 +44,8 @@ type TransparencyKeysResponse struct {
 
 // TransparencyLookupResponse is the body of GET
 // /v1/transparency/lookup/{username}: a kt.LookupProof (its binary
-// encoding) for the labels kt.UsernameLabel(username) and, when the
-// username has an account, kt.AccountLabel(account id), in that order.
+// encoding) for the label kt.UsernameLabel(username), whose value is a
+// kt.AccountValue (empty: no account holds the username any more).
 type TransparencyLookupResponse struct {
 	Proof []byte `json:"proof"`
 }

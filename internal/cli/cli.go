@@ -84,7 +84,7 @@ commands:
   account delete [--yes]     delete your account on the server (every device, undelivered
                              messages) and this profile; asks you to type your username
   transparency status [--offline]
-                             check your account's entries in the key transparency log now,
+                             check your account's entry in the key transparency log now,
                              and show the log's head, the last check and any alerts (exit
                              status 3 while alerts are stored)
   transparency require-auditor VKEY [--cosignatures N] [--max-lag D]

@@ -67,7 +67,7 @@ func (g *globals) transparencyStatus(ctx context.Context, args []string, env *En
 	case st.LastCheck.IsZero():
 		fmt.Fprintf(out, "last check:   never\n")
 	case !st.Monitored:
-		fmt.Fprintf(out, "last check:   %s (your entries are not in the log yet)\n", st.LastCheck.In(loc).Format(time.DateTime))
+		fmt.Fprintf(out, "last check:   %s (your entry is not in the log yet)\n", st.LastCheck.In(loc).Format(time.DateTime))
 	default:
 		fmt.Fprintf(out, "last check:   %s\n", st.LastCheck.In(loc).Format(time.DateTime))
 	}

@@ -46,7 +46,9 @@ func TestTransparencyCommands(t *testing.T) {
 	if _, err := db.Exec(`UPDATE accounts SET identity_key = ? WHERE id = ?`, ghost.Public.Bytes(), a.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(`INSERT INTO kt_pending (account_id, username) VALUES (?, '')`, a.ID); err != nil {
+	if _, err := db.Exec(`INSERT INTO kt_pending (username, account_id, identity_key, device_list)
+		SELECT a.username, a.id, a.identity_key, l.signed FROM accounts a JOIN device_lists l ON l.account_id = a.id
+		WHERE a.id = ?`, a.ID); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)

@@ -126,9 +126,9 @@ func (s *Server) handleKeyStatus(w http.ResponseWriter, r *http.Request, dev *st
 // is deleted; a device left short of them is told to refill.
 //
 // With key transparency the answer carries a lookup proof of the username's
-// and the account's entries (for the log size the client gives as known=),
-// and the identity key and device list are the ones the proof shows, which
-// a change not yet published may have overtaken in the store. The proof is
+// entry (for the log size the client gives as known=), and the identity key
+// and device list are the ones the proof shows, which a change not yet
+// published may have overtaken in the store. The proof is
 // made before any one-time key is taken, so a refused request takes none.
 func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request, caller *store.Device) error {
 	ctx := r.Context()
@@ -145,7 +145,7 @@ func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request, caller *st
 	}
 	var proven *lookup
 	if s.kt != nil {
-		if proven, err = s.prove(ctx, acct.Username, acct.ID, known); err != nil {
+		if proven, err = s.prove(ctx, acct.Username, known); err != nil {
 			return err
 		}
 	}
@@ -201,8 +201,11 @@ func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request, caller *st
 	}
 	if proven != nil {
 		resp.Transparency = proven.proof
-		if proven.value != nil {
-			resp.IdentityKey, resp.DeviceList = proven.value.IdentityKey, proven.value.DeviceList
+		// The keys the log holds for the account; when the username's
+		// entry holds none of this account's (not published yet, or
+		// another account), the client refuses the answer.
+		if v := proven.value; v != nil && v.AccountID == acct.ID {
+			resp.IdentityKey, resp.DeviceList = v.IdentityKey, v.DeviceList
 		}
 	}
 	writeJSON(w, http.StatusOK, resp)

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -23,13 +22,17 @@ import (
 )
 
 // Key transparency (kt/, docs/key-transparency.md): the server keeps a
-// kt.Log in memory, restored from the store at New. Every account change
-// records a pending update in the store in its own transaction; the
-// sequencer (run by Run) publishes everything pending as one epoch at a
-// time:
+// kt.Log in memory, restored from the store at New. An account's one entry
+// is its username's (kt.UsernameLabel), holding a kt.AccountValue. Every
+// account change records in its own transaction a pending update with the
+// value the change left; the sequencer (run by Run) publishes them in
+// order, each as its own version of the entry, an epoch at a time with at
+// most one update per username in an epoch (a second one waits for the
+// next), so that every device list an account had is in the log, one
+// counter step each, which is what owners check:
 //
-//	pending updates --read--> current values (store) --Log.Append--> batch
-//	  --store.AppendEpoch (deletes the pending rows)--> published
+//	pending updates (in Seq order) --first per label--> Log.Append --> batch
+//	  --store.AppendEpoch (deletes the rows published)--> published
 //	                  \--on failure: Log.Revert, retry later
 //
 // A request that changed an account answers only once its change is in an
@@ -49,17 +52,14 @@ const (
 )
 
 const (
-	// maxEpochPending bounds the pending updates one epoch publishes: two
-	// labels each at most, well under kt.MaxUpdates.
+	// maxEpochPending bounds the pending updates one epoch publishes (one
+	// label each), well under kt.MaxUpdates.
 	maxEpochPending = 4096
 	// maxAuditBytes bounds the epochs' changes in one audit answer (the
 	// first epoch is always given, whatever its size).
 	maxAuditBytes = 4 << 20
 	// auditChunk is how many epochs an audit answer reads at a time.
 	auditChunk = 100
-	// publishReaders is how many goroutines read an epoch's values from
-	// the store at once (sqlite keeps 4 read connections).
-	publishReaders = 4
 	// maxSequencerBackoff bounds the wait before retrying a failed epoch.
 	maxSequencerBackoff = 10 * time.Second
 )
@@ -211,10 +211,6 @@ func newKT(ctx context.Context, cfg TransparencyConfig, st store.Store) (*ktStat
 	return k, nil
 }
 
-// usernameValue is the value of a username's entry: the account id, as
-// text (the client reads it so).
-func usernameValue(accountID string) []byte { return []byte(accountID) }
-
 // ---- The sequencer ----
 
 // poke wakes the sequencer.
@@ -342,9 +338,11 @@ func (s *Server) sequence(ctx context.Context) {
 	}
 }
 
-// drainPending publishes every pending update, an epoch per maxEpochPending of
-// them. An empty log gets a first, empty epoch, so that lookups can be
-// answered.
+// drainPending publishes every pending update, in Seq order, an epoch at a
+// time: each epoch takes, of up to maxEpochPending pending updates, the
+// first of each username, and leaves the later ones of the same username
+// to the next epoch. It returns once an epoch leaves nothing behind. An
+// empty log gets a first, empty epoch, so that lookups can be answered.
 func (s *Server) drainPending(ctx context.Context) error {
 	for {
 		ups, err := s.st.PendingUpdates(ctx, maxEpochPending)
@@ -358,107 +356,44 @@ func (s *Server) drainPending(ctx context.Context) error {
 			}
 			return nil
 		}
-		if err := s.publish(ctx, ups); err != nil {
+		updates, seqs := epochUpdates(ups)
+		if err := s.appendEpoch(ctx, updates, seqs); err != nil {
 			return err
 		}
-		s.met.ktPending.Set(0)
-		if len(ups) < maxEpochPending {
+		s.met.ktPending.Set(float64(len(ups) - len(seqs)))
+		if len(seqs) == len(ups) && len(ups) < maxEpochPending {
 			return nil
 		}
 	}
 }
 
-// publish makes one epoch of the pending updates: each label once, with
-// the value the store holds now (read by a few goroutines at once).
-func (s *Server) publish(ctx context.Context, ups []store.PendingUpdate) error {
-	type item struct {
-		update  kt.Update
-		account string // read the account's value; else the username's
-		name    string
-	}
-	var items []item
-	seen := make(map[string]bool)
+// epochUpdates picks an epoch's updates from pending ones (in Seq order):
+// the first of each username, with the value it holds (pendingValue), and
+// returns them with their Seqs.
+func epochUpdates(ups []store.PendingUpdate) ([]kt.Update, []int64) {
+	updates := make([]kt.Update, 0, len(ups))
 	seqs := make([]int64, 0, len(ups))
-	for _, u := range ups {
+	seen := make(map[string]bool, len(ups))
+	for i := range ups {
+		u := &ups[i]
+		if seen[u.Username] {
+			continue // the next epoch's
+		}
+		seen[u.Username] = true
+		updates = append(updates, kt.Update{Label: kt.UsernameLabel(u.Username), Value: pendingValue(u)})
 		seqs = append(seqs, u.Seq)
-		if label := kt.AccountLabel(u.AccountID); !seen[string(label)] {
-			seen[string(label)] = true
-			items = append(items, item{update: kt.Update{Label: label}, account: u.AccountID})
-		}
-		if label := kt.UsernameLabel(u.Username); u.Username != "" && !seen[string(label)] {
-			seen[string(label)] = true
-			items = append(items, item{update: kt.Update{Label: label}, name: u.Username})
-		}
 	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		next  atomic.Int64
-	)
-	for range min(publishReaders, len(items)) {
-		wg.Go(func() {
-			for {
-				k := int(next.Add(1) - 1)
-				if k >= len(items) {
-					return
-				}
-				it := &items[k]
-				var err error
-				if it.account != "" {
-					it.update.Value, err = s.accountValue(ctx, it.account)
-				} else {
-					it.update.Value, err = s.usernameValue(ctx, it.name)
-				}
-				if err != nil {
-					mu.Lock()
-					first = cmp.Or(first, err)
-					mu.Unlock()
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if first != nil {
-		return first
-	}
-	updates := make([]kt.Update, len(items))
-	for k := range items {
-		updates[k] = items[k].update
-	}
-	return s.appendEpoch(ctx, updates, seqs)
+	return updates, seqs
 }
 
-// usernameValue is what a username's entry holds now: the account id, or
-// nothing when no account has the username.
-func (s *Server) usernameValue(ctx context.Context, username string) ([]byte, error) {
-	acct, err := s.st.AccountByUsername(ctx, username)
-	switch {
-	case err == nil:
-		return usernameValue(acct.ID), nil
-	case errors.Is(err, store.ErrNotFound):
-		return nil, nil
+// pendingValue is the value a pending update publishes: the account, its
+// identity key and its device list, or nothing (a deletion).
+func pendingValue(u *store.PendingUpdate) []byte {
+	if u.Deletion() {
+		return nil
 	}
-	return nil, err
-}
-
-// accountValue is what an account's entry holds now: its identity key and
-// signed device list, or nothing when it is deleted.
-func (s *Server) accountValue(ctx context.Context, accountID string) ([]byte, error) {
-	acct, err := s.st.AccountByID(ctx, accountID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	list, err := s.signedList(ctx, accountID)
-	if err != nil {
-		return nil, err
-	}
-	v := kt.AccountValue{IdentityKey: acct.IdentityKey, DeviceList: list}
-	return v.Encode(), nil
+	v := kt.AccountValue{AccountID: u.AccountID, IdentityKey: u.IdentityKey, DeviceList: u.DeviceList}
+	return v.Encode()
 }
 
 // appendEpoch appends one epoch to the log and stores it with the pending
@@ -512,22 +447,17 @@ func parseKnown(r *http.Request) (uint64, error) {
 	return n, nil
 }
 
-// lookup is a proof and what it proves of an account.
+// lookup is a proof and what it proves of a username.
 type lookup struct {
-	proof     []byte
-	accountID string           // the account the username's entry names ("" none)
-	value     *kt.AccountValue // the account's entry (nil: none, or deleted)
+	proof []byte
+	value *kt.AccountValue // the username's entry (nil: none, or deleted)
 }
 
-// prove makes a lookup proof for username's entry and, when accountID is
-// not empty, that account's entry; with accountID empty, for the account
-// the username's entry names, if any. known is the log size the client
-// kept.
-func (s *Server) prove(ctx context.Context, username, accountID string, known uint64) (*lookup, error) {
+// prove makes a lookup proof for username's entry; known is the log size
+// the client kept.
+func (s *Server) prove(ctx context.Context, username string, known uint64) (*lookup, error) {
 	k := s.kt
-	userLabel := kt.UsernameLabel(username)
-	userIndex := k.log.Index(userLabel)
-	labels := map[kt.Index][]byte{userIndex: userLabel}
+	label := kt.UsernameLabel(username)
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	size := k.log.Size()
@@ -545,38 +475,21 @@ func (s *Server) prove(ctx context.Context, username, accountID string, known ui
 		if err != nil {
 			return nil, err
 		}
-		e.Label = labels[i]
+		e.Label = label
 		if e.Value == nil {
 			e.Value = []byte{}
 		}
 		return e, nil
 	}
-	if accountID == "" {
-		e, err := entry(userIndex)
-		if err != nil {
-			return nil, err
-		}
-		if e != nil && api.ValidUUID(string(e.Value)) {
-			accountID = string(e.Value)
-		}
-	}
-	res := &lookup{accountID: accountID}
-	lbls := [][]byte{userLabel}
-	var acctIndex kt.Index
-	if accountID != "" {
-		acctLabel := kt.AccountLabel(accountID)
-		acctIndex = k.log.Index(acctLabel)
-		labels[acctIndex] = acctLabel
-		lbls = append(lbls, acctLabel)
-	}
-	p, err := k.log.Prove(lbls, known, entry)
+	p, err := k.log.Prove([][]byte{label}, known, entry)
 	if err != nil {
 		return nil, err
 	}
-	if len(p.Entries) == 2 && len(p.Entries[1].Value) > 0 {
-		v, err := kt.DecodeAccountValue(p.Entries[1].Value)
+	res := &lookup{}
+	if len(p.Entries) == 1 && len(p.Entries[0].Value) > 0 {
+		v, err := kt.DecodeAccountValue(p.Entries[0].Value)
 		if err != nil {
-			return nil, fmt.Errorf("server: transparency: the account's entry: %v", err)
+			return nil, fmt.Errorf("server: transparency: the username's entry: %v", err)
 		}
 		res.value = v
 	}
@@ -624,7 +537,7 @@ func (s *Server) handleLookup(w http.ResponseWriter, r *http.Request, _ *store.D
 	if !api.ValidUsername(username) {
 		return badRequest("username must be 3 to 32 of a-z, 0-9 and _, starting with a letter")
 	}
-	l, err := s.prove(r.Context(), username, "", known)
+	l, err := s.prove(r.Context(), username, known)
 	if err != nil {
 		return err
 	}

@@ -127,8 +127,9 @@ type DeviceList struct {
 //
 // Every method that changes what the key-transparency log publishes of an
 // account (its identity key, its device list, its username) records, in
-// the same transaction, a PendingUpdate naming what must be published again
-// (Transparency): CreateAccount, LinkDevice, RemoveDevice and DeleteAccount.
+// the same transaction, a PendingUpdate holding the value its username's
+// entry must have after the change (Transparency): CreateAccount,
+// LinkDevice, RemoveDevice and DeleteAccount.
 //
 // An account's device list changes only together with its devices: every
 // method that adds or removes a device stores the new list in the same
@@ -179,10 +180,11 @@ type Accounts interface {
 	// no longer be delivered with a sender). Sealed-sender envelopes it
 	// sent name no sender and stay; send ids are hashes no one can tie
 	// to the account and expire with the message TTL. The username is
-	// free afterwards. It records a PendingUpdate with the account id and
-	// the username, which stay in the store until the deletion is
-	// published (Transparency.AppendEpoch deletes them). ErrNotFound for
-	// no account.
+	// free afterwards. It records a PendingUpdate with the username and
+	// an empty value, which stays in the store until the deletion is
+	// published (Transparency.AppendEpoch deletes it), as the account's
+	// earlier pending updates, with their values, do. ErrNotFound for no
+	// account.
 	DeleteAccount(ctx context.Context, accountID string) error
 }
 
@@ -378,17 +380,28 @@ type Messages interface {
 	Expire(ctx context.Context, cutoff time.Time) (int, error)
 }
 
-// PendingUpdate says that entries of the key-transparency log must be
-// published again because what they publish changed in the store: the
-// entry of account AccountID (its identity key and signed device list, or
-// nothing once it is deleted) and, when Username is not empty, the entry of
-// that username (the account it belongs to, or nothing). It carries the
-// username because after a deletion the store no longer knows it.
+// PendingUpdate is one change to what the key-transparency log publishes:
+// the value the entry of Username (kt.UsernameLabel) must hold after the
+// change, a snapshot of the store in the transaction that made it: the
+// account that holds the username, its identity key and its signed device
+// list (kt.AccountValue). A deletion holds only the username: the entry's
+// value becomes empty. The log publishes every pending update, in Seq
+// order, as its own version of the entry, so that every device list an
+// account had is in the log, one counter step each.
 type PendingUpdate struct {
-	Seq       int64 // assigned by the store, increasing in insertion order
-	AccountID string
-	Username  string
+	Seq         int64 // assigned by the store, increasing in insertion order
+	Username    string
+	AccountID   string // "" for a deletion
+	IdentityKey []byte // nil for a deletion
+	// DeviceList is the signed device list (DeviceList.Signed) stored by
+	// the change; empty for a deletion, or for an account from before
+	// device lists that has none.
+	DeviceList []byte
 }
+
+// Deletion reports whether the update deletes the username's entry (an
+// empty value).
+func (u *PendingUpdate) Deletion() bool { return u.AccountID == "" }
 
 // Epoch is one epoch of the key-transparency log as the store keeps it: a
 // kt.Batch with its place in the log. The store does not interpret the
@@ -415,7 +428,7 @@ type Cosignature struct {
 // An entry is stored by its VRF index, never by its label: the server
 // computes a label's index with the log's VRF key. A label's entry is
 // replaced when a later epoch changes it and is never deleted (a deleted
-// account's entries hold an empty value).
+// account's username's entry holds an empty value).
 type Transparency interface {
 	// PendingUpdates returns up to limit pending updates, by Seq.
 	PendingUpdates(ctx context.Context, limit int) ([]PendingUpdate, error)

@@ -3,14 +3,17 @@ package profile
 import (
 	"database/sql"
 	"errors"
+	"math"
 	"strings"
 	"time"
 )
 
 // schemaV4 adds what key transparency needs (kt/, client/transparency.go).
 // Nothing in these tables is secret: the log's keys and heads are public,
-// and the values verified are identity keys, signed device lists and account
-// ids, which the contacts and device_lists tables hold in the clear too.
+// and the values verified are account ids, identity keys and signed device
+// lists, which the contacts and device_lists tables hold in the clear too.
+// (Not released before this form; edited in place while key transparency
+// was being built.)
 var schemaV4 = []string{
 	// The log this device follows: its origin, checkpoint key (a note
 	// verifier key) and VRF key, pinned when the device joined (or, for a
@@ -31,9 +34,9 @@ var schemaV4 = []string{
 		max_audit_lag INTEGER NOT NULL DEFAULT 0,
 		pinned        INTEGER NOT NULL
 	)`,
-	// Contact monitoring: per label (kt.AccountLabel, kt.UsernameLabel),
-	// what the last proof verified showed: present or not, the leaf's
-	// counter, the value, and when.
+	// Contact monitoring: per label (kt.UsernameLabel), what the last
+	// proof verified showed: present or not, the leaf's counter, the value,
+	// and when.
 	`CREATE TABLE kt_labels (
 		label    BLOB PRIMARY KEY,
 		present  INTEGER NOT NULL,
@@ -41,16 +44,21 @@ var schemaV4 = []string{
 		value    BLOB NOT NULL,
 		verified INTEGER NOT NULL
 	) WITHOUT ROWID`,
-	// Owner monitoring: when this account's own entries were last checked,
-	// and (once baseline is set) the counters and device-list version they
-	// had then.
+	// Owner monitoring: when this account's entry was last checked; once
+	// baseline is set, base, the entry's counter minus its device list's
+	// version plus one (the counter of version 1; negative for an account
+	// whose first entry held a later version), and the newest device list
+	// version seen in the log; and the oldest device-list change this device
+	// made that the log has not been seen to hold yet (own_version 0:
+	// none), with the signed list.
 	`CREATE TABLE kt_owner (
-		id               INTEGER PRIMARY KEY CHECK (id = 1),
-		checked          INTEGER NOT NULL,
-		baseline         INTEGER NOT NULL,
-		account_counter  INTEGER NOT NULL,
-		list_version     INTEGER NOT NULL,
-		username_counter INTEGER NOT NULL
+		id           INTEGER PRIMARY KEY CHECK (id = 1),
+		checked      INTEGER NOT NULL,
+		baseline     INTEGER NOT NULL,
+		base         INTEGER NOT NULL,
+		list_version INTEGER NOT NULL,
+		own_version  INTEGER NOT NULL DEFAULT 0,
+		own_list     BLOB
 	)`,
 	// Alerts raised, kept until the user clears them.
 	`CREATE TABLE kt_alerts (
@@ -204,40 +212,46 @@ func (tx *Tx) PutTransparencyLabel(label []byte, s *LabelState) error {
 	return err
 }
 
-// OwnerState is the owner monitor's memory of this account's entries.
+// OwnerState is the owner monitor's memory of this account's entry.
 type OwnerState struct {
 	// Checked is when a check last completed (zero: never).
 	Checked time.Time
-	// Baseline: the entries were seen, and the fields below are what
-	// they held then.
-	Baseline        bool
-	AccountCounter  uint32
-	ListVersion     uint64
-	UsernameCounter uint32
+	// Baseline: the entry was seen, and Base and ListVersion hold. Base
+	// is the entry's counter minus (its device list's version - 1), the
+	// same for every version when each one is published once and in
+	// order; ListVersion the newest device list version seen in the log.
+	Baseline    bool
+	Base        int64
+	ListVersion uint64
+	// OwnVersion and OwnList are the oldest device-list change this
+	// device made that a check has not yet found in the log (OwnVersion
+	// 0: none).
+	OwnVersion uint64
+	OwnList    []byte
 }
 
 // OwnerState returns the owner monitor's state; the zero state when it has
 // none.
 func (tx *Tx) OwnerState() (*OwnerState, error) {
 	var (
-		s                  OwnerState
-		checked, ac, uc, v int64
+		s                OwnerState
+		checked, v, ownV int64
 	)
-	err := tx.q.QueryRowContext(tx.ctx, `SELECT checked, baseline, account_counter, list_version, username_counter
-		FROM kt_owner WHERE id = 1`).Scan(&checked, &s.Baseline, &ac, &v, &uc)
+	err := tx.q.QueryRowContext(tx.ctx, `SELECT checked, baseline, base, list_version, own_version, own_list
+		FROM kt_owner WHERE id = 1`).Scan(&checked, &s.Baseline, &s.Base, &v, &ownV, &s.OwnList)
 	if errors.Is(err, sql.ErrNoRows) {
 		return &s, nil
 	}
 	if err != nil {
 		return nil, dbErr(err)
 	}
-	if ac < 0 || ac > 1<<32-1 || uc < 0 || uc > 1<<32-1 || v < 0 {
+	if v < 0 || ownV < 0 || (ownV == 0) != (len(s.OwnList) == 0) {
 		return nil, errors.New("client: profile: corrupt owner monitoring row")
 	}
 	if checked != 0 {
 		s.Checked = time.UnixMilli(checked)
 	}
-	s.AccountCounter, s.UsernameCounter, s.ListVersion = uint32(ac), uint32(uc), uint64(v)
+	s.ListVersion, s.OwnVersion = uint64(v), uint64(ownV)
 	return &s, nil
 }
 
@@ -247,9 +261,32 @@ func (tx *Tx) PutOwnerState(s *OwnerState) error {
 	if !s.Checked.IsZero() {
 		checked = s.Checked.UnixMilli()
 	}
-	_, err := tx.exec(`INSERT OR REPLACE INTO kt_owner (id, checked, baseline, account_counter, list_version, username_counter)
-		VALUES (1, ?, ?, ?, ?, ?)`, checked, s.Baseline, int64(s.AccountCounter), int64(s.ListVersion), int64(s.UsernameCounter))
+	if (s.OwnVersion == 0) != (len(s.OwnList) == 0) || s.ListVersion > math.MaxInt64 || s.OwnVersion > math.MaxInt64 {
+		return errors.New("client: profile: malformed owner monitoring state")
+	}
+	var own []byte
+	if s.OwnVersion != 0 {
+		own = s.OwnList
+	}
+	_, err := tx.exec(`INSERT OR REPLACE INTO kt_owner (id, checked, baseline, base, list_version, own_version, own_list)
+		VALUES (1, ?, ?, ?, ?, ?, ?)`, checked, s.Baseline, s.Base, int64(s.ListVersion), int64(s.OwnVersion), own)
 	return err
+}
+
+// PutOwnChange records a device-list change this device made (version and
+// signed list) for the owner monitor to find in the log, unless an older
+// one still waits: the oldest is checked first, and a log that moved past
+// it without holding it raises the alert.
+func (tx *Tx) PutOwnChange(version uint64, list []byte) error {
+	s, err := tx.OwnerState()
+	if err != nil {
+		return err
+	}
+	if s.OwnVersion != 0 && s.OwnVersion <= version {
+		return nil
+	}
+	s.OwnVersion, s.OwnList = version, list
+	return tx.PutOwnerState(s)
 }
 
 // TransparencyAlert is an alert raised by the monitors.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -128,12 +129,26 @@ func TestTransparencyLabelsOwnerAlerts(t *testing.T) {
 			t.Errorf("label b = %+v, %v", st, err)
 		}
 
-		want := &OwnerState{Checked: now, Baseline: true, AccountCounter: 4, ListVersion: 6, UsernameCounter: 1}
+		want := &OwnerState{Checked: now, Baseline: true, Base: -2, ListVersion: 6}
 		if err := tx.PutOwnerState(want); err != nil {
 			return err
 		}
-		if st, err := tx.OwnerState(); err != nil || *st != *want {
+		if st, err := tx.OwnerState(); err != nil || !reflect.DeepEqual(st, want) {
 			t.Errorf("owner = %+v, %v; want %+v", st, err, want)
+		}
+		// The oldest own change waiting is kept.
+		if err := tx.PutOwnChange(7, []byte("list 7")); err != nil {
+			return err
+		}
+		if err := tx.PutOwnChange(8, []byte("list 8")); err != nil {
+			return err
+		}
+		want.OwnVersion, want.OwnList = 7, []byte("list 7")
+		if st, err := tx.OwnerState(); err != nil || !reflect.DeepEqual(st, want) {
+			t.Errorf("owner with an own change = %+v, %v; want %+v", st, err, want)
+		}
+		if err := tx.PutOwnerState(&OwnerState{OwnVersion: 3}); err == nil {
+			t.Error("an own change without its list was stored")
 		}
 
 		a := &TransparencyAlert{At: now, Kind: "identity_key", Subject: "alice", Detail: "d"}

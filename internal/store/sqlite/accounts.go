@@ -60,7 +60,7 @@ func (s *Store) CreateAccount(ctx context.Context, a *store.Account, d *store.De
 		if err := replaceList(tx, a.ID, list); err != nil {
 			return fmt.Errorf("sqlite: create account: %w", err)
 		}
-		if err := queueUpdate(tx, a.ID, a.Username); err != nil {
+		if err := queueUpdate(tx, a.ID); err != nil {
 			return fmt.Errorf("sqlite: create account: %v", err)
 		}
 		return nil
@@ -229,7 +229,7 @@ func (s *Store) RemoveDevice(ctx context.Context, accountID string, deviceID uin
 		if err := replaceList(tx, accountID, list); err != nil {
 			return fmt.Errorf("sqlite: remove device: %w", err)
 		}
-		if err := queueUpdate(tx, accountID, ""); err != nil {
+		if err := queueUpdate(tx, accountID); err != nil {
 			return fmt.Errorf("sqlite: remove device: %v", err)
 		}
 		return nil
@@ -309,8 +309,9 @@ var deleteAccountStatements = []string{
 // which still holds copies of the pages as they were, is checkpointed and
 // truncated (best effort: should readers keep it busy for longer than the
 // busy timeout, the copies stay until the log is next reused). The pending
-// update it records names the account until the deletion is published;
-// AppendEpoch then deletes and checkpoints it away likewise.
+// update it records names the username until the deletion is published,
+// and the account's earlier pending updates, if any are left, its keys;
+// AppendEpoch then deletes and checkpoints them away likewise.
 func (s *Store) DeleteAccount(ctx context.Context, accountID string) error {
 	err := s.write(ctx, func(tx *wtx) error {
 		var username string
@@ -329,7 +330,7 @@ func (s *Store) DeleteAccount(ctx context.Context, accountID string) error {
 		if _, err := tx.Exec(`DELETE FROM accounts WHERE id = ?`, accountID); err != nil {
 			return fmt.Errorf("sqlite: delete account: %v", err)
 		}
-		if err := queueUpdate(tx, accountID, username); err != nil {
+		if err := queueDeletion(tx, username); err != nil {
 			return fmt.Errorf("sqlite: delete account: %v", err)
 		}
 		return nil

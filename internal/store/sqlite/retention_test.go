@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"bytes"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -171,6 +172,21 @@ func TestMigrateFromVersion2(t *testing.T) {
 // the log's first epochs publish them.
 func TestMigrateFromVersion3(t *testing.T) {
 	path, id := oldDatabase(t, 3)
+	// A second account, made later, with a device list.
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id2 := newUUID()
+	for _, q := range []string{
+		`INSERT INTO accounts (id, username, identity_key, created, next_device_id) VALUES ('` + id2 + `', 'listed', x'0507', 1, 2)`,
+		`INSERT INTO device_lists (account_id, version, signed) VALUES ('` + id2 + `', 3, x'4c495354')`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
 	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -178,8 +194,14 @@ func TestMigrateFromVersion3(t *testing.T) {
 	defer s.Close()
 	ctx := t.Context()
 	ups, err := s.PendingUpdates(ctx, 10)
-	if err != nil || len(ups) != 1 || ups[0].AccountID != id || ups[0].Username != "old" {
-		t.Fatalf("pending after the migration: %+v, %v; want the old account's", ups, err)
+	if err != nil || len(ups) != 2 {
+		t.Fatalf("pending after the migration: %+v, %v; want the two accounts'", ups, err)
+	}
+	if u := ups[0]; u.AccountID != id || u.Username != "old" || !bytes.Equal(u.IdentityKey, []byte{5}) || len(u.DeviceList) != 0 || u.Deletion() {
+		t.Errorf("the old account's pending update %+v, want its key and no device list", u)
+	}
+	if u := ups[1]; u.AccountID != id2 || u.Username != "listed" || !bytes.Equal(u.IdentityKey, []byte{5, 7}) || string(u.DeviceList) != "LIST" {
+		t.Errorf("the listed account's pending update %+v, want its key and device list", u)
 	}
 	if n, err := s.EpochCount(ctx); err != nil || n != 0 {
 		t.Fatalf("EpochCount = %d, %v; want 0", n, err)

@@ -178,7 +178,7 @@ CREATE TABLE kt_epochs (
 -- VRF index (never the label itself): its leaf's counter and commitment,
 -- and the commitment's opening and value, which lookups hand out. Replaced
 -- when a later epoch changes the label; never deleted (a deleted account's
--- entries hold an empty value).
+-- username's entry holds an empty value).
 CREATE TABLE kt_entries (
 	vrf_index  BLOB    NOT NULL PRIMARY KEY,
 	counter    INTEGER NOT NULL,
@@ -194,18 +194,26 @@ CREATE TABLE kt_cosignatures (
 	checkpoint BLOB    NOT NULL
 ) STRICT, WITHOUT ROWID;
 
--- What the log must publish again: written in the transaction that changes
--- an account's identity key, device list or username, deleted in the
--- transaction that stores the epoch publishing it. username is empty when
--- only the account's entry changed.
+-- What the log must publish, in seq order: written in the transaction that
+-- creates an account, changes its device list or deletes it, with the value
+-- the username's entry then holds (the account id, identity key and signed
+-- device list as that transaction left them); deleted in the transaction
+-- that stores the epoch publishing it. A deletion holds the username alone:
+-- account_id is empty, identity_key and device_list are empty blobs.
 CREATE TABLE kt_pending (
-	seq        INTEGER NOT NULL PRIMARY KEY,
-	account_id TEXT    NOT NULL,
-	username   TEXT    NOT NULL
+	seq          INTEGER NOT NULL PRIMARY KEY,
+	username     TEXT    NOT NULL,
+	account_id   TEXT    NOT NULL,
+	identity_key BLOB    NOT NULL,
+	device_list  BLOB    NOT NULL
 ) STRICT;
 
--- Accounts from before the log are published by its first epochs.
-INSERT INTO kt_pending (account_id, username) SELECT id, username FROM accounts ORDER BY created, id;
+-- Accounts from before the log are published by its first epochs, with the
+-- device list they have (none for an account from before device lists).
+INSERT INTO kt_pending (username, account_id, identity_key, device_list)
+	SELECT a.username, a.id, a.identity_key, COALESCE(l.signed, X'')
+	FROM accounts a LEFT JOIN device_lists l ON l.account_id = a.id
+	ORDER BY a.created, a.id;
 `,
 }
 

@@ -14,10 +14,28 @@ import (
 
 var _ store.Transparency = (*Store)(nil)
 
-// queueUpdate records, within tx, that the account's entry (and, when
-// username is not empty, the username's) must be published again.
-func queueUpdate(tx *wtx, accountID, username string) error {
-	_, err := tx.Exec(`INSERT INTO kt_pending (account_id, username) VALUES (?, ?)`, accountID, username)
+// queueUpdate records, within tx, that the log must publish the account's
+// username's entry with the value tx holds now: the account id, its
+// identity key and its device list.
+func queueUpdate(tx *wtx, accountID string) error {
+	res, err := tx.Exec(`INSERT INTO kt_pending (username, account_id, identity_key, device_list)
+		SELECT a.username, a.id, a.identity_key, COALESCE(l.signed, X'')
+		FROM accounts a LEFT JOIN device_lists l ON l.account_id = a.id WHERE a.id = ?`, accountID)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n != 1 {
+		return fmt.Errorf("no account %s to publish", accountID)
+	}
+	return nil
+}
+
+// queueDeletion records, within tx, that the log must publish the
+// username's entry empty.
+func queueDeletion(tx *wtx, username string) error {
+	_, err := tx.Exec(`INSERT INTO kt_pending (username, account_id, identity_key, device_list) VALUES (?, '', X'', X'')`, username)
 	return err
 }
 
@@ -28,15 +46,19 @@ func (s *Store) PendingUpdates(ctx context.Context, limit int) ([]store.PendingU
 	}
 	var out []store.PendingUpdate
 	err := s.read(func(db *sql.DB) error {
-		rows, err := db.QueryContext(ctx, `SELECT seq, account_id, username FROM kt_pending ORDER BY seq LIMIT ?`, limit)
+		rows, err := db.QueryContext(ctx, `SELECT seq, username, account_id, identity_key, device_list FROM kt_pending
+			ORDER BY seq LIMIT ?`, limit)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var u store.PendingUpdate
-			if err := rows.Scan(&u.Seq, &u.AccountID, &u.Username); err != nil {
+			if err := rows.Scan(&u.Seq, &u.Username, &u.AccountID, &u.IdentityKey, &u.DeviceList); err != nil {
 				return err
+			}
+			if u.Deletion() {
+				u.IdentityKey, u.DeviceList = nil, nil
 			}
 			out = append(out, u)
 		}
@@ -49,9 +71,10 @@ func (s *Store) PendingUpdates(ctx context.Context, limit int) ([]store.PendingU
 }
 
 // AppendEpoch implements store.Transparency. When a published update was
-// about an account that no longer exists (a deletion), the write-ahead log
-// is checkpointed afterwards, as after DeleteAccount, so that the copies
-// of the pending row (which held the account id and username) leave it.
+// a deletion, the write-ahead log is checkpointed afterwards, as after
+// DeleteAccount, so that the copies of the deleted account's pending rows
+// (which held its username, and the earlier ones its id, identity key and
+// device lists) leave it.
 func (s *Store) AppendEpoch(ctx context.Context, e *store.Epoch, entries []kt.Entry, published []int64) error {
 	if e == nil || len(e.Changes) == 0 || len(e.Checkpoint) == 0 {
 		return errors.New("sqlite: append epoch: no epoch, changes or checkpoint")
@@ -91,15 +114,8 @@ func (s *Store) AppendEpoch(ctx context.Context, e *store.Epoch, entries []kt.En
 			case err != nil:
 				return fmt.Errorf("sqlite: append epoch: %v", err)
 			}
-			if !deletion {
-				var one int
-				err := tx.QueryRow(`SELECT 1 FROM accounts WHERE id = ?`, accountID).Scan(&one)
-				switch {
-				case errors.Is(err, sql.ErrNoRows):
-					deletion = true
-				case err != nil:
-					return fmt.Errorf("sqlite: append epoch: %v", err)
-				}
+			if accountID == "" {
+				deletion = true
 			}
 		}
 		return nil

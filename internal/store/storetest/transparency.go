@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -62,32 +63,64 @@ func publish(t *testing.T, s store.Store, entries ...kt.Entry) *store.Epoch {
 	return e
 }
 
+// sameUpdate reports whether two pending updates are equal, Seq aside.
+func sameUpdate(a, b store.PendingUpdate) bool {
+	return a.Username == b.Username && a.AccountID == b.AccountID &&
+		bytes.Equal(a.IdentityKey, b.IdentityKey) && bytes.Equal(a.DeviceList, b.DeviceList)
+}
+
+// sameUpdates reports whether two lists of pending updates are equal,
+// Seqs included.
+func sameUpdates(a, b []store.PendingUpdate) bool {
+	return slices.EqualFunc(a, b, func(x, y store.PendingUpdate) bool { return x.Seq == y.Seq && sameUpdate(x, y) })
+}
+
+// snapshot is the pending update of an account whose username's entry
+// holds its identity key and the device list.
+func snapshot(a *store.Account, list *store.DeviceList) store.PendingUpdate {
+	return store.PendingUpdate{Username: a.Username, AccountID: a.ID, IdentityKey: a.IdentityKey, DeviceList: list.Signed}
+}
+
+// deletion is the pending update of a deleted account's username.
+func deletion(username string) store.PendingUpdate { return store.PendingUpdate{Username: username} }
+
 // wantPending checks the pending updates (Seq aside) and that their Seqs
 // increase.
 func wantPending(t *testing.T, s store.Store, want ...store.PendingUpdate) []store.PendingUpdate {
 	t.Helper()
 	got := pending(t, s)
-	var bare []store.PendingUpdate
 	for i, u := range got {
 		if i > 0 && u.Seq <= got[i-1].Seq {
 			t.Errorf("pending updates out of order: %+v", got)
 		}
-		bare = append(bare, store.PendingUpdate{AccountID: u.AccountID, Username: u.Username})
 	}
-	if !slices.Equal(bare, want) {
-		t.Fatalf("pending updates = %+v, want %+v", bare, want)
+	if !slices.EqualFunc(got, want, sameUpdate) {
+		t.Fatalf("pending updates = %s, want %s", showUpdates(got), showUpdates(want))
 	}
 	return got
 }
 
-// testPendingUpdates: every change to what the log publishes of an
-// account records a pending update in its transaction; refused changes and
-// other changes record none.
+// showUpdates prints updates briefly (the keys and lists are long).
+func showUpdates(us []store.PendingUpdate) string {
+	var b strings.Builder
+	for _, u := range us {
+		fmt.Fprintf(&b, "{%d %q %q ik:%.8x list:%.12q} ", u.Seq, u.Username, u.AccountID, u.IdentityKey, u.DeviceList)
+	}
+	return "[" + strings.TrimSpace(b.String()) + "]"
+}
+
+// testPendingUpdates: every change to what the log publishes of an account
+// records, in its transaction, a pending update with the value the
+// username's entry then holds; refused changes and other changes record
+// none; a deletion records the username alone.
 func testPendingUpdates(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	wantPending(t, s)
 	a, d := register(t, s, "alice", keys(2, 2))
-	wantPending(t, s, store.PendingUpdate{AccountID: a.ID, Username: "alice"})
+	got := wantPending(t, s, snapshot(a, firstList()))
+	if del := deletion("x"); got[0].Deletion() || !del.Deletion() {
+		t.Error("Deletion() is wrong")
+	}
 	publish(t, s)
 	wantPending(t, s)
 
@@ -112,23 +145,29 @@ func testPendingUpdates(t *testing.T, s store.Store) {
 	wantErr(t, "DeleteAccount(absent)", s.DeleteAccount(ctx, newUUID()), store.ErrNotFound)
 	wantPending(t, s)
 
-	// Device changes name the account alone; a deletion names the
-	// username too, which the store no longer holds.
-	must(t, "LinkDevice", s.LinkDevice(ctx, tok.TokenHash, d4, keys(1, 1), nextList(t, s, a.ID), nil))
-	must(t, "RemoveDevice", s.RemoveDevice(ctx, a.ID, d4.ID, nextList(t, s, a.ID)))
+	// Two quick device changes are two updates, each with the list its
+	// own transaction stored (not the newest); a deletion holds the
+	// username alone.
+	linked := listAt(a.ID, 2)
+	must(t, "LinkDevice", s.LinkDevice(ctx, tok.TokenHash, d4, keys(1, 1), linked, nil))
+	removed := listAt(a.ID, 3)
+	must(t, "RemoveDevice", s.RemoveDevice(ctx, a.ID, d4.ID, removed))
 	b, _ := register(t, s, "bob", keys(1, 1))
 	must(t, "DeleteAccount", s.DeleteAccount(ctx, a.ID))
-	got := wantPending(t, s,
-		store.PendingUpdate{AccountID: a.ID},
-		store.PendingUpdate{AccountID: a.ID},
-		store.PendingUpdate{AccountID: b.ID, Username: "bob"},
-		store.PendingUpdate{AccountID: a.ID, Username: "alice"})
+	got = wantPending(t, s,
+		snapshot(a, linked),
+		snapshot(a, removed),
+		snapshot(b, firstList()),
+		deletion("alice"))
+	if !got[3].Deletion() || got[3].IdentityKey != nil || got[3].DeviceList != nil {
+		t.Errorf("the deletion's update holds %+v, want the username alone", got[3])
+	}
 
 	// A limit takes the oldest.
 	first, err := s.PendingUpdates(ctx, 2)
 	must(t, "PendingUpdates(2)", err)
-	if !slices.Equal(first, got[:2]) {
-		t.Errorf("PendingUpdates(2) = %+v, want %+v", first, got[:2])
+	if !sameUpdates(first, got[:2]) {
+		t.Errorf("PendingUpdates(2) = %s, want %s", showUpdates(first), showUpdates(got[:2]))
 	}
 	if none, err := s.PendingUpdates(ctx, 0); err != nil || len(none) != 0 {
 		t.Errorf("PendingUpdates(0) = %+v, %v; want none", none, err)
@@ -137,14 +176,17 @@ func testPendingUpdates(t *testing.T, s store.Store) {
 	// Publishing some leaves the rest; a Seq already gone is ignored.
 	must(t, "AppendEpoch", s.AppendEpoch(ctx, fakeEpoch(1), nil, []int64{got[0].Seq, got[2].Seq, got[0].Seq}))
 	rest := pending(t, s)
-	if !slices.Equal(rest, []store.PendingUpdate{got[1], got[3]}) {
-		t.Fatalf("after publishing two: %+v, want %+v", rest, []store.PendingUpdate{got[1], got[3]})
+	if !sameUpdates(rest, []store.PendingUpdate{got[1], got[3]}) {
+		t.Fatalf("after publishing two: %s, want %s", showUpdates(rest), showUpdates([]store.PendingUpdate{got[1], got[3]}))
 	}
-	// Later updates come after what is left.
+	// Later updates come after what is left. The username is free again:
+	// a new account takes it, and its update follows the deletion's.
 	c, _ := register(t, s, "carol", keys(1, 1))
-	rest = pending(t, s)
-	if len(rest) != 3 || rest[2].AccountID != c.ID || rest[2].Seq <= got[3].Seq {
-		t.Fatalf("after carol: %+v", rest)
+	a5, d5 := newAccount("alice")
+	must(t, "CreateAccount(alice again)", s.CreateAccount(ctx, a5, d5, keys(1, 1), firstList(), nil))
+	rest = wantPending(t, s, snapshot(a, removed), deletion("alice"), snapshot(c, firstList()), snapshot(a5, firstList()))
+	if rest[2].Seq <= got[3].Seq {
+		t.Fatalf("after carol: %s", showUpdates(rest))
 	}
 }
 
@@ -177,7 +219,7 @@ func testAppendEpoch(t *testing.T, s store.Store) {
 	for _, n := range []uint64{0, 2, 1 << 62} {
 		wantErr(t, fmt.Sprintf("AppendEpoch(%d)", n), s.AppendEpoch(ctx, fakeEpoch(n), []kt.Entry{bob0}, seqs(before)), store.ErrEpochConflict)
 	}
-	if got := pending(t, s); !slices.Equal(got, before) {
+	if got := pending(t, s); !sameUpdates(got, before) {
 		t.Fatalf("a refused epoch published %+v", before)
 	}
 	_, err = s.TransparencyEntry(ctx, bob0.Leaf.Index)
