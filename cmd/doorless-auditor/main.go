@@ -2,8 +2,12 @@
 // checks every epoch and cosigns the checkpoints it has checked
 // (internal/auditor, docs/auditor.md).
 //
-//	doorless-auditor --server URL [--state DIR] [--interval 5s] [--once] [--name NAME]
+//	doorless-auditor --server URL [--state DIR] [--interval 5s] [--max-epoch-age 1h] [--once] [--name NAME]
 //	doorless-auditor key [--state DIR] [--name NAME]
+//
+// The auditor does not cosign a log whose newest epoch is more than
+// --max-epoch-age old (or that far in the future): a log frozen for its
+// auditors could hide a fork. It warns and tries again next pass.
 //
 // key prints the auditor's verifier key (making the key pair on first use),
 // for the server's operator: doorlessd --kt-auditor VKEY.
@@ -14,7 +18,9 @@
 // cannot mend, such as a server presenting another log than the pinned
 // one); 2 on bad usage; 3 on an audit failure, which is recorded in the
 // state directory and makes every later run exit 3 until an operator has
-// dealt with it.
+// dealt with it; 4, with --once, when the pass did not cosign because the
+// log's newest epoch is too old or in the future (not an audit failure,
+// nothing is recorded).
 package main
 
 import (
@@ -36,6 +42,7 @@ const (
 	exitError   = 1
 	exitUsage   = 2
 	exitFailure = 3
+	exitStale   = 4
 )
 
 func main() {
@@ -54,6 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	server := fs.String("server", "", "the Doorless server's base `URL`")
 	state := fs.String("state", "./doorless-auditor-state", "state `directory` (created 0700)")
 	interval := fs.Duration("interval", auditor.DefaultInterval, "pause between passes")
+	maxEpochAge := fs.Duration("max-epoch-age", auditor.DefaultMaxEpochAge, "do not cosign a log whose newest epoch is older than this (or this far in the future)")
 	once := fs.Bool("once", false, "make one pass and exit")
 	name := fs.String("name", defaultName(), "the cosigner key's `name`, when the state directory has no key yet")
 	logFormat := fs.String("log-format", "text", "log `format` on standard error: text or json")
@@ -72,6 +80,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "doorless-auditor: --interval must be positive")
 		return exitUsage
 	}
+	if *maxEpochAge <= 0 {
+		fmt.Fprintln(stderr, "doorless-auditor: --max-epoch-age must be positive")
+		return exitUsage
+	}
 	var h slog.Handler
 	switch *logFormat {
 	case "text":
@@ -84,11 +96,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	a, err := auditor.New(auditor.Config{
-		Server:   *server,
-		StateDir: *state,
-		Name:     *name,
-		Interval: *interval,
-		Logger:   slog.New(h),
+		Server:      *server,
+		StateDir:    *state,
+		Name:        *name,
+		Interval:    *interval,
+		MaxEpochAge: *maxEpochAge,
+		Logger:      slog.New(h),
 	})
 	if err == nil {
 		if *once {
@@ -112,6 +125,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	fmt.Fprintf(stderr, "doorless-auditor: %v\n", err)
+	if errors.Is(err, auditor.ErrStaleLog) || errors.Is(err, auditor.ErrFutureEpoch) {
+		return exitStale
+	}
 	return exitError
 }
 

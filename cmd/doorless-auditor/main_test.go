@@ -44,6 +44,8 @@ func TestUsage(t *testing.T) {
 		{},
 		{"--server", "http://x", "extra"},
 		{"--server", "http://x", "--interval", "0s"},
+		{"--server", "http://x", "--max-epoch-age", "0s"},
+		{"--server", "http://x", "--max-epoch-age", "-1h"},
 		{"--server", "http://x", "--log-format", "xml"},
 		{"--bogus"},
 		{"key", "extra"},
@@ -68,8 +70,9 @@ func TestOnce(t *testing.T) {
 	state := t.TempDir()
 	_, vkey, _ := runCmd(t, "key", "--state", state, "--name", "auditor.test/cmd")
 	l.AddAuditor(strings.TrimSpace(vkey))
+	start := time.Now()
 	for i := range 3 {
-		if err := l.AppendLabels(time.Unix(int64(1e9+i), 0), "alice", "bob"); err != nil {
+		if err := l.AppendLabels(start.Add(time.Duration(i)*time.Second), "alice", "bob"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -84,7 +87,7 @@ func TestOnce(t *testing.T) {
 
 	// A transient error: exit 1, and the next run is fine.
 	l.Withhold(1)
-	if err := l.AppendLabels(time.Unix(1e9+10, 0), "carol"); err != nil {
+	if err := l.AppendLabels(start.Add(10*time.Second), "carol"); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, stderr := runCmd(t, "--server", srv.URL, "--state", state, "--once"); code != exitError {
@@ -124,5 +127,41 @@ func TestRunUntilCancelled(t *testing.T) {
 	code := run(ctx, []string{"--server", srv.URL, "--state", t.TempDir(), "--interval", "10ms", "--name", "auditor.test/run"}, &o, &e)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, e.String())
+	}
+}
+
+// A log whose newest epoch is older than --max-epoch-age is not cosigned:
+// exit 4, and no failure is recorded.
+func TestOnceStale(t *testing.T) {
+	keys, err := auditortest.NewKeys("doorless.test/kt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := auditortest.New(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(l)
+	defer srv.Close()
+	state := t.TempDir()
+	_, vkey, _ := runCmd(t, "key", "--state", state, "--name", "auditor.test/cmd")
+	l.AddAuditor(strings.TrimSpace(vkey))
+	if err := l.AppendLabels(time.Now().Add(-2*time.Hour), "alice"); err != nil {
+		t.Fatal(err)
+	}
+
+	code, stdout, stderr := runCmd(t, "--server", srv.URL, "--state", state, "--once")
+	if code != exitStale || stdout != "" || !strings.Contains(stderr, "NOT COSIGNING") || !strings.Contains(stderr, "too old") {
+		t.Fatalf("stale log: exit %d %q %q", code, stdout, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(state, "failure.json")); err == nil {
+		t.Fatal("a stale log was recorded as an audit failure")
+	}
+	if n := len(l.Posted()); n != 0 {
+		t.Fatalf("%d cosignatures of a stale log", n)
+	}
+	code, stdout, stderr = runCmd(t, "--server", srv.URL, "--state", state, "--once", "--max-epoch-age", "3h")
+	if code != 0 || stdout != "log size 1, cosigned: true\n" {
+		t.Fatalf("--max-epoch-age 3h: exit %d %q %q", code, stdout, stderr)
 	}
 }

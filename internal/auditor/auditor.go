@@ -10,6 +10,15 @@
 // final: the auditor records it, stops cosigning and refuses to run again
 // until an operator has looked (docs/auditor.md). That refusal is its alarm.
 //
+// It vouches only for a live log: it refuses to cosign a log whose newest
+// epoch is older than Config.MaxEpochAge (ErrStaleLog) or dated that far in
+// the future (ErrFutureEpoch). Clients bound only the age of a cosignature,
+// not of the checkpoint it covers, so an auditor that kept cosigning an old
+// checkpoint afresh would let a server that froze it there serve forks
+// that extend it, each with a fresh cosignature. The server makes an epoch
+// at least every ten minutes, changes or not, so a live log is never
+// older than that.
+//
 // Each run replays the log from epoch 0 (the replayed trees live in
 // memory only); the last cosigned head, which it keeps, ties the runs
 // together: the replay must pass through it.
@@ -44,6 +53,11 @@ import (
 // DefaultInterval is how long the auditor waits between passes.
 const DefaultInterval = 5 * time.Second
 
+// DefaultMaxEpochAge is how old the log's newest epoch may be for the
+// auditor to cosign: the server makes an epoch at least every ten minutes,
+// so an hour leaves room for a restart, a slow sequencer and clock skew.
+const DefaultMaxEpochAge = time.Hour
+
 // Bounds on what the auditor reads from the server.
 const (
 	maxKeysResponse  = 1 << 20
@@ -60,6 +74,15 @@ var (
 	// ErrPinMismatch: the server presents another log (origin, checkpoint
 	// key or VRF key) than the one pinned on the first run.
 	ErrPinMismatch = errors.New("auditor: the server's log is not the pinned one")
+	// ErrStaleLog: the log's newest epoch is older than MaxEpochAge, so
+	// the auditor does not cosign it. Not an audit failure: the server
+	// may just be stuck. But a log frozen for its auditors can hide a
+	// fork from them, so it is logged as a warning on every pass.
+	ErrStaleLog = errors.New("auditor: not cosigning: the log's newest epoch is too old")
+	// ErrFutureEpoch: the log's newest epoch is dated more than
+	// MaxEpochAge ahead of the auditor's clock, so the auditor does not
+	// cosign it (one clock or the other is wrong). Not an audit failure.
+	ErrFutureEpoch = errors.New("auditor: not cosigning: the log's newest epoch is dated in the future")
 )
 
 // FailureError is an audit failure: what broke, and where it is recorded.
@@ -112,11 +135,17 @@ type Config struct {
 	Name string
 	// Interval is Run's pause between passes (DefaultInterval when 0).
 	Interval time.Duration
+	// MaxEpochAge is how far the log's newest epoch may be from Now, in
+	// the past or the future, for the auditor to cosign
+	// (DefaultMaxEpochAge when 0). It must exceed the server's longest
+	// pause between epochs (ten minutes) with room for clock skew.
+	MaxEpochAge time.Duration
 	// Client makes the HTTP requests (nil: one with a minute's timeout).
 	Client *http.Client
 	// Logger receives progress and transient errors (nil: none).
 	Logger *slog.Logger
-	// Now is the clock for cosignatures and records (nil: time.Now).
+	// Now is the clock for cosignatures, records and the age of epochs
+	// (nil: time.Now).
 	Now func() time.Time
 	// Rand makes the key (nil: crypto/rand).
 	Rand io.Reader
@@ -124,12 +153,13 @@ type Config struct {
 
 // Auditor follows one server's log. Make it with New.
 type Auditor struct {
-	server   *url.URL
-	dir      string
-	interval time.Duration
-	client   *http.Client
-	log      *slog.Logger
-	now      func() time.Time
+	server      *url.URL
+	dir         string
+	interval    time.Duration
+	maxEpochAge time.Duration
+	client      *http.Client
+	log         *slog.Logger
+	now         func() time.Time
 
 	signer note.Signer
 	vkey   string
@@ -141,6 +171,9 @@ type Auditor struct {
 	// with the pin.
 	checkedKeys bool
 	replay      *kt.Auditor
+	// newestEpoch is the timestamp (Unix ms) of the newest epoch
+	// replayed; meaningful once the replay is not empty.
+	newestEpoch int64
 	// failed is set once the log failed the audit: the auditor then
 	// does nothing more.
 	failed *FailureError
@@ -166,16 +199,23 @@ func New(cfg Config) (*Auditor, error) {
 	if cfg.StateDir == "" {
 		return nil, errors.New("auditor: no state directory")
 	}
+	if cfg.MaxEpochAge < 0 {
+		return nil, errors.New("auditor: negative MaxEpochAge")
+	}
 	a := &Auditor{
-		server:   u,
-		dir:      cfg.StateDir,
-		interval: cfg.Interval,
-		client:   cfg.Client,
-		log:      cfg.Logger,
-		now:      cfg.Now,
+		server:      u,
+		dir:         cfg.StateDir,
+		interval:    cfg.Interval,
+		maxEpochAge: cfg.MaxEpochAge,
+		client:      cfg.Client,
+		log:         cfg.Logger,
+		now:         cfg.Now,
 	}
 	if a.interval <= 0 {
 		a.interval = DefaultInterval
+	}
+	if a.maxEpochAge == 0 {
+		a.maxEpochAge = DefaultMaxEpochAge
 	}
 	if a.client == nil {
 		a.client = &http.Client{Timeout: time.Minute}
@@ -258,7 +298,9 @@ func (a *Auditor) usePin(p *pin) error {
 
 // Run makes a pass every interval until ctx is done (nil) or the log
 // fails the audit (a *FailureError) or is not the pinned one
-// (ErrPinMismatch). Other errors are logged and the pass retried.
+// (ErrPinMismatch). Other errors are logged and the pass retried; a log
+// too old or too new to cosign (ErrStaleLog, ErrFutureEpoch) too, since
+// the server may recover.
 func (a *Auditor) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -275,7 +317,9 @@ func (a *Auditor) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			a.log.Warn("auditor: pass failed, will retry", "err", err)
+			if !errors.Is(err, ErrStaleLog) && !errors.Is(err, ErrFutureEpoch) { // Pass warned
+				a.log.Warn("auditor: pass failed, will retry", "err", err)
+			}
 		}
 		timer.Reset(a.interval)
 	}
@@ -284,7 +328,10 @@ func (a *Auditor) Run(ctx context.Context) error {
 // Pass checks the server's keys (on a run's first pass), replays the
 // epochs up to the server's newest checkpoint, cosigns that checkpoint and
 // hands the cosignature to the server. An audit failure is recorded and
-// returned as a *FailureError; other errors leave the state as it was.
+// returned as a *FailureError; other errors leave the state as it was. A
+// log whose newest epoch is more than MaxEpochAge old (or ahead) is not
+// cosigned: the pass logs a warning and returns ErrStaleLog
+// (ErrFutureEpoch), and cosigns again once the log has a fresh epoch.
 func (a *Auditor) Pass(ctx context.Context) (Result, error) {
 	if a.failed != nil {
 		return Result{}, a.failed
@@ -330,6 +377,9 @@ func (a *Auditor) Pass(ctx context.Context) (Result, error) {
 	if res.Head.Root != cp.Root {
 		return res, a.fail(nil, fmt.Sprintf("the log signed a checkpoint of size %d whose root is not the root of the epochs it published (a split view)", cp.Size), nil)
 	}
+	if err := a.checkFresh(res.Head.Size); err != nil {
+		return res, err
+	}
 
 	cosigned, err := a.replay.Cosign(cpBytes, a.signer, a.now())
 	if err != nil {
@@ -349,6 +399,31 @@ func (a *Auditor) Pass(ctx context.Context) (Result, error) {
 	res.Cosigned = true
 	a.log.Info("auditor: cosigned", "size", res.Head.Size)
 	return res, nil
+}
+
+// checkFresh refuses, with a warning, to vouch for a replayed log of size
+// (> 0) whose newest epoch is more than maxEpochAge from now. The replay
+// (kt.Auditor.Apply) keeps epoch times from going back, so the newest
+// epoch is the latest.
+func (a *Auditor) checkFresh(size uint64) error {
+	now := a.now()
+	newest := time.UnixMilli(a.newestEpoch)
+	var sentinel error
+	var reason string
+	switch age := now.Sub(newest); {
+	case age > a.maxEpochAge:
+		sentinel = ErrStaleLog
+		reason = fmt.Sprintf("epoch %d, the newest of %s, is from %s, %s ago (the limit is %s); the server is stuck, or frozen for its auditors, which could hide a fork",
+			size-1, a.server, newest.UTC().Format(time.RFC3339), age.Round(time.Second), a.maxEpochAge)
+	case -age > a.maxEpochAge:
+		sentinel = ErrFutureEpoch
+		reason = fmt.Sprintf("epoch %d, the newest of %s, is dated %s, %s ahead of this auditor's clock (the limit is %s); check both clocks",
+			size-1, a.server, newest.UTC().Format(time.RFC3339), (-age).Round(time.Second), a.maxEpochAge)
+	default:
+		return nil
+	}
+	a.log.Warn("auditor: NOT COSIGNING: " + reason)
+	return fmt.Errorf("%w: %s", sentinel, reason)
 }
 
 func (a *Auditor) cosignedSize() uint64 {
@@ -454,6 +529,7 @@ func (a *Auditor) applyEpoch(b []byte) error {
 	if err := a.replay.Apply(&c); err != nil {
 		return a.fail(&index, "the epoch breaks the log's rules", err)
 	}
+	a.newestEpoch = c.Epoch.Timestamp
 	head := a.replay.Head()
 	if a.cosigned != nil && head.Size == a.cosigned.Size && !bytes.Equal(head.Root[:], a.cosigned.Root) {
 		return a.fail(&index, fmt.Sprintf("the log of size %d is not the one this auditor cosigned on %s (a fork)",

@@ -73,13 +73,23 @@ func (f *fixture) epochs(n int) {
 }
 
 func (f *fixture) auditor() (*Auditor, error) {
-	return New(Config{
+	return f.auditorWith(nil)
+}
+
+// auditorWith makes an auditor whose clock is f.clock, with the config
+// passed through change first.
+func (f *fixture) auditorWith(change func(*Config)) (*Auditor, error) {
+	cfg := Config{
 		Server:   f.srv.URL,
 		StateDir: f.dir,
 		Name:     "unused: the key exists",
 		Client:   f.srv.Client(),
 		Now:      func() time.Time { return f.clock },
-	})
+	}
+	if change != nil {
+		change(&cfg)
+	}
+	return New(cfg)
 }
 
 func (f *fixture) mustAuditor() *Auditor {
@@ -428,7 +438,7 @@ func TestCosignatureRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	a, err := New(Config{Server: srv.URL, StateDir: dir, Name: "auditor.test/unknown", Client: srv.Client()})
+	a, err := New(Config{Server: srv.URL, StateDir: dir, Name: "auditor.test/unknown", Client: srv.Client(), Now: func() time.Time { return t0 }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -575,6 +585,9 @@ func TestConfig(t *testing.T) {
 	}
 	if _, err := New(Config{Server: "http://x"}); err == nil {
 		t.Error("no state directory accepted")
+	}
+	if _, err := New(Config{Server: "http://x", StateDir: t.TempDir(), Name: "a", MaxEpochAge: -time.Hour}); err == nil {
+		t.Error("a negative MaxEpochAge accepted")
 	}
 }
 
@@ -743,7 +756,7 @@ func BenchmarkReplay(b *testing.B) {
 	l.AddAuditor(vkey)
 	for b.Loop() {
 		os.Remove(filepath.Join(dir, cosignedFile))
-		a, err := New(Config{Server: srv.URL, StateDir: dir, Client: srv.Client()})
+		a, err := New(Config{Server: srv.URL, StateDir: dir, Client: srv.Client(), Now: func() time.Time { return t0.Add(epochs * time.Second) }})
 		if err != nil {
 			b.Fatal(err)
 		}
