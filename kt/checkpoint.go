@@ -42,7 +42,10 @@ func (c *Checkpoint) Marshal() []byte {
 
 // ParseCheckpoint parses a checkpoint's note body strictly: exactly the
 // three lines Marshal writes, a non-empty origin, a size without leading
-// zeros, a canonical base64 root of HashSize bytes (ErrMalformed).
+// zeros and at most math.MaxInt64, a canonical base64 root of HashSize
+// bytes (ErrMalformed). The bound on the size lets every user of a
+// checkpoint hold its size in an int64 (SQL integers, time-like
+// arithmetic); no log reaches it.
 func ParseCheckpoint(body []byte) (*Checkpoint, error) {
 	lines := strings.SplitAfter(string(body), "\n")
 	if len(lines) != 4 || lines[3] != "" {
@@ -57,6 +60,9 @@ func ParseCheckpoint(body []byte) (*Checkpoint, error) {
 	size, err := strconv.ParseUint(sizeStr, 10, 64)
 	if err != nil || strconv.FormatUint(size, 10) != sizeStr {
 		return nil, fmt.Errorf("%w: checkpoint size", ErrMalformed)
+	}
+	if size > math.MaxInt64 {
+		return nil, fmt.Errorf("%w: checkpoint size above 2^63-1", ErrMalformed)
 	}
 	root, err := base64.StdEncoding.Strict().DecodeString(rootStr)
 	if err != nil || len(root) != HashSize {

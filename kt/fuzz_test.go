@@ -3,6 +3,7 @@ package kt
 import (
 	"bytes"
 	"errors"
+	"math"
 	"testing"
 )
 
@@ -151,6 +152,10 @@ func FuzzParseCheckpoint(f *testing.F) {
 			f.Add(c[:i+1])
 		}
 	}
+	// Sizes at the int64 bound.
+	for _, size := range []uint64{math.MaxInt64, math.MaxInt64 + 1, math.MaxUint64} {
+		f.Add((&Checkpoint{Origin: testOrigin, Size: size, Root: Hash{1}}).Marshal())
+	}
 	fx := newFixture(f, newKeys(f, 20))
 	_, av := newAuditorKey(f, "auditor.example/1", 1)
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -160,6 +165,8 @@ func FuzzParseCheckpoint(f *testing.F) {
 			}
 		} else if !bytes.Equal(c.Marshal(), b) {
 			t.Fatal("not canonical")
+		} else if c.Size > math.MaxInt64 {
+			t.Fatalf("size %d above math.MaxInt64", c.Size)
 		}
 		// The whole note: opening it never panics and fails with a
 		// sentinel; a cosignature's time parses.

@@ -3,6 +3,7 @@ package kt
 import (
 	"bytes"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -377,11 +378,18 @@ func TestCheckpointParse(t *testing.T) {
 		"", "o\n12\n", "o\n12\n" + root, "\n12\n" + root + "\n", "o\n012\n" + root + "\n",
 		"o\n-1\n" + root + "\n", "o\n+1\n" + root + "\n", "o\n18446744073709551616\n" + root + "\n",
 		"o\n12\n" + root + "\next\n", "o\n12\nAQI=\n", "o\n12\n" + root[:len(root)-1] + "\n",
-		"o\n12\n" + root[:len(root)-2] + "B=\n", // non-canonical padding bits
+		"o\n12\n" + root[:len(root)-2] + "B=\n",   // non-canonical padding bits
+		"o\n9223372036854775808\n" + root + "\n",  // math.MaxInt64 + 1: clients keep sizes in int64
+		"o\n18446744073709551615\n" + root + "\n", // math.MaxUint64
 	} {
 		if _, err := ParseCheckpoint([]byte(bad)); !errors.Is(err, ErrMalformed) {
 			t.Fatalf("%q: %v", bad, err)
 		}
+	}
+	// The largest size a checkpoint may have.
+	c.Size = math.MaxInt64
+	if got, err := ParseCheckpoint(c.Marshal()); err != nil || got.Size != math.MaxInt64 {
+		t.Fatalf("size math.MaxInt64: %+v, %v", got, err)
 	}
 }
 
