@@ -17,9 +17,9 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/ktkeys"
 	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/kt"
-	"github.com/doorless/doorless/kt/vrf"
 )
 
 // ktLog is a key transparency log the test drives, in front of the real
@@ -57,22 +57,15 @@ const testOrigin = "doorless.test/kt"
 // newKTServer starts the real server behind a log the test drives.
 func newKTServer(t *testing.T, mod func(*server.Config)) (*testServer, *ktLog) {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
+	keys, err := ktkeys.Generate(rand.Reader, testOrigin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := note.NewSigner(skey)
+	l, err := kt.NewLog(keys.LogConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	vk, err := vrf.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := kt.NewLog(kt.LogConfig{Origin: testOrigin, Signer: signer, VRF: vk})
-	if err != nil {
-		t.Fatal(err)
-	}
+	vkey, vk := keys.LogKey, keys.VRF
 	k := &ktLog{t: t, origin: testOrigin, vkey: vkey, log: l, entries: map[kt.Index]*kt.Entry{}, values: map[string][]byte{}, names: map[string]ktAccount{}, published: map[string][]kt.Entry{},
 		keys: api.TransparencyKeysResponse{Origin: testOrigin, LogKey: vkey, VRFKey: vk.Public().Bytes()}}
 	return newWrappedServer(t, mod, k.wrap), k

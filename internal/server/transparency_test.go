@@ -24,10 +24,10 @@ import (
 
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/devicelist"
+	"github.com/doorless/doorless/internal/ktkeys"
 	"github.com/doorless/doorless/internal/store"
 	"github.com/doorless/doorless/internal/store/sqlite"
 	"github.com/doorless/doorless/kt"
-	"github.com/doorless/doorless/kt/vrf"
 )
 
 const testOrigin = "doorless.test/kt"
@@ -36,19 +36,11 @@ const testOrigin = "doorless.test/kt"
 // verifier keys).
 func testTransparency(t testing.TB, auditors ...string) *TransparencyConfig {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
+	k, err := ktkeys.Generate(rand.Reader, testOrigin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vk, err := vrf.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &TransparencyConfig{Log: kt.LogConfig{Origin: testOrigin, Signer: signer, VRF: vk}, LogKey: vkey, Auditors: auditors}
+	return &TransparencyConfig{Log: k.LogConfig(), LogKey: k.LogKey, Auditors: auditors}
 }
 
 // testAuditor is an auditor's key pair and a replaying kt.Auditor.
