@@ -23,12 +23,22 @@ import (
 // testServer runs doorlessd's server in-process over a fresh store.
 func testServer(t *testing.T) (url string, st *sqlite.Store) {
 	t.Helper()
+	return testServerWith(t, nil)
+}
+
+// testServerWith is testServer with its configuration changed by mod.
+func testServerWith(t *testing.T, mod func(*server.Config)) (url string, st *sqlite.Store) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "doorless.db")
 	st, err := sqlite.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Config{Store: st, Transparency: testTransparency(t)})
+	cfg := server.Config{Store: st, Transparency: testTransparency(t)}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
