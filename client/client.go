@@ -86,6 +86,14 @@ type Options struct {
 	// MonitorInterval is how often Receive checks this account's own
 	// entries in the log; 0 means DefaultMonitorInterval.
 	MonitorInterval time.Duration
+	// MaxEpochAge is how far the log's newest epoch may be behind this
+	// device's clock, or ahead of it, for a lookup to be accepted; 0 means
+	// DefaultMaxEpochAge. Unlike Auditors, Cosignatures and MaxAuditLag it
+	// is not kept in the profile, and may loosen the check as well as
+	// tighten it: a looser bound tolerates a server slow to make epochs,
+	// or a clock far off, and gives a server longer to show this device
+	// an old view of the log unnoticed.
+	MaxEpochAge time.Duration
 }
 
 // String hides the passphrase.

@@ -8,11 +8,9 @@ import (
 
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/devicelist"
+	"github.com/doorless/doorless/internal/ktkeys"
 	"github.com/doorless/doorless/kt"
-	"github.com/doorless/doorless/kt/vrf"
 	"github.com/doorless/doorless/protocol/keys"
-
-	"golang.org/x/mod/sumdb/note"
 )
 
 // FuzzParseProvision: the provisioning message decoder never accepts a
@@ -32,11 +30,7 @@ func FuzzParseProvision(f *testing.F) {
 	f.Add(good)
 	f.Add([]byte(`{}`))
 	// With the key transparency log the approving device follows.
-	_, vkey, err := note.GenerateKey(rand.Reader, "log.example/kt")
-	if err != nil {
-		f.Fatal(err)
-	}
-	vk, err := vrf.GenerateKey(rand.Reader)
+	logKeys, err := ktkeys.Generate(rand.Reader, "log.example/kt")
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -46,7 +40,7 @@ func FuzzParseProvision(f *testing.F) {
 	}
 	withLog, _ := json.Marshal(&provision{Version: provisionVersion, AccountID: api.NewUUID(), Username: "alice",
 		IdentityPublic: id.Public.Bytes(), IdentityPrivate: id.Private.Bytes(), LinkToken: "tok", DeviceID: 2, DeviceList: list,
-		Transparency: &provisionLog{Origin: "log.example/kt", LogKey: vkey, VRFKey: vk.Public().Bytes(), HeadSize: 3,
+		Transparency: &provisionLog{Origin: "log.example/kt", LogKey: logKeys.LogKey, VRFKey: logKeys.VRF.Public().Bytes(), HeadSize: 3,
 			HeadRoot: make([]byte, kt.HashSize), Auditors: []string{avkey}, Cosignatures: 1, MaxAuditLag: 3600e3}})
 	f.Add(withLog)
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -18,12 +18,9 @@ import (
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/blob"
 	"github.com/doorless/doorless/internal/certs"
+	"github.com/doorless/doorless/internal/ktkeys"
 	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/internal/store/sqlite"
-	"github.com/doorless/doorless/kt"
-	"github.com/doorless/doorless/kt/vrf"
-
-	"golang.org/x/mod/sumdb/note"
 )
 
 func TestMain(m *testing.M) {
@@ -109,19 +106,11 @@ func newWrappedServer(t *testing.T, mod func(*server.Config), wrap func(http.Han
 // testTransparency is a key transparency configuration with fresh keys.
 func testTransparency(t *testing.T) *server.TransparencyConfig {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
+	k, err := ktkeys.Generate(rand.Reader, testOrigin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vk, err := vrf.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &server.TransparencyConfig{Log: kt.LogConfig{Origin: testOrigin, Signer: signer, VRF: vk}, LogKey: vkey}
+	return &server.TransparencyConfig{Log: k.LogConfig(), LogKey: k.LogKey}
 }
 
 func ctxT(t *testing.T) context.Context {

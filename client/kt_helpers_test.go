@@ -17,24 +17,30 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/ktkeys"
 	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/kt"
-	"github.com/doorless/doorless/kt/vrf"
 )
 
 // ktLog is a key transparency log the test drives, in front of the real
 // server: it serves the log's keys and lookups, adds its proofs to the
 // server's prekey bundles, and publishes what registration and device
 // changes commit. A test makes it lie: publish what it likes (publish),
-// change the proofs it hands out (tamper), or leave them out.
+// change the proofs it hands out (tamper), leave them out, or keep one
+// account on an old view of the log (freezeFor). It makes no epoch of its
+// own: its newest epoch is as old as the last publish, by its clock
+// (setClock).
 type ktLog struct {
 	t      *testing.T
 	origin string
 	vkey   string
 	keys   api.TransparencyKeysResponse
+	cfg    kt.LogConfig
 
 	mu        sync.Mutex
+	clock     time.Time // when epochs are made (zero: time.Now)
 	log       *kt.Log
+	epochs    []kt.Epoch // every epoch published, in order
 	entries   map[kt.Index]*kt.Entry
 	values    map[string][]byte     // by label: what the log holds
 	names     map[string]ktAccount  // by account id, from registrations
@@ -50,6 +56,14 @@ type ktLog struct {
 	tamper func(label string, proof []byte) []byte
 	// last is the last proof handed out, for replays.
 	last []byte
+	// frozen: the accounts shown an old view of the log, by account id.
+	frozen map[string]*frozenView
+}
+
+// frozenView is the log as it was, with its entries then.
+type frozenView struct {
+	log     *kt.Log
+	entries map[kt.Index]*kt.Entry
 }
 
 const testOrigin = "doorless.test/kt"
@@ -57,23 +71,17 @@ const testOrigin = "doorless.test/kt"
 // newKTServer starts the real server behind a log the test drives.
 func newKTServer(t *testing.T, mod func(*server.Config)) (*testServer, *ktLog) {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
+	keys, err := ktkeys.Generate(rand.Reader, testOrigin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := note.NewSigner(skey)
+	l, err := kt.NewLog(keys.LogConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	vk, err := vrf.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := kt.NewLog(kt.LogConfig{Origin: testOrigin, Signer: signer, VRF: vk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := &ktLog{t: t, origin: testOrigin, vkey: vkey, log: l, entries: map[kt.Index]*kt.Entry{}, values: map[string][]byte{}, names: map[string]ktAccount{}, published: map[string][]kt.Entry{},
+	vkey, vk := keys.LogKey, keys.VRF
+	k := &ktLog{t: t, origin: testOrigin, vkey: vkey, cfg: keys.LogConfig(), log: l, entries: map[kt.Index]*kt.Entry{}, values: map[string][]byte{},
+		names: map[string]ktAccount{}, published: map[string][]kt.Entry{}, frozen: map[string]*frozenView{},
 		keys: api.TransparencyKeysResponse{Origin: testOrigin, LogKey: vkey, VRFKey: vk.Public().Bytes()}}
 	return newWrappedServer(t, mod, k.wrap), k
 }
@@ -113,11 +121,16 @@ func (k *ktLog) publish(ups ...kt.Update) {
 
 func (k *ktLog) publishLocked(ups ...kt.Update) {
 	k.t.Helper()
-	b, err := k.log.Append(ups, time.Now(), rand.Reader)
+	now := k.clock
+	if now.IsZero() {
+		now = time.Now()
+	}
+	b, err := k.log.Append(ups, now, rand.Reader)
 	if err != nil {
 		k.t.Errorf("kt append: %v", err)
 		return
 	}
+	k.epochs = append(k.epochs, b.Changes.Epoch)
 	for i := range b.Entries {
 		e := b.Entries[i]
 		k.entries[e.Leaf.Index] = &e
@@ -129,7 +142,7 @@ func (k *ktLog) publishLocked(ups ...kt.Update) {
 			k.t.Errorf("auditor: %v", err)
 			return
 		}
-		cosigned, err := k.auditor.Cosign(b.Checkpoint, k.cosigner, time.Now())
+		cosigned, err := k.auditor.Cosign(b.Checkpoint, k.cosigner, now)
 		if err != nil {
 			k.t.Errorf("cosign: %v", err)
 			return
@@ -142,6 +155,48 @@ func (k *ktLog) publishLocked(ups ...kt.Update) {
 			k.t.Errorf("add cosignature: %v", err)
 		}
 	}
+}
+
+// setClock sets when the log makes its epochs from now on (zero: the real
+// time), as a server whose clock differs from the clients'.
+func (k *ktLog) setClock(at time.Time) {
+	k.mu.Lock()
+	k.clock = at
+	k.mu.Unlock()
+}
+
+// freezeFor keeps the account's devices on the log as it is now: their
+// lookups are answered from it, however the log goes on for the others.
+// (Bundles still carry proofs from the log everyone sees.)
+func (k *ktLog) freezeFor(accountID string) {
+	k.t.Helper()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	l, err := kt.NewLog(k.cfg)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	entries := make(map[kt.Index]*kt.Entry, len(k.entries))
+	leaves := func(yield func(kt.Leaf) bool) {
+		for i, e := range k.entries {
+			c := *e
+			entries[i] = &c
+			if !yield(e.Leaf) {
+				return
+			}
+		}
+	}
+	if err := l.Restore(leaves, slices.Clone(k.epochs)); err != nil {
+		k.t.Fatal(err)
+	}
+	k.frozen[accountID] = &frozenView{log: l, entries: entries}
+}
+
+// unfreeze shows the account's devices the log everyone sees again.
+func (k *ktLog) unfreeze(accountID string) {
+	k.mu.Lock()
+	delete(k.frozen, accountID)
+	k.mu.Unlock()
 }
 
 // publishAccount publishes a value for username's entry: the account it
@@ -190,9 +245,19 @@ func (k *ktLog) counter(username string) uint32 {
 
 // prove makes the proof for labels, for a client that knows size known.
 func (k *ktLog) prove(labels [][]byte, known uint64) []byte {
+	return k.proveFor("", labels, known)
+}
+
+// proveFor makes the proof for labels, for a device of the account that
+// knows size known: from the log it is frozen on, if any.
+func (k *ktLog) proveFor(accountID string, labels [][]byte, known uint64) []byte {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	p, err := k.log.Prove(labels, known, func(i kt.Index) (*kt.Entry, error) { return k.entries[i], nil })
+	log, entries := k.log, k.entries
+	if f := k.frozen[accountID]; f != nil {
+		log, entries = f.log, f.entries
+	}
+	p, err := log.Prove(labels, known, func(i kt.Index) (*kt.Entry, error) { return entries[i], nil })
 	if err != nil {
 		k.t.Errorf("kt prove: %v", err)
 		return nil
@@ -258,7 +323,9 @@ func (k *ktLog) wrap(h http.Handler) http.Handler {
 			writeJSONTest(w, keys)
 
 		case r.Method == http.MethodGet && len(parts) == 4 && parts[1] == "transparency" && parts[2] == "lookup":
-			writeJSONTest(w, api.TransparencyLookupResponse{Proof: k.prove([][]byte{kt.UsernameLabel(parts[3])}, knownOf(r))})
+			login, _, _ := r.BasicAuth()
+			acct, _, _ := strings.Cut(login, ".")
+			writeJSONTest(w, api.TransparencyLookupResponse{Proof: k.proveFor(acct, [][]byte{kt.UsernameLabel(parts[3])}, knownOf(r))})
 
 		case r.Method == http.MethodPost && r.URL.Path == api.PathAccounts:
 			body, _ := io.ReadAll(r.Body)

@@ -44,6 +44,14 @@ import (
 //     counter and value; a later proof with a smaller counter, or another
 //     value under the same counter, is ErrTransparencyRollback and an
 //     alert.
+//   - Fresh logs. A lookup whose log's newest epoch is more than
+//     Options.MaxEpochAge (an hour) behind this device's clock, or ahead
+//     of it, is refused (ErrTransparency wrapping kt.ErrStale): the server
+//     makes an epoch every ten minutes even without a change, so a log that
+//     old is a server showing this device an old view (a frozen view, from
+//     before a key was added to this account, or before a device was
+//     removed from a contact's), or a broken one. The owner monitor raises
+//     an alert for it.
 //   - Owner monitoring. CheckTransparency, which Receive runs every
 //     Options.MonitorInterval, checks this account's own entry: its account
 //     id and identity key, a device list it signed, at the counter its
@@ -68,6 +76,11 @@ const (
 	// DefaultMonitorInterval is how often Receive checks this account's
 	// own entry.
 	DefaultMonitorInterval = time.Hour
+	// DefaultMaxEpochAge is how old (or how far ahead of this device's
+	// clock) the log's newest epoch may be. The server makes one at least
+	// every ten minutes (server.DefaultEpochInterval): an hour is six of
+	// them, room for a restart, a slow store and clocks a little off.
+	DefaultMaxEpochAge = time.Hour
 	// ownPublishGrace is how long after pinning the log a device that has
 	// never seen its account's entry, and made no change of its own that
 	// it waits to find there, may find the entry absent without an alert.
@@ -152,6 +165,12 @@ const (
 	// AlertFork: the log is not consistent with the head this device kept:
 	// the server shows different devices different logs.
 	AlertFork AlertKind = "fork"
+	// AlertStale: the log's newest epoch is older than Options.MaxEpochAge
+	// (or that far ahead of this device's clock): the server makes an
+	// epoch every ten minutes, so it is showing this device an old view of
+	// the log (hiding newer changes to this account from it), or it is
+	// broken, or this device's clock is far off.
+	AlertStale AlertKind = "stale"
 )
 
 // TransparencyAlert is an alert the key transparency monitors raised: the
@@ -181,11 +200,12 @@ type transparencyOptions struct {
 	cosignatures    int
 	maxAuditLag     time.Duration
 	monitorInterval time.Duration
+	maxEpochAge     time.Duration
 }
 
 // checkTransparencyOptions checks the key transparency options.
 func checkTransparencyOptions(o Options) error {
-	if o.Cosignatures < 0 || o.MaxAuditLag < 0 || o.MonitorInterval < 0 {
+	if o.Cosignatures < 0 || o.MaxAuditLag < 0 || o.MonitorInterval < 0 || o.MaxEpochAge < 0 {
 		return errors.New("client: negative key transparency option")
 	}
 	for _, a := range o.Auditors {
@@ -198,15 +218,18 @@ func checkTransparencyOptions(o Options) error {
 
 func transparencyOpts(o Options) transparencyOptions {
 	t := transparencyOptions{auditors: slices.Clone(o.Auditors), cosignatures: o.Cosignatures,
-		maxAuditLag: o.MaxAuditLag, monitorInterval: o.MonitorInterval}
+		maxAuditLag: o.MaxAuditLag, monitorInterval: o.MonitorInterval, maxEpochAge: o.MaxEpochAge}
 	if t.monitorInterval == 0 {
 		t.monitorInterval = DefaultMonitorInterval
+	}
+	if t.maxEpochAge == 0 {
+		t.maxEpochAge = DefaultMaxEpochAge
 	}
 	return t
 }
 
 // TransparencyPolicy is what a lookup's proof must carry beyond the log's
-// signature: cosignatures of auditors.
+// signature: cosignatures of auditors, and a recent epoch.
 type TransparencyPolicy struct {
 	// Auditors are the note verifier keys of the auditors trusted: the
 	// profile's (RequireAuditor) and Options.Auditors.
@@ -219,12 +242,16 @@ type TransparencyPolicy struct {
 	// smaller of the profile's and Options', DefaultMaxAuditLag when
 	// neither says.
 	MaxAuditLag time.Duration
+	// MaxEpochAge is how far the log's newest epoch may be behind this
+	// device's clock or ahead of it: Options.MaxEpochAge, by default
+	// DefaultMaxEpochAge.
+	MaxEpochAge time.Duration
 }
 
 // policy combines the profile's policy with the Options': Options can only
 // make it stricter.
 func (c *Client) policy(l *profile.TransparencyLog) TransparencyPolicy {
-	p := TransparencyPolicy{Cosignatures: max(l.Cosignatures, c.kt.cosignatures)}
+	p := TransparencyPolicy{Cosignatures: max(l.Cosignatures, c.kt.cosignatures), MaxEpochAge: c.kt.maxEpochAge}
 	for _, a := range append(slices.Clone(l.Auditors), c.kt.auditors...) {
 		if !slices.Contains(p.Auditors, a) {
 			p.Auditors = append(p.Auditors, a)
@@ -258,7 +285,8 @@ func (c *Client) verifier(l *profile.TransparencyLog) (*kt.Verifier, error) {
 	if p.Cosignatures > len(p.Auditors) {
 		return nil, fmt.Errorf("client: key transparency: %d cosignatures required of %d auditors", p.Cosignatures, len(p.Auditors))
 	}
-	v := &kt.Verifier{Origin: l.Origin, LogKey: logKey, VRFKey: vrfKey, NeedCosignatures: p.Cosignatures, MaxAuditLag: p.MaxAuditLag}
+	v := &kt.Verifier{Origin: l.Origin, LogKey: logKey, VRFKey: vrfKey, NeedCosignatures: p.Cosignatures, MaxAuditLag: p.MaxAuditLag,
+		MaxEpochAge: p.MaxEpochAge}
 	for _, a := range p.Auditors {
 		av, err := kt.NewCosignatureVerifier(a)
 		if err != nil {
@@ -748,8 +776,11 @@ func (c *Client) TransparencyStatus(ctx context.Context) (*TransparencyStatus, e
 //
 // What breaks a rule raises an alert (TransparencyAlerts), and the error is
 // ErrTransparencyAlert. A proof that does not verify is ErrTransparency (a
-// log inconsistent with the head kept, or an entry gone back, raise alerts
-// too). Receive runs the check every Options.MonitorInterval.
+// log inconsistent with the head kept, an entry gone back, or a log whose
+// newest epoch is older than Options.MaxEpochAge, kt.ErrStale, raise
+// alerts too: a server that keeps this device on an old log could hide a
+// key it added to this account since). Receive runs the check every
+// Options.MonitorInterval.
 func (c *Client) CheckTransparency(ctx context.Context) error {
 	_, err := c.checkOwn(ctx, false)
 	return err
@@ -760,7 +791,19 @@ func (c *Client) CheckTransparency(ctx context.Context) error {
 // there is not an alert yet (behind reports it), as when the change may be
 // in the store and not yet published.
 func (c *Client) checkOwn(ctx context.Context, patient bool) (behind bool, err error) {
-	res, err := c.proven(ctx, c.username, c.lookupProof(c.username))
+	var epoch int64 // the newest epoch's time, as the last proof fetched has it
+	lookup := c.lookupProof(c.username)
+	res, err := c.proven(ctx, c.username, func(ctx context.Context, known uint64) (*kt.LookupProof, [][]byte, error) {
+		p, labels, err := lookup(ctx, known)
+		if p != nil {
+			epoch = p.Epoch.Timestamp
+		}
+		return p, labels, err
+	})
+	if errors.Is(err, kt.ErrStale) {
+		// (The verifier found the epoch to be the signed log's last.)
+		c.raiseAlerts(ctx, c.staleAlert(time.UnixMilli(epoch), c.now()))
+	}
 	if err != nil {
 		return false, err
 	}
@@ -789,6 +832,33 @@ func (c *Client) checkOwn(ctx context.Context, patient bool) (behind bool, err e
 		return false, ErrTransparencyAlert
 	}
 	return behind, nil
+}
+
+// staleAlert is the alert for a log whose newest epoch, made at epoch, is
+// too old (or too far ahead) at now. Its detail names the epoch, not now,
+// so that checks that find the same frozen log store one alert.
+func (c *Client) staleAlert(epoch, now time.Time) *TransparencyAlert {
+	at := epoch.UTC().Format(time.RFC3339)
+	if epoch.After(now) {
+		return alert(now, AlertStale, c.username, fmt.Sprintf("the log's newest epoch is dated %s, more than %s ahead of this device's clock: "+
+			"check this device's clock; otherwise the server's log is not to be trusted", at, shortDuration(c.kt.maxEpochAge)))
+	}
+	return alert(now, AlertStale, c.username, fmt.Sprintf("the log has not moved since %s, more than %s before this device's clock, "+
+		"though the server makes an epoch every few minutes: it may be showing this device an old log, hiding newer changes to your account "+
+		"from it (or this device's clock is far off)", at, shortDuration(c.kt.maxEpochAge)))
+}
+
+// shortDuration prints a duration without its zero minutes and seconds
+// (1h, 1h30m, 90s).
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // ownChanged records a device-list change this device made (the list's

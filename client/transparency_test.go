@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -853,7 +854,7 @@ func TestGroupMemberVerified(t *testing.T) {
 // since the last check, and not before.
 func TestMonitorDue(t *testing.T) {
 	t.Parallel()
-	s, _ := newKTServer(t, nil)
+	s, k := newKTServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
 	checked := func() time.Time {
 		t.Helper()
@@ -879,8 +880,151 @@ func TestMonitorDue(t *testing.T) {
 	}
 	later := t0.Add(DefaultMonitorInterval + time.Minute)
 	alice.now = func() time.Time { return later }
+	// (The log's clock moves with the client's: it makes its epochs
+	// meanwhile, or the check would find it stale.)
+	k.setClock(later)
+	k.publish()
 	alice.monitorIfDue(ctxT(t))
 	if got := checked(); !got.Equal(later.Truncate(time.Millisecond)) {
 		t.Fatalf("checked at %v, want %v", got, later)
+	}
+}
+
+// TestFrozenViewOwner: the server keeps alice's devices on the log as it
+// was before it published a ghost key for her, while bob sees the log with
+// the ghost: both views are consistent (one extends the other), so only
+// the age of alice's newest epoch gives it away. Within the hour her check
+// passes; once her log is over an hour old (the server makes an epoch
+// every ten minutes) her check fails closed and raises one stale alert,
+// however often it runs, while a client that allows a day notices nothing.
+// Shown the real log again, she finds the ghost.
+func TestFrozenViewOwner(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, dir := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	k.freezeFor(alice.AccountID())
+	real := k.account("alice")
+	ghost, _ := keys.GenerateKeyPair(nil)
+	k.publishAccount("alice", ghost.Public.Bytes(), real.DeviceList)
+	if err := alice.CheckTransparency(ctxT(t)); err != nil {
+		t.Fatalf("check on the frozen log, within the hour: %v", err)
+	}
+
+	// An hour and a minute later: the log bob sees moved on (an empty
+	// epoch), alice's did not.
+	later := time.Now().Add(DefaultMaxEpochAge + time.Minute)
+	k.setClock(later)
+	k.publish()
+	bob.now = func() time.Time { return later }
+	if v, err := bob.lookup(ctxT(t), "alice"); err != nil || !bytes.Equal(v.IdentityKey, ghost.Public.Bytes()) {
+		t.Fatalf("bob's lookup of alice on the fresh log: %+v, %v", v, err)
+	}
+	alice.now = func() time.Time { return later }
+	err := alice.CheckTransparency(ctxT(t))
+	if !errors.Is(err, ErrTransparency) || !errors.Is(err, kt.ErrStale) {
+		t.Fatalf("check on a frozen log an hour old: %v, want ErrTransparency and kt.ErrStale", err)
+	}
+	as := alertsOf(t, alice)
+	if len(as) != 1 || as[0].Kind != AlertStale || as[0].Subject != "alice" || !strings.Contains(as[0].Detail, "has not moved since") {
+		t.Fatalf("alerts %+v, want one stale alert", as)
+	}
+	// Later checks of the same frozen log add nothing.
+	alice.now = func() time.Time { return later.Add(time.Hour) }
+	alice.CheckTransparency(ctxT(t))
+	if as := alertsOf(t, alice); len(as) != 1 {
+		t.Fatalf("alerts after a second check %+v", as)
+	}
+	// Without the check (a day allowed), the frozen log passes: the gap.
+	alice.Close()
+	lax, err := Open(dir, Options{MaxEpochAge: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lax.Close() })
+	lax.now = func() time.Time { return later }
+	if err := lax.CheckTransparency(ctxT(t)); err != nil {
+		t.Fatalf("a day allowed: %v", err)
+	}
+
+	// Shown the log everyone sees, alice finds the ghost.
+	k.unfreeze(alice.AccountID())
+	if err := lax.CheckTransparency(ctxT(t)); !errors.Is(err, ErrTransparencyAlert) {
+		t.Fatalf("check on the real log: %v", err)
+	}
+	if as := alertsOf(t, lax); !hasAlert(as, AlertIdentityKey) {
+		t.Fatalf("alerts %+v", as)
+	}
+}
+
+// TestStaleLogRefused: a log whose newest epoch is over an hour older than
+// the client's clock, or that far ahead of it, fails a send closed (nothing
+// encrypted) and a lookup, with kt.ErrStale; a fresh epoch lets them
+// through. Options.MaxEpochAge makes the bound stricter or looser.
+func TestStaleLogRefused(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, bdir := s.register(t, "bob", Options{})
+	if st, err := bob.TransparencyStatus(ctxT(t)); err != nil || st.Policy.MaxEpochAge != DefaultMaxEpochAge {
+		t.Fatalf("bob's policy %+v, %v", st.Policy, err)
+	}
+
+	start := time.Now()
+	later := start.Add(DefaultMaxEpochAge + time.Minute)
+	bob.now = func() time.Time { return later }
+	_, err := bob.Send(ctxT(t), "alice", "hi")
+	wantRefused(t, err, kt.ErrStale, bob, alice)
+	if _, err := bob.lookup(ctxT(t), "alice"); !errors.Is(err, ErrTransparency) || !errors.Is(err, kt.ErrStale) {
+		t.Fatalf("lookup of a stale log: %v", err)
+	}
+	// A contact's lookup raises no alert: only the owner's check does.
+	if as := alertsOf(t, bob); len(as) != 0 {
+		t.Fatalf("bob's alerts %+v", as)
+	}
+	// A clock two hours behind: the log is ahead of it.
+	bob.now = func() time.Time { return start.Add(-2 * time.Hour) }
+	if _, err := bob.lookup(ctxT(t), "alice"); !errors.Is(err, kt.ErrStale) {
+		t.Fatalf("lookup of a log ahead of the clock: %v", err)
+	}
+	bob.CheckTransparency(ctxT(t))
+	if as := alertsOf(t, bob); len(as) != 1 || as[0].Kind != AlertStale || !strings.Contains(as[0].Detail, "ahead of this device's clock") {
+		t.Fatalf("bob's alerts with his clock behind %+v", as)
+	}
+
+	// The server makes an epoch: the log is fresh again.
+	k.setClock(later)
+	k.publish()
+	bob.now = func() time.Time { return later }
+	alice.now = bob.now
+	mustSend(t, bob, "alice", "hi")
+	wantTexts(t, receive(t, alice), "bob", "hi")
+
+	// Stricter: ten minutes, and the log is 30 minutes old; looser: two
+	// hours, and it is 90 minutes old.
+	bob.Close()
+	for _, c := range []struct {
+		age  time.Duration
+		at   time.Duration
+		want error
+	}{
+		{10 * time.Minute, 30 * time.Minute, kt.ErrStale},
+		{10 * time.Minute, 5 * time.Minute, nil},
+		{2 * time.Hour, 90 * time.Minute, nil},
+		{2 * time.Hour, 121 * time.Minute, kt.ErrStale},
+	} {
+		b, err := Open(bdir, Options{MaxEpochAge: c.age})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.now = func() time.Time { return later.Add(c.at) }
+		_, err = b.lookup(ctxT(t), "alice")
+		b.Close()
+		if !errors.Is(err, c.want) || c.want == nil && err != nil {
+			t.Fatalf("MaxEpochAge %v, log %v old: %v, want %v", c.age, c.at, err, c.want)
+		}
+	}
+	if _, err := Open(bdir, Options{MaxEpochAge: -time.Minute}); err == nil {
+		t.Fatal("a negative MaxEpochAge accepted")
 	}
 }

@@ -64,6 +64,7 @@ func Example() {
 	v := kt.Verifier{
 		Origin: "kt.doorless.example", LogKey: logKey, VRFKey: vrfKey.Public(),
 		Auditors: []note.Verifier{auditorKey}, NeedCosignatures: 1, MaxAuditLag: time.Hour,
+		MaxEpochAge: time.Hour, // the server makes an epoch every few minutes
 	}
 	head, results, err := v.Verify(nil, labels, &received, now)
 	if err != nil {

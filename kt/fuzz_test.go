@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"testing"
+	"time"
 )
 
 // fuzzSeeds returns real encodings to seed the fuzz targets with.
@@ -52,6 +53,7 @@ func FuzzLookupProof(f *testing.F) {
 	}
 	fx := newFixture(f, newKeys(f, 20))
 	v := fx.verifier()
+	v.MaxEpochAge = time.Hour
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var p LookupProof
 		if err := p.UnmarshalBinary(b); err != nil {
@@ -73,7 +75,7 @@ func FuzzLookupProof(f *testing.F) {
 }
 
 func isSentinel(err error) bool {
-	for _, s := range []error{ErrMalformed, ErrInvalidProof, ErrBadCheckpoint, ErrMissingCosignature, ErrInconsistent, ErrAuditFailed} {
+	for _, s := range []error{ErrMalformed, ErrInvalidProof, ErrBadCheckpoint, ErrMissingCosignature, ErrInconsistent, ErrAuditFailed, ErrStale} {
 		if errors.Is(err, s) {
 			return true
 		}

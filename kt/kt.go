@@ -105,6 +105,10 @@ var (
 	// ErrAuditFailed: an epoch's changes break the log's rules (a leaf
 	// removed, a counter not one up, a root that does not match).
 	ErrAuditFailed = errors.New("kt: audit failed")
+	// ErrStale: the log's newest epoch is older than the verifier's
+	// MaxEpochAge (or that far ahead of its clock): the server may be
+	// showing this client an old, frozen view of the log.
+	ErrStale = errors.New("kt: the log's newest epoch is stale")
 )
 
 // Hash is a SHA-256 digest.

@@ -211,6 +211,76 @@ func TestReplayedProofs(t *testing.T) {
 	}
 }
 
+// TestFrozenView: a client refuses a log whose newest epoch is older than
+// MaxEpochAge (a server keeping it on an old view, consistent with the
+// newer one others see), or that far ahead of its clock; an empty epoch
+// makes the log fresh again without changing any entry.
+func TestFrozenView(t *testing.T) {
+	f := newFixture(t, newKeys(t, 11))
+	f.set("alice", "A")
+	frozen := f.prove(0, "alice")
+	made := f.now // the epoch's time
+	v := f.verifier()
+	v.MaxEpochAge = time.Hour
+	for _, c := range []struct {
+		now  time.Time
+		want error
+	}{
+		{made, nil},
+		{made.Add(time.Hour), nil}, // at the bound
+		{made.Add(-time.Hour), nil},
+		{made.Add(time.Hour + time.Millisecond), ErrStale},  // behind
+		{made.Add(-time.Hour - time.Millisecond), ErrStale}, // ahead
+		{made.Add(365 * 24 * time.Hour), ErrStale},          // frozen for a year
+	} {
+		head, res, err := v.Verify(nil, labelsOf("alice"), frozen, c.now)
+		if !errors.Is(err, c.want) || c.want == nil && err != nil {
+			t.Fatalf("at epoch %+v: %v, want %v", c.now.Sub(made), err, c.want)
+		}
+		if c.want != nil && (head != nil || res != nil) {
+			t.Fatalf("a stale lookup returned a head or results")
+		}
+	}
+	// Without a bound the frozen log passes (compatibility).
+	v.MaxEpochAge = 0
+	if _, _, err := v.Verify(nil, labelsOf("alice"), frozen, made.Add(365*24*time.Hour)); err != nil {
+		t.Fatalf("no bound: %v", err)
+	}
+
+	// The age is that of the signed log's last leaf: a proof whose epoch
+	// says another time does not verify at all.
+	v.MaxEpochAge = time.Hour
+	forged := f.prove(0, "alice")
+	forged.Epoch.Timestamp = made.Add(-2 * time.Hour).UnixMilli()
+	if _, _, err := v.Verify(nil, labelsOf("alice"), forged, made); !errors.Is(err, ErrInvalidProof) {
+		t.Fatalf("an epoch with another timestamp: %v", err)
+	}
+
+	// An hour and a half later the server makes an empty epoch: same
+	// prefix root, new timestamp; a client with the old head accepts it,
+	// and alice's entry is as it was.
+	head, _, err := v.Verify(nil, labelsOf("alice"), frozen, made)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.now = made.Add(90*time.Minute - time.Second)
+	b := f.append(nil)
+	if len(b.Changes.Leaves) != 0 || b.Changes.Epoch.PrefixRoot != frozen.Epoch.PrefixRoot {
+		t.Fatalf("an empty epoch changed the prefix tree: %+v", b.Changes)
+	}
+	fresh := f.prove(head.Size, "alice")
+	if _, _, err := v.Verify(head, labelsOf("alice"), frozen, f.now); !errors.Is(err, ErrStale) {
+		t.Fatalf("the frozen proof 90 minutes on: %v", err)
+	}
+	head2, res, err := v.Verify(head, labelsOf("alice"), fresh, f.now)
+	if err != nil {
+		t.Fatalf("after an empty epoch: %v", err)
+	}
+	if head2.Size != head.Size+1 || !res[0].Present || res[0].Counter != 0 || string(res[0].Value) != "A" {
+		t.Fatalf("after an empty epoch: head %d, %+v", head2.Size, res[0])
+	}
+}
+
 func TestSplitView(t *testing.T) {
 	k := newKeys(t, 7)
 	a, b := newFixture(t, k), newFixture(t, k)

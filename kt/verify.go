@@ -32,6 +32,18 @@ type Verifier struct {
 	Auditors         []note.Verifier
 	NeedCosignatures int
 	MaxAuditLag      time.Duration
+	// MaxEpochAge bounds how far the log's newest epoch (the lookup's
+	// Epoch, by its timestamp) may be behind now, and ahead of it: the
+	// draft's max_behind and max_ahead (section "Updating View": the
+	// rightmost log entry's timestamp must be within them), one bound for
+	// both here. With a server that makes an epoch at least every few
+	// minutes, even an empty one, a bound of a few of its intervals keeps
+	// the server from showing a client an old view of the log forever (a
+	// frozen view: a prefix of the log others see, from before a key was
+	// added for this client's account, or before a device was removed
+	// from a contact's), which consistency alone does not catch. 0 checks
+	// nothing.
+	MaxEpochAge time.Duration
 }
 
 // Verify checks a lookup of labels against the head the client kept (nil:
@@ -46,6 +58,8 @@ type Verifier struct {
 //   - ErrInconsistent: a checkpoint smaller than the known head, of its
 //     size but another root, or without a valid consistency proof from it;
 //     an audited checkpoint the newest does not extend;
+//   - ErrStale: the epoch's timestamp is more than MaxEpochAge before
+//     now, or after it (when MaxEpochAge is set);
 //   - ErrMissingCosignature: fewer than NeedCosignatures distinct trusted
 //     auditors cosigned a checkpoint within MaxAuditLag of now;
 //   - ErrInvalidProof: an empty log, the epoch not the checkpoint's last
@@ -95,10 +109,6 @@ func (v *Verifier) Verify(known *Head, labels [][]byte, p *LookupProof, now time
 		}
 		v.countCosignatures(n, now, cosigned)
 	}
-	if len(cosigned) < v.NeedCosignatures {
-		return nil, nil, fmt.Errorf("%w: %d recent of %d needed", ErrMissingCosignature, len(cosigned), v.NeedCosignatures)
-	}
-
 	// The epoch: the checkpoint's last leaf.
 	if cp.Size == 0 {
 		return nil, nil, fmt.Errorf("%w: the log is empty", ErrInvalidProof)
@@ -108,6 +118,15 @@ func (v *Verifier) Verify(known *Head, labels [][]byte, p *LookupProof, now time
 	}
 	if err := verifyInclusion(cp.Size-1, cp.Size, p.Epoch.Encode(), p.EpochInclusion, cp.Root); err != nil {
 		return nil, nil, fmt.Errorf("%w: epoch not the log's last leaf: %v", ErrInvalidProof, err)
+	}
+	// Its age, once it is known to be the signed log's (and before the
+	// cosignatures: a frozen log's are likely old too, and the age says
+	// more).
+	if err := v.checkAge(&p.Epoch, now); err != nil {
+		return nil, nil, err
+	}
+	if len(cosigned) < v.NeedCosignatures {
+		return nil, nil, fmt.Errorf("%w: %d recent of %d needed", ErrMissingCosignature, len(cosigned), v.NeedCosignatures)
 	}
 
 	// The labels.
@@ -154,6 +173,22 @@ func (v *Verifier) Verify(known *Head, labels [][]byte, p *LookupProof, now time
 		results[k].Value = clone(e.Value)
 	}
 	return &Head{Size: cp.Size, Root: cp.Root}, results, nil
+}
+
+// checkAge checks that the epoch is within MaxEpochAge of now, either
+// way (ErrStale).
+func (v *Verifier) checkAge(e *Epoch, now time.Time) error {
+	if v.MaxEpochAge <= 0 {
+		return nil
+	}
+	t := time.UnixMilli(e.Timestamp)
+	switch {
+	case t.Before(now.Add(-v.MaxEpochAge)):
+		return fmt.Errorf("%w: the newest epoch is %v old, more than %v", ErrStale, now.Sub(t).Truncate(time.Second), v.MaxEpochAge)
+	case t.After(now.Add(v.MaxEpochAge)):
+		return fmt.Errorf("%w: the newest epoch is %v ahead of this clock, more than %v", ErrStale, t.Sub(now).Truncate(time.Second), v.MaxEpochAge)
+	}
+	return nil
 }
 
 // checkConsistency checks that the checkpoint extends the known head.

@@ -82,6 +82,9 @@ func serve(args []string) int {
 		"sealed-sender sends one account may receive at once")
 	ktOrigin := fs.String("kt-origin", "", "the key-transparency log's `origin` (its name in checkpoints), fixed at first start; "+
 		"default: the stored one, or at first start "+ktkeys.DefaultOriginPrefix+"<random>")
+	ktEpochInterval := fs.Duration("kt-epoch-interval", server.DefaultEpochInterval,
+		"the longest the key-transparency log goes without an epoch (an empty one when nothing changed), from 1s to under 1h: "+
+			"clients refuse a log whose newest epoch is an hour old")
 	var ktAuditors []string
 	fs.Func("kt-auditor", "an auditor's note verifier `key` (cosignature/v1) whose cosignatures the server accepts and hands out; repeatable",
 		func(v string) error {
@@ -111,6 +114,10 @@ func serve(args []string) int {
 	log := slog.New(h)
 	if *unidentifiedBurst < 1 {
 		fmt.Fprintln(os.Stderr, "doorlessd: --unidentified-burst must be at least 1")
+		return 2
+	}
+	if *ktEpochInterval < time.Second || *ktEpochInterval >= time.Hour {
+		fmt.Fprintln(os.Stderr, "doorlessd: --kt-epoch-interval must be at least 1s and under 1h (clients refuse a log an hour old)")
 		return 2
 	}
 	if (*certFile == "") != (*keyFile == "") {
@@ -173,10 +180,11 @@ func serve(args []string) int {
 		MaxAttachment: *maxAttachment,
 		AttachmentTTL: *attachmentTTL,
 		Certificates:  issuer,
-		Transparency:  &server.TransparencyConfig{Log: ktKeys.LogConfig(), LogKey: ktKeys.LogKey, Auditors: ktAuditors},
-		Logger:        log,
-		LogIPs:        *logIPs,
-		Registerer:    reg,
+		Transparency: &server.TransparencyConfig{Log: ktKeys.LogConfig(), LogKey: ktKeys.LogKey, Auditors: ktAuditors,
+			EpochInterval: *ktEpochInterval},
+		Logger:     log,
+		LogIPs:     *logIPs,
+		Registerer: reg,
 
 		UnidentifiedRate: server.RateLimit{Rate: *unidentifiedRate, Burst: *unidentifiedBurst},
 	})

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -101,5 +102,40 @@ func TestTransparencyCommand(t *testing.T) {
 	}
 	if err := command(t, "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--kt-auditor", "garbage").Run(); err == nil {
 		t.Error("a malformed auditor key was accepted")
+	}
+}
+
+// TestEpochInterval: with nothing to publish, the server still makes an
+// epoch every --kt-epoch-interval; out-of-range intervals are refused.
+func TestEpochInterval(t *testing.T) {
+	_, url, _ := start(t, "--data", filepath.Join(t.TempDir(), "data"), "--kt-epoch-interval", "1s")
+	size := func() uint64 {
+		t.Helper()
+		resp, err := http.Get(url + api.PathTransparencyCheckpoint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		text, _, ok := strings.Cut(string(b), "\n\n")
+		c, err := kt.ParseCheckpoint([]byte(text + "\n"))
+		if !ok || err != nil {
+			t.Fatalf("checkpoint %q: %v", b, err)
+		}
+		return c.Size
+	}
+	// The first epoch at start, then one a second: wait (polling) for
+	// two more.
+	deadline := time.Now().Add(20 * time.Second)
+	for size() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log stayed at %d epochs for 20s with a 1s epoch interval", size())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, v := range []string{"0s", "500ms", "1h", "-1m", "soon"} {
+		if out, err := command(t, "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--kt-epoch-interval", v).CombinedOutput(); err == nil {
+			t.Errorf("--kt-epoch-interval %s accepted:\n%s", v, out)
+		}
 	}
 }

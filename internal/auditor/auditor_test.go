@@ -247,6 +247,42 @@ func TestClientRequiresCosignature(t *testing.T) {
 	}
 }
 
+// TestEmptyEpochs: the server's empty epochs (no change, a new timestamp,
+// made to keep the log fresh) pass the audit and are cosigned, and keep a
+// client that requires both a recent epoch and the auditor's cosignature
+// working hours after the last change.
+func TestEmptyEpochs(t *testing.T) {
+	f := newFixture(t)
+	f.epochs(2)
+	a := f.mustAuditor()
+	if _, err := f.pass(a); err != nil {
+		t.Fatal(err)
+	}
+	for range 12 { // two hours of empty epochs, one every 10 minutes
+		f.clock = f.clock.Add(10 * time.Minute)
+		if _, err := f.log.Append(nil, f.clock); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := f.pass(a); err != nil || !res.Cosigned || res.Head.Size != f.log.Log().Size() {
+			t.Fatalf("pass over an empty epoch: %+v, %v", res, err)
+		}
+	}
+	logKey, _ := note.NewVerifier(f.log.Keys.VKey)
+	cosigner, _ := kt.NewCosignatureVerifier(f.vkey)
+	v := &kt.Verifier{
+		Origin: origin, LogKey: logKey, VRFKey: f.log.Keys.VRF.Public(),
+		Auditors: []note.Verifier{cosigner}, NeedCosignatures: 1, MaxAuditLag: time.Hour, MaxEpochAge: time.Hour,
+	}
+	labels := [][]byte{[]byte("alice")}
+	p, err := f.log.Log().Prove(labels, 0, f.log.Entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, res, err := v.Verify(nil, labels, p, f.clock); err != nil || !res[0].Present || res[0].Counter != 1 {
+		t.Fatalf("two hours after the last change: %+v, %v", res, err)
+	}
+}
+
 func TestRestartReplaysFromZero(t *testing.T) {
 	f := newFixture(t)
 	f.epochs(4)

@@ -14,24 +14,31 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorless/doorless/internal/ktkeys"
 	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/internal/store"
 	"github.com/doorless/doorless/internal/store/sqlite"
-	"github.com/doorless/doorless/kt"
-	"github.com/doorless/doorless/kt/vrf"
-
-	"golang.org/x/mod/sumdb/note"
 )
 
 // testServer runs doorlessd's server in-process over a fresh store.
 func testServer(t *testing.T) (url string, st *sqlite.Store) {
+	t.Helper()
+	return testServerWith(t, nil)
+}
+
+// testServerWith is testServer with its configuration changed by mod.
+func testServerWith(t *testing.T, mod func(*server.Config)) (url string, st *sqlite.Store) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "doorless.db")
 	st, err := sqlite.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Config{Store: st, Transparency: testTransparency(t)})
+	cfg := server.Config{Store: st, Transparency: testTransparency(t)}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,20 +80,11 @@ func serverDB(t *testing.T, st *sqlite.Store) string {
 // testTransparency is a key transparency configuration with fresh keys.
 func testTransparency(t *testing.T) *server.TransparencyConfig {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, "doorless.test/kt")
+	k, err := ktkeys.Generate(rand.Reader, "doorless.test/kt")
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vk, err := vrf.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &server.TransparencyConfig{Log: kt.LogConfig{Origin: "doorless.test/kt", Signer: signer, VRF: vk}, LogKey: vkey,
-		PollInterval: 100 * time.Millisecond}
+	return &server.TransparencyConfig{Log: k.LogConfig(), LogKey: k.LogKey, PollInterval: 100 * time.Millisecond}
 }
 
 // runCLI runs one command line against the profile with stdin, and returns

@@ -717,6 +717,9 @@ func describe(err error) string {
 		return "refused: the server's key transparency log went back on what it showed this device before (an alert is kept: doorless transparency status)"
 	case errors.Is(err, kt.ErrInconsistent):
 		return "refused: the server's key transparency log is not consistent with what this device saw before: it may be showing devices different logs (doorless transparency status)"
+	case errors.Is(err, kt.ErrStale):
+		return "refused: the server's key transparency log has not moved for over an hour: it may be showing this device an old log " +
+			"(or this device's clock is off; doorless transparency status)"
 	case errors.Is(err, kt.ErrMissingCosignature):
 		return "refused: the server's key transparency proof lacks the auditor cosignatures you require (doorless transparency status)"
 	case errors.Is(err, client.ErrTransparency):

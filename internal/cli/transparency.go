@@ -71,6 +71,7 @@ func (g *globals) transparencyStatus(ctx context.Context, args []string, env *En
 	default:
 		fmt.Fprintf(out, "last check:   %s\n", st.LastCheck.In(loc).Format(time.DateTime))
 	}
+	fmt.Fprintf(out, "epoch age:    at most %s (an older log is refused)\n", formatLag(st.Policy.MaxEpochAge))
 	if len(st.Policy.Auditors) == 0 {
 		fmt.Fprintf(out, "auditors:     none required\n")
 	} else {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/doorless/doorless/client"
+	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/kt"
 	"github.com/doorless/doorless/protocol/keys"
 )
@@ -112,6 +113,26 @@ func TestRequireAuditor(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, alice, "", "transparency", "require-auditor", "not-a-key"); code != ExitError {
 		t.Fatalf("a malformed key: exit %d", code)
+	}
+}
+
+// TestStaleLog: a server whose log's newest epoch is two hours old (here,
+// a server whose clock is two hours behind: it makes its epochs, but dated
+// then) is refused with a clear message, and the owner's status shows the
+// stale alert.
+func TestStaleLog(t *testing.T) {
+	url, _ := testServerWith(t, func(c *server.Config) {
+		c.Now = func() time.Time { return time.Now().Add(-2 * time.Hour) }
+	})
+	alice, bob := registerCLI(t, url, "alice"), registerCLI(t, url, "bob")
+	const msg = "the server's key transparency log has not moved for over an hour: it may be showing this device an old log"
+	code, _, errOut := runCLI(t, alice, "", "send", "bob", "hi")
+	if code != ExitError || !strings.Contains(errOut, msg) {
+		t.Fatalf("send on a stale log: exit %d, stderr %q", code, errOut)
+	}
+	code, out, errOut := runCLI(t, bob, "", "transparency", "status")
+	if code != ExitAlert || !strings.Contains(out, "(stale)") || !strings.Contains(out, "epoch age:    at most 1h") || !strings.Contains(errOut, msg) {
+		t.Fatalf("status on a stale log: exit %d\n%s\nstderr: %s", code, out, errOut)
 	}
 }
 

@@ -7,8 +7,9 @@
 //	vrf.key   the VRF private key's 32-byte seed (0600)
 //
 // Init makes them once, at a server's first start; they never change
-// after, since clients pin the log's keys and origin. Keys is immutable and
-// safe for concurrent use.
+// after, since clients pin the log's keys and origin. Generate makes keys
+// in memory only (Init's, and tests'). Keys is immutable and safe for
+// concurrent use.
 package ktkeys
 
 import (
@@ -17,6 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -50,6 +52,8 @@ type Keys struct {
 	Signer note.Signer // signs checkpoints; named Origin
 	LogKey string      // Signer's note verifier key
 	VRF    *vrf.PrivateKey
+
+	signerKey string // Signer's note signer key, as Generate made it (Init writes it)
 }
 
 // LogConfig returns the kt.LogConfig of the keys.
@@ -87,16 +91,9 @@ func Init(dir, origin string) (bool, error) {
 		rand.Read(b[:]) // never fails (crypto/rand)
 		origin = DefaultOriginPrefix + hex.EncodeToString(b[:])
 	}
-	if strings.ContainsAny(origin, "\n") {
-		return false, errors.New("ktkeys: an origin is one line")
-	}
-	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+	k, err := Generate(rand.Reader, origin)
 	if err != nil {
-		return false, fmt.Errorf("ktkeys: origin %q cannot name a key: %v", origin, err)
-	}
-	vk, err := vrf.GenerateKey(rand.Reader)
-	if err != nil {
-		return false, fmt.Errorf("ktkeys: %v", err)
+		return false, err
 	}
 	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o700); err != nil {
@@ -112,9 +109,9 @@ func Init(dir, origin string) (bool, error) {
 		b    []byte
 		mode os.FileMode
 	}{
-		{vrfKeyFile, vk.Seed(), 0o600},
-		{logKeyFile, []byte(skey + "\n"), 0o600},
-		{logPublicFile, []byte(vkey + "\n"), 0o644},
+		{vrfKeyFile, k.VRF.Seed(), 0o600},
+		{logKeyFile, []byte(k.signerKey + "\n"), 0o600},
+		{logPublicFile, []byte(k.LogKey + "\n"), 0o644},
 		{originFile, []byte(origin + "\n"), 0o644},
 	} {
 		if err := writeFile(filepath.Join(tmp, f.name), f.b, f.mode); err != nil {
@@ -135,6 +132,28 @@ func Init(dir, origin string) (bool, error) {
 		return false, err
 	}
 	return true, nil
+}
+
+// Generate makes fresh keys for a log named origin, from rand (use
+// crypto/rand.Reader), in memory only: Init keeps them in a directory, and
+// tests use them as they are.
+func Generate(rand io.Reader, origin string) (*Keys, error) {
+	if origin == "" || strings.ContainsAny(origin, "\n") {
+		return nil, errors.New("ktkeys: an origin is one line, not empty")
+	}
+	skey, vkey, err := note.GenerateKey(rand, origin)
+	if err != nil {
+		return nil, fmt.Errorf("ktkeys: origin %q cannot name a key: %v", origin, err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		return nil, fmt.Errorf("ktkeys: %v", err)
+	}
+	vk, err := vrf.GenerateKey(rand)
+	if err != nil {
+		return nil, fmt.Errorf("ktkeys: %v", err)
+	}
+	return &Keys{Origin: origin, Signer: signer, LogKey: vkey, VRF: vk, signerKey: skey}, nil
 }
 
 // Load reads the keys in dir and checks that they belong together.

@@ -1,13 +1,18 @@
 package ktkeys
 
 import (
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/doorless/doorless/kt"
 )
 
 func TestInitLoad(t *testing.T) {
@@ -110,5 +115,40 @@ func TestLoadRefusesMismatch(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "none")); err == nil {
 		t.Fatal("Load of nothing succeeded")
+	}
+}
+
+// TestGenerate: keys made in memory make a log, its checkpoints verify with
+// LogKey, two calls make different keys, and a bad origin is refused.
+func TestGenerate(t *testing.T) {
+	k, err := Generate(rand.Reader, "example.com/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := kt.NewLog(k.LogConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(nil, time.Now(), rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(k.LogKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := note.Open(l.Checkpoint(), note.VerifierList(v)); err != nil || !strings.HasPrefix(n.Text, "example.com/log\n") {
+		t.Fatalf("the log's checkpoint under LogKey: %v", err)
+	}
+	if strings.Contains(fmt.Sprint(k), "PRIVATE") {
+		t.Fatal("String prints the private key")
+	}
+	k2, err := Generate(rand.Reader, "example.com/log")
+	if err != nil || k2.LogKey == k.LogKey || string(k2.VRF.Seed()) == string(k.VRF.Seed()) {
+		t.Fatalf("two calls made the same keys: %v", err)
+	}
+	for _, bad := range []string{"", "two\nlines", "with space", "a+b"} {
+		if _, err := Generate(rand.Reader, bad); err == nil {
+			t.Errorf("Generate(%q) accepted", bad)
+		}
 	}
 }

@@ -25,6 +25,9 @@ type metrics struct {
 	ktPending  prometheus.Gauge
 	ktUpdates  prometheus.Counter
 	ktFailures prometheus.Counter
+	// ktLastEpoch and ktEmptyEpochs: the log's freshness.
+	ktLastEpoch   prometheus.Gauge
+	ktEmptyEpochs prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -86,10 +89,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "doorless_transparency_epoch_failures_total",
 			Help: "Epochs that could not be made or stored (retried).",
 		}),
+		ktLastEpoch: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "doorless_transparency_last_epoch_timestamp_seconds",
+			Help: "When the key-transparency log's newest epoch was made (Unix seconds); clients refuse a log whose newest epoch is an hour old.",
+		}),
+		ktEmptyEpochs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "doorless_transparency_empty_epochs_total",
+			Help: "Epochs made with no change, to keep the log fresh (one every epoch interval without changes).",
+		}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.enqueued, m.delivered,
 		m.acked, m.expired, m.websockets, m.wsClosed, m.rateLimited,
-		m.ktEpochs, m.ktEntries, m.ktPending, m.ktUpdates, m.ktFailures} {
+		m.ktEpochs, m.ktEntries, m.ktPending, m.ktUpdates, m.ktFailures, m.ktLastEpoch, m.ktEmptyEpochs} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("server: register metrics: %v", err)
 		}

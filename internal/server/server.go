@@ -268,6 +268,9 @@ func New(cfg Config) (*Server, error) {
 		}
 		met.ktEpochs.Set(float64(s.kt.log.Size()))
 		met.ktEntries.Set(float64(s.kt.entries.Load()))
+		if last := s.kt.lastEpoch.Load(); last > 0 {
+			met.ktLastEpoch.Set(float64(last) / 1000)
+		}
 	}
 	s.gather, _ = cfg.Registerer.(prometheus.Gatherer)
 	s.dummyHash = sha256.Sum256([]byte("doorless: no such device"))

@@ -36,7 +36,12 @@ import (
 //	                  \--on failure: Log.Revert, retry later
 //
 // A request that changed an account answers only once its change is in an
-// epoch (flush). Proofs and checkpoints are made under the read side of
+// epoch (flush). When nothing changes, the sequencer still makes an epoch
+// every EpochInterval, an empty one (the same prefix root, a new
+// timestamp): clients refuse a log whose newest epoch is much older than
+// that (kt.Verifier.MaxEpochAge), so that the server cannot keep one of
+// them on an old view of the log, and an owner who finds it old is
+// alerted. Proofs and checkpoints are made under the read side of
 // ktState.mu, and an epoch is appended and stored under its write side, so
 // that nothing is handed out of an epoch before it is stored.
 
@@ -49,6 +54,11 @@ const (
 	// DefaultFlushTimeout bounds how long a request that changed an
 	// account waits for its epoch.
 	DefaultFlushTimeout = 30 * time.Second
+	// DefaultEpochInterval is the longest the log goes without an epoch:
+	// a sixth of the age at which clients refuse it (the client's
+	// DefaultMaxEpochAge, an hour), which leaves room for a restart, a
+	// slow store and clocks that differ.
+	DefaultEpochInterval = 10 * time.Minute
 )
 
 const (
@@ -62,6 +72,9 @@ const (
 	auditChunk = 100
 	// maxSequencerBackoff bounds the wait before retrying a failed epoch.
 	maxSequencerBackoff = 10 * time.Second
+	// minSequencerWait is the shortest wait between two drains the
+	// sequencer starts of its own.
+	minSequencerWait = 10 * time.Millisecond
 )
 
 // TransparencyConfig configures key transparency.
@@ -82,6 +95,12 @@ type TransparencyConfig struct {
 	// FlushTimeout bounds how long a request that changed an account
 	// waits for the epoch publishing it (default DefaultFlushTimeout).
 	FlushTimeout time.Duration
+	// EpochInterval is the longest the sequencer goes without making an
+	// epoch: when no change was published for that long it makes an
+	// empty one (default DefaultEpochInterval). Clients refuse a log
+	// whose newest epoch is older than their MaxEpochAge (an hour by
+	// default), so keep it well under that.
+	EpochInterval time.Duration
 }
 
 // ktState is the server's key-transparency state.
@@ -96,6 +115,9 @@ type ktState struct {
 	// made from the log and the store's entries.
 	mu      sync.RWMutex
 	entries atomic.Int64 // leaves in the prefix tree
+	// lastEpoch is the newest epoch's timestamp (Unix ms; 0 before the
+	// first).
+	lastEpoch atomic.Int64
 
 	seq sequencer
 }
@@ -166,6 +188,9 @@ func newKT(ctx context.Context, cfg TransparencyConfig, st store.Store) (*ktStat
 	if k.cfg.FlushTimeout <= 0 {
 		k.cfg.FlushTimeout = DefaultFlushTimeout
 	}
+	if k.cfg.EpochInterval <= 0 {
+		k.cfg.EpochInterval = DefaultEpochInterval
+	}
 	k.seq.changed = make(chan struct{})
 	k.seq.wake = make(chan struct{}, 1)
 
@@ -195,6 +220,9 @@ func newKT(ctx context.Context, cfg TransparencyConfig, st store.Store) (*ktStat
 		return nil, fmt.Errorf("server: transparency: the stored log does not restore: %v", err)
 	}
 	k.entries.Store(n)
+	if len(heads) > 0 {
+		k.lastEpoch.Store(heads[len(heads)-1].Timestamp)
+	}
 	cos, err := st.Cosignatures(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("server: transparency: %w", err)
@@ -303,7 +331,8 @@ func (s *Server) startSequencer(ctx context.Context) <-chan struct{} {
 }
 
 // sequence publishes pending updates until ctx ends: at start, when poked,
-// every PollInterval, and after a failure with a growing backoff.
+// every PollInterval, and after a failure with a growing backoff; and it
+// makes an empty epoch when the newest is EpochInterval old.
 func (s *Server) sequence(ctx context.Context) {
 	q := &s.kt.seq
 	defer func() {
@@ -334,15 +363,29 @@ func (s *Server) sequence(ctx context.Context) {
 		}
 		backoff = 0
 		q.finish(gen, false)
-		timer.Reset(s.kt.cfg.PollInterval)
+		// (At least minSequencerWait: should an epoch due not have been
+		// made, the sequencer must not spin.)
+		timer.Reset(max(min(s.kt.cfg.PollInterval, s.untilEpochDue()), minSequencerWait))
 	}
+}
+
+// untilEpochDue is how long until the log is EpochInterval old, and the
+// sequencer makes an empty epoch (0: now).
+func (s *Server) untilEpochDue() time.Duration {
+	if s.kt.log.Size() == 0 {
+		return 0
+	}
+	due := time.UnixMilli(s.kt.lastEpoch.Load()).Add(s.kt.cfg.EpochInterval)
+	return max(due.Sub(s.now()), 0)
 }
 
 // drainPending publishes every pending update, in Seq order, an epoch at a
 // time: each epoch takes, of up to maxEpochPending pending updates, the
 // first of each username, and leaves the later ones of the same username
-// to the next epoch. It returns once an epoch leaves nothing behind. An
-// empty log gets a first, empty epoch, so that lookups can be answered.
+// to the next epoch. It returns once an epoch leaves nothing behind. With
+// nothing pending, it makes an empty epoch when one is due: in an empty
+// log, so that lookups can be answered, and when the newest epoch is
+// EpochInterval old.
 func (s *Server) drainPending(ctx context.Context) error {
 	for {
 		ups, err := s.st.PendingUpdates(ctx, maxEpochPending)
@@ -351,7 +394,7 @@ func (s *Server) drainPending(ctx context.Context) error {
 		}
 		s.met.ktPending.Set(float64(len(ups)))
 		if len(ups) == 0 {
-			if s.kt.log.Size() == 0 {
+			if s.untilEpochDue() == 0 {
 				return s.appendEpoch(ctx, nil, nil)
 			}
 			return nil
@@ -426,6 +469,11 @@ func (s *Server) appendEpoch(ctx context.Context, updates []kt.Update, published
 		}
 	}
 	k.entries.Add(added)
+	k.lastEpoch.Store(e.Timestamp)
+	if len(updates) == 0 {
+		s.met.ktEmptyEpochs.Inc()
+	}
+	s.met.ktLastEpoch.Set(float64(e.Timestamp) / 1000)
 	s.met.ktEpochs.Set(float64(e.Number + 1))
 	s.met.ktEntries.Set(float64(k.entries.Load()))
 	s.met.ktUpdates.Add(float64(len(updates)))

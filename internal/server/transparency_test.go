@@ -18,16 +18,17 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/devicelist"
+	"github.com/doorless/doorless/internal/ktkeys"
 	"github.com/doorless/doorless/internal/store"
 	"github.com/doorless/doorless/internal/store/sqlite"
 	"github.com/doorless/doorless/kt"
-	"github.com/doorless/doorless/kt/vrf"
 )
 
 const testOrigin = "doorless.test/kt"
@@ -36,19 +37,11 @@ const testOrigin = "doorless.test/kt"
 // verifier keys).
 func testTransparency(t testing.TB, auditors ...string) *TransparencyConfig {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
+	k, err := ktkeys.Generate(rand.Reader, testOrigin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vk, err := vrf.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &TransparencyConfig{Log: kt.LogConfig{Origin: testOrigin, Signer: signer, VRF: vk}, LogKey: vkey, Auditors: auditors}
+	return &TransparencyConfig{Log: k.LogConfig(), LogKey: k.LogKey, Auditors: auditors}
 }
 
 // testAuditor is an auditor's key pair and a replaying kt.Auditor.
@@ -859,4 +852,123 @@ func FuzzTransparencyInput(f *testing.F) {
 			t.Fatalf("the log moved from %d to %d", size, srv.kt.log.Size())
 		}
 	})
+}
+
+// TestEmptyEpochs: with no change to publish, the sequencer makes an empty
+// epoch (the same prefix root, a new timestamp) every EpochInterval, so
+// that clients can require a recent one; a change in between moves the
+// next empty epoch to an interval after it. An auditor replays the empty
+// epochs like any other, and the metrics show the log's freshness.
+func TestEmptyEpochs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, err := sqlite.Open(filepath.Join(t.TempDir(), "doorless.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		cfg := testTransparency(t) // EpochInterval: the default
+		srv, err := New(Config{Store: st, Transparency: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := srv.startSequencer(ctx)
+		defer func() { cancel(); <-done }()
+
+		heads := func() []kt.Epoch {
+			t.Helper()
+			synctest.Wait()
+			h, err := st.EpochHeads(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return h
+		}
+		want := func(at ...time.Duration) []kt.Epoch {
+			t.Helper()
+			h := heads()
+			if len(h) != len(at) {
+				t.Fatalf("%v in: %d epochs, want %d", time.Since(start), len(h), len(at))
+			}
+			for i, d := range at {
+				if got := time.UnixMilli(h[i].Timestamp).Sub(start); got != d {
+					t.Fatalf("epoch %d made at %v, want %v", i, got, d)
+				}
+			}
+			return h
+		}
+		want(0) // the first, empty
+		time.Sleep(DefaultEpochInterval - time.Second)
+		want(0)
+		time.Sleep(time.Second)
+		h := want(0, DefaultEpochInterval)
+		if h[1].PrefixRoot != h[0].PrefixRoot {
+			t.Fatal("an empty epoch changed the prefix root")
+		}
+
+		// A change 15 minutes in: its epoch, then the next empty one 10
+		// minutes after it, not at 20.
+		time.Sleep(5 * time.Minute)
+		id := newIdentity(t)
+		acct := &store.Account{ID: api.NewUUID(), Username: "alice", IdentityKey: id.PublicKey().Bytes(), Created: time.Now()}
+		dev := &store.Device{AccountID: acct.ID, ID: 1, RegistrationID: 5, CredentialHash: make([]byte, 32), Created: time.Now()}
+		if err := st.CreateAccount(ctx, acct, dev, nil, &store.DeviceList{Version: 1, Signed: signList(t, id, 1, 1)}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(DefaultEpochInterval - time.Second)
+		want(0, 10*time.Minute, 15*time.Minute)
+		time.Sleep(time.Second)
+		h = want(0, 10*time.Minute, 15*time.Minute, 25*time.Minute)
+		if h[3].PrefixRoot != h[2].PrefixRoot || h[2].PrefixRoot == h[1].PrefixRoot {
+			t.Fatal("prefix roots: the change's epoch should change it, the empty one after not")
+		}
+
+		// An auditor replays them all.
+		a := kt.NewAuditor(testOrigin, mustVerifier(t, cfg.LogKey))
+		es, err := st.Epochs(context.Background(), 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			var c kt.EpochChanges
+			if err := c.UnmarshalBinary(e.Changes); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Apply(&c); err != nil {
+				t.Fatalf("audit of epoch %d: %v", e.Number, err)
+			}
+		}
+		if a.Head().Size != 4 {
+			t.Fatalf("auditor at size %d, want 4", a.Head().Size)
+		}
+		if _, err := a.Cosign(srv.kt.log.Checkpoint(), newTestAuditor(t, "auditor.test").signer, time.Now()); err != nil {
+			t.Fatalf("cosigning after empty epochs: %v", err)
+		}
+
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", api.PathMetrics, nil))
+		m := rec.Body.String()
+		for _, w := range []string{
+			"doorless_transparency_epochs 4",
+			"doorless_transparency_empty_epochs_total 3",
+			fmt.Sprintf("doorless_transparency_last_epoch_timestamp_seconds %g", float64(start.Add(25*time.Minute).UnixMilli())/1000),
+		} {
+			if !strings.Contains(m, w+"\n") {
+				t.Errorf("metrics lack %q", w)
+			}
+		}
+	})
+}
+
+func mustVerifier(t *testing.T, vkey string) note.Verifier {
+	t.Helper()
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/ktkeys"
 	"github.com/doorless/doorless/kt"
 	"github.com/doorless/doorless/kt/vrf"
 )
@@ -34,19 +35,11 @@ type Keys struct {
 
 // NewKeys makes keys for a log named origin.
 func NewKeys(origin string) (*Keys, error) {
-	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+	k, err := ktkeys.Generate(rand.Reader, origin)
 	if err != nil {
 		return nil, err
 	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		return nil, err
-	}
-	v, err := vrf.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	return &Keys{Origin: origin, Signer: signer, VKey: vkey, VRF: v}, nil
+	return &Keys{Origin: k.Origin, Signer: k.Signer, VKey: k.LogKey, VRF: k.VRF}, nil
 }
 
 // Server is a log behind an http.Handler.
