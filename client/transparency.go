@@ -98,7 +98,26 @@ const (
 	// maxHeadRetries bounds the lookups repeated because another process
 	// using the profile moved the head meanwhile.
 	maxHeadRetries = 3
+	// uncheckedIntervals is how many monitoring intervals may pass
+	// without a successful check of this account's entry before the
+	// unchecked alert (three hours by default). A server that wants to
+	// hide a key it added to this account from this device alone has
+	// only to fail this device's own lookups (a 404, a 500, a bad proof)
+	// while serving everything else, and a failed check cannot be told
+	// from such a refusal. One or two failed checks in a row are a
+	// server restarting or a train going through a tunnel; a third
+	// interval without one is not ordinary, and three hours is short
+	// beside the day an auditor may lag (DefaultMaxAuditLag), the other
+	// bound on how long a change to this account can stay hidden.
+	uncheckedIntervals = 3
 )
+
+// joinCheckWaits are the pauses between the tries of the check right after
+// this device joins (Register, Link): that check takes the base later
+// checks hold the entry to, so a server that fails it and lets a later one
+// through could slip a change in between. Seconds are enough for a server
+// that only stumbled.
+var joinCheckWaits = []time.Duration{250 * time.Millisecond, time.Second, 2 * time.Second}
 
 // Errors of key transparency a caller branches on.
 var (
@@ -171,6 +190,20 @@ const (
 	// the log (hiding newer changes to this account from it), or it is
 	// broken, or this device's clock is far off.
 	AlertStale AlertKind = "stale"
+	// AlertUnchecked: no check of this account's entry has succeeded for
+	// longer than uncheckedIntervals monitoring intervals, or the check
+	// right after this device joined did not (and then, once one does,
+	// when its base was taken): a server that answers this device
+	// otherwise but not these checks may be hiding a change to this
+	// account from it. (A device that was offline all that time gets it
+	// too: it could not check.)
+	AlertUnchecked AlertKind = "unchecked"
+	// AlertDeviceAdded: the log holds a device list of this account with
+	// a device that this device did not add and had not seen on its list
+	// before: another device of the account added it (approving a link),
+	// which may be the user's doing, or someone holding the account's
+	// identity key (a removed or stolen device) did. Device names it.
+	AlertDeviceAdded AlertKind = "device_added"
 )
 
 // TransparencyAlert is an alert the key transparency monitors raised: the
@@ -184,6 +217,9 @@ type TransparencyAlert struct {
 	Kind    AlertKind `json:"kind"`
 	Subject string    `json:"subject"` // the username concerned
 	Detail  string    `json:"detail"`
+	// Device is the device the alert is about (AlertDeviceAdded), 0 for
+	// none.
+	Device uint32 `json:"device,omitempty"`
 }
 
 func (*TransparencyAlert) isEvent() {}
@@ -617,7 +653,8 @@ func alert(now time.Time, kind AlertKind, subject, detail string) *TransparencyA
 // to hand over; a repeat of one stored is not stored again.
 func addAlerts(tx *profile.Tx, as ...*TransparencyAlert) error {
 	for _, a := range as {
-		id, err := tx.AddTransparencyAlert(&profile.TransparencyAlert{At: a.At, Kind: string(a.Kind), Subject: a.Subject, Detail: a.Detail})
+		id, err := tx.AddTransparencyAlert(&profile.TransparencyAlert{At: a.At, Kind: string(a.Kind), Subject: a.Subject, Detail: a.Detail,
+			Device: a.Device})
 		if err != nil {
 			return err
 		}
@@ -657,7 +694,8 @@ func (c *Client) TransparencyAlerts(ctx context.Context) ([]TransparencyAlert, e
 	err := c.st.View(ctx, func(tx *profile.Tx) error {
 		as, err := tx.TransparencyAlerts()
 		for _, a := range as {
-			out = append(out, TransparencyAlert{ID: a.ID, At: a.At, Kind: AlertKind(a.Kind), Subject: a.Subject, Detail: a.Detail})
+			out = append(out, TransparencyAlert{ID: a.ID, At: a.At, Kind: AlertKind(a.Kind), Subject: a.Subject, Detail: a.Detail,
+				Device: a.Device})
 		}
 		return err
 	})
@@ -725,12 +763,16 @@ type TransparencyStatus struct {
 	Origin   string
 	HeadSize uint64    // the last head verified: how many epochs (0: none yet)
 	Pinned   time.Time // when the log's keys were pinned
-	// LastCheck is when the owner monitor last checked this account's
-	// entries (zero: never); Monitored whether it has seen them.
+	// LastCheck is when a check of this account's entry by the owner
+	// monitor last succeeded (zero: never); Monitored whether it has seen
+	// the entry.
 	LastCheck time.Time
 	Monitored bool
-	Policy    TransparencyPolicy
-	Alerts    []TransparencyAlert
+	// UncheckedAfter is how long the owner monitor may go without a
+	// successful check before it raises an AlertUnchecked.
+	UncheckedAfter time.Duration
+	Policy         TransparencyPolicy
+	Alerts         []TransparencyAlert
 }
 
 // TransparencyStatus returns what this device knows of the log, without
@@ -740,7 +782,7 @@ func (c *Client) TransparencyStatus(ctx context.Context) (*TransparencyStatus, e
 	if err != nil {
 		return nil, err
 	}
-	s := &TransparencyStatus{Origin: l.Origin, HeadSize: l.HeadSize, Pinned: l.Pinned, Policy: c.policy(l)}
+	s := &TransparencyStatus{Origin: l.Origin, HeadSize: l.HeadSize, Pinned: l.Pinned, Policy: c.policy(l), UncheckedAfter: c.uncheckedAfter()}
 	err = c.st.View(ctx, func(tx *profile.Tx) error {
 		o, err := tx.OwnerState()
 		if err != nil {
@@ -781,6 +823,16 @@ func (c *Client) TransparencyStatus(ctx context.Context) (*TransparencyStatus, e
 // alerts too: a server that keeps this device on an old log could hide a
 // key it added to this account since). Receive runs the check every
 // Options.MonitorInterval.
+//
+// A check that fails, for whatever reason (the server's refusal, a proof
+// that does not verify, no network), once none has succeeded for
+// uncheckedIntervals monitoring intervals, raises an AlertUnchecked: a
+// server can hide a change to this account from this device alone by
+// failing only its checks. A device list in the log with a device this
+// device did not add and had not seen on the account's list before raises
+// an AlertDeviceAdded: another device of the account added it, which may
+// be the user's doing, or not (a removed device still holds the identity
+// key, and can sign a list that names it again).
 func (c *Client) CheckTransparency(ctx context.Context) error {
 	_, err := c.checkOwn(ctx, false)
 	return err
@@ -791,6 +843,12 @@ func (c *Client) CheckTransparency(ctx context.Context) error {
 // there is not an alert yet (behind reports it), as when the change may be
 // in the store and not yet published.
 func (c *Client) checkOwn(ctx context.Context, patient bool) (behind bool, err error) {
+	defer func() {
+		// A check that did not complete (stopped by the caller aside).
+		if err != nil && !errors.Is(err, ErrTransparencyAlert) && ctx.Err() == nil {
+			c.noteFailedCheck(ctx)
+		}
+	}()
 	var epoch int64 // the newest epoch's time, as the last proof fetched has it
 	lookup := c.lookupProof(c.username)
 	res, err := c.proven(ctx, c.username, func(ctx context.Context, known uint64) (*kt.LookupProof, [][]byte, error) {
@@ -832,6 +890,73 @@ func (c *Client) checkOwn(ctx context.Context, patient bool) (behind bool, err e
 		return false, ErrTransparencyAlert
 	}
 	return behind, nil
+}
+
+// uncheckedAfter is how long the owner monitor may go without a successful
+// check before the unchecked alert.
+func (c *Client) uncheckedAfter() time.Duration {
+	return uncheckedIntervals * c.kt.monitorInterval
+}
+
+// noteFailedCheck raises the unchecked alert after a failed check when
+// none has succeeded for longer than uncheckedAfter (none since this device
+// pinned the log, if none ever did). Its detail names the last success, not
+// now, so that the failures that follow store one alert.
+func (c *Client) noteFailedCheck(ctx context.Context) {
+	now := c.now()
+	c.st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error {
+		st, err := tx.OwnerState()
+		if err != nil {
+			return err
+		}
+		since, last := st.Checked, "the last successful check was at %s"
+		if since.IsZero() {
+			l, err := tx.TransparencyLog()
+			if err != nil || l == nil {
+				return err
+			}
+			since, last = l.Pinned, "none has succeeded since this device joined, at %s"
+		}
+		if now.Sub(since) <= c.uncheckedAfter() {
+			return nil
+		}
+		return addAlerts(tx, alert(now, AlertUnchecked, c.username, fmt.Sprintf("this device could not check your account's entry in the log "+
+			"for over %s ("+last+"): the server may be failing these checks alone to hide a key or device it added to your account "+
+			"(or this device was offline all that time)", shortDuration(c.uncheckedAfter()), since.UTC().Format(time.RFC3339))))
+	})
+}
+
+// joinCheck is the owner monitor's first check, right after this device
+// joined (Register, Link): it takes the base. It is tried a few times;
+// if none succeeds the account stays (it exists on the server), but an
+// unchecked alert says at once that the base will come from a later check,
+// and judgeOwn raises another, with its time, when one does: a value the
+// server published for this account and took back in between would not
+// show.
+func (c *Client) joinCheck(ctx context.Context) {
+	for try := 0; ; try++ {
+		_, err := c.checkOwn(ctx, false)
+		if err == nil || errors.Is(err, ErrTransparencyAlert) {
+			return
+		}
+		if try == len(joinCheckWaits) || sleepCtx(ctx, joinCheckWaits[try]) != nil {
+			break
+		}
+	}
+	now := c.now()
+	c.st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error {
+		st, err := tx.OwnerState()
+		if err != nil || st.Baseline {
+			return err // (another process's check took it meanwhile)
+		}
+		st.JoinUnchecked = true
+		if err := tx.PutOwnerState(st); err != nil {
+			return err
+		}
+		return addAlerts(tx, alert(now, AlertUnchecked, c.username, "the check of your account's entry in the log right after this device "+
+			"joined did not succeed: until one does, this device cannot tell whether the server has published a key or device for your "+
+			"account that you did not make, and the first check that succeeds takes the entry as it finds it as its base"))
+	})
 }
 
 // staleAlert is the alert for a log whose newest epoch, made at epoch, is
@@ -962,9 +1087,31 @@ func (c *Client) judgeOwn(st *profile.OwnerState, r kt.Result, pinned, now time.
 			"the log holds %s (someone had the server publish keys you did not make, and maybe take them back)",
 			r.Counter, list.Version, st.Base+int64(list.Version)-1, what)
 	}
+	// Devices on the list that this device neither added nor saw there
+	// before: another device of the account added them.
+	if list.Version >= st.ListVersion {
+		if st.Devices != nil {
+			for _, d := range list.Devices {
+				if d != c.deviceID && !slices.Contains(st.Devices, d) && !slices.Contains(st.Added, d) {
+					a := alert(now, AlertDeviceAdded, c.username, fmt.Sprintf("device %d was added to your account by another of its devices "+
+						"(device list version %d): if that was not you, remove it", d, list.Version))
+					a.Device = d
+					as = append(as, a)
+				}
+			}
+		}
+		next.Devices = slices.Clone(list.Devices)
+		next.Added = slices.DeleteFunc(slices.Clone(st.Added), list.Contains)
+	}
 	// Later checks go on from what was found (alerted, if it broke a
 	// rule): an alert the user cleared comes back only for a new change.
 	if bytes.Equal(v.IdentityKey, c.identity.Public.Bytes()) {
+		if !st.Baseline && st.JoinUnchecked {
+			raise(AlertUnchecked, "the first check of your account's entry that succeeded came at %s, not right after this device joined: "+
+				"it took the entry as it found it then (version %d, device list version %d) as its base, so a key or device published for "+
+				"your account and taken back before then would not show", now.UTC().Format(time.RFC3339), r.Counter, list.Version)
+			next.JoinUnchecked = false
+		}
 		next.Baseline, next.Base = true, base
 		next.ListVersion = max(next.ListVersion, list.Version)
 	}
