@@ -320,16 +320,19 @@ func (c *Client) encryptFor(ctx context.Context, username string, pt []byte, ref
 				// the server's answer: most accounts have none.)
 				return &needBundles{all: true}
 			}
-			if username != c.username {
-				// Nothing goes to a key the log was not seen to hold
-				// (one that came with a message, say).
-				ok, err := ktVerified(tx, username, ct.AccountID, ct.IdentityKey)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					return &needBundles{lookup: true}
-				}
+			// Nothing goes to a key the log was not seen to hold (one
+			// that came with a message, say), nor to a device the
+			// account's list in the log, verified within listMaxAge,
+			// does not name: a session with one (a removed device, which
+			// still holds the identity key, could have started it with
+			// the server's help) is not used. A device the server names
+			// that the list does not gets a bundle, with a proof, anew.
+			listed, err := c.freshList(tx, username, ct.AccountID, ct.IdentityKey)
+			if err != nil {
+				return err
+			}
+			if listed == nil && (username != c.username || len(devices) > 0) {
+				return &needBundles{lookup: true}
 			}
 			need := new(needBundles)
 			for _, d := range refresh {
@@ -339,6 +342,14 @@ func (c *Client) encryptFor(ctx context.Context, username string, pt []byte, ref
 			}
 			for _, d := range devices {
 				if slices.Contains(need.devices, d) {
+					continue
+				}
+				if listed == nil || !listed.Contains(d) {
+					// Not one of the account's devices, as the log has
+					// it: its session goes.
+					if err := tx.DeleteSession(ct.AccountID, d); err != nil {
+						return err
+					}
 					continue
 				}
 				rec, err := tx.Session(ct.AccountID, d)

@@ -112,6 +112,17 @@ const (
 	uncheckedIntervals = 3
 )
 
+// listMaxAge is how long ago this device may have verified a user's entry
+// in the log and still encrypt to the devices on its list without looking
+// it up again. Nothing else tells a sender that a device was removed from
+// an account but the server (its 409 answer, a fresh bundle), which may be
+// the one keeping the removed device (it still holds the identity key)
+// on the list; so the list is refreshed from the log, which the account's
+// owner monitors, at least this often while the sender writes. An hour,
+// like the owner monitor's interval and the log's largest epoch age: a
+// removed device reads a sender's messages an hour or two at most.
+const listMaxAge = time.Hour
+
 // joinCheckWaits are the pauses between the tries of the check right after
 // this device joins (Register, Link): that check takes the base later
 // checks hold the entry to, so a server that fails it and lets a later one
@@ -592,29 +603,73 @@ func (c *Client) lookup(ctx context.Context, username string) (*kt.AccountValue,
 	return v, nil
 }
 
-// ktVerified reports whether the log, as this device last verified it,
-// maps username to accountID with the identity key ik.
-func ktVerified(tx *profile.Tx, username, accountID string, ik keys.PublicKey) (bool, error) {
+// loggedList returns the device list the log holds for username's entry,
+// as this device last verified it, when the entry maps username to
+// accountID with the identity key ik and the list is signed by that key;
+// nil otherwise (nothing verified, another account or key, a list the key
+// did not sign). Only the devices it names are encrypted to, and taken to
+// be the account's: a removed device still holds the identity key, and
+// with the server's help could make a session with a sender, but the log
+// no longer lists it.
+func loggedList(tx *profile.Tx, username, accountID string, ik keys.PublicKey) (*devicelist.List, error) {
 	u, err := tx.TransparencyLabel(kt.UsernameLabel(username))
 	if err != nil || u == nil || !u.Present || len(u.Value) == 0 {
-		return false, err
+		return nil, err
 	}
 	v, err := kt.DecodeAccountValue(u.Value)
-	if err != nil {
-		return false, nil
+	if err != nil || v.AccountID != accountID || !bytes.Equal(v.IdentityKey, ik.Bytes()) {
+		return nil, nil
 	}
-	return v.AccountID == accountID && bytes.Equal(v.IdentityKey, ik.Bytes()), nil
+	l, err := devicelist.Verify(ik, v.DeviceList)
+	if err != nil {
+		return nil, nil
+	}
+	return l, nil
+}
+
+// ktVerified reports whether the log, as this device last verified it,
+// maps username to accountID with the identity key ik (and a device list
+// that key signed).
+func ktVerified(tx *profile.Tx, username, accountID string, ik keys.PublicKey) (bool, error) {
+	l, err := loggedList(tx, username, accountID, ik)
+	return l != nil, err
+}
+
+// freshList is loggedList when this device verified the entry less than
+// listMaxAge ago, nil otherwise: what it encrypts to. (For this account's
+// own username: its own list.)
+func (c *Client) freshList(tx *profile.Tx, username, accountID string, ik keys.PublicKey) (*devicelist.List, error) {
+	u, err := tx.TransparencyLabel(kt.UsernameLabel(username))
+	if err != nil || u == nil || c.now().Sub(u.Verified) >= listMaxAge {
+		return nil, err
+	}
+	return loggedList(tx, username, accountID, ik)
 }
 
 // ensureVerified makes sure that the key this device trusts for a contact
-// is the one the log holds: it looks the user up when it was not verified
-// that way, and when the log holds another account or key, fetches the
-// user's keys anew (fetchSessions: with their proof, and the usual trust
-// decisions about a changed key). A user this device does not know is
-// fetched the same way.
+// is the one the log holds, as verified less than listMaxAge ago: it looks
+// the user up when it was not verified that way, and when the log holds
+// another account or key, fetches the user's keys anew (fetchSessions:
+// with their proof, and the usual trust decisions about a changed key). A
+// user this device does not know is fetched the same way. For this
+// account's own username it runs the owner monitor's check, which verifies
+// its entry.
 func (c *Client) ensureVerified(ctx context.Context, username string, res *SendResult) error {
 	if username == c.username {
-		return nil
+		var fresh bool
+		err := c.st.View(ctx, func(tx *profile.Tx) error {
+			l, err := c.freshList(tx, c.username, c.accountID, c.identity.Public)
+			fresh = l != nil
+			return err
+		})
+		if err != nil || fresh {
+			return err
+		}
+		_, err = c.checkOwn(ctx, false)
+		if errors.Is(err, ErrTransparencyAlert) {
+			err = nil // checked, and what it found is an alert
+		}
+		return err
 	}
 	verified := func() (known, ok bool, err error) {
 		err = c.st.View(ctx, func(tx *profile.Tx) error {
@@ -623,7 +678,8 @@ func (c *Client) ensureVerified(ctx context.Context, username string, res *SendR
 				return err
 			}
 			known = true
-			ok, err = ktVerified(tx, username, ct.AccountID, ct.IdentityKey)
+			l, err := c.freshList(tx, username, ct.AccountID, ct.IdentityKey)
+			ok = l != nil
 			return err
 		})
 		return known, ok, err
