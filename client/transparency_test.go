@@ -1254,3 +1254,54 @@ func TestDeviceAddedByAnotherDevice(t *testing.T) {
 		t.Fatalf("owner state %+v", st)
 	}
 }
+
+// TestSafetyNumberFromLog: bob's key for alice came with her first message;
+// the log holds a ghost key for her. Bob's safety number for her is over
+// the key the log holds (the one a send would encrypt to), looked up before
+// it is shown, so comparing it with hers shows the ghost; once the log
+// holds her key again and bob has looked it up, the numbers match.
+func TestSafetyNumberFromLog(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	mustSend(t, alice, "bob", "hello")
+	wantTexts(t, receive(t, bob), "alice", "hello")
+	// The ghost key comes with a device list it signed.
+	real := k.account("alice")
+	ghost, _ := keys.GenerateKeyPair(nil)
+	ghostList, err := devicelist.Sign(ghost.Private, &devicelist.List{Version: 1, Timestamp: time.Now().UnixMilli(), Devices: []uint32{1}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.publishAccount("alice", ghost.Public.Bytes(), ghostList)
+
+	hers, err := alice.SafetyNumber(ctxT(t), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	his, err := bob.SafetyNumber(ctxT(t), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := labelState(t, bob, kt.UsernameLabel("alice")); l == nil || !l.Present {
+		t.Fatal("bob showed a safety number without looking alice up")
+	}
+	if his.Displayable == hers.Displayable {
+		t.Fatal("bob's safety number is over a key the log does not hold: it matches alice's, and hides the ghost")
+	}
+	ghostNumber, err := bob.fingerprint(alice.AccountID(), ghost.Public)
+	if err != nil || his.Displayable != ghostNumber.Displayable() {
+		t.Fatalf("bob's number is not over the log's key: %v", err)
+	}
+
+	// The log holds her key again, and bob looks her up (as a send does
+	// when his view is an hour old).
+	k.publishAccount("alice", real.IdentityKey, real.DeviceList)
+	if _, err := bob.lookup(ctxT(t), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if his, err = bob.SafetyNumber(ctxT(t), "alice"); err != nil || his.Displayable != hers.Displayable {
+		t.Fatalf("bob's number once the log holds alice's key: %+v, %v; hers %s", his, err, hers.Displayable)
+	}
+}
