@@ -73,7 +73,9 @@ type Outgoing struct {
 //
 // For one-to-one messages it fetches prekey bundles for devices it has no
 // session with, checked against the user's signed device list: a device not
-// on the list is refused (ErrUnlistedDevice). If the server presents an
+// on the list is refused (ErrUnlistedDevice). It encrypts only to devices on
+// the list the key transparency log holds for the user, as this device
+// verified it within the last hour (it looks the user up when it is older). If the server presents an
 // identity key for the user other than the one known: for a verified contact
 // it sends nothing and returns ErrUntrustedIdentity (the new key is kept
 // aside, for SafetyNumber and Verify); otherwise it accepts the new key and

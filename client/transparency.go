@@ -39,7 +39,16 @@ import (
 //     else is ErrTransparency and nothing is encrypted. A contact's key that
 //     came another way (the first message of someone who wrote first, a
 //     sealed sender certificate) is looked up in the log before anything is
-//     encrypted to it; the labels table records what was verified.
+//     encrypted to it; the labels table records what was verified. A
+//     safety number is over a key the log holds, too.
+//   - Logged devices. Only devices on the account's device list in the
+//     log, as this device verified it less than an hour ago (listMaxAge),
+//     are encrypted to: one-to-one, transcripts to this account's other
+//     devices, sender keys, sealed multi-recipient sends. A removed device
+//     still holds the identity key; the log, which the account's owner
+//     monitors, no longer lists it. A message from a device not on the
+//     sender's list makes this device look the sender up once more, and
+//     is dropped if the device is still not listed.
 //   - Contact monitoring. For each label this device verified it keeps the
 //     counter and value; a later proof with a smaller counter, or another
 //     value under the same counter, is ErrTransparencyRollback and an
@@ -61,7 +70,10 @@ import (
 //     approving a link, removing a device) the check also finds exactly the
 //     new list in the log. What this account did not do is a persistent
 //     alert (TransparencyAlerts, a *TransparencyAlert event, a warning on
-//     every CLI command) until ClearTransparencyAlerts.
+//     every CLI command) until ClearTransparencyAlerts. So is a device that
+//     another device of the account added (a notice: it may be the user's
+//     doing), and a check that cannot be made: the one right after joining
+//     (whose counter is the base), or any for three monitoring intervals.
 
 // Key transparency defaults.
 const (
