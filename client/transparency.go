@@ -955,7 +955,7 @@ func (c *Client) checkOwn(ctx context.Context, patient bool) (behind bool, err e
 		return false, err
 	}
 	if len(found) > 0 {
-		return false, ErrTransparencyAlert
+		return behind, ErrTransparencyAlert
 	}
 	return behind, nil
 }
@@ -1069,8 +1069,9 @@ func ownChanged(tx *profile.Tx, version uint64, list []byte) error {
 func (c *Client) checkOwnChange(ctx context.Context, wait time.Duration) {
 	deadline := time.Now().Add(wait)
 	for {
+		// (A check that raised an alert may still wait for the change.)
 		behind, err := c.checkOwn(ctx, time.Now().Before(deadline))
-		if err != nil || !behind {
+		if err != nil && !errors.Is(err, ErrTransparencyAlert) || !behind {
 			return
 		}
 		if sleepCtx(ctx, linkPoll) != nil {
