@@ -47,6 +47,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -428,6 +429,16 @@ func joined(ctx context.Context, dir string, st *profile.Store, opt Options, ser
 		if err := ownChanged(tx, list.Version, signedList); err != nil {
 			return err
 		}
+		// The devices already on the account when this one joined are
+		// no news to it; a device added later by another one is.
+		st, err := tx.OwnerState()
+		if err != nil {
+			return err
+		}
+		st.Devices = slices.Clone(list.Devices)
+		if err := tx.PutOwnerState(st); err != nil {
+			return err
+		}
 		return tx.PutDeviceList(resp.AccountID, list.Version, signedList)
 	})
 	if err != nil {
@@ -448,8 +459,9 @@ func joined(ctx context.Context, dir string, st *profile.Store, opt Options, ser
 	// The owner monitor's first look at this account's entry: the server
 	// answered once it was published, so it holds exactly the device list
 	// this device joined under, and its counter is the base later checks
-	// hold the entry to. If the look fails, the next check makes it.
-	c.checkOwnChange(ctx, 0)
+	// hold the entry to. It must succeed: if it does not, after a few
+	// tries, an alert says so (joinCheck).
+	c.joinCheck(ctx)
 	return c, nil
 }
 

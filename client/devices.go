@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -348,7 +349,7 @@ func parseLinkCode(code string) (address string, pub *ecdh.PublicKey, err error)
 // key and a link token for it, waits until the new device has joined (or
 // the token expired: ErrLinkExpired) and returns its id. Only approve a code
 // you read off your own new device.
-func (c *Client) ApproveLink(ctx context.Context, code string) (uint32, error) {
+func (c *Client) ApproveLink(ctx context.Context, code string) (id uint32, err error) {
 	address, pub, err := parseLinkCode(code)
 	if err != nil {
 		return 0, err
@@ -360,6 +361,33 @@ func (c *Client) ApproveLink(ctx context.Context, code string) (uint32, error) {
 	if tok.Token == "" || tok.DeviceID < 2 || tok.DeviceID > api.MaxDevicesPerAccount {
 		return 0, errors.New("client: link: the server's link token is malformed")
 	}
+	// The device this approves is this device's doing: the owner monitor
+	// is not to take it for one another device added.
+	err = c.st.Update(ctx, func(tx *profile.Tx) error {
+		st, err := tx.OwnerState()
+		if err != nil || slices.Contains(st.Added, tok.DeviceID) {
+			return err
+		}
+		st.Added = append(st.Added, tok.DeviceID)
+		return tx.PutOwnerState(st)
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if err != nil {
+			// Not added after all: the id is news again if a list
+			// names it (the server could hand another device it).
+			c.st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error {
+				st, err := tx.OwnerState()
+				if err != nil {
+					return err
+				}
+				st.Added = slices.DeleteFunc(st.Added, func(d uint32) bool { return d == tok.DeviceID })
+				return tx.PutOwnerState(st)
+			})
+		}
+	}()
 	resp, _, err := c.ownDevices(ctx)
 	if err != nil {
 		return 0, err

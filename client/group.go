@@ -14,6 +14,7 @@ import (
 	"github.com/doorless/doorless/client/internal/group"
 	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/devicelist"
 	"github.com/doorless/doorless/protocol/keys"
 	"github.com/doorless/doorless/protocol/senderkey"
 )
@@ -545,6 +546,11 @@ func (c *Client) putOwnSenderKey(tx *profile.Tx, g *localGroup, rec *senderkey.R
 // (of this account: its other devices), first sending this device's sender
 // key, with the group's latest change, to the devices that do not have it.
 func (c *Client) sendSenderKey(ctx context.Context, g *localGroup, mem group.Member, skm, skdmPT []byte, ts int64) (int, error) {
+	// The member's devices as the log lists them, verified within
+	// listMaxAge (a lookup, when it is older).
+	if err := c.ensureVerified(ctx, mem.Username, new(SendResult)); err != nil {
+		return 0, err
+	}
 	var refresh []uint32
 	for range maxSendAttempts {
 		// Sessions with the devices the server asked for anew.
@@ -580,7 +586,14 @@ func (c *Client) sendSenderKey(ctx context.Context, g *localGroup, mem group.Mem
 				if err != nil {
 					return err
 				}
+				listed, err := c.memberList(tx, mem)
+				if err != nil || listed == nil {
+					return err
+				}
 				for _, d := range devices {
+					if !listed.Contains(d) {
+						continue // deliver did not send it the key
+					}
 					if err := tx.MarkSenderKeyShared(g.dist[:], mem.AccountID, d); err != nil {
 						return err
 					}
@@ -607,8 +620,10 @@ func (c *Client) sendSenderKey(ctx context.Context, g *localGroup, mem group.Mem
 }
 
 // senderKeyMessages makes the sender-key message for every device of the
-// member this device has a current session with, and tells whether one of
-// them lacks this device's sender key.
+// member on the member's device list in the log that this device has a
+// current session with, and tells whether one of them lacks this device's
+// sender key (or the member's list is not verified yet: the one-to-one
+// send of the key verifies it).
 func (c *Client) senderKeyMessages(ctx context.Context, g *localGroup, mem group.Member, skm []byte) (msgs []api.OutgoingMessage, unshared bool, err error) {
 	err = c.st.View(ctx, func(tx *profile.Tx) error {
 		msgs, unshared = nil, false
@@ -616,7 +631,18 @@ func (c *Client) senderKeyMessages(ctx context.Context, g *localGroup, mem group
 		if err != nil {
 			return err
 		}
+		listed, err := c.memberList(tx, mem)
+		if err != nil {
+			return err
+		}
+		if listed == nil {
+			unshared = true
+			return nil
+		}
 		for _, d := range devices {
+			if !listed.Contains(d) {
+				continue // not one of the member's devices, as the log has it
+			}
 			rec, err := tx.Session(mem.AccountID, d)
 			if err != nil {
 				return err
@@ -638,6 +664,17 @@ func (c *Client) senderKeyMessages(ctx context.Context, g *localGroup, mem group
 		return nil
 	})
 	return msgs, unshared, err
+}
+
+// memberList is the device list the log holds for a group member (this
+// account's own for this account), as this device verified it within
+// listMaxAge; nil when it has verified none for the member's account and
+// key in that time.
+func (c *Client) memberList(tx *profile.Tx, mem group.Member) (*devicelist.List, error) {
+	if mem.AccountID == c.accountID {
+		return c.freshList(tx, c.username, c.accountID, c.identity.Public)
+	}
+	return c.freshList(tx, mem.Username, mem.AccountID, mem.Identity)
 }
 
 // groupContent acts on the group part of a one-to-one message: a signed
@@ -846,6 +883,17 @@ func (c *Client) decryptSenderKey(tx *profile.Tx, env *api.Envelope, sealedBy *k
 	}
 	if sealedBy != nil && !mem.Identity.Equal(*sealedBy) {
 		return errDrop // sealed by another key than the member's
+	}
+	// Nor from a device no longer on the member's list in the log (a
+	// removed one keeps the sender key it had).
+	username := mem.Username
+	if ct, err := tx.ContactByAccount(env.SourceAccount); err != nil {
+		return err
+	} else if ct != nil {
+		username = ct.Username
+	}
+	if err := c.checkListed(tx, username, env.SourceAccount, env.SourceDevice, mem.Identity); err != nil {
+		return err
 	}
 	b, err := rec.MarshalBinary()
 	if err != nil {

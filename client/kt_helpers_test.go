@@ -58,6 +58,10 @@ type ktLog struct {
 	last []byte
 	// frozen: the accounts shown an old view of the log, by account id.
 	frozen map[string]*frozenView
+	// refuse: the usernames whose own lookups (of their own entry, by
+	// their devices) the server answers with an error: the HTTP status
+	// (404, 500, ...), or badProof for a proof that does not verify.
+	refuse map[string]int
 }
 
 // frozenView is the log as it was, with its entries then.
@@ -81,7 +85,7 @@ func newKTServer(t *testing.T, mod func(*server.Config)) (*testServer, *ktLog) {
 	}
 	vkey, vk := keys.LogKey, keys.VRF
 	k := &ktLog{t: t, origin: testOrigin, vkey: vkey, cfg: keys.LogConfig(), log: l, entries: map[kt.Index]*kt.Entry{}, values: map[string][]byte{},
-		names: map[string]ktAccount{}, published: map[string][]kt.Entry{}, frozen: map[string]*frozenView{},
+		names: map[string]ktAccount{}, published: map[string][]kt.Entry{}, frozen: map[string]*frozenView{}, refuse: map[string]int{},
 		keys: api.TransparencyKeysResponse{Origin: testOrigin, LogKey: vkey, VRFKey: vk.Public().Bytes()}}
 	return newWrappedServer(t, mod, k.wrap), k
 }
@@ -325,6 +329,28 @@ func (k *ktLog) wrap(h http.Handler) http.Handler {
 		case r.Method == http.MethodGet && len(parts) == 4 && parts[1] == "transparency" && parts[2] == "lookup":
 			login, _, _ := r.BasicAuth()
 			acct, _, _ := strings.Cut(login, ".")
+			k.mu.Lock()
+			var status int
+			if a, ok := k.names[acct]; ok && a.username == parts[3] {
+				status = k.refuse[parts[3]]
+			}
+			k.mu.Unlock()
+			if status == badProof {
+				p := k.proveFor(acct, [][]byte{kt.UsernameLabel(parts[3])}, knownOf(r))
+				p[len(p)-1] ^= 1
+				writeJSONTest(w, api.TransparencyLookupResponse{Proof: p})
+				return
+			}
+			if status != 0 {
+				code := api.CodeInternal
+				if status == http.StatusNotFound {
+					code = api.CodeNotFound
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(status)
+				json.NewEncoder(w).Encode(&api.ErrorBody{Error: &api.Error{Code: code, Message: "refused"}})
+				return
+			}
 			writeJSONTest(w, api.TransparencyLookupResponse{Proof: k.proveFor(acct, [][]byte{kt.UsernameLabel(parts[3])}, knownOf(r))})
 
 		case r.Method == http.MethodPost && r.URL.Path == api.PathAccounts:
@@ -408,5 +434,21 @@ func (k *ktLog) republishList(accountID string, list []byte) {
 func (k *ktLog) suppressNext(n int) {
 	k.mu.Lock()
 	k.suppress = n
+	k.mu.Unlock()
+}
+
+// badProof, given to refuseLookups, refuses with a proof that does not
+// verify.
+const badProof = -1
+
+// refuseLookups has the server answer the lookups username's devices make
+// of its own entry with the HTTP status, or badProof (0: answer again).
+func (k *ktLog) refuseLookups(username string, status int) {
+	k.mu.Lock()
+	if status == 0 {
+		delete(k.refuse, username)
+	} else {
+		k.refuse[username] = status
+	}
 	k.mu.Unlock()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/store"
 	"github.com/doorless/doorless/protocol/keys"
+	"github.com/doorless/doorless/protocol/session"
 )
 
 // link makes a new device of primary's account, approved by primary.
@@ -507,5 +509,151 @@ func TestFileMessages(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(bdir, viewOnceDir)); len(ents) != 0 {
 		t.Fatalf("view-once blobs left: %v", ents)
+	}
+}
+
+// preKeyFrom makes what a hostile server would deliver to to from a device that was removed from its account (from: it still holds
+// the account's identity key): a session-starting message, as from's
+// device, under that key.
+func preKeyFrom(t *testing.T, from, to *Client, text string) *api.Envelope {
+	t.Helper()
+	var br api.BundleResponse
+	if err := to.do(ctxT(t), http.MethodGet, bundlePath(to.Username(), to.DeviceID()), nil, &br); err != nil {
+		t.Fatal(err)
+	}
+	ik, err := keys.ParsePublicKey(br.IdentityKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := toBundle(ik, &br.Devices[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt, err := encodeText(text, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, addr := from.local()
+	rec := new(session.Record)
+	if err := rec.InitiateSession(local, addr, session.Address{Name: br.AccountID, DeviceID: to.DeviceID()}, b, time.Now(), randReader); err != nil {
+		t.Fatal(err)
+	}
+	typ, ct, err := rec.Encrypt(pt, time.Now(), randReader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &api.Envelope{ID: api.NewUUID(), Type: int(typ), SourceAccount: from.AccountID(), SourceUsername: from.Username(),
+		SourceDevice: from.DeviceID(), ServerTimestamp: time.Now().UnixMilli(), Content: ct}
+}
+
+// encryptedTo returns the devices c encrypts a message to username for.
+func encryptedTo(t *testing.T, c *Client, username string) []uint32 {
+	t.Helper()
+	pt, err := encodeText("probe", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c.encryptFor(ctxT(t), username, pt, nil, new(SendResult))
+	if err != nil {
+		t.Fatalf("%s encrypts for %s: %v", c.Username(), username, err)
+	}
+	var ds []uint32
+	for _, m := range msgs {
+		ds = append(ds, m.DeviceID)
+	}
+	slices.Sort(ds)
+	return ds
+}
+
+// TestRemovedDeviceGetsNothing: a device removed from alice's account
+// still holds her identity key. With the server's help it starts a session
+// with bob, and with alice's other device, as her device: the message is
+// dropped (once a fresh lookup shows the device is not on her list), and
+// nothing bob or alice's tablet sends goes to it: not a one-to-one message,
+// not a transcript, not a sender-key message. A sender whose list of her
+// devices is over an hour old looks it up again before writing, so a
+// session it made with the device before its removal is not used either.
+func TestRemovedDeviceGetsNothing(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	laptop, _ := s.link(t, alice, "alice-laptop")
+	tablet, _ := s.link(t, alice, "alice-tablet")
+	bob, _ := s.register(t, "bob", Options{})
+	carol, _ := s.register(t, "carol", Options{})
+	for _, c := range []*Client{bob, carol} {
+		if res := mustSend(t, c, "alice", "before"); res.Devices != 3 {
+			t.Fatalf("%s sent to %d devices", c.Username(), res.Devices)
+		}
+	}
+	if _, err := bob.CreateGroup(ctxT(t), "club", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.SendMessage(ctxT(t), "#club", Outgoing{Text: "to the club"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Client{alice, laptop, tablet} {
+		receive(t, c)
+	}
+	if err := alice.RemoveDevice(ctxT(t), laptop.DeviceID()); err != nil {
+		t.Fatal(err)
+	}
+	// Bob's list of alice's devices is the log's newest, and so is the
+	// tablet's (as after its next owner check).
+	if _, err := bob.lookup(ctxT(t), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tablet.CheckTransparency(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []*Client{bob, tablet} {
+		before := to.Stats().Dropped
+		if evs := deliver(t, to, preKeyFrom(t, laptop, to, "it is me, alice")); len(evs) != 0 {
+			t.Fatalf("%s.%d shows %v from the removed device", to.Username(), to.DeviceID(), evs)
+		}
+		if to.Stats().Dropped != before+1 {
+			t.Fatalf("%s.%d did not drop the message of the removed device", to.Username(), to.DeviceID())
+		}
+	}
+	// Bob's sessions with the laptop, from before, are not used: not for
+	// the club's sender key, nor for his messages.
+	g, err := bob.findGroup(ctxT(t), "#club")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, _ := g.state.Member(alice.AccountID())
+	msgs, _, err := bob.senderKeyMessages(ctxT(t), g, mem, []byte("skm"))
+	if err != nil || len(msgs) != 2 || slices.ContainsFunc(msgs, func(m api.OutgoingMessage) bool { return m.DeviceID == laptop.DeviceID() }) {
+		t.Fatalf("bob's sender-key messages for alice: %+v, %v", msgs, err)
+	}
+	if got := encryptedTo(t, bob, "alice"); !slices.Equal(got, []uint32{1, tablet.DeviceID()}) {
+		t.Fatalf("bob encrypts for alice's devices %v", got)
+	}
+	// The tablet's transcripts go to alice's first device alone.
+	if got := encryptedTo(t, tablet, "alice"); !slices.Equal(got, []uint32{1}) {
+		t.Fatalf("the tablet's transcripts go to %v", got)
+	}
+	for _, c := range []*Client{bob, tablet} {
+		if slices.Contains(sessionsWith(t, c, alice.AccountID()), laptop.DeviceID()) {
+			t.Fatalf("%s.%d keeps a session with the removed device", c.Username(), c.DeviceID())
+		}
+	}
+	res := mustSend(t, bob, "alice", "after")
+	if res.Devices != 2 {
+		t.Fatalf("bob's message went to %d devices", res.Devices)
+	}
+	wantTexts(t, receive(t, alice), "bob", "after")
+
+	// Carol has not looked alice up since: her session with the laptop
+	// stands, until her list is an hour old and she looks again.
+	later := time.Now().Add(listMaxAge + time.Minute)
+	k.setClock(later)
+	k.publish()
+	carol.now = func() time.Time { return later }
+	if got := encryptedTo(t, carol, "alice"); !slices.Equal(got, []uint32{1, tablet.DeviceID()}) {
+		t.Fatalf("carol, an hour later, encrypts for alice's devices %v", got)
+	}
+	if slices.Contains(sessionsWith(t, carol, alice.AccountID()), laptop.DeviceID()) {
+		t.Fatal("carol keeps a session with the removed device")
 	}
 }

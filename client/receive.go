@@ -438,14 +438,93 @@ func (p *preKeys) KyberPreKey(id uint32) (*keys.KyberPreKey, error) {
 // errDrop marks an envelope that is acknowledged without anything handed on.
 var errDrop = errors.New("client: envelope dropped")
 
+// unlistedSender: an envelope came from a device that the sender's device
+// list in the log, as this device last verified it, does not name. The
+// device may be new (the list this device holds is old), or removed (it
+// still holds the identity key, and the server can relay what it makes).
+type unlistedSender struct {
+	username string // whose entry to look up
+}
+
+func (u *unlistedSender) Error() string {
+	return "client: a message from a device not on its account's device list"
+}
+
 // processEnvelope decrypts one envelope and, in one transaction, saves the
 // session, records the envelope id and stores its events in the inbox. It
 // returns nil when the envelope may be acknowledged: done now, done before,
-// or dropped as undecryptable. Any other error is local and ends Receive.
+// or dropped as undecryptable. Any other error is local and ends Receive,
+// but for a *transient one: the envelope comes again on a new connection.
+//
+// An envelope from a device the sender's list in the log (as this device
+// last verified it) does not name makes it look the sender up again (this
+// account's own entry: the owner monitor's check) and try once more; a
+// device still not listed is dropped, as a message from a device removed
+// from the account: it holds the identity key still, but is no longer the
+// account's. (A sender whose entry this device has not verified, a user
+// who wrote first, is taken as before: nothing is encrypted to it before
+// the lookup that shows its list.) A lookup that fails without a verdict
+// (no network, the server's error) leaves the envelope for later.
 func (c *Client) processEnvelope(ctx context.Context, env *api.Envelope) error {
+	err := c.processOnce(ctx, env)
+	var u *unlistedSender
+	if errors.As(err, &u) {
+		if err := c.lookAgain(ctx, u.username); err != nil {
+			return &transient{err: err}
+		}
+		if err = c.processOnce(ctx, env); errors.As(err, &u) {
+			err = errDrop
+		}
+	}
+	if !errors.Is(err, errDrop) {
+		return err
+	}
+	now := c.now()
+	c.dropped.Add(1)
+	// The decryption changed nothing (the transaction rolled back);
+	// remember the id all the same, so that a redelivery is skipped at once.
+	return c.st.Update(ctx, func(tx *profile.Tx) error { return tx.MarkProcessed(env.ID, now) })
+}
+
+// lookAgain verifies a user's entry in the log anew, so that its device
+// list is the newest. Only a failure that is no verdict on the entry (no
+// network, a server error) is returned.
+func (c *Client) lookAgain(ctx context.Context, username string) error {
+	var err error
+	if username == c.username {
+		_, err = c.checkOwn(ctx, false)
+	} else {
+		_, err = c.lookup(ctx, username)
+	}
+	if err == nil || errors.Is(err, ErrTransparency) || errors.Is(err, ErrUnknownUser) || errors.Is(err, ErrTransparencyAlert) {
+		return nil
+	}
+	return err
+}
+
+// checkListed returns an *unlistedSender when the device list the log
+// holds for the account, as this device last verified it, does not name
+// the device (for this account: its own list). A sender whose entry this
+// device has not verified under that account and key passes.
+func (c *Client) checkListed(tx *profile.Tx, username, accountID string, device uint32, ik keys.PublicKey) error {
+	if accountID == c.accountID {
+		username = c.username
+	}
+	l, err := loggedList(tx, username, accountID, ik)
+	if err != nil {
+		return err
+	}
+	if l != nil && !l.Contains(device) {
+		return &unlistedSender{username: username}
+	}
+	return nil
+}
+
+// processOnce is processEnvelope's transaction.
+func (c *Client) processOnce(ctx context.Context, env *api.Envelope) error {
 	now := c.now()
 	local, localAddr := c.local()
-	err := c.st.Update(ctx, func(tx *profile.Tx) error {
+	return c.st.Update(ctx, func(tx *profile.Tx) error {
 		done, err := tx.Processed(env.ID)
 		if err != nil {
 			return err
@@ -471,13 +550,6 @@ func (c *Client) processEnvelope(ctx context.Context, env *api.Envelope) error {
 		remote := session.Address{Name: env.SourceAccount, DeviceID: env.SourceDevice}
 		return c.decryptInto(tx, env, local, localAddr, remote, sealedBy, now)
 	})
-	if !errors.Is(err, errDrop) {
-		return err
-	}
-	c.dropped.Add(1)
-	// The decryption changed nothing (the transaction rolled back);
-	// remember the id all the same, so that a redelivery is skipped at once.
-	return c.st.Update(ctx, func(tx *profile.Tx) error { return tx.MarkProcessed(env.ID, now) })
 }
 
 // decryptInto does the work of processEnvelope inside its transaction. It
@@ -566,6 +638,11 @@ func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.I
 	defer clear(pt)
 	if sealedBy != nil && !identity.Equal(*sealedBy) {
 		return errDrop // sealed by one key, the session is with another
+	}
+	// Nothing from a device the account's list in the log does not name
+	// (the session just made is not kept either).
+	if err := c.checkListed(tx, from, env.SourceAccount, env.SourceDevice, identity); err != nil {
+		return err
 	}
 
 	// The identity key: trusted on first use. For a contact not verified, a

@@ -34,12 +34,17 @@ const (
 )
 
 // SafetyNumber returns the safety number of the conversation with a user,
-// over the identity key known for them; an unknown user's key is looked up
-// in the key transparency log (ErrTransparency when its proof fails) and
-// trusted from then on (trust on first use). When Send
-// refused a verified contact's changed key (ErrUntrustedIdentity), the number
-// is over the new key, not verified, so that the user can compare it and
-// Verify it.
+// over the identity key known for them, which must be the one the key
+// transparency log holds: an unknown user's key, or a known one the log was
+// not seen to hold (one that came with a message), is looked up in the log
+// first (ErrTransparency when its proof fails) and taken with the trust
+// decisions a send makes (trust on first use; for a contact not verified,
+// the log's key replaces another; for a verified one, it is set aside as
+// pending). When Send refused a verified contact's changed key
+// (ErrUntrustedIdentity), the number is over the new key, not verified, so
+// that the user can compare it and Verify it; a changed key that came
+// with a message and that the log does not hold is dropped (the log holds
+// the trusted one), and the number is the trusted key's.
 func (c *Client) SafetyNumber(ctx context.Context, username string) (*SafetyNumber, error) {
 	username, err := normalizeUsername(username)
 	if err != nil {
@@ -58,7 +63,10 @@ func (c *Client) SafetyNumber(ctx context.Context, username string) (*SafetyNumb
 
 // presentedKey returns the account and key the safety number is computed
 // over: the pending ones when Send set a changed key aside, the trusted ones
-// otherwise. An unknown user is looked up and stored as a contact.
+// otherwise; either way a key the log holds, as this device last verified
+// it. An unknown user is looked up and stored as a contact; a known one
+// whose key the log was not seen to hold is looked up, and the log's key
+// taken (takeLogged).
 func (c *Client) presentedKey(ctx context.Context, username string) (accountID string, key keys.PublicKey, verified bool, err error) {
 	ct, err := c.contact(ctx, username)
 	if err != nil {
@@ -86,10 +94,65 @@ func (c *Client) presentedKey(ctx context.Context, username string) (accountID s
 			return "", key, false, err
 		}
 	}
-	if ct.PendingKey != nil {
-		return ct.PendingAccount, *ct.PendingKey, false, nil
+	for try := 0; ; try++ {
+		accountID, key, verified = ct.AccountID, ct.IdentityKey, ct.Verified
+		if ct.PendingKey != nil {
+			accountID, key, verified = ct.PendingAccount, *ct.PendingKey, false
+		}
+		var logged bool
+		err = c.st.View(ctx, func(tx *profile.Tx) error {
+			var err error
+			logged, err = ktVerified(tx, username, accountID, key)
+			return err
+		})
+		if err != nil || logged {
+			return accountID, key, verified, err
+		}
+		if try == 1 {
+			return "", key, false, transparencyErr(errProofMismatch) // changed meanwhile
+		}
+		if ct, err = c.takeLogged(ctx, username); err != nil {
+			return "", key, false, err
+		}
 	}
-	return ct.AccountID, ct.IdentityKey, ct.Verified, nil
+}
+
+// takeLogged looks a known user up in the log and takes the key it holds
+// with the trust decisions a send makes (trustForSend): the trusted key
+// confirmed drops a pending one; another replaces the trusted key of a
+// contact not verified, and is set aside as pending for a verified one. It
+// returns the contact then.
+func (c *Client) takeLogged(ctx context.Context, username string) (*profile.Contact, error) {
+	v, err := c.lookup(ctx, username)
+	if err != nil {
+		return nil, err
+	}
+	ik, err := keys.ParsePublicKey(v.IdentityKey)
+	if err != nil {
+		return nil, transparencyErr(errors.New("the log holds a malformed identity key"))
+	}
+	var ct *profile.Contact
+	err = c.st.Update(ctx, func(tx *profile.Tx) error {
+		now := time.Now()
+		_, err := trustForSend(tx, username, v.AccountID, ik, now)
+		var u *untrusted
+		if errors.As(err, &u) {
+			if ct, err = tx.Contact(username); err != nil {
+				return err
+			}
+			ct.PendingAccount, ct.PendingKey = u.accountID, &u.key
+			err = tx.PutContact(ct, now)
+		}
+		if err != nil {
+			return err
+		}
+		ct, err = tx.Contact(username)
+		if err == nil && ct == nil {
+			err = ErrUnknownUser // gone meanwhile
+		}
+		return err
+	})
+	return ct, err
 }
 
 func (c *Client) contact(ctx context.Context, username string) (ct *profile.Contact, err error) {

@@ -73,7 +73,9 @@ type Outgoing struct {
 //
 // For one-to-one messages it fetches prekey bundles for devices it has no
 // session with, checked against the user's signed device list: a device not
-// on the list is refused (ErrUnlistedDevice). If the server presents an
+// on the list is refused (ErrUnlistedDevice). It encrypts only to devices on
+// the list the key transparency log holds for the user, as this device
+// verified it within the last hour (it looks the user up when it is older). If the server presents an
 // identity key for the user other than the one known: for a verified contact
 // it sends nothing and returns ErrUntrustedIdentity (the new key is kept
 // aside, for SafetyNumber and Verify); otherwise it accepts the new key and
@@ -320,16 +322,19 @@ func (c *Client) encryptFor(ctx context.Context, username string, pt []byte, ref
 				// the server's answer: most accounts have none.)
 				return &needBundles{all: true}
 			}
-			if username != c.username {
-				// Nothing goes to a key the log was not seen to hold
-				// (one that came with a message, say).
-				ok, err := ktVerified(tx, username, ct.AccountID, ct.IdentityKey)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					return &needBundles{lookup: true}
-				}
+			// Nothing goes to a key the log was not seen to hold (one
+			// that came with a message, say), nor to a device the
+			// account's list in the log, verified within listMaxAge,
+			// does not name: a session with one (a removed device, which
+			// still holds the identity key, could have started it with
+			// the server's help) is not used. A device the server names
+			// that the list does not gets a bundle, with a proof, anew.
+			listed, err := c.freshList(tx, username, ct.AccountID, ct.IdentityKey)
+			if err != nil {
+				return err
+			}
+			if listed == nil && (username != c.username || len(devices) > 0) {
+				return &needBundles{lookup: true}
 			}
 			need := new(needBundles)
 			for _, d := range refresh {
@@ -339,6 +344,14 @@ func (c *Client) encryptFor(ctx context.Context, username string, pt []byte, ref
 			}
 			for _, d := range devices {
 				if slices.Contains(need.devices, d) {
+					continue
+				}
+				if listed == nil || !listed.Contains(d) {
+					// Not one of the account's devices, as the log has
+					// it: its session goes.
+					if err := tx.DeleteSession(ct.AccountID, d); err != nil {
+						return err
+					}
 					continue
 				}
 				rec, err := tx.Session(ct.AccountID, d)

@@ -77,8 +77,9 @@ func TestSendStaleDevices(t *testing.T) {
 	wantTexts(t, receive(t, bob), "alice", "one", "two")
 }
 
-// TestSendExtraDevices: a session with a device the user no longer has is
-// dropped on the server's 409, and the message goes to the others.
+// TestSendExtraDevices: a session with a device the user no longer has
+// (that the user's device list in the log does not name) is dropped, and
+// the message goes to the others.
 func TestSendExtraDevices(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, nil)

@@ -39,7 +39,16 @@ import (
 //     else is ErrTransparency and nothing is encrypted. A contact's key that
 //     came another way (the first message of someone who wrote first, a
 //     sealed sender certificate) is looked up in the log before anything is
-//     encrypted to it; the labels table records what was verified.
+//     encrypted to it; the labels table records what was verified. A
+//     safety number is over a key the log holds, too.
+//   - Logged devices. Only devices on the account's device list in the
+//     log, as this device verified it less than an hour ago (listMaxAge),
+//     are encrypted to: one-to-one, transcripts to this account's other
+//     devices, sender keys, sealed multi-recipient sends. A removed device
+//     still holds the identity key; the log, which the account's owner
+//     monitors, no longer lists it. A message from a device not on the
+//     sender's list makes this device look the sender up once more, and
+//     is dropped if the device is still not listed.
 //   - Contact monitoring. For each label this device verified it keeps the
 //     counter and value; a later proof with a smaller counter, or another
 //     value under the same counter, is ErrTransparencyRollback and an
@@ -61,7 +70,10 @@ import (
 //     approving a link, removing a device) the check also finds exactly the
 //     new list in the log. What this account did not do is a persistent
 //     alert (TransparencyAlerts, a *TransparencyAlert event, a warning on
-//     every CLI command) until ClearTransparencyAlerts.
+//     every CLI command) until ClearTransparencyAlerts. So is a device that
+//     another device of the account added (a notice: it may be the user's
+//     doing), and a check that cannot be made: the one right after joining
+//     (whose counter is the base), or any for three monitoring intervals.
 
 // Key transparency defaults.
 const (
@@ -98,7 +110,37 @@ const (
 	// maxHeadRetries bounds the lookups repeated because another process
 	// using the profile moved the head meanwhile.
 	maxHeadRetries = 3
+	// uncheckedIntervals is how many monitoring intervals may pass
+	// without a successful check of this account's entry before the
+	// unchecked alert (three hours by default). A server that wants to
+	// hide a key it added to this account from this device alone has
+	// only to fail this device's own lookups (a 404, a 500, a bad proof)
+	// while serving everything else, and a failed check cannot be told
+	// from such a refusal. One or two failed checks in a row are a
+	// server restarting or a train going through a tunnel; a third
+	// interval without one is not ordinary, and three hours is short
+	// beside the day an auditor may lag (DefaultMaxAuditLag), the other
+	// bound on how long a change to this account can stay hidden.
+	uncheckedIntervals = 3
 )
+
+// listMaxAge is how long ago this device may have verified a user's entry
+// in the log and still encrypt to the devices on its list without looking
+// it up again. Nothing else tells a sender that a device was removed from
+// an account but the server (its 409 answer, a fresh bundle), which may be
+// the one keeping the removed device (it still holds the identity key)
+// on the list; so the list is refreshed from the log, which the account's
+// owner monitors, at least this often while the sender writes. An hour,
+// like the owner monitor's interval and the log's largest epoch age: a
+// removed device reads a sender's messages an hour or two at most.
+const listMaxAge = time.Hour
+
+// joinCheckWaits are the pauses between the tries of the check right after
+// this device joins (Register, Link): that check takes the base later
+// checks hold the entry to, so a server that fails it and lets a later one
+// through could slip a change in between. Seconds are enough for a server
+// that only stumbled.
+var joinCheckWaits = []time.Duration{250 * time.Millisecond, time.Second, 2 * time.Second}
 
 // Errors of key transparency a caller branches on.
 var (
@@ -171,6 +213,20 @@ const (
 	// the log (hiding newer changes to this account from it), or it is
 	// broken, or this device's clock is far off.
 	AlertStale AlertKind = "stale"
+	// AlertUnchecked: no check of this account's entry has succeeded for
+	// longer than uncheckedIntervals monitoring intervals, or the check
+	// right after this device joined did not (and then, once one does,
+	// when its base was taken): a server that answers this device
+	// otherwise but not these checks may be hiding a change to this
+	// account from it. (A device that was offline all that time gets it
+	// too: it could not check.)
+	AlertUnchecked AlertKind = "unchecked"
+	// AlertDeviceAdded: the log holds a device list of this account with
+	// a device that this device did not add and had not seen on its list
+	// before: another device of the account added it (approving a link),
+	// which may be the user's doing, or someone holding the account's
+	// identity key (a removed or stolen device) did. Device names it.
+	AlertDeviceAdded AlertKind = "device_added"
 )
 
 // TransparencyAlert is an alert the key transparency monitors raised: the
@@ -184,6 +240,9 @@ type TransparencyAlert struct {
 	Kind    AlertKind `json:"kind"`
 	Subject string    `json:"subject"` // the username concerned
 	Detail  string    `json:"detail"`
+	// Device is the device the alert is about (AlertDeviceAdded), 0 for
+	// none.
+	Device uint32 `json:"device,omitempty"`
 }
 
 func (*TransparencyAlert) isEvent() {}
@@ -556,29 +615,73 @@ func (c *Client) lookup(ctx context.Context, username string) (*kt.AccountValue,
 	return v, nil
 }
 
-// ktVerified reports whether the log, as this device last verified it,
-// maps username to accountID with the identity key ik.
-func ktVerified(tx *profile.Tx, username, accountID string, ik keys.PublicKey) (bool, error) {
+// loggedList returns the device list the log holds for username's entry,
+// as this device last verified it, when the entry maps username to
+// accountID with the identity key ik and the list is signed by that key;
+// nil otherwise (nothing verified, another account or key, a list the key
+// did not sign). Only the devices it names are encrypted to, and taken to
+// be the account's: a removed device still holds the identity key, and
+// with the server's help could make a session with a sender, but the log
+// no longer lists it.
+func loggedList(tx *profile.Tx, username, accountID string, ik keys.PublicKey) (*devicelist.List, error) {
 	u, err := tx.TransparencyLabel(kt.UsernameLabel(username))
 	if err != nil || u == nil || !u.Present || len(u.Value) == 0 {
-		return false, err
+		return nil, err
 	}
 	v, err := kt.DecodeAccountValue(u.Value)
-	if err != nil {
-		return false, nil
+	if err != nil || v.AccountID != accountID || !bytes.Equal(v.IdentityKey, ik.Bytes()) {
+		return nil, nil
 	}
-	return v.AccountID == accountID && bytes.Equal(v.IdentityKey, ik.Bytes()), nil
+	l, err := devicelist.Verify(ik, v.DeviceList)
+	if err != nil {
+		return nil, nil
+	}
+	return l, nil
+}
+
+// ktVerified reports whether the log, as this device last verified it,
+// maps username to accountID with the identity key ik (and a device list
+// that key signed).
+func ktVerified(tx *profile.Tx, username, accountID string, ik keys.PublicKey) (bool, error) {
+	l, err := loggedList(tx, username, accountID, ik)
+	return l != nil, err
+}
+
+// freshList is loggedList when this device verified the entry less than
+// listMaxAge ago, nil otherwise: what it encrypts to. (For this account's
+// own username: its own list.)
+func (c *Client) freshList(tx *profile.Tx, username, accountID string, ik keys.PublicKey) (*devicelist.List, error) {
+	u, err := tx.TransparencyLabel(kt.UsernameLabel(username))
+	if err != nil || u == nil || c.now().Sub(u.Verified) >= listMaxAge {
+		return nil, err
+	}
+	return loggedList(tx, username, accountID, ik)
 }
 
 // ensureVerified makes sure that the key this device trusts for a contact
-// is the one the log holds: it looks the user up when it was not verified
-// that way, and when the log holds another account or key, fetches the
-// user's keys anew (fetchSessions: with their proof, and the usual trust
-// decisions about a changed key). A user this device does not know is
-// fetched the same way.
+// is the one the log holds, as verified less than listMaxAge ago: it looks
+// the user up when it was not verified that way, and when the log holds
+// another account or key, fetches the user's keys anew (fetchSessions:
+// with their proof, and the usual trust decisions about a changed key). A
+// user this device does not know is fetched the same way. For this
+// account's own username it runs the owner monitor's check, which verifies
+// its entry.
 func (c *Client) ensureVerified(ctx context.Context, username string, res *SendResult) error {
 	if username == c.username {
-		return nil
+		var fresh bool
+		err := c.st.View(ctx, func(tx *profile.Tx) error {
+			l, err := c.freshList(tx, c.username, c.accountID, c.identity.Public)
+			fresh = l != nil
+			return err
+		})
+		if err != nil || fresh {
+			return err
+		}
+		_, err = c.checkOwn(ctx, false)
+		if errors.Is(err, ErrTransparencyAlert) {
+			err = nil // checked, and what it found is an alert
+		}
+		return err
 	}
 	verified := func() (known, ok bool, err error) {
 		err = c.st.View(ctx, func(tx *profile.Tx) error {
@@ -587,7 +690,8 @@ func (c *Client) ensureVerified(ctx context.Context, username string, res *SendR
 				return err
 			}
 			known = true
-			ok, err = ktVerified(tx, username, ct.AccountID, ct.IdentityKey)
+			l, err := c.freshList(tx, username, ct.AccountID, ct.IdentityKey)
+			ok = l != nil
 			return err
 		})
 		return known, ok, err
@@ -617,7 +721,8 @@ func alert(now time.Time, kind AlertKind, subject, detail string) *TransparencyA
 // to hand over; a repeat of one stored is not stored again.
 func addAlerts(tx *profile.Tx, as ...*TransparencyAlert) error {
 	for _, a := range as {
-		id, err := tx.AddTransparencyAlert(&profile.TransparencyAlert{At: a.At, Kind: string(a.Kind), Subject: a.Subject, Detail: a.Detail})
+		id, err := tx.AddTransparencyAlert(&profile.TransparencyAlert{At: a.At, Kind: string(a.Kind), Subject: a.Subject, Detail: a.Detail,
+			Device: a.Device})
 		if err != nil {
 			return err
 		}
@@ -657,7 +762,8 @@ func (c *Client) TransparencyAlerts(ctx context.Context) ([]TransparencyAlert, e
 	err := c.st.View(ctx, func(tx *profile.Tx) error {
 		as, err := tx.TransparencyAlerts()
 		for _, a := range as {
-			out = append(out, TransparencyAlert{ID: a.ID, At: a.At, Kind: AlertKind(a.Kind), Subject: a.Subject, Detail: a.Detail})
+			out = append(out, TransparencyAlert{ID: a.ID, At: a.At, Kind: AlertKind(a.Kind), Subject: a.Subject, Detail: a.Detail,
+				Device: a.Device})
 		}
 		return err
 	})
@@ -725,12 +831,16 @@ type TransparencyStatus struct {
 	Origin   string
 	HeadSize uint64    // the last head verified: how many epochs (0: none yet)
 	Pinned   time.Time // when the log's keys were pinned
-	// LastCheck is when the owner monitor last checked this account's
-	// entries (zero: never); Monitored whether it has seen them.
+	// LastCheck is when a check of this account's entry by the owner
+	// monitor last succeeded (zero: never); Monitored whether it has seen
+	// the entry.
 	LastCheck time.Time
 	Monitored bool
-	Policy    TransparencyPolicy
-	Alerts    []TransparencyAlert
+	// UncheckedAfter is how long the owner monitor may go without a
+	// successful check before it raises an AlertUnchecked.
+	UncheckedAfter time.Duration
+	Policy         TransparencyPolicy
+	Alerts         []TransparencyAlert
 }
 
 // TransparencyStatus returns what this device knows of the log, without
@@ -740,7 +850,7 @@ func (c *Client) TransparencyStatus(ctx context.Context) (*TransparencyStatus, e
 	if err != nil {
 		return nil, err
 	}
-	s := &TransparencyStatus{Origin: l.Origin, HeadSize: l.HeadSize, Pinned: l.Pinned, Policy: c.policy(l)}
+	s := &TransparencyStatus{Origin: l.Origin, HeadSize: l.HeadSize, Pinned: l.Pinned, Policy: c.policy(l), UncheckedAfter: c.uncheckedAfter()}
 	err = c.st.View(ctx, func(tx *profile.Tx) error {
 		o, err := tx.OwnerState()
 		if err != nil {
@@ -781,6 +891,16 @@ func (c *Client) TransparencyStatus(ctx context.Context) (*TransparencyStatus, e
 // alerts too: a server that keeps this device on an old log could hide a
 // key it added to this account since). Receive runs the check every
 // Options.MonitorInterval.
+//
+// A check that fails, for whatever reason (the server's refusal, a proof
+// that does not verify, no network), once none has succeeded for
+// uncheckedIntervals monitoring intervals, raises an AlertUnchecked: a
+// server can hide a change to this account from this device alone by
+// failing only its checks. A device list in the log with a device this
+// device did not add and had not seen on the account's list before raises
+// an AlertDeviceAdded: another device of the account added it, which may
+// be the user's doing, or not (a removed device still holds the identity
+// key, and can sign a list that names it again).
 func (c *Client) CheckTransparency(ctx context.Context) error {
 	_, err := c.checkOwn(ctx, false)
 	return err
@@ -791,6 +911,12 @@ func (c *Client) CheckTransparency(ctx context.Context) error {
 // there is not an alert yet (behind reports it), as when the change may be
 // in the store and not yet published.
 func (c *Client) checkOwn(ctx context.Context, patient bool) (behind bool, err error) {
+	defer func() {
+		// A check that did not complete (stopped by the caller aside).
+		if err != nil && !errors.Is(err, ErrTransparencyAlert) && ctx.Err() == nil {
+			c.noteFailedCheck(ctx)
+		}
+	}()
 	var epoch int64 // the newest epoch's time, as the last proof fetched has it
 	lookup := c.lookupProof(c.username)
 	res, err := c.proven(ctx, c.username, func(ctx context.Context, known uint64) (*kt.LookupProof, [][]byte, error) {
@@ -829,9 +955,76 @@ func (c *Client) checkOwn(ctx context.Context, patient bool) (behind bool, err e
 		return false, err
 	}
 	if len(found) > 0 {
-		return false, ErrTransparencyAlert
+		return behind, ErrTransparencyAlert
 	}
 	return behind, nil
+}
+
+// uncheckedAfter is how long the owner monitor may go without a successful
+// check before the unchecked alert.
+func (c *Client) uncheckedAfter() time.Duration {
+	return uncheckedIntervals * c.kt.monitorInterval
+}
+
+// noteFailedCheck raises the unchecked alert after a failed check when
+// none has succeeded for longer than uncheckedAfter (none since this device
+// pinned the log, if none ever did). Its detail names the last success, not
+// now, so that the failures that follow store one alert.
+func (c *Client) noteFailedCheck(ctx context.Context) {
+	now := c.now()
+	c.st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error {
+		st, err := tx.OwnerState()
+		if err != nil {
+			return err
+		}
+		since, last := st.Checked, "the last successful check was at %s"
+		if since.IsZero() {
+			l, err := tx.TransparencyLog()
+			if err != nil || l == nil {
+				return err
+			}
+			since, last = l.Pinned, "none has succeeded since this device joined, at %s"
+		}
+		if now.Sub(since) <= c.uncheckedAfter() {
+			return nil
+		}
+		return addAlerts(tx, alert(now, AlertUnchecked, c.username, fmt.Sprintf("this device could not check your account's entry in the log "+
+			"for over %s ("+last+"): the server may be failing these checks alone to hide a key or device it added to your account "+
+			"(or this device was offline all that time)", shortDuration(c.uncheckedAfter()), since.UTC().Format(time.RFC3339))))
+	})
+}
+
+// joinCheck is the owner monitor's first check, right after this device
+// joined (Register, Link): it takes the base. It is tried a few times;
+// if none succeeds the account stays (it exists on the server), but an
+// unchecked alert says at once that the base will come from a later check,
+// and judgeOwn raises another, with its time, when one does: a value the
+// server published for this account and took back in between would not
+// show.
+func (c *Client) joinCheck(ctx context.Context) {
+	for try := 0; ; try++ {
+		_, err := c.checkOwn(ctx, false)
+		if err == nil || errors.Is(err, ErrTransparencyAlert) {
+			return
+		}
+		if try == len(joinCheckWaits) || sleepCtx(ctx, joinCheckWaits[try]) != nil {
+			break
+		}
+	}
+	now := c.now()
+	c.st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error {
+		st, err := tx.OwnerState()
+		if err != nil || st.Baseline {
+			return err // (another process's check took it meanwhile)
+		}
+		st.JoinUnchecked = true
+		if err := tx.PutOwnerState(st); err != nil {
+			return err
+		}
+		return addAlerts(tx, alert(now, AlertUnchecked, c.username, "the check of your account's entry in the log right after this device "+
+			"joined did not succeed: until one does, this device cannot tell whether the server has published a key or device for your "+
+			"account that you did not make, and the first check that succeeds takes the entry as it finds it as its base"))
+	})
 }
 
 // staleAlert is the alert for a log whose newest epoch, made at epoch, is
@@ -876,8 +1069,9 @@ func ownChanged(tx *profile.Tx, version uint64, list []byte) error {
 func (c *Client) checkOwnChange(ctx context.Context, wait time.Duration) {
 	deadline := time.Now().Add(wait)
 	for {
+		// (A check that raised an alert may still wait for the change.)
 		behind, err := c.checkOwn(ctx, time.Now().Before(deadline))
-		if err != nil || !behind {
+		if err != nil && !errors.Is(err, ErrTransparencyAlert) || !behind {
 			return
 		}
 		if sleepCtx(ctx, linkPoll) != nil {
@@ -962,9 +1156,31 @@ func (c *Client) judgeOwn(st *profile.OwnerState, r kt.Result, pinned, now time.
 			"the log holds %s (someone had the server publish keys you did not make, and maybe take them back)",
 			r.Counter, list.Version, st.Base+int64(list.Version)-1, what)
 	}
+	// Devices on the list that this device neither added nor saw there
+	// before: another device of the account added them.
+	if list.Version >= st.ListVersion {
+		if st.Devices != nil {
+			for _, d := range list.Devices {
+				if d != c.deviceID && !slices.Contains(st.Devices, d) && !slices.Contains(st.Added, d) {
+					a := alert(now, AlertDeviceAdded, c.username, fmt.Sprintf("device %d was added to your account by another of its devices "+
+						"(device list version %d): if that was not you, remove it", d, list.Version))
+					a.Device = d
+					as = append(as, a)
+				}
+			}
+		}
+		next.Devices = slices.Clone(list.Devices)
+		next.Added = slices.DeleteFunc(slices.Clone(st.Added), list.Contains)
+	}
 	// Later checks go on from what was found (alerted, if it broke a
 	// rule): an alert the user cleared comes back only for a new change.
 	if bytes.Equal(v.IdentityKey, c.identity.Public.Bytes()) {
+		if !st.Baseline && st.JoinUnchecked {
+			raise(AlertUnchecked, "the first check of your account's entry that succeeded came at %s, not right after this device joined: "+
+				"it took the entry as it found it then (version %d, device list version %d) as its base, so a key or device published for "+
+				"your account and taken back before then would not show", now.UTC().Format(time.RFC3339), r.Counter, list.Version)
+			next.JoinUnchecked = false
+		}
 		next.Baseline, next.Base = true, base
 		next.ListVersion = max(next.ListVersion, list.Version)
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -436,8 +438,9 @@ func TestOwnerMonitoringQuickChanges(t *testing.T) {
 
 // TestOwnerMonitoringRealLog: with the server's own log and sequencer,
 // registering, linking (the approving device may read the new list before
-// it is published) and removing devices raise no alert on any device, and
-// each version is at its counter.
+// it is published) and removing devices raise no alert on any device but
+// the notice, on the first, of the device the second added; and each
+// version is at its counter.
 func TestOwnerMonitoringRealLog(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, nil)
@@ -452,6 +455,11 @@ func TestOwnerMonitoringRealLog(t *testing.T) {
 	if err := alice.RemoveDevice(ctxT(t), laptop.DeviceID()); err != nil {
 		t.Fatal(err)
 	}
+	as := alertsOf(t, alice)
+	if len(as) != 1 || as[0].Kind != AlertDeviceAdded || as[0].Device != tablet.DeviceID() {
+		t.Fatalf("alice's alerts %+v, want the notice of the tablet the laptop added", as)
+	}
+	alice.ClearTransparencyAlerts(ctxT(t), as[0].ID)
 	wantQuiet(t, alice, 0, 4)
 	for _, c := range []*Client{alice, tablet} {
 		if err := c.CheckTransparency(ctxT(t)); err != nil {
@@ -1026,5 +1034,274 @@ func TestStaleLogRefused(t *testing.T) {
 	}
 	if _, err := Open(bdir, Options{MaxEpochAge: -time.Minute}); err == nil {
 		t.Fatal("a negative MaxEpochAge accepted")
+	}
+}
+
+// failingTransport fails every request, as a device without a network.
+type failingTransport struct{}
+
+func (failingTransport) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("no network")
+}
+
+// TestOwnerCheckFailingAlerts: the server answers alice's own lookups with
+// a 404, a 500 or a proof that does not verify, while it logs a ghost key
+// for her and serves bob the proof of it. Her failing checks raise no
+// alert for three monitoring intervals after the last that succeeded, then
+// one unchecked alert, however often they fail; a device without a
+// network gets it too, and Receive's monitor raises it.
+func TestOwnerCheckFailingAlerts(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name    string
+		refuse  func(k *ktLog)
+		offline bool
+	}{
+		{name: "404", refuse: func(k *ktLog) { k.refuseLookups("alice", http.StatusNotFound) }},
+		{name: "500", refuse: func(k *ktLog) { k.refuseLookups("alice", http.StatusInternalServerError) }},
+		{name: "bad proof", refuse: func(k *ktLog) { k.refuseLookups("alice", badProof) }},
+		{name: "offline", offline: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s, k := newKTServer(t, nil)
+			alice, dir := s.register(t, "alice", Options{})
+			bob, _ := s.register(t, "bob", Options{})
+			wantQuiet(t, alice, 0, 1)
+			last := ownerState(t, alice).Checked
+			if c.offline {
+				alice.Close()
+				var err error
+				alice, err = Open(dir, Options{HTTPClient: &http.Client{Transport: failingTransport{}}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { alice.Close() })
+			} else {
+				c.refuse(k)
+			}
+			real := k.account("alice")
+			ghost, _ := keys.GenerateKeyPair(nil)
+			k.publishAccount("alice", ghost.Public.Bytes(), real.DeviceList)
+			if v, err := bob.lookup(ctxT(t), "alice"); err != nil || !bytes.Equal(v.IdentityKey, ghost.Public.Bytes()) {
+				t.Fatalf("bob's lookup of alice: %+v, %v", v, err)
+			}
+
+			// (The log makes its epochs as the clock goes: it is never
+			// stale.)
+			at := func(d time.Duration) {
+				tm := last.Add(d)
+				k.setClock(tm)
+				k.publish()
+				alice.now = func() time.Time { return tm }
+			}
+			// Within three intervals of the last check that succeeded:
+			// a failure, not an alert.
+			at(3 * DefaultMonitorInterval)
+			if err := alice.CheckTransparency(ctxT(t)); err == nil || errors.Is(err, ErrTransparencyAlert) {
+				t.Fatalf("alice's check: %v, want a failure", err)
+			}
+			if as := alertsOf(t, alice); len(as) != 0 {
+				t.Fatalf("alerts within the bound: %+v", as)
+			}
+			// Past them: the alert, from the check Receive's monitor makes.
+			at(3*DefaultMonitorInterval + time.Minute)
+			alice.monitorIfDue(ctxT(t))
+			as := alertsOf(t, alice)
+			if len(as) != 1 || as[0].Kind != AlertUnchecked || as[0].Subject != "alice" || !strings.Contains(as[0].Detail, "for over 3h") ||
+				!strings.Contains(as[0].Detail, last.UTC().Format(time.RFC3339)) {
+				t.Fatalf("alerts %+v, want one unchecked alert", as)
+			}
+			// It stays one alert while the checks go on failing.
+			at(10 * DefaultMonitorInterval)
+			alice.CheckTransparency(ctxT(t))
+			if as := alertsOf(t, alice); len(as) != 1 {
+				t.Fatalf("alerts after more failures %+v", as)
+			}
+			st, err := alice.TransparencyStatus(ctxT(t))
+			if err != nil || !st.LastCheck.Equal(last) || st.UncheckedAfter != 3*DefaultMonitorInterval || len(st.Alerts) != 1 {
+				t.Fatalf("status %+v, %v", st, err)
+			}
+		})
+	}
+}
+
+// TestJoinCheckMustSucceed: the server fails alice's lookups right after
+// she registers, publishes a ghost key for her and takes it back (two
+// counter steps), and lets a later check through. Registration keeps the
+// account, but raises an unchecked alert at once, and the check that
+// finally takes the base says when it took it. A check that fails once
+// and then succeeds within registration raises nothing; a linked device
+// whose first check fails gets the alert too.
+func TestJoinCheckMustSucceed(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	k.refuseLookups("alice", http.StatusInternalServerError)
+	alice, _ := s.register(t, "alice", Options{})
+	as := alertsOf(t, alice)
+	if len(as) != 1 || as[0].Kind != AlertUnchecked || !strings.Contains(as[0].Detail, "right after this device joined did not succeed") {
+		t.Fatalf("alerts after a registration whose check failed: %+v", as)
+	}
+	if st := ownerState(t, alice); st.Baseline || !st.JoinUnchecked || !st.Checked.IsZero() {
+		t.Fatalf("owner state %+v, want no base, the join unchecked", st)
+	}
+	real := k.account("alice")
+	ghost, _ := keys.GenerateKeyPair(nil)
+	k.publishAccount("alice", ghost.Public.Bytes(), real.DeviceList)
+	k.publishAccount("alice", real.IdentityKey, real.DeviceList)
+	k.refuseLookups("alice", 0)
+	if err := alice.CheckTransparency(ctxT(t)); !errors.Is(err, ErrTransparencyAlert) {
+		t.Fatalf("the first check that succeeds: %v", err)
+	}
+	as = alertsOf(t, alice)
+	if len(as) != 2 || as[1].Kind != AlertUnchecked || !strings.Contains(as[1].Detail, "not right after this device joined") ||
+		!strings.Contains(as[1].Detail, "(version 2, device list version 1)") {
+		t.Fatalf("alerts once the base is taken: %+v", as)
+	}
+	if st := ownerState(t, alice); !st.Baseline || st.Base != 2 || st.JoinUnchecked {
+		t.Fatalf("owner state %+v", st)
+	}
+	// Later checks go on quietly from that base.
+	alice.ClearTransparencyAlerts(ctxT(t), as[1].ID)
+	if err := alice.CheckTransparency(ctxT(t)); err != nil {
+		t.Fatalf("a later check: %v", err)
+	}
+	wantQuiet(t, alice, 2, 1)
+
+	// A linked device whose first check fails: the alert, on it alone.
+	k.refuseLookups("alice", http.StatusNotFound)
+	laptop, _ := s.link(t, alice, "alice-laptop")
+	if as := alertsOf(t, laptop); len(as) != 1 || as[0].Kind != AlertUnchecked {
+		t.Fatalf("the laptop's alerts %+v", as)
+	}
+	if as := alertsOf(t, alice); len(as) != 0 {
+		t.Fatalf("alice's alerts %+v", as)
+	}
+	k.refuseLookups("alice", 0)
+
+	// A check that fails once, then succeeds, within registration.
+	var fails int
+	k.setTamper(func(username string, p []byte) []byte {
+		if username == "carol" && fails < 1 {
+			fails++
+			return nil
+		}
+		return p
+	})
+	carol, _ := s.register(t, "carol", Options{})
+	if fails != 1 {
+		t.Fatalf("carol's check failed %d times", fails)
+	}
+	wantQuiet(t, carol, 0, 1)
+}
+
+// TestDeviceAddedByAnotherDevice: a device another device of the account
+// added (approving a link) is a notice on the others, once; the device
+// that approved it, and the new device, see nothing. A removed device,
+// which still holds the identity key, that signs a list naming itself again
+// (which the server publishes, in order: the counter rule is content) is
+// caught by the device that removed it.
+func TestDeviceAddedByAnotherDevice(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	laptop, _ := s.link(t, alice, "alice-laptop")
+	wantQuiet(t, alice, 0, 2)
+	wantQuiet(t, laptop, 0, 2)
+	tablet, _ := s.link(t, laptop, "alice-tablet")
+	wantQuiet(t, laptop, 0, 3)
+	wantQuiet(t, tablet, 0, 3)
+	err := alice.CheckTransparency(ctxT(t))
+	as := alertsOf(t, alice)
+	if !errors.Is(err, ErrTransparencyAlert) || len(as) != 1 || as[0].Kind != AlertDeviceAdded || as[0].Device != tablet.DeviceID() ||
+		!strings.Contains(as[0].Detail, fmt.Sprintf("device %d was added to your account by another of its devices", tablet.DeviceID())) {
+		t.Fatalf("alice's check: %v, alerts %+v", err, as)
+	}
+	// Once.
+	if err := alice.CheckTransparency(ctxT(t)); err != nil {
+		t.Fatalf("a second check: %v", err)
+	}
+	if n := len(alertsOf(t, alice)); n != 1 {
+		t.Fatalf("%d alerts after a second check", n)
+	}
+	alice.ClearTransparencyAlerts(ctxT(t), as[0].ID)
+
+	// Alice removes the laptop; it was stolen, and signs the next list
+	// with itself on it again.
+	if err := alice.RemoveDevice(ctxT(t), laptop.DeviceID()); err != nil {
+		t.Fatal(err)
+	}
+	wantQuiet(t, alice, 0, 4)
+	cur, err := devicelist.Verify(alice.identity.Public, k.account("alice").DeviceList)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := cur.With(laptop.DeviceID(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := devicelist.Sign(laptop.identity.Private, back, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.publishAccount("alice", alice.identity.Public.Bytes(), blob)
+	err = alice.CheckTransparency(ctxT(t))
+	as = alertsOf(t, alice)
+	if !errors.Is(err, ErrTransparencyAlert) || len(as) != 1 || as[0].Kind != AlertDeviceAdded || as[0].Device != laptop.DeviceID() {
+		t.Fatalf("alice's check after the laptop added itself back: %v, alerts %+v", err, as)
+	}
+	if st := ownerState(t, alice); st.ListVersion != 5 || st.Base != 0 {
+		t.Fatalf("owner state %+v", st)
+	}
+}
+
+// TestSafetyNumberFromLog: bob's key for alice came with her first message;
+// the log holds a ghost key for her. Bob's safety number for her is over
+// the key the log holds (the one a send would encrypt to), looked up before
+// it is shown, so comparing it with hers shows the ghost; once the log
+// holds her key again and bob has looked it up, the numbers match.
+func TestSafetyNumberFromLog(t *testing.T) {
+	t.Parallel()
+	s, k := newKTServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	mustSend(t, alice, "bob", "hello")
+	wantTexts(t, receive(t, bob), "alice", "hello")
+	// The ghost key comes with a device list it signed.
+	real := k.account("alice")
+	ghost, _ := keys.GenerateKeyPair(nil)
+	ghostList, err := devicelist.Sign(ghost.Private, &devicelist.List{Version: 1, Timestamp: time.Now().UnixMilli(), Devices: []uint32{1}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.publishAccount("alice", ghost.Public.Bytes(), ghostList)
+
+	hers, err := alice.SafetyNumber(ctxT(t), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	his, err := bob.SafetyNumber(ctxT(t), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := labelState(t, bob, kt.UsernameLabel("alice")); l == nil || !l.Present {
+		t.Fatal("bob showed a safety number without looking alice up")
+	}
+	if his.Displayable == hers.Displayable {
+		t.Fatal("bob's safety number is over a key the log does not hold: it matches alice's, and hides the ghost")
+	}
+	ghostNumber, err := bob.fingerprint(alice.AccountID(), ghost.Public)
+	if err != nil || his.Displayable != ghostNumber.Displayable() {
+		t.Fatalf("bob's number is not over the log's key: %v", err)
+	}
+
+	// The log holds her key again, and bob looks her up (as a send does
+	// when his view is an hour old).
+	k.publishAccount("alice", real.IdentityKey, real.DeviceList)
+	if _, err := bob.lookup(ctxT(t), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if his, err = bob.SafetyNumber(ctxT(t), "alice"); err != nil || his.Displayable != hers.Displayable {
+		t.Fatalf("bob's number once the log holds alice's key: %+v, %v; hers %s", his, err, hers.Displayable)
 	}
 }

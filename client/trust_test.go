@@ -120,7 +120,8 @@ func deliver(t *testing.T, c *Client, env *api.Envelope) []Event {
 // under a new identity key, labelled as coming from a verified contact, is
 // delivered marked, but the contact's trusted key stays: Send refuses the
 // new key the server then presents (its key transparency proof is
-// mallory's, so that refuses it first; the verified contact would next).
+// mallory's, so that refuses it first; the verified contact would next),
+// and the safety number stays the one over the key the log holds.
 func TestForgedPreKeyMessageDoesNotRekeyVerifiedContact(t *testing.T) {
 	t.Parallel()
 	im := new(impostor)
@@ -177,19 +178,23 @@ func TestForgedPreKeyMessageDoesNotRekeyVerifiedContact(t *testing.T) {
 		t.Fatalf("second Send: %v, want ErrTransparency", err)
 	}
 
+	// The safety number is over the key the log holds, bob's own: the
+	// forged key is dropped, and its number does not verify.
 	sn2, err := alice.SafetyNumber(ctxT(t), "bob")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sn2.Verified || sn2.Displayable == sn.Displayable {
+	if !sn2.Verified || sn2.Displayable != sn.Displayable {
 		t.Fatalf("safety number after the forged message %+v (verified one %s)", sn2, sn.Displayable)
 	}
-	// Even a user who, fooled, verifies the new number sends nothing to
-	// it: the transparency log holds bob's own key, not mallory's.
-	if err := alice.Verify(ctxT(t), "bob", sn2.Displayable); err != nil {
+	forged, err := alice.fingerprint(bob.AccountID(), mallory.identity.Public)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.Send(ctxT(t), "bob", "verified again"); !errors.Is(err, ErrTransparency) {
+	if err := alice.Verify(ctxT(t), "bob", forged.Displayable()); !errors.Is(err, ErrSafetyNumberMismatch) {
+		t.Fatalf("Verify of the forged key's number: %v", err)
+	}
+	if _, err := alice.Send(ctxT(t), "bob", "still not"); !errors.Is(err, ErrTransparency) {
 		t.Fatalf("Send after Verify: %v, want ErrTransparency", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io/fs"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -29,6 +30,13 @@ func testServer(t *testing.T) (url string, st *sqlite.Store) {
 // testServerWith is testServer with its configuration changed by mod.
 func testServerWith(t *testing.T, mod func(*server.Config)) (url string, st *sqlite.Store) {
 	t.Helper()
+	return testServerWrapped(t, mod, nil)
+}
+
+// testServerWrapped is testServerWith with the server's handler wrapped
+// by wrap (nil: none), for a test that plays a hostile server.
+func testServerWrapped(t *testing.T, mod func(*server.Config), wrap func(http.Handler) http.Handler) (url string, st *sqlite.Store) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "doorless.db")
 	st, err := sqlite.Open(path)
 	if err != nil {
@@ -42,7 +50,11 @@ func testServerWith(t *testing.T, mod func(*server.Config)) (url string, st *sql
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv.Handler())
+	h := srv.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	hs := httptest.NewServer(h)
 	// Run publishes account changes in the transparency log.
 	runCtx, stopRun := context.WithCancel(context.Background())
 	runDone := make(chan struct{})

@@ -85,8 +85,8 @@ commands:
                              messages) and this profile; asks you to type your username
   transparency status [--offline]
                              check your account's entry in the key transparency log now,
-                             and show the log's head, the last check and any alerts (exit
-                             status 3 while alerts are stored)
+                             and show the log's head, the last check that succeeded and
+                             any alerts and notices (exit status 3 while any are stored)
   transparency require-auditor VKEY [--cosignatures N] [--max-lag D]
                              accept keys only with cosignatures of the auditor VKEY (N of
                              the auditors required, at most D old; default 1 and 24h)
@@ -413,6 +413,7 @@ type jsonAlert struct {
 	Kind    string `json:"kind"`
 	Subject string `json:"subject"`
 	Detail  string `json:"detail"`
+	Device  uint32 `json:"device,omitempty"` // the device a device_added alert is about
 }
 
 func (g *globals) receive(ctx context.Context, args []string, env *Env, untilEmpty bool) error {
@@ -485,7 +486,7 @@ func toJSON(ev client.Event) jsonEvent {
 		return jsonEvent{Event: "receipt", From: ev.From, Read: ev.Read, Messages: ev.Messages}
 	case *client.TransparencyAlert:
 		return jsonEvent{Event: "transparency_alert", Alert: &jsonAlert{ID: ev.ID, At: ev.At.UTC().Format(time.RFC3339Nano),
-			Kind: string(ev.Kind), Subject: ev.Subject, Detail: ev.Detail}}
+			Kind: string(ev.Kind), Subject: ev.Subject, Detail: ev.Detail, Device: ev.Device}}
 	}
 	return jsonEvent{Event: "unknown"}
 }
@@ -552,8 +553,11 @@ func printEvent(out io.Writer, ev client.Event, loc *time.Location) {
 		}
 		fmt.Fprintf(out, "*** %s %s %d of your %s\n", printable(ev.From), what, len(ev.Messages), n)
 	case *client.TransparencyAlert:
-		printAlertBanner(out, 1)
+		printAlertBanner(out, []client.TransparencyAlert{*ev})
 		fmt.Fprintf(out, "!!! [%s] %s (%s): %s\n", ev.At.In(loc).Format(time.DateTime), printable(ev.Subject), ev.Kind, printable(ev.Detail))
+		if hint := alertHint(ev); hint != "" {
+			fmt.Fprintf(out, "!!! %s\n", hint)
+		}
 		fmt.Fprintf(out, "!!! See: doorless transparency status\n")
 	case *client.IdentityChanged:
 		u := printable(ev.Username)
@@ -725,7 +729,7 @@ func describe(err error) string {
 	case errors.Is(err, client.ErrTransparency):
 		return "refused: the server did not prove the user's keys in its key transparency log; nothing was encrypted to them (" + err.Error() + ")"
 	case errors.Is(err, client.ErrTransparencyAlert):
-		return "key transparency alert: the log shows changes to your account you did not make (doorless transparency status)"
+		return "key transparency alert: the log shows changes to your account that this device did not make (doorless transparency status)"
 	case errors.Is(err, client.ErrSafetyNumberMismatch):
 		return "the safety numbers do not match: do not trust this contact until they do"
 	case errors.As(err, &ae):

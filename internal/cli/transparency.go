@@ -63,14 +63,20 @@ func (g *globals) transparencyStatus(ctx context.Context, args []string, env *En
 	out := env.Stdout
 	fmt.Fprintf(out, "log:          %s\n", printable(st.Origin))
 	fmt.Fprintf(out, "head:         %d epochs\n", st.HeadSize)
-	switch {
-	case st.LastCheck.IsZero():
-		fmt.Fprintf(out, "last check:   never\n")
-	case !st.Monitored:
-		fmt.Fprintf(out, "last check:   %s (your entry is not in the log yet)\n", st.LastCheck.In(loc).Format(time.DateTime))
-	default:
-		fmt.Fprintf(out, "last check:   %s\n", st.LastCheck.In(loc).Format(time.DateTime))
+	// The last check that succeeded (this one, unless it failed).
+	last := "never"
+	if !st.LastCheck.IsZero() {
+		last = st.LastCheck.In(loc).Format(time.DateTime)
 	}
+	switch {
+	case checkErr != nil:
+		fmt.Fprintf(out, "last check:   failed now; the last that succeeded: %s\n", last)
+	case !st.LastCheck.IsZero() && !st.Monitored:
+		fmt.Fprintf(out, "last check:   %s (your entry is not in the log yet)\n", last)
+	default:
+		fmt.Fprintf(out, "last check:   %s\n", last)
+	}
+	fmt.Fprintf(out, "unchecked:    an alert after %s without a check that succeeds\n", formatLag(st.UncheckedAfter))
 	fmt.Fprintf(out, "epoch age:    at most %s (an older log is refused)\n", formatLag(st.Policy.MaxEpochAge))
 	if len(st.Policy.Auditors) == 0 {
 		fmt.Fprintf(out, "auditors:     none required\n")
@@ -88,19 +94,60 @@ func (g *globals) transparencyStatus(ctx context.Context, args []string, env *En
 		return nil
 	}
 	fmt.Fprintf(out, "\n")
-	printAlertBanner(out, len(st.Alerts))
+	printAlertBanner(out, st.Alerts)
 	for _, a := range st.Alerts {
 		fmt.Fprintf(out, "  [%d] %s %s (%s): %s\n", a.ID, a.At.In(loc).Format(time.DateTime), printable(a.Subject), a.Kind, printable(a.Detail))
+		if hint := alertHint(&a); hint != "" {
+			fmt.Fprintf(out, "      %s\n", hint)
+		}
 	}
 	fmt.Fprintf(out, "\nOnce you have looked into them: doorless transparency clear\n")
 	return errAlerts
 }
 
-// printAlertBanner prints the loud part of an alert.
-func printAlertBanner(w io.Writer, n int) {
-	fmt.Fprintf(w, "!!! KEY TRANSPARENCY ALERT: %d alert(s). The server's log shows keys or devices for your account\n", n)
-	fmt.Fprintf(w, "!!! that you did not create, or went back on what it showed before. Someone may be able to read\n")
-	fmt.Fprintf(w, "!!! messages sent to you. Check your devices (doorless devices) and warn your contacts.\n")
+// printAlertBanner prints the loud part of alerts: what each kind among
+// them means. A device added by another of the account's devices may well
+// be the user's own doing: a notice, said to be one.
+func printAlertBanner(w io.Writer, as []client.TransparencyAlert) {
+	var alerts, added, unchecked int
+	for _, a := range as {
+		switch a.Kind {
+		case client.AlertDeviceAdded:
+			added++
+		case client.AlertUnchecked:
+			unchecked++
+		default:
+			alerts++
+		}
+	}
+	if alerts+unchecked > 0 {
+		fmt.Fprintf(w, "!!! KEY TRANSPARENCY ALERT: %d alert(s).\n", alerts+unchecked)
+	} else {
+		fmt.Fprintf(w, "!!! KEY TRANSPARENCY NOTICE: %d notice(s).\n", added)
+	}
+	if alerts > 0 {
+		fmt.Fprintf(w, "!!! The server's log shows keys or devices for your account that you did not create, or went back\n")
+		fmt.Fprintf(w, "!!! on what it showed before. Someone may be able to read messages sent to you. Check your devices\n")
+		fmt.Fprintf(w, "!!! (doorless devices) and warn your contacts.\n")
+	}
+	if unchecked > 0 {
+		fmt.Fprintf(w, "!!! This device could not check your account's entry in the log (for hours, or right after it\n")
+		fmt.Fprintf(w, "!!! joined). If it was online, the server may be hiding from it keys or devices added to your\n")
+		fmt.Fprintf(w, "!!! account. Check your devices (doorless devices), and your status from another device.\n")
+	}
+	if added > 0 {
+		fmt.Fprintf(w, "!!! Another of your devices added a device to your account. If you approved that link, all is well.\n")
+		fmt.Fprintf(w, "!!! If not, remove the device (doorless devices remove ID): a removed or stolen device can add\n")
+		fmt.Fprintf(w, "!!! itself back.\n")
+	}
+}
+
+// alertHint is what to do about one alert, "" when the banner says it.
+func alertHint(a *client.TransparencyAlert) string {
+	if a.Kind == client.AlertDeviceAdded && a.Device != 0 {
+		return fmt.Sprintf("if you did not add it: doorless devices remove %d", a.Device)
+	}
+	return ""
 }
 
 func formatLag(d time.Duration) string {
@@ -196,6 +243,6 @@ func warnAlerts(ctx context.Context, c *client.Client, env *Env) {
 	if err != nil || len(as) == 0 {
 		return
 	}
-	printAlertBanner(env.Stderr, len(as))
+	printAlertBanner(env.Stderr, as)
 	fmt.Fprintf(env.Stderr, "!!! See: doorless transparency status\n")
 }

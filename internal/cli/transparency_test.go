@@ -5,11 +5,17 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/doorless/doorless/client"
+	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/kt"
 	"github.com/doorless/doorless/protocol/keys"
@@ -148,5 +154,102 @@ func TestPrintAlert(t *testing.T) {
 	j := toJSON(a)
 	if j.Event != "transparency_alert" || j.Alert == nil || j.Alert.ID != 3 || j.Alert.Kind != "identity_key" {
 		t.Fatalf("json %+v", j)
+	}
+}
+
+// TestTransparencyUnchecked: the server answers alice's lookups of her own
+// entry with an error (and only those), and her last check that succeeded
+// is four hours old: status says when that was, shows the unchecked alert
+// and exits 3.
+func TestTransparencyUnchecked(t *testing.T) {
+	var refuse atomic.Bool
+	url, _ := testServerWrapped(t, nil, func(h http.Handler) http.Handler {
+		own := strings.Replace(api.PathTransparencyLookup, "{username}", "alice", 1)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if refuse.Load() && r.URL.Path == own {
+				http.Error(w, "no", http.StatusInternalServerError)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	alice := registerCLI(t, url, "alice")
+	refuse.Store(true)
+	// The last check that succeeded, four hours ago.
+	last := time.Now().Add(-4 * time.Hour).Truncate(time.Second)
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(alice, client.ProfileFile)+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE kt_owner SET checked = ?`, last.UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, alice, "", "transparency", "status")
+	if code != ExitAlert || !strings.Contains(out, "last check:   failed now; the last that succeeded: "+last.Format(time.DateTime)+"\n") ||
+		!strings.Contains(out, "unchecked:    an alert after 3h without a check that succeeds\n") ||
+		!strings.Contains(out, "!!! KEY TRANSPARENCY ALERT: 1 alert(s).") || !strings.Contains(out, "could not check your account's entry") ||
+		!strings.Contains(out, "(unchecked): this device could not check your account's entry in the log for over 3h") ||
+		!strings.Contains(errOut, "the check failed") {
+		t.Fatalf("status with checks failing for four hours: exit %d\n%s\nstderr: %s", code, out, errOut)
+	}
+	// Once the checks succeed again, the alert stays until cleared.
+	refuse.Store(false)
+	code, out, _ = runCLI(t, alice, "", "transparency", "status")
+	if code != ExitAlert || !strings.Contains(out, "(unchecked)") || strings.Contains(out, "failed now") {
+		t.Fatalf("status once the check succeeds: exit %d\n%s", code, out)
+	}
+}
+
+// TestDeviceAddedNotice: alice's laptop, which her first device approved,
+// approves a tablet: her first device's status shows a notice (not an
+// alert) naming the tablet and how to remove it, and exits 3; every other
+// command shows the notice.
+func TestDeviceAddedNotice(t *testing.T) {
+	url, _ := testServer(t)
+	alice := registerCLI(t, url, "alice")
+	link := func(approve func(code string) error) *client.Client {
+		t.Helper()
+		codes := make(chan string, 1)
+		errs := make(chan error, 1)
+		go func() {
+			errs <- approve(<-codes)
+		}()
+		c, err := client.Link(context.Background(), filepath.Join(t.TempDir(), "device"), url, client.Options{}, func(code string) error {
+			codes <- code
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	laptop := link(func(code string) error {
+		if code, _, errOut := runCLI(t, alice, "", "devices", "add", code); code != ExitOK {
+			return errors.New(errOut)
+		}
+		return nil
+	})
+	if code, out, errOut := runCLI(t, alice, "", "transparency", "status"); code != ExitOK {
+		t.Fatalf("status after alice's own link: exit %d\n%s\nstderr: %s", code, out, errOut)
+	}
+	tablet := link(func(code string) error {
+		_, err := laptop.ApproveLink(context.Background(), code)
+		return err
+	})
+	code, out, errOut := runCLI(t, alice, "", "transparency", "status")
+	want := fmt.Sprintf("if you did not add it: doorless devices remove %d\n", tablet.DeviceID())
+	if code != ExitAlert || !strings.Contains(out, "!!! KEY TRANSPARENCY NOTICE: 1 notice(s).") || strings.Contains(out, "ALERT") ||
+		!strings.Contains(out, "Another of your devices added a device to your account. If you approved that link, all is well.") ||
+		!strings.Contains(out, "(device_added)") || !strings.Contains(out, want) {
+		t.Fatalf("status after the laptop linked a tablet: exit %d\n%s\nstderr: %s", code, out, errOut)
+	}
+	code, _, errOut = runCLI(t, alice, "", "receipts")
+	if code != ExitOK || !strings.Contains(errOut, "!!! KEY TRANSPARENCY NOTICE") {
+		t.Fatalf("receipts with a notice: exit %d, stderr %q", code, errOut)
 	}
 }

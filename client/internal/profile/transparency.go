@@ -4,6 +4,8 @@ import (
 	"database/sql"
 	"errors"
 	"math"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -50,23 +52,32 @@ var schemaV4 = []string{
 	// whose first entry held a later version), and the newest device list
 	// version seen in the log; and the oldest device-list change this device
 	// made that the log has not been seen to hold yet (own_version 0:
-	// none), with the signed list.
+	// none), with the signed list; the devices of the newest list judged
+	// in the log (or of the list this device joined under), comma
+	// separated (NULL: not known), and the devices this device added that
+	// no list judged held yet; and whether the check right after this
+	// device joined failed (its base, then, comes from a later check).
 	`CREATE TABLE kt_owner (
-		id           INTEGER PRIMARY KEY CHECK (id = 1),
-		checked      INTEGER NOT NULL,
-		baseline     INTEGER NOT NULL,
-		base         INTEGER NOT NULL,
-		list_version INTEGER NOT NULL,
-		own_version  INTEGER NOT NULL DEFAULT 0,
-		own_list     BLOB
+		id             INTEGER PRIMARY KEY CHECK (id = 1),
+		checked        INTEGER NOT NULL,
+		baseline       INTEGER NOT NULL,
+		base           INTEGER NOT NULL,
+		list_version   INTEGER NOT NULL,
+		own_version    INTEGER NOT NULL DEFAULT 0,
+		own_list       BLOB,
+		devices        TEXT,
+		added          TEXT NOT NULL DEFAULT '',
+		join_unchecked INTEGER NOT NULL DEFAULT 0
 	)`,
-	// Alerts raised, kept until the user clears them.
+	// Alerts raised, kept until the user clears them; device is the
+	// device an alert is about (0: none).
 	`CREATE TABLE kt_alerts (
 		id      INTEGER PRIMARY KEY AUTOINCREMENT,
 		at      INTEGER NOT NULL,
 		kind    TEXT NOT NULL,
 		subject TEXT NOT NULL,
-		detail  TEXT NOT NULL
+		detail  TEXT NOT NULL,
+		device  INTEGER NOT NULL DEFAULT 0
 	)`,
 }
 
@@ -228,6 +239,16 @@ type OwnerState struct {
 	// 0: none).
 	OwnVersion uint64
 	OwnList    []byte
+	// Devices are the devices of the newest device list a check judged
+	// in the log, or, before the first, of the list this device joined
+	// under; nil when not known (a profile from before they were kept).
+	Devices []uint32
+	// Added are the devices this device added to the account (approving
+	// a link) that no list a check judged has held yet.
+	Added []uint32
+	// JoinUnchecked: the check right after this device joined did not
+	// complete, so the base comes from a later check.
+	JoinUnchecked bool
 }
 
 // OwnerState returns the owner monitor's state; the zero state when it has
@@ -236,17 +257,31 @@ func (tx *Tx) OwnerState() (*OwnerState, error) {
 	var (
 		s                OwnerState
 		checked, v, ownV int64
+		devices          sql.NullString
+		added            string
 	)
-	err := tx.q.QueryRowContext(tx.ctx, `SELECT checked, baseline, base, list_version, own_version, own_list
-		FROM kt_owner WHERE id = 1`).Scan(&checked, &s.Baseline, &s.Base, &v, &ownV, &s.OwnList)
+	err := tx.q.QueryRowContext(tx.ctx, `SELECT checked, baseline, base, list_version, own_version, own_list, devices, added,
+		join_unchecked FROM kt_owner WHERE id = 1`).Scan(&checked, &s.Baseline, &s.Base, &v, &ownV, &s.OwnList, &devices, &added,
+		&s.JoinUnchecked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return &s, nil
 	}
 	if err != nil {
 		return nil, dbErr(err)
 	}
+	corrupt := errors.New("client: profile: corrupt owner monitoring row")
 	if v < 0 || ownV < 0 || (ownV == 0) != (len(s.OwnList) == 0) {
-		return nil, errors.New("client: profile: corrupt owner monitoring row")
+		return nil, corrupt
+	}
+	if devices.Valid {
+		if s.Devices, err = ParseDeviceSet(devices.String); err != nil {
+			return nil, corrupt
+		}
+	}
+	if added != "" {
+		if s.Added, err = ParseDeviceSet(added); err != nil {
+			return nil, corrupt
+		}
 	}
 	if checked != 0 {
 		s.Checked = time.UnixMilli(checked)
@@ -261,16 +296,58 @@ func (tx *Tx) PutOwnerState(s *OwnerState) error {
 	if !s.Checked.IsZero() {
 		checked = s.Checked.UnixMilli()
 	}
-	if (s.OwnVersion == 0) != (len(s.OwnList) == 0) || s.ListVersion > math.MaxInt64 || s.OwnVersion > math.MaxInt64 {
+	if (s.OwnVersion == 0) != (len(s.OwnList) == 0) || s.ListVersion > math.MaxInt64 || s.OwnVersion > math.MaxInt64 ||
+		slices.Contains(s.Devices, 0) || slices.Contains(s.Added, 0) {
 		return errors.New("client: profile: malformed owner monitoring state")
 	}
 	var own []byte
 	if s.OwnVersion != 0 {
 		own = s.OwnList
 	}
-	_, err := tx.exec(`INSERT OR REPLACE INTO kt_owner (id, checked, baseline, base, list_version, own_version, own_list)
-		VALUES (1, ?, ?, ?, ?, ?, ?)`, checked, s.Baseline, s.Base, int64(s.ListVersion), int64(s.OwnVersion), own)
+	var devices sql.NullString
+	if s.Devices != nil {
+		devices = sql.NullString{String: FormatDeviceSet(s.Devices), Valid: true}
+	}
+	_, err := tx.exec(`INSERT OR REPLACE INTO kt_owner (id, checked, baseline, base, list_version, own_version, own_list, devices,
+		added, join_unchecked) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, checked, s.Baseline, s.Base, int64(s.ListVersion),
+		int64(s.OwnVersion), own, devices, FormatDeviceSet(s.Added), s.JoinUnchecked)
 	return err
+}
+
+// FormatDeviceSet writes device ids as the owner monitoring row keeps
+// them: sorted, without repeats, comma separated.
+func FormatDeviceSet(ds []uint32) string {
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	ds = slices.Compact(ds)
+	var b strings.Builder
+	for i, d := range ds {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatUint(uint64(d), 10))
+	}
+	return b.String()
+}
+
+// ParseDeviceSet reads what FormatDeviceSet wrote: ids from 1 to 2^32-1,
+// in increasing order (the empty string is the empty set).
+func ParseDeviceSet(s string) ([]uint32, error) {
+	out := []uint32{}
+	if s == "" {
+		return out, nil
+	}
+	for f := range strings.SplitSeq(s, ",") {
+		if f == "" || f[0] == '0' || f[0] == '+' {
+			return nil, errors.New("client: profile: malformed device set")
+		}
+		d, err := strconv.ParseUint(f, 10, 32)
+		if err != nil || len(out) > 0 && uint32(d) <= out[len(out)-1] {
+			return nil, errors.New("client: profile: malformed device set")
+		}
+		out = append(out, uint32(d))
+	}
+	return out, nil
 }
 
 // PutOwnChange records a device-list change this device made (version and
@@ -296,6 +373,7 @@ type TransparencyAlert struct {
 	Kind    string
 	Subject string
 	Detail  string
+	Device  uint32 // the device it is about (0: none)
 }
 
 // AddTransparencyAlert stores an alert, unless one of the same kind,
@@ -311,8 +389,8 @@ func (tx *Tx) AddTransparencyAlert(a *TransparencyAlert) (int64, error) {
 	case !errors.Is(err, sql.ErrNoRows):
 		return 0, dbErr(err)
 	}
-	r, err := tx.exec(`INSERT INTO kt_alerts (at, kind, subject, detail) VALUES (?, ?, ?, ?)`,
-		a.At.UnixMilli(), a.Kind, a.Subject, a.Detail)
+	r, err := tx.exec(`INSERT INTO kt_alerts (at, kind, subject, detail, device) VALUES (?, ?, ?, ?, ?)`,
+		a.At.UnixMilli(), a.Kind, a.Subject, a.Detail, int64(a.Device))
 	if err != nil {
 		return 0, err
 	}
@@ -325,7 +403,7 @@ func (tx *Tx) AddTransparencyAlert(a *TransparencyAlert) (int64, error) {
 
 // TransparencyAlerts returns the alerts stored, oldest first.
 func (tx *Tx) TransparencyAlerts() ([]TransparencyAlert, error) {
-	rows, err := tx.q.QueryContext(tx.ctx, `SELECT id, at, kind, subject, detail FROM kt_alerts ORDER BY id`)
+	rows, err := tx.q.QueryContext(tx.ctx, `SELECT id, at, kind, subject, detail, device FROM kt_alerts ORDER BY id`)
 	if err != nil {
 		return nil, dbErr(err)
 	}
@@ -333,12 +411,16 @@ func (tx *Tx) TransparencyAlerts() ([]TransparencyAlert, error) {
 	var out []TransparencyAlert
 	for rows.Next() {
 		var (
-			a  TransparencyAlert
-			at int64
+			a          TransparencyAlert
+			at, device int64
 		)
-		if err := rows.Scan(&a.ID, &at, &a.Kind, &a.Subject, &a.Detail); err != nil {
+		if err := rows.Scan(&a.ID, &at, &a.Kind, &a.Subject, &a.Detail, &device); err != nil {
 			return nil, dbErr(err)
 		}
+		if device < 0 || device > math.MaxUint32 {
+			return nil, errors.New("client: profile: corrupt transparency alert row")
+		}
+		a.Device = uint32(device)
 		a.At = time.UnixMilli(at)
 		out = append(out, a)
 	}

@@ -150,8 +150,27 @@ func TestTransparencyLabelsOwnerAlerts(t *testing.T) {
 		if err := tx.PutOwnerState(&OwnerState{OwnVersion: 3}); err == nil {
 			t.Error("an own change without its list was stored")
 		}
+		// The devices known, those added, and a join left unchecked.
+		want.Devices, want.Added, want.JoinUnchecked = []uint32{1, 3, 127}, []uint32{4}, true
+		if err := tx.PutOwnerState(want); err != nil {
+			return err
+		}
+		if st, err := tx.OwnerState(); err != nil || !reflect.DeepEqual(st, want) {
+			t.Errorf("owner with devices = %+v, %v; want %+v", st, err, want)
+		}
+		// An empty set of devices is not "not known".
+		want.Devices, want.Added, want.JoinUnchecked = []uint32{}, nil, false
+		if err := tx.PutOwnerState(want); err != nil {
+			return err
+		}
+		if st, err := tx.OwnerState(); err != nil || st.Devices == nil || len(st.Devices) != 0 || st.Added != nil || st.JoinUnchecked {
+			t.Errorf("owner with no devices = %+v, %v", st, err)
+		}
+		if err := tx.PutOwnerState(&OwnerState{Devices: []uint32{0}}); err == nil {
+			t.Error("device 0 was stored")
+		}
 
-		a := &TransparencyAlert{At: now, Kind: "identity_key", Subject: "alice", Detail: "d"}
+		a := &TransparencyAlert{At: now, Kind: "identity_key", Subject: "alice", Detail: "d", Device: 5}
 		id1, err := tx.AddTransparencyAlert(a)
 		if err != nil || id1 == 0 {
 			t.Fatalf("first alert: %d, %v", id1, err)
@@ -164,7 +183,8 @@ func TestTransparencyLabelsOwnerAlerts(t *testing.T) {
 			t.Fatalf("second alert: %d, %v", id2, err)
 		}
 		as, err := tx.TransparencyAlerts()
-		if err != nil || len(as) != 2 || as[0].ID != id1 || as[0].Kind != "identity_key" || as[1].Subject != "bob" || !as[0].At.Equal(now) {
+		if err != nil || len(as) != 2 || as[0].ID != id1 || as[0].Kind != "identity_key" || as[1].Subject != "bob" || !as[0].At.Equal(now) ||
+			as[0].Device != 5 || as[1].Device != 0 {
 			t.Errorf("alerts = %+v, %v", as, err)
 		}
 		if n, err := tx.ClearTransparencyAlerts(id1); err != nil || n != 1 {
@@ -182,4 +202,37 @@ func TestTransparencyLabelsOwnerAlerts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestDeviceSet(t *testing.T) {
+	if got := FormatDeviceSet([]uint32{3, 1, 3, 127}); got != "1,3,127" {
+		t.Fatalf("format: %q", got)
+	}
+	if got, err := ParseDeviceSet("1,3,127"); err != nil || !slices.Equal(got, []uint32{1, 3, 127}) {
+		t.Fatalf("parse: %v, %v", got, err)
+	}
+	if got, err := ParseDeviceSet(""); err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("parse of the empty set: %v, %v", got, err)
+	}
+	for _, bad := range []string{"0", "1,,2", ",1", "1,", "2,1", "1,1", "01", "+1", "-1", "4294967296", "a", " 1"} {
+		if got, err := ParseDeviceSet(bad); err == nil {
+			t.Errorf("%q parsed as %v", bad, got)
+		}
+	}
+}
+
+// FuzzParseDeviceSet: what parses formats back to the same text.
+func FuzzParseDeviceSet(f *testing.F) {
+	for _, s := range []string{"", "1", "1,3,127", "2,1", "0", "1,,2", "4294967295"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ds, err := ParseDeviceSet(s)
+		if err != nil {
+			return
+		}
+		if got := FormatDeviceSet(ds); got != s {
+			t.Fatalf("%q parsed as %v, formats as %q", s, ds, got)
+		}
+	})
 }
