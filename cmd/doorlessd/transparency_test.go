@@ -116,6 +116,9 @@ func TestEpochInterval(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			return 0 // listening before its first epoch is stored
+		}
 		b, _ := io.ReadAll(resp.Body)
 		text, _, ok := strings.Cut(string(b), "\n\n")
 		c, err := kt.ParseCheckpoint([]byte(text + "\n"))
