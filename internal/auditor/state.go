@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/doorless/doorless/internal/fsutil"
 	"github.com/doorless/doorless/kt"
 )
 
@@ -156,47 +157,18 @@ func writeJSON(dir, name string, v any) error {
 	return writeAtomic(filepath.Join(dir, name), append(b, '\n'), 0o600)
 }
 
-// writeNew writes a new file (never over an existing one) and syncs it.
+// writeNew writes a new file (never over an existing one), durably.
 func writeNew(path string, b []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return fmt.Errorf("auditor: %v", err)
-	}
-	return finish(f, b)
-}
-
-// writeAtomic replaces path with b through a synced temporary file.
-func writeAtomic(path string, b []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("auditor: %v", err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("auditor: %v", err)
-	}
-	if err := finish(f, b); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
+	if err := fsutil.WriteNew(path, b, mode); err != nil {
 		return fmt.Errorf("auditor: %v", err)
 	}
 	return nil
 }
 
-func finish(f *os.File, b []byte) error {
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("auditor: %v", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("auditor: %v", err)
-	}
-	if err := f.Close(); err != nil {
+// writeAtomic replaces path with b, durably (a crash leaves the old file or
+// the new one).
+func writeAtomic(path string, b []byte, mode os.FileMode) error {
+	if err := fsutil.WriteAtomic(path, b, mode); err != nil {
 		return fmt.Errorf("auditor: %v", err)
 	}
 	return nil

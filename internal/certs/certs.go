@@ -36,6 +36,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/doorless/doorless/internal/fsutil"
 	"github.com/doorless/doorless/protocol/keys"
 	"github.com/doorless/doorless/protocol/sealedsender"
 )
@@ -237,21 +238,9 @@ func serverIDs(dir string) ([]uint32, error) {
 	return ids, nil
 }
 
-// writeFile writes a new file (never over an existing one) and syncs it.
+// writeFile writes a new file (never over an existing one), durably.
 func writeFile(path string, b []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return fmt.Errorf("certs: %v", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("certs: %v", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("certs: %v", err)
-	}
-	if err := f.Close(); err != nil {
+	if err := fsutil.WriteNew(path, b, mode); err != nil {
 		return fmt.Errorf("certs: %v", err)
 	}
 	return nil

@@ -26,6 +26,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/doorless/doorless/internal/fsutil"
 	"github.com/doorless/doorless/kt"
 	"github.com/doorless/doorless/kt/vrf"
 )
@@ -124,9 +125,8 @@ func Init(dir, origin string) (bool, error) {
 	if err := os.Rename(tmp, dir); err != nil {
 		return false, fmt.Errorf("ktkeys: %v", err)
 	}
-	if d, err := os.Open(parent); err == nil {
-		d.Sync()
-		d.Close()
+	if err := fsutil.SyncDir(parent); err != nil {
+		return false, fmt.Errorf("ktkeys: %v", err)
 	}
 	if _, err := Load(dir); err != nil {
 		return false, err
@@ -218,21 +218,9 @@ func readLine(dir, name string) (string, error) {
 	return string(line), nil
 }
 
-// writeFile writes a new file and syncs it.
+// writeFile writes a new file, durably.
 func writeFile(path string, b []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return fmt.Errorf("ktkeys: %v", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("ktkeys: %v", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("ktkeys: %v", err)
-	}
-	if err := f.Close(); err != nil {
+	if err := fsutil.WriteNew(path, b, mode); err != nil {
 		return fmt.Errorf("ktkeys: %v", err)
 	}
 	return nil
