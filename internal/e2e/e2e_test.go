@@ -181,13 +181,15 @@ func newUser(t *testing.T, name string) *user {
 	return &user{t: t, name: name, profile: filepath.Join(t.TempDir(), name), env: []string{"TZ=UTC"}}
 }
 
-// run runs doorless with the user's profile and returns what it did.
-func (u *user) run(stdin string, args ...string) result {
-	u.t.Helper()
+// runBinary runs one of the built binaries (with cleanEnv and env, for at
+// most a minute) and returns what it did; it fails the test only if the
+// binary could not run.
+func runBinary(t *testing.T, path string, env []string, stdin string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin.doorless, append([]string{"--profile", u.profile}, args...)...)
-	cmd.Env = append(cleanEnv(), u.env...)
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = append(cleanEnv(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -196,9 +198,15 @@ func (u *user) run(stdin string, args ...string) result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
 	} else if err != nil {
-		u.t.Fatalf("doorless %s: %v", strings.Join(args, " "), err)
+		t.Fatalf("%s %s: %v", filepath.Base(path), strings.Join(args, " "), err)
 	}
 	return r
+}
+
+// run runs doorless with the user's profile and returns what it did.
+func (u *user) run(stdin string, args ...string) result {
+	u.t.Helper()
+	return runBinary(u.t, bin.doorless, u.env, stdin, append([]string{"--profile", u.profile}, args...)...)
 }
 
 // must runs doorless and fails the test unless it succeeds.

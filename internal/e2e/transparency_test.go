@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -11,13 +10,11 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/doorless/doorless/protocol/keys"
 )
@@ -183,7 +180,9 @@ func TestTransparencySplitView(t *testing.T) {
 	// with the same keys.
 	a.stop(syscall.SIGTERM)
 	dataB := t.TempDir()
-	copyDir(t, dataA, dataB)
+	if err := os.CopyFS(dataB, os.DirFS(dataA)); err != nil {
+		t.Fatal(err)
+	}
 	a = startServer(t, dataA, "--kt-auditor", vkey)
 	b := startServer(t, dataB, "--kt-auditor", vkey)
 	p.point(a.url)
@@ -225,51 +224,9 @@ func TestTransparencySplitView(t *testing.T) {
 // runAuditor runs doorless-auditor and checks its exit status.
 func runAuditor(t *testing.T, wantCode int, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin.auditor, args...)
-	cmd.Env = cleanEnv()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("doorless-auditor %s: %v", strings.Join(args, " "), err)
+	r := runBinary(t, bin.auditor, nil, "", args...)
+	if r.code != wantCode {
+		t.Fatalf("doorless-auditor %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, wantCode, r.stdout, r.stderr)
 	}
-	if code != wantCode {
-		t.Fatalf("doorless-auditor %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, wantCode, stdout.String(), stderr.String())
-	}
-	return stdout.String()
-}
-
-// copyDir copies the regular files under src into dst, keeping modes.
-func copyDir(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.MkdirAll(target, info.Mode().Perm())
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, info.Mode().Perm())
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	return r.stdout
 }
