@@ -3,7 +3,6 @@ package sealedsender
 import (
 	"bytes"
 	"fmt"
-	"github.com/doorless/doorless/protocol/internal/uuid"
 	"io"
 	"math"
 	"slices"
@@ -12,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/doorless/doorless/protocol/internal/uuid"
 	"github.com/doorless/doorless/protocol/internal/wire"
 	"github.com/doorless/doorless/protocol/keys"
 )

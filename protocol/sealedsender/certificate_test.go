@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"github.com/doorless/doorless/protocol/internal/uuid"
 	"os"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/doorless/doorless/protocol/internal/uuid"
 	"github.com/doorless/doorless/protocol/internal/wire"
 	"github.com/doorless/doorless/protocol/keys"
 )
@@ -295,7 +295,7 @@ func (p *testPKI) sign(t testing.TB, f certFields) []byte {
 func TestParseSenderCertificateForms(t *testing.T) {
 	p := newPKI(t, 1)
 	id := newKey(t).PublicKey()
-	uuid, _ := uuid.Parse(testUUID)
+	raw, _ := uuid.Parse(testUUID)
 	base := func() certFields {
 		return certFields(nil).varint(senderCertDevice, 3).fixed64(senderCertExpires, uint64(testExpiry.UnixMilli())).
 			bytes(senderCertIdentityKey, id.Bytes()).bytes(senderCertSigner, p.server.Bytes())
@@ -303,10 +303,10 @@ func TestParseSenderCertificateForms(t *testing.T) {
 
 	// Accepted forms.
 	for name, f := range map[string]certFields{
-		"uuid bytes":           base().bytes(senderCertUUIDBytes, uuid[:]),
+		"uuid bytes":           base().bytes(senderCertUUIDBytes, raw[:]),
 		"uuid string":          base().bytes(senderCertUUIDString, []byte(testUUID)),
 		"upper-case uuid":      base().bytes(senderCertUUIDString, []byte(strings.ToUpper(testUUID))),
-		"last oneof wins":      base().bytes(senderCertUUIDString, []byte("not a uuid")).bytes(senderCertUUIDBytes, uuid[:]),
+		"last oneof wins":      base().bytes(senderCertUUIDString, []byte("not a uuid")).bytes(senderCertUUIDBytes, raw[:]),
 		"with e164":            base().bytes(senderCertE164, []byte("+14155550100")).bytes(senderCertUUIDString, []byte(testUUID)),
 		"unknown field":        base().varint(99, 5).bytes(senderCertUUIDString, []byte(testUUID)),
 		"signer id then cert":  base().varint(senderCertSignerID, 3).bytes(senderCertSigner, p.server.Bytes()).bytes(senderCertUUIDString, []byte(testUUID)),
@@ -343,7 +343,7 @@ func TestParseSenderCertificateForms(t *testing.T) {
 		"signer by id": {withUUID(base()).varint(senderCertSignerID, 3), ErrSignerByID},
 		"no uuid":      {base(), ErrInvalidCertificate},
 		"not a uuid":   {base().bytes(senderCertUUIDString, []byte("alice")), ErrInvalidCertificate},
-		"short uuid":   {base().bytes(senderCertUUIDBytes, uuid[:15]), ErrInvalidCertificate},
+		"short uuid":   {base().bytes(senderCertUUIDBytes, raw[:15]), ErrInvalidCertificate},
 		"bad utf-8":    {withUUID(base()).bytes(senderCertE164, []byte{0xff}), ErrInvalidCertificate},
 		"device 0":     {withUUID(base()).varint(senderCertDevice, 0), ErrInvalidCertificate},
 		"device 128":   {withUUID(base()).varint(senderCertDevice, 128), ErrInvalidCertificate},

@@ -2,10 +2,10 @@ package sealedsender
 
 import (
 	"bytes"
-	"github.com/doorless/doorless/protocol/internal/uuid"
 	"testing"
 	"time"
 
+	"github.com/doorless/doorless/protocol/internal/uuid"
 	"github.com/doorless/doorless/protocol/keys"
 )
 

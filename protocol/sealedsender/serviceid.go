@@ -2,8 +2,9 @@ package sealedsender
 
 import (
 	"fmt"
-	"github.com/doorless/doorless/protocol/internal/uuid"
 	"strings"
+
+	"github.com/doorless/doorless/protocol/internal/uuid"
 )
 
 // ServiceID names an account in a multi-recipient message: libsignal's ServiceId in its

@@ -134,9 +134,9 @@ var zeroNonce [gcmsiv.NonceSize]byte
 // Recipients are written in order, those without devices (excluded) after the others,
 // as libsignal writes them. A service id may appear only once; device ids must be in
 // range and distinct within a recipient, registration ids must fit in 14 bits, and at
-// least one recipient must have a device. With more than a dozen recipients, the two
-// key agreements per recipient run on several goroutines; the output does not depend on
-// how many.
+// least one recipient must have a device. With a dozen or more recipients that have
+// devices, the two key agreements per recipient run on several goroutines; the output
+// does not depend on how many.
 func EncryptMulti(r io.Reader, recipients []Recipient, sender *keys.PrivateKey, c *Content) ([]byte, error) {
 	if err := c.check(sender); err != nil {
 		return nil, err

@@ -3,12 +3,12 @@ package senderkey
 import (
 	"crypto/rand"
 	"fmt"
-	"github.com/doorless/doorless/protocol/internal/uuid"
 	"io"
 	"log/slog"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/doorless/doorless/protocol/internal/uuid"
 	"github.com/doorless/doorless/protocol/internal/wire"
 	"github.com/doorless/doorless/protocol/keys"
 )

@@ -131,7 +131,7 @@ func generate() (*Vectors, error) {
 	}
 	defer sender.Close()
 	v := &Vectors{
-		Comment:   "made by libsignal 0.103.0 through interop/libsignal; see testdata/gen",
+		Comment:   "made by libsignal " + libsignal.PinnedVersion + " through interop/libsignal; see testdata/gen",
 		TrustRoot: hex.EncodeToString(root.PublicKey().Bytes()),
 		ValidAt:   validAt.UnixMilli(),
 	}
