@@ -158,14 +158,12 @@ func serve(args []string) int {
 	}
 	// Key-transparency keys: made on first start, fixed after.
 	ktDir := filepath.Join(*data, "kt")
-	if made, err := ktkeys.Init(ktDir, *ktOrigin); err != nil {
-		return fail(err)
-	} else if made {
-		log.Info("doorlessd: made the key-transparency log's keys", "dir", ktDir)
-	}
-	ktKeys, err := ktkeys.Load(ktDir)
+	ktKeys, made, err := ktkeys.Init(ktDir, *ktOrigin)
 	if err != nil {
 		return fail(err)
+	}
+	if made {
+		log.Info("doorlessd: made the key-transparency log's keys", "dir", ktDir)
 	}
 
 	reg := prometheus.NewRegistry()

@@ -6,10 +6,10 @@
 //	log.pub   its note verifier key, which clients pin
 //	vrf.key   the VRF private key's 32-byte seed (0600)
 //
-// Init makes them once, at a server's first start; they never change
-// after, since clients pin the log's keys and origin. Generate makes keys
-// in memory only (Init's, and tests'). Keys is immutable and safe for
-// concurrent use.
+// Init makes them once, at a server's first start, and reads them at every
+// start; they never change after, since clients pin the log's keys and
+// origin. Load only reads them. Generate makes keys in memory only (Init's,
+// and tests'). Keys is immutable and safe for concurrent use.
 package ktkeys
 
 import (
@@ -65,27 +65,25 @@ func (k *Keys) LogConfig() kt.LogConfig {
 // String does not print the private keys.
 func (k *Keys) String() string { return "ktkeys.Keys{" + k.Origin + ", [redacted]}" }
 
-// Init makes the keys in dir, for origin (empty: DefaultOriginPrefix and a
-// random suffix), unless dir exists already; it returns whether it made
-// them. When dir holds keys for another origin than a non-empty origin,
-// it answers ErrOriginFixed. The files are written in a fresh directory
-// beside dir and renamed to dir when complete, so that a crash leaves no
-// half-made keys behind.
-func Init(dir, origin string) (bool, error) {
+// Init returns the keys in dir, making them first, for origin (empty:
+// DefaultOriginPrefix and a random suffix), when dir does not exist; it
+// also returns whether it made them. When dir holds keys for another origin
+// than a non-empty origin, it answers ErrOriginFixed. The files are written
+// in a fresh directory beside dir and renamed to dir when complete, so that
+// a crash leaves no half-made keys behind; the keys returned are then the
+// ones read back from dir.
+func Init(dir, origin string) (*Keys, bool, error) {
 	if _, err := os.Stat(dir); err == nil {
-		if origin == "" {
-			return false, nil
-		}
-		held, err := readOrigin(dir)
+		k, err := Load(dir)
 		if err != nil {
-			return false, err
+			return nil, false, err
 		}
-		if held != origin {
-			return false, fmt.Errorf("%w: it is %q, not %q", ErrOriginFixed, held, origin)
+		if origin != "" && k.Origin != origin {
+			return nil, false, fmt.Errorf("%w: it is %q, not %q", ErrOriginFixed, k.Origin, origin)
 		}
-		return false, nil
+		return k, false, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return false, fmt.Errorf("ktkeys: %v", err)
+		return nil, false, fmt.Errorf("ktkeys: %v", err)
 	}
 	if origin == "" {
 		var b [8]byte
@@ -94,15 +92,15 @@ func Init(dir, origin string) (bool, error) {
 	}
 	k, err := Generate(rand.Reader, origin)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o700); err != nil {
-		return false, fmt.Errorf("ktkeys: %v", err)
+		return nil, false, fmt.Errorf("ktkeys: %v", err)
 	}
 	tmp, err := os.MkdirTemp(parent, filepath.Base(dir)+".new-")
 	if err != nil {
-		return false, fmt.Errorf("ktkeys: %v", err)
+		return nil, false, fmt.Errorf("ktkeys: %v", err)
 	}
 	defer os.RemoveAll(tmp) // gone after the rename
 	for _, f := range []struct {
@@ -116,22 +114,22 @@ func Init(dir, origin string) (bool, error) {
 		{originFile, []byte(origin + "\n"), 0o644},
 	} {
 		if err := writeFile(filepath.Join(tmp, f.name), f.b, f.mode); err != nil {
-			return false, err
+			return nil, false, err
 		}
 	}
 	if err := os.Chmod(tmp, 0o700); err != nil {
-		return false, fmt.Errorf("ktkeys: %v", err)
+		return nil, false, fmt.Errorf("ktkeys: %v", err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
-		return false, fmt.Errorf("ktkeys: %v", err)
+		return nil, false, fmt.Errorf("ktkeys: %v", err)
 	}
 	if err := fsutil.SyncDir(parent); err != nil {
-		return false, fmt.Errorf("ktkeys: %v", err)
+		return nil, false, fmt.Errorf("ktkeys: %v", err)
 	}
-	if _, err := Load(dir); err != nil {
-		return false, err
+	if k, err = Load(dir); err != nil {
+		return nil, false, err
 	}
-	return true, nil
+	return k, true, nil
 }
 
 // Generate makes fresh keys for a log named origin, from rand (use

@@ -17,13 +17,13 @@ import (
 
 func TestInitLoad(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "kt")
-	made, err := Init(dir, "")
+	k, made, err := Init(dir, "")
 	if err != nil || !made {
 		t.Fatalf("Init = %v, %v", made, err)
 	}
-	k, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
+	if loaded, err := Load(dir); err != nil || loaded.LogKey != k.LogKey || loaded.Origin != k.Origin ||
+		string(loaded.VRF.Seed()) != string(k.VRF.Seed()) {
+		t.Fatalf("Load does not read the keys Init made: %v", err)
 	}
 	if !strings.HasPrefix(k.Origin, DefaultOriginPrefix) || len(k.Origin) != len(DefaultOriginPrefix)+16 {
 		t.Fatalf("default origin %q", k.Origin)
@@ -64,11 +64,12 @@ func TestInitLoad(t *testing.T) {
 	// A second Init keeps them, with no origin or the same one; another
 	// origin is refused.
 	for _, o := range []string{"", k.Origin} {
-		if made, err := Init(dir, o); err != nil || made {
+		again, made, err := Init(dir, o)
+		if err != nil || made || again.LogKey != k.LogKey || string(again.VRF.Seed()) != string(k.VRF.Seed()) {
 			t.Fatalf("Init(%q) again = %v, %v", o, made, err)
 		}
 	}
-	if _, err := Init(dir, "other.example/log"); !errors.Is(err, ErrOriginFixed) {
+	if _, _, err := Init(dir, "other.example/log"); !errors.Is(err, ErrOriginFixed) {
 		t.Fatalf("Init with another origin: %v", err)
 	}
 	k2, err := Load(dir)
@@ -79,7 +80,7 @@ func TestInitLoad(t *testing.T) {
 
 func TestInitOrigin(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "kt")
-	if _, err := Init(dir, "example.com/log"); err != nil {
+	if _, _, err := Init(dir, "example.com/log"); err != nil {
 		t.Fatal(err)
 	}
 	k, err := Load(dir)
@@ -87,7 +88,7 @@ func TestInitOrigin(t *testing.T) {
 		t.Fatalf("origin %v, %v", k, err)
 	}
 	for _, bad := range []string{"two\nlines", "with space", "a+b"} {
-		if _, err := Init(filepath.Join(t.TempDir(), "kt"), bad); err == nil {
+		if _, _, err := Init(filepath.Join(t.TempDir(), "kt"), bad); err == nil {
 			t.Errorf("Init(%q) accepted", bad)
 		}
 	}
@@ -96,7 +97,7 @@ func TestInitOrigin(t *testing.T) {
 func TestLoadRefusesMismatch(t *testing.T) {
 	a, b := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
 	for _, d := range []string{a, b} {
-		if _, err := Init(d, "example.com/log"); err != nil {
+		if _, _, err := Init(d, "example.com/log"); err != nil {
 			t.Fatal(err)
 		}
 	}

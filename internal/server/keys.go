@@ -7,6 +7,7 @@ import (
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/broker"
 	"github.com/doorless/doorless/internal/store"
+	"github.com/doorless/doorless/kt"
 	"github.com/doorless/doorless/protocol/keys"
 )
 
@@ -194,19 +195,24 @@ func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request, caller *st
 	if len(resp.Devices) == 0 {
 		return errorf(http.StatusNotFound, api.CodeNotFound, "no such device")
 	}
-	// Read after the bundles: the list is at least as new as the devices
-	// they came from, so a device linked meanwhile is in it.
-	if resp.DeviceList, err = s.signedList(ctx, acct.ID); err != nil {
-		return err
-	}
+	// The identity key and device list are those the log holds for the
+	// account. When the username's entry holds none of this account's
+	// (not published yet, or another account's), or without key
+	// transparency, the list is the store's (and the client refuses an
+	// answer its proof does not match), read after the bundles: it is at
+	// least as new as the devices they came from, so a device linked
+	// meanwhile is in it.
+	var logged *kt.AccountValue
 	if proven != nil {
 		resp.Transparency = proven.proof
-		// The keys the log holds for the account; when the username's
-		// entry holds none of this account's (not published yet, or
-		// another account), the client refuses the answer.
 		if v := proven.value; v != nil && v.AccountID == acct.ID {
-			resp.IdentityKey, resp.DeviceList = v.IdentityKey, v.DeviceList
+			logged = v
 		}
+	}
+	if logged != nil {
+		resp.IdentityKey, resp.DeviceList = logged.IdentityKey, logged.DeviceList
+	} else if resp.DeviceList, err = s.signedList(ctx, acct.ID); err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil

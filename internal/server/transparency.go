@@ -249,8 +249,8 @@ func (q *sequencer) poke() {
 	}
 }
 
-// finish records that a drain covering request gen succeeded (ok) and
-// wakes the waiters.
+// finish records that a drain covering request gen succeeded, or that the
+// sequencer stopped, and wakes the waiters.
 func (q *sequencer) finish(gen uint64, stopped bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -335,9 +335,7 @@ func (s *Server) startSequencer(ctx context.Context) <-chan struct{} {
 // makes an empty epoch when the newest is EpochInterval old.
 func (s *Server) sequence(ctx context.Context) {
 	q := &s.kt.seq
-	defer func() {
-		q.finish(0, true)
-	}()
+	defer q.finish(0, true)
 	var backoff time.Duration
 	timer := time.NewTimer(0)
 	defer timer.Stop()

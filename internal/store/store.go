@@ -416,7 +416,7 @@ type Epoch struct {
 
 // Cosignature is the newest checkpoint one auditor cosigned.
 type Cosignature struct {
-	Auditor    string // the auditor's note key name
+	Auditor    string // the auditor's note key name and hash ("name+hash", as note keys spell them)
 	Size       uint64 // the log size the checkpoint describes
 	Checkpoint []byte // the note, with the log's signature and the auditor's cosignature
 }

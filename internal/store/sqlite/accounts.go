@@ -60,9 +60,6 @@ func (s *Store) CreateAccount(ctx context.Context, a *store.Account, d *store.De
 		if err := replaceList(tx, a.ID, list); err != nil {
 			return fmt.Errorf("sqlite: create account: %w", err)
 		}
-		if err := queueUpdate(tx, a.ID); err != nil {
-			return fmt.Errorf("sqlite: create account: %v", err)
-		}
 		return nil
 	})
 	return err
@@ -86,7 +83,9 @@ func accessKey(k []byte) any {
 
 // replaceList stores list as the account's device list, within tx, when its
 // version is the current one + 1 (1 when the account has none):
-// store.ErrVersionConflict otherwise. Errors other than the sentinel are
+// store.ErrVersionConflict otherwise. It also records the pending update
+// that publishes the list in the key-transparency log (queueUpdate): the log
+// publishes every version of every list. Errors other than the sentinel are
 // wrapped with %v, so callers may wrap the result with %w.
 func replaceList(tx *wtx, accountID string, list *store.DeviceList) error {
 	if list == nil || len(list.Signed) == 0 {
@@ -106,6 +105,9 @@ func replaceList(tx *wtx, accountID string, list *store.DeviceList) error {
 	if _, err := tx.Exec(`INSERT INTO device_lists (account_id, version, signed) VALUES (?, ?, ?)
 		ON CONFLICT (account_id) DO UPDATE SET version = excluded.version, signed = excluded.signed`,
 		accountID, int64(list.Version), list.Signed); err != nil {
+		return fmt.Errorf("%v", err)
+	}
+	if err := queueUpdate(tx, accountID, list.Signed); err != nil {
 		return fmt.Errorf("%v", err)
 	}
 	return nil
@@ -228,9 +230,6 @@ func (s *Store) RemoveDevice(ctx context.Context, accountID string, deviceID uin
 		}
 		if err := replaceList(tx, accountID, list); err != nil {
 			return fmt.Errorf("sqlite: remove device: %w", err)
-		}
-		if err := queueUpdate(tx, accountID); err != nil {
-			return fmt.Errorf("sqlite: remove device: %v", err)
 		}
 		return nil
 	})

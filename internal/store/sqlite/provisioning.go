@@ -109,9 +109,6 @@ func (s *Store) LinkDevice(ctx context.Context, tokenHash []byte, d *store.Devic
 		if err := storeKeys(tx, d.AccountID, d.ID, k); err != nil {
 			return fmt.Errorf("sqlite: link device: %v", err)
 		}
-		if err := queueUpdate(tx, d.AccountID); err != nil {
-			return fmt.Errorf("sqlite: link device: %v", err)
-		}
 		return nil
 	})
 }
