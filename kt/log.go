@@ -57,9 +57,9 @@ var ErrNotLast = errors.New("kt: batch is not the log's last")
 // and Restore exclude each other and everything else; Prove, Index and
 // Checkpoint run concurrently.
 type Log struct {
-	cfg Checkpoint // Origin only
-	sig note.Signer
-	vrf *vrf.PrivateKey
+	origin string
+	sig    note.Signer
+	vrf    *vrf.PrivateKey
 
 	mu         sync.RWMutex
 	prefix     *PrefixTree
@@ -97,12 +97,13 @@ func (n signedNote) encode(more ...note.Signature) []byte {
 	return b
 }
 
+// undoRecord is what Revert needs to undo the last Append (whose
+// checkpoint is the log's newest while the record is kept).
 type undoRecord struct {
-	checkpoint []byte     // the batch's
-	previous   signedNote // the checkpoint before it
-	lastTime   int64
-	old        []Leaf  // leaves the batch replaced
-	added      []Index // leaves the batch added
+	previous signedNote // the checkpoint before the batch's
+	lastTime int64
+	old      []Leaf  // leaves the batch replaced
+	added    []Index // leaves the batch added
 }
 
 // NewLog returns an empty log.
@@ -117,7 +118,7 @@ func NewLog(cfg LogConfig) (*Log, error) {
 		return nil, errors.New("kt: log signer name")
 	}
 	return &Log{
-		cfg:      Checkpoint{Origin: cfg.Origin},
+		origin:   cfg.Origin,
 		sig:      cfg.Signer,
 		vrf:      cfg.VRF,
 		prefix:   NewPrefixTree(),
@@ -176,7 +177,7 @@ func (l *Log) Restore(leaves iter.Seq[Leaf], epochs []Epoch) error {
 
 // sign signs a checkpoint of t's first size leaves.
 func (l *Log) sign(t *LogTree, size uint64) (signedNote, error) {
-	c := Checkpoint{Origin: l.cfg.Origin, Size: size}
+	c := Checkpoint{Origin: l.origin, Size: size}
 	var err error
 	if c.Root, err = t.Root(c.Size); err != nil {
 		return signedNote{}, err
@@ -258,12 +259,11 @@ func (l *Log) Append(updates []Update, now time.Time, rand io.Reader) (*Batch, e
 		l.undoLocked(u)
 		return nil, err
 	}
-	u.checkpoint = cp.encode()
 	l.checkpoint, l.lastTime, l.undo = cp, ts, u
 	return &Batch{
 		Changes:    EpochChanges{Epoch: epoch, Leaves: leaves},
 		Entries:    entries,
-		Checkpoint: clone(u.checkpoint),
+		Checkpoint: cp.encode(),
 	}, nil
 }
 
@@ -284,7 +284,7 @@ func hashVRF(k *vrf.PrivateKey, updates []Update, entries []Entry) {
 func (l *Log) Revert(b *Batch) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.undo == nil || b == nil || !bytes.Equal(b.Checkpoint, l.undo.checkpoint) {
+	if l.undo == nil || b == nil || !bytes.Equal(b.Checkpoint, l.checkpoint.encode()) {
 		return ErrNotLast
 	}
 	l.undoLocked(l.undo)
@@ -453,7 +453,7 @@ func (l *Log) AddCosignature(cosigned []byte, auditor note.Verifier) error {
 	if err != nil {
 		return err
 	}
-	if c.Origin != l.cfg.Origin {
+	if c.Origin != l.origin {
 		return fmt.Errorf("%w: origin %q", ErrBadCheckpoint, c.Origin)
 	}
 	l.mu.Lock()
