@@ -77,7 +77,7 @@ func benchSetup(b *testing.B) *benchLog {
 		runtime.GC()
 		var m0, m1 runtime.MemStats
 		runtime.ReadMemStats(&m0)
-		t := NewPrefixTree()
+		t := newPrefixTree()
 		for l := range leaves {
 			t.Set(l)
 		}

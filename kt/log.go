@@ -62,8 +62,8 @@ type Log struct {
 	vrf    *vrf.PrivateKey
 
 	mu         sync.RWMutex
-	prefix     *PrefixTree
-	log        LogTree
+	prefix     *prefixTree
+	log        logTree
 	lastTime   int64      // the last epoch's timestamp
 	checkpoint signedNote // the newest checkpoint, signed by the log only
 	// cosigned holds each auditor's newest cosigned checkpoint, by the
@@ -121,7 +121,7 @@ func NewLog(cfg LogConfig) (*Log, error) {
 		origin:   cfg.Origin,
 		sig:      cfg.Signer,
 		vrf:      cfg.VRF,
-		prefix:   NewPrefixTree(),
+		prefix:   newPrefixTree(),
 		cosigned: make(map[note.Signature]cosignedCheckpoint),
 	}, nil
 }
@@ -146,10 +146,10 @@ func (l *Log) Restore(leaves iter.Seq[Leaf], epochs []Epoch) error {
 			return errors.New("kt: restore: two leaves at one index")
 		}
 	}
-	t := NewPrefixTree()
+	t := newPrefixTree()
 	t.build(all)
 	all = nil
-	var lt LogTree
+	var lt logTree
 	last := int64(0)
 	for k := range epochs {
 		if epochs[k].Timestamp < last {
@@ -176,7 +176,7 @@ func (l *Log) Restore(leaves iter.Seq[Leaf], epochs []Epoch) error {
 }
 
 // sign signs a checkpoint of t's first size leaves.
-func (l *Log) sign(t *LogTree, size uint64) (signedNote, error) {
+func (l *Log) sign(t *logTree, size uint64) (signedNote, error) {
 	c := Checkpoint{Origin: l.origin, Size: size}
 	var err error
 	if c.Root, err = t.Root(c.Size); err != nil {
@@ -195,7 +195,7 @@ func (l *Log) sign(t *LogTree, size uint64) (signedNote, error) {
 
 // Index returns a label's index.
 func (l *Log) Index(label []byte) Index {
-	return IndexOf(l.vrf.Hash(vrfInput(label)))
+	return indexOf(l.vrf.Hash(vrfInput(label)))
 }
 
 // Append makes one epoch from the updates (at most one per label) at time
@@ -227,7 +227,7 @@ func (l *Log) Append(updates []Update, now time.Time, rand io.Reader) (*Batch, e
 			return nil, fmt.Errorf("kt: commitment opening: %v", err)
 		}
 		e := &entries[k]
-		e.Leaf.Commitment = Commit(e.Label, e.Value, &e.Opening)
+		e.Leaf.Commitment = commit(e.Label, e.Value, &e.Opening)
 	}
 
 	l.mu.Lock()
@@ -272,7 +272,7 @@ func hashVRF(k *vrf.PrivateKey, updates []Update, entries []Entry) {
 	parallel(len(updates), func(i int) {
 		entries[i] = Entry{
 			Label: clone(updates[i].Label),
-			Leaf:  Leaf{Index: IndexOf(k.Hash(vrfInput(updates[i].Label)))},
+			Leaf:  Leaf{Index: indexOf(k.Hash(vrfInput(updates[i].Label)))},
 			Value: clone(updates[i].Value),
 		}
 	})
@@ -326,7 +326,7 @@ func (l *Log) Prove(labels [][]byte, known uint64, entry func(Index) (*Entry, er
 	parallel(len(labels), func(k int) {
 		var beta [vrf.OutputSize]byte
 		beta, p.Entries[k].VRFProof = l.vrf.Prove(vrfInput(labels[k]))
-		indexes[k] = IndexOf(beta)
+		indexes[k] = indexOf(beta)
 	})
 
 	l.mu.RLock()
@@ -363,7 +363,7 @@ func (l *Log) Prove(labels [][]byte, known uint64, entry func(Index) (*Entry, er
 			return nil, err
 		}
 		if stored == nil || stored.Leaf != *t || !bytes.Equal(stored.Label, labels[k]) ||
-			Commit(labels[k], stored.Value, &stored.Opening) != t.Commitment {
+			commit(labels[k], stored.Value, &stored.Opening) != t.Commitment {
 			return nil, errors.New("kt: the stored entry is not the tree's leaf")
 		}
 		e.Opening = stored.Opening
