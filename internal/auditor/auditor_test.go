@@ -198,10 +198,16 @@ func TestCosigns(t *testing.T) {
 		t.Fatalf("second pass: %+v, %v", res, err)
 	}
 	// Nothing new: the pass cosigns again (a fresh timestamp keeps the
-	// cosignature within clients' MaxAuditLag).
+	// cosignature within clients' MaxAuditLag), and leaves the state as
+	// it is.
+	var before cosignedHead
+	readJSON(f.dir, cosignedFile, &before)
 	f.clock = f.clock.Add(time.Minute)
 	if res, err := f.pass(a); err != nil || !res.Cosigned || res.Head.Size != 8 {
 		t.Fatalf("idle pass: %+v, %v", res, err)
+	}
+	if n := len(f.log.Posted()); n != 3 {
+		t.Fatalf("%d cosignatures posted after the idle pass, want 3", n)
 	}
 
 	// The state: the pin and the last cosigned head.
@@ -213,6 +219,9 @@ func TestCosigns(t *testing.T) {
 	var c cosignedHead
 	if found, err := readJSON(f.dir, cosignedFile, &c); !found || err != nil || c.Size != 8 || !bytes.Equal(c.Root, res.Head.Root[:]) {
 		t.Errorf("cosigned head: %+v, %v", c, err)
+	}
+	if !c.At.Equal(before.At) {
+		t.Errorf("the idle pass rewrote %s: at %v, was %v", cosignedFile, c.At, before.At)
 	}
 }
 
