@@ -14,14 +14,14 @@ import (
 type Auditor struct {
 	origin   string
 	logKey   note.Verifier
-	prefix   *PrefixTree
-	log      LogTree
+	prefix   *prefixTree
+	log      logTree
 	lastTime int64
 }
 
 // NewAuditor returns an auditor that has seen nothing of the log.
 func NewAuditor(origin string, logKey note.Verifier) *Auditor {
-	return &Auditor{origin: origin, logKey: logKey, prefix: NewPrefixTree()}
+	return &Auditor{origin: origin, logKey: logKey, prefix: newPrefixTree()}
 }
 
 // Apply replays one epoch: a new leaf must have counter 0, a changed leaf

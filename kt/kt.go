@@ -4,13 +4,13 @@
 // KEYTRANS protocol draft (draft-ietf-keytrans-protocol), with the
 // deviations docs/key-transparency.md lists.
 //
-// The map is a prefix tree (PrefixTree) whose leaves sit at VRF-hidden
-// indexes (kt/vrf) and hold a commitment to their label's value and a
-// counter of how many values the label has had; the log (LogTree) is an RFC
-// 6962 Merkle tree with one leaf per epoch, holding that epoch's prefix-tree
-// root. The server signs C2SP checkpoints of the log; independent auditors
-// (Auditor) replay every epoch's changes, check that no leaf was removed or
-// rewound, and cosign the checkpoints (C2SP cosignature/v1).
+// The map is a prefix tree whose leaves sit at VRF-hidden indexes (kt/vrf)
+// and hold a commitment to their label's value and a counter of how many
+// values the label has had; the log is an RFC 6962 Merkle tree with one
+// leaf per epoch, holding that epoch's prefix-tree root. The server signs
+// C2SP checkpoints of the log; independent auditors (Auditor) replay every
+// epoch's changes, check that no leaf was removed or rewound, and cosign
+// the checkpoints (C2SP cosignature/v1).
 //
 // The server side is Log; a client checks a LookupProof with a Verifier and
 // keeps the Head it saw, so that every later head must be consistent with
@@ -37,8 +37,8 @@
 //     the root.
 //
 // The package is pure: no I/O, no clock (times are parameters), randomness
-// as a parameter. Log is safe for concurrent use; PrefixTree, LogTree and
-// Auditor are not; everything else is a value.
+// as a parameter. Log is safe for concurrent use; Auditor is not;
+// everything else is a value.
 package kt
 
 import (
@@ -118,10 +118,10 @@ type Hash [HashSize]byte
 // the VRF's output for the label.
 type Index [HashSize]byte
 
-// IndexOf returns the index for a VRF output: its first HashSize bytes
+// indexOf returns the index for a VRF output: its first HashSize bytes
 // (the draft's cipher suite KT_128_SHA256_Ed25519 truncates the output of
 // ECVRF-EDWARDS25519-SHA512-TAI to 32 bytes, section "KT Cipher Suites").
-func IndexOf(beta [vrf.OutputSize]byte) Index {
+func indexOf(beta [vrf.OutputSize]byte) Index {
 	var i Index
 	copy(i[:], beta[:HashSize])
 	return i
@@ -248,14 +248,14 @@ var commitmentKey = [16]byte{
 	0x96, 0xb4, 0xd7, 0x90, 0x33, 0x57, 0xc3, 0xf5,
 }
 
-// Commit is the commitment to a label's value with a random opening: the
+// commit is the commitment to a label's value with a random opening: the
 // draft's HMAC-SHA256(Kc, CommitmentValue) (section "Commitment") over
 // opening[16] || label<0..2^8-1> || value<0..2^32-1>, that is the draft's
 // CommitmentValue without its version field (the leaf's hash covers the
 // counter instead) and with the UpdateValue of a log without third-party
 // management (just the value). It panics on a label over MaxLabelSize
 // bytes, which Log.Append and Verifier.Verify refuse before.
-func Commit(label, value []byte, opening *[OpeningSize]byte) Hash {
+func commit(label, value []byte, opening *[OpeningSize]byte) Hash {
 	if len(label) > MaxLabelSize || uint64(len(value)) > math.MaxUint32 {
 		panic("kt: label or value too long to commit to")
 	}

@@ -445,7 +445,7 @@ func TestAuditor(t *testing.T) {
 	// rooted returns changes whose root is what the server's tree would
 	// have after them (so only the auditor's rules can catch them).
 	rooted := func(leaves []Leaf, remove ...Index) *EpochChanges {
-		t := NewPrefixTree()
+		t := newPrefixTree()
 		for _, e := range f.store {
 			t.Set(e.Leaf)
 		}
@@ -596,7 +596,7 @@ func TestRevertAndRestore(t *testing.T) {
 	}
 }
 
-func mustRoot(t testing.TB, l *LogTree, size uint64) Hash {
+func mustRoot(t testing.TB, l *logTree, size uint64) Hash {
 	h, err := l.Root(size)
 	if err != nil {
 		t.Fatal(err)

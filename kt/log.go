@@ -57,13 +57,13 @@ var ErrNotLast = errors.New("kt: batch is not the log's last")
 // and Restore exclude each other and everything else; Prove, Index and
 // Checkpoint run concurrently.
 type Log struct {
-	cfg Checkpoint // Origin only
-	sig note.Signer
-	vrf *vrf.PrivateKey
+	origin string
+	sig    note.Signer
+	vrf    *vrf.PrivateKey
 
 	mu         sync.RWMutex
-	prefix     *PrefixTree
-	log        LogTree
+	prefix     *prefixTree
+	log        logTree
 	lastTime   int64      // the last epoch's timestamp
 	checkpoint signedNote // the newest checkpoint, signed by the log only
 	// cosigned holds each auditor's newest cosigned checkpoint, by the
@@ -97,12 +97,13 @@ func (n signedNote) encode(more ...note.Signature) []byte {
 	return b
 }
 
+// undoRecord is what Revert needs to undo the last Append (whose
+// checkpoint is the log's newest while the record is kept).
 type undoRecord struct {
-	checkpoint []byte     // the batch's
-	previous   signedNote // the checkpoint before it
-	lastTime   int64
-	old        []Leaf  // leaves the batch replaced
-	added      []Index // leaves the batch added
+	previous signedNote // the checkpoint before the batch's
+	lastTime int64
+	old      []Leaf  // leaves the batch replaced
+	added    []Index // leaves the batch added
 }
 
 // NewLog returns an empty log.
@@ -117,10 +118,10 @@ func NewLog(cfg LogConfig) (*Log, error) {
 		return nil, errors.New("kt: log signer name")
 	}
 	return &Log{
-		cfg:      Checkpoint{Origin: cfg.Origin},
+		origin:   cfg.Origin,
 		sig:      cfg.Signer,
 		vrf:      cfg.VRF,
-		prefix:   NewPrefixTree(),
+		prefix:   newPrefixTree(),
 		cosigned: make(map[note.Signature]cosignedCheckpoint),
 	}, nil
 }
@@ -145,10 +146,10 @@ func (l *Log) Restore(leaves iter.Seq[Leaf], epochs []Epoch) error {
 			return errors.New("kt: restore: two leaves at one index")
 		}
 	}
-	t := NewPrefixTree()
+	t := newPrefixTree()
 	t.build(all)
 	all = nil
-	var lt LogTree
+	var lt logTree
 	last := int64(0)
 	for k := range epochs {
 		if epochs[k].Timestamp < last {
@@ -175,8 +176,8 @@ func (l *Log) Restore(leaves iter.Seq[Leaf], epochs []Epoch) error {
 }
 
 // sign signs a checkpoint of t's first size leaves.
-func (l *Log) sign(t *LogTree, size uint64) (signedNote, error) {
-	c := Checkpoint{Origin: l.cfg.Origin, Size: size}
+func (l *Log) sign(t *logTree, size uint64) (signedNote, error) {
+	c := Checkpoint{Origin: l.origin, Size: size}
 	var err error
 	if c.Root, err = t.Root(c.Size); err != nil {
 		return signedNote{}, err
@@ -194,7 +195,7 @@ func (l *Log) sign(t *LogTree, size uint64) (signedNote, error) {
 
 // Index returns a label's index.
 func (l *Log) Index(label []byte) Index {
-	return IndexOf(l.vrf.Hash(vrfInput(label)))
+	return indexOf(l.vrf.Hash(vrfInput(label)))
 }
 
 // Append makes one epoch from the updates (at most one per label) at time
@@ -226,7 +227,7 @@ func (l *Log) Append(updates []Update, now time.Time, rand io.Reader) (*Batch, e
 			return nil, fmt.Errorf("kt: commitment opening: %v", err)
 		}
 		e := &entries[k]
-		e.Leaf.Commitment = Commit(e.Label, e.Value, &e.Opening)
+		e.Leaf.Commitment = commit(e.Label, e.Value, &e.Opening)
 	}
 
 	l.mu.Lock()
@@ -258,12 +259,11 @@ func (l *Log) Append(updates []Update, now time.Time, rand io.Reader) (*Batch, e
 		l.undoLocked(u)
 		return nil, err
 	}
-	u.checkpoint = cp.encode()
 	l.checkpoint, l.lastTime, l.undo = cp, ts, u
 	return &Batch{
 		Changes:    EpochChanges{Epoch: epoch, Leaves: leaves},
 		Entries:    entries,
-		Checkpoint: clone(u.checkpoint),
+		Checkpoint: cp.encode(),
 	}, nil
 }
 
@@ -272,7 +272,7 @@ func hashVRF(k *vrf.PrivateKey, updates []Update, entries []Entry) {
 	parallel(len(updates), func(i int) {
 		entries[i] = Entry{
 			Label: clone(updates[i].Label),
-			Leaf:  Leaf{Index: IndexOf(k.Hash(vrfInput(updates[i].Label)))},
+			Leaf:  Leaf{Index: indexOf(k.Hash(vrfInput(updates[i].Label)))},
 			Value: clone(updates[i].Value),
 		}
 	})
@@ -284,7 +284,7 @@ func hashVRF(k *vrf.PrivateKey, updates []Update, entries []Entry) {
 func (l *Log) Revert(b *Batch) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.undo == nil || b == nil || !bytes.Equal(b.Checkpoint, l.undo.checkpoint) {
+	if l.undo == nil || b == nil || !bytes.Equal(b.Checkpoint, l.checkpoint.encode()) {
 		return ErrNotLast
 	}
 	l.undoLocked(l.undo)
@@ -326,7 +326,7 @@ func (l *Log) Prove(labels [][]byte, known uint64, entry func(Index) (*Entry, er
 	parallel(len(labels), func(k int) {
 		var beta [vrf.OutputSize]byte
 		beta, p.Entries[k].VRFProof = l.vrf.Prove(vrfInput(labels[k]))
-		indexes[k] = IndexOf(beta)
+		indexes[k] = indexOf(beta)
 	})
 
 	l.mu.RLock()
@@ -363,7 +363,7 @@ func (l *Log) Prove(labels [][]byte, known uint64, entry func(Index) (*Entry, er
 			return nil, err
 		}
 		if stored == nil || stored.Leaf != *t || !bytes.Equal(stored.Label, labels[k]) ||
-			Commit(labels[k], stored.Value, &stored.Opening) != t.Commitment {
+			commit(labels[k], stored.Value, &stored.Opening) != t.Commitment {
 			return nil, errors.New("kt: the stored entry is not the tree's leaf")
 		}
 		e.Opening = stored.Opening
@@ -453,7 +453,7 @@ func (l *Log) AddCosignature(cosigned []byte, auditor note.Verifier) error {
 	if err != nil {
 		return err
 	}
-	if c.Origin != l.cfg.Origin {
+	if c.Origin != l.origin {
 		return fmt.Errorf("%w: origin %q", ErrBadCheckpoint, c.Origin)
 	}
 	l.mu.Lock()

@@ -15,11 +15,11 @@ import (
 // C2SP checkpoint ecosystem.
 var logHasher = rfc6962.New(crypto.SHA256)
 
-// LogTree is an RFC 6962 Merkle tree held in memory: the hash of every
+// logTree is an RFC 6962 Merkle tree held in memory: the hash of every
 // perfect subtree, level by level (about two hashes per leaf). The zero
 // value is an empty tree. Not safe for concurrent use; concurrent reads
 // (Size, Root, Inclusion, Consistency) are safe.
-type LogTree struct {
+type logTree struct {
 	// levels[l][k] is the hash of the perfect subtree of 2^l leaves
 	// starting at leaf k*2^l.
 	levels [][]Hash
@@ -27,7 +27,7 @@ type LogTree struct {
 
 // Append adds a leaf (its data, hashed as an RFC 6962 leaf) and returns its
 // index.
-func (t *LogTree) Append(data []byte) uint64 {
+func (t *logTree) Append(data []byte) uint64 {
 	var h Hash
 	copy(h[:], logHasher.HashLeaf(data))
 	index := t.Size()
@@ -41,7 +41,7 @@ func (t *LogTree) Append(data []byte) uint64 {
 	return index
 }
 
-func (t *LogTree) push(level int, h Hash) {
+func (t *logTree) push(level int, h Hash) {
 	if level == len(t.levels) {
 		t.levels = append(t.levels, nil)
 	}
@@ -49,7 +49,7 @@ func (t *LogTree) push(level int, h Hash) {
 }
 
 // truncate drops the last leaf (Log.Revert).
-func (t *LogTree) truncate() {
+func (t *logTree) truncate() {
 	size := t.Size()
 	if size == 0 {
 		return
@@ -68,20 +68,20 @@ func (t *LogTree) truncate() {
 }
 
 // Size returns the number of leaves.
-func (t *LogTree) Size() uint64 {
+func (t *logTree) Size() uint64 {
 	if len(t.levels) == 0 {
 		return 0
 	}
 	return uint64(len(t.levels[0]))
 }
 
-func (t *LogTree) node(id compact.NodeID) []byte {
+func (t *logTree) node(id compact.NodeID) []byte {
 	h := t.levels[id.Level][id.Index]
 	return h[:]
 }
 
 // Root returns the root of the tree's first size leaves.
-func (t *LogTree) Root(size uint64) (Hash, error) {
+func (t *logTree) Root(size uint64) (Hash, error) {
 	var root Hash
 	if size > t.Size() {
 		return root, fmt.Errorf("kt: log root of size %d beyond %d", size, t.Size())
@@ -100,7 +100,7 @@ func (t *LogTree) Root(size uint64) (Hash, error) {
 }
 
 // Inclusion proves leaf index in the tree's first size leaves.
-func (t *LogTree) Inclusion(index, size uint64) ([]Hash, error) {
+func (t *logTree) Inclusion(index, size uint64) ([]Hash, error) {
 	if size > t.Size() {
 		return nil, fmt.Errorf("kt: log inclusion in size %d beyond %d", size, t.Size())
 	}
@@ -113,7 +113,7 @@ func (t *LogTree) Inclusion(index, size uint64) ([]Hash, error) {
 
 // Consistency proves that the first size1 leaves are a prefix of the first
 // size2.
-func (t *LogTree) Consistency(size1, size2 uint64) ([]Hash, error) {
+func (t *logTree) Consistency(size1, size2 uint64) ([]Hash, error) {
 	if size2 > t.Size() {
 		return nil, fmt.Errorf("kt: log consistency to size %d beyond %d", size2, t.Size())
 	}
@@ -124,7 +124,7 @@ func (t *LogTree) Consistency(size1, size2 uint64) ([]Hash, error) {
 	return t.rehash(nodes)
 }
 
-func (t *LogTree) rehash(nodes proof.Nodes) ([]Hash, error) {
+func (t *logTree) rehash(nodes proof.Nodes) ([]Hash, error) {
 	hs := make([][]byte, len(nodes.IDs))
 	for k, id := range nodes.IDs {
 		hs[k] = t.node(id)
@@ -168,7 +168,7 @@ func verifyConsistency(size1, size2 uint64, p []Hash, root1, root2 Hash) error {
 }
 
 // memBytes returns the bytes the tree's levels hold.
-func (t *LogTree) memBytes() int {
+func (t *logTree) memBytes() int {
 	n := 0
 	for _, l := range t.levels {
 		n += cap(l) * HashSize

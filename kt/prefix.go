@@ -7,7 +7,7 @@ import (
 	"unsafe"
 )
 
-// PrefixTree is the map's tree: a binary Merkle trie over indexes in which
+// prefixTree is the map's tree: a binary Merkle trie over indexes in which
 // a leaf sits at the shallowest node whose subtree holds no other leaf
 // (draft section "Prefix Tree"). A parent on the way to a single subtree
 // (one child missing) hashes an all-zero stand-in for the missing child.
@@ -20,10 +20,10 @@ import (
 // garbage collector's way. Set and Delete mark the nodes on their path;
 // Root, Prove and Get recompute only the marked nodes' hashes.
 //
-// The zero value is not ready; use NewPrefixTree. Not safe for concurrent
+// The zero value is not ready; use newPrefixTree. Not safe for concurrent
 // use; once Root has been called after the last change, concurrent Root,
 // Get, Len and Prove calls are safe, since they only read.
-type PrefixTree struct {
+type prefixTree struct {
 	root   ref
 	inner  slab[innerNode]
 	leaves slab[leafNode]
@@ -60,14 +60,14 @@ func (l *leafNode) leaf() Leaf {
 	return Leaf{Index: l.index, Counter: l.counter, Commitment: l.commitment}
 }
 
-// NewPrefixTree returns an empty tree.
-func NewPrefixTree() *PrefixTree { return &PrefixTree{root: noRef} }
+// newPrefixTree returns an empty tree.
+func newPrefixTree() *prefixTree { return &prefixTree{root: noRef} }
 
 // Len returns the number of leaves.
-func (t *PrefixTree) Len() int { return t.n }
+func (t *prefixTree) Len() int { return t.n }
 
 // Root returns the tree's root hash: all zeros for the empty tree.
-func (t *PrefixTree) Root() Hash {
+func (t *prefixTree) Root() Hash {
 	if t.root == noRef {
 		return Hash{}
 	}
@@ -76,7 +76,7 @@ func (t *PrefixTree) Root() Hash {
 }
 
 // Get returns the leaf at index i.
-func (t *PrefixTree) Get(i Index) (Leaf, bool) {
+func (t *prefixTree) Get(i Index) (Leaf, bool) {
 	r := t.descend(&i)
 	if r == noRef {
 		return Leaf{}, false
@@ -90,7 +90,7 @@ func (t *PrefixTree) Get(i Index) (Leaf, bool) {
 
 // descend follows i's bits through the inner nodes to a leaf (noRef for
 // the empty tree): the leaf whose index shares the longest prefix with i.
-func (t *PrefixTree) descend(i *Index) ref {
+func (t *prefixTree) descend(i *Index) ref {
 	r := t.root
 	for r != noRef && !r.isLeaf() {
 		n := t.inner.at(uint32(r))
@@ -100,7 +100,7 @@ func (t *PrefixTree) descend(i *Index) ref {
 }
 
 // Set puts the leaf at its index, returning the leaf it replaced.
-func (t *PrefixTree) Set(l Leaf) (old Leaf, replaced bool) {
+func (t *prefixTree) Set(l Leaf) (old Leaf, replaced bool) {
 	if t.root == noRef {
 		t.root = t.newLeaf(&l)
 		t.n++
@@ -134,7 +134,7 @@ func (t *PrefixTree) Set(l Leaf) (old Leaf, replaced bool) {
 }
 
 // markPath marks the inner nodes on i's path above depth p dirty.
-func (t *PrefixTree) markPath(i *Index, p int) {
+func (t *prefixTree) markPath(i *Index, p int) {
 	for r := t.root; r != noRef && !r.isLeaf(); {
 		n := t.inner.at(uint32(r))
 		if int(n.depth) >= p {
@@ -148,14 +148,14 @@ func (t *PrefixTree) markPath(i *Index, p int) {
 // build fills an empty tree with leaves sorted by strictly increasing
 // index, in one pass, which is faster than one Set per leaf and lays the
 // nodes out in path order.
-func (t *PrefixTree) build(leaves []Leaf) {
+func (t *prefixTree) build(leaves []Leaf) {
 	if len(leaves) > 0 {
 		t.root = t.buildRange(leaves)
 	}
 	t.n = len(leaves)
 }
 
-func (t *PrefixTree) buildRange(leaves []Leaf) ref {
+func (t *prefixTree) buildRange(leaves []Leaf) ref {
 	if len(leaves) == 1 {
 		return t.newLeaf(&leaves[0])
 	}
@@ -172,7 +172,7 @@ func (t *PrefixTree) buildRange(leaves []Leaf) ref {
 
 // Delete removes the leaf at index i. The log never removes a leaf: only
 // Log.Revert uses it, to undo an epoch that could not be stored.
-func (t *PrefixTree) Delete(i Index) bool {
+func (t *prefixTree) Delete(i Index) bool {
 	r := t.descend(&i)
 	if r == noRef || t.leaves.at(uint32(r&^leafBit)).index != i {
 		return false
@@ -201,7 +201,7 @@ func (t *PrefixTree) Delete(i Index) bool {
 	return true
 }
 
-func (t *PrefixTree) newLeaf(l *Leaf) ref {
+func (t *prefixTree) newLeaf(l *Leaf) ref {
 	v := leafNode{index: l.Index, commitment: l.Commitment, counter: l.Counter}
 	if k := len(t.freeLeaves); k > 0 {
 		s := t.freeLeaves[k-1]
@@ -215,7 +215,7 @@ func (t *PrefixTree) newLeaf(l *Leaf) ref {
 	return ref(t.leaves.push(v)) | leafBit
 }
 
-func (t *PrefixTree) newInner() ref {
+func (t *prefixTree) newInner() ref {
 	if k := len(t.freeInner); k > 0 {
 		s := t.freeInner[k-1]
 		t.freeInner = t.freeInner[:k-1]
@@ -228,7 +228,7 @@ func (t *PrefixTree) newInner() ref {
 }
 
 // rehash recomputes the hashes of the dirty inner nodes below r.
-func (t *PrefixTree) rehash(r ref) {
+func (t *prefixTree) rehash(r ref) {
 	if r.isLeaf() {
 		return
 	}
@@ -249,7 +249,7 @@ func (t *PrefixTree) rehash(r ref) {
 // own: a leaf's hash (a leaf sits where its subtree starts), or an inner
 // node's hash carried up through the single-child parents between its
 // depth and d.
-func (t *PrefixTree) lift(r ref, d int) Hash {
+func (t *prefixTree) lift(r ref, d int) Hash {
 	if r.isLeaf() {
 		return t.leaves.at(uint32(r &^ leafBit)).hashValue()
 	}
@@ -277,7 +277,7 @@ func liftHash(h Hash, prefix *Index, from, to int) Hash {
 }
 
 // anyLeaf returns a leaf below r (its left-most).
-func (t *PrefixTree) anyLeaf(r ref) ref {
+func (t *prefixTree) anyLeaf(r ref) ref {
 	for !r.isLeaf() {
 		r = t.inner.at(uint32(r)).child[0]
 	}
@@ -290,7 +290,7 @@ func (l *leafNode) hashValue() Hash {
 }
 
 // Prove returns the path to index i: its leaf, or proof that it has none.
-func (t *PrefixTree) Prove(i Index) *PrefixProof {
+func (t *prefixTree) Prove(i Index) *PrefixProof {
 	p := &PrefixProof{}
 	if t.root == noRef {
 		return p
@@ -353,10 +353,10 @@ type PrefixProof struct {
 	Terminal *Leaf
 }
 
-// Evaluate checks the proof's shape for index i and returns the root it
+// evaluate checks the proof's shape for index i and returns the root it
 // leads to and the index's leaf (nil when the proof shows it absent).
 // ErrInvalidProof when the proof cannot be a path to i.
-func (p *PrefixProof) Evaluate(i Index) (root Hash, leaf *Leaf, err error) {
+func (p *PrefixProof) evaluate(i Index) (root Hash, leaf *Leaf, err error) {
 	d := len(p.Siblings)
 	if d > maxPrefixDepth {
 		return Hash{}, nil, fmt.Errorf("%w: prefix path too long", ErrInvalidProof)
@@ -413,7 +413,7 @@ func (s *slab[T]) push(v T) uint32 {
 }
 
 // memBytes returns the bytes the tree's slabs hold.
-func (t *PrefixTree) memBytes() int {
+func (t *prefixTree) memBytes() int {
 	return len(t.inner.chunks)<<slabChunkBits*int(unsafe.Sizeof(innerNode{})) +
 		len(t.leaves.chunks)<<slabChunkBits*int(unsafe.Sizeof(leafNode{}))
 }

@@ -57,7 +57,7 @@ func clusteredIndex(r *rand.Rand) Index {
 
 func TestPrefixTreeAgainstModel(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	tree := NewPrefixTree()
+	tree := newPrefixTree()
 	model := map[Index]Leaf{}
 	check := func(step int) {
 		t.Helper()
@@ -82,7 +82,7 @@ func TestPrefixTreeAgainstModel(t *testing.T) {
 		}
 		for _, i := range probes {
 			p := tree.Prove(i)
-			root, leaf, err := p.Evaluate(i)
+			root, leaf, err := p.evaluate(i)
 			if err != nil {
 				t.Fatalf("step %d: %v", step, err)
 			}
@@ -100,7 +100,7 @@ func TestPrefixTreeAgainstModel(t *testing.T) {
 			j := i
 			j[31] ^= 1
 			if _, isModel := model[j]; !isModel && leaf != nil {
-				if root2, leaf2, err := p.Evaluate(j); err == nil && root2 == want && leaf2 != nil {
+				if root2, leaf2, err := p.evaluate(j); err == nil && root2 == want && leaf2 != nil {
 					t.Fatalf("step %d: a path proves another index's leaf", step)
 				}
 			}
@@ -150,13 +150,13 @@ func TestPrefixTreeAgainstModel(t *testing.T) {
 		sorted = append(sorted, l)
 	}
 	slices.SortFunc(sorted, func(a, b Leaf) int { return bytes.Compare(a.Index[:], b.Index[:]) })
-	built := NewPrefixTree()
+	built := newPrefixTree()
 	built.build(sorted)
 	if built.Root() != tree.Root() || built.Len() != tree.Len() {
 		t.Fatal("built tree differs")
 	}
 	for _, l := range sorted[:min(len(sorted), 20)] {
-		root, leaf, err := built.Prove(l.Index).Evaluate(l.Index)
+		root, leaf, err := built.Prove(l.Index).evaluate(l.Index)
 		if err != nil || leaf == nil || *leaf != l || root != tree.Root() {
 			t.Fatalf("built tree's path: %v", err)
 		}
@@ -179,7 +179,7 @@ func TestPrefixTreeAgainstModel(t *testing.T) {
 }
 
 func TestPrefixProofShapes(t *testing.T) {
-	tree := NewPrefixTree()
+	tree := newPrefixTree()
 	a := Leaf{Index: idx(1), Commitment: Hash{1}}
 	tree.Set(a)
 	// A single leaf sits at the root: its path is empty.
@@ -187,7 +187,7 @@ func TestPrefixProofShapes(t *testing.T) {
 	if len(p.Siblings) != 0 || p.Terminal == nil || *p.Terminal != a {
 		t.Fatalf("single leaf path: %+v", p)
 	}
-	root, leaf, err := p.Evaluate(idx(2))
+	root, leaf, err := p.evaluate(idx(2))
 	if err != nil || leaf != nil || root != tree.Root() {
 		t.Fatalf("non-inclusion by the lone leaf: %v %v", err, leaf)
 	}
@@ -196,35 +196,35 @@ func TestPrefixProofShapes(t *testing.T) {
 	far[0] = 0xff
 	tree.Set(Leaf{Index: far})
 	p = tree.Prove(a.Index)
-	if _, _, err := p.Evaluate(far); !errors.Is(err, ErrInvalidProof) {
+	if _, _, err := p.evaluate(far); !errors.Is(err, ErrInvalidProof) {
 		t.Fatalf("leaf off the path: %v", err)
 	}
 	// A path ending in an empty node under an empty sibling is refused.
 	bad := &PrefixProof{Siblings: []Hash{{}}}
-	if _, _, err := bad.Evaluate(far); !errors.Is(err, ErrInvalidProof) {
+	if _, _, err := bad.evaluate(far); !errors.Is(err, ErrInvalidProof) {
 		t.Fatalf("empty under empty: %v", err)
 	}
 	long := &PrefixProof{Siblings: make([]Hash, maxPrefixDepth+1)}
-	if _, _, err := long.Evaluate(far); !errors.Is(err, ErrInvalidProof) {
+	if _, _, err := long.evaluate(far); !errors.Is(err, ErrInvalidProof) {
 		t.Fatalf("too long a path: %v", err)
 	}
 	// Two indexes that differ only in the last bit: depth-256 leaves.
 	var x, y Index
 	y[31] = 1
-	t2 := NewPrefixTree()
+	t2 := newPrefixTree()
 	t2.Set(Leaf{Index: x})
 	t2.Set(Leaf{Index: y})
 	p = t2.Prove(y)
 	if len(p.Siblings) != maxPrefixDepth {
 		t.Fatalf("path length %d, want 256", len(p.Siblings))
 	}
-	if r, l, err := p.Evaluate(y); err != nil || l == nil || r != t2.Root() {
+	if r, l, err := p.evaluate(y); err != nil || l == nil || r != t2.Root() {
 		t.Fatalf("deepest leaf: %v", err)
 	}
 }
 
 func TestLogTree(t *testing.T) {
-	var tree LogTree
+	var tree logTree
 	var leaves [][]byte
 	ref := func(size uint64) Hash {
 		// RFC 6962 section 2.1, from scratch.

@@ -137,7 +137,7 @@ func (v *Verifier) Verify(known *Head, labels [][]byte, p *LookupProof, now time
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: entry %d: VRF proof", ErrInvalidProof, k)
 		}
-		i := IndexOf(beta)
+		i := indexOf(beta)
 		prefix := e.Prefix
 		if e.Value != nil {
 			// The label's own leaf: its index and commitment are implied.
@@ -145,13 +145,13 @@ func (v *Verifier) Verify(known *Head, labels [][]byte, p *LookupProof, now time
 			if t == nil || len(e.Value) > MaxValueSize {
 				return nil, nil, fmt.Errorf("%w: entry %d: a value without a leaf", ErrInvalidProof, k)
 			}
-			own := Leaf{Index: i, Counter: t.Counter, Commitment: Commit(label, e.Value, &e.Opening)}
+			own := Leaf{Index: i, Counter: t.Counter, Commitment: commit(label, e.Value, &e.Opening)}
 			if t.Index != (Index{}) && t.Index != own.Index || t.Commitment != (Hash{}) && t.Commitment != own.Commitment {
 				return nil, nil, fmt.Errorf("%w: entry %d: commitment does not open", ErrInvalidProof, k)
 			}
 			prefix.Terminal = &own
 		}
-		root, leaf, err := prefix.Evaluate(i)
+		root, leaf, err := prefix.evaluate(i)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: entry %d: %v", ErrInvalidProof, k, err)
 		}

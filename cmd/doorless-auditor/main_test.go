@@ -21,6 +21,28 @@ func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, o.String(), e.String()
 }
 
+// newLog serves a new, empty log over HTTP and makes, in a new state
+// directory, an auditor key whose cosignatures the log collects.
+func newLog(t *testing.T) (l *auditortest.Server, url, state string) {
+	t.Helper()
+	keys, err := auditortest.NewKeys("doorless.test/kt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err = auditortest.New(keys); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(l)
+	t.Cleanup(srv.Close)
+	state = t.TempDir()
+	code, vkey, stderr := runCmd(t, "key", "--state", state, "--name", "auditor.test/cmd")
+	if code != 0 {
+		t.Fatalf("key: %d %q", code, stderr)
+	}
+	l.AddAuditor(strings.TrimSpace(vkey))
+	return l, srv.URL, state
+}
+
 func TestKey(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state")
 	code, out, errOut := runCmd(t, "key", "--state", state, "--name", "auditor.test/cmd")
@@ -57,19 +79,7 @@ func TestUsage(t *testing.T) {
 }
 
 func TestOnce(t *testing.T) {
-	keys, err := auditortest.NewKeys("doorless.test/kt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := auditortest.New(keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(l)
-	defer srv.Close()
-	state := t.TempDir()
-	_, vkey, _ := runCmd(t, "key", "--state", state, "--name", "auditor.test/cmd")
-	l.AddAuditor(strings.TrimSpace(vkey))
+	l, url, state := newLog(t)
 	start := time.Now()
 	for i := range 3 {
 		if err := l.AppendLabels(start.Add(time.Duration(i)*time.Second), "alice", "bob"); err != nil {
@@ -77,7 +87,7 @@ func TestOnce(t *testing.T) {
 		}
 	}
 
-	code, stdout, stderr := runCmd(t, "--server", srv.URL, "--state", state, "--once")
+	code, stdout, stderr := runCmd(t, "--server", url, "--state", state, "--once")
 	if code != 0 || stdout != "log size 3, cosigned: true\n" {
 		t.Fatalf("once: %d %q %q", code, stdout, stderr)
 	}
@@ -90,7 +100,7 @@ func TestOnce(t *testing.T) {
 	if err := l.AppendLabels(start.Add(10*time.Second), "carol"); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, stderr := runCmd(t, "--server", srv.URL, "--state", state, "--once"); code != exitError {
+	if code, _, stderr := runCmd(t, "--server", url, "--state", state, "--once"); code != exitError {
 		t.Fatalf("withheld epochs: exit %d %q", code, stderr)
 	}
 	l.Withhold(-1)
@@ -101,12 +111,12 @@ func TestOnce(t *testing.T) {
 			c.Leaves[0].Counter += 2
 		}
 	})
-	code, _, stderr = runCmd(t, "--server", srv.URL, "--state", state, "--once")
+	code, _, stderr = runCmd(t, "--server", url, "--state", state, "--once")
 	if code != exitFailure || !strings.Contains(stderr, "AUDIT FAILURE at epoch 3") || !strings.Contains(stderr, "failure.json") {
 		t.Fatalf("bad epoch: exit %d %q", code, stderr)
 	}
 	l.Rewrite(nil)
-	code, _, stderr = runCmd(t, "--server", srv.URL, "--state", state, "--once")
+	code, _, stderr = runCmd(t, "--server", url, "--state", state, "--once")
 	if code != exitFailure || !strings.Contains(stderr, "earlier run") {
 		t.Fatalf("after the failure: exit %d %q", code, stderr)
 	}
@@ -117,14 +127,11 @@ func TestOnce(t *testing.T) {
 
 // Without --once the auditor runs until it is stopped.
 func TestRunUntilCancelled(t *testing.T) {
-	keys, _ := auditortest.NewKeys("doorless.test/kt")
-	l, _ := auditortest.New(keys)
-	srv := httptest.NewServer(l)
-	defer srv.Close()
+	_, url, _ := newLog(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	var o, e bytes.Buffer
-	code := run(ctx, []string{"--server", srv.URL, "--state", t.TempDir(), "--interval", "10ms", "--name", "auditor.test/run"}, &o, &e)
+	code := run(ctx, []string{"--server", url, "--state", t.TempDir(), "--interval", "10ms", "--name", "auditor.test/run"}, &o, &e)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, e.String())
 	}
@@ -133,24 +140,12 @@ func TestRunUntilCancelled(t *testing.T) {
 // A log whose newest epoch is older than --max-epoch-age is not cosigned:
 // exit 4, and no failure is recorded.
 func TestOnceStale(t *testing.T) {
-	keys, err := auditortest.NewKeys("doorless.test/kt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := auditortest.New(keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(l)
-	defer srv.Close()
-	state := t.TempDir()
-	_, vkey, _ := runCmd(t, "key", "--state", state, "--name", "auditor.test/cmd")
-	l.AddAuditor(strings.TrimSpace(vkey))
+	l, url, state := newLog(t)
 	if err := l.AppendLabels(time.Now().Add(-2*time.Hour), "alice"); err != nil {
 		t.Fatal(err)
 	}
 
-	code, stdout, stderr := runCmd(t, "--server", srv.URL, "--state", state, "--once")
+	code, stdout, stderr := runCmd(t, "--server", url, "--state", state, "--once")
 	if code != exitStale || stdout != "" || !strings.Contains(stderr, "NOT COSIGNING") || !strings.Contains(stderr, "too old") {
 		t.Fatalf("stale log: exit %d %q %q", code, stdout, stderr)
 	}
@@ -160,7 +155,7 @@ func TestOnceStale(t *testing.T) {
 	if n := len(l.Posted()); n != 0 {
 		t.Fatalf("%d cosignatures of a stale log", n)
 	}
-	code, stdout, stderr = runCmd(t, "--server", srv.URL, "--state", state, "--once", "--max-epoch-age", "3h")
+	code, stdout, stderr = runCmd(t, "--server", url, "--state", state, "--once", "--max-epoch-age", "3h")
 	if code != 0 || stdout != "log size 1, cosigned: true\n" {
 		t.Fatalf("--max-epoch-age 3h: exit %d %q %q", code, stdout, stderr)
 	}

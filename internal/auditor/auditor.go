@@ -231,9 +231,11 @@ func New(cfg Config) (*Auditor, error) {
 		r = rand.Reader
 	}
 
-	if _, created, err := LoadOrCreateKey(a.dir, cfg.Name, r); err != nil {
+	signer, vkey, created, err := loadOrCreateKey(a.dir, cfg.Name, r, a.now)
+	if err != nil {
 		return nil, err
-	} else if created {
+	}
+	if created {
 		a.log.Info("auditor: made a cosigner key", "dir", a.dir)
 	}
 	var rec failureRecord
@@ -245,14 +247,7 @@ func New(cfg Config) (*Auditor, error) {
 			Reason: rec.Reason, Record: filepath.Join(a.dir, failureFile), Earlier: true,
 		}
 	}
-	skey, _, vkey, err := loadKey(a.dir)
-	if err != nil {
-		return nil, err
-	}
-	if a.signer, err = kt.NewCosigner(skey, a.now); err != nil {
-		return nil, fmt.Errorf("auditor: %s does not hold a cosigner key", keyFile)
-	}
-	a.vkey = vkey
+	a.signer, a.vkey = signer, vkey
 
 	var p pin
 	if found, err := readJSON(a.dir, pinFile, &p); err != nil {
@@ -391,11 +386,14 @@ func (a *Auditor) Pass(ctx context.Context) (Result, error) {
 	if err := a.postCosignature(ctx, cosigned); err != nil {
 		return res, err
 	}
-	c := &cosignedHead{Size: res.Head.Size, Root: bytes.Clone(res.Head.Root[:]), At: a.now().UTC()}
-	if err := writeJSON(a.dir, cosignedFile, c); err != nil {
-		return res, err
+	// An idle pass cosigns the same head again: nothing to write.
+	if a.cosigned == nil || a.cosigned.Size != res.Head.Size || !bytes.Equal(a.cosigned.Root, res.Head.Root[:]) {
+		c := &cosignedHead{Size: res.Head.Size, Root: bytes.Clone(res.Head.Root[:]), At: a.now().UTC()}
+		if err := writeJSON(a.dir, cosignedFile, c); err != nil {
+			return res, err
+		}
+		a.cosigned = c
 	}
-	a.cosigned = c
 	res.Cosigned = true
 	a.log.Info("auditor: cosigned", "size", res.Head.Size)
 	return res, nil
@@ -481,11 +479,8 @@ func (a *Auditor) checkKeys(ctx context.Context) error {
 // replayTo fetches and applies epochs until the replayed log has size
 // epochs.
 func (a *Auditor) replayTo(ctx context.Context, size uint64) error {
-	for {
-		head := a.replay.Head()
-		if head.Size >= size {
-			return nil
-		}
+	head := a.replay.Head()
+	for head.Size < size {
 		q := url.Values{api.QueryFrom: {strconv.FormatUint(head.Size, 10)}}
 		body, err := a.get(ctx, api.PathTransparencyAudit, q, maxAuditResponse)
 		if err != nil {
@@ -505,10 +500,10 @@ func (a *Auditor) replayTo(ctx context.Context, size uint64) error {
 			return fmt.Errorf("auditor: the log signed a checkpoint of size %d but serves epochs only up to %d; not cosigning", size, head.Size)
 		}
 		for _, b := range page.Epochs {
-			if err := a.applyEpoch(b); err != nil {
+			if head, err = a.applyEpoch(head.Size, b); err != nil {
 				return err
 			}
-			if a.replay.Head().Size == size {
+			if head.Size == size {
 				return nil
 			}
 		}
@@ -516,26 +511,27 @@ func (a *Auditor) replayTo(ctx context.Context, size uint64) error {
 			return err
 		}
 	}
+	return nil
 }
 
-// applyEpoch replays one epoch and checks that the replay passes through
-// the head the auditor cosigned before.
-func (a *Auditor) applyEpoch(b []byte) error {
-	index := a.replay.Head().Size
+// applyEpoch replays epoch index (the replayed log's size) and checks that
+// the replay passes through the head the auditor cosigned before. It
+// returns the replayed log's new head.
+func (a *Auditor) applyEpoch(index uint64, b []byte) (kt.Head, error) {
 	var c kt.EpochChanges
 	if err := c.UnmarshalBinary(b); err != nil {
-		return a.fail(&index, "the epoch's changes do not decode", err)
+		return kt.Head{}, a.fail(&index, "the epoch's changes do not decode", err)
 	}
 	if err := a.replay.Apply(&c); err != nil {
-		return a.fail(&index, "the epoch breaks the log's rules", err)
+		return kt.Head{}, a.fail(&index, "the epoch breaks the log's rules", err)
 	}
 	a.newestEpoch = c.Epoch.Timestamp
 	head := a.replay.Head()
 	if a.cosigned != nil && head.Size == a.cosigned.Size && !bytes.Equal(head.Root[:], a.cosigned.Root) {
-		return a.fail(&index, fmt.Sprintf("the log of size %d is not the one this auditor cosigned on %s (a fork)",
+		return kt.Head{}, a.fail(&index, fmt.Sprintf("the log of size %d is not the one this auditor cosigned on %s (a fork)",
 			head.Size, a.cosigned.At.Format(time.RFC3339)), nil)
 	}
-	return nil
+	return head, nil
 }
 
 // fail records an audit failure and returns it. If the record cannot be
@@ -565,7 +561,7 @@ func (a *Auditor) fail(epoch *uint64, reason string, cause error) error {
 var errNoCheckpoint = errors.New("auditor: no checkpoint")
 
 func (a *Auditor) fetchCheckpoint(ctx context.Context) ([]byte, error) {
-	b, err := a.get(ctx, api.PathTransparencyCheckpoint, nil, maxCheckpointSize)
+	b, err := a.get(ctx, api.PathTransparencyCheckpoint, nil, kt.MaxCheckpointSize)
 	var he *httpError
 	if errors.As(err, &he) && he.status == http.StatusNotFound || err == nil && len(b) == 0 {
 		return nil, errNoCheckpoint

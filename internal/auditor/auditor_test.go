@@ -60,6 +60,38 @@ func newFixtureWith(t *testing.T, keys *auditortest.Keys, dir string) *fixture {
 	return &fixture{t: t, log: l, srv: srv, dir: dir, vkey: vkey, clock: t0}
 }
 
+// newLog serves a new, empty log of origin.
+func newLog(tb testing.TB) *auditortest.Server {
+	tb.Helper()
+	keys, err := auditortest.NewKeys(origin)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	l, err := auditortest.New(keys)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return l
+}
+
+// newRunLog serves in memory (for Run under synctest) a new log with one
+// epoch, and returns it with the config of an auditor whose cosignatures
+// it collects.
+func newRunLog(t *testing.T) (*auditortest.Server, Config) {
+	t.Helper()
+	l := newLog(t)
+	dir := t.TempDir()
+	vkey, _, err := LoadOrCreateKey(dir, "auditor.test/run", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.AddAuditor(vkey)
+	if err := l.AppendLabels(time.Now(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	return l, Config{Server: "http://kt.test", StateDir: dir, Client: &http.Client{Transport: handlerTransport{l}}}
+}
+
 // epochs appends n epochs, each setting a few labels (some again).
 func (f *fixture) epochs(n int) {
 	f.t.Helper()
@@ -198,10 +230,16 @@ func TestCosigns(t *testing.T) {
 		t.Fatalf("second pass: %+v, %v", res, err)
 	}
 	// Nothing new: the pass cosigns again (a fresh timestamp keeps the
-	// cosignature within clients' MaxAuditLag).
+	// cosignature within clients' MaxAuditLag), and leaves the state as
+	// it is.
+	var before cosignedHead
+	readJSON(f.dir, cosignedFile, &before)
 	f.clock = f.clock.Add(time.Minute)
 	if res, err := f.pass(a); err != nil || !res.Cosigned || res.Head.Size != 8 {
 		t.Fatalf("idle pass: %+v, %v", res, err)
+	}
+	if n := len(f.log.Posted()); n != 3 {
+		t.Fatalf("%d cosignatures posted after the idle pass, want 3", n)
 	}
 
 	// The state: the pin and the last cosigned head.
@@ -213,6 +251,9 @@ func TestCosigns(t *testing.T) {
 	var c cosignedHead
 	if found, err := readJSON(f.dir, cosignedFile, &c); !found || err != nil || c.Size != 8 || !bytes.Equal(c.Root, res.Head.Root[:]) {
 		t.Errorf("cosigned head: %+v, %v", c, err)
+	}
+	if !c.At.Equal(before.At) {
+		t.Errorf("the idle pass rewrote %s: at %v, was %v", cosignedFile, c.At, before.At)
 	}
 }
 
@@ -463,11 +504,7 @@ func TestTransientErrors(t *testing.T) {
 }
 
 func TestCosignatureRefused(t *testing.T) {
-	keys, _ := auditortest.NewKeys(origin)
-	l, err := auditortest.New(keys)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newLog(t)
 	srv := httptest.NewServer(l)
 	defer srv.Close()
 	if err := l.AppendLabels(t0, "alice"); err != nil {
@@ -631,24 +668,8 @@ func TestConfig(t *testing.T) {
 // audit failure.
 func TestRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		keys, err := auditortest.NewKeys(origin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := auditortest.New(keys)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		vkey, _, err := LoadOrCreateKey(dir, "auditor.test/run", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l.AddAuditor(vkey)
-		if err := l.AppendLabels(time.Now(), "alice"); err != nil {
-			t.Fatal(err)
-		}
-		a, err := New(Config{Server: "http://kt.test", StateDir: dir, Client: &http.Client{Transport: handlerTransport{l}}})
+		l, cfg := newRunLog(t)
+		a, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -707,7 +728,7 @@ func TestRun(t *testing.T) {
 
 		// Cancelling ends Run without an error.
 		l.Rewrite(nil)
-		b, err := New(Config{Server: "http://kt.test", StateDir: t.TempDir(), Name: "auditor.test/b", Client: &http.Client{Transport: handlerTransport{l}}})
+		b, err := New(Config{Server: cfg.Server, StateDir: t.TempDir(), Name: "auditor.test/b", Client: cfg.Client})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -731,18 +752,11 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func FuzzOpenCheckpoint(f *testing.F) {
-	keys, err := auditortest.NewKeys(origin)
-	if err != nil {
-		f.Fatal(err)
-	}
-	l, err := auditortest.New(keys)
-	if err != nil {
-		f.Fatal(err)
-	}
+	l := newLog(f)
 	if err := l.AppendLabels(t0, "alice"); err != nil {
 		f.Fatal(err)
 	}
-	logKey, _ := note.NewVerifier(keys.VKey)
+	logKey, _ := note.NewVerifier(l.Keys.VKey)
 	f.Add(l.Log().Checkpoint())
 	f.Add([]byte(origin + "\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— x AAAA\n"))
 	f.Add([]byte("<html>"))
@@ -764,14 +778,7 @@ func FuzzOpenCheckpoint(f *testing.F) {
 // BenchmarkReplay measures a pass from epoch 0 (what a restart costs) over
 // HTTP: 100 epochs of 100 changed labels each.
 func BenchmarkReplay(b *testing.B) {
-	keys, err := auditortest.NewKeys(origin)
-	if err != nil {
-		b.Fatal(err)
-	}
-	l, err := auditortest.New(keys)
-	if err != nil {
-		b.Fatal(err)
-	}
+	l := newLog(b)
 	srv := httptest.NewServer(l)
 	defer srv.Close()
 	const epochs, perEpoch = 100, 100

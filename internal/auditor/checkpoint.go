@@ -18,10 +18,6 @@ var errMalformedNote = errors.New("auditor: the checkpoint is not a signed note"
 // pinned origin: evidence against the log.
 var errBadCheckpoint = errors.New("auditor: bad checkpoint")
 
-// maxCheckpointSize bounds a checkpoint note: a few lines and up to 100
-// signatures (note.Open's own limit).
-const maxCheckpointSize = 64 << 10
-
 // openCheckpoint verifies a signed checkpoint (C2SP tlog-checkpoint) with
 // the log's key and parses it. It tells a note that is not one at all
 // (errMalformedNote) from a note the log's key did not sign or that is not

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +15,6 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/doorless/doorless/internal/auditor/auditortest"
 	"github.com/doorless/doorless/kt"
 )
 
@@ -191,28 +189,10 @@ func TestFrozenAuditorBoundsUnauditedLog(t *testing.T) {
 // again once the server makes an epoch.
 func TestRunStaleLog(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		keys, err := auditortest.NewKeys(origin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := auditortest.New(keys)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		vkey, _, err := LoadOrCreateKey(dir, "auditor.test/run", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l.AddAuditor(vkey)
-		if err := l.AppendLabels(time.Now(), "alice"); err != nil {
-			t.Fatal(err)
-		}
+		l, cfg := newRunLog(t)
 		var logs logBuffer
-		a, err := New(Config{
-			Server: "http://kt.test", StateDir: dir, Client: &http.Client{Transport: handlerTransport{l}},
-			Interval: time.Minute, Logger: logs.logger(),
-		})
+		cfg.Interval, cfg.Logger = time.Minute, logs.logger()
+		a, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -238,7 +218,7 @@ func TestRunStaleLog(t *testing.T) {
 			t.Fatalf("Run stopped on a stale log: %v", err)
 		default:
 		}
-		if _, err := os.Stat(filepath.Join(dir, failureFile)); err == nil {
+		if _, err := os.Stat(filepath.Join(cfg.StateDir, failureFile)); err == nil {
 			t.Fatal("a stale log was recorded as a failure")
 		}
 		s := logs.String()

@@ -46,7 +46,8 @@ type pin struct {
 	PinnedAt time.Time `json:"pinned_at"`
 }
 
-// cosignedHead is the last head the auditor cosigned.
+// cosignedHead is the last head the auditor cosigned, and when it first
+// did (later passes cosign it again without writing it).
 type cosignedHead struct {
 	Size uint64    `json:"size"`
 	Root []byte    `json:"root"`
@@ -69,65 +70,75 @@ type failureRecord struct {
 // when nil) first when dir holds none. The private key's file is readable
 // by its owner only.
 func LoadOrCreateKey(dir, name string, rand io.Reader) (vkey string, created bool, err error) {
+	_, vkey, created, err = loadOrCreateKey(dir, name, rand, time.Now)
+	return vkey, created, err
+}
+
+// loadOrCreateKey is LoadOrCreateKey, and returns the cosigner too, timed
+// by now.
+func loadOrCreateKey(dir, name string, rand io.Reader, now func() time.Time) (signer note.Signer, vkey string, created bool, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", false, fmt.Errorf("auditor: %v", err)
+		return nil, "", false, fmt.Errorf("auditor: %v", err)
 	}
-	_, _, vkey, err = loadKey(dir)
+	signer, vkey, err = loadKey(dir, now)
 	if err == nil {
-		return vkey, false, nil
+		return signer, vkey, false, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return "", false, err
+		return nil, "", false, err
 	}
 	if name == "" {
-		return "", false, errors.New("auditor: a new cosigner key needs a name")
+		return nil, "", false, errors.New("auditor: a new cosigner key needs a name")
 	}
 	if rand == nil {
 		rand = cryptorand.Reader
 	}
 	skey, vkey, err := kt.GenerateCosignerKey(rand, name)
 	if err != nil {
-		return "", false, fmt.Errorf("auditor: make cosigner key: %v", err)
+		return nil, "", false, fmt.Errorf("auditor: make cosigner key: %v", err)
+	}
+	if signer, err = kt.NewCosigner(skey, now); err != nil {
+		return nil, "", false, fmt.Errorf("auditor: make cosigner key: %v", err)
 	}
 	// The verifier key first: a key file without it would not load.
 	if err := writeNew(filepath.Join(dir, vkeyFile), []byte(vkey+"\n"), 0o644); err != nil {
-		return "", false, err
+		return nil, "", false, err
 	}
 	if err := writeNew(filepath.Join(dir, keyFile), []byte(skey+"\n"), 0o600); err != nil {
-		return "", false, err
+		return nil, "", false, err
 	}
-	return vkey, true, nil
+	return signer, vkey, true, nil
 }
 
-// loadKey reads the cosigner key pair and checks that the two halves
-// belong together. fs.ErrNotExist (wrapped) when dir holds no key.
-func loadKey(dir string) (skey string, v note.Verifier, vkey string, err error) {
+// loadKey reads the cosigner key pair, checks that the two halves belong
+// together and returns the cosigner, timed by now, and the verifier key.
+// fs.ErrNotExist (wrapped) when dir holds no key.
+func loadKey(dir string, now func() time.Time) (signer note.Signer, vkey string, err error) {
 	sb, err := os.ReadFile(filepath.Join(dir, keyFile))
 	if err != nil {
-		return "", nil, "", fmt.Errorf("auditor: %w", err)
+		return nil, "", fmt.Errorf("auditor: %w", err)
 	}
 	if fi, err := os.Stat(filepath.Join(dir, keyFile)); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		return "", nil, "", fmt.Errorf("auditor: %s is readable by others (mode %v); make it 0600", keyFile, fi.Mode().Perm())
+		return nil, "", fmt.Errorf("auditor: %s is readable by others (mode %v); make it 0600", keyFile, fi.Mode().Perm())
 	}
 	vb, err := os.ReadFile(filepath.Join(dir, vkeyFile))
 	if err != nil {
-		return "", nil, "", fmt.Errorf("auditor: cosigner key without its verifier key: %v", err)
+		return nil, "", fmt.Errorf("auditor: cosigner key without its verifier key: %v", err)
 	}
-	skey = strings.TrimSpace(string(sb))
 	vkey = strings.TrimSpace(string(vb))
-	signer, err := kt.NewCosigner(skey, time.Now)
+	signer, err = kt.NewCosigner(strings.TrimSpace(string(sb)), now)
 	if err != nil {
 		// The error may quote the key; say only which file is bad.
-		return "", nil, "", fmt.Errorf("auditor: %s does not hold a cosigner key", keyFile)
+		return nil, "", fmt.Errorf("auditor: %s does not hold a cosigner key", keyFile)
 	}
-	v, err = kt.NewCosignatureVerifier(vkey)
+	v, err := kt.NewCosignatureVerifier(vkey)
 	if err != nil {
-		return "", nil, "", fmt.Errorf("auditor: %s does not hold a cosigner verifier key: %v", vkeyFile, err)
+		return nil, "", fmt.Errorf("auditor: %s does not hold a cosigner verifier key: %v", vkeyFile, err)
 	}
 	if signer.Name() != v.Name() || signer.KeyHash() != v.KeyHash() {
-		return "", nil, "", fmt.Errorf("auditor: %s and %s are not one key pair", keyFile, vkeyFile)
+		return nil, "", fmt.Errorf("auditor: %s and %s are not one key pair", keyFile, vkeyFile)
 	}
-	return skey, v, vkey, nil
+	return signer, vkey, nil
 }
 
 // readJSON reads one of the state's JSON files into v; found is false when
