@@ -348,7 +348,7 @@ func (l *Log) Prove(labels [][]byte, known uint64, entry func(Index) (*Entry, er
 		return nil, err
 	}
 	p.Epoch = Epoch{Timestamp: l.lastTime, PrefixRoot: l.prefix.Root()}
-	if p.Checkpoint, p.Audited, err = l.cosignedLocked(); err != nil {
+	if p.Checkpoint, p.Audited, err = l.cosignedLocked(true); err != nil {
 		return nil, err
 	}
 	for k := range labels {
@@ -374,8 +374,9 @@ func (l *Log) Prove(labels [][]byte, known uint64, entry func(Index) (*Entry, er
 
 // cosignedLocked returns the newest checkpoint with the cosignatures of it
 // the log holds, and the older cosigned checkpoints with consistency
-// proofs to it, in auditor-name order (at most MaxAudited of them).
-func (l *Log) cosignedLocked() ([]byte, []AuditedCheckpoint, error) {
+// proofs to it, in auditor-name order (at most MaxAudited of them; none,
+// and no proof computed, unless withAudited).
+func (l *Log) cosignedLocked(withAudited bool) ([]byte, []AuditedCheckpoint, error) {
 	size := l.log.Size()
 	keys := make([]note.Signature, 0, len(l.cosigned))
 	for k := range l.cosigned {
@@ -395,7 +396,7 @@ func (l *Log) cosignedLocked() ([]byte, []AuditedCheckpoint, error) {
 			top = append(top, c.sig)
 			continue
 		}
-		if len(audited) == MaxAudited {
+		if !withAudited || len(audited) == MaxAudited {
 			continue
 		}
 		proof, err := l.log.Consistency(c.size, size)
@@ -412,7 +413,7 @@ func (l *Log) cosignedLocked() ([]byte, []AuditedCheckpoint, error) {
 func (l *Log) Checkpoint() []byte {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	b, _, err := l.cosignedLocked()
+	b, _, err := l.cosignedLocked(false)
 	if err != nil {
 		return l.checkpoint.encode()
 	}
