@@ -426,7 +426,7 @@ func joined(ctx context.Context, dir string, st *profile.Store, opt Options, ser
 				return err
 			}
 		}
-		if err := ownChanged(tx, list.Version, signedList); err != nil {
+		if err := tx.PutOwnChange(list.Version, signedList); err != nil {
 			return err
 		}
 		// The devices already on the account when this one joined are

@@ -228,7 +228,7 @@ func (c *Client) RemoveDevice(ctx context.Context, id uint32) error {
 			if err := tx.DeleteSession(c.accountID, id); err != nil {
 				return err
 			}
-			if err := ownChanged(tx, next.Version, blob); err != nil {
+			if err := tx.PutOwnChange(next.Version, blob); err != nil {
 				return err
 			}
 			return tx.PutDeviceList(c.accountID, next.Version, blob)
@@ -299,7 +299,7 @@ func parseProvision(b []byte) (*provision, keys.KeyPair, *devicelist.List, error
 	}
 	if t := p.Transparency; t != nil {
 		l := t.log()
-		if checkLog(l) != nil || t.MaxAuditLag < 0 || (t.HeadSize == 0) != (len(t.HeadRoot) == 0) {
+		if checkLog(l) != nil || t.MaxAuditLag < 0 {
 			return nil, keys.KeyPair{}, nil, bad
 		}
 	}
@@ -440,7 +440,7 @@ func (c *Client) ApproveLink(ctx context.Context, code string) (id uint32, err e
 			// was answered once it was published, but this device may
 			// have read it from the store just before: it waits a
 			// little for the log to catch up.
-			err := c.st.Update(ctx, func(tx *profile.Tx) error { return ownChanged(tx, l.Version, resp.DeviceList) })
+			err := c.st.Update(ctx, func(tx *profile.Tx) error { return tx.PutOwnChange(l.Version, resp.DeviceList) })
 			if err == nil {
 				c.checkOwnChange(ctx, ownChangeWait)
 			}

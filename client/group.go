@@ -14,7 +14,6 @@ import (
 	"github.com/doorless/doorless/client/internal/group"
 	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
-	"github.com/doorless/doorless/internal/devicelist"
 	"github.com/doorless/doorless/protocol/keys"
 	"github.com/doorless/doorless/protocol/senderkey"
 )
@@ -582,18 +581,12 @@ func (c *Client) sendSenderKey(ctx context.Context, g *localGroup, mem group.Mem
 				return 0, err
 			}
 			err := c.st.Update(ctx, func(tx *profile.Tx) error {
-				devices, err := tx.SessionDevices(mem.AccountID)
+				// (deliver sent the key to the listed devices alone.)
+				devices, _, err := c.memberDevices(tx, mem)
 				if err != nil {
 					return err
 				}
-				listed, err := c.memberList(tx, mem)
-				if err != nil || listed == nil {
-					return err
-				}
 				for _, d := range devices {
-					if !listed.Contains(d) {
-						continue // deliver did not send it the key
-					}
 					if err := tx.MarkSenderKeyShared(g.dist[:], mem.AccountID, d); err != nil {
 						return err
 					}
@@ -627,22 +620,15 @@ func (c *Client) sendSenderKey(ctx context.Context, g *localGroup, mem group.Mem
 func (c *Client) senderKeyMessages(ctx context.Context, g *localGroup, mem group.Member, skm []byte) (msgs []api.OutgoingMessage, unshared bool, err error) {
 	err = c.st.View(ctx, func(tx *profile.Tx) error {
 		msgs, unshared = nil, false
-		devices, err := tx.SessionDevices(mem.AccountID)
+		devices, listed, err := c.memberDevices(tx, mem)
 		if err != nil {
 			return err
 		}
-		listed, err := c.memberList(tx, mem)
-		if err != nil {
-			return err
-		}
-		if listed == nil {
-			unshared = true
+		if !listed {
+			unshared = true // the one-to-one send of the key verifies the list
 			return nil
 		}
 		for _, d := range devices {
-			if !listed.Contains(d) {
-				continue // not one of the member's devices, as the log has it
-			}
 			rec, err := tx.Session(mem.AccountID, d)
 			if err != nil {
 				return err
@@ -666,15 +652,25 @@ func (c *Client) senderKeyMessages(ctx context.Context, g *localGroup, mem group
 	return msgs, unshared, err
 }
 
-// memberList is the device list the log holds for a group member (this
+// memberDevices returns the devices of a group member that this device
+// holds sessions with and that the member's device list in the log (this
 // account's own for this account), as this device verified it within
-// listMaxAge; nil when it has verified none for the member's account and
-// key in that time.
-func (c *Client) memberList(tx *profile.Tx, mem group.Member) (*devicelist.List, error) {
+// listMaxAge, names: the only ones sender keys and sender-key messages go
+// to. listed is false, and devices empty, when it has verified no list for
+// the member's account and key in that time.
+func (c *Client) memberDevices(tx *profile.Tx, mem group.Member) (devices []uint32, listed bool, err error) {
+	username, ik := mem.Username, mem.Identity
 	if mem.AccountID == c.accountID {
-		return c.freshList(tx, c.username, c.accountID, c.identity.Public)
+		username, ik = c.username, c.identity.Public
 	}
-	return c.freshList(tx, mem.Username, mem.AccountID, mem.Identity)
+	l, err := c.freshList(tx, username, mem.AccountID, ik)
+	if err != nil || l == nil {
+		return nil, false, err
+	}
+	if devices, err = tx.SessionDevices(mem.AccountID); err != nil {
+		return nil, false, err
+	}
+	return slices.DeleteFunc(devices, func(d uint32) bool { return !l.Contains(d) }), true, nil
 }
 
 // groupContent acts on the group part of a one-to-one message: a signed

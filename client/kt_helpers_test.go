@@ -20,6 +20,7 @@ import (
 	"github.com/doorless/doorless/internal/ktkeys"
 	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/kt"
+	"github.com/doorless/doorless/protocol/keys"
 )
 
 // ktLog is a key transparency log the test drives, in front of the real
@@ -54,8 +55,6 @@ type ktLog struct {
 	suppress int
 	// tamper, when set, changes every proof handed out (nil: none).
 	tamper func(label string, proof []byte) []byte
-	// last is the last proof handed out, for replays.
-	last []byte
 	// frozen: the accounts shown an old view of the log, by account id.
 	frozen map[string]*frozenView
 	// refuse: the usernames whose own lookups (of their own entry, by
@@ -212,6 +211,20 @@ func (k *ktLog) publishAccount(username string, ik, deviceList []byte) {
 	k.publish(kt.Update{Label: kt.UsernameLabel(username), Value: v.Encode()})
 }
 
+// publishGhost publishes another identity key for username's entry, with
+// the device list it holds now, as an operator handing out a key of its
+// own would; it returns the value the entry held and the ghost key.
+func (k *ktLog) publishGhost(username string) (real *kt.AccountValue, ghost keys.KeyPair) {
+	k.t.Helper()
+	real = k.account(username)
+	ghost, err := keys.GenerateKeyPair(nil)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	k.publishAccount(username, ghost.Public.Bytes(), real.DeviceList)
+	return real, ghost
+}
+
 // account returns the value the log holds for username's entry.
 func (k *ktLog) account(username string) *kt.AccountValue {
 	k.t.Helper()
@@ -274,7 +287,6 @@ func (k *ktLog) proveFor(accountID string, labels [][]byte, known uint64) []byte
 	if k.tamper != nil {
 		b = k.tamper(string(labels[0][1:]), b)
 	}
-	k.last = b
 	return b
 }
 

@@ -64,35 +64,16 @@ func (c *Client) SafetyNumber(ctx context.Context, username string) (*SafetyNumb
 // presentedKey returns the account and key the safety number is computed
 // over: the pending ones when Send set a changed key aside, the trusted ones
 // otherwise; either way a key the log holds, as this device last verified
-// it. An unknown user is looked up and stored as a contact; a known one
-// whose key the log was not seen to hold is looked up, and the log's key
-// taken (takeLogged).
+// it. An unknown user, or a known one whose key the log was not seen to
+// hold, is looked up, and the log's key taken (takeLogged): an unknown
+// user is stored as a contact.
 func (c *Client) presentedKey(ctx context.Context, username string) (accountID string, key keys.PublicKey, verified bool, err error) {
 	ct, err := c.contact(ctx, username)
+	if err == nil && ct == nil {
+		ct, err = c.takeLogged(ctx, username)
+	}
 	if err != nil {
 		return "", key, false, err
-	}
-	if ct == nil {
-		// The key comes with a transparency proof, as for a send.
-		v, err := c.lookup(ctx, username)
-		if err != nil {
-			return "", key, false, err
-		}
-		accountID := v.AccountID
-		ik, perr := keys.ParsePublicKey(v.IdentityKey)
-		if perr != nil {
-			return "", key, false, transparencyErr(errors.New("the log holds a malformed identity key"))
-		}
-		err = c.st.Update(ctx, func(tx *profile.Tx) error {
-			if ct, err = tx.Contact(username); err != nil || ct != nil {
-				return err // someone stored it meanwhile: theirs stands
-			}
-			ct = &profile.Contact{Username: username, AccountID: accountID, IdentityKey: ik}
-			return tx.PutContact(ct, time.Now())
-		})
-		if err != nil {
-			return "", key, false, err
-		}
 	}
 	for try := 0; ; try++ {
 		accountID, key, verified = ct.AccountID, ct.IdentityKey, ct.Verified
@@ -117,11 +98,11 @@ func (c *Client) presentedKey(ctx context.Context, username string) (accountID s
 	}
 }
 
-// takeLogged looks a known user up in the log and takes the key it holds
-// with the trust decisions a send makes (trustForSend): the trusted key
-// confirmed drops a pending one; another replaces the trusted key of a
-// contact not verified, and is set aside as pending for a verified one. It
-// returns the contact then.
+// takeLogged looks a user up in the log and takes the key it holds with
+// the trust decisions a send makes (trustForSend): an unknown user's is
+// trusted on first use; the trusted key confirmed drops a pending one;
+// another replaces the trusted key of a contact not verified, and is set
+// aside as pending for a verified one. It returns the contact then.
 func (c *Client) takeLogged(ctx context.Context, username string) (*profile.Contact, error) {
 	v, err := c.lookup(ctx, username)
 	if err != nil {

@@ -374,9 +374,14 @@ func fetchTransparencyLog(ctx context.Context, hc *http.Client, serverURL string
 	return l, nil
 }
 
-// checkLog checks a log's keys (from the server or a provisioning message).
+// checkLog checks a log's keys, head and policy (from the server or a
+// provisioning message).
 func checkLog(l *profile.TransparencyLog) error {
-	if l.Origin == "" || strings.ContainsAny(l.Origin, "\n\r") || len(l.HeadRoot) != 0 && len(l.HeadRoot) != kt.HashSize {
+	rootSize := kt.HashSize // a head has a root; no head, none
+	if l.HeadSize == 0 {
+		rootSize = 0
+	}
+	if l.Origin == "" || strings.ContainsAny(l.Origin, "\n\r") || len(l.HeadRoot) != rootSize {
 		return errors.New("malformed")
 	}
 	if _, err := note.NewVerifier(l.LogKey); err != nil {
@@ -625,18 +630,26 @@ func (c *Client) lookup(ctx context.Context, username string) (*kt.AccountValue,
 // no longer lists it.
 func loggedList(tx *profile.Tx, username, accountID string, ik keys.PublicKey) (*devicelist.List, error) {
 	u, err := tx.TransparencyLabel(kt.UsernameLabel(username))
-	if err != nil || u == nil || !u.Present || len(u.Value) == 0 {
+	if err != nil {
 		return nil, err
+	}
+	return listIn(u, accountID, ik), nil
+}
+
+// listIn is loggedList of the label state u (nil: nothing verified).
+func listIn(u *profile.LabelState, accountID string, ik keys.PublicKey) *devicelist.List {
+	if u == nil || !u.Present || len(u.Value) == 0 {
+		return nil
 	}
 	v, err := kt.DecodeAccountValue(u.Value)
 	if err != nil || v.AccountID != accountID || !bytes.Equal(v.IdentityKey, ik.Bytes()) {
-		return nil, nil
+		return nil
 	}
 	l, err := devicelist.Verify(ik, v.DeviceList)
 	if err != nil {
-		return nil, nil
+		return nil
 	}
-	return l, nil
+	return l
 }
 
 // ktVerified reports whether the log, as this device last verified it,
@@ -655,7 +668,7 @@ func (c *Client) freshList(tx *profile.Tx, username, accountID string, ik keys.P
 	if err != nil || u == nil || c.now().Sub(u.Verified) >= listMaxAge {
 		return nil, err
 	}
-	return loggedList(tx, username, accountID, ik)
+	return listIn(u, accountID, ik), nil
 }
 
 // ensureVerified makes sure that the key this device trusts for a contact
@@ -856,7 +869,7 @@ func (c *Client) TransparencyStatus(ctx context.Context) (*TransparencyStatus, e
 		if err != nil {
 			return err
 		}
-		s.LastCheck, s.Monitored = o.Checked, o.Baseline
+		s.LastCheck, s.Monitored = o.Checked, o.Baseline()
 		return nil
 	})
 	if err != nil {
@@ -933,13 +946,13 @@ func (c *Client) checkOwn(ctx context.Context, patient bool) (behind bool, err e
 	if err != nil {
 		return false, err
 	}
-	l, err := c.pinnedLog(ctx)
-	if err != nil {
-		return false, err
-	}
 	now := c.now()
 	var found []*TransparencyAlert
 	err = c.st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error {
+		l, err := tx.TransparencyLog()
+		if err != nil {
+			return err
+		}
 		st, err := tx.OwnerState()
 		if err != nil {
 			return err
@@ -1014,7 +1027,7 @@ func (c *Client) joinCheck(ctx context.Context) {
 	now := c.now()
 	c.st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error {
 		st, err := tx.OwnerState()
-		if err != nil || st.Baseline {
+		if err != nil || st.Baseline() {
 			return err // (another process's check took it meanwhile)
 		}
 		st.JoinUnchecked = true
@@ -1054,16 +1067,10 @@ func shortDuration(d time.Duration) string {
 	return s
 }
 
-// ownChanged records a device-list change this device made (the list's
-// version and signed blob), in tx, for the owner monitor to find in the
-// log; checkOwnChange then looks.
-func ownChanged(tx *profile.Tx, version uint64, list []byte) error {
-	return tx.PutOwnChange(version, list)
-}
-
 // checkOwnChange runs the owner monitor right after a device-list change
-// this device made (recorded with ownChanged). Patiently, for up to wait,
-// when the server may have shown the change before publishing it
+// this device made (recorded, in the change's transaction, with
+// tx.PutOwnChange, for the monitor to find in the log). Patiently, for up
+// to wait, when the server may have shown the change before publishing it
 // (ApproveLink); its failure to complete leaves the change to the next
 // check. What it finds is stored as alerts.
 func (c *Client) checkOwnChange(ctx context.Context, wait time.Duration) {
@@ -1103,7 +1110,7 @@ func (c *Client) judgeOwn(st *profile.OwnerState, r kt.Result, pinned, now time.
 	}
 
 	if !r.Present || len(r.Value) == 0 {
-		if !r.Present && !st.Baseline && own == 0 && now.Sub(pinned) < ownPublishGrace {
+		if !r.Present && !st.Baseline() && own == 0 && now.Sub(pinned) < ownPublishGrace {
 			return nil, next, false // a profile from before the log: not published yet
 		}
 		raise(AlertMissing, "the log does not hold your username, or holds it deleted")
@@ -1146,7 +1153,7 @@ func (c *Client) judgeOwn(st *profile.OwnerState, r kt.Result, pinned, now time.
 	// The counter: base + version - 1 (a uint32 and a version the
 	// devicelist package bounds well under 2^62 fit in an int64).
 	base := int64(r.Counter) - int64(list.Version) + 1
-	if st.Baseline && base != st.Base {
+	if st.Baseline() && base != st.Base {
 		extra := base - st.Base
 		what := fmt.Sprintf("%d more changes than your device list versions", extra)
 		if extra < 0 {
@@ -1159,15 +1166,11 @@ func (c *Client) judgeOwn(st *profile.OwnerState, r kt.Result, pinned, now time.
 	// Devices on the list that this device neither added nor saw there
 	// before: another device of the account added them.
 	if list.Version >= st.ListVersion {
-		if st.Devices != nil {
-			for _, d := range list.Devices {
-				if d != c.deviceID && !slices.Contains(st.Devices, d) && !slices.Contains(st.Added, d) {
-					a := alert(now, AlertDeviceAdded, c.username, fmt.Sprintf("device %d was added to your account by another of its devices "+
-						"(device list version %d): if that was not you, remove it", d, list.Version))
-					a.Device = d
-					as = append(as, a)
-				}
-			}
+		for _, d := range c.addedElsewhere(st, list) {
+			a := alert(now, AlertDeviceAdded, c.username, fmt.Sprintf("device %d was added to your account by another of its devices "+
+				"(device list version %d): if that was not you, remove it", d, list.Version))
+			a.Device = d
+			as = append(as, a)
 		}
 		next.Devices = slices.Clone(list.Devices)
 		next.Added = slices.DeleteFunc(slices.Clone(st.Added), list.Contains)
@@ -1175,16 +1178,28 @@ func (c *Client) judgeOwn(st *profile.OwnerState, r kt.Result, pinned, now time.
 	// Later checks go on from what was found (alerted, if it broke a
 	// rule): an alert the user cleared comes back only for a new change.
 	if bytes.Equal(v.IdentityKey, c.identity.Public.Bytes()) {
-		if !st.Baseline && st.JoinUnchecked {
+		if !st.Baseline() && st.JoinUnchecked {
 			raise(AlertUnchecked, "the first check of your account's entry that succeeded came at %s, not right after this device joined: "+
 				"it took the entry as it found it then (version %d, device list version %d) as its base, so a key or device published for "+
 				"your account and taken back before then would not show", now.UTC().Format(time.RFC3339), r.Counter, list.Version)
 			next.JoinUnchecked = false
 		}
-		next.Baseline, next.Base = true, base
-		next.ListVersion = max(next.ListVersion, list.Version)
+		next.Base = base
+		next.ListVersion = max(next.ListVersion, list.Version) // (≥ 1: the baseline is set)
 	}
 	return as, next, behind
+}
+
+// addedElsewhere returns the devices on list other than this one that
+// this device neither added nor saw on the account's list before (none
+// when that list is not known).
+func (c *Client) addedElsewhere(st *profile.OwnerState, list *devicelist.List) []uint32 {
+	if st.Devices == nil {
+		return nil
+	}
+	return slices.DeleteFunc(slices.Clone(list.Devices), func(d uint32) bool {
+		return d == c.deviceID || slices.Contains(st.Devices, d) || slices.Contains(st.Added, d)
+	})
 }
 
 // shortHex shows the start of a key.

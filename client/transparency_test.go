@@ -18,35 +18,37 @@ import (
 	"github.com/doorless/doorless/protocol/keys"
 )
 
-// sessionsWith returns the devices of username's account c holds sessions
-// with, and whether c has a contact for username at all.
-func sessionsWith(t *testing.T, c *Client, accountID string) []uint32 {
+// inView returns what get reads from c's profile.
+func inView[T any](t *testing.T, c *Client, get func(*profile.Tx) (T, error)) T {
 	t.Helper()
-	var ds []uint32
+	var v T
 	err := c.st.View(ctxT(t), func(tx *profile.Tx) error {
 		var err error
-		ds, err = tx.SessionDevices(accountID)
+		v, err = get(tx)
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ds
+	return v
+}
+
+// sessionsWith returns the devices of the account c holds sessions with.
+func sessionsWith(t *testing.T, c *Client, accountID string) []uint32 {
+	t.Helper()
+	return inView(t, c, func(tx *profile.Tx) ([]uint32, error) { return tx.SessionDevices(accountID) })
 }
 
 // labelState returns what c last verified of a label.
 func labelState(t *testing.T, c *Client, label []byte) *profile.LabelState {
 	t.Helper()
-	var st *profile.LabelState
-	err := c.st.View(ctxT(t), func(tx *profile.Tx) error {
-		var err error
-		st, err = tx.TransparencyLabel(label)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return inView(t, c, func(tx *profile.Tx) (*profile.LabelState, error) { return tx.TransparencyLabel(label) })
+}
+
+// ownerState returns c's owner monitor state.
+func ownerState(t *testing.T, c *Client) *profile.OwnerState {
+	t.Helper()
+	return inView(t, c, (*profile.Tx).OwnerState)
 }
 
 func alertsOf(t *testing.T, c *Client) []TransparencyAlert {
@@ -60,6 +62,16 @@ func alertsOf(t *testing.T, c *Client) []TransparencyAlert {
 
 func hasAlert(as []TransparencyAlert, kind AlertKind) bool {
 	return slices.ContainsFunc(as, func(a TransparencyAlert) bool { return a.Kind == kind })
+}
+
+// checkAlerts runs c's owner check, which must find something
+// (ErrTransparencyAlert), and returns the alerts stored then.
+func checkAlerts(t *testing.T, c *Client, what string) []TransparencyAlert {
+	t.Helper()
+	if err := c.CheckTransparency(ctxT(t)); !errors.Is(err, ErrTransparencyAlert) {
+		t.Fatalf("%s: %v, want ErrTransparencyAlert", what, err)
+	}
+	return alertsOf(t, c)
 }
 
 // wantRefused checks a send refused by key transparency: the error, no
@@ -132,13 +144,8 @@ func TestTransparencyBundleDiffers(t *testing.T) {
 
 	// The log holds another identity key for bob (the server's bundle
 	// still has his own).
-	ghost, err := keys.GenerateKeyPair(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := k.account("bob")
-	k.publishAccount("bob", ghost.Public.Bytes(), old.DeviceList)
-	_, err = alice.Send(ctxT(t), "bob", "to bob")
+	k.publishGhost("bob")
+	_, err := alice.Send(ctxT(t), "bob", "to bob")
 	wantRefused(t, err, errProofMismatch, alice, bob)
 
 	// The log holds carol's key with another device list than the
@@ -334,21 +341,6 @@ func TestTransparencyContactRollback(t *testing.T) {
 	}
 }
 
-// ownerState returns c's owner monitor state.
-func ownerState(t *testing.T, c *Client) *profile.OwnerState {
-	t.Helper()
-	var st *profile.OwnerState
-	err := c.st.View(ctxT(t), func(tx *profile.Tx) error {
-		var err error
-		st, err = tx.OwnerState()
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
-
 // wantQuiet checks that c has raised no alert, that its owner monitor has
 // its baseline at base, has seen device list version version in the log,
 // and waits for no change of its own.
@@ -358,7 +350,7 @@ func wantQuiet(t *testing.T, c *Client, base int64, version uint64) {
 		t.Fatalf("%s's device %d raised alerts %+v", c.Username(), c.DeviceID(), as)
 	}
 	st := ownerState(t, c)
-	if !st.Baseline || st.Base != base || st.ListVersion != version || st.OwnVersion != 0 {
+	if !st.Baseline() || st.Base != base || st.ListVersion != version || st.OwnVersion != 0 {
 		t.Fatalf("%s's device %d: owner state %+v, want base %d, list version %d, nothing waiting", c.Username(), c.DeviceID(), st, base, version)
 	}
 }
@@ -486,22 +478,14 @@ func TestOwnerMonitoring(t *testing.T) {
 	}
 
 	// The server publishes a ghost identity key for alice.
-	real := k.account("alice")
-	ghost, err := keys.GenerateKeyPair(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.publishAccount("alice", ghost.Public.Bytes(), real.DeviceList)
+	real, _ := k.publishGhost("alice")
 	// Bob either sees a proof that shows the change to alice, or fails:
 	// the server's bundle (alice's real key) differs from the log's.
-	_, err = bob.Send(ctxT(t), "alice", "hi")
+	_, err := bob.Send(ctxT(t), "alice", "hi")
 	if !errors.Is(err, ErrTransparency) {
 		t.Fatalf("bob's send under the ghost entry: %v", err)
 	}
-	if err := alice.CheckTransparency(ctxT(t)); !errors.Is(err, ErrTransparencyAlert) {
-		t.Fatalf("check with a ghost key: %v", err)
-	}
-	as := alertsOf(t, alice)
+	as := checkAlerts(t, alice, "check with a ghost key")
 	if !hasAlert(as, AlertIdentityKey) || !hasAlert(as, AlertUnexplained) {
 		t.Fatalf("alerts %+v", as)
 	}
@@ -545,10 +529,7 @@ func TestOwnerMonitoring(t *testing.T) {
 		t.Fatal(err)
 	}
 	k.publishAccount("alice", real.IdentityKey, real.DeviceList)
-	if err := alice.CheckTransparency(ctxT(t)); !errors.Is(err, ErrTransparencyAlert) {
-		t.Fatalf("check after the revert: %v", err)
-	}
-	as = alertsOf(t, alice)
+	as = checkAlerts(t, alice, "check after the revert")
 	if len(as) != 1 || as[0].Kind != AlertUnexplained {
 		t.Fatalf("alerts after the revert %+v", as)
 	}
@@ -561,10 +542,7 @@ func TestOwnerMonitoring(t *testing.T) {
 
 	// Alice's username, mapped to bob's account.
 	k.publish(kt.Update{Label: kt.UsernameLabel("alice"), Value: k.account("bob").Encode()})
-	if err := alice.CheckTransparency(ctxT(t)); !errors.Is(err, ErrTransparencyAlert) {
-		t.Fatalf("check with the username moved: %v", err)
-	}
-	if as := alertsOf(t, alice); !hasAlert(as, AlertUsername) {
+	if as := checkAlerts(t, alice, "check with the username moved"); !hasAlert(as, AlertUsername) {
 		t.Fatalf("alerts %+v", as)
 	}
 }
@@ -577,14 +555,9 @@ func TestOwnerMonitoringGhostAndRevert(t *testing.T) {
 	t.Parallel()
 	s, k := newKTServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
-	real := k.account("alice")
-	ghost, _ := keys.GenerateKeyPair(nil)
-	k.publishAccount("alice", ghost.Public.Bytes(), real.DeviceList)
+	real, ghost := k.publishGhost("alice")
 	k.publishAccount("alice", real.IdentityKey, real.DeviceList)
-	if err := alice.CheckTransparency(ctxT(t)); !errors.Is(err, ErrTransparencyAlert) {
-		t.Fatalf("check: %v", err)
-	}
-	as := alertsOf(t, alice)
+	as := checkAlerts(t, alice, "check")
 	if len(as) != 1 || as[0].Kind != AlertUnexplained {
 		t.Fatalf("alerts %+v", as)
 	}
@@ -618,9 +591,7 @@ func TestOwnerMonitoringSuppressedVersion(t *testing.T) {
 
 	// A ghost key (counter 2); alice's removal of the laptop (version 3)
 	// is left out of the log.
-	real := k.account("alice")
-	ghost, _ := keys.GenerateKeyPair(nil)
-	k.publishAccount("alice", ghost.Public.Bytes(), real.DeviceList)
+	k.publishGhost("alice")
 	k.suppressNext(1)
 	if err := alice.RemoveDevice(ctxT(t), laptop.DeviceID()); err != nil {
 		t.Fatal(err)
@@ -659,9 +630,7 @@ func TestOwnerMonitoringUnfinishedCheck(t *testing.T) {
 	// A ghost (counter 3); alice removes the laptop (version 4), the log
 	// leaves it out, and her check fails: the server hands her no proof
 	// for a while.
-	real := k.account("alice")
-	ghost, _ := keys.GenerateKeyPair(nil)
-	k.publishAccount("alice", ghost.Public.Bytes(), real.DeviceList)
+	k.publishGhost("alice")
 	k.suppressNext(1)
 	k.setTamper(func(username string, p []byte) []byte {
 		if username == "alice" {
@@ -804,9 +773,7 @@ func TestReplyToUnprovenKeyRefused(t *testing.T) {
 	mustSend(t, alice, "bob", "hello")
 	wantTexts(t, receive(t, bob), "alice", "hello")
 
-	real := k.account("alice")
-	ghost, _ := keys.GenerateKeyPair(nil)
-	k.publishAccount("alice", ghost.Public.Bytes(), real.DeviceList)
+	real, _ := k.publishGhost("alice")
 	before := sessionsWith(t, bob, alice.AccountID())
 	if _, err := bob.Send(ctxT(t), "alice", "reply"); !errors.Is(err, ErrTransparency) {
 		t.Fatalf("reply: %v", err)
@@ -836,9 +803,7 @@ func TestGroupMemberVerified(t *testing.T) {
 	mustSend(t, carol, "alice", "hi alice")
 	wantTexts(t, receive(t, alice), "carol", "hi alice")
 
-	real := k.account("carol")
-	ghost, _ := keys.GenerateKeyPair(nil)
-	k.publishAccount("carol", ghost.Public.Bytes(), real.DeviceList)
+	real, _ := k.publishGhost("carol")
 	if _, err := alice.CreateGroup(ctxT(t), "friends", "bob", "carol"); !errors.Is(err, ErrTransparency) {
 		t.Fatalf("a group with carol under a key the log does not hold: %v", err)
 	}
@@ -864,19 +829,7 @@ func TestMonitorDue(t *testing.T) {
 	t.Parallel()
 	s, k := newKTServer(t, nil)
 	alice, _ := s.register(t, "alice", Options{})
-	checked := func() time.Time {
-		t.Helper()
-		var st *profile.OwnerState
-		err := alice.st.View(ctxT(t), func(tx *profile.Tx) error {
-			var err error
-			st, err = tx.OwnerState()
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.Checked
-	}
+	checked := func() time.Time { return ownerState(t, alice).Checked }
 	t0 := checked()
 	if t0.IsZero() {
 		t.Fatal("registration did not check")
@@ -912,9 +865,7 @@ func TestFrozenViewOwner(t *testing.T) {
 	alice, dir := s.register(t, "alice", Options{})
 	bob, _ := s.register(t, "bob", Options{})
 	k.freezeFor(alice.AccountID())
-	real := k.account("alice")
-	ghost, _ := keys.GenerateKeyPair(nil)
-	k.publishAccount("alice", ghost.Public.Bytes(), real.DeviceList)
+	_, ghost := k.publishGhost("alice")
 	if err := alice.CheckTransparency(ctxT(t)); err != nil {
 		t.Fatalf("check on the frozen log, within the hour: %v", err)
 	}
@@ -957,10 +908,7 @@ func TestFrozenViewOwner(t *testing.T) {
 
 	// Shown the log everyone sees, alice finds the ghost.
 	k.unfreeze(alice.AccountID())
-	if err := lax.CheckTransparency(ctxT(t)); !errors.Is(err, ErrTransparencyAlert) {
-		t.Fatalf("check on the real log: %v", err)
-	}
-	if as := alertsOf(t, lax); !hasAlert(as, AlertIdentityKey) {
+	if as := checkAlerts(t, lax, "check on the real log"); !hasAlert(as, AlertIdentityKey) {
 		t.Fatalf("alerts %+v", as)
 	}
 }
@@ -1080,9 +1028,7 @@ func TestOwnerCheckFailingAlerts(t *testing.T) {
 			} else {
 				c.refuse(k)
 			}
-			real := k.account("alice")
-			ghost, _ := keys.GenerateKeyPair(nil)
-			k.publishAccount("alice", ghost.Public.Bytes(), real.DeviceList)
+			_, ghost := k.publishGhost("alice")
 			if v, err := bob.lookup(ctxT(t), "alice"); err != nil || !bytes.Equal(v.IdentityKey, ghost.Public.Bytes()) {
 				t.Fatalf("bob's lookup of alice: %+v, %v", v, err)
 			}
@@ -1142,23 +1088,18 @@ func TestJoinCheckMustSucceed(t *testing.T) {
 	if len(as) != 1 || as[0].Kind != AlertUnchecked || !strings.Contains(as[0].Detail, "right after this device joined did not succeed") {
 		t.Fatalf("alerts after a registration whose check failed: %+v", as)
 	}
-	if st := ownerState(t, alice); st.Baseline || !st.JoinUnchecked || !st.Checked.IsZero() {
+	if st := ownerState(t, alice); st.Baseline() || !st.JoinUnchecked || !st.Checked.IsZero() {
 		t.Fatalf("owner state %+v, want no base, the join unchecked", st)
 	}
-	real := k.account("alice")
-	ghost, _ := keys.GenerateKeyPair(nil)
-	k.publishAccount("alice", ghost.Public.Bytes(), real.DeviceList)
+	real, _ := k.publishGhost("alice")
 	k.publishAccount("alice", real.IdentityKey, real.DeviceList)
 	k.refuseLookups("alice", 0)
-	if err := alice.CheckTransparency(ctxT(t)); !errors.Is(err, ErrTransparencyAlert) {
-		t.Fatalf("the first check that succeeds: %v", err)
-	}
-	as = alertsOf(t, alice)
+	as = checkAlerts(t, alice, "the first check that succeeds")
 	if len(as) != 2 || as[1].Kind != AlertUnchecked || !strings.Contains(as[1].Detail, "not right after this device joined") ||
 		!strings.Contains(as[1].Detail, "(version 2, device list version 1)") {
 		t.Fatalf("alerts once the base is taken: %+v", as)
 	}
-	if st := ownerState(t, alice); !st.Baseline || st.Base != 2 || st.JoinUnchecked {
+	if st := ownerState(t, alice); !st.Baseline() || st.Base != 2 || st.JoinUnchecked {
 		t.Fatalf("owner state %+v", st)
 	}
 	// Later checks go on quietly from that base.
@@ -1211,11 +1152,10 @@ func TestDeviceAddedByAnotherDevice(t *testing.T) {
 	tablet, _ := s.link(t, laptop, "alice-tablet")
 	wantQuiet(t, laptop, 0, 3)
 	wantQuiet(t, tablet, 0, 3)
-	err := alice.CheckTransparency(ctxT(t))
-	as := alertsOf(t, alice)
-	if !errors.Is(err, ErrTransparencyAlert) || len(as) != 1 || as[0].Kind != AlertDeviceAdded || as[0].Device != tablet.DeviceID() ||
+	as := checkAlerts(t, alice, "alice's check")
+	if len(as) != 1 || as[0].Kind != AlertDeviceAdded || as[0].Device != tablet.DeviceID() ||
 		!strings.Contains(as[0].Detail, fmt.Sprintf("device %d was added to your account by another of its devices", tablet.DeviceID())) {
-		t.Fatalf("alice's check: %v, alerts %+v", err, as)
+		t.Fatalf("alice's alerts %+v", as)
 	}
 	// Once.
 	if err := alice.CheckTransparency(ctxT(t)); err != nil {
@@ -1245,10 +1185,9 @@ func TestDeviceAddedByAnotherDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	k.publishAccount("alice", alice.identity.Public.Bytes(), blob)
-	err = alice.CheckTransparency(ctxT(t))
-	as = alertsOf(t, alice)
-	if !errors.Is(err, ErrTransparencyAlert) || len(as) != 1 || as[0].Kind != AlertDeviceAdded || as[0].Device != laptop.DeviceID() {
-		t.Fatalf("alice's check after the laptop added itself back: %v, alerts %+v", err, as)
+	as = checkAlerts(t, alice, "alice's check after the laptop added itself back")
+	if len(as) != 1 || as[0].Kind != AlertDeviceAdded || as[0].Device != laptop.DeviceID() {
+		t.Fatalf("alice's alerts after the laptop added itself back %+v", as)
 	}
 	if st := ownerState(t, alice); st.ListVersion != 5 || st.Base != 0 {
 		t.Fatalf("owner state %+v", st)

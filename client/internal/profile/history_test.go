@@ -3,15 +3,18 @@ package profile
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 )
 
-// TestMigrateFromV1 opens a profile made by schema version 1 (issue 3's
-// clients) and finds the tables of version 2 there.
-func TestMigrateFromV1(t *testing.T) {
+// openFromVersion makes a profile of schema version version, as a client
+// of that version left it, and opens it (which migrates it), checking that
+// it then has the current version.
+func openFromVersion(t *testing.T, version int) *Store {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), FileName)
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -20,12 +23,14 @@ func TestMigrateFromV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, stmt := range schema {
-		if _, err := db.Exec(stmt); err != nil {
-			t.Fatal(err)
+	for _, stmts := range migrations[:version] {
+		for _, stmt := range stmts {
+			if _, err := db.Exec(stmt); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	if _, err := db.Exec(`PRAGMA user_version = 1`); err != nil {
+	if _, err := db.Exec(fmt.Sprintf(`PRAGMA user_version = %d`, version)); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -33,16 +38,23 @@ func TestMigrateFromV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	err = s.Update(context.Background(), func(tx *Tx) error {
+	t.Cleanup(func() { s.Close() })
+	var v int
+	if err := s.db.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil || v != schemaVersion {
+		t.Fatalf("user_version = %d, %v", v, err)
+	}
+	return s
+}
+
+// TestMigrateFromV1 opens a profile made by schema version 1 (issue 3's
+// clients) and finds the tables of version 2 there.
+func TestMigrateFromV1(t *testing.T) {
+	s := openFromVersion(t, 1)
+	err := s.Update(context.Background(), func(tx *Tx) error {
 		return tx.SetTimer(UserConversation("bob"), time.Hour, time.Now())
 	})
 	if err != nil {
 		t.Fatalf("the migrated profile has no conversations table: %v", err)
-	}
-	var v int
-	if err := s.db.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil || v != schemaVersion {
-		t.Fatalf("user_version = %d, %v", v, err)
 	}
 }
 

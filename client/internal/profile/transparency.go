@@ -46,11 +46,11 @@ var schemaV4 = []string{
 		value    BLOB NOT NULL,
 		verified INTEGER NOT NULL
 	) WITHOUT ROWID`,
-	// Owner monitoring: when this account's entry was last checked; once
-	// baseline is set, base, the entry's counter minus its device list's
-	// version plus one (the counter of version 1; negative for an account
-	// whose first entry held a later version), and the newest device list
-	// version seen in the log; and the oldest device-list change this device
+	// Owner monitoring: when this account's entry was last checked; the
+	// newest device list version seen in the log (0: the entry not seen
+	// yet) and, once one was, base, the entry's counter minus its device
+	// list's version plus one (the counter of version 1; negative for an
+	// account whose first entry held a later version); and the oldest device-list change this device
 	// made that the log has not been seen to hold yet (own_version 0:
 	// none), with the signed list; the devices of the newest list judged
 	// in the log (or of the list this device joined under), comma
@@ -60,7 +60,6 @@ var schemaV4 = []string{
 	`CREATE TABLE kt_owner (
 		id             INTEGER PRIMARY KEY CHECK (id = 1),
 		checked        INTEGER NOT NULL,
-		baseline       INTEGER NOT NULL,
 		base           INTEGER NOT NULL,
 		list_version   INTEGER NOT NULL,
 		own_version    INTEGER NOT NULL DEFAULT 0,
@@ -227,13 +226,12 @@ func (tx *Tx) PutTransparencyLabel(label []byte, s *LabelState) error {
 type OwnerState struct {
 	// Checked is when a check last completed (zero: never).
 	Checked time.Time
-	// Baseline: the entry was seen, and Base and ListVersion hold. Base
-	// is the entry's counter minus (its device list's version - 1), the
-	// same for every version when each one is published once and in
-	// order; ListVersion the newest device list version seen in the log.
-	Baseline    bool
-	Base        int64
+	// ListVersion is the newest device list version seen in the log (0:
+	// the entry not seen yet, see Baseline). Base is the entry's counter
+	// minus (its device list's version - 1), the same for every version
+	// when each one is published once and in order.
 	ListVersion uint64
+	Base        int64
 	// OwnVersion and OwnList are the oldest device-list change this
 	// device made that a check has not yet found in the log (OwnVersion
 	// 0: none).
@@ -241,7 +239,8 @@ type OwnerState struct {
 	OwnList    []byte
 	// Devices are the devices of the newest device list a check judged
 	// in the log, or, before the first, of the list this device joined
-	// under; nil when not known (a profile from before they were kept).
+	// under; nil when not known (a profile from before key transparency,
+	// until its first check).
 	Devices []uint32
 	// Added are the devices this device added to the account (approving
 	// a link) that no list a check judged has held yet.
@@ -250,6 +249,10 @@ type OwnerState struct {
 	// complete, so the base comes from a later check.
 	JoinUnchecked bool
 }
+
+// Baseline reports whether the entry was seen, so that Base and
+// ListVersion hold (device list versions start at 1).
+func (s *OwnerState) Baseline() bool { return s.ListVersion > 0 }
 
 // OwnerState returns the owner monitor's state; the zero state when it has
 // none.
@@ -260,9 +263,8 @@ func (tx *Tx) OwnerState() (*OwnerState, error) {
 		devices          sql.NullString
 		added            string
 	)
-	err := tx.q.QueryRowContext(tx.ctx, `SELECT checked, baseline, base, list_version, own_version, own_list, devices, added,
-		join_unchecked FROM kt_owner WHERE id = 1`).Scan(&checked, &s.Baseline, &s.Base, &v, &ownV, &s.OwnList, &devices, &added,
-		&s.JoinUnchecked)
+	err := tx.q.QueryRowContext(tx.ctx, `SELECT checked, base, list_version, own_version, own_list, devices, added,
+		join_unchecked FROM kt_owner WHERE id = 1`).Scan(&checked, &s.Base, &v, &ownV, &s.OwnList, &devices, &added, &s.JoinUnchecked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return &s, nil
 	}
@@ -308,8 +310,8 @@ func (tx *Tx) PutOwnerState(s *OwnerState) error {
 	if s.Devices != nil {
 		devices = sql.NullString{String: FormatDeviceSet(s.Devices), Valid: true}
 	}
-	_, err := tx.exec(`INSERT OR REPLACE INTO kt_owner (id, checked, baseline, base, list_version, own_version, own_list, devices,
-		added, join_unchecked) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, checked, s.Baseline, s.Base, int64(s.ListVersion),
+	_, err := tx.exec(`INSERT OR REPLACE INTO kt_owner (id, checked, base, list_version, own_version, own_list, devices,
+		added, join_unchecked) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)`, checked, s.Base, int64(s.ListVersion),
 		int64(s.OwnVersion), own, devices, FormatDeviceSet(s.Added), s.JoinUnchecked)
 	return err
 }

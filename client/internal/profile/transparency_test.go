@@ -3,8 +3,6 @@ package profile
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"testing"
@@ -14,35 +12,12 @@ import (
 // TestMigrateFromV3 opens a profile of schema version 3 (before key
 // transparency) and finds the transparency tables there, empty.
 func TestMigrateFromV3(t *testing.T) {
-	path := filepath.Join(t.TempDir(), FileName)
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	db, err := openDB(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, stmts := range migrations[:3] {
-		for _, stmt := range stmts {
-			if _, err := db.Exec(stmt); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if _, err := db.Exec(`PRAGMA user_version = 3`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	s, err := Open(path, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	err = s.Update(context.Background(), func(tx *Tx) error {
+	s := openFromVersion(t, 3)
+	err := s.Update(context.Background(), func(tx *Tx) error {
 		if l, err := tx.TransparencyLog(); err != nil || l != nil {
 			t.Errorf("a migrated profile follows a log: %+v, %v", l, err)
 		}
-		if st, err := tx.OwnerState(); err != nil || st.Baseline || !st.Checked.IsZero() {
+		if st, err := tx.OwnerState(); err != nil || st.Baseline() || !st.Checked.IsZero() {
 			t.Errorf("owner state = %+v, %v", st, err)
 		}
 		if as, err := tx.TransparencyAlerts(); err != nil || len(as) != 0 {
@@ -129,7 +104,7 @@ func TestTransparencyLabelsOwnerAlerts(t *testing.T) {
 			t.Errorf("label b = %+v, %v", st, err)
 		}
 
-		want := &OwnerState{Checked: now, Baseline: true, Base: -2, ListVersion: 6}
+		want := &OwnerState{Checked: now, Base: -2, ListVersion: 6}
 		if err := tx.PutOwnerState(want); err != nil {
 			return err
 		}
