@@ -14,9 +14,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/doorless/doorless/client/internal/content"
 	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/content"
 	"github.com/doorless/doorless/internal/devicelist"
 	"github.com/doorless/doorless/protocol/keys"
 )

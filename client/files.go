@@ -14,8 +14,8 @@ import (
 	"strings"
 
 	"github.com/doorless/doorless/client/internal/attachment"
-	"github.com/doorless/doorless/client/internal/content"
 	"github.com/doorless/doorless/client/internal/profile"
+	"github.com/doorless/doorless/internal/content"
 )
 
 // Errors about attachments a caller branches on.

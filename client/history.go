@@ -13,8 +13,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/doorless/doorless/client/internal/content"
 	"github.com/doorless/doorless/client/internal/profile"
+	"github.com/doorless/doorless/internal/content"
 )
 
 // Directories inside a profile.

@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/doorless/doorless/client/internal/content"
 	"github.com/doorless/doorless/client/internal/profile"
+	"github.com/doorless/doorless/internal/content"
 )
 
 // Receipts: a device that receives a message from another account sends

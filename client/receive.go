@@ -15,9 +15,9 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/doorless/doorless/client/internal/content"
 	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/content"
 	"github.com/doorless/doorless/protocol/keys"
 	"github.com/doorless/doorless/protocol/session"
 )

@@ -11,10 +11,10 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/doorless/doorless/client/internal/content"
 	"github.com/doorless/doorless/client/internal/group"
 	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/content"
 	"github.com/doorless/doorless/protocol/keys"
 	"github.com/doorless/doorless/protocol/sealedsender"
 )

@@ -9,9 +9,9 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/doorless/doorless/client/internal/content"
 	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/content"
 	"github.com/doorless/doorless/protocol/keys"
 )
 

@@ -8,9 +8,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/doorless/doorless/client/internal/content"
 	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/content"
 	"github.com/doorless/doorless/kt"
 	"github.com/doorless/doorless/protocol/keys"
 	"github.com/doorless/doorless/protocol/session"

@@ -87,10 +87,14 @@ const (
 	// PathMultiRecipient: PUT a sealed sender v2 message (libsignal's
 	// SentMessage encoding) as the body, of type ContentTypeMultiRecipient,
 	// with query parameters "id" (the send id, a UUID) and "timestamp"
-	// (Unix milliseconds), and the XOR of every recipient's access key in
-	// the Unidentified-Access-Key header. No Authorization. The hyphen
-	// keeps it apart from every username.
+	// (Unix milliseconds), QueryFranking, and the XOR of every recipient's
+	// access key in the Unidentified-Access-Key header. No Authorization.
+	// The hyphen keeps it apart from every username.
 	PathMultiRecipient = "/v1/messages/multi-recipient"
+	// QueryFranking is the multi-recipient send's franking commitment
+	// (FrankingSize bytes, unpadded URL-safe base64), the same for every
+	// recipient.
+	QueryFranking = "franking"
 	// ContentTypeMultiRecipient is the media type of its body.
 	ContentTypeMultiRecipient = "application/vnd.doorless.multi-recipient"
 	// MaxMultiRecipients bounds the recipients of one multi-recipient send.

@@ -289,10 +289,17 @@ type OutgoingMessage struct {
 // the same ID from the same device with 409 and code "duplicate", so a sender
 // that retries after a lost answer knows the first attempt landed.
 type SendRequest struct {
-	ID        string            `json:"id"`
-	Timestamp int64             `json:"timestamp"` // sender's clock, Unix milliseconds
-	Messages  []OutgoingMessage `json:"messages"`
+	ID        string `json:"id"`
+	Timestamp int64  `json:"timestamp"` // sender's clock, Unix milliseconds
+	// Franking is the message's franking commitment (FrankingSize bytes,
+	// internal/franking), the same for every device's copy: every send
+	// carries one.
+	Franking []byte            `json:"franking"`
+	Messages []OutgoingMessage `json:"messages"`
 }
+
+// FrankingSize is the size of a franking commitment and of a delivery tag.
+const FrankingSize = 32
 
 // SendResponse is the body of a successful send.
 type SendResponse struct {
@@ -313,6 +320,11 @@ type Envelope struct {
 	ClientTimestamp int64  `json:"client_timestamp"` // Unix milliseconds, the sender's claim
 	ServerTimestamp int64  `json:"server_timestamp"` // Unix milliseconds, when the server queued it
 	Content         []byte `json:"content"`
+	// Franking is the send's franking commitment; FrankingTag the
+	// server's delivery tag binding it to this envelope's recipient
+	// device, source, type and server timestamp (internal/franking).
+	Franking    []byte `json:"franking"`
+	FrankingTag []byte `json:"franking_tag"`
 }
 
 // ---- Errors ----

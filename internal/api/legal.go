@@ -55,3 +55,44 @@ type LegalNotice struct {
 type LegalNoticesResponse struct {
 	Notices []LegalNotice `json:"notices"`
 }
+
+// FrankingKeyResponse is the body of GET PathFrankingKey.
+type FrankingKeyResponse struct {
+	// Key is the account's franking key (32 bytes): its devices bind each
+	// message's commitment to the account with it. Secret to the account.
+	Key []byte `json:"key"`
+}
+
+// ReportRequest is the body of POST PathReports: a franked message the
+// caller's device received, revealed for review. The envelope fields are
+// as delivered to the caller's device DeviceID.
+type ReportRequest struct {
+	// Content is the message's padded plaintext, exactly as decrypted.
+	Content []byte `json:"content"`
+	// Sender is the claimed sender's account id: the envelope's source,
+	// or, under sealed sender, the account its sender certificate named.
+	Sender string `json:"sender"`
+	// The envelope as delivered.
+	DeviceID        uint32 `json:"device_id"`
+	Type            int    `json:"type"`
+	SourceAccount   string `json:"source_account,omitempty"`
+	SourceDevice    uint32 `json:"source_device,omitempty"`
+	ServerTimestamp int64  `json:"server_timestamp"`
+	Franking        []byte `json:"franking"`
+	FrankingTag     []byte `json:"franking_tag"`
+	// Reason is the reporter's words, at most MaxReportReason bytes.
+	Reason string `json:"reason,omitempty"`
+}
+
+// MaxReportReason bounds a report's reason.
+const MaxReportReason = 1000
+
+// ReportResponse answers an accepted report.
+type ReportResponse struct {
+	ID string `json:"id"`
+}
+
+// CodeReportRejected answers a report that does not verify (422): altered,
+// forged, or its sender not proven. A report of a message already reported
+// by the same account gets 409 CodeDuplicate.
+const CodeReportRejected = "report_rejected"

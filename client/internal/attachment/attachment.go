@@ -37,6 +37,7 @@ import (
 	"log/slog"
 
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/content"
 )
 
 // Sizes of the scheme.
@@ -49,6 +50,15 @@ const (
 	aesKeySize = 32
 	ivSize     = aes.BlockSize
 	macSize    = sha256.Size
+)
+
+// The content format carries keys and digests of these sizes: a compile
+// error here means the two packages disagree.
+var (
+	_ [KeySize - content.AttachmentKeySize]struct{}
+	_ [content.AttachmentKeySize - KeySize]struct{}
+	_ [DigestSize - content.AttachmentDigestSize]struct{}
+	_ [content.AttachmentDigestSize - DigestSize]struct{}
 )
 
 // bufSize is the unit of streaming: memory use is a few of these,

@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
-
-	"github.com/doorless/doorless/client/internal/attachment"
 )
 
 func seeds() []*Content {
@@ -30,14 +28,65 @@ func seeds() []*Content {
 		{Timestamp: 14, Body: "with my profile key", ProfileKey: bytes.Repeat([]byte{9}, ProfileKeySize)},
 		{Timestamp: 15, Receipt: &Receipt{Type: ReceiptDelivered, Timestamps: []int64{1, 300, 1 << 62}}},
 		{Timestamp: 16, Receipt: &Receipt{Type: ReceiptRead, Timestamps: []int64{7}}, ProfileKey: make([]byte, ProfileKeySize)},
+		{Timestamp: 17, Body: "franked", Franking: testFranking()},
+		{Timestamp: 18, Body: "franked, to the group", GroupID: bytes.Repeat([]byte{7}, GroupIDSize),
+			ProfileKey: bytes.Repeat([]byte{9}, ProfileKeySize), Franking: testFranking()},
+	}
+}
+
+func testFranking() *Franking {
+	f := new(Franking)
+	for i := range f.Key {
+		f.Key[i], f.SenderTag[i] = byte(i), byte(0xff-i)
+	}
+	return f
+}
+
+// TestCommitted checks that the committed bytes are exactly the encoding
+// before the franking field, whatever else the content holds, and that they
+// cover the version (so a version cannot be swapped under a commitment).
+func TestCommitted(t *testing.T) {
+	for _, c := range seeds() {
+		b, err := Encode(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unpadded, err := Unpad(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := c.Committed()
+		if c.Franking == nil {
+			if !bytes.Equal(got, unpadded) {
+				t.Fatalf("content %d: unfranked content commits to something else than its encoding", c.Timestamp)
+			}
+			continue
+		}
+		want := unpadded[:len(unpadded)-2-FrankingSize]
+		if !bytes.Equal(got, want) || !bytes.HasPrefix(unpadded, got) {
+			t.Fatalf("content %d: committed bytes are not the encoding before the franking field", c.Timestamp)
+		}
+		if bytes.Contains(got, c.Franking.Key[:]) {
+			t.Fatalf("content %d: the committed bytes include the franking key", c.Timestamp)
+		}
+		if v, n := protowire.ConsumeVarint(got[1:]); n != 1 || v != 3 {
+			t.Fatalf("content %d: franked content is version %d, want 3", c.Timestamp, v)
+		}
+		parsed, err := Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(parsed.Committed(), got) {
+			t.Fatalf("content %d: the parsed content commits to other bytes", c.Timestamp)
+		}
 	}
 }
 
 func testAttachment() *Attachment {
 	return &Attachment{
 		ID:          "AbC-_09",
-		Key:         bytes.Repeat([]byte{1}, attachment.KeySize),
-		Digest:      bytes.Repeat([]byte{2}, attachment.DigestSize),
+		Key:         bytes.Repeat([]byte{1}, AttachmentKeySize),
+		Digest:      bytes.Repeat([]byte{2}, AttachmentDigestSize),
 		Size:        1000,
 		BlobSize:    1100,
 		ContentType: "image/png",
@@ -118,6 +167,7 @@ func TestParseRefuses(t *testing.T) {
 		return protowire.AppendTag(b, num, typ)
 	}
 	v1 := protowire.AppendVarint(tag(nil, fieldVersion, protowire.VarintType), 1)
+	v3 := protowire.AppendVarint(tag(nil, fieldVersion, protowire.VarintType), 3)
 	ts := protowire.AppendVarint(tag(nil, fieldTimestamp, protowire.VarintType), 5)
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	cases := map[string][]byte{
@@ -132,7 +182,7 @@ func TestParseRefuses(t *testing.T) {
 			protowire.AppendBytes(tag(nil, fieldReceipt, protowire.BytesType), []byte{0x08, 0x01, 0x12, 0x01, 0x80})),
 		"out of order":    cat(ts, v1),
 		"repeated":        cat(v1, ts, ts),
-		"unknown field":   cat(v1, ts, protowire.AppendVarint(tag(nil, 15, protowire.VarintType), 1)),
+		"unknown field":   cat(v1, ts, protowire.AppendVarint(tag(nil, 16, protowire.VarintType), 1)),
 		"wrong type":      cat(v1, protowire.AppendBytes(tag(nil, fieldTimestamp, protowire.BytesType), []byte{1})),
 		"long varint":     cat(v1, tag(nil, fieldTimestamp, protowire.VarintType), []byte{0x85, 0x00}),
 		"empty body":      cat(v1, ts, protowire.AppendBytes(tag(nil, fieldBody, protowire.BytesType), nil)),
@@ -144,6 +194,12 @@ func TestParseRefuses(t *testing.T) {
 		"fixed64 field":   cat(v1, ts, protowire.AppendFixed64(tag(nil, fieldExpireTimer, protowire.Fixed64Type), 1)),
 		"attachment junk": cat(v1, ts, protowire.AppendBytes(tag(nil, fieldAttachment, protowire.BytesType), []byte{0xff})),
 		"huge timestamp":  cat(v1, protowire.AppendVarint(tag(nil, fieldTimestamp, protowire.VarintType), 1<<63)),
+		"franking in version 2": cat(protowire.AppendVarint(tag(nil, fieldVersion, protowire.VarintType), 2), ts,
+			protowire.AppendBytes(tag(nil, fieldProfileKey, protowire.BytesType), make([]byte, ProfileKeySize)),
+			protowire.AppendBytes(tag(nil, fieldFranking, protowire.BytesType), make([]byte, FrankingSize))),
+		"short franking":  cat(v3, ts, protowire.AppendBytes(tag(nil, fieldFranking, protowire.BytesType), make([]byte, FrankingSize-1))),
+		"long franking":   cat(v3, ts, protowire.AppendBytes(tag(nil, fieldFranking, protowire.BytesType), make([]byte, FrankingSize+1))),
+		"franking varint": cat(v3, ts, protowire.AppendVarint(tag(nil, fieldFranking, protowire.VarintType), 1)),
 	}
 	for name, b := range cases {
 		if _, err := Parse(Pad(b)); !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnsupportedVersion) {

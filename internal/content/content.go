@@ -6,8 +6,9 @@
 // once, varints and tags minimal, no empty bytes fields, booleans only as 1
 // and only when true):
 //
-//	 1 version       varint  required: 2 when a field from 13 on is present,
-//	                         1 otherwise (so version 1 readers still read the rest)
+//	 1 version       varint  required: 3 when franking is present, else 2 when
+//	                         a field from 13 on is present, else 1 (so older
+//	                         readers still read what they know)
 //	 2 timestamp     varint  required, the sender's clock in Unix milliseconds
 //	 3 body          bytes   UTF-8 text, at most MaxBody bytes
 //	 4 attachment    bytes   an Attachment (below)
@@ -25,6 +26,11 @@
 //	                         key (version 2)
 //	14 receipt       bytes   a Receipt (below); a receipt carries nothing but
 //	                         timestamp, receipt and profile_key (version 2)
+//	15 franking      bytes   64 bytes: the message's franking key (32) and
+//	                         the sender's binding of the commitment to its
+//	                         account (32), internal/franking (version 3).
+//	                         Being the last field, it follows everything it
+//	                         commits to: see Committed
 //
 // Receipt:
 //
@@ -60,15 +66,13 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
-
-	"github.com/doorless/doorless/client/internal/attachment"
 )
 
 // Field numbers and constants of the format.
 const (
 	// Version is the newest version this package reads and writes;
-	// version 1 is content without fields 13 and 14.
-	Version = 2
+	// version 1 is content without fields 13 to 15, version 2 without 15.
+	Version = 3
 
 	fieldVersion     = 1
 	fieldTimestamp   = 2
@@ -84,6 +88,7 @@ const (
 	fieldDestination = 12
 	fieldProfileKey  = 13
 	fieldReceipt     = 14
+	fieldFranking    = 15
 
 	receiptType       = 1
 	receiptTimestamps = 2
@@ -120,6 +125,11 @@ const (
 	MaxAttachmentID = 64
 	MaxContentType  = 127
 	MaxFileName     = 255
+	// AttachmentKeySize is the size of an attachment key (AES-256 key and
+	// HMAC-SHA256 key), AttachmentDigestSize that of a blob's SHA-256: the
+	// sizes client/internal/attachment works with.
+	AttachmentKeySize    = 64
+	AttachmentDigestSize = 32
 	// ProfileKeySize is the size of a profile key.
 	ProfileKeySize = 32
 	// MaxReceiptTimestamps bounds the messages one receipt acknowledges.
@@ -149,6 +159,32 @@ type Content struct {
 	Destination string
 	ProfileKey  []byte
 	Receipt     *Receipt
+	// Franking opens the message's franking commitment; see Committed.
+	Franking *Franking
+}
+
+// FrankingSize is the size of the franking field.
+const FrankingSize = 64
+
+// Franking is what a franked message carries inside its encryption: the
+// random key its commitment is made under, and the sender's account
+// binding of that commitment (internal/franking).
+type Franking struct {
+	Key       [32]byte
+	SenderTag [32]byte
+}
+
+// Committed returns the bytes a franking commitment covers: the unpadded
+// encoding of c up to, not including, the franking field, which is the
+// last. c must have been checked (made by Parse, or accepted by Encode).
+// Because the encoding is canonical, the sender, the recipient and a
+// moderator compute the same bytes.
+func (c *Content) Committed() []byte {
+	b := marshal(c)
+	if c.Franking != nil {
+		b = b[:len(b)-2-FrankingSize] // tag 15 and length 64 take a byte each
+	}
+	return b
 }
 
 // ReceiptType says what a receipt acknowledges.
@@ -169,6 +205,9 @@ type Receipt struct {
 
 // version is the version c is encoded under.
 func (c *Content) version() uint64 {
+	if c.Franking != nil {
+		return 3
+	}
 	if c.ProfileKey != nil || c.Receipt != nil {
 		return 2
 	}
@@ -189,6 +228,9 @@ type Attachment struct {
 
 // String hides the content: it is plaintext.
 func (c *Content) String() string { return "content([redacted])" }
+
+// String hides the franking key.
+func (f *Franking) String() string { return "franking([redacted])" }
 
 // String hides the attachment's key and name.
 func (a *Attachment) String() string { return "attachment([redacted])" }
@@ -255,9 +297,9 @@ func (c *Content) check() error {
 		switch {
 		case len(a.ID) == 0 || len(a.ID) > MaxAttachmentID || !urlSafe(a.ID):
 			return bad("attachment id")
-		case len(a.Key) != attachment.KeySize:
+		case len(a.Key) != AttachmentKeySize:
 			return bad("attachment key size")
-		case len(a.Digest) != attachment.DigestSize:
+		case len(a.Digest) != AttachmentDigestSize:
 			return bad("attachment digest size")
 		case a.Size < 0 || a.Size > MaxAttachmentSize || a.BlobSize <= a.Size || a.BlobSize > 2*MaxAttachmentSize:
 			return bad("attachment size")
@@ -348,6 +390,9 @@ func marshal(c *Content) []byte {
 		rb = appendVarint(rb, receiptType, uint64(r.Type))
 		rb = appendBytes(rb, receiptTimestamps, ts)
 		b = appendBytes(b, fieldReceipt, rb)
+	}
+	if f := c.Franking; f != nil {
+		b = appendBytes(b, fieldFranking, append(f.Key[:], f.SenderTag[:]...))
 	}
 	return b
 }
@@ -468,7 +513,7 @@ func Parse(padded []byte) (*Content, error) {
 		wantBytes := false
 		switch f.num {
 		case fieldBody, fieldAttachment, fieldGroupID, fieldGroupChange, fieldSenderKey, fieldDestination,
-			fieldProfileKey, fieldReceipt:
+			fieldProfileKey, fieldReceipt, fieldFranking:
 			wantBytes = true
 		case fieldTimestamp, fieldExpireTimer, fieldTimerUpdate, fieldViewOnce, fieldSync:
 		default:
@@ -523,6 +568,13 @@ func Parse(padded []byte) (*Content, error) {
 			if c.Receipt, err = parseReceipt(f.bytes); err != nil {
 				return nil, err
 			}
+		case fieldFranking:
+			if len(f.bytes) != FrankingSize {
+				return nil, bad("franking size")
+			}
+			c.Franking = new(Franking)
+			copy(c.Franking.Key[:], f.bytes)
+			copy(c.Franking.SenderTag[:], f.bytes[32:])
 		}
 	}
 	if !haveTime {
