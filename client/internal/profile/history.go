@@ -130,9 +130,13 @@ func (tx *Tx) NextExpiry() (time.Time, error) {
 	return timeOrZero(ms.Int64), nil
 }
 
-// DeleteHistory deletes one message of the history.
+// DeleteHistory deletes one message of the history, and what reporting it
+// would take.
 func (tx *Tx) DeleteHistory(id string) error {
-	_, err := tx.exec(`DELETE FROM messages WHERE id = ?`, id)
+	if _, err := tx.exec(`DELETE FROM messages WHERE id = ?`, id); err != nil {
+		return err
+	}
+	_, err := tx.exec(`DELETE FROM message_franking WHERE id = ?`, id)
 	return err
 }
 

@@ -8,7 +8,9 @@
 // contacts'), the sealed-sender trust root and certificate, settings, and
 // what key transparency needs: the log this device follows (its pinned keys,
 // the last head verified, the auditors required), the entries last verified
-// for each label, the owner monitor's state and its alerts.
+// for each label, the owner monitor's state and its alerts; and what message
+// franking needs: the account's franking key and, for each message received,
+// what reporting it takes.
 //
 // Several processes may use one profile at once (a listener in one terminal,
 // a sender in another). Every change happens inside Update, one SQLite write
@@ -17,11 +19,13 @@
 // transactions.
 //
 // Secrets (private keys, the device password, session and sender-key
-// records, inbox and history plaintext, group states and changes) are sealed with AES-256-GCM under a key derived with argon2id
-// from a passphrase, when the profile has one; the additional data names the
-// row, so a sealed value moved to another row does not open. Without a
-// passphrase they are stored as they are, protected only by the file mode
-// (0600) of the database in its 0700 directory.
+// records, inbox and history plaintext, the franking key and what reports
+// take, group states and changes) are sealed with AES-256-GCM under a key
+// derived with argon2id from a passphrase, when the profile has one; the
+// additional data names the row, so a sealed value moved to another row
+// does not open. Without a passphrase they are stored as they are,
+// protected only by the file mode (0600) of the database in its 0700
+// directory.
 //
 // A Store is safe for concurrent use.
 package profile
@@ -68,7 +72,7 @@ type KDFParams struct {
 var DefaultKDF = KDFParams{Time: 3, Memory: 64 * 1024, Threads: 2}
 
 const (
-	schemaVersion = 4
+	schemaVersion = 5
 	saltSize      = 16
 	keySize       = 32
 	sealVersion   = 1
@@ -456,7 +460,7 @@ func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
 }
 
 // migrations[i] takes a profile from schema version i to i+1.
-var migrations = [][]string{schema, schemaV2, schemaV3, schemaV4}
+var migrations = [][]string{schema, schemaV2, schemaV3, schemaV4, schemaFranking}
 
 var schema = []string{
 	`CREATE TABLE meta (
