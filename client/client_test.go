@@ -591,14 +591,14 @@ func TestBadEnvelopesDropped(t *testing.T) {
 	mustSend(t, alice, "bob", "real")
 
 	// Encrypt a message as Send does, to send it twice.
-	msgs, err := alice.encryptFor(ctxT(t), "bob", mustPad(t, "replayed"), nil, new(SendResult))
+	msgs, commitment, err := alice.encryptFor(ctxT(t), "bob", textContent("replayed"), nil, new(SendResult))
 	if err != nil {
 		t.Fatal(err)
 	}
 	captured := msgs[0]
 	rawSend := func(m api.OutgoingMessage) {
 		t.Helper()
-		req := &api.SendRequest{ID: api.NewUUID(), Timestamp: time.Now().UnixMilli(), Messages: []api.OutgoingMessage{m}}
+		req := &api.SendRequest{ID: api.NewUUID(), Timestamp: time.Now().UnixMilli(), Franking: commitment, Messages: []api.OutgoingMessage{m}}
 		if _, err := alice.putMessages(ctxT(t), "bob", req, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -615,15 +615,6 @@ func TestBadEnvelopesDropped(t *testing.T) {
 	if d := bob.Stats().Dropped; d != 3 {
 		t.Errorf("dropped %d, want 3", d)
 	}
-}
-
-func mustPad(t *testing.T, text string) []byte {
-	t.Helper()
-	b, err := encodeText(text, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func TestRegisterErrors(t *testing.T) {

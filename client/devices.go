@@ -571,8 +571,6 @@ func Link(ctx context.Context, dir, serverURL string, opt Options, show func(cod
 	// Say hello to the account's other devices, so that they learn of this
 	// one and send it the transcripts of what they send. A failure here
 	// leaves that to their next Receive.
-	if hello, err := content.Encode(&content.Content{Timestamp: now.UnixMilli()}); err == nil {
-		c.deliver(ctx, c.username, hello, nil)
-	}
+	c.deliver(ctx, c.username, &content.Content{Timestamp: now.UnixMilli()}, nil)
 	return c, nil
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // Event is what Receive hands to its handler: *Message, *IdentityChanged,
-// *GroupUpdate, *Receipt or *TransparencyAlert.
+// *GroupUpdate, *Receipt, *TransparencyAlert or *DroppedMessage.
 type Event interface{ isEvent() }
 
 // Message is a message received and decrypted, or one this account sent.
@@ -155,6 +155,9 @@ const (
 	// kindTransparencyAlert: an alert the key transparency monitors raised
 	// (its envelope id is alertInboxID's, not an envelope's).
 	kindTransparencyAlert = 5
+	// kindDropped: a message dropped for a franking commitment it did not
+	// open.
+	kindDropped = 6
 )
 
 // storedMessage is a Message as the inbox and the history store it.
@@ -268,6 +271,8 @@ func encodeEvent(envelopeID string, ev any) (*profile.InboxItem, error) {
 		kind = kindGroupUpdate
 	case *Receipt:
 		kind = kindReceipt
+	case *storedDropped:
+		kind = kindDropped
 	default:
 		return nil, fmt.Errorf("client: unknown event %T", ev)
 	}
@@ -292,6 +297,8 @@ func decodeEvent(it *profile.InboxItem) (any, error) {
 		v = new(Receipt)
 	case kindTransparencyAlert:
 		v = new(TransparencyAlert)
+	case kindDropped:
+		v = new(storedDropped)
 	default:
 		return nil, fmt.Errorf("client: inbox entry of unknown kind %d", it.Kind)
 	}
@@ -316,6 +323,8 @@ func event(v any) Event {
 		return v
 	case *TransparencyAlert:
 		return v
+	case *storedDropped:
+		return &DroppedMessage{From: v.From, FromDevice: v.FromDevice, Received: time.UnixMilli(v.Received)}
 	}
 	return nil
 }

@@ -422,13 +422,9 @@ func (c *Client) SetGroupTimer(ctx context.Context, name string, d time.Duration
 func (c *Client) distributeChange(ctx context.Context, g *localGroup, removed []group.Member) error {
 	cont := &content.Content{Timestamp: time.Now().UnixMilli(), GroupID: g.id[:], GroupChange: g.change}
 	c.addProfileKey(ctx, cont)
-	pt, err := content.Encode(cont)
-	if err != nil {
-		return err
-	}
 	var errs []error
 	for _, m := range append(g.state.Members(), removed...) {
-		if _, err := c.deliver(ctx, m.Username, pt, nil); err != nil {
+		if _, err := c.deliver(ctx, m.Username, cont, nil); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", m.Username, err))
 		}
 	}
@@ -459,7 +455,12 @@ func (c *Client) sendGroup(ctx context.Context, name string, m Outgoing) (*SendR
 	}
 	cont.GroupID = g.id[:]
 	c.addProfileKey(ctx, cont)
-	pt, err := content.Encode(cont)
+	key, err := c.frankingKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// One sender-key message for every member: franked once, for the group.
+	pt, commitment, err := encodeFranked(cont, key, "")
 	if err != nil {
 		return nil, err
 	}
@@ -484,14 +485,10 @@ func (c *Client) sendGroup(ctx context.Context, name string, m Outgoing) (*SendR
 		return nil, err
 	}
 	dcont := &content.Content{Timestamp: cont.Timestamp, GroupID: g.id[:], GroupChange: g.change, SenderKey: skdm, ProfileKey: cont.ProfileKey}
-	dpt, err := content.Encode(dcont)
-	if err != nil {
-		return nil, err
-	}
 	res := &SendResult{ID: api.NewUUID()}
 	// Members this device can reach sealed in one request, first; then
 	// the others, one by one.
-	n, rest, err := c.sendGroupMulti(ctx, g, g.state.Members(), skm, cont.Timestamp)
+	n, rest, err := c.sendGroupMulti(ctx, g, g.state.Members(), skm, commitment, cont.Timestamp)
 	res.Devices += n
 	var errs []error
 	if err != nil {
@@ -501,7 +498,7 @@ func (c *Client) sendGroup(ctx context.Context, name string, m Outgoing) (*SendR
 		if mem.AccountID == c.accountID && !c.hasOtherDevices(ctx) {
 			continue // as for transcripts: no other device to reach
 		}
-		n, err := c.sendSenderKey(ctx, g, mem, skm, dpt, cont.Timestamp)
+		n, err := c.sendSenderKey(ctx, g, mem, skm, commitment, dcont, cont.Timestamp)
 		res.Devices += n
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", mem.Username, err))
@@ -541,10 +538,11 @@ func (c *Client) putOwnSenderKey(tx *profile.Tx, g *localGroup, rec *senderkey.R
 		GroupID: g.id[:], Record: b}, time.Now())
 }
 
-// sendSenderKey queues a sender-key message for every device of one member
-// (of this account: its other devices), first sending this device's sender
-// key, with the group's latest change, to the devices that do not have it.
-func (c *Client) sendSenderKey(ctx context.Context, g *localGroup, mem group.Member, skm, skdmPT []byte, ts int64) (int, error) {
+// sendSenderKey queues a sender-key message (skm, franked with commitment)
+// for every device of one member (of this account: its other devices),
+// first sending this device's sender key, with the group's latest change
+// (skdm), to the devices that do not have it.
+func (c *Client) sendSenderKey(ctx context.Context, g *localGroup, mem group.Member, skm, commitment []byte, skdm *content.Content, ts int64) (int, error) {
 	// The member's devices as the log lists them, verified within
 	// listMaxAge (a lookup, when it is older).
 	if err := c.ensureVerified(ctx, mem.Username, new(SendResult)); err != nil {
@@ -577,7 +575,7 @@ func (c *Client) sendSenderKey(ctx context.Context, g *localGroup, mem group.Mem
 		if unshared || len(msgs) == 0 && mem.AccountID != c.accountID {
 			// The one-to-one message goes to every device (the server
 			// wants them all), and makes the sessions missing.
-			if _, err := c.deliver(ctx, mem.Username, skdmPT, nil); err != nil {
+			if _, err := c.deliver(ctx, mem.Username, skdm, nil); err != nil {
 				return 0, err
 			}
 			err := c.st.Update(ctx, func(tx *profile.Tx) error {
@@ -600,7 +598,7 @@ func (c *Client) sendSenderKey(ctx context.Context, g *localGroup, mem group.Mem
 				return 0, err
 			}
 		}
-		req := &api.SendRequest{ID: api.NewUUID(), Timestamp: ts, Messages: msgs}
+		req := &api.SendRequest{ID: api.NewUUID(), Timestamp: ts, Franking: commitment, Messages: msgs}
 		resp, err := c.sendMessages(ctx, mem.Username, req)
 		if err == nil {
 			return resp.Delivered, nil
@@ -836,10 +834,11 @@ func usernameIn(st, old *group.State, accountID string) string {
 	return accountID
 }
 
-// decryptSenderKey decrypts a group message (an envelope of type 7) with
-// the sender's sender key, inside processEnvelope's transaction. It returns
-// errDrop for an envelope to drop.
-func (c *Client) decryptSenderKey(tx *profile.Tx, env *api.Envelope, sealedBy *keys.PublicKey, now time.Time) error {
+// decryptSenderKey decrypts a group message (an envelope of type 7, env)
+// with the sender's sender key, inside processEnvelope's transaction; outer
+// is the envelope as delivered (env unless sealed). It returns errDrop for
+// an envelope to drop.
+func (c *Client) decryptSenderKey(tx *profile.Tx, outer, env *api.Envelope, sealedBy *keys.PublicKey, now time.Time) error {
 	msg, err := senderkey.ParseMessage(env.Content)
 	if err != nil {
 		return errDrop
@@ -904,9 +903,19 @@ func (c *Client) decryptSenderKey(tx *profile.Tx, env *api.Envelope, sealedBy *k
 		return err
 	}
 	cont, err := content.Parse(pt)
-	if err != nil || !bytes.Equal(cont.GroupID, g.id[:]) || cont.Sync || cont.GroupChange != nil || cont.SenderKey != nil || cont.TimerUpdate {
+	if err != nil {
 		c.dropped.Add(1)
 		return nil // the chain moved on; nothing to show
+	}
+	if err := c.opened(tx, env, mem.Username, cont, nil); err != nil {
+		if errors.Is(err, errDropContent) {
+			return nil
+		}
+		return err
+	}
+	if !bytes.Equal(cont.GroupID, g.id[:]) || cont.Sync || cont.GroupChange != nil || cont.SenderKey != nil || cont.TimerUpdate {
+		c.dropped.Add(1)
+		return nil
 	}
 	if err := c.keepProfileKey(tx, env.SourceAccount, cont.ProfileKey, now); err != nil {
 		return err
@@ -919,5 +928,5 @@ func (c *Client) decryptSenderKey(tx *profile.Tx, env *api.Envelope, sealedBy *k
 	if env.SourceAccount == c.accountID {
 		m.Outgoing = true
 	}
-	return c.storeEvents(tx, env.ID, []any{m})
+	return c.storeEvents(tx, env.ID, []any{m}, c.reportable(outer, env, pt))
 }

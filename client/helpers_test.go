@@ -234,12 +234,14 @@ func (k *cutter) cut() {
 	k.conns = nil
 }
 
-// encodeText makes the padded content of a text message.
-func encodeText(text string, now time.Time) ([]byte, error) {
-	return content.Encode(&content.Content{Timestamp: now.UnixMilli(), Body: text})
+// textContent is the content of a text message.
+func textContent(text string) *content.Content {
+	return &content.Content{Timestamp: time.Now().UnixMilli(), Body: text}
 }
 
-// encodeContentForTest makes the content of a group change message.
-func encodeContentForTest(groupID, change []byte) ([]byte, error) {
-	return content.Encode(&content.Content{Timestamp: time.Now().UnixMilli(), GroupID: groupID, GroupChange: change})
+// encodeText makes the padded content of a text message, franked, and its
+// commitment (under a zero account key: a recipient checks the commitment,
+// which it can, not the sender tag, which only the server can).
+func encodeText(text string) (pt, commitment []byte, err error) {
+	return encodeFranked(textContent(text), [32]byte{}, "")
 }

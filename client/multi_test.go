@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/content"
 	"github.com/doorless/doorless/internal/store"
 	"github.com/doorless/doorless/protocol/keys"
 	"github.com/doorless/doorless/protocol/session"
@@ -368,11 +369,7 @@ func TestGroupChangeRefused(t *testing.T) {
 
 // sendRawChange sends a group change as it is, for tests.
 func (c *Client) sendRawChange(ctx context.Context, g *localGroup, to string, change []byte) error {
-	pt, err := encodeContentForTest(g.id[:], change)
-	if err != nil {
-		return err
-	}
-	_, err = c.deliver(ctx, to, pt, nil)
+	_, err := c.deliver(ctx, to, &content.Content{Timestamp: time.Now().UnixMilli(), GroupID: g.id[:], GroupChange: change}, nil)
 	return err
 }
 
@@ -529,7 +526,7 @@ func preKeyFrom(t *testing.T, from, to *Client, text string) *api.Envelope {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pt, err := encodeText(text, time.Now())
+	pt, commitment, err := encodeText(text)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -543,17 +540,13 @@ func preKeyFrom(t *testing.T, from, to *Client, text string) *api.Envelope {
 		t.Fatal(err)
 	}
 	return &api.Envelope{ID: api.NewUUID(), Type: int(typ), SourceAccount: from.AccountID(), SourceUsername: from.Username(),
-		SourceDevice: from.DeviceID(), ServerTimestamp: time.Now().UnixMilli(), Content: ct}
+		SourceDevice: from.DeviceID(), ServerTimestamp: time.Now().UnixMilli(), Content: ct, Franking: commitment}
 }
 
 // encryptedTo returns the devices c encrypts a message to username for.
 func encryptedTo(t *testing.T, c *Client, username string) []uint32 {
 	t.Helper()
-	pt, err := encodeText("probe", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, err := c.encryptFor(ctxT(t), username, pt, nil, new(SendResult))
+	msgs, _, err := c.encryptFor(ctxT(t), username, textContent("probe"), nil, new(SendResult))
 	if err != nil {
 		t.Fatalf("%s encrypts for %s: %v", c.Username(), username, err)
 	}

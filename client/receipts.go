@@ -75,13 +75,7 @@ func (c *Client) sendReceipt(ctx context.Context, username string, typ content.R
 	for len(ts) > 0 {
 		n := min(len(ts), content.MaxReceiptTimestamps)
 		cont := &content.Content{Timestamp: time.Now().UnixMilli(), Receipt: &content.Receipt{Type: typ, Timestamps: ts[:n]}}
-		pt, err := content.Encode(cont)
-		if err != nil {
-			return err
-		}
-		_, err = c.deliver(ctx, username, pt, nil)
-		clear(pt)
-		if err != nil {
+		if _, err := c.deliver(ctx, username, cont, nil); err != nil {
 			return err
 		}
 		ts = ts[n:]

@@ -533,9 +533,11 @@ func (c *Client) processOnce(ctx context.Context, env *api.Envelope) error {
 			c.redelivered.Add(1)
 			return nil
 		}
-		env := env
-		// sealedBy is the identity key a sealed message's sender sealed
-		// it with: the inner message must be under the same key.
+		// outer is the envelope as delivered, which a report names; env
+		// the one opened. sealedBy is the identity key a sealed message's
+		// sender sealed it with: the inner message must be under the
+		// same key.
+		outer, env := env, env
 		var sealedBy *keys.PublicKey
 		if env.Type == api.EnvelopeUnidentifiedSender {
 			inner, key, err := c.unseal(tx, env, now)
@@ -545,16 +547,17 @@ func (c *Client) processOnce(ctx context.Context, env *api.Envelope) error {
 			env, sealedBy = inner, &key
 		}
 		if env.Type == api.EnvelopeSenderKey {
-			return c.decryptSenderKey(tx, env, sealedBy, now)
+			return c.decryptSenderKey(tx, outer, env, sealedBy, now)
 		}
 		remote := session.Address{Name: env.SourceAccount, DeviceID: env.SourceDevice}
-		return c.decryptInto(tx, env, local, localAddr, remote, sealedBy, now)
+		return c.decryptInto(tx, outer, env, local, localAddr, remote, sealedBy, now)
 	})
 }
 
-// decryptInto does the work of processEnvelope inside its transaction. It
-// returns errDrop for an envelope to drop, and the caller rolls back.
-func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.Identity, localAddr, remote session.Address, sealedBy *keys.PublicKey, now time.Time) error {
+// decryptInto does the work of processEnvelope inside its transaction, for
+// env, the envelope outer delivered (itself unless sealed). It returns
+// errDrop for an envelope to drop, and the caller rolls back.
+func (c *Client) decryptInto(tx *profile.Tx, outer, env *api.Envelope, local *session.Identity, localAddr, remote session.Address, sealedBy *keys.PublicKey, now time.Time) error {
 	rec, err := tx.Session(env.SourceAccount, env.SourceDevice)
 	if err != nil {
 		return err
@@ -697,17 +700,24 @@ func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.I
 	if err := tx.MarkProcessed(env.ID, now); err != nil {
 		return err
 	}
-	// Content that decrypts but does not parse is dropped, with the session
-	// moved on: the sender's ratchet did.
+	// Content that decrypts but does not parse, or does not open its
+	// franking commitment, is dropped, with the session moved on: the
+	// sender's ratchet did.
 	cont, err := content.Parse(pt)
 	if err != nil {
 		c.dropped.Add(1)
-		return c.storeEvents(tx, env.ID, events)
+		return c.storeEvents(tx, env.ID, events, nil)
+	}
+	if err := c.opened(tx, env, from, cont, events); err != nil {
+		if errors.Is(err, errDropContent) {
+			return nil
+		}
+		return err
 	}
 	more, err := c.pairwiseContent(tx, env, from, identity, cont, changed, now)
 	if errors.Is(err, errDropContent) {
 		c.dropped.Add(1)
-		return c.storeEvents(tx, env.ID, events)
+		return c.storeEvents(tx, env.ID, events, nil)
 	}
 	if err != nil {
 		return err
@@ -715,7 +725,7 @@ func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.I
 	if err := c.keepProfileKey(tx, env.SourceAccount, cont.ProfileKey, now); err != nil {
 		return err
 	}
-	return c.storeEvents(tx, env.ID, append(events, more...))
+	return c.storeEvents(tx, env.ID, append(events, more...), c.reportable(outer, env, pt))
 }
 
 // errDropContent marks content that decrypted but is refused (a transcript
@@ -724,8 +734,9 @@ func (c *Client) decryptInto(tx *profile.Tx, env *api.Envelope, local *session.I
 var errDropContent = errors.New("client: content refused")
 
 // storeEvents puts the events of one envelope in the inbox, and the
-// messages among them in the history.
-func (c *Client) storeEvents(tx *profile.Tx, envelopeID string, events []any) error {
+// messages among them in the history, a message received with rep (when
+// not nil): what reporting it takes.
+func (c *Client) storeEvents(tx *profile.Tx, envelopeID string, events []any, rep *api.ReportRequest) error {
 	for _, ev := range events {
 		it, err := encodeEvent(envelopeID, ev)
 		if err != nil {
@@ -737,6 +748,11 @@ func (c *Client) storeEvents(tx *profile.Tx, envelopeID string, events []any) er
 		if m, ok := ev.(*storedMessage); ok {
 			if err := putHistory(tx, m); err != nil {
 				return err
+			}
+			if rep != nil && !m.Outgoing {
+				if err := putReportable(tx, m.ID, rep); err != nil {
+					return err
+				}
 			}
 		}
 	}

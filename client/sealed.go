@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -377,7 +378,7 @@ func (c *Client) unseal(tx *profile.Tx, env *api.Envelope, now time.Time) (*api.
 // the request's answer was lost however often it was repeated, it may have
 // landed: sending again one by one could deliver twice, so those members
 // are not retried and the error is returned.
-func (c *Client) sendGroupMulti(ctx context.Context, g *localGroup, members []group.Member, skm []byte, ts int64) (int, []group.Member, error) {
+func (c *Client) sendGroupMulti(ctx context.Context, g *localGroup, members []group.Member, skm, commitment []byte, ts int64) (int, []group.Member, error) {
 	var (
 		recips []sealedsender.Recipient
 		keys   [][api.UnidentifiedAccessKeySize]byte
@@ -423,7 +424,7 @@ func (c *Client) sendGroupMulti(ctx context.Context, g *localGroup, members []gr
 	if err != nil {
 		return 0, members, nil
 	}
-	n, err := c.putMulti(ctx, body, api.CombineAccessKeys(keys...), ts)
+	n, err := c.putMulti(ctx, body, api.CombineAccessKeys(keys...), ts, commitment)
 	var te *transportError
 	switch {
 	case errors.As(err, &te) || ctx.Err() != nil:
@@ -434,10 +435,12 @@ func (c *Client) sendGroupMulti(ctx context.Context, g *localGroup, members []gr
 	return n, rest, nil
 }
 
-// putMulti makes one multi-recipient send, repeating it (same id) when its
-// answer is lost; a "duplicate" answer to a repeat means it landed.
-func (c *Client) putMulti(ctx context.Context, body []byte, key [api.UnidentifiedAccessKeySize]byte, ts int64) (int, error) {
-	q := url.Values{"id": {api.NewUUID()}, "timestamp": {strconv.FormatInt(ts, 10)}}
+// putMulti makes one multi-recipient send, with the franking commitment
+// of the content it carries, repeating it (same id) when its answer is
+// lost; a "duplicate" answer to a repeat means it landed.
+func (c *Client) putMulti(ctx context.Context, body []byte, key [api.UnidentifiedAccessKeySize]byte, ts int64, commitment []byte) (int, error) {
+	q := url.Values{"id": {api.NewUUID()}, "timestamp": {strconv.FormatInt(ts, 10)},
+		api.QueryFranking: {base64.RawURLEncoding.EncodeToString(commitment)}}
 	u := c.serverURL + api.PathMultiRecipient + "?" + q.Encode()
 	var lost bool
 	for try := 0; ; try++ {

@@ -105,13 +105,9 @@ func (c *Client) SendMessage(ctx context.Context, to string, m Outgoing) (*SendR
 // other devices, and keeps it in the history.
 func (c *Client) sendContent(ctx context.Context, username, conv string, cont *content.Content) (*SendResult, error) {
 	c.addProfileKey(ctx, cont)
-	pt, err := content.Encode(cont)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(pt)
 	res := &SendResult{ID: api.NewUUID()}
-	if res.Devices, err = c.deliver(ctx, username, pt, res); err != nil {
+	var err error
+	if res.Devices, err = c.deliver(ctx, username, cont, res); err != nil {
 		return nil, err
 	}
 	c.transcript(ctx, cont, username, res)
@@ -131,33 +127,28 @@ func (c *Client) transcript(ctx context.Context, cont *content.Content, destinat
 	t := *cont
 	t.Sync, t.Destination = true, destination
 	t.SenderKey, t.GroupChange = nil, nil
-	pt, err := content.Encode(&t)
-	if err == nil {
-		defer clear(pt)
-		_, err = c.deliver(ctx, c.username, pt, nil)
-	}
-	if err != nil {
+	if _, err := c.deliver(ctx, c.username, &t, nil); err != nil {
 		res.TranscriptErr = err
 	}
 }
 
-// deliver encrypts pt for every device of the user (for this account's own
-// username: every other device of this account) and queues it, following
-// the server's answers about devices. It returns how many devices it was
-// queued for. res, when not nil, learns of identity changes.
-func (c *Client) deliver(ctx context.Context, username string, pt []byte, res *SendResult) (int, error) {
+// deliver encrypts cont, franked, for every device of the user (for this
+// account's own username: every other device of this account) and queues
+// it, following the server's answers about devices. It returns how many
+// devices it was queued for. res, when not nil, learns of identity changes.
+func (c *Client) deliver(ctx context.Context, username string, cont *content.Content, res *SendResult) (int, error) {
 	if res == nil {
 		res = new(SendResult)
 	}
 	now := time.Now()
 	var refresh []uint32 // devices whose sessions the server called stale
 	for range maxSendAttempts {
-		msgs, err := c.encryptFor(ctx, username, pt, refresh, res)
+		msgs, commitment, err := c.encryptFor(ctx, username, cont, refresh, res)
 		if err != nil {
 			return 0, err
 		}
 		refresh = nil
-		req := &api.SendRequest{ID: api.NewUUID(), Timestamp: now.UnixMilli(), Messages: msgs}
+		req := &api.SendRequest{ID: api.NewUUID(), Timestamp: now.UnixMilli(), Franking: commitment, Messages: msgs}
 		resp, err := c.sendMessages(ctx, username, req)
 		if err == nil {
 			return resp.Delivered, nil
@@ -293,16 +284,25 @@ type needBundles struct {
 
 func (n *needBundles) Error() string { return "client: sessions needed" }
 
-// encryptFor encrypts the padded content for every device of the user with a
-// session, in one write transaction, after making the sessions it lacks.
-// refresh names devices whose sessions must be replaced first.
-func (c *Client) encryptFor(ctx context.Context, username string, pt []byte, refresh []uint32, res *SendResult) ([]api.OutgoingMessage, error) {
+// encryptFor franks the content for the user's account (encodeFranked)
+// and encrypts it for every device of the user with a session, in one write
+// transaction, after making the sessions it lacks. It returns the messages
+// and the franking commitment they go with. refresh names devices whose
+// sessions must be replaced first.
+func (c *Client) encryptFor(ctx context.Context, username string, cont *content.Content, refresh []uint32, res *SendResult) ([]api.OutgoingMessage, []byte, error) {
 	local, localAddr := c.local()
+	key, err := c.frankingKey(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	for round := 0; ; round++ {
 		if round == maxSessionRounds {
-			return nil, errors.New("client: send: could not establish sessions with the recipient")
+			return nil, nil, errors.New("client: send: could not establish sessions with the recipient")
 		}
-		var msgs []api.OutgoingMessage
+		var (
+			msgs       []api.OutgoingMessage
+			commitment []byte
+		)
 		now := time.Now()
 		err := c.st.Update(ctx, func(tx *profile.Tx) error {
 			msgs = nil
@@ -313,6 +313,12 @@ func (c *Client) encryptFor(ctx context.Context, username string, pt []byte, ref
 			if ct == nil {
 				return &needBundles{all: true}
 			}
+			pt, cm, err := encodeFranked(cont, key, ct.AccountID)
+			if err != nil {
+				return err
+			}
+			defer clear(pt)
+			commitment = cm
 			devices, err := tx.SessionDevices(ct.AccountID)
 			if err != nil {
 				return err
@@ -385,18 +391,21 @@ func (c *Client) encryptFor(ctx context.Context, username string, pt []byte, ref
 		})
 		var need *needBundles
 		if !errors.As(err, &need) {
-			return msgs, err
+			if err != nil {
+				return nil, nil, err
+			}
+			return msgs, commitment, nil
 		}
 		if need.lookup {
 			if err := c.ensureVerified(ctx, username, res); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			continue
 		}
 		refresh = nil
 		if need.all {
 			if err := c.fetchSessions(ctx, username, 0, local, localAddr, res); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			continue
 		}
@@ -414,7 +423,7 @@ func (c *Client) encryptFor(ctx context.Context, username string, pt []byte, ref
 				})
 			}
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}

@@ -160,13 +160,13 @@ func TestLastResortReplayRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	msgs, err := alice.encryptFor(ctxT(t), "bob", mustPad(t, "first"), nil, new(SendResult))
+	msgs, commitment, err := alice.encryptFor(ctxT(t), "bob", textContent("first"), nil, new(SendResult))
 	if err != nil {
 		t.Fatal(err)
 	}
 	rawSend := func() {
 		t.Helper()
-		req := &api.SendRequest{ID: api.NewUUID(), Timestamp: time.Now().UnixMilli(), Messages: msgs}
+		req := &api.SendRequest{ID: api.NewUUID(), Timestamp: time.Now().UnixMilli(), Franking: commitment, Messages: msgs}
 		if _, err := alice.putMessages(ctxT(t), "bob", req, nil); err != nil {
 			t.Fatal(err)
 		}

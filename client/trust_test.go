@@ -73,7 +73,7 @@ func forgeFrom(t *testing.T, mallory, bob, c *Client, text string) *api.Envelope
 	if err != nil {
 		t.Fatal(err)
 	}
-	pt, err := encodeText(text, time.Now())
+	pt, commitment, err := encodeText(text)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +96,7 @@ func forgeFrom(t *testing.T, mallory, bob, c *Client, text string) *api.Envelope
 		SourceDevice:    1,
 		ServerTimestamp: time.Now().UnixMilli(),
 		Content:         ct,
+		Franking:        commitment,
 	}
 }
 
@@ -203,11 +204,7 @@ func TestForgedPreKeyMessageDoesNotRekeyVerifiedContact(t *testing.T) {
 // envelope the server would deliver, with the sender labelled label.
 func captured(t *testing.T, c *Client, to, label, text string) *api.Envelope {
 	t.Helper()
-	pt, err := encodeText(text, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, err := c.encryptFor(ctxT(t), to, pt, nil, new(SendResult))
+	msgs, commitment, err := c.encryptFor(ctxT(t), to, textContent(text), nil, new(SendResult))
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("%s encrypts: %v, %d messages", c.Username(), err, len(msgs))
 	}
@@ -219,6 +216,7 @@ func captured(t *testing.T, c *Client, to, label, text string) *api.Envelope {
 		SourceDevice:    c.deviceID,
 		ServerTimestamp: time.Now().UnixMilli(),
 		Content:         msgs[0].Content,
+		Franking:        commitment,
 	}
 }
 
