@@ -195,7 +195,7 @@ func (c *Client) Report(ctx context.Context, username, messageID, reason string)
 	var resp api.ReportResponse
 	err = c.do(ctx, http.MethodPost, api.PathReports, &req, &resp)
 	if ae, ok := isCode(err, api.CodeReportRejected); ok {
-		return "", fmt.Errorf("%w: %s", ErrReportRejected, ae.Message)
+		return "", fmt.Errorf("%w: %w", ErrReportRejected, ae)
 	}
 	if _, ok := isCode(err, api.CodeDuplicate); ok {
 		return "", ErrAlreadyReported

@@ -65,7 +65,12 @@ commands:
   safety-number USERNAME     show the safety number with USERNAME, and its QR code
   verify USERNAME NUMBER     mark USERNAME verified after comparing safety numbers
   messages USERNAME|#GROUP [--limit N]
-                             show the conversation kept on this device, and mark it read
+                             show the conversation kept on this device, with each
+                             message's id, and mark it read
+  report USERNAME MESSAGE-ID [--reason TEXT]
+                             report a message USERNAME sent you to the server's operator:
+                             it reveals the message, which the server verifies came from
+                             USERNAME
   receipts [delivery|read] [on|off]
                              send delivery and read receipts, or not (without on or off:
                              show the settings)
@@ -188,6 +193,8 @@ func run(ctx context.Context, args []string, env *Env) error {
 		return g.account(ctx, args, env)
 	case "receipts":
 		return g.receipts(ctx, args, env)
+	case "report":
+		return g.report(ctx, args, env)
 	case "transparency":
 		return g.transparency(ctx, args, env)
 	case "help":
@@ -383,7 +390,7 @@ func (g *globals) sendTo(ctx context.Context, to string, words []string, file st
 
 // jsonEvent is one line of receive --json and listen --json.
 type jsonEvent struct {
-	Event           string              `json:"event"` // "message", "identity_changed", "group_update", "receipt" or "transparency_alert"
+	Event           string              `json:"event"` // "message", "identity_changed", "group_update", "receipt", "transparency_alert" or "dropped"
 	ID              string              `json:"id,omitempty"`
 	From            string              `json:"from,omitempty"`
 	Device          uint32              `json:"device,omitempty"`
@@ -487,6 +494,8 @@ func toJSON(ev client.Event) jsonEvent {
 	case *client.TransparencyAlert:
 		return jsonEvent{Event: "transparency_alert", Alert: &jsonAlert{ID: ev.ID, At: ev.At.UTC().Format(time.RFC3339Nano),
 			Kind: string(ev.Kind), Subject: ev.Subject, Detail: ev.Detail, Device: ev.Device}}
+	case *client.DroppedMessage:
+		return jsonEvent{Event: "dropped", From: ev.From, Device: ev.FromDevice, Received: ev.Received.UTC().Format(time.RFC3339Nano)}
 	}
 	return jsonEvent{Event: "unknown"}
 }
@@ -559,6 +568,8 @@ func printEvent(out io.Writer, ev client.Event, loc *time.Location) {
 			fmt.Fprintf(out, "!!! %s\n", hint)
 		}
 		fmt.Fprintf(out, "!!! See: doorless transparency status\n")
+	case *client.DroppedMessage:
+		fmt.Fprintln(out, printDropped(ev))
 	case *client.IdentityChanged:
 		u := printable(ev.Username)
 		fmt.Fprintf(out, "*** %s's identity key has changed: compare safety numbers (doorless safety-number %s)\n", u, u)
@@ -732,6 +743,14 @@ func describe(err error) string {
 		return "key transparency alert: the log shows changes to your account that this device did not make (doorless transparency status)"
 	case errors.Is(err, client.ErrSafetyNumberMismatch):
 		return "the safety numbers do not match: do not trust this contact until they do"
+	case errors.Is(err, client.ErrUnknownMessage):
+		return "no such message from that user on this device (doorless messages USERNAME shows the ids)"
+	case errors.Is(err, client.ErrNotReportable):
+		return "that message cannot be reported: this device kept nothing to prove it with (it came before message franking)"
+	case errors.Is(err, client.ErrAlreadyReported):
+		return "you reported that message already"
+	case errors.Is(err, client.ErrReportRejected) && errors.As(err, &ae):
+		return "the server rejected the report: " + ae.Message
 	case errors.As(err, &ae):
 		return "server refused: " + ae.Message + " (" + ae.Code + ")"
 	}

@@ -231,6 +231,8 @@ func (g *globals) messages(ctx context.Context, args []string, env *Env) error {
 	}
 	for _, m := range ms {
 		printEvent(env.Stdout, m, env.Now().Location())
+		// The id names the message to report (or a view-once file to view).
+		fmt.Fprintf(env.Stdout, "%s[id %s]\n", continuationIndent, m.ID)
 	}
 	// Shown: read. A failed read receipt is not worth the command.
 	if _, err := c.MarkRead(ctx, conversationArg(pos[0])); err != nil {
