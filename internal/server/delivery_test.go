@@ -344,10 +344,8 @@ func TestShutdownWaits(t *testing.T) {
 
 	sent := make(chan *http.Response)
 	go func() {
-		req, _ := http.NewRequest("PUT", e.hs.URL+"/v1/messages/bob", bodyReader(t, api.SendRequest{
-			ID: api.NewUUID(), Timestamp: 1,
-			Messages: []api.OutgoingMessage{{DeviceID: 1, RegistrationID: bob.regID, Type: api.EnvelopeWhisper, Content: []byte("x")}},
-		}))
+		req, _ := http.NewRequest("PUT", e.hs.URL+"/v1/messages/bob", bodyReader(t, newSend(api.NewUUID(), 1,
+			api.OutgoingMessage{DeviceID: 1, RegistrationID: bob.regID, Type: api.EnvelopeWhisper, Content: []byte("x")})))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", alice.auth())
 		resp, err := e.hs.Client().Do(req)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -371,10 +372,24 @@ func (e *env) fails(resp *http.Response, status int, code string) *api.Error {
 	return eb.Error
 }
 
+// testCommitment is the franking commitment the tests' sends carry: any 32
+// bytes do for the server, which only binds them to the delivery (the
+// franking tests make real ones).
+func testCommitment() []byte {
+	c := sha256.Sum256([]byte("doorless test franking commitment"))
+	return c[:]
+}
+
+// newSend is a send request with the given id, timestamp and messages,
+// franked with testCommitment, as every send must be.
+func newSend(id string, ts int64, msgs ...api.OutgoingMessage) api.SendRequest {
+	return api.SendRequest{ID: id, Timestamp: ts, Franking: testCommitment(), Messages: msgs}
+}
+
 // send sends content to every device in devs (device id → registration id).
 func (e *env) send(from *user, to string, id string, devs map[uint32]uint32, content string) *http.Response {
 	e.t.Helper()
-	req := api.SendRequest{ID: id, Timestamp: time.Now().UnixMilli()}
+	req := newSend(id, time.Now().UnixMilli())
 	for d, reg := range devs {
 		req.Messages = append(req.Messages, api.OutgoingMessage{DeviceID: d, RegistrationID: reg, Type: api.EnvelopeWhisper, Content: []byte(content)})
 	}

@@ -236,6 +236,14 @@ type expiryStore struct {
 	mu      sync.Mutex
 	cutoffs []time.Time
 	nows    []time.Time // of ExpireProvisioning
+	reports []time.Time // cutoffs of ExpireReports
+}
+
+func (s *expiryStore) ExpireReports(_ context.Context, cutoff time.Time) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reports = append(s.reports, cutoff)
+	return 0, nil
 }
 
 func (s *expiryStore) ExpireProvisioning(_ context.Context, now time.Time) (int, error) {
@@ -286,6 +294,15 @@ func TestRunExpires(t *testing.T) {
 		for i, n := range st.nows {
 			if want := start.Add(time.Duration(i) * time.Minute); !n.Equal(want) {
 				t.Errorf("provisioning sweep %d at %v, want %v", i, n, want)
+			}
+		}
+		// Abuse reports go 90 days after they were made.
+		if len(st.reports) != 4 {
+			t.Fatalf("%d report sweeps in 3 minutes, want 4", len(st.reports))
+		}
+		for i, c := range st.reports {
+			if want := start.Add(time.Duration(i)*time.Minute - 90*24*time.Hour); !c.Equal(want) {
+				t.Errorf("report sweep %d cutoff %v, want %v", i, c, want)
 			}
 		}
 	})

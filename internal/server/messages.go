@@ -148,6 +148,9 @@ func (s *Server) decodeSend(w http.ResponseWriter, r *http.Request, unidentified
 	if req.Timestamp <= 0 {
 		return nil, badRequest("timestamp must be positive Unix milliseconds")
 	}
+	if len(req.Franking) != api.FrankingSize {
+		return nil, errNoFranking
+	}
 	seen := make(map[uint32]bool, len(req.Messages))
 	for _, m := range req.Messages {
 		switch {
@@ -204,6 +207,7 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, recipient *stor
 			ClientTimestamp: time.UnixMilli(req.Timestamp),
 			ServerTimestamp: now,
 			Content:         m.Content,
+			Franking:        req.Franking,
 		})
 	}
 	return s.enqueue(ctx, w, send, func() error {

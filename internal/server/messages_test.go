@@ -104,7 +104,7 @@ func TestSendRefusals(t *testing.T) {
 	alice := e.register("alice", 0, 0)
 	bob := e.register("bob", 0, 0)
 	msg := func(mod func(*api.SendRequest)) api.SendRequest {
-		r := api.SendRequest{ID: api.NewUUID(), Timestamp: 1, Messages: []api.OutgoingMessage{{DeviceID: 1, RegistrationID: bob.regID, Type: api.EnvelopePreKey, Content: []byte("hi")}}}
+		r := newSend(api.NewUUID(), 1, api.OutgoingMessage{DeviceID: 1, RegistrationID: bob.regID, Type: api.EnvelopePreKey, Content: []byte("hi")})
 		if mod != nil {
 			mod(&r)
 		}
@@ -126,6 +126,9 @@ func TestSendRefusals(t *testing.T) {
 		{"unknown type", alice, "bob", msg(func(r *api.SendRequest) { r.Messages[0].Type = 1 }), 400, api.CodeBadRequest},
 		{"empty content", alice, "bob", msg(func(r *api.SendRequest) { r.Messages[0].Content = nil }), 400, api.CodeBadRequest},
 		{"device twice", alice, "bob", msg(func(r *api.SendRequest) { r.Messages = append(r.Messages, r.Messages[0]) }), 400, api.CodeBadRequest},
+		{"no franking", alice, "bob", msg(func(r *api.SendRequest) { r.Franking = nil }), 400, api.CodeBadRequest},
+		{"franking too short", alice, "bob", msg(func(r *api.SendRequest) { r.Franking = r.Franking[:31] }), 400, api.CodeBadRequest},
+		{"franking too long", alice, "bob", msg(func(r *api.SendRequest) { r.Franking = append(r.Franking, 0) }), 400, api.CodeBadRequest},
 		{"content too big", alice, "bob", msg(func(r *api.SendRequest) { r.Messages[0].Content = make([]byte, 101) }), 413, api.CodeTooLarge},
 		{"body too big", alice, "bob", `{"id":"` + strings.Repeat("x", 6000) + `"}`, 413, api.CodeTooLarge},
 		{"unknown field", alice, "bob", `{"id":"x","to":"y"}`, 400, api.CodeBadRequest},

@@ -41,6 +41,10 @@ func (s *Server) handleMultiRecipient(w http.ResponseWriter, r *http.Request) er
 	if err != nil || ts <= 0 {
 		return badRequest("timestamp must be positive Unix milliseconds")
 	}
+	commitment, err := parseFrankingQuery(q)
+	if err != nil {
+		return err
+	}
 	var got [api.UnidentifiedAccessKeySize]byte
 	vals := r.Header.Values(api.HeaderUnidentifiedAccessKey)
 	if len(vals) != 1 {
@@ -139,6 +143,7 @@ func (s *Server) handleMultiRecipient(w http.ResponseWriter, r *http.Request) er
 				ClientTimestamp: time.UnixMilli(ts),
 				ServerTimestamp: now,
 				Content:         content,
+				Franking:        commitment,
 			})
 		}
 	}

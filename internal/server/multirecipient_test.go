@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -48,7 +49,8 @@ func multiMessage(t *testing.T, to []*user, reg map[*user]map[uint32]uint32) []b
 
 func (e *env) multi(body []byte, key []byte, id string, mod func(*http.Request)) *http.Response {
 	e.t.Helper()
-	q := url.Values{"id": {id}, "timestamp": {strconv.FormatInt(time.Now().UnixMilli(), 10)}}
+	q := url.Values{"id": {id}, "timestamp": {strconv.FormatInt(time.Now().UnixMilli(), 10)},
+		api.QueryFranking: {base64.RawURLEncoding.EncodeToString(testCommitment())}}
 	r, err := http.NewRequest("PUT", e.hs.URL+api.PathMultiRecipient+"?"+q.Encode(), bytes.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)

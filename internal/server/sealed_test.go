@@ -42,7 +42,7 @@ func (e *env) setAccess(u *user, key []byte, unrestricted bool) {
 // header (absent when key is ""), a type-6 message to every device in devs.
 func (e *env) sealed(to, key, id string, devs map[uint32]uint32, content string) *http.Response {
 	e.t.Helper()
-	req := api.SendRequest{ID: id, Timestamp: time.Now().UnixMilli()}
+	req := newSend(id, time.Now().UnixMilli())
 	for d, reg := range devs {
 		req.Messages = append(req.Messages, api.OutgoingMessage{DeviceID: d, RegistrationID: reg, Type: api.EnvelopeUnidentifiedSender, Content: []byte(content)})
 	}
@@ -174,7 +174,7 @@ func TestSealedSendAccessDenied(t *testing.T) {
 		}
 	}
 	// The header twice is no key.
-	r, _ := http.NewRequest("PUT", e.hs.URL+"/v1/messages/bob", bodyReader(t, api.SendRequest{ID: api.NewUUID(), Timestamp: 1}))
+	r, _ := http.NewRequest("PUT", e.hs.URL+"/v1/messages/bob", bodyReader(t, newSend(api.NewUUID(), 1)))
 	r.Header.Set("Content-Type", "application/json")
 	r.Header.Add(api.HeaderUnidentifiedAccessKey, headerKey(key))
 	r.Header.Add(api.HeaderUnidentifiedAccessKey, headerKey(key))
@@ -186,7 +186,7 @@ func TestSealedSendAccessDenied(t *testing.T) {
 		t.Errorf("two keys: answer %s differs from a wrong key's", got)
 	}
 	// Credentials and a key at once: 400, whatever they are.
-	r, _ = http.NewRequest("PUT", e.hs.URL+"/v1/messages/bob", bodyReader(t, api.SendRequest{ID: api.NewUUID(), Timestamp: 1}))
+	r, _ = http.NewRequest("PUT", e.hs.URL+"/v1/messages/bob", bodyReader(t, newSend(api.NewUUID(), 1)))
 	r.Header.Set("Content-Type", "application/json")
 	r.Header.Set("Authorization", bob.auth())
 	r.Header.Set(api.HeaderUnidentifiedAccessKey, headerKey(key))
@@ -247,7 +247,7 @@ func TestSendTypesByRoute(t *testing.T) {
 	key := newAccessKey()
 	e.setAccess(bob, key, false)
 	body := func(typ int) api.SendRequest {
-		return api.SendRequest{ID: api.NewUUID(), Timestamp: 1, Messages: []api.OutgoingMessage{{DeviceID: 1, RegistrationID: bob.regID, Type: typ, Content: []byte("c")}}}
+		return newSend(api.NewUUID(), 1, api.OutgoingMessage{DeviceID: 1, RegistrationID: bob.regID, Type: typ, Content: []byte("c")})
 	}
 	for _, typ := range []int{api.EnvelopeWhisper, api.EnvelopePreKey, api.EnvelopeSenderKey, 1, 8} {
 		e.fails(e.sealedRaw("bob", headerKey(key), body(typ)), 400, api.CodeBadRequest)

@@ -28,6 +28,7 @@ import (
 	"github.com/doorless/doorless/internal/blob"
 	"github.com/doorless/doorless/internal/broker"
 	"github.com/doorless/doorless/internal/certs"
+	"github.com/doorless/doorless/internal/franking"
 	"github.com/doorless/doorless/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -144,6 +145,14 @@ type Config struct {
 	// the transparency endpoints answer 404, bundles carry no proof, and
 	// changes wait in the store for a server that publishes them.
 	Transparency *TransparencyConfig
+
+	// Franking holds the server's franking keys (doorlessd: from the data
+	// directory's "franking.key"): it binds every envelope it hands out to
+	// its delivery, gives each account its franking key, and verifies
+	// abuse reports (franking.go). Nil means a random secret for the life
+	// of the Server: messages delivered before a restart then cannot be
+	// reported.
+	Franking *franking.Server
 }
 
 // Server serves the Doorless API.
@@ -244,6 +253,11 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Franking == nil {
+		if cfg.Franking, err = newFranking(); err != nil {
+			return nil, err
+		}
+	}
 	s := &Server{
 		cfg:            cfg,
 		st:             cfg.Store,
@@ -338,6 +352,7 @@ func (s *Server) sweep(ctx context.Context) {
 		s.log.Info("expired envelopes", "count", n)
 	}
 	s.sweepProvisioning(ctx, now)
+	s.sweepReports(ctx, now)
 	s.sweepAttachments(ctx, now)
 	s.ipLimit.prune(now)
 	s.accountLimit.prune(now)

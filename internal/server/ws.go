@@ -305,7 +305,8 @@ func (c *wsConn) refill(ctx context.Context) error {
 var errWithdrawn = errors.New("server: the envelope's sender was deleted")
 
 // writeEnvelope sends one envelope: with its source's account, username and
-// device, or, for a sealed-sender envelope, with none.
+// device, or, for a sealed-sender envelope, with none; and with its
+// franking commitment and the delivery tag binding it to this delivery.
 func (c *wsConn) writeEnvelope(ctx context.Context, e *store.Envelope) error {
 	env := &api.Envelope{
 		ID:              e.ID,
@@ -314,6 +315,7 @@ func (c *wsConn) writeEnvelope(ctx context.Context, e *store.Envelope) error {
 		ServerTimestamp: e.ServerTimestamp.UnixMilli(),
 		Content:         e.Content,
 	}
+	env.Franking, env.FrankingTag = c.s.deliveryTag(e, c.account, c.device)
 	if e.SourceAccount != "" {
 		name, err := c.s.username(ctx, e.SourceAccount)
 		switch {

@@ -53,6 +53,9 @@ var (
 	// stored (another sequencer appended first, or the caller's log is
 	// behind the store's).
 	ErrEpochConflict = errors.New("store: transparency epoch conflict")
+	// ErrDuplicateReport: the reporter already reported the message (a
+	// report with the same reporter and commitment hash is stored).
+	ErrDuplicateReport = errors.New("store: duplicate report")
 )
 
 // Store is everything doorlessd keeps.
@@ -62,6 +65,7 @@ type Store interface {
 	Messages
 	Provisioning
 	Transparency
+	Reports
 	// Close flushes pending writes and releases the backend. Calls after
 	// Close return ErrClosed.
 	Close() error
@@ -183,8 +187,9 @@ type Accounts interface {
 	// free afterwards. It records a PendingUpdate with the username and
 	// an empty value, which stays in the store until the deletion is
 	// published (Transparency.AppendEpoch deletes it), as the account's
-	// earlier pending updates, with their values, do. ErrNotFound for no
-	// account.
+	// earlier pending updates, with their values, do. Abuse reports that
+	// name the account, as reporter or sender, stay until they expire
+	// (Reports). ErrNotFound for no account.
 	DeleteAccount(ctx context.Context, accountID string) error
 }
 
@@ -322,6 +327,11 @@ type Envelope struct {
 	ClientTimestamp time.Time
 	ServerTimestamp time.Time
 	Content         []byte
+	// Franking is the send's franking commitment (internal/franking),
+	// stored with the envelope so that the server can bind it to the
+	// delivery when it hands the envelope out; empty for an envelope
+	// queued before commitments were stored.
+	Franking []byte
 }
 
 // Send is one send request: the envelopes for every device of the recipient,
@@ -517,4 +527,56 @@ func (d Dump) String() string {
 		fmt.Fprintf(&b, "%s: %d", n, len(d[n]))
 	}
 	return b.String()
+}
+
+// Report is an abuse report the server verified (internal/franking): a
+// message the reporter received, the proven sender, and what the message
+// said, kept for the operator's review. It holds no key: not the
+// message's franking key, not the attachment's key, not the commitment
+// itself.
+type Report struct {
+	ID       string // UUID
+	Reporter string // the reporting account's id
+	Sender   string // the proven sender's account id
+	// Sealed: the message came under sealed sender (the server proved the
+	// sender from the sender's binding inside the content).
+	Sealed bool
+	// CommitmentHash identifies the reported message (a hash of its
+	// franking commitment, made by the server): one account reports a
+	// message once, and reports of one message by several accounts share
+	// it.
+	CommitmentHash []byte
+	// GroupHash is a hash of the group id when the message was sent to a
+	// group, nil for a direct message: reports from one group share it.
+	GroupHash []byte
+	Sent      time.Time // the envelope's server timestamp
+	Reported  time.Time // when the report was accepted
+	Body      string    // the message's text
+	// Attachment describes the message's attachment, nil for none.
+	Attachment *ReportAttachment
+	Reason     string // the reporter's words
+}
+
+// ReportAttachment is what a report keeps of an attachment: what the
+// sender's client said it is, never its id or key.
+type ReportAttachment struct {
+	ContentType string
+	FileName    string
+	Size        int64 // plaintext bytes
+}
+
+// Reports keeps verified abuse reports. Reports are not deleted with the
+// accounts they name (they are about one account's conduct towards
+// another); they go after the operator's retention (ExpireReports).
+type Reports interface {
+	// AddReport stores r. ErrDuplicateReport, storing nothing, when a
+	// report with r's Reporter and CommitmentHash is stored.
+	AddReport(ctx context.Context, r *Report) error
+	// Reports returns every stored report, newest (by Reported) first.
+	Reports(ctx context.Context) ([]Report, error)
+	// Report returns one report by id; ErrNotFound when there is none.
+	Report(ctx context.Context, id string) (*Report, error)
+	// ExpireReports deletes the reports made before cutoff, and returns
+	// how many it deleted.
+	ExpireReports(ctx context.Context, cutoff time.Time) (int, error)
 }

@@ -133,9 +133,9 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 		for i := range envs {
 			e := &envs[i]
 			if err := tx.QueryRow(`INSERT INTO envelopes (id, account_id, device_id, type, source_account, source_device,
-				client_timestamp, server_timestamp, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
+				client_timestamp, server_timestamp, content, franking) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
 				ids[i], e.AccountID, e.DeviceID, e.Type, e.SourceAccount, e.SourceDevice,
-				toMS(e.ClientTimestamp), toMS(stamps[i]), blob(e.Content)).Scan(&seqs[i]); err != nil {
+				toMS(e.ClientTimestamp), toMS(stamps[i]), blob(e.Content), blob(e.Franking)).Scan(&seqs[i]); err != nil {
 				return fmt.Errorf("sqlite: enqueue: %v", err)
 			}
 		}
@@ -185,8 +185,8 @@ func (s *Store) Queue(ctx context.Context, accountID string, deviceID uint32, af
 	}
 	var envs []store.Envelope
 	err := s.read(func(db *sql.DB) error {
-		rows, err := db.QueryContext(ctx, `SELECT seq, id, type, source_account, source_device, client_timestamp, server_timestamp, content
-			FROM envelopes WHERE account_id = ? AND device_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+		rows, err := db.QueryContext(ctx, `SELECT seq, id, type, source_account, source_device, client_timestamp, server_timestamp, content,
+			franking FROM envelopes WHERE account_id = ? AND device_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
 			accountID, deviceID, after, limit)
 		if err != nil {
 			return err
@@ -195,8 +195,11 @@ func (s *Store) Queue(ctx context.Context, accountID string, deviceID uint32, af
 		for rows.Next() {
 			e := store.Envelope{AccountID: accountID, DeviceID: deviceID}
 			var client, server int64
-			if err := rows.Scan(&e.Seq, &e.ID, &e.Type, &e.SourceAccount, &e.SourceDevice, &client, &server, &e.Content); err != nil {
+			if err := rows.Scan(&e.Seq, &e.ID, &e.Type, &e.SourceAccount, &e.SourceDevice, &client, &server, &e.Content, &e.Franking); err != nil {
 				return err
+			}
+			if len(e.Franking) == 0 {
+				e.Franking = nil
 			}
 			e.ClientTimestamp = fromMS(client)
 			e.ServerTimestamp = fromMS(server)

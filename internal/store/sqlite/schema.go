@@ -215,6 +215,35 @@ INSERT INTO kt_pending (username, account_id, identity_key, device_list)
 	FROM accounts a LEFT JOIN device_lists l ON l.account_id = a.id
 	ORDER BY a.created, a.id;
 `,
+	// 5: message franking and abuse reports (internal/franking).
+	`
+-- The send's franking commitment (32 bytes), bound to the delivery when the
+-- envelope is handed out; empty for an envelope queued before this
+-- migration (it is delivered unfranked, and its recipient drops it).
+ALTER TABLE envelopes ADD COLUMN franking BLOB NOT NULL DEFAULT X'';
+
+-- Verified abuse reports, for the operator's review. No key of any kind:
+-- commitment_hash and group_hash are SHA-256 hashes the server makes (with
+-- labels of its own), attachment_* what the sender's client said of an
+-- attachment, never its id or key. Deleted 90 days after reported.
+CREATE TABLE reports (
+	id                      TEXT    NOT NULL PRIMARY KEY,
+	reporter                TEXT    NOT NULL,
+	sender                  TEXT    NOT NULL,
+	sealed                  INTEGER NOT NULL,
+	commitment_hash         BLOB    NOT NULL,
+	group_hash              BLOB,
+	sent                    INTEGER NOT NULL,
+	reported                INTEGER NOT NULL,
+	body                    TEXT    NOT NULL,
+	attachment_content_type TEXT,
+	attachment_file_name    TEXT,
+	attachment_size         INTEGER,
+	reason                  TEXT    NOT NULL,
+	UNIQUE (reporter, commitment_hash)
+) STRICT;
+CREATE INDEX reports_by_time ON reports (reported);
+`,
 }
 
 // migrate brings the database's schema to len(migrations), in one

@@ -29,6 +29,8 @@
 //     table holds the account's id, username, identity key, device
 //     credential hashes, keys, device list or access key, nor the values
 //     its key-transparency entries held;
+//   - abuse reports stay when the accounts they name are deleted (they go
+//     with ExpireReports; the deletion check above makes no report);
 //   - refused account changes record no pending update; changes the log
 //     does not publish (keys, access keys, last-seen days) record none.
 //
@@ -94,6 +96,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AppendEpoch", testAppendEpoch},
 		{"AppendEpochConcurrent", testAppendEpochConcurrent},
 		{"Cosignatures", testCosignatures},
+		{"Reports", testReports},
+		{"ReportsOutliveAccounts", testReportsOutliveAccounts},
+		{"ExpireReports", testExpireReports},
 		{"Close", testClose},
 	}
 	for _, tt := range tests {
@@ -177,10 +182,14 @@ func send(from addr, content string, ts time.Time, to ...addr) *store.Send {
 			ClientTimestamp: ts.Add(-time.Second),
 			ServerTimestamp: ts,
 			Content:         []byte(content),
+			Franking:        frankingOf(content),
 		})
 	}
 	return s
 }
+
+// frankingOf is a fake 32-byte franking commitment for a content.
+func frankingOf(content string) []byte { return key("franking-"+content, 0, 32) }
 
 func queue(t *testing.T, s store.Store, a addr) []store.Envelope {
 	t.Helper()
@@ -703,7 +712,7 @@ func testEnqueue(t *testing.T, s store.Store) {
 		if g.Seq != w.Seq || g.ID != w.ID || g.AccountID != w.AccountID || g.DeviceID != w.DeviceID || g.Type != w.Type ||
 			g.SourceAccount != w.SourceAccount || g.SourceDevice != w.SourceDevice ||
 			!g.ClientTimestamp.Equal(w.ClientTimestamp) || !g.ServerTimestamp.Equal(w.ServerTimestamp) ||
-			!slices.Equal(g.Content, w.Content) {
+			!slices.Equal(g.Content, w.Content) || len(g.Franking) != 32 || !slices.Equal(g.Franking, w.Franking) {
 			t.Errorf("queued envelope %d = %+v, want %+v", i, g, w)
 		}
 	}
@@ -720,8 +729,9 @@ func testEnqueue(t *testing.T, s store.Store) {
 	// A sealed-sender envelope carries no source, nor does its Send.
 	sealed := sealedSend(bob.account, "sealed", t0, bob)
 	must(t, "Enqueue(sealed)", s.Enqueue(ctx, sealed, 10))
-	if got := queue(t, s, bob); len(got) != 3 || got[2].SourceAccount != "" || got[2].SourceDevice != 0 {
-		t.Errorf("queue after a sealed-sender envelope = %+v, want it last with no source", got)
+	if got := queue(t, s, bob); len(got) != 3 || got[2].SourceAccount != "" || got[2].SourceDevice != 0 ||
+		!slices.Equal(got[2].Franking, frankingOf("sealed")) {
+		t.Errorf("queue after a sealed-sender envelope = %+v, want it last with no source and its commitment", got)
 	}
 }
 
