@@ -5,17 +5,21 @@ import (
 	"testing"
 )
 
+// mustCLI runs one command line against the profile, without standard
+// input, and fails the test unless it succeeds; it returns standard output.
+func mustCLI(t *testing.T, profile string, args ...string) string {
+	t.Helper()
+	code, out, errOut := runCLI(t, profile, "", args...)
+	if code != ExitOK {
+		t.Fatalf("%q: exit %d: %s", args, code, errOut)
+	}
+	return out
+}
+
 func TestReceiptsCommand(t *testing.T) {
 	url, _ := testServer(t)
 	alice, bob := registerCLI(t, url, "alice"), registerCLI(t, url, "bob")
-	must := func(profile string, args ...string) string {
-		t.Helper()
-		code, out, errOut := runCLI(t, profile, "", args...)
-		if code != ExitOK {
-			t.Fatalf("%q: exit %d: %s", args, code, errOut)
-		}
-		return out
-	}
+	must := func(profile string, args ...string) string { t.Helper(); return mustCLI(t, profile, args...) }
 	must(alice, "send", "bob", "are you there?")
 	if out := must(bob, "receive"); !strings.Contains(out, "are you there?") {
 		t.Fatalf("bob's receive:\n%s", out)

@@ -12,14 +12,7 @@ import (
 func TestReportCommand(t *testing.T) {
 	url, st := testServer(t)
 	alice, bob := registerCLI(t, url, "alice"), registerCLI(t, url, "bob")
-	must := func(profile string, args ...string) string {
-		t.Helper()
-		code, out, errOut := runCLI(t, profile, "", args...)
-		if code != ExitOK {
-			t.Fatalf("%q: exit %d: %s", args, code, errOut)
-		}
-		return out
-	}
+	must := func(profile string, args ...string) string { t.Helper(); return mustCLI(t, profile, args...) }
 	must(alice, "send", "bob", "you will regret this")
 	must(bob, "receive")
 	out := must(bob, "messages", "alice")
