@@ -348,3 +348,51 @@ func TestCommitmentMismatchDropped(t *testing.T) {
 		t.Fatalf("%d envelopes left queued", len(q))
 	}
 }
+
+// TestLinkedDeviceFranks: a linked device fetches the account's franking
+// key for itself, so its sealed messages are reported as the account's,
+// and the transcripts it sends its other devices open their commitments.
+func TestLinkedDeviceFranks(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	alice2, _ := s.link(t, alice, "alice2")
+	bob, _ := s.register(t, "bob", Options{})
+	receive(t, alice) // alice2's hello
+	mustSend(t, bob, "alice", "hello alice")
+	receive(t, alice)
+	receive(t, alice2) // bob's profile key, on this device too
+	mustSend(t, alice2, "bob", "from the laptop")
+	wantSealed(t, s.queued(t, bob), true)
+	receive(t, bob)
+	rid, err := bob.Report(ctxT(t), "alice", lastMessage(t, bob, "alice", "from the laptop"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.storedReport(t, rid); r.Sender != alice.AccountID() || !r.Sealed {
+		t.Fatalf("stored report %+v, want sealed from alice", r)
+	}
+	before := alice.Stats().Dropped
+	evs := receive(t, alice)
+	if ms := messages(evs); len(ms) != 1 || !ms[0].Outgoing || ms[0].Text != "from the laptop" || alice.Stats().Dropped != before {
+		t.Fatalf("alice's transcript: %v", evs)
+	}
+	mustSend(t, alice, "bob", "from the phone")
+	var k1, k2 []byte
+	for _, c := range []struct {
+		c *Client
+		k *[]byte
+	}{{alice, &k1}, {alice2, &k2}} {
+		err := c.c.st.View(ctxT(t), func(tx *profile.Tx) error {
+			var err error
+			*c.k, err = tx.FrankingKey()
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k1 == nil || !bytes.Equal(k1, k2) {
+		t.Fatal("the two devices do not hold the account's one franking key")
+	}
+}
