@@ -29,6 +29,7 @@ import (
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/blob"
 	"github.com/doorless/doorless/internal/certs"
+	"github.com/doorless/doorless/internal/frankingkey"
 	"github.com/doorless/doorless/internal/ktkeys"
 	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/internal/store/sqlite"
@@ -165,6 +166,15 @@ func serve(args []string) int {
 	if made {
 		log.Info("doorlessd: made the key-transparency log's keys", "dir", ktDir)
 	}
+	// The franking secret: made on first start, fixed after.
+	frankingPath := filepath.Join(*data, frankingkey.File)
+	frank, made, err := frankingkey.Init(frankingPath)
+	if err != nil {
+		return fail(err)
+	}
+	if made {
+		log.Info("doorlessd: made the franking secret", "file", frankingPath)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -178,6 +188,7 @@ func serve(args []string) int {
 		MaxAttachment: *maxAttachment,
 		AttachmentTTL: *attachmentTTL,
 		Certificates:  issuer,
+		Franking:      frank,
 		Transparency: &server.TransparencyConfig{Log: ktKeys.LogConfig(), LogKey: ktKeys.LogKey, Auditors: ktAuditors,
 			EpochInterval: *ktEpochInterval},
 		Logger:     log,

@@ -63,7 +63,8 @@ func (s *Server) frankingRoutes(handle func(string, handlerFunc)) {
 // api.FrankingSize bytes.
 func parseFrankingQuery(q url.Values) ([]byte, error) {
 	vals := q[api.QueryFranking]
-	if len(vals) != 1 {
+	// The length first: the decoder skips line breaks, even when strict.
+	if len(vals) != 1 || len(vals[0]) != base64.RawURLEncoding.EncodedLen(api.FrankingSize) {
 		return nil, errNoFranking
 	}
 	b, err := base64.RawURLEncoding.Strict().DecodeString(vals[0])
