@@ -457,7 +457,6 @@ func TestReportOutlivesSender(t *testing.T) {
 	}
 }
 
-
 // TestReportNothingToReview: a message from one's own account (a sync
 // transcript) and a message without text or attachment (a receipt) verify
 // but are not kept.
