@@ -24,7 +24,7 @@ func TestReviewReports(t *testing.T) {
 	gone := api.NewUUID()
 	named := &store.Report{ID: api.NewUUID(), Reporter: bob.id, Sender: alice.id, CommitmentHash: bytes.Repeat([]byte{1}, 32),
 		Sent: at.Add(-time.Hour), Reported: at, Body: "line one\nline two\x1b[2J\u202eevil",
-		Reason: strings.Repeat("long reason ", 10) + "\x07",
+		Reason:     strings.Repeat("long reason ", 10) + "\x07",
 		Attachment: &store.ReportAttachment{ContentType: "image/png", FileName: "a\x1b.png", Size: 42}}
 	sealed := &store.Report{ID: api.NewUUID(), Reporter: bob.id, Sender: gone, Sealed: true, CommitmentHash: bytes.Repeat([]byte{2}, 32),
 		GroupHash: bytes.Repeat([]byte{0xab}, 32), Sent: at, Reported: at.Add(time.Minute), Body: "from a deleted account", Reason: "spam\nreally"}
