@@ -118,7 +118,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, dev *store
 	var req api.ReportRequest
 	// The content is at most an envelope's size, in base64, with room for
 	// the reason (JSON escapes take up to 6 bytes a byte) and the rest.
-	limit := int64(base64.StdEncoding.EncodedLen(s.cfg.MaxEnvelope)) + 6*api.MaxReportReason + 4<<10
+	limit := int64(base64.StdEncoding.EncodedLen(s.cfg.MaxEnvelope)) + 10<<10
 	if err := decode(w, r, limit, &req); err != nil {
 		return err
 	}
