@@ -5,6 +5,8 @@
 //	doorlessd invite [--data DIR] [--count N] [--expires 168h]
 //	doorlessd certs show|rotate [--data DIR] [--root-key FILE]
 //	doorlessd transparency show [--data DIR]
+//	doorlessd reports list [--data DIR]
+//	doorlessd reports show ID [--data DIR]
 //
 // Once listening it prints "doorlessd listening on http://ADDR" (https with
 // TLS) on standard output. SIGINT or SIGTERM drain it gracefully.
@@ -23,12 +25,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/blob"
 	"github.com/doorless/doorless/internal/certs"
+	"github.com/doorless/doorless/internal/frankingkey"
 	"github.com/doorless/doorless/internal/ktkeys"
 	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/internal/store/sqlite"
@@ -51,6 +55,9 @@ func main() {
 	}
 	if len(args) > 0 && args[0] == "transparency" {
 		os.Exit(transparencyCommand(args[1:]))
+	}
+	if len(args) > 0 && args[0] == "reports" {
+		os.Exit(reportsCommand(args[1:]))
 	}
 	os.Exit(serve(args))
 }
@@ -165,6 +172,15 @@ func serve(args []string) int {
 	if made {
 		log.Info("doorlessd: made the key-transparency log's keys", "dir", ktDir)
 	}
+	// The franking secret: made on first start, fixed after.
+	frankingPath := filepath.Join(*data, frankingkey.File)
+	frank, made, err := frankingkey.Init(frankingPath)
+	if err != nil {
+		return fail(err)
+	}
+	if made {
+		log.Info("doorlessd: made the franking secret", "file", frankingPath)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -178,6 +194,7 @@ func serve(args []string) int {
 		MaxAttachment: *maxAttachment,
 		AttachmentTTL: *attachmentTTL,
 		Certificates:  issuer,
+		Franking:      frank,
 		Transparency: &server.TransparencyConfig{Log: ktKeys.LogConfig(), LogKey: ktKeys.LogKey, Auditors: ktAuditors,
 			EpochInterval: *ktEpochInterval},
 		Logger:     log,
@@ -379,6 +396,55 @@ func transparencyCommand(args []string) int {
 	}
 	for _, c := range cos {
 		fmt.Printf("auditor: %s cosigned size %d\n", c.Auditor, c.Size)
+	}
+	return 0
+}
+
+// reportsCommand lists the abuse reports of a data directory, or shows one
+// (server.ListReports, server.ShowReport).
+func reportsCommand(args []string) int {
+	usage := "usage: doorlessd reports list [--data DIR] | doorlessd reports show ID [--data DIR]"
+	if len(args) == 0 || args[0] != "list" && args[0] != "show" {
+		fmt.Fprintln(os.Stderr, usage)
+		return 2
+	}
+	verb, rest := args[0], args[1:]
+	var id string
+	if verb == "show" {
+		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
+			fmt.Fprintln(os.Stderr, usage)
+			return 2
+		}
+		id, rest = rest[0], rest[1:]
+	}
+	fs := flag.NewFlagSet("doorlessd reports "+verb, flag.ContinueOnError)
+	data := fs.String("data", "./doorless-data", "data `directory`")
+	if err := fs.Parse(rest); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, usage)
+		return 2
+	}
+	failf := func(err error) int {
+		fmt.Fprintf(os.Stderr, "doorlessd reports %s: %v\n", verb, err)
+		return 1
+	}
+	if _, err := os.Stat(filepath.Join(*data, "doorless.db")); err != nil {
+		return failf(err)
+	}
+	st, err := openStore(*data)
+	if err != nil {
+		return failf(err)
+	}
+	defer st.Close()
+	if verb == "list" {
+		err = server.ListReports(context.Background(), st, os.Stdout)
+	} else {
+		err = server.ShowReport(context.Background(), st, id, os.Stdout)
+	}
+	if err != nil {
+		return failf(err)
 	}
 	return 0
 }

@@ -4,7 +4,8 @@
 // bodies and frames both sides share.
 //
 // The server is an untrusted relay: it stores what the store package lists
-// (public keys, credential hashes, ciphertext queues) and nothing else, and
+// (public keys, credential hashes, ciphertext queues, and the abuse reports
+// recipients choose to make) and nothing else, and
 // logs and counts without credentials, keys, message targets or bodies.
 //
 // A Server is safe for concurrent use. Use New, serve Handler (or call Serve),
@@ -320,8 +321,8 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // Run expires undelivered envelopes older than MessageTTL, attachments
-// older than AttachmentTTL and uploads idle for AttachmentIdleTimeout every
-// SweepInterval, and prunes the rate limiters, until ctx is done. With key
+// older than AttachmentTTL, uploads idle for AttachmentIdleTimeout and
+// abuse reports older than ReportRetention every SweepInterval, and prunes the rate limiters, until ctx is done. With key
 // transparency it also runs the sequencer, which publishes account changes
 // in the log; requests that change an account wait for it, so end Run only
 // after Shutdown.
