@@ -19,6 +19,7 @@ func TestReportThroughTheBinaries(t *testing.T) {
 	const abuse = "you will regret this, bob"
 	before := time.Now().UTC()
 	alice.must("", "send", "bob", abuse)
+	after := time.Now().UTC()
 	msgs := bob.receive()
 	wantTexts(t, msgs, "alice", abuse)
 	id := msgs[0].ID
@@ -44,13 +45,25 @@ func TestReportThroughTheBinaries(t *testing.T) {
 	if list.code != 0 || !strings.Contains(list.stdout, reportID) || !strings.Contains(list.stdout, "alice") {
 		t.Fatalf("doorlessd reports list: exit %d\n%s%s", list.code, list.stdout, list.stderr)
 	}
-	show := runBinary(t, bin.doorlessd, nil, "", "reports", "show", "--data", s.data, reportID)
+	show := runBinary(t, bin.doorlessd, nil, "", "reports", "show", reportID, "--data", s.data)
 	if show.code != 0 {
 		t.Fatalf("doorlessd reports show: exit %d\n%s%s", show.code, show.stdout, show.stderr)
 	}
-	for _, want := range []string{"alice", abuse, "a threat", before.Format(time.DateOnly)} {
-		if !strings.Contains(show.stdout, want) {
-			t.Errorf("doorlessd reports show does not show %q:\n%s", want, show.stdout)
+	for _, want := range []string{`(?m)^sender: +alice \(`, `(?m)^reporter: +bob \(`, `(?m)^reason: +a threat$`,
+		`(?m)^text:\n` + regexp.QuoteMeta(abuse) + `$`} {
+		if !regexp.MustCompile(want).MatchString(show.stdout) {
+			t.Errorf("doorlessd reports show does not match %q:\n%s", want, show.stdout)
 		}
 	}
+	// The time the server queued it.
+	sm := sentRE.FindStringSubmatch(show.stdout)
+	if sm == nil {
+		t.Fatalf("doorlessd reports show shows no time sent:\n%s", show.stdout)
+	}
+	sent, err := time.Parse(time.RFC3339, sm[1])
+	if err != nil || sent.Before(before.Truncate(time.Second)) || sent.After(after) {
+		t.Fatalf("sent %s (%v), want between %s and %s", sm[1], err, before, after)
+	}
 }
+
+var sentRE = regexp.MustCompile(`(?m)^sent: +(\S+)$`)
