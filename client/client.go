@@ -5,17 +5,20 @@
 // and the Double Ratchet with SPQR, from protocol/session; sender keys for
 // groups, from protocol/senderkey) with encrypted files, and receives them
 // over the delivery WebSocket. Messages disappear after their conversation's
-// timer on every device.
+// timer on every device. Every message is franked (internal/franking), and
+// one received that does not open its franking commitment is dropped, so
+// every message shown can be reported to the server's operator (Report).
 //
 // A profile is a directory holding one SQLite database, profile.db, created
 // with mode 0600 in a directory created with mode 0700, and the files
 // received (downloads/) and view-once files not yet opened, still encrypted
 // (viewonce/). With Options.Passphrase set, every secret in the database
 // (private keys, the device password, session and sender-key records,
-// groups, the message history) is sealed with AES-256-GCM under a key derived from the passphrase with
-// argon2id. Without a passphrase those secrets are stored in the clear and
-// protected only by the file's mode: anyone who can read the file can read
-// them.
+// groups, the message history and what reporting a message takes, the
+// account's franking key) is sealed with AES-256-GCM under a key derived
+// from the passphrase with argon2id. Without a passphrase those secrets are
+// stored in the clear and protected only by the file's mode: anyone who can
+// read the file can read them.
 //
 // Several processes may use one profile at the same time (a receiver in one
 // terminal, a sender in another): every change to a session record is a
