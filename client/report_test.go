@@ -110,7 +110,7 @@ func TestReport(t *testing.T) {
 	receive(t, carol)
 	receive(t, bob)
 	r = check(lastMessage(t, bob, "#club", "group abuse"), "", "group abuse", true)
-	if r.GroupHash == nil {
+	if !r.ToMany {
 		t.Error("the group message's report names no group")
 	}
 	// Carol reports it too: one message, two reporters.

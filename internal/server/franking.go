@@ -35,7 +35,6 @@ const (
 // Labels of the hashes a report keeps in place of what it identifies.
 const (
 	commitmentHashLabel = "doorless report commitment v1"
-	groupHashLabel      = "doorless report group v1"
 )
 
 var (
@@ -189,9 +188,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, dev *store
 		Reported:       now,
 		Body:           c.Body,
 		Reason:         req.Reason,
-	}
-	if c.GroupID != nil {
-		rep.GroupHash = labelledHash(groupHashLabel, c.GroupID)
+		ToMany:         c.GroupID != nil,
 	}
 	if a := c.Attachment; a != nil {
 		rep.Attachment = &store.ReportAttachment{ContentType: a.ContentType, FileName: a.FileName, Size: a.Size}

@@ -225,7 +225,7 @@ func TestReportNamed(t *testing.T) {
 		Body: "you will regret this", Reason: "threats",
 		Attachment: &store.ReportAttachment{ContentType: "image/jpeg", FileName: "threat.jpg", Size: 5000}}
 	if rep.Reporter != want.Reporter || rep.Sender != want.Sender || rep.Sealed || !bytes.Equal(rep.CommitmentHash, want.CommitmentHash) ||
-		rep.GroupHash != nil || !rep.Sent.Equal(want.Sent) || rep.Body != want.Body || rep.Reason != want.Reason ||
+		rep.ToMany || !rep.Sent.Equal(want.Sent) || rep.Body != want.Body || rep.Reason != want.Reason ||
 		*rep.Attachment != *want.Attachment || rep.Reported.Before(before.Add(-time.Second)) || rep.Reported.After(time.Now()) {
 		t.Fatalf("stored report %+v\nwant %+v", rep, want)
 	}
@@ -283,7 +283,7 @@ func TestReportSealed(t *testing.T) {
 	e.fails(e.report(bob, named), http.StatusUnprocessableEntity, api.CodeReportRejected)
 
 	rep := e.reportOK(bob, reportOf(bob, env, m, alice.id, "sealed abuse report"))
-	if rep.Sender != alice.id || !rep.Sealed || rep.Body != "sealed abuse" || rep.GroupHash != nil || rep.Attachment != nil {
+	if rep.Sender != alice.id || !rep.Sealed || rep.Body != "sealed abuse" || rep.ToMany || rep.Attachment != nil {
 		t.Fatalf("stored report %+v", rep)
 	}
 	// A binding for another context (a message franked for carol, then
@@ -295,8 +295,8 @@ func TestReportSealed(t *testing.T) {
 }
 
 // TestReportGroup: group messages, named and sealed (multi-recipient), are
-// reported under the group's context, and the report keeps a hash of the
-// group, not its id.
+// reported under the group's context, and the report says it was a group
+// message, never which group.
 func TestReportGroup(t *testing.T) {
 	e := newEnv(t, nil)
 	alice, bob := e.register("alice", 0, 0), e.register("bob", 0, 0)
@@ -306,8 +306,7 @@ func TestReportGroup(t *testing.T) {
 	e.sendFranked(alice, bob, api.EnvelopeSenderKey, m, nil)
 	env := e.receive(bob)
 	rep := e.reportOK(bob, reportOf(bob, env, m, alice.id, ""))
-	gh := labelledHash(groupHashLabel, group)
-	if rep.Sender != alice.id || rep.Sealed || !bytes.Equal(rep.GroupHash, gh) {
+	if rep.Sender != alice.id || rep.Sealed || !rep.ToMany {
 		t.Fatalf("stored report %+v", rep)
 	}
 	if dump, _ := e.st.Dump(t.Context()); len(dump.Find(group)) > 0 {
@@ -327,7 +326,7 @@ func TestReportGroup(t *testing.T) {
 	env = e.receive(bob)
 	e.checkTag(bob, env, m.commitment)
 	rep = e.reportOK(bob, reportOf(bob, env, m, alice.id, ""))
-	if rep.Sender != alice.id || !rep.Sealed || !bytes.Equal(rep.GroupHash, gh) || rep.Body != "sealed to the group" {
+	if rep.Sender != alice.id || !rep.Sealed || !rep.ToMany || rep.Body != "sealed to the group" {
 		t.Fatalf("stored report %+v", rep)
 	}
 	// Franked for the group, reported as a direct message (the group id

@@ -80,8 +80,8 @@ func ShowReport(ctx context.Context, st ReportStore, id string, w io.Writer) err
 		return err
 	}
 	group := "no (a direct message)"
-	if r.GroupHash != nil {
-		group = "yes, group " + hex.EncodeToString(r.GroupHash[:8]) + " (a hash: reports from one group share it)"
+	if r.ToMany {
+		group = "yes (which group is not known to the server)"
 	}
 	attachment := "none"
 	if a := r.Attachment; a != nil {

@@ -27,7 +27,7 @@ func TestReviewReports(t *testing.T) {
 		Reason:     strings.Repeat("long reason ", 10) + "\x07",
 		Attachment: &store.ReportAttachment{ContentType: "image/png", FileName: "a\x1b.png", Size: 42}}
 	sealed := &store.Report{ID: api.NewUUID(), Reporter: bob.id, Sender: gone, Sealed: true, CommitmentHash: bytes.Repeat([]byte{2}, 32),
-		GroupHash: bytes.Repeat([]byte{0xab}, 32), Sent: at, Reported: at.Add(time.Minute), Body: "from a deleted account", Reason: "spam\nreally"}
+		ToMany: true, Sent: at, Reported: at.Add(time.Minute), Body: "from a deleted account", Reason: "spam\nreally"}
 	for _, r := range []*store.Report{named, sealed} {
 		if err := e.st.AddReport(ctx, r); err != nil {
 			t.Fatal(err)
@@ -79,7 +79,7 @@ func TestReviewReports(t *testing.T) {
 	if err := ShowReport(ctx, e.st, sealed.ID, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"sealed sender: yes", "group:", "yes, group abababababababab", "attachment:", "none", gone + " (account deleted)", `spam\nreally`} {
+	for _, want := range []string{"sealed sender: yes", "group:", "group:         yes (which group is not known to the server)", "attachment:", "none", gone + " (account deleted)", `spam\nreally`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("ShowReport lacks %q:\n%s", want, out.String())
 		}

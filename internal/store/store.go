@@ -546,12 +546,13 @@ type Report struct {
 	// message once, and reports of one message by several accounts share
 	// it.
 	CommitmentHash []byte
-	// GroupHash is a hash of the group id when the message was sent to a
-	// group, nil for a direct message: reports from one group share it.
-	GroupHash []byte
-	Sent      time.Time // the envelope's server timestamp
-	Reported  time.Time // when the report was accepted
-	Body      string    // the message's text
+	// ToMany: the message was sent to a group. Which group is not kept:
+	// the server holds no group ids, and a hash of one would tie reports
+	// (and their accounts) to a group.
+	ToMany   bool
+	Sent     time.Time // the envelope's server timestamp
+	Reported time.Time // when the report was accepted
+	Body     string    // the message's text
 	// Attachment describes the message's attachment, nil for none.
 	Attachment *ReportAttachment
 	Reason     string // the reporter's words

@@ -12,7 +12,7 @@ import (
 
 var _ store.Reports = (*Store)(nil)
 
-const reportColumns = `id, reporter, sender, sealed, commitment_hash, group_hash, sent, reported, body,
+const reportColumns = `id, reporter, sender, sealed, commitment_hash, to_many, sent, reported, body,
 	attachment_content_type, attachment_file_name, attachment_size, reason`
 
 // AddReport implements store.Reports.
@@ -24,14 +24,10 @@ func (s *Store) AddReport(ctx context.Context, r *store.Report) error {
 	if a := r.Attachment; a != nil {
 		ct, name, size = a.ContentType, a.FileName, a.Size
 	}
-	var group any
-	if r.GroupHash != nil {
-		group = r.GroupHash
-	}
 	return s.write(ctx, func(tx *wtx) error {
 		res, err := tx.Exec(`INSERT INTO reports (`+reportColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (reporter, commitment_hash) DO NOTHING`,
-			r.ID, r.Reporter, r.Sender, b2i(r.Sealed), r.CommitmentHash, group, toMS(r.Sent), toMS(r.Reported),
+			r.ID, r.Reporter, r.Sender, b2i(r.Sealed), r.CommitmentHash, b2i(r.ToMany), toMS(r.Sent), toMS(r.Reported),
 			r.Body, ct, name, size, r.Reason)
 		if err != nil {
 			return fmt.Errorf("sqlite: add report: %v", err)
@@ -115,22 +111,19 @@ type scanner interface{ Scan(dest ...any) error }
 func scanReport(sc scanner) (*store.Report, error) {
 	var (
 		r              store.Report
-		sealed         int64
+		sealed, many   int64
 		sent, reported int64
 		ct, name       sql.NullString
 		size           sql.NullInt64
 	)
-	if err := sc.Scan(&r.ID, &r.Reporter, &r.Sender, &sealed, &r.CommitmentHash, &r.GroupHash, &sent, &reported,
+	if err := sc.Scan(&r.ID, &r.Reporter, &r.Sender, &sealed, &r.CommitmentHash, &many, &sent, &reported,
 		&r.Body, &ct, &name, &size, &r.Reason); err != nil {
 		return nil, err
 	}
-	r.Sealed = sealed != 0
+	r.Sealed, r.ToMany = sealed != 0, many != 0
 	r.Sent, r.Reported = fromMS(sent), fromMS(reported)
 	if size.Valid {
 		r.Attachment = &store.ReportAttachment{ContentType: ct.String, FileName: name.String, Size: size.Int64}
-	}
-	if len(r.GroupHash) == 0 {
-		r.GroupHash = nil
 	}
 	return &r, nil
 }

@@ -223,8 +223,9 @@ INSERT INTO kt_pending (username, account_id, identity_key, device_list)
 ALTER TABLE envelopes ADD COLUMN franking BLOB NOT NULL DEFAULT X'';
 
 -- Verified abuse reports, for the operator's review. No key of any kind:
--- commitment_hash and group_hash are SHA-256 hashes the server makes (with
--- labels of its own), attachment_* what the sender's client said of an
+-- commitment_hash is a SHA-256 hash the server makes (with a label of its
+-- own); to_many says the message was a group message, never which group;
+-- attachment_* what the sender's client said of an
 -- attachment, never its id or key. Deleted 90 days after reported.
 CREATE TABLE reports (
 	id                      TEXT    NOT NULL PRIMARY KEY,
@@ -232,7 +233,7 @@ CREATE TABLE reports (
 	sender                  TEXT    NOT NULL,
 	sealed                  INTEGER NOT NULL,
 	commitment_hash         BLOB    NOT NULL,
-	group_hash              BLOB,
+	to_many                 INTEGER NOT NULL,
 	sent                    INTEGER NOT NULL,
 	reported                INTEGER NOT NULL,
 	body                    TEXT    NOT NULL,

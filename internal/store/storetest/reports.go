@@ -30,7 +30,7 @@ func newReport(reporter, sender string, n int, reported time.Time) *store.Report
 
 func sameReport(a, b *store.Report) bool {
 	return a.ID == b.ID && a.Reporter == b.Reporter && a.Sender == b.Sender && a.Sealed == b.Sealed &&
-		reflect.DeepEqual(a.CommitmentHash, b.CommitmentHash) && reflect.DeepEqual(a.GroupHash, b.GroupHash) &&
+		reflect.DeepEqual(a.CommitmentHash, b.CommitmentHash) && a.ToMany == b.ToMany &&
 		a.Sent.Equal(b.Sent) && a.Reported.Equal(b.Reported) && a.Body == b.Body &&
 		reflect.DeepEqual(a.Attachment, b.Attachment) && a.Reason == b.Reason
 }
@@ -58,7 +58,7 @@ func testReports(t *testing.T, s store.Store) {
 	r1 := newReport(alice, bob, 0, t0)
 	r1.Attachment = &store.ReportAttachment{ContentType: "image/png", FileName: "x.png", Size: 1234}
 	r2 := newReport(alice, carol, 1, t0.Add(time.Minute))
-	r2.GroupHash = key("group", 1, 32)
+	r2.ToMany = true
 	r2.Reason = ""
 	must(t, "AddReport(r1)", s.AddReport(ctx, r1))
 	must(t, "AddReport(r2)", s.AddReport(ctx, r2))
