@@ -331,4 +331,3 @@ func TestTwoProcesses(t *testing.T) {
 	}
 	checkAllPresent(t, v.Entries, 2*n)
 }
-
