@@ -94,6 +94,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AppendEpoch", testAppendEpoch},
 		{"AppendEpochConcurrent", testAppendEpochConcurrent},
 		{"Cosignatures", testCosignatures},
+		{"LegalRequests", testLegalRequests},
+		{"LegalNonceConcurrent", testLegalNonceConcurrent},
+		{"TransparencyReports", testTransparencyReports},
 		{"Close", testClose},
 	}
 	for _, tt := range tests {
