@@ -1,40 +1,15 @@
 package requestlog
 
 import (
+	"bytes"
 	"errors"
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
-)
 
-// testParser reads the request lines Check needs from the legal package's
-// format (docs/legal-requests.md); the CLI and the client use
-// legal.ParseRequest itself.
-func testParser(text []byte) (RequestFields, error) {
-	var f RequestFields
-	for _, l := range strings.Split(string(text), "\n") {
-		k, v, _ := strings.Cut(l, " ")
-		switch k {
-		case "jurisdiction":
-			f.Jurisdiction = v
-		case "type":
-			f.Type = v
-		case "nondisclosure-until":
-			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				return f, err
-			}
-			f.NondisclosureUntil = t
-		}
-	}
-	if f.Jurisdiction == "" || f.Type == "" {
-		return f, errors.New("not a request")
-	}
-	return f, nil
-}
+	"github.com/doorless/doorless/internal/legal"
+)
 
 // logBuilder builds a log's entries in memory.
 type logBuilder struct {
@@ -58,9 +33,12 @@ func (b *logBuilder) add(e []byte) uint64 {
 
 // request logs a request of the court, signed, and returns its index.
 func (b *logBuilder) request(jurisdiction, typ, outcome string, received, nondisclosure time.Time) uint64 {
-	text := fmt.Sprintf("doorless legal request v1\nauthority court.example\njurisdiction %s\ntype %s\ntarget alice\nnondisclosure-until %s\nnonce %d\n",
-		jurisdiction, typ, nondisclosure.Format(time.RFC3339), len(b.entries))
-	n, err := note.Sign(&note.Note{Text: text}, b.court.signer)
+	n, err := legal.SignRequest(&legal.Request{
+		Authority: "court.example", Jurisdiction: jurisdiction, Type: typ, Basis: "s. 100a StPO", Case: "42 Js 1/26",
+		Targets: []string{"alice"}, Categories: []string{legal.CategoryAccountCreated},
+		Issued: received.Add(-time.Hour), ValidUntil: received.AddDate(0, 1, 0), NondisclosureUntil: nondisclosure,
+		Nonce: bytes.Repeat([]byte{byte(len(b.entries))}, 16),
+	}, b.court.signer)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -110,7 +88,7 @@ func goodLog(t *testing.T) *logBuilder {
 
 func TestCheck(t *testing.T) {
 	b := goodLog(t)
-	s, err := Check(b.entries, b.key.verifier, testParser)
+	s, err := Check(b.entries, b.key.verifier, LegalRequest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,9 +127,15 @@ func TestCheckFailures(t *testing.T) {
 			b.publish(r, nov1)
 		}, ErrBadPublication},
 		{"a forged request published", func(b *logBuilder) {
-			n, _ := note.Sign(&note.Note{Text: "doorless legal request v1\njurisdiction de\ntype x\n"}, b.court.signer)
+			n := b.notes[0]
 			r := b.add(requestEntry(b.t, Commit([32]byte{5}, n), oct1, Unverified, Unverified, Refused("bad_signature")))
 			b.notes[r], b.salts[r] = n, [32]byte{5}
+			b.publish(r, dec1)
+		}, ErrBadPublication},
+		{"the published note is not a request", func(b *logBuilder) {
+			n, _ := note.Sign(&note.Note{Text: "hello\n"}, b.court.signer)
+			r := b.add(requestEntry(b.t, Commit([32]byte{6}, n), oct1, "de", "court_order", OutcomeAccepted))
+			b.notes[r], b.salts[r] = n, [32]byte{6}
 			b.publish(r, dec1)
 		}, ErrBadPublication},
 		{"jurisdiction differs from the note's", func(b *logBuilder) {
@@ -183,7 +167,7 @@ func TestCheckFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := goodLog(t)
 			tc.make(b)
-			_, err := Check(b.entries, b.key.verifier, testParser)
+			_, err := Check(b.entries, b.key.verifier, LegalRequest)
 			if !errors.Is(err, tc.want) || !errors.Is(err, ErrInvalidLog) {
 				t.Fatalf("Check = %v, want %v", err, tc.want)
 			}
