@@ -11,7 +11,7 @@ import (
 )
 
 // Event is what Receive hands to its handler: *Message, *IdentityChanged,
-// *GroupUpdate, *Receipt or *TransparencyAlert.
+// *GroupUpdate, *Receipt, *TransparencyAlert or *LegalNotice.
 type Event interface{ isEvent() }
 
 // Message is a message received and decrypted, or one this account sent.
@@ -155,6 +155,9 @@ const (
 	// kindTransparencyAlert: an alert the key transparency monitors raised
 	// (its envelope id is alertInboxID's, not an envelope's).
 	kindTransparencyAlert = 5
+	// kindLegalNotice: a legal notice reported for the first time
+	// (client/legal.go; its envelope id is legalNoticeInboxID's).
+	kindLegalNotice = 6
 )
 
 // storedMessage is a Message as the inbox and the history store it.
@@ -292,6 +295,8 @@ func decodeEvent(it *profile.InboxItem) (any, error) {
 		v = new(Receipt)
 	case kindTransparencyAlert:
 		v = new(TransparencyAlert)
+	case kindLegalNotice:
+		v = new(LegalNotice)
 	default:
 		return nil, fmt.Errorf("client: inbox entry of unknown kind %d", it.Kind)
 	}
@@ -315,6 +320,8 @@ func event(v any) Event {
 	case *Receipt:
 		return v
 	case *TransparencyAlert:
+		return v
+	case *LegalNotice:
 		return v
 	}
 	return nil

@@ -188,8 +188,12 @@ type fetcher struct {
 // ErrNotFound: the server has no such resource (HTTP 404).
 var ErrNotFound = errors.New("requestlog: not found")
 
+// get reads the resource p under the base URL (the base itself for "").
 func (f *fetcher) get(ctx context.Context, p string, limit int64) ([]byte, error) {
-	u := f.base.JoinPath(p)
+	u := f.base
+	if p != "" {
+		u = u.JoinPath(p)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("requestlog: %v", err)
@@ -308,3 +312,32 @@ func up8(row [][]byte) [][]byte {
 	}
 	return row
 }
+
+// FetchKey fetches the log's verifier key (a note verifier key) from a
+// server's api.PathLegalKey: keyURL is the full URL. Trusting what it
+// returns is trust on first use; pin the key out of band where it matters.
+func FetchKey(ctx context.Context, hc *http.Client, keyURL string) (string, error) {
+	u, err := url.Parse(keyURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return "", fmt.Errorf("requestlog: bad key URL %q", keyURL)
+	}
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	f := &fetcher{hc: hc, base: u}
+	b, err := f.get(ctx, "", maxKey)
+	if err != nil {
+		return "", err
+	}
+	key := strings.TrimSpace(string(b))
+	if _, err := note.NewVerifier(key); err != nil {
+		return "", ErrBadKey
+	}
+	return key, nil
+}
+
+// maxKey bounds a verifier key's text.
+const maxKey = 1 << 10
+
+// ErrBadKey: the server's answer is not a note verifier key.
+var ErrBadKey = errors.New("requestlog: the server's log key is not a note verifier key")

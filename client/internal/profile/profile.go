@@ -68,7 +68,7 @@ type KDFParams struct {
 var DefaultKDF = KDFParams{Time: 3, Memory: 64 * 1024, Threads: 2}
 
 const (
-	schemaVersion = 4
+	schemaVersion = 5
 	saltSize      = 16
 	keySize       = 32
 	sealVersion   = 1
@@ -456,7 +456,7 @@ func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
 }
 
 // migrations[i] takes a profile from schema version i to i+1.
-var migrations = [][]string{schema, schemaV2, schemaV3, schemaV4}
+var migrations = [][]string{schema, schemaV2, schemaV3, schemaV4, schemaV5}
 
 var schema = []string{
 	`CREATE TABLE meta (
