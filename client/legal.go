@@ -130,8 +130,11 @@ func (c *Client) LegalNotices(ctx context.Context) ([]LegalNotice, error) {
 			n := &out[i]
 			added, err := tx.AddLegalNotice(&profile.LegalNotice{PublicationIndex: n.PublicationIndex, RequestIndex: n.RequestIndex,
 				Request: n.Request, Outcome: n.Outcome, Received: n.Received, Published: n.Published, Seen: now})
-			if err != nil || !added {
+			if err != nil {
 				return err
+			}
+			if !added {
+				continue
 			}
 			n.New = true
 			b, err := json.Marshal(n)
