@@ -144,6 +144,10 @@ type Config struct {
 	// the transparency endpoints answer 404, bundles carry no proof, and
 	// changes wait in the store for a server that publishes them.
 	Transparency *TransparencyConfig
+
+	// Legal configures the front door (legal.go); nil disables it: its
+	// endpoints answer 404.
+	Legal *LegalConfig
 }
 
 // Server serves the Doorless API.
@@ -166,6 +170,8 @@ type Server struct {
 	// the long-polls.
 	provisioningWait time.Duration
 	drain            chan struct{}
+	// onLegalPublished is called after each publication pass (tests).
+	onLegalPublished func()
 
 	ipLimit, accountLimit, recipientLimit *limiter
 	att                                   *attachments
@@ -314,6 +320,8 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Run(ctx context.Context) error {
 	seqDone := s.startSequencer(ctx)
 	defer func() { <-seqDone }()
+	legalDone := s.runLegal(ctx)
+	defer func() { <-legalDone }()
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
 	for {
