@@ -316,7 +316,8 @@ func (s *Server) Serve(ln net.Listener) error {
 // SweepInterval, and prunes the rate limiters, until ctx is done. With key
 // transparency it also runs the sequencer, which publishes account changes
 // in the log; requests that change an account wait for it, so end Run only
-// after Shutdown.
+// after Shutdown. With the front door it publishes legal requests past
+// their non-disclosure date (legal.go).
 func (s *Server) Run(ctx context.Context) error {
 	seqDone := s.startSequencer(ctx)
 	defer func() { <-seqDone }()
