@@ -144,6 +144,10 @@ type Config struct {
 	// the transparency endpoints answer 404, bundles carry no proof, and
 	// changes wait in the store for a server that publishes them.
 	Transparency *TransparencyConfig
+
+	// Legal configures the front door (legal.go); nil disables it: its
+	// endpoints answer 404.
+	Legal *LegalConfig
 }
 
 // Server serves the Doorless API.
@@ -166,6 +170,8 @@ type Server struct {
 	// the long-polls.
 	provisioningWait time.Duration
 	drain            chan struct{}
+	// onLegalPublished is called after each publication pass (tests).
+	onLegalPublished func()
 
 	ipLimit, accountLimit, recipientLimit *limiter
 	att                                   *attachments
@@ -310,10 +316,13 @@ func (s *Server) Serve(ln net.Listener) error {
 // SweepInterval, and prunes the rate limiters, until ctx is done. With key
 // transparency it also runs the sequencer, which publishes account changes
 // in the log; requests that change an account wait for it, so end Run only
-// after Shutdown.
+// after Shutdown. With the front door it publishes legal requests past
+// their non-disclosure date (legal.go).
 func (s *Server) Run(ctx context.Context) error {
 	seqDone := s.startSequencer(ctx)
 	defer func() { <-seqDone }()
+	legalDone := s.runLegal(ctx)
+	defer func() { <-legalDone }()
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
 	for {
