@@ -193,6 +193,8 @@ func (f *fetcher) get(ctx context.Context, p string, limit int64) ([]byte, error
 	u := f.base
 	if p != "" {
 		u = u.JoinPath(p)
+	} else {
+		p = u.Path
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
