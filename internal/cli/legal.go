@@ -207,15 +207,12 @@ func describeOutcome(o string) string {
 }
 
 // noticesBeforeReceive checks for legal notices before receive and listen:
-// a new one reaches the handler as an event, through the inbox. A failure
-// is a warning, loud when the log does not verify.
+// a new one reaches the handler as an event, through the inbox. A log that
+// does not verify is a loud warning; any other failure (no front door, the
+// network, credentials) is left to the receive that follows to report.
 func noticesBeforeReceive(ctx context.Context, c *client.Client, env *Env) {
 	_, err := c.LegalNotices(ctx)
-	switch {
-	case err == nil, errors.Is(err, client.ErrNoLegalLog):
-	case errors.Is(err, requestlog.ErrInvalidLog), errors.Is(err, client.ErrBadLegalNotice):
+	if errors.Is(err, requestlog.ErrInvalidLog) || errors.Is(err, client.ErrBadLegalNotice) {
 		fmt.Fprintf(env.Stderr, "doorless: WARNING: the server's legal request log does not verify: %s\n", oneLine(err.Error()))
-	default:
-		fmt.Fprintf(env.Stderr, "doorless: warning: could not check for legal notices: %s\n", oneLine(describe(err)))
 	}
 }
