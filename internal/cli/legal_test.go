@@ -221,3 +221,34 @@ func TestVerifyLogErrors(t *testing.T) {
 		}
 	}
 }
+
+// A server whose notices do not match its log: receive still receives,
+// and warns loudly.
+func TestReceiveWarnsOfABadLog(t *testing.T) {
+	skey, vkey, _ := note.GenerateKey(rand.Reader, "doorless.test/legal")
+	signer, _ := note.NewSigner(skey)
+	lg, err := requestlog.Open(context.Background(), filepath.Join(t.TempDir(), "log"), signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lg.Close()
+	wrap := func(next http.Handler) http.Handler {
+		mux := http.NewServeMux()
+		mux.Handle("/", next)
+		mux.Handle(api.PathLegalLogPrefix, http.StripPrefix(api.PathLegalLogPrefix, lg.Handler()))
+		mux.HandleFunc(api.PathLegalKey, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(vkey)) })
+		mux.HandleFunc(api.PathLegalNotices, func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte(`{"notices":[{"request_index":0,"publication_index":1,"request":"","outcome":"accepted"}]}`))
+		})
+		return mux
+	}
+	url, _ := testServerWrapped(t, nil, wrap)
+	alice := registerCLI(t, url, "alice")
+	code, _, errOut := runCLI(t, alice, "", "receive")
+	if code != ExitOK || !strings.Contains(errOut, "WARNING: the server's legal request log does not verify") {
+		t.Fatalf("receive: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut = runCLI(t, alice, "", "legal", "notices"); code != ExitError || !strings.Contains(errOut, "does not match") {
+		t.Fatalf("notices: exit %d, stderr %q", code, errOut)
+	}
+}
