@@ -11,7 +11,8 @@ import (
 )
 
 // Event is what Receive hands to its handler: *Message, *IdentityChanged,
-// *GroupUpdate, *Receipt, *TransparencyAlert or *DroppedMessage.
+// *GroupUpdate, *Receipt, *TransparencyAlert, *DroppedMessage or
+// *LegalNotice.
 type Event interface{ isEvent() }
 
 // Message is a message received and decrypted, or one this account sent.
@@ -158,6 +159,9 @@ const (
 	// kindDropped: a message dropped for a franking commitment it did not
 	// open.
 	kindDropped = 6
+	// kindLegalNotice: a legal notice reported for the first time
+	// (client/legal.go; its envelope id is legalNoticeInboxID's).
+	kindLegalNotice = 7
 )
 
 // storedMessage is a Message as the inbox and the history store it.
@@ -299,6 +303,8 @@ func decodeEvent(it *profile.InboxItem) (any, error) {
 		v = new(TransparencyAlert)
 	case kindDropped:
 		v = new(storedDropped)
+	case kindLegalNotice:
+		v = new(LegalNotice)
 	default:
 		return nil, fmt.Errorf("client: inbox entry of unknown kind %d", it.Kind)
 	}
@@ -325,6 +331,8 @@ func event(v any) Event {
 		return v
 	case *storedDropped:
 		return &DroppedMessage{From: v.From, FromDevice: v.FromDevice, Received: time.UnixMilli(v.Received)}
+	case *LegalNotice:
+		return v
 	}
 	return nil
 }

@@ -7,6 +7,7 @@
 //	doorlessd transparency show [--data DIR]
 //	doorlessd reports list [--data DIR]
 //	doorlessd reports show ID [--data DIR]
+//	doorlessd legal process|report|authorities|keygen|sign ...
 //
 // Once listening it prints "doorlessd listening on http://ADDR" (https with
 // TLS) on standard output. SIGINT or SIGTERM drain it gracefully.
@@ -33,6 +34,7 @@ import (
 	"github.com/doorless/doorless/internal/blob"
 	"github.com/doorless/doorless/internal/certs"
 	"github.com/doorless/doorless/internal/frankingkey"
+	"github.com/doorless/doorless/internal/frontdoor"
 	"github.com/doorless/doorless/internal/ktkeys"
 	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/internal/store/sqlite"
@@ -58,6 +60,9 @@ func main() {
 	}
 	if len(args) > 0 && args[0] == "reports" {
 		os.Exit(reportsCommand(args[1:]))
+	}
+	if len(args) > 0 && args[0] == "legal" {
+		os.Exit(legalCommand(args[1:]))
 	}
 	os.Exit(serve(args))
 }
@@ -92,6 +97,10 @@ func serve(args []string) int {
 	ktEpochInterval := fs.Duration("kt-epoch-interval", server.DefaultEpochInterval,
 		"the longest the key-transparency log goes without an epoch (an empty one when nothing changed), from 1s to under 1h: "+
 			"clients refuse a log whose newest epoch is an hour old")
+	legalOrigin := fs.String("legal-origin", "", "the legal request log's `origin` (the legal key's name), fixed at first start; "+
+		"default: the stored one, or at first start "+frontdoor.DefaultOriginPrefix+"<random>")
+	legalPublish := fs.Duration("legal-publish-interval", server.DefaultPublishInterval,
+		"how often legal requests past their non-disclosure date are published")
 	var ktAuditors []string
 	fs.Func("kt-auditor", "an auditor's note verifier `key` (cosignature/v1) whose cosignatures the server accepts and hands out; repeatable",
 		func(v string) error {
@@ -182,6 +191,28 @@ func serve(args []string) int {
 		log.Info("doorlessd: made the franking secret", "file", frankingPath)
 	}
 
+	// The front door: the legal key, admin token and trust file are made
+	// on first start; the request log is opened in DATA/legal/log.
+	fd, made, err := openFrontDoor(context.Background(), *data, *legalOrigin, st)
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if err := fd.log.Close(); err != nil {
+			log.Error("doorlessd: close the request log", "err", err)
+		}
+	}()
+	if made {
+		log.Info("doorlessd: made the legal key", "dir", fd.dir)
+	}
+	adminToken, made, err := frontdoor.InitAdminToken(fd.dir)
+	if err != nil {
+		return fail(err)
+	}
+	if made {
+		log.Info("doorlessd: made the legal admin token", "file", filepath.Join(fd.dir, frontdoor.AdminTokenFile))
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(server.Config{
@@ -197,6 +228,8 @@ func serve(args []string) int {
 		Franking:      frank,
 		Transparency: &server.TransparencyConfig{Log: ktKeys.LogConfig(), LogKey: ktKeys.LogKey, Auditors: ktAuditors,
 			EpochInterval: *ktEpochInterval},
+		Legal: &server.LegalConfig{Desk: fd.desk, Log: fd.log.Handler(), Key: fd.key.VerifierKey, AdminToken: adminToken,
+			PublishInterval: *legalPublish},
 		Logger:     log,
 		LogIPs:     *logIPs,
 		Registerer: reg,

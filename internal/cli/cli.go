@@ -23,6 +23,7 @@ import (
 
 	"github.com/doorless/doorless/client"
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/requestlog"
 	"github.com/doorless/doorless/kt"
 )
 
@@ -96,6 +97,14 @@ commands:
                              accept keys only with cosignatures of the auditor VKEY (N of
                              the auditors required, at most D old; default 1 and 24h)
   transparency clear         clear the alerts shown, once you have looked into them
+  legal verify-log URL [--key VKEY] [--state FILE]
+                             verify the server's public log of legal requests (no profile
+                             needed): its signed checkpoint, every entry, publications and
+                             transparency reports; --state keeps the checkpoint to catch a
+                             rollback or fork next time (exit status 3 if it does not verify)
+  legal notices              list the published legal requests that named your account,
+                             checked against the verified log (new ones also show up in
+                             receive and listen)
 
 The profile (identity, sessions, keys) lives in DIR, by default %s.
 With --passphrase-file, or $DOORLESS_PASSPHRASE, its secrets are encrypted.
@@ -127,6 +136,9 @@ func Run(ctx context.Context, args []string, env Env) int {
 		return ExitOK
 	case errors.Is(err, errAlerts):
 		return ExitAlert // transparency status printed them
+	case errors.Is(err, requestlog.ErrInvalidLog):
+		fmt.Fprintf(env.Stderr, "doorless: the legal request log does NOT verify: %s\n", oneLine(err.Error()))
+		return ExitLogInvalid
 	case errors.As(err, &ue):
 		fmt.Fprintf(env.Stderr, "doorless: %s\n", ue.msg)
 		fmt.Fprintf(env.Stderr, usage, defaultProfile())
@@ -197,6 +209,8 @@ func run(ctx context.Context, args []string, env *Env) error {
 		return g.report(ctx, args, env)
 	case "transparency":
 		return g.transparency(ctx, args, env)
+	case "legal":
+		return g.legal(ctx, args, env)
 	case "help":
 		return flag.ErrHelp
 	default:
@@ -390,7 +404,7 @@ func (g *globals) sendTo(ctx context.Context, to string, words []string, file st
 
 // jsonEvent is one line of receive --json and listen --json.
 type jsonEvent struct {
-	Event           string              `json:"event"` // "message", "identity_changed", "group_update", "receipt", "transparency_alert" or "dropped"
+	Event           string              `json:"event"` // "message", "identity_changed", "group_update", "receipt", "transparency_alert", "dropped" or "legal_notice"
 	ID              string              `json:"id,omitempty"`
 	From            string              `json:"from,omitempty"`
 	Device          uint32              `json:"device,omitempty"`
@@ -411,6 +425,7 @@ type jsonEvent struct {
 	Read            bool                `json:"read,omitempty"`         // a receipt: read, not only delivered
 	Messages        []string            `json:"messages,omitempty"`     // a receipt: the ids of the messages
 	Alert           *jsonAlert          `json:"alert,omitempty"`        // a key transparency alert
+	Notice          *client.LegalNotice `json:"notice,omitempty"`       // a legal notice
 }
 
 // jsonAlert is a key transparency alert in receive --json.
@@ -438,6 +453,7 @@ func (g *globals) receive(ctx context.Context, args []string, env *Env, untilEmp
 		return err
 	}
 	defer c.Close()
+	noticesBeforeReceive(ctx, c, env)
 	out := bufio.NewWriter(env.Stdout)
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)
@@ -491,6 +507,8 @@ func toJSON(ev client.Event) jsonEvent {
 		return jsonEvent{Event: "group_update", Group: &ev.Group, From: ev.By, Update: ev}
 	case *client.Receipt:
 		return jsonEvent{Event: "receipt", From: ev.From, Read: ev.Read, Messages: ev.Messages}
+	case *client.LegalNotice:
+		return jsonEvent{Event: "legal_notice", Notice: ev}
 	case *client.TransparencyAlert:
 		return jsonEvent{Event: "transparency_alert", Alert: &jsonAlert{ID: ev.ID, At: ev.At.UTC().Format(time.RFC3339Nano),
 			Kind: string(ev.Kind), Subject: ev.Subject, Detail: ev.Detail, Device: ev.Device}}
@@ -570,6 +588,9 @@ func printEvent(out io.Writer, ev client.Event, loc *time.Location) {
 		fmt.Fprintf(out, "!!! See: doorless transparency status\n")
 	case *client.DroppedMessage:
 		fmt.Fprintln(out, printDropped(ev))
+	case *client.LegalNotice:
+		printNotice(out, ev, loc)
+		fmt.Fprintf(out, "!!! See: doorless legal notices\n")
 	case *client.IdentityChanged:
 		u := printable(ev.Username)
 		fmt.Fprintf(out, "*** %s's identity key has changed: compare safety numbers (doorless safety-number %s)\n", u, u)

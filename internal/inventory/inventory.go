@@ -7,7 +7,10 @@
 //   - under "## Files", each row of a markdown table whose first cell is in
 //     backticks is a kind of file the server writes in its data directory,
 //     given as a path.Match pattern relative to that directory, with "/"
-//     between directories.
+//     between directories;
+//   - a column row that holds "**Disclosable**" marks a column a legal
+//     request may obtain (internal/legal checks its disclosure packages
+//     against these).
 //
 // Tests on both sides of the server use it to keep the document true: the
 // store's schema test and the end-to-end audit of a server's data directory.
@@ -51,7 +54,13 @@ type Inventory struct {
 	// Files holds the patterns of the files the data directory may hold, in
 	// the document's order.
 	Files []string
+	// Disclosable holds the columns marked disclosable, as "table.column",
+	// in the document's order.
+	Disclosable []string
 }
+
+// disclosableMark marks a disclosable column's row.
+const disclosableMark = "**Disclosable**"
 
 // ParseFile parses the document at name.
 func ParseFile(name string) (*Inventory, error) {
@@ -102,6 +111,9 @@ func Parse(r io.Reader) (*Inventory, error) {
 					return nil, malformed("column %s.%s listed twice", table, m[1])
 				}
 				inv.Tables[table] = append(inv.Tables[table], m[1])
+				if strings.Contains(l, disclosableMark) {
+					inv.Disclosable = append(inv.Disclosable, table+"."+m[1])
+				}
 			}
 		case section == filesHeading:
 			m := fileRowRE.FindStringSubmatch(l)

@@ -23,6 +23,7 @@ const sample = "# Data inventory\n\n" +
 	"| column | holds |\n| --- | --- |\n" +
 	"| `id` | the id |\n" +
 	"| `username` | the name |\n" +
+	"| `created` | when. **Disclosable** (registration date) |\n" +
 	"| name | not in backticks: no column |\n\n" +
 	"### `devices`\n\n" +
 	"| `account_id` | the account |\n\n" +
@@ -36,7 +37,10 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantTables := map[string][]string{"accounts": {"id", "username"}, "devices": {"account_id"}}
+	wantTables := map[string][]string{"accounts": {"id", "username", "created"}, "devices": {"account_id"}}
+	if want := []string{"accounts.created"}; !reflect.DeepEqual(inv.Disclosable, want) {
+		t.Errorf("disclosable %q, want %q", inv.Disclosable, want)
+	}
 	if !reflect.DeepEqual(inv.Tables, wantTables) {
 		t.Errorf("tables %v, want %v", inv.Tables, wantTables)
 	}

@@ -76,6 +76,7 @@ func (s *Server) routes() http.Handler {
 	s.certificateRoutes(handle)
 	s.transparencyRoutes(handle)
 	s.frankingRoutes(handle)
+	s.legalRoutes(handle)
 	handle("PUT "+api.PathMultiRecipient, s.limitIP(s.handleMultiRecipient))
 	handle("GET "+api.PathHealth, s.handleHealth)
 	mux.Handle("GET "+api.PathMetrics, s.metricsHandler())

@@ -154,6 +154,9 @@ type Config struct {
 	// of the Server: messages delivered before a restart then cannot be
 	// reported.
 	Franking *franking.Server
+	// Legal configures the front door (legal.go); nil disables it: its
+	// endpoints answer 404.
+	Legal *LegalConfig
 }
 
 // Server serves the Doorless API.
@@ -176,6 +179,8 @@ type Server struct {
 	// the long-polls.
 	provisioningWait time.Duration
 	drain            chan struct{}
+	// onLegalPublished is called after each publication pass (tests).
+	onLegalPublished func()
 
 	ipLimit, accountLimit, recipientLimit *limiter
 	att                                   *attachments
@@ -325,10 +330,13 @@ func (s *Server) Serve(ln net.Listener) error {
 // abuse reports older than ReportRetention every SweepInterval, and prunes the rate limiters, until ctx is done. With key
 // transparency it also runs the sequencer, which publishes account changes
 // in the log; requests that change an account wait for it, so end Run only
-// after Shutdown.
+// after Shutdown. With the front door it publishes legal requests past
+// their non-disclosure date (legal.go).
 func (s *Server) Run(ctx context.Context) error {
 	seqDone := s.startSequencer(ctx)
 	defer func() { <-seqDone }()
+	legalDone := s.runLegal(ctx)
+	defer func() { <-legalDone }()
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
 	for {

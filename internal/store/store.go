@@ -56,6 +56,9 @@ var (
 	// ErrDuplicateReport: the reporter already reported the message (a
 	// report with the same reporter and commitment hash is stored).
 	ErrDuplicateReport = errors.New("store: duplicate report")
+	// ErrNonceSeen: a legal request's authority used its nonce in a
+	// request recorded before.
+	ErrNonceSeen = errors.New("store: legal request nonce seen before")
 )
 
 // Store is everything doorlessd keeps.
@@ -66,6 +69,7 @@ type Store interface {
 	Provisioning
 	Transparency
 	Reports
+	Legal
 	// Close flushes pending writes and releases the backend. Calls after
 	// Close return ErrClosed.
 	Close() error
@@ -468,6 +472,89 @@ type Transparency interface {
 	// Cosignatures returns every auditor's newest cosignature, by
 	// auditor name.
 	Cosignatures(ctx context.Context) ([]Cosignature, error)
+}
+
+// LegalRequest is one processed legal request (docs/legal-requests.md):
+// what the server received, the salt of its commitment in the public
+// request log, the verdict, and where it stands in the log.
+type LegalRequest struct {
+	ID       int64 // assigned by AddLegalRequest
+	Received time.Time
+	// Request is the signed request as received; Salt the 32 random bytes
+	// its log commitment hides it under.
+	Request []byte
+	Salt    []byte
+	// Authority and Nonce are the verified authority's name and the
+	// request's nonce when the request consumes its nonce; empty and nil
+	// otherwise (a request whose signature did not verify, or a replay).
+	Authority string
+	Nonce     []byte
+	// Jurisdiction and Type are the request's, or "-" when its signature
+	// did not verify; Outcome is "accepted" or "refused:<reason>".
+	Jurisdiction string
+	Type         string
+	Outcome      string
+	// TargetAccount is the id of the account the request's one target
+	// named when it was processed, "" for none. It becomes "" when that
+	// account is deleted.
+	TargetAccount string
+	// NondisclosureUntil is when the request is to be published; zero for
+	// a request that is never published (its signature did not verify).
+	NondisclosureUntil time.Time
+	// Logged tells whether LogIndex, the log index of the request's
+	// entry, is set.
+	Logged   bool
+	LogIndex uint64
+	// Published tells whether the request was published, by the log entry
+	// at PublicationIndex, at PublishedAt.
+	Published        bool
+	PublicationIndex uint64
+	PublishedAt      time.Time
+}
+
+// TransparencyReport is a signed transparency report for a period
+// ("2026-Q4") and the log index of its entry.
+type TransparencyReport struct {
+	Period    string
+	Generated time.Time
+	LogIndex  uint64
+	Signed    []byte
+}
+
+// Legal keeps the front door's records: every legal request processed,
+// the nonces they used, and the transparency reports. Legal requests are
+// kept for good: each is committed to in the public request log, and its
+// record is what opens the commitment when it is published.
+type Legal interface {
+	// AddLegalRequest records r and assigns r.ID. When r.Nonce is not nil
+	// it records, in the same transaction, that r.Authority used r.Nonce,
+	// and refuses with ErrNonceSeen, writing nothing, when it had been
+	// recorded before: of two requests racing with one nonce, one is
+	// recorded.
+	AddLegalRequest(ctx context.Context, r *LegalRequest) error
+	// LegalNonceSeen reports whether authority's nonce was recorded.
+	LegalNonceSeen(ctx context.Context, authority string, nonce []byte) (bool, error)
+	// SetLegalRequestLogged records the log index of the request's entry.
+	// ErrNotFound for no such request.
+	SetLegalRequestLogged(ctx context.Context, id int64, index uint64) error
+	// UnloggedLegalRequests returns the requests received before before
+	// whose entry was not logged (a crash came between recording and
+	// logging), by ID.
+	UnloggedLegalRequests(ctx context.Context, before time.Time) ([]LegalRequest, error)
+	// DueLegalRequests returns the logged, unpublished requests whose
+	// NondisclosureUntil (not zero) is at or before now, by ID.
+	DueLegalRequests(ctx context.Context, now time.Time) ([]LegalRequest, error)
+	// SetLegalRequestPublished records that the entry at index published
+	// the request, at. ErrNotFound for no such request.
+	SetLegalRequestPublished(ctx context.Context, id int64, index uint64, at time.Time) error
+	// PublishedLegalRequests returns the published requests that targeted
+	// the account, by ID.
+	PublishedLegalRequests(ctx context.Context, accountID string) ([]LegalRequest, error)
+	// PutTransparencyReport stores a report, replacing the period's.
+	PutTransparencyReport(ctx context.Context, r *TransparencyReport) error
+	// TransparencyReport returns the period's report, or with period ""
+	// the newest period's; ErrNotFound for none.
+	TransparencyReport(ctx context.Context, period string) (*TransparencyReport, error)
 }
 
 // Dumper is implemented by a backend that can list everything it holds,

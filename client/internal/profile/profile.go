@@ -72,7 +72,7 @@ type KDFParams struct {
 var DefaultKDF = KDFParams{Time: 3, Memory: 64 * 1024, Threads: 2}
 
 const (
-	schemaVersion = 5
+	schemaVersion = 6
 	saltSize      = 16
 	keySize       = 32
 	sealVersion   = 1
@@ -460,7 +460,7 @@ func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
 }
 
 // migrations[i] takes a profile from schema version i to i+1.
-var migrations = [][]string{schema, schemaV2, schemaV3, schemaV4, schemaFranking}
+var migrations = [][]string{schema, schemaV2, schemaV3, schemaV4, schemaFranking, schemaLegal}
 
 var schema = []string{
 	`CREATE TABLE meta (

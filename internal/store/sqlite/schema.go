@@ -225,8 +225,8 @@ ALTER TABLE envelopes ADD COLUMN franking BLOB NOT NULL DEFAULT X'';
 -- Verified abuse reports, for the operator's review. No key of any kind:
 -- commitment_hash is a SHA-256 hash the server makes (with a label of its
 -- own); to_many says the message was a group message, never which group;
--- attachment_* what the sender's client said of an
--- attachment, never its id or key. Deleted 90 days after reported.
+-- attachment_* what the sender's client said of an attachment, never its
+-- id or key. Deleted 90 days after reported.
 CREATE TABLE reports (
 	id                      TEXT    NOT NULL PRIMARY KEY,
 	reporter                TEXT    NOT NULL,
@@ -244,6 +244,44 @@ CREATE TABLE reports (
 	UNIQUE (reporter, commitment_hash)
 ) STRICT;
 CREATE INDEX reports_by_time ON reports (reported);
+`,
+	// 6: the front door: legal requests and transparency reports
+	// (docs/legal-requests.md).
+	`
+-- Every legal request processed, accepted or refused, kept for good: its
+-- salt opens its commitment in the public request log when it is
+-- published. authority and nonce are set (and unique together) when the
+-- request consumed its nonce; target_account is the account its one target
+-- named, NULL for none or once that account is deleted; nondisclosure_until
+-- is NULL for a request never to be published (its signature did not
+-- verify). log_index is NULL until its entry is in the log; publication_index
+-- and published until it is published.
+CREATE TABLE legal_requests (
+	id                  INTEGER NOT NULL PRIMARY KEY,
+	received            INTEGER NOT NULL,
+	request             BLOB    NOT NULL,
+	salt                BLOB    NOT NULL,
+	authority           TEXT,
+	nonce               BLOB,
+	jurisdiction        TEXT    NOT NULL,
+	type                TEXT    NOT NULL,
+	outcome             TEXT    NOT NULL,
+	target_account      TEXT    REFERENCES accounts (id) ON DELETE SET NULL,
+	nondisclosure_until INTEGER,
+	log_index           INTEGER,
+	publication_index   INTEGER,
+	published           INTEGER
+) STRICT;
+CREATE UNIQUE INDEX legal_requests_by_nonce ON legal_requests (authority, nonce) WHERE nonce IS NOT NULL;
+CREATE INDEX legal_requests_by_target ON legal_requests (target_account) WHERE target_account IS NOT NULL;
+
+-- The signed transparency report of each period, and its log index.
+CREATE TABLE transparency_reports (
+	period    TEXT    NOT NULL PRIMARY KEY,
+	generated INTEGER NOT NULL,
+	log_index INTEGER NOT NULL,
+	report    BLOB    NOT NULL
+) STRICT, WITHOUT ROWID;
 `,
 }
 

@@ -99,6 +99,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Reports", testReports},
 		{"ReportsOutliveAccounts", testReportsOutliveAccounts},
 		{"ExpireReports", testExpireReports},
+		{"LegalRequests", testLegalRequests},
+		{"LegalNonceConcurrent", testLegalNonceConcurrent},
+		{"TransparencyReports", testTransparencyReports},
 		{"Close", testClose},
 	}
 	for _, tt := range tests {

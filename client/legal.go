@@ -1,0 +1,309 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/doorless/doorless/client/internal/profile"
+	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/legal"
+	"github.com/doorless/doorless/internal/requestlog"
+)
+
+// Legal notices (docs/legal-requests.md, docs/protocol.md "The legal
+// request log"): once a legal request's non-disclosure date has passed,
+// the server publishes it in its public request log, and the accounts it
+// named are told. The client does not take the server's word for it: it
+// verifies the whole log (signed checkpoint, every entry, consistency with
+// the checkpoint it verified last, every publication and report) under a
+// key pinned at the first check, finds there every published request that
+// names this account, and checks the server's list of notices against
+// them. A notice the log holds is reported even if the server leaves it
+// out of its list; one the log does not hold is an error.
+
+var (
+	// ErrNoLegalLog: the server keeps no legal request log.
+	ErrNoLegalLog = errors.New("client: the server keeps no legal request log")
+	// ErrBadLegalNotice: the server listed a notice that its verified
+	// request log does not hold (a wrong index, another request, another
+	// outcome, or a request that does not name this account).
+	ErrBadLegalNotice = errors.New("client: a legal notice does not match the server's request log")
+)
+
+// LegalNotice is a published legal request that named this account, as
+// the verified request log holds it.
+type LegalNotice struct {
+	// RequestIndex is the log index of the request's commitment,
+	// PublicationIndex that of its publication.
+	RequestIndex     uint64 `json:"request_index"`
+	PublicationIndex uint64 `json:"publication_index"`
+	// Request is the authority's signed request, as published.
+	Request []byte `json:"request"`
+	// What the request says.
+	Authority          string    `json:"authority"`
+	Jurisdiction       string    `json:"jurisdiction"`
+	Type               string    `json:"type"`
+	Basis              string    `json:"basis"`
+	Case               string    `json:"case"`
+	Categories         []string  `json:"categories"`
+	Issued             time.Time `json:"issued"`
+	NondisclosureUntil time.Time `json:"nondisclosure_until"`
+	// Outcome is "accepted" or "refused:<reason>"; Received the UTC day
+	// the server processed the request and Published the day it published
+	// it, as the log says.
+	Outcome   string    `json:"outcome"`
+	Received  time.Time `json:"received"`
+	Published time.Time `json:"published"`
+	// New: this device had not reported the notice before.
+	New bool `json:"new,omitempty"`
+}
+
+func (*LegalNotice) isEvent() {}
+
+// String describes the notice without its content.
+func (n *LegalNotice) String() string {
+	return "legal notice " + strconv.FormatUint(n.PublicationIndex, 10)
+}
+
+// legalNoticeInboxID is the inbox's envelope id of a notice.
+func legalNoticeInboxID(publication uint64) string {
+	return "legal-notice/" + strconv.FormatUint(publication, 10)
+}
+
+// LegalNotices fetches the server's list of legal notices for this
+// account, verifies the request log and the list against it, and returns
+// every published request that named this account, oldest first. A
+// notice reported for the first time is marked New and also handed to the
+// next Receive as an event. Failures of the log's verification match
+// requestlog.ErrInvalidLog.
+func (c *Client) LegalNotices(ctx context.Context) ([]LegalNotice, error) {
+	resp, err := c.fetchNotices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pinned, err := c.legalLog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v, err := note.NewVerifier(pinned.Key)
+	if err != nil {
+		return nil, errors.New("client: the pinned request log key is corrupt")
+	}
+	verified, err := requestlog.Fetch(ctx, c.hc, c.serverURL+api.PathLegalLogPrefix, v, pinned.Checkpoint)
+	if err != nil {
+		return nil, fmt.Errorf("client: verifying the request log: %w", err)
+	}
+	if _, err := requestlog.Check(verified.Entries, v, requestlog.LegalRequest); err != nil {
+		return nil, fmt.Errorf("client: verifying the request log: %w", err)
+	}
+	mine, err := noticesFor(verified.Entries, c.username)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range resp.Notices {
+		m := mine[n.PublicationIndex]
+		if m == nil || m.RequestIndex != n.RequestIndex || !bytes.Equal(m.Request, n.Request) || m.Outcome != n.Outcome {
+			return nil, fmt.Errorf("%w: entry %d", ErrBadLegalNotice, n.PublicationIndex)
+		}
+	}
+	out := make([]LegalNotice, 0, len(mine))
+	for _, n := range mine {
+		out = append(out, *n)
+	}
+	slices.SortFunc(out, func(a, b LegalNotice) int { return cmpUint64(a.PublicationIndex, b.PublicationIndex) })
+	now := c.now()
+	err = c.st.Update(ctx, func(tx *profile.Tx) error {
+		if err := tx.SetLegalCheckpoint(verified.Checkpoint, verified.Size); err != nil {
+			return err
+		}
+		for i := range out {
+			n := &out[i]
+			added, err := tx.AddLegalNotice(&profile.LegalNotice{PublicationIndex: n.PublicationIndex, RequestIndex: n.RequestIndex,
+				Request: n.Request, Outcome: n.Outcome, Received: n.Received, Published: n.Published, Seen: now})
+			if err != nil {
+				return err
+			}
+			if !added {
+				continue
+			}
+			n.New = true
+			b, err := json.Marshal(n)
+			if err != nil {
+				return fmt.Errorf("client: encoding a legal notice: %v", err)
+			}
+			if err := tx.AddInbox(&profile.InboxItem{EnvelopeID: legalNoticeInboxID(n.PublicationIndex), Kind: kindLegalNotice, Data: b}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// LegalCheckInterval is how often CheckLegalNotices looks for notices:
+// they are rare, and each look fetches the request log.
+const LegalCheckInterval = time.Hour
+
+// CheckLegalNotices is LegalNotices when the last time it ran is more than
+// LegalCheckInterval ago (or it never ran), for a client to call before it
+// receives: a new notice then reaches Receive as an event. It reports
+// whether it checked. The interval is kept in the profile, so that short
+// runs of the command-line client do not each fetch the log (an explicit
+// LegalNotices does not move it).
+func (c *Client) CheckLegalNotices(ctx context.Context) (bool, error) {
+	var l *profile.LegalLog
+	err := c.st.View(ctx, func(tx *profile.Tx) error {
+		var err error
+		l, err = tx.LegalLog()
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	now := c.now()
+	if l != nil && !l.Checked.IsZero() && now.Sub(l.Checked) < LegalCheckInterval && !now.Before(l.Checked) {
+		return false, nil
+	}
+	_, err = c.LegalNotices(ctx)
+	// A check that failed counts too: the next is an interval away, not
+	// at the next receive (the failure is the caller's to report).
+	if uerr := c.st.Update(ctx, func(tx *profile.Tx) error { return tx.SetLegalChecked(now) }); err == nil {
+		err = uerr
+	}
+	return true, err
+}
+
+// legalLog returns the pinned request log, pinning the server's key at
+// the first check (trust on first use, as for the key transparency log).
+func (c *Client) legalLog(ctx context.Context) (*profile.LegalLog, error) {
+	var l *profile.LegalLog
+	view := func() error {
+		return c.st.View(ctx, func(tx *profile.Tx) error {
+			var err error
+			l, err = tx.LegalLog()
+			return err
+		})
+	}
+	if err := view(); err != nil || l != nil {
+		return l, err
+	}
+	key, err := requestlog.FetchKey(ctx, c.hc, c.serverURL+api.PathLegalKey)
+	if errors.Is(err, requestlog.ErrNotFound) {
+		return nil, ErrNoLegalLog
+	}
+	if err != nil {
+		return nil, fmt.Errorf("client: fetching the request log's key: %w", err)
+	}
+	err = c.st.Update(ctx, func(tx *profile.Tx) error {
+		_, err := tx.PinLegalLog(key, c.now()) // another process's pin stays
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := view(); err != nil {
+		return nil, err
+	}
+	if l == nil {
+		return nil, errors.New("client: no request log pinned")
+	}
+	return l, nil
+}
+
+// noticesFor returns the publications in a checked log (requestlog.Check)
+// of requests that name username among their targets, by publication
+// index.
+func noticesFor(entries [][]byte, username string) (map[uint64]*LegalNotice, error) {
+	out := map[uint64]*LegalNotice{}
+	for i, b := range entries {
+		e, err := requestlog.ParseEntry(b)
+		if err != nil {
+			return nil, err
+		}
+		p, ok := e.(*requestlog.PublicationEntry)
+		if !ok {
+			continue
+		}
+		re, err := requestlog.ParseRequestEntry(entries[p.Request])
+		if err != nil {
+			return nil, err
+		}
+		text, err := requestlog.NoteText(p.Note)
+		if err != nil {
+			return nil, err
+		}
+		r, err := legal.ParseRequest(text)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(r.Targets, username) {
+			continue
+		}
+		out[uint64(i)] = &LegalNotice{
+			RequestIndex: p.Request, PublicationIndex: uint64(i), Request: p.Note,
+			Authority: r.Authority, Jurisdiction: r.Jurisdiction, Type: r.Type, Basis: r.Basis, Case: r.Case,
+			Categories: r.Categories, Issued: r.Issued, NondisclosureUntil: r.NondisclosureUntil,
+			Outcome: re.Outcome, Received: re.Received, Published: p.Published,
+		}
+	}
+	return out, nil
+}
+
+// fetchNotices gets the server's list of this account's notices; a
+// server without the endpoint (404) keeps no request log.
+func (c *Client) fetchNotices(ctx context.Context) (*api.LegalNoticesResponse, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.serverURL+api.PathLegalNotices, nil)
+	if err != nil {
+		return nil, fmt.Errorf("client: %v", err)
+	}
+	req.SetBasicAuth(api.Login(c.accountID, c.deviceID), c.password)
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, &transportError{err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	switch {
+	case err != nil:
+		return nil, &transportError{err: err}
+	case len(b) > maxResponse:
+		return nil, errors.New("client: the server's answer is too large")
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, ErrNoLegalLog
+	case resp.StatusCode != http.StatusOK:
+		var eb api.ErrorBody
+		if json.Unmarshal(b, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
+			return nil, eb.Error
+		}
+		return nil, fmt.Errorf("client: fetching legal notices: server answered %s", resp.Status)
+	}
+	var out api.LegalNoticesResponse
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("client: fetching legal notices: malformed answer: %v", err)
+	}
+	return &out, nil
+}
+
+func cmpUint64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
