@@ -50,7 +50,7 @@ type LegalLog struct {
 // LegalLog returns the request log pinned, nil when none is.
 func (tx *Tx) LegalLog() (*LegalLog, error) {
 	var (
-		l      LegalLog
+		l       LegalLog
 		size    int64
 		pinned  int64
 		checked int64
