@@ -115,10 +115,7 @@ func legalCommand(args []string) int {
 	if verb == "process" && len(pos) != 1 || verb != "process" && len(pos) != 0 || verb == "report" && *period == "" {
 		return usage()
 	}
-	if _, err := os.Stat(filepath.Join(*data, "doorless.db")); err != nil {
-		return failf(err)
-	}
-	st, err := openStore(*data)
+	st, err := openExistingStore(*data)
 	if err != nil {
 		return failf(err)
 	}

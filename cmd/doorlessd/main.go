@@ -67,6 +67,16 @@ func main() {
 	os.Exit(serve(args))
 }
 
+// openExistingStore opens the store of a data directory a server has
+// made, for the subcommands that read or change it: unlike openStore, it
+// makes nothing.
+func openExistingStore(dir string) (*sqlite.Store, error) {
+	if _, err := os.Stat(filepath.Join(dir, "doorless.db")); err != nil {
+		return nil, err
+	}
+	return openStore(dir)
+}
+
 func openStore(dir string) (*sqlite.Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -398,10 +408,7 @@ func transparencyCommand(args []string) int {
 	if err != nil {
 		return failf(err)
 	}
-	if _, err := os.Stat(filepath.Join(*data, "doorless.db")); err != nil {
-		return failf(err)
-	}
-	st, err := openStore(*data)
+	st, err := openExistingStore(*data)
 	if err != nil {
 		return failf(err)
 	}
@@ -463,10 +470,7 @@ func reportsCommand(args []string) int {
 		fmt.Fprintf(os.Stderr, "doorlessd reports %s: %v\n", verb, err)
 		return 1
 	}
-	if _, err := os.Stat(filepath.Join(*data, "doorless.db")); err != nil {
-		return failf(err)
-	}
-	st, err := openStore(*data)
+	st, err := openExistingStore(*data)
 	if err != nil {
 		return failf(err)
 	}

@@ -151,7 +151,7 @@ func TestKeysAreSeparate(t *testing.T) {
 	if s.AccountKey(alice) == s.AccountKey(bob) || s.AccountKey(alice) == other.AccountKey(alice) {
 		t.Fatal("account keys collide")
 	}
-	if s.AccountKey(alice) != s.AccountKey(alice) {
+	if again := s.AccountKey(alice); again != s.AccountKey(alice) {
 		t.Fatal("account keys are not deterministic")
 	}
 	r := report(t, s, &content.Content{Timestamp: 1, Body: "x"}, alice, "")
