@@ -257,8 +257,8 @@ func (s *Store) CreateInvite(ctx context.Context, inv *store.Invite) error {
 		return errors.New("postgres: create invite: no code hash")
 	}
 	created := orNow(inv.Created)
-	return s.write(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO invites (code_hash, created, expires) VALUES ($1, $2, $3)`,
+	return s.single(ctx, func(q querier) error {
+		if _, err := q.Exec(ctx, `INSERT INTO invites (code_hash, created, expires) VALUES ($1, $2, $3)`,
 			inv.CodeHash, toMS(created), toMS(inv.Expires)); err != nil {
 			return wrap("create invite", err)
 		}
@@ -268,8 +268,8 @@ func (s *Store) CreateInvite(ctx context.Context, inv *store.Invite) error {
 
 // SetUnidentifiedAccess implements store.Accounts.
 func (s *Store) SetUnidentifiedAccess(ctx context.Context, accountID string, key []byte, unrestricted bool) error {
-	return s.write(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE accounts SET unidentified_access_key = COALESCE($1, unidentified_access_key),
+	return s.single(ctx, func(q querier) error {
+		tag, err := q.Exec(ctx, `UPDATE accounts SET unidentified_access_key = COALESCE($1, unidentified_access_key),
 			unrestricted_unidentified_access = $2 WHERE id = $3`, nullBytes(key), unrestricted, accountID)
 		if err != nil {
 			return wrap("set unidentified access", err)
@@ -284,9 +284,9 @@ func (s *Store) SetUnidentifiedAccess(ctx context.Context, accountID string, key
 // SetLastSeenDay implements store.Accounts. The device row is written only
 // when day is later than the one it holds.
 func (s *Store) SetLastSeenDay(ctx context.Context, accountID string, deviceID uint32, day int64) error {
-	return s.write(ctx, func(tx pgx.Tx) error {
+	return s.single(ctx, func(q querier) error {
 		var exists bool
-		err := tx.QueryRow(ctx, `WITH moved AS (
+		err := q.QueryRow(ctx, `WITH moved AS (
 				UPDATE devices SET last_seen_day = $3 WHERE account_id = $1 AND id = $2 AND last_seen_day < $3 RETURNING 1
 			)
 			SELECT EXISTS (SELECT 1 FROM moved) OR EXISTS (SELECT 1 FROM devices WHERE account_id = $1 AND id = $2)`,

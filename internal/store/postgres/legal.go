@@ -39,8 +39,8 @@ func (s *Store) AddLegalRequest(ctx context.Context, r *store.LegalRequest) erro
 		logIndex = int64(r.LogIndex)
 	}
 	var id int64
-	err := s.write(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `INSERT INTO legal_requests (received, request, salt, authority, nonce, jurisdiction, type, outcome,
+	err := s.single(ctx, func(q querier) error {
+		err := q.QueryRow(ctx, `INSERT INTO legal_requests (received, request, salt, authority, nonce, jurisdiction, type, outcome,
 			target_account, nondisclosure_until, log_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
 			toMS(orNow(r.Received)), blob(r.Request), r.Salt, nullString(r.Authority), nullBytes(r.Nonce), r.Jurisdiction, r.Type, r.Outcome,
 			nullString(r.TargetAccount), nd, logIndex).Scan(&id)
@@ -90,8 +90,8 @@ func (s *Store) SetLegalRequestPublished(ctx context.Context, id int64, index ui
 }
 
 func (s *Store) updateLegal(ctx context.Context, what, query string, args ...any) error {
-	return s.write(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, query, args...)
+	return s.single(ctx, func(q querier) error {
+		tag, err := q.Exec(ctx, query, args...)
 		if err != nil {
 			return wrap(what, err)
 		}
@@ -170,8 +170,8 @@ func (s *Store) PutTransparencyReport(ctx context.Context, r *store.Transparency
 	if r == nil || r.Period == "" || len(r.Signed) == 0 || r.LogIndex > math.MaxInt64 {
 		return errors.New("postgres: put transparency report: no period or report")
 	}
-	return s.write(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO transparency_reports (period, generated, log_index, report) VALUES ($1, $2, $3, $4)
+	return s.single(ctx, func(q querier) error {
+		if _, err := q.Exec(ctx, `INSERT INTO transparency_reports (period, generated, log_index, report) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (period) DO UPDATE SET generated = excluded.generated, log_index = excluded.log_index, report = excluded.report`,
 			r.Period, toMS(orNow(r.Generated)), int64(r.LogIndex), r.Signed); err != nil {
 			return wrap("put transparency report", err)

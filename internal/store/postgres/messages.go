@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/doorless/doorless/internal/store"
@@ -153,35 +154,13 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 	}
 
 	seqs := make([]int64, n)
-	err := s.write(ctx, func(tx pgx.Tx) error {
-		// Recording the send id first finds a duplicate; should a check below
-		// fail, the transaction is rolled back, record and all. A concurrent
-		// Enqueue with the same key waits here for this one to end.
-		tag, err := tx.Exec(ctx, `INSERT INTO send_ids (key, created) VALUES ($1, $2) ON CONFLICT DO NOTHING`, key, toMS(recorded))
-		if err != nil {
-			return wrap("enqueue", err)
-		}
-		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("postgres: enqueue: %w", store.ErrDuplicate)
-		}
-		if n == 0 {
-			return nil
-		}
-		// ORDER BY under FOR UPDATE locks the rows in that order.
-		rows, err := tx.Query(ctx, `SELECT d.account_id, d.id, d.queued FROM devices d
-			JOIN unnest($1::text[], $2::bigint[]) AS t (account_id, id) ON d.account_id = t.account_id AND d.id = t.id
-			ORDER BY d.account_id, d.id FOR UPDATE OF d`, tAccounts, tDevices)
-		if err != nil {
-			return wrap("enqueue", err)
-		}
-		found := 0
-		full := false
+	check := func(rows pgx.Rows) error {
+		found, full := 0, false
 		for rows.Next() {
 			var acc string
 			var dev, queued int64
 			if err := rows.Scan(&acc, &dev, &queued); err != nil {
-				rows.Close()
-				return wrap("enqueue", err)
+				return err
 			}
 			j, ok := slices.BinarySearchFunc(targets, target{account: acc, device: dev}, byKey)
 			if !ok {
@@ -192,9 +171,8 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 				full = true
 			}
 		}
-		rows.Close()
 		if err := rows.Err(); err != nil {
-			return wrap("enqueue", err)
+			return err
 		}
 		if found < len(targets) {
 			return fmt.Errorf("postgres: enqueue: %w", store.ErrNotFound)
@@ -202,41 +180,63 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 		if full {
 			return fmt.Errorf("postgres: enqueue: %w", store.ErrQueueFull)
 		}
+		return nil
+	}
+	collect := func(rows pgx.Rows) error {
+		got := make(map[string]int64, n)
+		for rows.Next() {
+			var id string
+			var seq int64
+			if err := rows.Scan(&id, &seq); err != nil {
+				return err
+			}
+			got[id] = seq
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for i, id := range ids {
+			seq, ok := got[id]
+			if !ok {
+				return fmt.Errorf("envelope %d not inserted", i)
+			}
+			seqs[i] = seq
+		}
+		return nil
+	}
+	err := s.pipelined(ctx, "enqueue", func(b *pgx.Batch) {
+		// Recording the send id first finds a duplicate; should a check
+		// fail, the transaction is rolled back, record and all. A
+		// concurrent Enqueue with the same key waits here for this one to
+		// end.
+		b.Queue(`INSERT INTO send_ids (key, created) VALUES ($1, $2) ON CONFLICT DO NOTHING`, key, toMS(recorded)).
+			Exec(func(tag pgconn.CommandTag) error {
+				if tag.RowsAffected() == 0 {
+					return fmt.Errorf("postgres: enqueue: %w", store.ErrDuplicate)
+				}
+				return nil
+			})
+		if n == 0 {
+			return
+		}
+		// ORDER BY under FOR UPDATE locks the rows in that order.
+		b.Queue(`SELECT d.account_id, d.id, d.queued FROM devices d
+			JOIN unnest($1::text[], $2::bigint[]) AS t (account_id, id) ON d.account_id = t.account_id AND d.id = t.id
+			ORDER BY d.account_id, d.id FOR UPDATE OF d`, tAccounts, tDevices).Query(check)
+	}, func(b *pgx.Batch) {
+		if n == 0 {
+			return
+		}
 		// Envelopes go in in the send's order (WITH ORDINALITY), which
 		// gives them increasing seqs in that order.
-		rows, err = tx.Query(ctx, `INSERT INTO envelopes (id, account_id, device_id, type, source_account, source_device,
+		b.Queue(`INSERT INTO envelopes (id, account_id, device_id, type, source_account, source_device,
 				client_timestamp, server_timestamp, content, franking)
 			SELECT id, account_id, device_id, type, source_account, source_device, client_timestamp, server_timestamp, content, franking
 			FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bytea[], $10::bytea[])
 				WITH ORDINALITY AS e (id, account_id, device_id, type, source_account, source_device, client_timestamp, server_timestamp, content, franking, i)
 			ORDER BY i
 			RETURNING id, seq`,
-			ids, accounts, devices, types, srcAccs, srcDevs, clients, servers, contents, franks)
-		if err != nil {
-			return wrap("enqueue", err)
-		}
-		got := make(map[string]int64, n)
-		for rows.Next() {
-			var id string
-			var seq int64
-			if err := rows.Scan(&id, &seq); err != nil {
-				rows.Close()
-				return wrap("enqueue", err)
-			}
-			got[id] = seq
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return wrap("enqueue", err)
-		}
-		for i, id := range ids {
-			seq, ok := got[id]
-			if !ok {
-				return fmt.Errorf("postgres: enqueue: envelope %d not inserted", i)
-			}
-			seqs[i] = seq
-		}
-		return nil
+			ids, accounts, devices, types, srcAccs, srcDevs, clients, servers, contents, franks).Query(collect)
 	})
 	if err != nil {
 		return err
@@ -310,8 +310,8 @@ func (s *Store) Queue(ctx context.Context, accountID string, deviceID uint32, af
 
 // Ack implements store.Messages.
 func (s *Store) Ack(ctx context.Context, accountID string, deviceID uint32, envelopeID string) error {
-	return s.write(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM envelopes WHERE id = $1 AND account_id = $2 AND device_id = $3`, envelopeID, accountID, deviceID)
+	return s.single(ctx, func(q querier) error {
+		tag, err := q.Exec(ctx, `DELETE FROM envelopes WHERE id = $1 AND account_id = $2 AND device_id = $3`, envelopeID, accountID, deviceID)
 		if err != nil {
 			return wrap("ack", err)
 		}

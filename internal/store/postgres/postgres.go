@@ -150,6 +150,31 @@ func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return err
 }
 
+// querier is what single hands its function: the pool, on which each
+// statement is a transaction of its own.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// single runs fn, a write of one statement, without an explicit
+// transaction: the statement commits by itself, in one round trip instead
+// of three. It is retried as write retries.
+func (s *Store) single(ctx context.Context, fn func(q querier) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.inflight.Done()
+	var err error
+	for range maxRetries {
+		if err = fn(s.pool); !retryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
 func (s *Store) tryWrite(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -169,6 +194,73 @@ func (s *Store) tryWrite(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		return fmt.Errorf("postgres: commit: %v", err)
 	}
 	return nil
+}
+
+// pipelined runs a transaction of two batches of statements, each sent in
+// one round trip: first BEGIN and the statements check queues, then those
+// do queues and COMMIT. The batches' callbacks (pgx.QueuedQuery's Exec and
+// Query) read the results; an error from one of check's, a sentinel say,
+// rolls the transaction back before do's are sent. It is retried as write
+// retries, so the callbacks must set what they hand back afresh.
+func (s *Store) pipelined(ctx context.Context, what string, check, do func(b *pgx.Batch)) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.inflight.Done()
+	var err error
+	for range maxRetries {
+		if err = s.tryPipelined(ctx, what, check, do); !retryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
+func (s *Store) tryPipelined(ctx context.Context, what string, check, do func(b *pgx.Batch)) (err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return wrap(what, err)
+	}
+	defer conn.Release()
+	committed := false
+	defer func() {
+		if committed {
+			return
+		}
+		// A connection that cannot roll back is closed, so that the pool
+		// never hands out one inside a transaction.
+		if _, rerr := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
+			conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}()
+	run := func(b *pgx.Batch) error {
+		return conn.SendBatch(ctx, b).Close()
+	}
+	first := &pgx.Batch{}
+	first.Queue("BEGIN")
+	check(first)
+	if err := run(first); err != nil {
+		return passSentinel(what, err)
+	}
+	second := &pgx.Batch{}
+	do(second)
+	second.Queue("COMMIT")
+	if err := run(second); err != nil {
+		return passSentinel(what, err)
+	}
+	committed = true
+	return nil
+}
+
+// passSentinel returns err as it is when it wraps a store sentinel (a
+// callback's verdict, already prefixed), and as wrap does otherwise.
+func passSentinel(what string, err error) error {
+	for _, s := range []error{store.ErrDuplicate, store.ErrNotFound, store.ErrQueueFull} {
+		if errors.Is(err, s) {
+			return err
+		}
+	}
+	return wrap(what, err)
 }
 
 // retryable reports whether err is a deadlock or a serialization failure,

@@ -121,8 +121,8 @@ func (s *Store) CreateMailbox(ctx context.Context, m *store.Mailbox) error {
 	if m == nil || len(m.AddressHash) == 0 {
 		return errors.New("postgres: create mailbox: no address hash")
 	}
-	return s.write(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO provisioning_mailboxes (address_hash, expires) VALUES ($1, $2)`,
+	return s.single(ctx, func(q querier) error {
+		if _, err := q.Exec(ctx, `INSERT INTO provisioning_mailboxes (address_hash, expires) VALUES ($1, $2)`,
 			m.AddressHash, toMS(m.Expires)); err != nil {
 			return wrap("create mailbox", err)
 		}

@@ -28,8 +28,8 @@ func (s *Store) AddReport(ctx context.Context, r *store.Report) error {
 	if a := r.Attachment; a != nil {
 		ct, name, size = a.ContentType, a.FileName, a.Size
 	}
-	return s.write(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO reports (`+reportColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+	return s.single(ctx, func(q querier) error {
+		tag, err := q.Exec(ctx, `INSERT INTO reports (`+reportColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 			ON CONFLICT ON CONSTRAINT reports_reporter_commitment_hash_key DO NOTHING`,
 			r.ID, r.Reporter, r.Sender, r.Sealed, r.CommitmentHash, r.ToMany, toMS(r.Sent), toMS(r.Reported),
 			r.Body, ct, name, size, r.Reason)
@@ -88,8 +88,8 @@ func (s *Store) Report(ctx context.Context, id string) (*store.Report, error) {
 // ExpireReports implements store.Reports.
 func (s *Store) ExpireReports(ctx context.Context, cutoff time.Time) (int, error) {
 	var n int64
-	err := s.write(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM reports WHERE reported < $1`, toMS(cutoff))
+	err := s.single(ctx, func(q querier) error {
+		tag, err := q.Exec(ctx, `DELETE FROM reports WHERE reported < $1`, toMS(cutoff))
 		if err != nil {
 			return wrap("expire reports", err)
 		}

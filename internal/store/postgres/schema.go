@@ -113,26 +113,19 @@ CREATE INDEX envelopes_by_time ON envelopes (server_timestamp);
 -- DeleteAccount finds the envelopes an account sent in other queues.
 CREATE INDEX envelopes_by_source ON envelopes (source_account);
 
--- devices.queued follows the envelopes inserted and deleted, one update per
--- device per statement (transition tables), cascades included.
-CREATE FUNCTION envelopes_queued_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+-- devices.queued follows the envelopes inserted and deleted, cascades
+-- included.
+CREATE FUNCTION envelopes_queued() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-	UPDATE devices d SET queued = d.queued + n.c
-	FROM (SELECT account_id, device_id, count(*) AS c FROM new_rows GROUP BY account_id, device_id) n
-	WHERE d.account_id = n.account_id AND d.id = n.device_id;
+	IF TG_OP = 'INSERT' THEN
+		UPDATE devices SET queued = queued + 1 WHERE account_id = NEW.account_id AND id = NEW.device_id;
+	ELSE
+		UPDATE devices SET queued = queued - 1 WHERE account_id = OLD.account_id AND id = OLD.device_id;
+	END IF;
 	RETURN NULL;
 END $$;
-CREATE FUNCTION envelopes_queued_delete() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	UPDATE devices d SET queued = d.queued - o.c
-	FROM (SELECT account_id, device_id, count(*) AS c FROM old_rows GROUP BY account_id, device_id) o
-	WHERE d.account_id = o.account_id AND d.id = o.device_id;
-	RETURN NULL;
-END $$;
-CREATE TRIGGER envelopes_queued_insert AFTER INSERT ON envelopes
-	REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION envelopes_queued_insert();
-CREATE TRIGGER envelopes_queued_delete AFTER DELETE ON envelopes
-	REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION envelopes_queued_delete();
+CREATE TRIGGER envelopes_queued AFTER INSERT OR DELETE ON envelopes
+	FOR EACH ROW EXECUTE FUNCTION envelopes_queued();
 
 -- A send id is kept as a hash of (source account, source device, send id),
 -- or of (recipient, send id) for a sealed-sender send.

@@ -278,8 +278,8 @@ func (s *Store) PutCosignature(ctx context.Context, c *store.Cosignature) error 
 	if c == nil || c.Auditor == "" || len(c.Checkpoint) == 0 || c.Size > math.MaxInt64 {
 		return errors.New("postgres: put cosignature: no auditor or checkpoint")
 	}
-	return s.write(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO kt_cosignatures (auditor, size, checkpoint) VALUES ($1, $2, $3)
+	return s.single(ctx, func(q querier) error {
+		if _, err := q.Exec(ctx, `INSERT INTO kt_cosignatures (auditor, size, checkpoint) VALUES ($1, $2, $3)
 			ON CONFLICT (auditor) DO UPDATE SET size = excluded.size, checkpoint = excluded.checkpoint
 			WHERE excluded.size >= kt_cosignatures.size`, c.Auditor, int64(c.Size), c.Checkpoint); err != nil {
 			return wrap("put cosignature", err)
