@@ -147,7 +147,7 @@ func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
 			return err
 		}
 	}
-	return err
+	return errRetries(err)
 }
 
 // querier is what single hands its function: the pool, on which each
@@ -172,7 +172,7 @@ func (s *Store) single(ctx context.Context, fn func(q querier) error) error {
 			return err
 		}
 	}
-	return err
+	return errRetries(err)
 }
 
 func (s *Store) tryWrite(ctx context.Context, fn func(tx pgx.Tx) error) error {
@@ -213,7 +213,7 @@ func (s *Store) pipelined(ctx context.Context, what string, check, do func(b *pg
 			return err
 		}
 	}
-	return err
+	return errRetries(err)
 }
 
 func (s *Store) tryPipelined(ctx context.Context, what string, check, do func(b *pgx.Batch)) (err error) {
@@ -261,6 +261,12 @@ func passSentinel(what string, err error) error {
 		}
 	}
 	return wrap(what, err)
+}
+
+// errRetries is the error of a transaction that kept failing with err, a
+// deadlock or a serialization failure, maxRetries times.
+func errRetries(err error) error {
+	return fmt.Errorf("postgres: %d attempts failed: %v", maxRetries, err)
 }
 
 // retryable reports whether err is a deadlock or a serialization failure,
