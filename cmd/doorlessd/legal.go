@@ -16,7 +16,7 @@ import (
 	"github.com/doorless/doorless/internal/frontdoor"
 	"github.com/doorless/doorless/internal/legal"
 	"github.com/doorless/doorless/internal/requestlog"
-	"github.com/doorless/doorless/internal/store/sqlite"
+	"github.com/doorless/doorless/internal/store"
 )
 
 const legalUsage = `usage:
@@ -36,7 +36,7 @@ type frontDoor struct {
 
 // openFrontDoor opens (making them at first use) the legal key, the trust
 // file and the request log under data, over st.
-func openFrontDoor(ctx context.Context, data, origin string, st *sqlite.Store) (*frontDoor, bool, error) {
+func openFrontDoor(ctx context.Context, data, origin string, st store.Store) (*frontDoor, bool, error) {
 	dir := filepath.Join(data, "legal")
 	key, made, err := frontdoor.InitKey(dir, origin)
 	if err != nil {
@@ -66,6 +66,7 @@ func legalCommand(args []string) int {
 	verb := args[0]
 	fs := flag.NewFlagSet("doorlessd legal "+verb, flag.ContinueOnError)
 	data := fs.String("data", "./doorless-data", "data `directory`")
+	storeURL := storeFlag(fs)
 	out := fs.String("out", "", "with process: write the disclosure package to `file` (default: standard output)")
 	period := fs.String("period", "", "with report: the `period`, YYYY-QN")
 	keyFile := fs.String("key", "", "with sign: the authority's signer key `file`")
@@ -115,7 +116,7 @@ func legalCommand(args []string) int {
 	if verb == "process" && len(pos) != 1 || verb != "process" && len(pos) != 0 || verb == "report" && *period == "" {
 		return usage()
 	}
-	st, err := openExistingStore(*data)
+	st, err := openExistingStore(*data, *storeURL)
 	if err != nil {
 		return failf(err)
 	}

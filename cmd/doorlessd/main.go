@@ -1,7 +1,9 @@
 // Command doorlessd is the Doorless server: the HTTP and WebSocket API of
-// internal/server over a SQLite store in a data directory.
+// internal/server over a SQLite store in a data directory, or over a
+// PostgreSQL database that many nodes share (--store postgres://...; every
+// subcommand that opens the store takes --store too).
 //
-//	doorlessd [--listen ADDR] [--data DIR] [--registration open|invite|closed] ...
+//	doorlessd [--listen ADDR] [--data DIR] [--store URL] [--registration open|invite|closed] ...
 //	doorlessd invite [--data DIR] [--count N] [--expires 168h]
 //	doorlessd certs show|rotate [--data DIR] [--root-key FILE]
 //	doorlessd transparency show [--data DIR]
@@ -37,7 +39,6 @@ import (
 	"github.com/doorless/doorless/internal/frontdoor"
 	"github.com/doorless/doorless/internal/ktkeys"
 	"github.com/doorless/doorless/internal/server"
-	"github.com/doorless/doorless/internal/store/sqlite"
 	"github.com/doorless/doorless/kt"
 	"github.com/doorless/doorless/protocol/keys"
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,27 +68,11 @@ func main() {
 	os.Exit(serve(args))
 }
 
-// openExistingStore opens the store of a data directory a server has
-// made, for the subcommands that read or change it: unlike openStore, it
-// makes nothing.
-func openExistingStore(dir string) (*sqlite.Store, error) {
-	if _, err := os.Stat(filepath.Join(dir, "doorless.db")); err != nil {
-		return nil, err
-	}
-	return openStore(dir)
-}
-
-func openStore(dir string) (*sqlite.Store, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	return sqlite.Open(filepath.Join(dir, "doorless.db"))
-}
-
 func serve(args []string) int {
 	fs := flag.NewFlagSet("doorlessd", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:8080", "`address` to listen on")
 	data := fs.String("data", "./doorless-data", "data `directory` (created 0700)")
+	storeURL := storeFlag(fs)
 	certFile := fs.String("tls-cert", "", "TLS certificate `file` (PEM); with --tls-key, serve HTTPS")
 	keyFile := fs.String("tls-key", "", "TLS private key `file` (PEM)")
 	registration := fs.String("registration", api.RegistrationOpen, "registration `policy`: open, invite or closed")
@@ -155,7 +140,7 @@ func serve(args []string) int {
 		return 1
 	}
 
-	st, err := openStore(*data)
+	st, err := openStore(*data, *storeURL)
 	if err != nil {
 		return fail(err)
 	}
@@ -306,6 +291,7 @@ func serve(args []string) int {
 func invite(args []string) int {
 	fs := flag.NewFlagSet("doorlessd invite", flag.ContinueOnError)
 	data := fs.String("data", "./doorless-data", "data `directory`")
+	storeURL := storeFlag(fs)
 	count := fs.Int("count", 1, "how many invite codes to create")
 	expires := fs.Duration("expires", 7*24*time.Hour, "how long the codes stay valid")
 	if err := fs.Parse(args); err != nil {
@@ -315,7 +301,7 @@ func invite(args []string) int {
 		fmt.Fprintln(os.Stderr, "doorlessd invite: --count and --expires must be positive; no arguments")
 		return 2
 	}
-	st, err := openStore(*data)
+	st, err := openStore(*data, *storeURL)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "doorlessd invite: %v\n", err)
 		return 1
@@ -393,6 +379,7 @@ func transparencyCommand(args []string) int {
 	}
 	fs := flag.NewFlagSet("doorlessd transparency show", flag.ContinueOnError)
 	data := fs.String("data", "./doorless-data", "data `directory`")
+	storeURL := storeFlag(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -408,7 +395,7 @@ func transparencyCommand(args []string) int {
 	if err != nil {
 		return failf(err)
 	}
-	st, err := openExistingStore(*data)
+	st, err := openExistingStore(*data, *storeURL)
 	if err != nil {
 		return failf(err)
 	}
@@ -459,6 +446,7 @@ func reportsCommand(args []string) int {
 	}
 	fs := flag.NewFlagSet("doorlessd reports "+verb, flag.ContinueOnError)
 	data := fs.String("data", "./doorless-data", "data `directory`")
+	storeURL := storeFlag(fs)
 	if err := fs.Parse(rest); err != nil {
 		return 2
 	}
@@ -470,7 +458,7 @@ func reportsCommand(args []string) int {
 		fmt.Fprintf(os.Stderr, "doorlessd reports %s: %v\n", verb, err)
 		return 1
 	}
-	st, err := openExistingStore(*data)
+	st, err := openExistingStore(*data, *storeURL)
 	if err != nil {
 		return failf(err)
 	}

@@ -1,0 +1,364 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/doorless/doorless/internal/store"
+)
+
+var _ store.Messages = (*Store)(nil)
+
+// sendKeyLabel and sealedSendKeyLabel separate send-id hashes from any
+// other SHA-256 use, and those of sealed-sender sends from the others. They
+// and the hashes are the SQLite store's (internal/store/sqlite), so that a
+// database moved from one backend to the other keeps refusing replays.
+const (
+	sendKeyLabel       = "doorless send id v1"
+	sealedSendKeyLabel = "doorless sealed send id v1"
+)
+
+// sealedSendKey is the key send_ids stores for a sealed-sender send:
+// SHA-256 over a label, the recipient account and the send id (each
+// length-prefixed). Nothing of the sender goes in.
+func sealedSendKey(recipient, sendID string) []byte {
+	h := sha256.New()
+	var n [4]byte
+	for _, f := range []string{sealedSendKeyLabel, recipient, sendID} {
+		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
+		h.Write(n[:])
+		h.Write([]byte(f))
+	}
+	return h.Sum(nil)
+}
+
+// sendKey is the key send_ids stores for a send: SHA-256 over the source
+// account, the source device and the send id (each length-prefixed). The
+// table so records no recipient, and no sender in the clear.
+func sendKey(sourceAccount string, sourceDevice uint32, sendID string) []byte {
+	h := sha256.New()
+	var n [4]byte
+	for _, f := range []string{sendKeyLabel, sourceAccount, sendID} {
+		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
+		h.Write(n[:])
+		h.Write([]byte(f))
+	}
+	binary.BigEndian.PutUint32(n[:], sourceDevice)
+	h.Write(n[:])
+	return h.Sum(nil)
+}
+
+// Enqueue implements store.Messages. It fills in each envelope's Seq and,
+// when empty, its ID (a new UUID) and ServerTimestamp (the current time).
+// The send id is recorded at the latest ServerTimestamp of the envelopes
+// (the current time for a send without envelopes), and Expire forgets it
+// from that time on.
+//
+// One transaction: record the send id (its primary key refuses a duplicate,
+// from any node), lock the recipient devices' rows in key order (so two
+// sends to overlapping devices cannot deadlock) and check their queues,
+// insert the envelopes. The device locks, held to the commit, make a
+// device's envelopes commit in Seq order. Concurrent Enqueue calls share
+// WAL flushes in PostgreSQL's own group commit.
+func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) error {
+	if send == nil {
+		return errors.New("postgres: enqueue: nil send")
+	}
+	envs := send.Envelopes
+	n := len(envs)
+	var (
+		ids      = make([]string, n)
+		stamps   = make([]time.Time, n)
+		accounts = make([]string, n)
+		devices  = make([]int64, n)
+		types    = make([]int64, n)
+		srcAccs  = make([]string, n)
+		srcDevs  = make([]int64, n)
+		clients  = make([]int64, n)
+		servers  = make([]int64, n)
+		contents = make([][]byte, n)
+		franks   = make([][]byte, n)
+	)
+	var recorded time.Time
+	now := time.Now()
+	for i := range envs {
+		e := &envs[i]
+		ids[i] = e.ID
+		if ids[i] == "" {
+			ids[i] = newUUID()
+		}
+		stamps[i] = e.ServerTimestamp
+		if stamps[i].IsZero() {
+			stamps[i] = now
+		}
+		if stamps[i].After(recorded) {
+			recorded = stamps[i]
+		}
+		accounts[i], devices[i], types[i] = e.AccountID, int64(e.DeviceID), int64(e.Type)
+		srcAccs[i], srcDevs[i] = e.SourceAccount, int64(e.SourceDevice)
+		clients[i], servers[i] = toMS(e.ClientTimestamp), toMS(stamps[i])
+		contents[i], franks[i] = blob(e.Content), blob(e.Franking)
+	}
+	if recorded.IsZero() {
+		recorded = now
+	}
+	var key []byte
+	if send.Sealed() {
+		if send.SourceDevice != 0 {
+			return errors.New("postgres: enqueue: a sealed-sender send has no source device")
+		}
+		for i := range envs {
+			if send.Recipient != "" && envs[i].AccountID != send.Recipient || envs[i].SourceAccount != "" || envs[i].SourceDevice != 0 {
+				return errors.New("postgres: enqueue: a sealed-sender envelope must go to the send's recipient and name no source")
+			}
+		}
+		key = sealedSendKey(send.Recipient, send.SendID)
+	} else {
+		key = sendKey(send.SourceAccount, send.SourceDevice, send.SendID)
+	}
+
+	// The recipient devices, each once, in key order, with how many
+	// envelopes each gets.
+	type target struct {
+		account string
+		device  int64
+		adding  int
+	}
+	byKey := func(a, b target) int {
+		return cmp.Or(cmp.Compare(a.account, b.account), cmp.Compare(a.device, b.device))
+	}
+	adding := make(map[target]int, n)
+	for i := range envs {
+		adding[target{account: accounts[i], device: devices[i]}]++
+	}
+	targets := make([]target, 0, len(adding))
+	for t, c := range adding {
+		t.adding = c
+		targets = append(targets, t)
+	}
+	slices.SortFunc(targets, byKey)
+	tAccounts := make([]string, len(targets))
+	tDevices := make([]int64, len(targets))
+	for i, t := range targets {
+		tAccounts[i], tDevices[i] = t.account, t.device
+	}
+
+	seqs := make([]int64, n)
+	check := func(rows pgx.Rows) error {
+		found, full := 0, false
+		for rows.Next() {
+			var acc string
+			var dev, queued int64
+			if err := rows.Scan(&acc, &dev, &queued); err != nil {
+				return err
+			}
+			j, ok := slices.BinarySearchFunc(targets, target{account: acc, device: dev}, byKey)
+			if !ok {
+				continue
+			}
+			found++
+			if queued+int64(targets[j].adding) > int64(maxQueue) {
+				full = true
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if found < len(targets) {
+			return fmt.Errorf("postgres: enqueue: %w", store.ErrNotFound)
+		}
+		if full {
+			return fmt.Errorf("postgres: enqueue: %w", store.ErrQueueFull)
+		}
+		return nil
+	}
+	collect := func(rows pgx.Rows) error {
+		got := make(map[string]int64, n)
+		for rows.Next() {
+			var id string
+			var seq int64
+			if err := rows.Scan(&id, &seq); err != nil {
+				return err
+			}
+			got[id] = seq
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for i, id := range ids {
+			seq, ok := got[id]
+			if !ok {
+				return fmt.Errorf("envelope %d not inserted", i)
+			}
+			seqs[i] = seq
+		}
+		return nil
+	}
+	err := s.pipelined(ctx, "enqueue", func(b *pgx.Batch) {
+		// Recording the send id first finds a duplicate; should a check
+		// fail, the transaction is rolled back, record and all. A
+		// concurrent Enqueue with the same key waits here for this one to
+		// end.
+		b.Queue(`INSERT INTO send_ids (key, created) VALUES ($1, $2) ON CONFLICT DO NOTHING`, key, toMS(recorded)).
+			Exec(func(tag pgconn.CommandTag) error {
+				if tag.RowsAffected() == 0 {
+					return fmt.Errorf("postgres: enqueue: %w", store.ErrDuplicate)
+				}
+				return nil
+			})
+		if n == 0 {
+			return
+		}
+		// ORDER BY under FOR UPDATE locks the rows in that order.
+		b.Queue(`SELECT d.account_id, d.id, d.queued FROM devices d
+			JOIN unnest($1::text[], $2::bigint[]) AS t (account_id, id) ON d.account_id = t.account_id AND d.id = t.id
+			ORDER BY d.account_id, d.id FOR UPDATE OF d`, tAccounts, tDevices).Query(check)
+	}, func(b *pgx.Batch) {
+		if n == 0 {
+			return
+		}
+		// Envelopes go in in the send's order (WITH ORDINALITY), which
+		// gives them increasing seqs in that order.
+		b.Queue(`INSERT INTO envelopes (id, account_id, device_id, type, source_account, source_device,
+				client_timestamp, server_timestamp, content, franking)
+			SELECT id, account_id, device_id, type, source_account, source_device, client_timestamp, server_timestamp, content, franking
+			FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bytea[], $10::bytea[])
+				WITH ORDINALITY AS e (id, account_id, device_id, type, source_account, source_device, client_timestamp, server_timestamp, content, franking, i)
+			ORDER BY i
+			RETURNING id, seq`,
+			ids, accounts, devices, types, srcAccs, srcDevs, clients, servers, contents, franks).Query(collect)
+	})
+	if err != nil {
+		return err
+	}
+	for i := range envs {
+		envs[i].Seq = seqs[i]
+		envs[i].ID = ids[i]
+		envs[i].ServerTimestamp = stamps[i]
+	}
+	return nil
+}
+
+// SendUsed implements store.Messages. It looks the send id up by the same
+// key Enqueue records.
+func (s *Store) SendUsed(ctx context.Context, sourceAccount string, sourceDevice uint32, sendID string) (bool, error) {
+	return s.sendUsed(ctx, sendKey(sourceAccount, sourceDevice, sendID))
+}
+
+// SealedSendUsed implements store.Messages.
+func (s *Store) SealedSendUsed(ctx context.Context, recipient, sendID string) (bool, error) {
+	return s.sendUsed(ctx, sealedSendKey(recipient, sendID))
+}
+
+func (s *Store) sendUsed(ctx context.Context, key []byte) (bool, error) {
+	var used bool
+	err := s.read(func(db *pgxpool.Pool) error {
+		return db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM send_ids WHERE key = $1)`, key).Scan(&used)
+	})
+	if err != nil {
+		return false, readErr("send used", err)
+	}
+	return used, nil
+}
+
+// Queue implements store.Messages. A device that does not exist has an
+// empty queue.
+func (s *Store) Queue(ctx context.Context, accountID string, deviceID uint32, after int64, limit int) ([]store.Envelope, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	var envs []store.Envelope
+	err := s.read(func(db *pgxpool.Pool) error {
+		envs = nil
+		rows, err := db.Query(ctx, `SELECT seq, id, type, source_account, source_device, client_timestamp, server_timestamp, content,
+			franking FROM envelopes WHERE account_id = $1 AND device_id = $2 AND seq > $3 ORDER BY seq LIMIT $4`,
+			accountID, deviceID, after, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			e := store.Envelope{AccountID: accountID, DeviceID: deviceID}
+			var client, server int64
+			if err := rows.Scan(&e.Seq, &e.ID, &e.Type, &e.SourceAccount, &e.SourceDevice, &client, &server, &e.Content, &e.Franking); err != nil {
+				return err
+			}
+			if len(e.Franking) == 0 {
+				e.Franking = nil
+			}
+			e.ClientTimestamp = fromMS(client)
+			e.ServerTimestamp = fromMS(server)
+			envs = append(envs, e)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, readErr("queue", err)
+	}
+	return envs, nil
+}
+
+// Ack implements store.Messages.
+func (s *Store) Ack(ctx context.Context, accountID string, deviceID uint32, envelopeID string) error {
+	return s.single(ctx, func(q querier) error {
+		tag, err := q.Exec(ctx, `DELETE FROM envelopes WHERE id = $1 AND account_id = $2 AND device_id = $3`, envelopeID, accountID, deviceID)
+		if err != nil {
+			return wrap("ack", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("postgres: ack: %w", store.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// QueueLen implements store.Messages. A device that does not exist has an
+// empty queue.
+func (s *Store) QueueLen(ctx context.Context, accountID string, deviceID uint32) (int, error) {
+	var n int
+	err := s.read(func(db *pgxpool.Pool) error {
+		return db.QueryRow(ctx, `SELECT queued FROM devices WHERE account_id = $1 AND id = $2`, accountID, deviceID).Scan(&n)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, readErr("queue length", err)
+	}
+	return n, nil
+}
+
+// Expire implements store.Messages. It also deletes the invites that expired
+// before cutoff, which no one can use any more.
+func (s *Store) Expire(ctx context.Context, cutoff time.Time) (int, error) {
+	var n int64
+	c := toMS(cutoff)
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM envelopes WHERE server_timestamp < $1`, c)
+		if err != nil {
+			return wrap("expire", err)
+		}
+		n = tag.RowsAffected()
+		if _, err := tx.Exec(ctx, `DELETE FROM send_ids WHERE created < $1`, c); err != nil {
+			return wrap("expire", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM invites WHERE expires < $1`, c); err != nil {
+			return wrap("expire", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return int(n), nil
+}
