@@ -564,6 +564,31 @@ func TestReportOutlivesSender(t *testing.T) {
 	}
 }
 
+// TestReportAfterSenderDeleted: a message, named or sealed, can be
+// reported after its sender deleted the account (hit and run).
+func TestReportAfterSenderDeleted(t *testing.T) {
+	e := newEnv(t, nil)
+	alice, bob := e.register("alice", 0, 0), e.register("bob", 0, 0)
+	key := newAccessKey()
+	e.setAccess(bob, key, false)
+	named := e.frank(alice, &content.Content{Timestamp: msNow(), Body: "hit"}, franking.DirectContext(bob.id))
+	e.sendFranked(alice, bob, api.EnvelopeWhisper, named, nil)
+	namedEnv := e.receive(bob)
+	sealed := e.frank(alice, &content.Content{Timestamp: msNow(), Body: "and run"}, franking.DirectContext(bob.id))
+	e.sendFranked(nil, bob, api.EnvelopeUnidentifiedSender, sealed, key)
+	sealedEnv := e.receive(bob)
+	resp := e.do(alice, "DELETE", api.PathAccountMe, nil)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("delete: %d", resp.StatusCode)
+	}
+	for _, r := range []api.ReportRequest{reportOf(bob, namedEnv, named, alice.id, ""), reportOf(bob, sealedEnv, sealed, alice.id, "")} {
+		if rep := e.reportOK(bob, r); rep.Sender != alice.id {
+			t.Fatalf("stored report %+v", rep)
+		}
+	}
+}
+
 // TestReportNothingToReview: a message from one's own account (a sync
 // transcript) and a message without text or attachment (a receipt) verify
 // but are not kept.
