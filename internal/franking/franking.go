@@ -27,8 +27,8 @@
 //     direct message and the group id for a group message.
 //   - The recipient recomputes the commitment from what it decrypted and
 //     drops a message whose commitment does not match (Verify), so every
-//     message it displays can be reported. A report reveals the content,
-//     the franking key, the envelope's commitment and delivery tag, and the
+//     message it displays can be reported. A report reveals the content
+//     (all of it, the sender's profile key included), the franking key, the envelope's commitment and delivery tag, and the
 //     claimed sender; the server checks all three MACs.
 //
 // What a verified report proves depends on how the message came:
@@ -58,12 +58,13 @@
 // The account key never rotates: it is a function of the server's secret
 // and the account id. Every device ever linked to the account fetched it,
 // removed or stolen ones included, and the server (or whoever holds its
-// franking secret) can derive it. Such a holder can frank sealed messages
-// of its own making with the account's binding, so a report of them names
-// the account as their sender, for as long as the account exists. Reports
-// of named messages are unaffected (the server binds their sender at
-// sending time, from the device's credentials, which removal revokes).
-// docs/threat-model.md weighs this.
+// franking secret) can derive it. Such a holder can make up sealed
+// messages bound to the account, have them delivered to an account of its
+// own and report them from there: the reports name the account as their
+// sender, for as long as the account exists. Reports of named messages
+// are unaffected (the server binds their sender at sending time, from the
+// device's credentials, which removal revokes). docs/threat-model.md
+// (known limits) weighs this.
 //
 // The commitment is HMAC-SHA256 with a full 32-byte output, which is
 // committing: finding two (key, message) pairs with one commitment is
