@@ -307,4 +307,3 @@ func TestNATSFlushContext(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
