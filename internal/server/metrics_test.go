@@ -3,10 +3,12 @@ package server
 import (
 	"context"
 	"errors"
+	"os"
 	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/doorless/doorless/internal/api"
@@ -160,5 +162,54 @@ func TestStoreOps(t *testing.T) {
 	ops := slices.Sorted(slices.Values(storeOps))
 	if !slices.Equal(ops, methods) {
 		t.Fatalf("storeOps %v,\nstore.Store has %v", ops, methods)
+	}
+}
+
+// TestMetricsDocumented: docs/api.md lists every metric the server
+// registers.
+func TestMetricsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	if _, err := New(Config{Store: answeringStore{}, Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Gather skips vectors without a series yet: ask the registry for
+	// every description instead.
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		defer close(ch)
+		met, _ := newMetrics(prometheus.NewRegistry())
+		for _, c := range []prometheus.Collector{met.requests, met.duration, met.enqueued, met.delivered, met.acked,
+			met.expired, met.websockets, met.wsClosed, met.rateLimited, met.deliveryLatency, met.backlog,
+			met.storeDuration, met.storeErrors, met.ktEpochs, met.ktEntries, met.ktPending, met.ktUpdates,
+			met.ktFailures, met.ktLastEpoch, met.ktEmptyEpochs} {
+			c.Describe(ch)
+		}
+	}()
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	for d := range ch {
+		m := regexp.MustCompile(`fqName: "([^"]+)"`).FindStringSubmatch(d.String())
+		if m == nil {
+			t.Fatalf("no name in %v", d)
+		}
+		names[m[1]] = true
+	}
+	if len(names) < 20 {
+		t.Fatalf("only %d metrics found", len(names))
+	}
+	for name := range names {
+		if !strings.Contains(string(doc), "`"+name+"`") {
+			t.Errorf("docs/api.md does not list %s", name)
+		}
 	}
 }
