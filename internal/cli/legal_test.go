@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,6 +156,36 @@ func TestLegalCommands(t *testing.T) {
 	code, out, errOut = runCLI(t, "", "", "legal", "verify-log", ls.url, "--state", state)
 	if code != ExitOK || errOut != "" || !strings.Contains(out, "publications:  1\n") || !strings.Contains(out, "reports:       "+requestlog.PeriodOf(ls.clock())) {
 		t.Fatalf("verify-log --state after publication: exit %d\n%s\nstderr: %s", code, out, errOut)
+	}
+
+	// The report served is the one logged; one the server serves but did
+	// not log (signed with the log's key all the same) is caught.
+	period := requestlog.PeriodOf(ls.clock())
+	for _, p := range []string{period, "latest"} {
+		code, out, errOut = runCLI(t, "", "", "legal", "verify-log", ls.url, "--state", state, "--report", p)
+		if code != ExitOK || !strings.Contains(out, "report "+period+" as served: entry 3 of the log") {
+			t.Fatalf("verify-log --report %s: exit %d\n%s\nstderr: %s", p, code, out, errOut)
+		}
+	}
+	if code, _, _ = runCLI(t, "", "", "legal", "verify-log", ls.url, "--report", "2026-Q7"); code != ExitUsage {
+		t.Fatalf("verify-log --report 2026-Q7: exit %d, want %d", code, ExitUsage)
+	}
+	forged, err := (&requestlog.Report{Period: period, Generated: ls.clock(), Through: 3}).Sign(ls.key.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, _ := url.Parse(ls.url)
+	lying := http.NewServeMux()
+	lying.Handle("/", httputil.NewSingleHostReverseProxy(target))
+	lying.HandleFunc("GET "+api.PathTransparencyReport, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(api.HeaderLogIndex, "3")
+		w.Write(forged)
+	})
+	lhs := httptest.NewServer(lying)
+	defer lhs.Close()
+	code, _, errOut = runCLI(t, "", "", "legal", "verify-log", lhs.URL, "--key", ls.key.VerifierKey, "--report", period)
+	if code != ExitLogInvalid || !strings.Contains(errOut, "not entry 3") {
+		t.Fatalf("verify-log --report of a report not logged: exit %d, stderr %q", code, errOut)
 	}
 
 	// Another log under the same key, shorter: served elsewhere, it
