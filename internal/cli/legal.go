@@ -257,6 +257,10 @@ func printNotice(out io.Writer, n *client.LegalNotice, loc *time.Location) {
 	fmt.Fprintf(out, "!!!   issued:        %s\n", n.Issued.In(loc).Format(time.DateTime))
 	fmt.Fprintf(out, "!!!   the server:    %s (%s)\n", describeOutcome(n.Outcome), n.Received.Format(time.DateOnly))
 	fmt.Fprintf(out, "!!!   secret until:  %s; published %s\n", n.NondisclosureUntil.In(loc).Format(time.DateTime), n.Published.Format(time.DateOnly))
+	if n.RegistrationDay {
+		fmt.Fprintf(out, "!!!   note:          received the day your account was registered: it may have named an earlier\n"+
+			"!!!                  holder of your username (an account deleted that day), or you\n")
+	}
 }
 
 func describeOutcome(o string) string {
@@ -268,8 +272,10 @@ func describeOutcome(o string) string {
 
 // noticesBeforeReceive checks for legal notices before receive and listen,
 // at most once per client.LegalCheckInterval: a new one reaches the
-// handler as an event, through the inbox. A log that
-// does not verify is a loud warning; any other failure (no front door, the
+// handler as an event, through the inbox. A log that does not verify is a
+// loud warning, and so is a log whose key was pinned and that the server
+// no longer serves (requestlog.ErrLogGone, which matches ErrInvalidLog);
+// any other failure (no front door before any key was pinned, the
 // network, credentials) is left to the receive that follows to report.
 func noticesBeforeReceive(ctx context.Context, c *client.Client, env *Env) {
 	_, err := c.CheckLegalNotices(ctx)

@@ -11,11 +11,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/doorless/doorless/client"
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/frontdoor"
 	"github.com/doorless/doorless/internal/legal"
@@ -282,5 +284,61 @@ func TestReceiveWarnsOfABadLog(t *testing.T) {
 	}
 	if code, _, errOut = runCLI(t, alice, "", "legal", "notices"); code != ExitError || !strings.Contains(errOut, "does not match") {
 		t.Fatalf("notices: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// Once alice's device pinned the log, a server that stops serving it (404)
+// gets the loud failure of a log that does not verify, not the quiet one
+// of a server without a front door; a list of notices that answers 404
+// hides nothing.
+func TestNoticesOfAHiddenLog(t *testing.T) {
+	skey, vkey, _ := note.GenerateKey(rand.Reader, "doorless.test/legal")
+	signer, _ := note.NewSigner(skey)
+	lg, err := requestlog.Open(context.Background(), filepath.Join(t.TempDir(), "log"), signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lg.Close()
+	var hidden atomic.Bool
+	wrap := func(next http.Handler) http.Handler {
+		mux := http.NewServeMux()
+		mux.Handle("/", next)
+		mux.HandleFunc(api.PathLegalLogPrefix, func(w http.ResponseWriter, r *http.Request) {
+			if hidden.Load() {
+				http.NotFound(w, r)
+				return
+			}
+			http.StripPrefix(api.PathLegalLogPrefix, lg.Handler()).ServeHTTP(w, r)
+		})
+		mux.HandleFunc(api.PathLegalKey, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(vkey)) })
+		mux.HandleFunc(api.PathLegalNotices, http.NotFound)
+		return mux
+	}
+	url, _ := testServerWrapped(t, nil, wrap)
+	alice := registerCLI(t, url, "alice")
+	if code, out, errOut := runCLI(t, alice, "", "legal", "notices"); code != ExitOK || !strings.Contains(out, "no legal request") {
+		t.Fatalf("notices: exit %d\n%s\nstderr: %s", code, out, errOut)
+	}
+	hidden.Store(true)
+	if code, _, errOut := runCLI(t, alice, "", "legal", "notices"); code != ExitLogInvalid || !strings.Contains(errOut, "does NOT verify") ||
+		!strings.Contains(errOut, "not served any more") {
+		t.Fatalf("notices of a hidden log: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// A notice received on the day of registration says it may be an earlier
+// holder's.
+func TestPrintNoticeRegistrationDay(t *testing.T) {
+	n := &client.LegalNotice{PublicationIndex: 4, Authority: "court.example", Outcome: requestlog.OutcomeAccepted}
+	var b strings.Builder
+	printNotice(&b, n, time.UTC)
+	if strings.Contains(b.String(), "earlier") {
+		t.Fatalf("a notice of a later day:\n%s", b.String())
+	}
+	n.RegistrationDay = true
+	b.Reset()
+	printNotice(&b, n, time.UTC)
+	if !strings.Contains(b.String(), "!!!   note:          received the day your account was registered: it may have named an earlier") {
+		t.Fatalf("a notice of the registration day:\n%s", b.String())
 	}
 }
