@@ -262,6 +262,10 @@ type provision struct {
 	// server cannot show it another log. Absent from an approving device
 	// that has pinned none; the new device then takes the server's.
 	Transparency *provisionLog `json:"transparency,omitempty"`
+	// Registered is when the account was registered (Unix ms), for the
+	// new device to match legal notices to this account only (LegalNotices);
+	// absent from an approving device that does not know it.
+	Registered int64 `json:"registered,omitempty"`
 }
 
 // provisionLog is the key transparency log in a provisioning message.
@@ -294,7 +298,7 @@ func parseProvision(b []byte) (*provision, keys.KeyPair, *devicelist.List, error
 		len(p.LinkToken) > 128 || p.DeviceID < 2 || p.DeviceID > api.MaxDevicesPerAccount {
 		return nil, keys.KeyPair{}, nil, bad
 	}
-	if p.ProfileKey != nil && len(p.ProfileKey) != profile.ProfileKeySize {
+	if p.ProfileKey != nil && len(p.ProfileKey) != profile.ProfileKeySize || p.Registered < 0 {
 		return nil, keys.KeyPair{}, nil, bad
 	}
 	if t := p.Transparency; t != nil {
@@ -396,10 +400,17 @@ func (c *Client) ApproveLink(ctx context.Context, code string) (id uint32, err e
 	if err != nil {
 		return 0, err
 	}
+	var registered time.Time
+	if err := c.st.View(ctx, func(tx *profile.Tx) (err error) { registered, err = tx.Registered(); return err }); err != nil {
+		return 0, err
+	}
 	p := &provision{
 		Version: provisionVersion, AccountID: c.accountID, Username: c.username, ProfileKey: profileKey,
 		IdentityPublic: c.identity.Public.Bytes(), IdentityPrivate: c.identity.Private.Bytes(),
 		LinkToken: tok.Token, DeviceID: tok.DeviceID, DeviceList: resp.DeviceList,
+	}
+	if !registered.IsZero() {
+		p.Registered = registered.UnixMilli()
 	}
 	if l, err := c.ktLog(ctx); err == nil {
 		p.Transparency = &provisionLog{Origin: l.Origin, LogKey: l.LogKey, VRFKey: l.VRFKey, HeadSize: l.HeadSize, HeadRoot: l.HeadRoot,
@@ -556,6 +567,11 @@ func Link(ctx context.Context, dir, serverURL string, opt Options, show func(cod
 	regID, up, err := newDeviceKeys(ctx, st, identity, now)
 	if err != nil {
 		return nil, err
+	}
+	if p.Registered > 0 {
+		if err := st.Update(ctx, func(tx *profile.Tx) error { return tx.SetRegistered(time.UnixMilli(p.Registered)) }); err != nil {
+			return nil, err
+		}
 	}
 	req := &api.LinkDeviceRequest{AccountID: p.AccountID, LinkToken: p.LinkToken, RegistrationID: regID, Keys: *up, DeviceList: nextBlob}
 	var resp api.RegisterResponse

@@ -43,10 +43,18 @@ func FuzzParseProvision(f *testing.F) {
 		Transparency: &provisionLog{Origin: "log.example/kt", LogKey: logKeys.LogKey, VRFKey: logKeys.VRF.Public().Bytes(), HeadSize: 3,
 			HeadRoot: make([]byte, kt.HashSize), Auditors: []string{avkey}, Cosignatures: 1, MaxAuditLag: 3600e3}})
 	f.Add(withLog)
+	// With the account's registration time.
+	withRegistered, _ := json.Marshal(&provision{Version: provisionVersion, AccountID: api.NewUUID(), Username: "alice",
+		IdentityPublic: id.Public.Bytes(), IdentityPrivate: id.Private.Bytes(), LinkToken: "tok", DeviceID: 2, DeviceList: list,
+		Registered: time.Now().UnixMilli()})
+	f.Add(withRegistered)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, kp, l, err := parseProvision(b)
 		if err != nil {
 			return
+		}
+		if p.Registered < 0 {
+			t.Fatal("accepted a negative registration time")
 		}
 		if p.Transparency != nil && checkLog(p.Transparency.log()) != nil {
 			t.Fatal("accepted a transparency log that does not check")

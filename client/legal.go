@@ -30,9 +30,23 @@ import (
 // names this account, and checks the server's list of notices against
 // them. A notice the log holds is reported even if the server leaves it
 // out of its list; one the log does not hold is an error.
+//
+// Once the log's key is pinned the server's list is optional: it cannot
+// hide a notice by failing to answer for it (the log is read and searched
+// all the same), nor by answering 404 for the log itself
+// (requestlog.ErrLogGone, a verification failure).
+//
+// A request names a username, and a username may have had an earlier
+// holder (an account deleted, the name registered again). The log says on
+// which UTC day a request was received, and the profile when this account
+// was registered: a publication the server does not list as this
+// account's is skipped when its request was received before the day of
+// registration, and reported with RegistrationDay set when it was
+// received that very day (it may be either holder's: shown, not hidden).
 
 var (
-	// ErrNoLegalLog: the server keeps no legal request log.
+	// ErrNoLegalLog: the server keeps no legal request log (it answered
+	// 404 for the log's key before any was pinned).
 	ErrNoLegalLog = errors.New("client: the server keeps no legal request log")
 	// ErrBadLegalNotice: the server listed a notice that its verified
 	// request log does not hold (a wrong index, another request, another
@@ -64,6 +78,11 @@ type LegalNotice struct {
 	Outcome   string    `json:"outcome"`
 	Received  time.Time `json:"received"`
 	Published time.Time `json:"published"`
+	// RegistrationDay: the request was received on the UTC day this
+	// account was registered and the server did not list it as this
+	// account's, so it may have named the username's previous holder,
+	// deleted that day; the log's day cannot tell.
+	RegistrationDay bool `json:"registration_day,omitempty"`
 	// New: this device had not reported the notice before.
 	New bool `json:"new,omitempty"`
 }
@@ -80,26 +99,42 @@ func legalNoticeInboxID(publication uint64) string {
 	return "legal-notice/" + strconv.FormatUint(publication, 10)
 }
 
-// LegalNotices fetches the server's list of legal notices for this
-// account, verifies the request log and the list against it, and returns
-// every published request that named this account, oldest first. A
-// notice reported for the first time is marked New and also handed to the
-// next Receive as an event. Failures of the log's verification match
-// requestlog.ErrInvalidLog.
+// registrationSlack widens the day of registration back: the time kept is
+// the registering device's clock, the received days the server's, and a
+// device clock ahead of the server's must not hide a request received just
+// after registration.
+const registrationSlack = time.Hour
+
+// LegalNotices verifies the request log, finds there the published
+// requests that named this account, checks the server's list of notices
+// against them, and returns them, oldest first. A notice reported for the
+// first time is marked New and also handed to the next Receive as an
+// event. Failures of the log's verification match
+// requestlog.ErrInvalidLog, among them requestlog.ErrLogGone for a log
+// the server no longer serves once its key is pinned; ErrNoLegalLog is
+// only for a server that never served a key.
 func (c *Client) LegalNotices(ctx context.Context) ([]LegalNotice, error) {
-	resp, err := c.fetchNotices(ctx)
-	if err != nil {
-		return nil, err
-	}
 	pinned, err := c.legalLog(ctx)
 	if err != nil {
 		return nil, err
+	}
+	// The server's list only cross-checks the log, and tells which
+	// requests of the registration day named this account: without it
+	// (404, a failure) the log is searched all the same.
+	var listed []api.LegalNotice
+	if resp, err := c.fetchNotices(ctx); err == nil {
+		listed = resp.Notices
 	}
 	v, err := note.NewVerifier(pinned.Key)
 	if err != nil {
 		return nil, errors.New("client: the pinned request log key is corrupt")
 	}
 	verified, err := requestlog.Fetch(ctx, c.hc, c.serverURL+api.PathLegalLogPrefix, v, pinned.Checkpoint)
+	if errors.Is(err, requestlog.ErrNotFound) {
+		// Not verified yet, but its key is pinned: the server served the
+		// log then, and cannot withdraw it from this account now.
+		err = fmt.Errorf("%w: %v", requestlog.ErrLogGone, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("client: verifying the request log: %w", err)
 	}
@@ -110,14 +145,27 @@ func (c *Client) LegalNotices(ctx context.Context) ([]LegalNotice, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range resp.Notices {
+	isListed := map[uint64]bool{}
+	for _, n := range listed {
 		m := mine[n.PublicationIndex]
 		if m == nil || m.RequestIndex != n.RequestIndex || !bytes.Equal(m.Request, n.Request) || m.Outcome != n.Outcome {
 			return nil, fmt.Errorf("%w: entry %d", ErrBadLegalNotice, n.PublicationIndex)
 		}
+		isListed[n.PublicationIndex] = true
+	}
+	var registered time.Time
+	if err := c.st.View(ctx, func(tx *profile.Tx) (err error) { registered, err = tx.Registered(); return err }); err != nil {
+		return nil, err
 	}
 	out := make([]LegalNotice, 0, len(mine))
-	for _, n := range mine {
+	for idx, n := range mine {
+		if !isListed[idx] && !registered.IsZero() {
+			regDay := utcDay(registered.Add(-registrationSlack))
+			if n.Received.Before(regDay) {
+				continue // the username's previous holder's
+			}
+			n.RegistrationDay = n.Received.Equal(regDay)
+		}
 		out = append(out, *n)
 	}
 	slices.SortFunc(out, func(a, b LegalNotice) int { return cmpUint64(a.PublicationIndex, b.PublicationIndex) })
@@ -262,8 +310,8 @@ func noticesFor(entries [][]byte, username string) (map[uint64]*LegalNotice, err
 	return out, nil
 }
 
-// fetchNotices gets the server's list of this account's notices; a
-// server without the endpoint (404) keeps no request log.
+// fetchNotices gets the server's list of this account's notices.
+// LegalNotices goes on without it when it fails, 404 included.
 func (c *Client) fetchNotices(ctx context.Context) (*api.LegalNoticesResponse, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.serverURL+api.PathLegalNotices, nil)
 	if err != nil {
@@ -282,8 +330,6 @@ func (c *Client) fetchNotices(ctx context.Context) (*api.LegalNoticesResponse, e
 		return nil, &transportError{err: err}
 	case len(b) > maxResponse:
 		return nil, errors.New("client: the server's answer is too large")
-	case resp.StatusCode == http.StatusNotFound:
-		return nil, ErrNoLegalLog
 	case resp.StatusCode != http.StatusOK:
 		var eb api.ErrorBody
 		if json.Unmarshal(b, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
@@ -296,6 +342,13 @@ func (c *Client) fetchNotices(ctx context.Context) (*api.LegalNoticesResponse, e
 		return nil, fmt.Errorf("client: fetching legal notices: malformed answer: %v", err)
 	}
 	return &out, nil
+}
+
+// utcDay returns midnight UTC of t's UTC day, as the log's days are
+// parsed.
+func utcDay(t time.Time) time.Time {
+	y, m, d := t.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }
 
 func cmpUint64(a, b uint64) int {

@@ -6,14 +6,18 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/legal"
 	"github.com/doorless/doorless/internal/requestlog"
@@ -112,9 +116,15 @@ func (f *fakeLegal) append(e []byte) uint64 {
 	return i
 }
 
-// request logs a request naming targets, accepted, and returns its
-// index, signed note and salt.
+// request logs a request naming targets, received now, accepted, and
+// returns its index, signed note and salt.
 func (f *fakeLegal) request(targets ...string) (uint64, []byte, [32]byte) {
+	f.t.Helper()
+	return f.requestAt(time.Now(), targets...)
+}
+
+// requestAt is request, received on received's day.
+func (f *fakeLegal) requestAt(received time.Time, targets ...string) (uint64, []byte, [32]byte) {
 	f.t.Helper()
 	now := time.Now().UTC().Truncate(time.Second)
 	nonce := make([]byte, 16)
@@ -127,7 +137,7 @@ func (f *fakeLegal) request(targets ...string) (uint64, []byte, [32]byte) {
 	}
 	var salt [32]byte
 	rand.Read(salt[:])
-	e, err := (&requestlog.RequestEntry{Commitment: requestlog.Commit(salt, n), Received: now.Add(-47 * time.Hour),
+	e, err := (&requestlog.RequestEntry{Commitment: requestlog.Commit(salt, n), Received: received,
 		Jurisdiction: "de", Type: legal.TypeCourtOrder, Outcome: requestlog.OutcomeAccepted}).Encode()
 	if err != nil {
 		f.t.Fatal(err)
@@ -152,11 +162,23 @@ func (f *fakeLegal) setNotices(ns ...api.LegalNotice) {
 	f.mu.Unlock()
 }
 
+// setRegistered sets when c's account was registered, as its profile
+// keeps it.
+func setRegistered(t *testing.T, c *Client, at time.Time) {
+	t.Helper()
+	if err := c.st.Update(ctxT(t), func(tx *profile.Tx) error { return tx.SetRegistered(at) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestLegalNotices(t *testing.T) {
 	f := newFakeLegal(t)
 	srv := newWrappedServer(t, nil, f.wrap)
 	alice, _ := srv.register(t, "alice", Options{})
 	ctx := ctxT(t)
+	// alice registered days before the requests (received today) came:
+	// they are hers, listed or not (TestLegalNoticesPreviousHolder).
+	setRegistered(t, alice, time.Now().Add(-72*time.Hour))
 
 	if ns, err := alice.LegalNotices(ctx); err != nil || len(ns) != 0 {
 		t.Fatalf("LegalNotices of an empty log = %v, %v", ns, err)
@@ -201,7 +223,8 @@ func TestLegalNotices(t *testing.T) {
 	ci, cn, cs := f.request("alice", "carol")
 	forBoth := f.publish(ci, cn, cs)
 	f.setNotices(forAlice)
-	if ns, err := alice.LegalNotices(ctx); err != nil || len(ns) != 2 || !ns[1].New || ns[1].PublicationIndex != forBoth.PublicationIndex {
+	if ns, err := alice.LegalNotices(ctx); err != nil || len(ns) != 2 || !ns[1].New || ns[1].PublicationIndex != forBoth.PublicationIndex ||
+		ns[1].RegistrationDay {
 		t.Fatalf("LegalNotices with one unlisted = %+v, %v", ns, err)
 	}
 
@@ -223,6 +246,131 @@ func TestLegalNotices(t *testing.T) {
 	f.reset(false)
 	if _, err := alice.LegalNotices(ctx); !errors.Is(err, requestlog.ErrBadCheckpoint) || !errors.Is(err, requestlog.ErrInvalidLog) {
 		t.Fatalf("LegalNotices over a swapped log = %v, want ErrBadCheckpoint", err)
+	}
+}
+
+// Once the log's key is pinned, the server cannot hide a published notice
+// from its target by answering 404 (or failing) for its list of notices:
+// the log is searched all the same; nor by answering 404 for the log
+// itself: that is ErrLogGone, a verification failure the CLI warns of.
+func TestLegalNoticesHiddenByNotFound(t *testing.T) {
+	f := newFakeLegal(t)
+	var hide atomic.Int32 // 1: the list 404, 2: the list 500, 3: the list and the log 404, 4: the checkpoint 404
+	wrap := func(next http.Handler) http.Handler {
+		inner := f.wrap(next)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := hide.Load()
+			switch {
+			case h == 2 && r.URL.Path == api.PathLegalNotices:
+				http.Error(w, "busy", http.StatusInternalServerError)
+			case h != 0 && h != 2 && r.URL.Path == api.PathLegalNotices,
+				h == 3 && strings.HasPrefix(r.URL.Path, api.PathLegalLogPrefix),
+				h == 4 && r.URL.Path == api.PathLegalLogPrefix+"checkpoint":
+				http.NotFound(w, r)
+			default:
+				inner.ServeHTTP(w, r)
+			}
+		})
+	}
+	srv := newWrappedServer(t, nil, wrap)
+	alice, _ := srv.register(t, "alice", Options{})
+	setRegistered(t, alice, time.Now().Add(-72*time.Hour))
+	ctx := ctxT(t)
+	if _, err := alice.LegalNotices(ctx); err != nil { // pins the key and a checkpoint
+		t.Fatal(err)
+	}
+	ai, an, as := f.request("alice")
+	forAlice := f.publish(ai, an, as)
+	f.setNotices(forAlice)
+	for _, h := range []int32{1, 2} {
+		hide.Store(h)
+		ns, err := alice.LegalNotices(ctx)
+		if err != nil || len(ns) != 1 || ns[0].PublicationIndex != forAlice.PublicationIndex || ns[0].New != (h == 1) {
+			t.Fatalf("list hidden (%d): LegalNotices = %s, %v; want alice's notice", h, summary(ns), err)
+		}
+	}
+	for _, h := range []int32{3, 4} {
+		hide.Store(h)
+		if _, err := alice.LegalNotices(ctx); !errors.Is(err, requestlog.ErrLogGone) || !errors.Is(err, requestlog.ErrInvalidLog) {
+			t.Fatalf("log hidden (%d): LegalNotices = %v, want ErrLogGone", h, err)
+		}
+	}
+
+	// A key pinned, but no checkpoint verified yet: the log is expected
+	// all the same.
+	bob, _ := srv.register(t, "bob", Options{})
+	hide.Store(3)
+	if _, err := bob.legalLog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.LegalNotices(ctx); !errors.Is(err, requestlog.ErrLogGone) {
+		t.Fatalf("log hidden after pinning its key: LegalNotices = %v, want ErrLogGone", err)
+	}
+}
+
+// summary describes notices in a line: publication index, then n (new)
+// and r (registration day).
+func summary(ns []LegalNotice) string {
+	var b strings.Builder
+	for _, n := range ns {
+		fmt.Fprintf(&b, "[%d", n.PublicationIndex)
+		if n.New {
+			b.WriteString(" n")
+		}
+		if n.RegistrationDay {
+			b.WriteString(" r")
+		}
+		b.WriteString("]")
+	}
+	return b.String()
+}
+
+// A username registered again inherits nothing of its previous holder's
+// notices: a publication the server does not list as this account's is
+// skipped when its request was received before the day of registration,
+// and shown with RegistrationDay when received that day. One the server
+// lists is this account's whatever its day.
+func TestLegalNoticesPreviousHolder(t *testing.T) {
+	f := newFakeLegal(t)
+	srv := newWrappedServer(t, nil, f.wrap)
+	alice, _ := srv.register(t, "alice", Options{})
+	ctx := ctxT(t)
+	// alice registered at noon two days ago (UTC).
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	registered := today.AddDate(0, 0, -2).Add(12 * time.Hour)
+	setRegistered(t, alice, registered)
+
+	bi, bn, bs := f.requestAt(registered.AddDate(0, 0, -2), "alice") // the previous alice's
+	si, sn, ss := f.requestAt(registered, "alice")                   // either's
+	ai, an, as := f.requestAt(today, "alice")                        // hers
+	before, sameDay, after := f.publish(bi, bn, bs), f.publish(si, sn, ss), f.publish(ai, an, as)
+
+	f.setNotices(after)
+	ns, err := alice.LegalNotices(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ns) != 2 || ns[0].PublicationIndex != sameDay.PublicationIndex || !ns[0].RegistrationDay ||
+		ns[1].PublicationIndex != after.PublicationIndex || ns[1].RegistrationDay {
+		t.Fatalf("LegalNotices = %s; want the registration day's (flagged) and the later one", summary(ns))
+	}
+	// What the server lists as alice's is hers.
+	f.setNotices(before, sameDay, after)
+	ns, err = alice.LegalNotices(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ns) != 3 || ns[0].PublicationIndex != before.PublicationIndex || !ns[0].New || ns[0].RegistrationDay || ns[1].RegistrationDay {
+		t.Fatalf("LegalNotices with all listed = %s", summary(ns))
+	}
+
+	// A device linked later knows when the account was registered.
+	bob, _ := srv.register(t, "bob", Options{})
+	setRegistered(t, bob, registered)
+	laptop, _ := srv.link(t, bob, "laptop")
+	var got time.Time
+	if err := laptop.st.View(ctx, func(tx *profile.Tx) (err error) { got, err = tx.Registered(); return err }); err != nil || !got.Equal(registered) {
+		t.Fatalf("the linked device's registration time = %v, %v; want %v", got, err, registered)
 	}
 }
 

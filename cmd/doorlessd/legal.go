@@ -35,7 +35,7 @@ type frontDoor struct {
 }
 
 // openFrontDoor opens (making them at first use) the legal key, the trust
-// file and the request log under data, over st.
+// file and the request log under data, over st: the server's start.
 func openFrontDoor(ctx context.Context, data, origin string, st store.Store) (*frontDoor, bool, error) {
 	dir := filepath.Join(data, "legal")
 	key, made, err := frontdoor.InitKey(dir, origin)
@@ -45,16 +45,43 @@ func openFrontDoor(ctx context.Context, data, origin string, st store.Store) (*f
 	if err := frontdoor.InitTrust(dir); err != nil {
 		return nil, false, err
 	}
+	fd, err := openDesk(ctx, dir, key, st)
+	return fd, made, err
+}
+
+// errNoFrontDoor: a legal subcommand on a data directory whose server
+// never made its legal key. The subcommand does not make one: the key's
+// name is the log's origin, which the server's --legal-origin fixes at
+// its first start, and a key made here would fix a random one.
+var errNoFrontDoor = errors.New("this data directory has no legal key yet: start doorlessd on it once first " +
+	"(it makes the key, named by --legal-origin, and the request log)")
+
+// openExistingFrontDoor opens the front door the server made under data,
+// making nothing: the legal subcommands.
+func openExistingFrontDoor(ctx context.Context, data string, st store.Store) (*frontDoor, error) {
+	dir := filepath.Join(data, "legal")
+	key, err := frontdoor.LoadKey(dir)
+	if errors.Is(err, frontdoor.ErrNoKey) {
+		return nil, errNoFrontDoor
+	}
+	if err != nil {
+		return nil, err
+	}
+	return openDesk(ctx, dir, key, st)
+}
+
+// openDesk opens the request log in dir and the desk over it.
+func openDesk(ctx context.Context, dir string, key *frontdoor.Key, st store.Store) (*frontDoor, error) {
 	lg, err := requestlog.Open(ctx, filepath.Join(dir, frontdoor.LogDir), key.Signer)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	desk, err := frontdoor.New(frontdoor.Config{Store: st, Log: lg, Signer: key.Signer, Trust: frontdoor.TrustFile(dir)})
 	if err != nil {
 		lg.Close()
-		return nil, false, err
+		return nil, err
 	}
-	return &frontDoor{dir: dir, key: key, log: lg, desk: desk}, made, nil
+	return &frontDoor{dir: dir, key: key, log: lg, desk: desk}, nil
 }
 
 // legalCommand runs "doorlessd legal ...".
@@ -122,7 +149,7 @@ func legalCommand(args []string) int {
 	}
 	defer st.Close()
 	ctx := context.Background()
-	fd, _, err := openFrontDoor(ctx, *data, "", st)
+	fd, err := openExistingFrontDoor(ctx, *data, st)
 	if err != nil {
 		return failf(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/legal"
 	"github.com/doorless/doorless/internal/requestlog"
+	"github.com/doorless/doorless/internal/store/sqlite"
 )
 
 // TestLegalProcess: an authority makes a key and signs requests with
@@ -162,5 +163,31 @@ func TestLegalProcess(t *testing.T) {
 		if out, err := command(t, args...).CombinedOutput(); err == nil {
 			t.Errorf("%q: exit 0:\n%s", args, out)
 		}
+	}
+}
+
+// TestLegalCommandsNeedTheServersKey: on a data directory whose server
+// never made its legal key (one made before the front door), the legal
+// subcommands refuse to run and make nothing: a key they made would fix a
+// random origin, and the server's --legal-origin would then be refused.
+func TestLegalCommandsNeedTheServersKey(t *testing.T) {
+	data := t.TempDir()
+	st, err := sqlite.Open(filepath.Join(data, "doorless.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	req := filepath.Join(t.TempDir(), "request")
+	os.WriteFile(req, []byte("not a request\n"), 0o644)
+	for _, args := range [][]string{{"process", "--data", data, req}, {"report", "--data", data, "--period", "2026-Q4"},
+		{"authorities", "--data", data}} {
+		out, err := command(t, append([]string{"legal"}, args...)...).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "start doorlessd on it once first") {
+			t.Errorf("legal %s: %v\n%s", args[0], err, out)
+		}
+	}
+	if entries, err := os.ReadDir(filepath.Join(data, "legal")); err == nil {
+		t.Fatalf("the legal commands made %v", entries)
 	}
 }

@@ -17,7 +17,8 @@ const (
 	PathLegalNotices = "/v1/legal/notices"
 	// PathTransparencyReport: GET the signed transparency report for
 	// ?period=YYYY-QN (the newest when absent) as text/plain, a signed
-	// note; 404 when none was made for the period.
+	// note, with its index in the request log in HeaderLogIndex; 404 when
+	// none was made for the period.
 	PathTransparencyReport = "/v1/transparency/report"
 	// PathAdminLegalRequests: POST a signed legal request (the note's
 	// text, text/plain) with "Authorization: Bearer <admin token>". 200
@@ -33,6 +34,11 @@ const (
 	// message the caller received.
 	PathReports = "/v1/reports"
 )
+
+// HeaderLogIndex carries, with a transparency report, the index of its
+// entry in the request log (decimal), where a verifier can find that the
+// report served is the one logged.
+const HeaderLogIndex = "Doorless-Log-Index"
 
 // CodeRefused answers a legal request that was verified and refused (422);
 // Error.Message names the reason.

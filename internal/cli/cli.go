@@ -97,7 +97,7 @@ commands:
                              accept keys only with cosignatures of the auditor VKEY (N of
                              the auditors required, at most D old; default 1 and 24h)
   transparency clear         clear the alerts shown, once you have looked into them
-  legal verify-log URL [--key VKEY] [--state FILE]
+  legal verify-log URL [--key VKEY] [--state FILE] [--report PERIOD|latest]
                              verify the server's public log of legal requests (no profile
                              needed): its signed checkpoint, every entry, publications and
                              transparency reports; --state keeps the checkpoint to catch a

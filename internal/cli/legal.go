@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,7 +32,7 @@ const ExitLogInvalid = 3
 // verifyLogTimeout bounds a whole verify-log run's network use.
 const verifyLogTimeout = 5 * time.Minute
 
-// legal: doorless legal verify-log URL [--key VKEY] [--state FILE] | notices
+// legal: doorless legal verify-log URL [--key VKEY] [--state FILE] [--report PERIOD] | notices
 func (g *globals) legal(ctx context.Context, args []string, env *Env) error {
 	if len(args) == 0 {
 		return usagef("legal: want verify-log or notices")
@@ -74,9 +75,16 @@ func verifyLog(ctx context.Context, args []string, env *Env) error {
 	fs := newFlagSet("legal verify-log")
 	keyFlag := fs.String("key", "", "the log's verifier key (a note verifier key), pinned out of band")
 	statePath := fs.String("state", "", "file keeping the last checkpoint verified, to catch a rollback or fork across runs")
+	reportPeriod := fs.String("report", "", "also check that the transparency report the server serves for `PERIOD` (YYYY-QN, "+
+		"or \"latest\") is the one its log holds")
 	pos, err := parse(fs, args, "URL")
 	if err != nil {
 		return err
+	}
+	if p := *reportPeriod; p != "" && p != "latest" {
+		if _, _, err := requestlog.PeriodBounds(p); err != nil {
+			return usagef("legal verify-log: --report %q is not YYYY-QN or latest", p)
+		}
 	}
 	server := strings.TrimRight(pos[0], "/")
 	if u, err := url.Parse(server); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -127,6 +135,14 @@ func verifyLog(ctx context.Context, args []string, env *Env) error {
 		return err
 	}
 	printLogSummary(env.Stdout, v.Name(), verified, sum)
+	if *reportPeriod != "" {
+		period := strings.TrimPrefix(*reportPeriod, "latest")
+		idx, r, err := checkServedReport(ctx, hc, server, period, verified.Entries)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "report %s as served: entry %d of the log, %d count lines\n", r.Period, idx, len(r.Counts))
+	}
 	if *statePath != "" {
 		b, err := json.MarshalIndent(&logState{Key: key, Checkpoint: string(verified.Checkpoint)}, "", "  ")
 		if err != nil {
@@ -137,6 +153,50 @@ func verifyLog(ctx context.Context, args []string, env *Env) error {
 		}
 	}
 	return nil
+}
+
+// maxReport bounds a served transparency report.
+const maxReport = 1 << 20
+
+// checkServedReport fetches the server's transparency report of period
+// ("" for its newest) and checks that it is the report entry at the index
+// the server names (api.HeaderLogIndex) of a verified log. A report that
+// is not is requestlog.ErrBadReport, which matches ErrInvalidLog.
+func checkServedReport(ctx context.Context, hc *http.Client, server, period string, entries [][]byte) (uint64, *requestlog.Report, error) {
+	u := server + api.PathTransparencyReport
+	if period != "" {
+		u += "?period=" + url.QueryEscape(period)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("fetching the transparency report: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxReport+1))
+	switch {
+	case err != nil:
+		return 0, nil, fmt.Errorf("fetching the transparency report: %v", err)
+	case resp.StatusCode == http.StatusNotFound:
+		return 0, nil, errors.New("the server has no transparency report for the period")
+	case resp.StatusCode != http.StatusOK:
+		return 0, nil, fmt.Errorf("fetching the transparency report: the server answered %s", resp.Status)
+	case len(b) > maxReport:
+		return 0, nil, errors.New("the transparency report is too large")
+	}
+	h := resp.Header.Get(api.HeaderLogIndex)
+	idx, err := strconv.ParseUint(h, 10, 64)
+	if err != nil || strconv.FormatUint(idx, 10) != h {
+		return 0, nil, fmt.Errorf("the server did not say where its report is in its log (header %s: %q)", api.HeaderLogIndex, printable(h))
+	}
+	r, err := requestlog.CheckServedReport(entries, idx, b, period)
+	if err != nil {
+		return 0, nil, err
+	}
+	return idx, r, nil
 }
 
 func printLogSummary(out io.Writer, origin string, v *requestlog.Verified, sum *requestlog.Summary) {
@@ -197,6 +257,10 @@ func printNotice(out io.Writer, n *client.LegalNotice, loc *time.Location) {
 	fmt.Fprintf(out, "!!!   issued:        %s\n", n.Issued.In(loc).Format(time.DateTime))
 	fmt.Fprintf(out, "!!!   the server:    %s (%s)\n", describeOutcome(n.Outcome), n.Received.Format(time.DateOnly))
 	fmt.Fprintf(out, "!!!   secret until:  %s; published %s\n", n.NondisclosureUntil.In(loc).Format(time.DateTime), n.Published.Format(time.DateOnly))
+	if n.RegistrationDay {
+		fmt.Fprintf(out, "!!!   note:          received the day your account was registered: it may have named an earlier\n"+
+			"!!!                  holder of your username (an account deleted that day), or you\n")
+	}
 }
 
 func describeOutcome(o string) string {
@@ -208,8 +272,10 @@ func describeOutcome(o string) string {
 
 // noticesBeforeReceive checks for legal notices before receive and listen,
 // at most once per client.LegalCheckInterval: a new one reaches the
-// handler as an event, through the inbox. A log that
-// does not verify is a loud warning; any other failure (no front door, the
+// handler as an event, through the inbox. A log that does not verify is a
+// loud warning, and so is a log whose key was pinned and that the server
+// no longer serves (requestlog.ErrLogGone, which matches ErrInvalidLog);
+// any other failure (no front door before any key was pinned, the
 // network, credentials) is left to the receive that follows to report.
 func noticesBeforeReceive(ctx context.Context, c *client.Client, env *Env) {
 	_, err := c.CheckLegalNotices(ctx)

@@ -5,15 +5,19 @@ import (
 	"crypto/rand"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/doorless/doorless/client"
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/frontdoor"
 	"github.com/doorless/doorless/internal/legal"
@@ -156,6 +160,36 @@ func TestLegalCommands(t *testing.T) {
 		t.Fatalf("verify-log --state after publication: exit %d\n%s\nstderr: %s", code, out, errOut)
 	}
 
+	// The report served is the one logged; one the server serves but did
+	// not log (signed with the log's key all the same) is caught.
+	period := requestlog.PeriodOf(ls.clock())
+	for _, p := range []string{period, "latest"} {
+		code, out, errOut = runCLI(t, "", "", "legal", "verify-log", ls.url, "--state", state, "--report", p)
+		if code != ExitOK || !strings.Contains(out, "report "+period+" as served: entry 3 of the log") {
+			t.Fatalf("verify-log --report %s: exit %d\n%s\nstderr: %s", p, code, out, errOut)
+		}
+	}
+	if code, _, _ = runCLI(t, "", "", "legal", "verify-log", ls.url, "--report", "2026-Q7"); code != ExitUsage {
+		t.Fatalf("verify-log --report 2026-Q7: exit %d, want %d", code, ExitUsage)
+	}
+	forged, err := (&requestlog.Report{Period: period, Generated: ls.clock(), Through: 3}).Sign(ls.key.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, _ := url.Parse(ls.url)
+	lying := http.NewServeMux()
+	lying.Handle("/", httputil.NewSingleHostReverseProxy(target))
+	lying.HandleFunc("GET "+api.PathTransparencyReport, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(api.HeaderLogIndex, "3")
+		w.Write(forged)
+	})
+	lhs := httptest.NewServer(lying)
+	defer lhs.Close()
+	code, _, errOut = runCLI(t, "", "", "legal", "verify-log", lhs.URL, "--key", ls.key.VerifierKey, "--report", period)
+	if code != ExitLogInvalid || !strings.Contains(errOut, "not entry 3") {
+		t.Fatalf("verify-log --report of a report not logged: exit %d, stderr %q", code, errOut)
+	}
+
 	// Another log under the same key, shorter: served elsewhere, it
 	// verifies alone, and the state catches the rollback.
 	other, err := requestlog.Open(context.Background(), filepath.Join(t.TempDir(), "other"), ls.key.Signer)
@@ -250,5 +284,61 @@ func TestReceiveWarnsOfABadLog(t *testing.T) {
 	}
 	if code, _, errOut = runCLI(t, alice, "", "legal", "notices"); code != ExitError || !strings.Contains(errOut, "does not match") {
 		t.Fatalf("notices: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// Once alice's device pinned the log, a server that stops serving it (404)
+// gets the loud failure of a log that does not verify, not the quiet one
+// of a server without a front door; a list of notices that answers 404
+// hides nothing.
+func TestNoticesOfAHiddenLog(t *testing.T) {
+	skey, vkey, _ := note.GenerateKey(rand.Reader, "doorless.test/legal")
+	signer, _ := note.NewSigner(skey)
+	lg, err := requestlog.Open(context.Background(), filepath.Join(t.TempDir(), "log"), signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lg.Close()
+	var hidden atomic.Bool
+	wrap := func(next http.Handler) http.Handler {
+		mux := http.NewServeMux()
+		mux.Handle("/", next)
+		mux.HandleFunc(api.PathLegalLogPrefix, func(w http.ResponseWriter, r *http.Request) {
+			if hidden.Load() {
+				http.NotFound(w, r)
+				return
+			}
+			http.StripPrefix(api.PathLegalLogPrefix, lg.Handler()).ServeHTTP(w, r)
+		})
+		mux.HandleFunc(api.PathLegalKey, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(vkey)) })
+		mux.HandleFunc(api.PathLegalNotices, http.NotFound)
+		return mux
+	}
+	url, _ := testServerWrapped(t, nil, wrap)
+	alice := registerCLI(t, url, "alice")
+	if code, out, errOut := runCLI(t, alice, "", "legal", "notices"); code != ExitOK || !strings.Contains(out, "no legal request") {
+		t.Fatalf("notices: exit %d\n%s\nstderr: %s", code, out, errOut)
+	}
+	hidden.Store(true)
+	if code, _, errOut := runCLI(t, alice, "", "legal", "notices"); code != ExitLogInvalid || !strings.Contains(errOut, "does NOT verify") ||
+		!strings.Contains(errOut, "not served any more") {
+		t.Fatalf("notices of a hidden log: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// A notice received on the day of registration says it may be an earlier
+// holder's.
+func TestPrintNoticeRegistrationDay(t *testing.T) {
+	n := &client.LegalNotice{PublicationIndex: 4, Authority: "court.example", Outcome: requestlog.OutcomeAccepted}
+	var b strings.Builder
+	printNotice(&b, n, time.UTC)
+	if strings.Contains(b.String(), "earlier") {
+		t.Fatalf("a notice of a later day:\n%s", b.String())
+	}
+	n.RegistrationDay = true
+	b.Reset()
+	printNotice(&b, n, time.UTC)
+	if !strings.Contains(b.String(), "!!!   note:          received the day your account was registered: it may have named an earlier") {
+		t.Fatalf("a notice of the registration day:\n%s", b.String())
 	}
 }

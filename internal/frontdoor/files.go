@@ -37,6 +37,10 @@ const (
 // DefaultOriginPrefix starts the origin InitKey makes when none is given.
 const DefaultOriginPrefix = "doorless.localhost/legal/"
 
+// ErrNoKey: LoadKey found no key file: the server never started with its
+// front door on this data directory.
+var ErrNoKey = errors.New("frontdoor: no legal key")
+
 // ErrOriginFixed: InitKey was asked for another origin than its key's.
 var ErrOriginFixed = errors.New("frontdoor: the request log's origin is fixed at its first start")
 
@@ -91,9 +95,12 @@ func InitKey(dir, origin string) (*Key, bool, error) {
 	return k, true, nil
 }
 
-// LoadKey reads the legal key in dir.
+// LoadKey reads the legal key in dir; ErrNoKey when there is none.
 func LoadKey(dir string) (*Key, error) {
 	b, err := os.ReadFile(filepath.Join(dir, KeyFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNoKey
+	}
 	if err != nil {
 		return nil, fmt.Errorf("frontdoor: %v", err)
 	}

@@ -181,6 +181,15 @@ func (d *Desk) Process(ctx context.Context, signed []byte) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("frontdoor: recording the request: %v", err)
 	}
+	// A request a crash left unlogged goes into the log before this one,
+	// so that the log's received days keep their order
+	// (requestlog.MaxReceivedLag) however long the server was down.
+	d.mu.Lock()
+	err = d.logUnlogged(ctx, now)
+	d.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	if res.LogIndex, err = d.logRequest(ctx, rec); err != nil {
 		return nil, err
 	}
@@ -249,54 +258,35 @@ func (d *Desk) account(ctx context.Context, username string) (*legal.Account, er
 
 // Publish does the desk's periodic work: it logs the requests recorded
 // over UnloggedGrace ago whose entry is not in the store's records (a
-// crash came between), and publishes every logged request whose
-// non-disclosure date has passed, appending its publication entry. It
-// looks in the log first, so that an entry a crash left unrecorded is
-// recorded, not appended twice. It returns how many requests it
-// published.
+// crash came between; Process does this too, before it logs a request),
+// and publishes every logged request whose non-disclosure date has
+// passed, appending its publication entry. It looks in the log first, so
+// that an entry a crash left unrecorded is recorded, not appended twice.
+// It returns how many requests it published.
 func (d *Desk) Publish(ctx context.Context) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.cfg.Now()
-	unlogged, err := d.cfg.Store.UnloggedLegalRequests(ctx, now.Add(-UnloggedGrace))
-	if err != nil {
-		return 0, fmt.Errorf("frontdoor: %v", err)
+	if err := d.logUnlogged(ctx, now); err != nil {
+		return 0, err
 	}
 	due, err := d.cfg.Store.DueLegalRequests(ctx, now)
 	if err != nil {
 		return 0, fmt.Errorf("frontdoor: %v", err)
 	}
-	if len(unlogged) == 0 && len(due) == 0 {
+	if len(due) == 0 {
 		return 0, nil
 	}
 	entries, err := d.cfg.Log.Entries(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("frontdoor: %v", err)
 	}
-	commitments := map[[32]byte]uint64{}
 	publications := map[uint64]uint64{}
 	for i, b := range entries {
-		switch e, _ := requestlog.ParseEntry(b); e := e.(type) {
-		case *requestlog.RequestEntry:
-			commitments[e.Commitment] = uint64(i)
-		case *requestlog.PublicationEntry:
-			publications[e.Request] = uint64(i)
-		}
-	}
-	for i := range unlogged {
-		rec := &unlogged[i]
-		_, c, err := requestEntry(rec)
-		if err != nil {
-			return 0, err
-		}
-		if idx, ok := commitments[c]; ok {
-			if err := d.cfg.Store.SetLegalRequestLogged(ctx, rec.ID, idx); err != nil {
-				return 0, fmt.Errorf("frontdoor: %v", err)
+		if e, _ := requestlog.ParseEntry(b); e != nil {
+			if p, ok := e.(*requestlog.PublicationEntry); ok {
+				publications[p.Request] = uint64(i)
 			}
-			continue
-		}
-		if _, err := d.logRequest(ctx, rec); err != nil {
-			return 0, err
 		}
 	}
 	n := 0
@@ -320,6 +310,55 @@ func (d *Desk) Publish(ctx context.Context) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// logUnlogged logs the requests recorded over UnloggedGrace before now
+// whose entry is not in the store's records, in the order they were
+// recorded; an entry that is in the log (a crash came after the append) is
+// recorded, not appended again. d.mu must be held.
+//
+// Two processes over one data directory could both find the same request
+// unlogged and append it twice; it takes a crash between recording and
+// logging, then both processes recovering it within the same fraction of
+// a second (the log's lock is not held from reading the entries to
+// appending).
+func (d *Desk) logUnlogged(ctx context.Context, now time.Time) error {
+	unlogged, err := d.cfg.Store.UnloggedLegalRequests(ctx, now.Add(-UnloggedGrace))
+	if err != nil {
+		return fmt.Errorf("frontdoor: %v", err)
+	}
+	if len(unlogged) == 0 {
+		return nil
+	}
+	entries, err := d.cfg.Log.Entries(ctx)
+	if err != nil {
+		return fmt.Errorf("frontdoor: %v", err)
+	}
+	commitments := map[[32]byte]uint64{}
+	for i, b := range entries {
+		if e, _ := requestlog.ParseEntry(b); e != nil {
+			if r, ok := e.(*requestlog.RequestEntry); ok {
+				commitments[r.Commitment] = uint64(i)
+			}
+		}
+	}
+	for i := range unlogged {
+		rec := &unlogged[i]
+		_, c, err := requestEntry(rec)
+		if err != nil {
+			return err
+		}
+		if idx, ok := commitments[c]; ok {
+			if err := d.cfg.Store.SetLegalRequestLogged(ctx, rec.ID, idx); err != nil {
+				return fmt.Errorf("frontdoor: %v", err)
+			}
+			continue
+		}
+		if _, err := d.logRequest(ctx, rec); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Report makes the transparency report of period ("2026-Q4"): the request

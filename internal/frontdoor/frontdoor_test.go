@@ -139,7 +139,7 @@ func parseFields(text []byte) (requestlog.RequestFields, error) {
 	if err != nil {
 		return requestlog.RequestFields{}, err
 	}
-	return requestlog.RequestFields{Jurisdiction: r.Jurisdiction, Type: r.Type, NondisclosureUntil: r.NondisclosureUntil}, nil
+	return requestlog.RequestFields{Authority: r.Authority, Jurisdiction: r.Jurisdiction, Type: r.Type, NondisclosureUntil: r.NondisclosureUntil}, nil
 }
 
 // TestRefusalsAreLogged: every kind of refused request is refused, and is
@@ -401,8 +401,45 @@ func TestPublishLogsUnlogged(t *testing.T) {
 	}
 }
 
+// TestProcessLogsUnloggedFirst: a request a crash left unlogged is logged
+// before the next request processed, days later, so that the log's
+// received days stay in order and the log checks (requestlog.ErrBackdated).
+func TestProcessLogsUnloggedFirst(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	rec := &store.LegalRequest{Received: t0, Request: f.sign(t, f.request(nil)), Salt: bytes.Repeat([]byte{9}, 32),
+		Jurisdiction: "us", Type: "subpoena", Outcome: "accepted", NondisclosureUntil: t0.Add(30 * 24 * time.Hour)}
+	if err := f.st.AddLegalRequest(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.t = t0.Add(3 * 24 * time.Hour) // the server was down
+	res, err := f.desk.Process(ctx, f.sign(t, f.request(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Refusal != nil || res.LogIndex != 1 {
+		t.Fatalf("Process: refusal %v, logged at %d; want accepted at index 1, after the unlogged one", res.Refusal, res.LogIndex)
+	}
+	if n, err := f.desk.Publish(ctx); err != nil || n != 0 {
+		t.Fatalf("Publish = %d, %v", n, err)
+	}
+	entries := f.entries(t)
+	if len(entries) != 2 {
+		t.Fatalf("%d entries, want 2", len(entries))
+	}
+	if e := f.requestEntry(t, 0); !e.Received.Equal(t0.Truncate(24 * time.Hour)) {
+		t.Fatalf("entry 0 received %v, want the unlogged request's day", e.Received)
+	}
+	if _, err := requestlog.Check(entries, f.key.Verifier, requestlog.LegalRequest); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestKeyFiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "legal")
+	if _, err := LoadKey(dir); !errors.Is(err, ErrNoKey) {
+		t.Fatalf("LoadKey before InitKey = %v, want ErrNoKey", err)
+	}
 	k, made, err := InitKey(dir, "")
 	if err != nil || !made || !strings.HasPrefix(k.Signer.Name(), DefaultOriginPrefix) {
 		t.Fatalf("InitKey: %v, %v, %v", k, made, err)

@@ -67,6 +67,7 @@ func (b *logBuilder) report(period string, through uint64, counts []Count, signe
 var (
 	oct1 = time.Date(2026, 10, 1, 9, 0, 0, 0, time.UTC)
 	nov1 = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	nov5 = time.Date(2026, 11, 5, 0, 0, 0, 0, time.UTC) // after goodLog's last day (its report's, day1)
 	dec1 = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 )
 
@@ -123,27 +124,49 @@ func TestCheckFailures(t *testing.T) {
 			b.publish(1, dec1)
 		}, ErrBadPublication},
 		{"published before its non-disclosure date", func(b *logBuilder) {
-			r := b.request("de", "court_order", OutcomeAccepted, oct1, dec1)
-			b.publish(r, nov1)
+			r := b.request("de", "court_order", OutcomeAccepted, nov5, dec1)
+			b.publish(r, nov5)
 		}, ErrBadPublication},
 		{"a forged request published", func(b *logBuilder) {
 			n := b.notes[0]
-			r := b.add(requestEntry(b.t, Commit([32]byte{5}, n), oct1, Unverified, Unverified, Refused("bad_signature")))
+			r := b.add(requestEntry(b.t, Commit([32]byte{5}, n), nov5, Unverified, Unverified, Refused("bad_signature")))
 			b.notes[r], b.salts[r] = n, [32]byte{5}
 			b.publish(r, dec1)
 		}, ErrBadPublication},
 		{"the published note is not a request", func(b *logBuilder) {
 			n, _ := note.Sign(&note.Note{Text: "hello\n"}, b.court.signer)
-			r := b.add(requestEntry(b.t, Commit([32]byte{6}, n), oct1, "de", "court_order", OutcomeAccepted))
+			r := b.add(requestEntry(b.t, Commit([32]byte{6}, n), nov5, "de", "court_order", OutcomeAccepted))
 			b.notes[r], b.salts[r] = n, [32]byte{6}
 			b.publish(r, dec1)
 		}, ErrBadPublication},
 		{"jurisdiction differs from the note's", func(b *logBuilder) {
 			n := b.notes[1]
-			r := b.add(requestEntry(b.t, Commit(b.salts[1], n), oct1, "at", "subpoena", OutcomeAccepted))
+			r := b.add(requestEntry(b.t, Commit(b.salts[1], n), nov5, "at", "subpoena", OutcomeAccepted))
 			b.notes[r], b.salts[r] = n, b.salts[1]
 			b.publish(r, dec1)
 		}, ErrBadPublication},
+		{"the published request is not signed by its authority", func(b *logBuilder) {
+			// The text of a court's request, signed by another key.
+			text, err := NoteText(b.notes[0])
+			if err != nil {
+				b.t.Fatal(err)
+			}
+			n, err := note.Sign(&note.Note{Text: string(text)}, newKey(b.t, "other.example").signer)
+			if err != nil {
+				b.t.Fatal(err)
+			}
+			r := b.add(requestEntry(b.t, Commit(b.salts[1], n), nov5, "de", "court_order", OutcomeAccepted))
+			b.notes[r], b.salts[r] = n, b.salts[1]
+			b.publish(r, dec1)
+		}, ErrBadPublication},
+		// A request backdated into the reported quarter, after the report.
+		{"request backdated after a report", func(b *logBuilder) {
+			b.request("de", "court_order", OutcomeAccepted, oct1, dec1)
+		}, ErrBackdated},
+		{"request backdated after a request", func(b *logBuilder) {
+			b.request("de", "court_order", OutcomeAccepted, dec1, dec1)
+			b.request("de", "court_order", OutcomeAccepted, nov5, dec1)
+		}, ErrBackdated},
 		{"report signed by another key", func(b *logBuilder) {
 			b.report("2026-Q4", 4, []Count{
 				{Unverified, Unverified, Refused("bad_signature"), 1},
@@ -172,5 +195,72 @@ func TestCheckFailures(t *testing.T) {
 				t.Fatalf("Check = %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// A request entry may lag the latest day before it by one day (a request
+// logged after a crash, some minutes late, across midnight), not more.
+func TestCheckReceivedLag(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		days []time.Time // received days of request entries, in log order
+		ok   bool
+	}{
+		{"in order", []time.Time{oct1, nov1, nov5}, true},
+		{"the same day", []time.Time{nov5, nov5}, true},
+		{"one day late", []time.Time{nov5, nov5.AddDate(0, 0, 1), nov5}, true},
+		{"two days late", []time.Time{nov5, nov5.AddDate(0, 0, 2), nov5}, false},
+		{"late against the latest, not the last", []time.Time{nov5.AddDate(0, 0, 2), nov5.AddDate(0, 0, 1), nov5}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBuilder(t)
+			for _, d := range tc.days {
+				b.request("de", "court_order", OutcomeAccepted, d.Add(23*time.Hour), dec1)
+			}
+			_, err := Check(b.entries, b.key.verifier, LegalRequest)
+			if tc.ok && err != nil || !tc.ok && !errors.Is(err, ErrBackdated) {
+				t.Fatalf("Check = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+	// A publication's day counts as well.
+	b := newBuilder(t)
+	r := b.request("de", "court_order", OutcomeAccepted, oct1, oct1)
+	b.publish(r, dec1)
+	b.request("de", "court_order", OutcomeAccepted, nov5, dec1)
+	if _, err := Check(b.entries, b.key.verifier, LegalRequest); !errors.Is(err, ErrBackdated) {
+		t.Fatalf("Check of a request dated before a publication = %v, want ErrBackdated", err)
+	}
+}
+
+func TestCheckServedReport(t *testing.T) {
+	b := goodLog(t)
+	const at = 4 // goodLog's report
+	if _, err := Check(b.entries, b.key.verifier, LegalRequest); err != nil {
+		t.Fatal(err)
+	}
+	for _, period := range []string{"2026-Q4", ""} {
+		if r, err := CheckServedReport(b.entries, at, b.entries[at], period); err != nil || r.Period != "2026-Q4" || r.Through != 4 {
+			t.Fatalf("CheckServedReport(%q) = %+v, %v", period, r, err)
+		}
+	}
+	// Another report of the period, signed by the log key but not logged.
+	other, err := (&Report{Period: "2026-Q4", Generated: day1, Through: 4}).Sign(b.key.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		index  uint64
+		served []byte
+		period string
+	}{
+		"not the logged report": {at, other, ""},
+		"another entry":         {0, b.entries[0], ""},
+		"beyond the log":        {5, b.entries[at], ""},
+		"another period":        {at, b.entries[at], "2026-Q3"},
+	} {
+		if _, err := CheckServedReport(b.entries, tc.index, tc.served, tc.period); !errors.Is(err, ErrBadReport) || !errors.Is(err, ErrInvalidLog) {
+			t.Errorf("%s: CheckServedReport = %v, want ErrBadReport", name, err)
+		}
 	}
 }

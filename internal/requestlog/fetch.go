@@ -49,6 +49,12 @@ var (
 	// ErrInconsistent: the log does not extend a checkpoint verified
 	// before (a fork).
 	ErrInconsistent error = &failure{"requestlog: the log is not consistent with the checkpoint verified before"}
+	// ErrLogGone: a resource of a log verified before is not found (HTTP
+	// 404): its checkpoint, or a tile or entry bundle its checkpoint
+	// commits to. A server that served a log cannot make it vanish to hide
+	// what it holds from one reader; Fetch returns this instead of
+	// ErrNotFound when given a previous checkpoint.
+	ErrLogGone error = &failure{"requestlog: the log verified before is not served any more"}
 )
 
 // ErrBadState: the previously verified checkpoint given to Fetch does not
@@ -80,7 +86,10 @@ type Verified struct {
 // every entry against the checkpoint's root, every hash tile against the
 // entries, and, when previous (a checkpoint an earlier Fetch returned) is
 // not nil, that the log neither shrank nor forked since. Failures match
-// ErrInvalidLog; hc nil means http.DefaultClient.
+// ErrInvalidLog; hc nil means http.DefaultClient. A resource the server
+// does not have (HTTP 404) is ErrNotFound, which does not match
+// ErrInvalidLog, when previous is nil, and ErrLogGone, which does, when it
+// is not.
 func Fetch(ctx context.Context, hc *http.Client, base string, v note.Verifier, previous []byte) (*Verified, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
@@ -93,7 +102,11 @@ func Fetch(ctx context.Context, hc *http.Client, base string, v note.Verifier, p
 		hc = http.DefaultClient
 	}
 	f := &fetcher{hc: hc, base: u, tiles: map[[2]uint64][]byte{}}
-	return verify(ctx, f, v, previous)
+	verified, err := verify(ctx, f, v, previous)
+	if previous != nil && errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: %v", ErrLogGone, err)
+	}
+	return verified, err
 }
 
 // verify is Fetch over any source of the log's resources.

@@ -106,10 +106,19 @@ func TestFetchDetectsTampering(t *testing.T) {
 	if _, err := Fetch(ctx, nil, base, newKey(t, "other.example/legal").verifier, nil); !errors.Is(err, ErrBadCheckpoint) {
 		t.Fatalf("Fetch with another origin = %v, want ErrBadCheckpoint", err)
 	}
-	// A missing resource is not a verification failure.
+	// A missing resource is not a verification failure, the first time;
+	// once a checkpoint was verified, it is.
+	seen := good
 	os.Remove(filepath.Join(dir, "tile/0/000.p/3"))
 	if _, err := Fetch(ctx, nil, base, k.verifier, nil); !errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidLog) {
 		t.Fatalf("Fetch with a tile missing = %v, want ErrNotFound only", err)
+	}
+	if _, err := Fetch(ctx, nil, base, k.verifier, seen.Checkpoint); !errors.Is(err, ErrLogGone) || !errors.Is(err, ErrInvalidLog) {
+		t.Fatalf("Fetch of a log verified before, with a tile missing = %v, want ErrLogGone", err)
+	}
+	os.Remove(filepath.Join(dir, "checkpoint"))
+	if _, err := Fetch(ctx, nil, base, k.verifier, seen.Checkpoint); !errors.Is(err, ErrLogGone) || !errors.Is(err, ErrInvalidLog) {
+		t.Fatalf("Fetch of a log verified before, without a checkpoint = %v, want ErrLogGone", err)
 	}
 }
 

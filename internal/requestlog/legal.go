@@ -9,5 +9,5 @@ func LegalRequest(text []byte) (RequestFields, error) {
 	if err != nil {
 		return RequestFields{}, err
 	}
-	return RequestFields{Jurisdiction: r.Jurisdiction, Type: r.Type, NondisclosureUntil: r.NondisclosureUntil}, nil
+	return RequestFields{Authority: r.Authority, Jurisdiction: r.Jurisdiction, Type: r.Type, NondisclosureUntil: r.NondisclosureUntil}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,6 +86,7 @@ func (s *Server) handleTransparencyReport(w http.ResponseWriter, r *http.Request
 	if err != nil {
 		return err
 	}
+	w.Header().Set(api.HeaderLogIndex, strconv.FormatUint(rep.LogIndex, 10))
 	writeText(w, rep.Signed)
 	return nil
 }

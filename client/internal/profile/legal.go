@@ -8,10 +8,20 @@ import (
 )
 
 // schemaLegal (version 6) adds what legal notices need (client/legal.go): the request
-// log this device verifies, and the notices it has reported. Nothing here
-// is secret: the log's key and checkpoints are public, and a notice is a
-// request the server published in its public log.
+// log this device verifies, the notices it has reported, and when the
+// account was registered (a username is matched to notices only for
+// requests received after). Nothing here is secret: the log's key and
+// checkpoints are public, a notice is a request the server published in
+// its public log, and the server knows when the account was registered.
 var schemaLegal = []string{
+	// When the account was registered (Unix ms), as the device that
+	// registered it recorded it, for a linked device (its provisioning
+	// message carries it). The device that registered the account keeps
+	// no row: its account row's created is that time.
+	`CREATE TABLE registration (
+		id         INTEGER PRIMARY KEY CHECK (id = 1),
+		registered INTEGER NOT NULL
+	)`,
 	// The request log: its key (a note verifier key), pinned at the first
 	// check; the last checkpoint verified, and its size (0: none); when
 	// the last scheduled check (before a receive) ran, Unix ms (0: never).
@@ -36,6 +46,39 @@ var schemaLegal = []string{
 		published         INTEGER NOT NULL,
 		seen              INTEGER NOT NULL
 	)`,
+}
+
+// Registered returns when the account was registered: what SetRegistered
+// recorded (a linked device), else, on the device that registered it
+// (device 1), when its account row was made, just before it registered.
+// It is zero when unknown: a device linked by one that did not know.
+func (tx *Tx) Registered() (time.Time, error) {
+	var ms int64
+	err := tx.q.QueryRowContext(tx.ctx, `SELECT registered FROM registration WHERE id = 1`).Scan(&ms)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = tx.q.QueryRowContext(tx.ctx, `SELECT created FROM account WHERE id = 1 AND device_id = 1`).Scan(&ms)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, dbErr(err)
+	}
+	if ms <= 0 {
+		return time.Time{}, errors.New("client: profile: corrupt registration time")
+	}
+	return time.UnixMilli(ms), nil
+}
+
+// SetRegistered records when the account was registered, as a linked
+// device learns it from the device that approved it.
+func (tx *Tx) SetRegistered(at time.Time) error {
+	if at.UnixMilli() <= 0 {
+		return errors.New("client: profile: registration time out of range")
+	}
+	_, err := tx.exec(`INSERT INTO registration (id, registered) VALUES (1, ?)
+		ON CONFLICT (id) DO UPDATE SET registered = excluded.registered`, at.UnixMilli())
+	return err
 }
 
 // LegalLog is the request log a device verifies.

@@ -51,3 +51,47 @@ func TestLegal(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRegistered: the device that registered the account knows when from
+// its account row; another device knows what it was told, and nothing
+// before.
+func TestRegistered(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	created := time.UnixMilli(1_700_000_000_000)
+	for _, dev := range []uint32{1, 2} {
+		s := openFromVersion(t, 5)
+		err := s.Update(ctx, func(tx *Tx) error {
+			if at, err := tx.Registered(); err != nil || !at.IsZero() {
+				t.Errorf("Registered before any account = %v, %v", at, err)
+			}
+			if err := tx.InitAccount(f.identity, 1, created); err != nil {
+				return err
+			}
+			if err := tx.SetCredentials("https://chat.example", "00000000-0000-4000-8000-000000000001", "alice", dev, "pw"); err != nil {
+				return err
+			}
+			at, err := tx.Registered()
+			if err != nil {
+				return err
+			}
+			if dev == 1 && !at.Equal(created) || dev != 1 && !at.IsZero() {
+				t.Errorf("device %d: Registered = %v", dev, at)
+			}
+			told := created.Add(-48 * time.Hour)
+			if err := tx.SetRegistered(told); err != nil {
+				return err
+			}
+			if at, err := tx.Registered(); err != nil || !at.Equal(told) {
+				t.Errorf("device %d: Registered after SetRegistered = %v, %v", dev, at, err)
+			}
+			if err := tx.SetRegistered(time.Time{}); err == nil {
+				t.Error("SetRegistered of the zero time")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
