@@ -157,6 +157,8 @@ type ktState struct {
 	// lastEpoch is the newest epoch's timestamp (Unix ms; 0 before the
 	// first).
 	lastEpoch atomic.Int64
+	// leader tells whether this node holds the sequencer lease.
+	leader atomic.Bool
 
 	seq sequencer
 }
@@ -386,6 +388,7 @@ func (s *Server) sequence(ctx context.Context) {
 	defer q.finish(0, true)
 	var lease store.SequencerLease
 	defer func() {
+		k.leader.Store(false)
 		if lease != nil {
 			if err := lease.Release(); err != nil {
 				s.log.Warn("transparency: releasing the sequencer lease", "err", err)
@@ -421,6 +424,7 @@ func (s *Server) sequence(ctx context.Context) {
 				s.log.Warn("transparency: lost the sequencer lease; following", "err", err)
 				lease.Release()
 				lease = nil
+				k.leader.Store(false)
 			}
 			nextCheck = now.Add(k.cfg.FollowInterval)
 		}
@@ -430,6 +434,7 @@ func (s *Server) sequence(ctx context.Context) {
 			case err == nil:
 				s.log.Info("transparency: this node is now the sequencer")
 				lease, wait, catchUp = l, nil, true
+				k.leader.Store(true)
 				nextCheck = now.Add(k.cfg.FollowInterval)
 			case errors.Is(err, store.ErrSequencerTaken):
 			case ctx.Err() != nil:
@@ -768,13 +773,18 @@ type lookup struct {
 }
 
 // prove makes a lookup proof for username's entry; known is the log size
-// the client kept. When the store's entry is newer than the log's (another
-// node appended an epoch this one has not applied), it catches up and
-// proves again.
+// the client kept. When this node's log is behind (another node appended
+// epochs this one has not applied yet): the store's entry is newer than
+// the log's, or the client knows a larger log (from another node), or
+// the log is empty, it catches up and proves again.
 func (s *Server) prove(ctx context.Context, username string, known uint64) (*lookup, error) {
 	for tries := 0; ; tries++ {
 		l, err := s.proveOnce(ctx, username, known)
-		if !errors.Is(err, kt.ErrEntryMismatch) || tries == maxProveRetries {
+		var behind *logBehindError
+		switch {
+		case errors.As(err, &behind) && tries == maxProveRetries:
+			return nil, behind.err
+		case !errors.As(err, &behind) && !errors.Is(err, kt.ErrEntryMismatch) || tries == maxProveRetries:
 			return l, err
 		}
 		if err := s.catchUp(ctx); err != nil {
@@ -791,10 +801,10 @@ func (s *Server) proveOnce(ctx context.Context, username string, known uint64) (
 	defer k.mu.RUnlock()
 	size := k.log.Size()
 	if size == 0 {
-		return nil, errNoEpoch
+		return nil, &logBehindError{errNoEpoch}
 	}
 	if known > size {
-		return nil, badRequest("%s=%d is beyond the log's size %d: the log you knew is not this one", api.QueryKnownSize, known, size)
+		return nil, &logBehindError{badRequest("%s=%d is beyond the log's size %d: the log you knew is not this one", api.QueryKnownSize, known, size)}
 	}
 	entry := func(i kt.Index) (*kt.Entry, error) {
 		e, err := s.st.TransparencyEntry(ctx, i)
@@ -827,6 +837,12 @@ func (s *Server) proveOnce(ctx context.Context, username string, known uint64) (
 	}
 	return res, nil
 }
+
+// logBehindError is proveOnce's answer when the log may be behind the
+// store's: err is the answer should it still be after catching up.
+type logBehindError struct{ err error }
+
+func (e *logBehindError) Error() string { return e.err.Error() }
 
 // ---- Handlers ----
 
