@@ -402,6 +402,9 @@ func (l *sequencerLease) Release() error {
 	l.s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if conn.IsClosed() {
+		return nil // (a broken connection: its session, and the lock, are gone)
+	}
 	_, uerr := conn.Exec(ctx, sequencerUnlockQuery, sequencerLockClass)
 	if err := errors.Join(uerr, conn.Close(ctx)); err != nil {
 		return fmt.Errorf("postgres: release sequencer: %v", err)
