@@ -63,6 +63,8 @@ var storeOps = []string{
 	"PendingUpdates",
 	"AppendEpoch",
 	"EpochCount",
+	"AcquireSequencer",
+	"LastPendingSeq",
 	"Epochs",
 	"EpochHeads",
 	"TransparencyEntry",
@@ -100,7 +102,7 @@ var storeAnswers = []error{
 	store.ErrQueueFull, store.ErrTooManyDevices, store.ErrNoSignedPreKey, store.ErrNoKyberPreKey,
 	store.ErrVersionConflict, store.ErrInvalidLinkToken, store.ErrTooManyLinkTokens,
 	store.ErrMailboxFull, store.ErrMailboxEmpty, store.ErrEpochConflict, store.ErrDuplicateReport,
-	store.ErrNonceSeen, context.Canceled,
+	store.ErrNonceSeen, store.ErrSequencerTaken, context.Canceled,
 }
 
 func (m *measuredStore) done(op string, start time.Time, err error) {
@@ -485,4 +487,18 @@ func (m *measuredStore) ReportCount(ctx context.Context, commitmentHash []byte) 
 	reports, reporters, err := m.st.ReportCount(ctx, commitmentHash)
 	m.done("ReportCount", start, err)
 	return reports, reporters, err
+}
+
+func (m *measuredStore) AcquireSequencer(ctx context.Context) (store.SequencerLease, error) {
+	start := time.Now()
+	l, err := m.st.AcquireSequencer(ctx)
+	m.done("AcquireSequencer", start, err)
+	return l, err
+}
+
+func (m *measuredStore) LastPendingSeq(ctx context.Context) (int64, error) {
+	start := time.Now()
+	n, err := m.st.LastPendingSeq(ctx)
+	m.done("LastPendingSeq", start, err)
+	return n, err
 }
