@@ -3,7 +3,7 @@
 // PostgreSQL database that many nodes share (--store postgres://...; every
 // subcommand that opens the store takes --store too).
 //
-//	doorlessd [--listen ADDR] [--data DIR] [--store URL] [--registration open|invite|closed] ...
+//	doorlessd [--listen ADDR] [--data DIR] [--store URL] [--broker nats://...] [--registration open|invite|closed] ...
 //	doorlessd invite [--data DIR] [--count N] [--expires 168h]
 //	doorlessd certs show|rotate [--data DIR] [--root-key FILE]
 //	doorlessd transparency show [--data DIR]
@@ -34,6 +34,7 @@ import (
 
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/blob"
+	"github.com/doorless/doorless/internal/broker"
 	"github.com/doorless/doorless/internal/certs"
 	"github.com/doorless/doorless/internal/frankingkey"
 	"github.com/doorless/doorless/internal/frontdoor"
@@ -94,6 +95,8 @@ func serve(args []string) int {
 			"clients refuse a log whose newest epoch is an hour old")
 	legalOrigin := fs.String("legal-origin", "", "the legal request log's `origin` (the legal key's name), fixed at first start; "+
 		"default: the stored one, or at first start "+frontdoor.DefaultOriginPrefix+"<random>")
+	brokerURL := fs.String("broker", "", "where delivery signals go between nodes: empty for this process only (one node), "+
+		"or a NATS `url` (nats://host:4222, tls://...; several separated by commas) shared by every node of a cluster")
 	legalPublish := fs.Duration("legal-publish-interval", server.DefaultPublishInterval,
 		"how often legal requests past their non-disclosure date are published")
 	var ktAuditors []string
@@ -208,10 +211,17 @@ func serve(args []string) int {
 		log.Info("doorlessd: made the legal admin token", "file", filepath.Join(fd.dir, frontdoor.AdminTokenFile))
 	}
 
+	br, closeBroker, err := openBroker(*brokerURL, log)
+	if err != nil {
+		return fail(err)
+	}
+	defer closeBroker()
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(server.Config{
 		Store:         st,
+		Broker:        br,
 		Registration:  *registration,
 		MaxEnvelope:   *maxEnvelope,
 		MaxQueue:      *maxQueue,
@@ -286,6 +296,26 @@ func serve(args []string) int {
 	<-runDone
 	log.Info("doorlessd stopped")
 	return code
+}
+
+// openBroker returns the broker --broker names: nil (the server's
+// in-process one) when empty, else a NATS broker, whose connection changes
+// are logged (never its URL, which may carry credentials).
+func openBroker(url string, log *slog.Logger) (broker.Broker, func(), error) {
+	if url == "" {
+		return nil, func() {}, nil
+	}
+	b, err := broker.DialNATS(broker.NATSConfig{URL: url, OnConnection: func(up bool, err error) {
+		if up {
+			log.Info("doorlessd: reconnected to nats")
+		} else {
+			log.Warn("doorlessd: lost nats; delivery signals wait for it", "err", err)
+		}
+	}})
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, func() { b.Close() }, nil
 }
 
 func invite(args []string) int {

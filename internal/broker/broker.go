@@ -12,8 +12,9 @@
 // one, which receives Displaced and nothing after it. This is what keeps one
 // WebSocket per device, across nodes too.
 //
-// Memory is the in-process implementation; a NATS one follows the same
-// contract with a subject per device.
+// Memory is the in-process implementation, for one node; NATS carries the
+// signals between nodes over a NATS server, with a subject per device.
+// brokertest is the conformance suite both pass.
 package broker
 
 import (

@@ -2,7 +2,9 @@ package server
 
 import (
 	"fmt"
+	"time"
 
+	"github.com/doorless/doorless/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -18,6 +20,17 @@ type metrics struct {
 	websockets  prometheus.Gauge
 	wsClosed    *prometheus.CounterVec // reason
 	rateLimited *prometheus.CounterVec // scope: ip, account, recipient
+
+	// Delivery: latency from the send's acceptance to the envelope's
+	// frame (stage "written") and to its acknowledgement ("acked"), and
+	// the backlog a connection found (storemetrics.go: the store's
+	// latency).
+	deliveryLatency *prometheus.HistogramVec // stage
+	latWritten      prometheus.Observer
+	latAcked        prometheus.Observer
+	backlog         prometheus.Histogram
+	storeDuration   *prometheus.HistogramVec // op
+	storeErrors     *prometheus.CounterVec   // op
 
 	// Key transparency.
 	ktEpochs   prometheus.Gauge
@@ -69,6 +82,27 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "doorless_rate_limited_total",
 			Help: "Requests refused by a rate limit, by scope (ip, account, or recipient for unidentified sends).",
 		}, []string{"scope"}),
+		deliveryLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "doorless_delivery_latency_seconds",
+			Help: "From a send's acceptance (the envelope's server timestamp, in milliseconds) to its envelope written to the " +
+				"recipient device's WebSocket (stage written) and acknowledged (stage acked); only envelopes queued while " +
+				"the device was connected, so it measures the server, not how long devices stay offline.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}, []string{"stage"}),
+		backlog: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "doorless_delivery_backlog_envelopes",
+			Help:    "Envelopes a delivery WebSocket sent before its queue_empty frame: the device's queue depth when it connected.",
+			Buckets: []float64{0, 1, 4, 16, 64, 256, 1024, 4096, 16384},
+		}),
+		storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "doorless_store_operation_duration_seconds",
+			Help:    "Time of one store call, by operation (the store method).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
+		}, []string{"op"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doorless_store_errors_total",
+			Help: "Store calls that failed (not counting the store's answers such as not found, full queue or duplicate), by operation.",
+		}, []string{"op"}),
 		ktEpochs: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "doorless_transparency_epochs",
 			Help: "Epochs in the key-transparency log (its size).",
@@ -98,12 +132,27 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Epochs made with no change, to keep the log fresh (one every epoch interval without changes).",
 		}),
 	}
+	m.latWritten = m.deliveryLatency.WithLabelValues("written")
+	m.latAcked = m.deliveryLatency.WithLabelValues("acked")
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.enqueued, m.delivered,
 		m.acked, m.expired, m.websockets, m.wsClosed, m.rateLimited,
+		m.deliveryLatency, m.backlog, m.storeDuration, m.storeErrors,
 		m.ktEpochs, m.ktEntries, m.ktPending, m.ktUpdates, m.ktFailures, m.ktLastEpoch, m.ktEmptyEpochs} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("server: register metrics: %v", err)
 		}
 	}
 	return m, nil
+}
+
+// live reports whether an envelope was queued while its device's connection
+// was open (opened: when it opened; server timestamps are whole
+// milliseconds): only those count in the delivery latency.
+func (m *metrics) live(e *store.Envelope, opened time.Time) bool {
+	return !e.ServerTimestamp.Before(opened.Truncate(time.Millisecond))
+}
+
+// since observes the time from start to now in o.
+func (m *metrics) since(o prometheus.Observer, start, now time.Time) {
+	o.Observe(max(now.Sub(start), 0).Seconds())
 }

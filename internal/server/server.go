@@ -266,7 +266,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:            cfg,
-		st:             cfg.Store,
+		st:             measureStore(cfg.Store, met),
 		br:             cfg.Broker,
 		log:            cfg.Logger,
 		now:            cfg.Now,
@@ -283,7 +283,7 @@ func New(cfg Config) (*Server, error) {
 		conns:          make(map[*wsConn]struct{}),
 	}
 	if cfg.Transparency != nil {
-		if s.kt, err = newKT(context.Background(), *cfg.Transparency, cfg.Store); err != nil {
+		if s.kt, err = newKT(context.Background(), *cfg.Transparency, s.st); err != nil {
 			return nil, err
 		}
 		met.ktEpochs.Set(float64(s.kt.log.Size()))

@@ -65,6 +65,11 @@ type wsConn struct {
 	device  uint32
 	cancel  context.CancelCauseFunc
 	acked   chan string // ids the reader has acknowledged, for the window
+	// opened is when the connection opened; queued holds, for the
+	// envelopes sent whose latency is measured (metrics.live), their
+	// server timestamps until acknowledged.
+	opened time.Time
+	queued sync.Map // id → time.Time
 }
 
 // GET /v1/websocket
@@ -76,7 +81,7 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request, dev *st
 	ws.SetReadLimit(api.MaxClientFrameSize)
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
-	c := &wsConn{s: s, ws: ws, account: dev.AccountID, device: dev.ID, cancel: cancel, acked: make(chan string, sendWindow)}
+	c := &wsConn{s: s, ws: ws, account: dev.AccountID, device: dev.ID, cancel: cancel, acked: make(chan string, sendWindow), opened: s.now()}
 	if !s.addConn(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return nil
@@ -186,6 +191,9 @@ func (c *wsConn) readLoop(ctx context.Context) {
 		switch err := c.s.st.Ack(rctx, c.account, c.device, f.ID); {
 		case err == nil:
 			c.s.met.acked.Inc()
+			if q, ok := c.queued.LoadAndDelete(f.ID); ok {
+				c.s.met.since(c.s.met.latAcked, q.(time.Time), c.s.now())
+			}
 		case errors.Is(err, store.ErrNotFound):
 		default:
 			c.cancel(fmt.Errorf("server: ack: %w", err))
@@ -213,6 +221,7 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 	inflight := make(map[string]bool, sendWindow)
 	var after int64 // Seq of the last envelope sent
 	poll, emptySent := true, false
+	backlog := 0 // envelopes sent before queue_empty
 	ping := time.NewTicker(c.s.pingInterval)
 	defer ping.Stop()
 	for {
@@ -231,6 +240,7 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 					return err
 				default:
 					inflight[envs[i].ID] = true
+					backlog++
 				}
 				after = envs[i].Seq
 				envs[i].Content = nil // sent: let it go before the next page
@@ -238,6 +248,7 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 			if len(envs) < want {
 				poll = false
 				if !emptySent {
+					c.s.met.backlog.Observe(float64(backlog))
 					if err := c.writeFrame(ctx, &api.Frame{Type: api.FrameQueueEmpty}); err != nil {
 						return err
 					}
@@ -326,9 +337,19 @@ func (c *wsConn) writeEnvelope(ctx context.Context, e *store.Envelope) error {
 		}
 		env.SourceAccount, env.SourceUsername, env.SourceDevice = e.SourceAccount, name, e.SourceDevice
 	}
+	live := c.s.met.live(e, c.opened)
+	if live { // before the write: the ack may come before Store otherwise
+		c.queued.Store(e.ID, e.ServerTimestamp)
+	}
 	err := c.writeFrame(ctx, &api.Frame{Type: api.FrameEnvelope, Envelope: env})
-	if err == nil {
+	switch {
+	case err != nil && live:
+		c.queued.Delete(e.ID)
+	case err == nil:
 		c.s.met.delivered.Inc()
+		if live {
+			c.s.met.since(c.s.met.latWritten, e.ServerTimestamp, c.s.now())
+		}
 	}
 	return err
 }
