@@ -21,6 +21,9 @@ import (
 // decrypts must open the commitment its envelope carried, or it is dropped
 // (a *DroppedMessage event says so): everything shown can be reported. For
 // each message shown, the history keeps what a report reveals (Report).
+// An envelope with no commitment at all was queued before the server
+// franked (an upgraded server delivers what it held from before): what of
+// it shows nothing is still acted on, and the rest dropped (opened).
 
 // Errors of Report a caller branches on.
 var (
@@ -78,11 +81,7 @@ func (c *Client) frankingKey(ctx context.Context) ([franking.KeySize]byte, error
 // itself is left as it was.
 func encodeFranked(cont *content.Content, accountKey [franking.KeySize]byte, recipientAccountID string) (pt, commitment []byte, err error) {
 	fc := *cont
-	ctx := franking.DirectContext(recipientAccountID)
-	if fc.GroupID != nil {
-		ctx = franking.GroupContext(fc.GroupID)
-	}
-	cm := franking.Frank(&fc, accountKey, ctx)
+	cm := franking.Frank(&fc, accountKey, franking.ContextFor(&fc, recipientAccountID))
 	if pt, err = content.Encode(&fc); err != nil {
 		return nil, nil, err
 	}
@@ -90,19 +89,63 @@ func encodeFranked(cont *content.Content, accountKey [franking.KeySize]byte, rec
 }
 
 // opened checks, inside processEnvelope's transaction, that content
-// decrypted from env opens the franking commitment env carried. When it
-// does not, the content is dropped: the events found so far (an identity
-// change) are stored with a *DroppedMessage, and errDropContent returned.
-func (c *Client) opened(tx *profile.Tx, env *api.Envelope, from string, cont *content.Content, events []any) error {
+// decrypted from env opens the franking commitment env carried, and
+// returns the content to act on: cont itself when it does.
+//
+// When env carries no commitment at all, it was queued before the server
+// franked (migration 5 of its store), and could not be reported: what of
+// it would be shown is dropped (text, an attachment, a transcript, a
+// timer update, a group change), but what shows nothing is still acted on
+// (quietPart), lest an upgrade cost a member the sender key that opens a
+// sender's group messages until its next distribution. A commitment that
+// is present and does not match still drops everything: the sender (or
+// the server) lied.
+//
+// Content that is dropped has the events found so far (an identity
+// change) stored with a *DroppedMessage, and errDropContent returned.
+func (c *Client) opened(tx *profile.Tx, env *api.Envelope, from string, cont *content.Content, events []any, now time.Time) (*content.Content, error) {
 	if franking.Opens(cont, env.Franking) {
-		return nil
+		return cont, nil
+	}
+	if len(env.Franking) == 0 {
+		quiet := quietPart(cont)
+		if quiet.Receipt != nil || quiet.SenderKey != nil {
+			return quiet, nil
+		}
+		// Nothing to act on but the sender's profile key, which another
+		// account's content is taken for as it comes (the session
+		// authenticates it); this account's own content is judged in
+		// pairwiseContent, which is not reached.
+		if env.SourceAccount != c.accountID {
+			if err := c.keepProfileKey(tx, env.SourceAccount, quiet.ProfileKey, now); err != nil {
+				return nil, err
+			}
+		}
 	}
 	c.dropped.Add(1)
 	ev := &storedDropped{From: from, FromDevice: env.SourceDevice, Received: env.ServerTimestamp}
 	if err := c.storeEvents(tx, env.ID, append(events, ev), nil); err != nil {
-		return err
+		return nil, err
 	}
-	return errDropContent
+	return nil, errDropContent
+}
+
+// quietPart is what of cont shows the user nothing: a receipt, a sender
+// key distribution (with the group id it is for) and the sender's profile
+// key. Nothing of a transcript (this account's own message, shown as
+// sent) is quiet. The rest is set aside: text, an attachment, a timer
+// and a group change (the one a sender key distribution carries along,
+// which members hold already unless it is news, and news is shown).
+func quietPart(cont *content.Content) *content.Content {
+	q := &content.Content{Timestamp: cont.Timestamp}
+	if cont.Sync {
+		return q
+	}
+	q.Receipt, q.ProfileKey = cont.Receipt, cont.ProfileKey
+	if cont.GroupID != nil && cont.SenderKey != nil {
+		q.GroupID, q.SenderKey = cont.GroupID, cont.SenderKey
+	}
+	return q
 }
 
 // reportable is what reporting a message received takes, from the envelope

@@ -3,8 +3,10 @@ package client
 import (
 	"bytes"
 	"crypto/rand"
+	"database/sql"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -206,5 +208,156 @@ func TestDroppedEventHasNoPlaintext(t *testing.T) {
 	ev, ok := event(v).(*DroppedMessage)
 	if !ok || ev.From != "alice" || ev.FromDevice != 2 || !ev.Received.Equal(time.UnixMilli(1000)) {
 		t.Fatalf("event %#v", event(v))
+	}
+}
+
+// setQueuedFranking rewrites the franking commitment of every envelope
+// queued for c's account in the server's database, as a server does not:
+// empty, an envelope as queued before the server franked (its store's
+// migration 5 gave them no commitment); or another commitment.
+func (s *testServer) setQueuedFranking(t *testing.T, c *Client, commitment []byte) {
+	t.Helper()
+	db, err := sql.Open("sqlite", s.path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	res, err := db.ExecContext(ctxT(t), `UPDATE envelopes SET franking = ? WHERE account_id = ?`, commitment, c.AccountID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		t.Fatalf("rewrote %d envelopes: %v", n, err)
+	}
+}
+
+// TestQuietPart: of content that came with no commitment, what shows
+// nothing is kept and the rest set aside.
+func TestQuietPart(t *testing.T) {
+	group := bytes.Repeat([]byte{7}, content.GroupIDSize)
+	pk := bytes.Repeat([]byte{9}, 32)
+	receipt := &content.Receipt{Type: content.ReceiptDelivered, Timestamps: []int64{5}}
+	for _, tt := range []struct {
+		name string
+		in   content.Content
+		want content.Content
+	}{
+		{"receipt", content.Content{Timestamp: 1, Receipt: receipt, ProfileKey: pk},
+			content.Content{Timestamp: 1, Receipt: receipt, ProfileKey: pk}},
+		{"sender key distribution and its group change", content.Content{Timestamp: 1, GroupID: group, GroupChange: []byte("change"), SenderKey: []byte("skdm"), ProfileKey: pk},
+			content.Content{Timestamp: 1, GroupID: group, SenderKey: []byte("skdm"), ProfileKey: pk}},
+		{"text", content.Content{Timestamp: 1, Body: "hi", ExpireTimer: 60, ProfileKey: pk},
+			content.Content{Timestamp: 1, ProfileKey: pk}},
+		{"attachment", content.Content{Timestamp: 1, Attachment: &content.Attachment{ID: "x"}, ViewOnce: true},
+			content.Content{Timestamp: 1}},
+		{"group text", content.Content{Timestamp: 1, Body: "hi all", GroupID: group},
+			content.Content{Timestamp: 1}},
+		{"group change alone", content.Content{Timestamp: 1, GroupID: group, GroupChange: []byte("change"), ProfileKey: pk},
+			content.Content{Timestamp: 1, ProfileKey: pk}},
+		{"timer update", content.Content{Timestamp: 1, ExpireTimer: 60, TimerUpdate: true},
+			content.Content{Timestamp: 1}},
+		{"transcript", content.Content{Timestamp: 1, Sync: true, Destination: "bob", Body: "hi", ProfileKey: pk, Receipt: receipt},
+			content.Content{Timestamp: 1}},
+		{"sender key without a group", content.Content{Timestamp: 1, SenderKey: []byte("skdm")},
+			content.Content{Timestamp: 1}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			in := tt.in
+			got := quietPart(&in)
+			if got.Timestamp != tt.want.Timestamp || got.Body != "" || got.Attachment != nil || got.ViewOnce ||
+				got.ExpireTimer != 0 || got.TimerUpdate || got.GroupChange != nil || got.Sync || got.Destination != "" ||
+				got.Franking != nil || !bytes.Equal(got.GroupID, tt.want.GroupID) || !bytes.Equal(got.SenderKey, tt.want.SenderKey) ||
+				!bytes.Equal(got.ProfileKey, tt.want.ProfileKey) || got.Receipt != tt.want.Receipt {
+				t.Fatalf("quietPart = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestUnfrankedFromBeforeFranking: envelopes queued before the server
+// franked (no commitment at all) are still acted on for what shows
+// nothing: bob keeps alice's sender key from one (so her later group
+// messages open) and the delivery receipt in another; the texts among
+// them, direct and to the group, are dropped, each with a
+// DroppedMessage, as they could not be reported. Carol, whose envelopes
+// carry a wrong commitment instead, drops everything, the sender key
+// too, so alice's later group message does not open for her.
+func TestUnfrankedFromBeforeFranking(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, nil)
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	carol, _ := s.register(t, "carol", Options{})
+	introduce(t, alice, bob)
+	introduce(t, alice, carol)
+	if _, err := alice.CreateGroup(ctxT(t), "club", "bob", "carol"); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, bob)
+	receive(t, carol)
+	if err := alice.SetReceipts(ctxT(t), true, false); err != nil {
+		t.Fatal(err)
+	}
+	ping := mustSend(t, bob, "alice", "ping")
+	receive(t, alice) // alice's delivery receipt goes to bob
+
+	// Queued before the upgrade: the receipt, alice's sender key (with
+	// her first group message) and a direct text.
+	if _, err := alice.SendMessage(ctxT(t), "#club", Outgoing{Text: "group before"}); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, alice, "bob", "direct before")
+	s.setQueuedFranking(t, bob, []byte{})
+	s.setQueuedFranking(t, carol, make([]byte, api.FrankingSize))
+
+	summarize := func(evs []Event) (texts []string, dropped int, receipts []string) {
+		for _, ev := range evs {
+			switch ev := ev.(type) {
+			case *Message:
+				texts = append(texts, ev.Text)
+			case *DroppedMessage:
+				if ev.From != "alice" {
+					t.Errorf("dropped event %+v", ev)
+				}
+				dropped++
+			case *Receipt:
+				receipts = append(receipts, ev.Messages...)
+			}
+		}
+		return
+	}
+	texts, dropped, receipts := summarize(receive(t, bob))
+	if len(texts) != 0 || dropped != 2 || len(receipts) != 1 || receipts[0] != ping.ID {
+		t.Fatalf("bob got texts %q, %d dropped, receipts for %q; want none, 2, [%s]", texts, dropped, receipts, ping.ID)
+	}
+	texts, dropped, _ = summarize(receive(t, carol))
+	if len(texts) != 0 || dropped != 1 {
+		t.Fatalf("carol got texts %q and %d dropped; want none and 1 (the sender key's envelope)", texts, dropped)
+	}
+	for _, c := range []*Client{bob, carol} {
+		for _, with := range []string{"alice", "#club"} {
+			ms, err := c.Messages(ctxT(t), with, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ms {
+				if strings.Contains(m.Text, "before") {
+					t.Fatalf("%s keeps %q", c.Username(), m.Text)
+				}
+			}
+		}
+	}
+
+	// After the upgrade: alice's next group message goes under the sender
+	// key she distributed before (she has no reason to send it again).
+	if _, err := alice.SendMessage(ctxT(t), "#club", Outgoing{Text: "group after"}); err != nil {
+		t.Fatal(err)
+	}
+	if texts, _, _ := summarize(receive(t, bob)); len(texts) != 1 || texts[0] != "group after" {
+		t.Fatalf("bob got %q, want the group message under the sender key from before the upgrade", texts)
+	}
+	before := carol.Stats().Dropped
+	if texts, _, _ := summarize(receive(t, carol)); len(texts) != 0 || carol.Stats().Dropped != before+1 {
+		t.Fatalf("carol got %q, dropped %d; want nothing, 1 (she dropped the sender key)", texts, carol.Stats().Dropped-before)
 	}
 }

@@ -907,7 +907,7 @@ func (c *Client) decryptSenderKey(tx *profile.Tx, outer, env *api.Envelope, seal
 		c.dropped.Add(1)
 		return nil // the chain moved on; nothing to show
 	}
-	if err := c.opened(tx, env, mem.Username, cont, nil); err != nil {
+	if cont, err = c.opened(tx, env, mem.Username, cont, nil, now); err != nil {
 		if errors.Is(err, errDropContent) {
 			return nil
 		}

@@ -34,9 +34,10 @@ func TestMain(m *testing.M) {
 
 // testServer is doorlessd in-process over a fresh SQLite store.
 type testServer struct {
-	url string
-	hs  *httptest.Server
-	st  *sqlite.Store
+	url  string
+	hs   *httptest.Server
+	st   *sqlite.Store
+	path string // the store's database file
 }
 
 func newServer(t *testing.T, mod func(*server.Config)) *testServer {
@@ -47,7 +48,8 @@ func newServer(t *testing.T, mod func(*server.Config)) *testServer {
 // newWrappedServer puts wrap (when not nil) in front of the server's handler.
 func newWrappedServer(t *testing.T, mod func(*server.Config), wrap func(http.Handler) http.Handler) *testServer {
 	t.Helper()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "doorless.db"))
+	path := filepath.Join(t.TempDir(), "doorless.db")
+	st, err := sqlite.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +102,7 @@ func newWrappedServer(t *testing.T, mod func(*server.Config), wrap func(http.Han
 		hs.Close()
 		st.Close()
 	})
-	return &testServer{url: hs.URL, hs: hs, st: st}
+	return &testServer{url: hs.URL, hs: hs, st: st, path: path}
 }
 
 // testTransparency is a key transparency configuration with fresh keys.

@@ -708,7 +708,7 @@ func (c *Client) decryptInto(tx *profile.Tx, outer, env *api.Envelope, local *se
 		c.dropped.Add(1)
 		return c.storeEvents(tx, env.ID, events, nil)
 	}
-	if err := c.opened(tx, env, from, cont, events); err != nil {
+	if cont, err = c.opened(tx, env, from, cont, events, now); err != nil {
 		if errors.Is(err, errDropContent) {
 			return nil
 		}

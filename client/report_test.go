@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
+	"github.com/doorless/doorless/internal/franking"
+	"github.com/doorless/doorless/internal/server"
 	"github.com/doorless/doorless/internal/store"
 )
 
@@ -394,5 +397,103 @@ func TestLinkedDeviceFranks(t *testing.T) {
 	}
 	if k1 == nil || !bytes.Equal(k1, k2) {
 		t.Fatal("the two devices do not hold the account's one franking key")
+	}
+}
+
+// TestReportOfPassedOnGroupMessage: a sealed group message's report does
+// not prove that its sender addressed the reporter (internal/franking).
+// Bob, a member of alice's group, passes her group message on to dave,
+// who is in no group with her: one sealed envelope carrying the message's
+// commitment (its content anything: the server cannot tell). Dave then
+// reports alice's text as delivered to him, and the server accepts it,
+// but marks it, like bob's own report of it, as a report whose delivery
+// by alice is unproven, and counts the two reports of one message.
+func TestReportOfPassedOnGroupMessage(t *testing.T) {
+	t.Parallel()
+	fs := testFrankingServer(t)
+	s := newServer(t, func(c *server.Config) { c.Franking = fs })
+	alice, _ := s.register(t, "alice", Options{})
+	bob, _ := s.register(t, "bob", Options{})
+	carol, _ := s.register(t, "carol", Options{})
+	dave, _ := s.register(t, "dave", Options{})
+	introduce(t, alice, bob)
+	introduce(t, alice, carol)
+	if _, err := alice.CreateGroup(ctxT(t), "club", "bob", "carol"); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, bob)
+	receive(t, carol)
+	if _, err := alice.SendMessage(ctxT(t), "#club", Outgoing{Text: "said in the club only"}); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, carol)
+	receive(t, bob)
+	id := lastMessage(t, bob, "#club", "said in the club only")
+
+	// Bob's copy of what reporting it takes.
+	var rep api.ReportRequest
+	if err := bob.st.View(ctxT(t), func(tx *profile.Tx) error {
+		b, err := tx.Reportable(id)
+		if err != nil || b == nil {
+			return fmt.Errorf("nothing to report with: %v", err)
+		}
+		return json.Unmarshal(b, &rep)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if rep.SourceAccount != "" {
+		t.Fatalf("expected a sealed group message, got source %q", rep.SourceAccount)
+	}
+
+	// Bob writes dave a sealed envelope with the group message's commitment.
+	introduce(t, bob, dave)
+	var reg uint32
+	if err := bob.st.View(ctxT(t), func(tx *profile.Tx) error {
+		rec, err := tx.Session(dave.AccountID(), 1)
+		if err != nil || rec == nil {
+			return fmt.Errorf("no session with dave: %v", err)
+		}
+		reg, _ = rec.RemoteRegistrationID()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.sendMessages(ctxT(t), "dave", &api.SendRequest{
+		ID: api.NewUUID(), Timestamp: 1, Franking: rep.Franking,
+		Messages: []api.OutgoingMessage{{DeviceID: 1, RegistrationID: reg, Type: api.EnvelopeWhisper, Content: []byte("junk")}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	envs, err := s.st.Queue(ctxT(t), dave.AccountID(), 1, 0, 100)
+	if err != nil || len(envs) != 1 {
+		t.Fatalf("dave's queue: %d, %v", len(envs), err)
+	}
+	e := envs[0]
+	if e.SourceAccount != "" {
+		t.Fatal("bob's envelope to dave went named")
+	}
+	// The delivery tag the server hands dave's device with it, which a
+	// modified client keeps.
+	tag := fs.Tag(&franking.Delivery{Commitment: e.Franking, Recipient: dave.AccountID(), RecipientDevice: 1,
+		EnvelopeType: e.Type, ServerTimestamp: e.ServerTimestamp.UnixMilli()})
+	passed := api.ReportRequest{Content: rep.Content, Sender: alice.AccountID(), DeviceID: 1, Type: e.Type,
+		ServerTimestamp: e.ServerTimestamp.UnixMilli(), Franking: e.Franking, FrankingTag: tag[:]}
+	var resp api.ReportResponse
+	if err := dave.do(ctxT(t), "POST", api.PathReports, &passed, &resp); err != nil {
+		t.Fatalf("dave's report: %v", err)
+	}
+	davesReport := s.storedReport(t, resp.ID)
+	bobsID, err := bob.Report(ctxT(t), "alice", id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobsReport := s.storedReport(t, bobsID)
+	for _, r := range []*store.Report{davesReport, bobsReport} {
+		if r.Sender != alice.AccountID() || r.Body != "said in the club only" || !r.DeliveryUnproven() {
+			t.Fatalf("stored report %+v, want alice's group text marked as delivery unproven", r)
+		}
+	}
+	if n, by, err := s.st.ReportCount(ctxT(t), davesReport.CommitmentHash); err != nil || n != 2 || by != 2 {
+		t.Fatalf("ReportCount = %d by %d, %v; want 2 by 2", n, by, err)
 	}
 }

@@ -119,7 +119,7 @@ func TestReportsCommand(t *testing.T) {
 	at := time.Date(2026, 11, 23, 18, 30, 0, 0, time.UTC)
 	gone, reporter := api.NewUUID(), api.NewUUID()
 	r := &store.Report{ID: api.NewUUID(), Reporter: reporter, Sender: gone, Sealed: true, CommitmentHash: make([]byte, 32),
-		Sent: at.Add(-time.Hour), Reported: at, Body: "the whole\nabusive text", Reason: "harassment"}
+		ToMany: true, Sent: at.Add(-time.Hour), Queued: at.Add(-time.Hour), Reported: at, Body: "the whole\nabusive text", Reason: "harassment"}
 	if err := st.AddReport(t.Context(), r); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestReportsCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reports list: %v", err)
 	}
-	for _, want := range []string{r.ID, "2026-11-23 18:30", gone + " (account deleted)", "yes", "harassment"} {
+	for _, want := range []string{r.ID, "2026-11-23 18:30", gone + " (account deleted)", "yes", "unproven", "harassment"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("reports list lacks %q:\n%s", want, out)
 		}
@@ -140,7 +140,8 @@ func TestReportsCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reports show: %v", err)
 	}
-	for _, want := range []string{"report:", r.ID, "sealed sender: yes", "reason:", "harassment", "text:\nthe whole\nabusive text\n"} {
+	for _, want := range []string{"report:", r.ID, "sealed sender: yes", "delivery to the reporter by this sender unproven",
+		"reports of it: 1, by 1 account", "reason:", "harassment", "text:\nthe whole\nabusive text\n"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("reports show lacks %q:\n%s", want, out)
 		}

@@ -383,6 +383,8 @@ func (b *NATS) Flush(ctx context.Context) error {
 	b.mu.Unlock()
 	select {
 	case b.msgs <- marker:
+	case <-b.ended:
+		return ErrClosed
 	case <-ctx.Done():
 		b.forgetMarker(marker)
 		return ctx.Err()
@@ -390,6 +392,8 @@ func (b *NATS) Flush(ctx context.Context) error {
 	select {
 	case <-done:
 		return nil
+	case <-b.ended:
+		return ErrClosed
 	case <-ctx.Done():
 		b.forgetMarker(marker)
 		return ctx.Err()

@@ -20,17 +20,51 @@
 //   - Because a sealed-sender envelope names no sender, the server cannot
 //     bind one. Instead the sender binds the commitment to its own account
 //     with its account key, a key the server derives for each account and
-//     gives only to that account's devices: sender tag = HMAC-SHA256(account
-//     key, label ‖ commitment ‖ context), carried inside the encryption, so
-//     the server sees it only when the message is reported. The context is
-//     the recipient's account id for a direct message and the group id for a
-//     group message, so a report cannot move a message to another
-//     conversation.
+//     gives to that account's devices (AccountKey): sender tag =
+//     HMAC-SHA256(account key, label ‖ commitment ‖ context), carried inside
+//     the encryption, so the server sees it only when the message is
+//     reported. The context (ContextFor) is the recipient's account id for a
+//     direct message and the group id for a group message.
 //   - The recipient recomputes the commitment from what it decrypted and
-//     drops a message whose commitment does not match (Verify), so
-//     everything it displays can be reported. A report reveals the content,
-//     the franking key, the envelope's commitment and delivery tag, and the
+//     drops a message whose commitment does not match (Verify), so every
+//     message it displays can be reported. A report reveals the content
+//     (all of it, the sender's profile key included), the franking key, the envelope's commitment and delivery tag, and the
 //     claimed sender; the server checks all three MACs.
+//
+// What a verified report proves depends on how the message came:
+//
+//   - Named (the envelope names its source): the server's own delivery tag
+//     says that the sender's device sent this commitment to the reporter's
+//     device; the content opens it.
+//   - Sealed, direct: the sender bound the commitment to the reporter's
+//     account (DirectContext), and the delivery tag says it reached the
+//     reporter's device. A report cannot be moved to another account.
+//   - Sealed, to a group: the sender bound the commitment to the group
+//     (GroupContext) only. The report proves that the sender sent this
+//     content to that group and that an envelope carrying its commitment
+//     reached the reporter's device; it does NOT prove that the sender
+//     addressed the reporter. Anyone can have the server deliver any
+//     commitment to any account (a sealed envelope to oneself, or to a
+//     puppet account, carrying it), so a member who holds the content can
+//     have an outsider, or a string of throwaway accounts, report the
+//     message as if it had been sent to them. A binding to each recipient
+//     would have to sit inside each recipient's own encryption, which the
+//     libsignal-compatible multi-recipient format (one shared payload for
+//     all) has no room for. The server therefore marks such reports, and
+//     the content's own timestamp (the sender's clock, in the committed
+//     bytes) bounds how long the message can be reported, however late it
+//     is delivered again.
+//
+// The account key never rotates: it is a function of the server's secret
+// and the account id. Every device ever linked to the account fetched it,
+// removed or stolen ones included, and the server (or whoever holds its
+// franking secret) can derive it. Such a holder can make up sealed
+// messages bound to the account, have them delivered to an account of its
+// own and report them from there: the reports name the account as their
+// sender, for as long as the account exists. Reports of named messages
+// are unaffected (the server binds their sender at sending time, from the
+// device's credentials, which removal revokes). docs/threat-model.md
+// (known limits) weighs this.
 //
 // The commitment is HMAC-SHA256 with a full 32-byte output, which is
 // committing: finding two (key, message) pairs with one commitment is
@@ -137,6 +171,18 @@ func Verify(k Key, committed, commitment []byte) bool {
 	return hmac.Equal(c[:], commitment)
 }
 
+// ContextFor is the sender-tag context of content c sent to the account
+// with the given id: GroupContext(c.GroupID) when c has a group id, else
+// DirectContext(recipientAccountID). The sender franks under it, and
+// VerifyReport checks the sender tag under it (with the reporter as the
+// recipient).
+func ContextFor(c *content.Content, recipientAccountID string) []byte {
+	if c.GroupID != nil {
+		return GroupContext(c.GroupID)
+	}
+	return DirectContext(recipientAccountID)
+}
+
 // DirectContext is the sender-tag context of a direct message to the
 // account with the given id (api.ValidUUID form; the string is bound as
 // given).
@@ -223,7 +269,9 @@ func NewSecret(r io.Reader) ([]byte, error) {
 // String hides the keys.
 func (*Server) String() string { return "franking.Server([redacted])" }
 
-// AccountKey is the account key of the account with the given id.
+// AccountKey is the account key of the account with the given id. It is
+// the same for as long as the account and the server's secret exist (it
+// is never rotated; see the package doc).
 func (s *Server) AccountKey(accountID string) [KeySize]byte {
 	return mac(s.accountRoot[:], accountKeyInfo, []byte(accountID))
 }
@@ -274,6 +322,8 @@ type Verified struct {
 // delivery tag when the envelope named its source, by the sender tag inside
 // the content under sealed sender. It returns the first failure as one of
 // the sentinels above (ErrUnfranked also for content that does not parse).
+// For a sealed group message the sender is proven to have sent the content
+// to the group, not to the reporter (see the package doc).
 // Replays are the caller's to refuse: a report is the same report when its
 // recipient and commitment are.
 func (s *Server) VerifyReport(r *Report) (*Verified, error) {
@@ -294,10 +344,7 @@ func (s *Server) VerifyReport(r *Report) (*Verified, error) {
 		}
 		return v, nil
 	}
-	ctx := DirectContext(r.Delivery.Recipient)
-	if c.GroupID != nil {
-		ctx = GroupContext(c.GroupID)
-	}
+	ctx := ContextFor(c, r.Delivery.Recipient)
 	if r.Sender == "" || !s.CheckSender(r.Sender, r.Delivery.Commitment, ctx, c.Franking.SenderTag[:]) {
 		return nil, ErrSenderUnproven
 	}
@@ -306,7 +353,7 @@ func (s *Server) VerifyReport(r *Report) (*Verified, error) {
 
 // Frank franks c for sending, replacing any franking it had: it draws a
 // franking key, commits to c under it, binds the commitment to the sender's
-// account for context (DirectContext or GroupContext) with the account key
+// account for context (ContextFor) with the account key
 // the server gave the sender, and sets c.Franking. It returns the
 // commitment, which travels outside the encryption; c is then ready for
 // content.Encode.

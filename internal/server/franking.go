@@ -25,9 +25,16 @@ import (
 
 // Report limits.
 const (
-	// ReportWindow is how old a message may be reported: by its
-	// envelope's server timestamp, at most 90 days.
+	// ReportWindow is how old a message may be reported: at most 90 days
+	// by its envelope's server timestamp, and by the content's own
+	// timestamp (the sender's clock, inside the committed bytes), at most
+	// 90 days and ReportClockSkew. The second bounds a sealed group
+	// message, whose commitment anyone can have delivered again later (a
+	// fresh server timestamp; internal/franking).
 	ReportWindow = 90 * 24 * time.Hour
+	// ReportClockSkew is how far behind the sender's clock may be without
+	// shortening the window.
+	ReportClockSkew = 24 * time.Hour
 	// ReportRetention is how long a report is kept after it was made.
 	ReportRetention = 90 * 24 * time.Hour
 )
@@ -113,6 +120,10 @@ func reportRejected(why string) *httpError {
 // message to its user all the same. A report that verifies, is of a message
 // at most ReportWindow old from another account, and has something to
 // review (text or an attachment) is stored once per reporter and message.
+// A sealed group message's report proves less: that the sender sent the
+// content to a group and that its commitment reached the reporter, not
+// that the sender addressed the reporter (internal/franking); the stored
+// report says so (store.Report.DeliveryUnproven).
 func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, dev *store.Device) error {
 	var req api.ReportRequest
 	// The content is at most an envelope's size, in base64, with room for
@@ -168,11 +179,14 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, dev *store
 		return err
 	}
 	now := s.now()
-	sent := time.UnixMilli(req.ServerTimestamp)
+	queued := time.UnixMilli(req.ServerTimestamp)
 	c := v.Content
+	sent := time.UnixMilli(c.Timestamp)
 	switch {
-	case now.Sub(sent) > ReportWindow:
+	case now.Sub(queued) > ReportWindow:
 		return reportRejected("the message is older than 90 days")
+	case now.Sub(sent) > ReportWindow+ReportClockSkew:
+		return reportRejected("the message is older than 90 days by its own timestamp")
 	case v.Sender == dev.AccountID:
 		return reportRejected("the message is from the reporter's own account")
 	case c.Body == "" && c.Attachment == nil:
@@ -185,6 +199,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, dev *store
 		Sealed:         v.Sealed,
 		CommitmentHash: labelledHash(commitmentHashLabel, req.Franking),
 		Sent:           sent,
+		Queued:         queued,
 		Reported:       now,
 		Body:           c.Body,
 		Reason:         req.Reason,

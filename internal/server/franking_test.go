@@ -15,6 +15,10 @@ import (
 	"github.com/doorless/doorless/internal/store"
 )
 
+// msNow is the time now in Unix milliseconds, as a sender's client stamps
+// its content.
+func msNow() int64 { return time.Now().UnixMilli() }
+
 // frankingKey fetches u's account franking key, as its devices do.
 func (e *env) frankingKey(u *user) [franking.KeySize]byte {
 	e.t.Helper()
@@ -209,7 +213,7 @@ func TestSendNeedsFranking(t *testing.T) {
 func TestReportNamed(t *testing.T) {
 	e := newEnv(t, nil)
 	alice, bob := e.register("alice", 0, 0), e.register("bob", 0, 0)
-	c := &content.Content{Timestamp: 1234, Body: "you will regret this", Attachment: &content.Attachment{
+	c := &content.Content{Timestamp: msNow(), Body: "you will regret this", Attachment: &content.Attachment{
 		ID: "blob-id_1", Key: bytes.Repeat([]byte{0x4b}, 64), Digest: bytes.Repeat([]byte{0x44}, 32),
 		Size: 5000, BlobSize: 6000, ContentType: "image/jpeg", FileName: "threat.jpg"}}
 	m := e.frank(alice, c, franking.DirectContext(bob.id))
@@ -221,11 +225,11 @@ func TestReportNamed(t *testing.T) {
 	r := reportOf(bob, env, m, alice.id, "threats")
 	rep := e.reportOK(bob, r)
 	want := store.Report{ID: rep.ID, Reporter: bob.id, Sender: alice.id, Sealed: false,
-		CommitmentHash: labelledHash(commitmentHashLabel, m.commitment), Sent: time.UnixMilli(env.ServerTimestamp),
-		Body: "you will regret this", Reason: "threats",
+		CommitmentHash: labelledHash(commitmentHashLabel, m.commitment), Sent: time.UnixMilli(c.Timestamp),
+		Queued: time.UnixMilli(env.ServerTimestamp), Body: "you will regret this", Reason: "threats",
 		Attachment: &store.ReportAttachment{ContentType: "image/jpeg", FileName: "threat.jpg", Size: 5000}}
 	if rep.Reporter != want.Reporter || rep.Sender != want.Sender || rep.Sealed || !bytes.Equal(rep.CommitmentHash, want.CommitmentHash) ||
-		rep.ToMany || !rep.Sent.Equal(want.Sent) || rep.Body != want.Body || rep.Reason != want.Reason ||
+		rep.ToMany || !rep.Sent.Equal(want.Sent) || !rep.Queued.Equal(want.Queued) || rep.DeliveryUnproven() || rep.Body != want.Body || rep.Reason != want.Reason ||
 		*rep.Attachment != *want.Attachment || rep.Reported.Before(before.Add(-time.Second)) || rep.Reported.After(time.Now()) {
 		t.Fatalf("stored report %+v\nwant %+v", rep, want)
 	}
@@ -267,7 +271,7 @@ func TestReportSealed(t *testing.T) {
 	alice, bob, carol := e.register("alice", 0, 0), e.register("bob", 0, 0), e.register("carol", 0, 0)
 	key := newAccessKey()
 	e.setAccess(bob, key, false)
-	m := e.frank(alice, &content.Content{Timestamp: 1, Body: "sealed abuse"}, franking.DirectContext(bob.id))
+	m := e.frank(alice, &content.Content{Timestamp: msNow(), Body: "sealed abuse"}, franking.DirectContext(bob.id))
 	e.sendFranked(nil, bob, api.EnvelopeUnidentifiedSender, m, key)
 	env := e.receive(bob)
 	e.checkTag(bob, env, m.commitment)
@@ -288,7 +292,7 @@ func TestReportSealed(t *testing.T) {
 	}
 	// A binding for another context (a message franked for carol, then
 	// sent to bob) does not prove alice sent it to bob.
-	moved := e.frank(alice, &content.Content{Timestamp: 2, Body: "meant for carol"}, franking.DirectContext(carol.id))
+	moved := e.frank(alice, &content.Content{Timestamp: msNow(), Body: "meant for carol"}, franking.DirectContext(carol.id))
 	e.sendFranked(nil, bob, api.EnvelopeUnidentifiedSender, moved, key)
 	env = e.receive(bob)
 	e.fails(e.report(bob, reportOf(bob, env, moved, alice.id, "")), http.StatusUnprocessableEntity, api.CodeReportRejected)
@@ -302,7 +306,7 @@ func TestReportGroup(t *testing.T) {
 	alice, bob := e.register("alice", 0, 0), e.register("bob", 0, 0)
 	group := bytes.Repeat([]byte{0x67}, content.GroupIDSize)
 
-	m := e.frank(alice, &content.Content{Timestamp: 1, Body: "to the group", GroupID: group}, franking.GroupContext(group))
+	m := e.frank(alice, &content.Content{Timestamp: msNow(), Body: "to the group", GroupID: group}, franking.GroupContext(group))
 	e.sendFranked(alice, bob, api.EnvelopeSenderKey, m, nil)
 	env := e.receive(bob)
 	rep := e.reportOK(bob, reportOf(bob, env, m, alice.id, ""))
@@ -316,7 +320,7 @@ func TestReportGroup(t *testing.T) {
 	// A multi-recipient (sealed sender v2) group message.
 	key := newAccessKey()
 	e.setAccess(bob, key, false)
-	m = e.frank(alice, &content.Content{Timestamp: 2, Body: "sealed to the group", GroupID: group}, franking.GroupContext(group))
+	m = e.frank(alice, &content.Content{Timestamp: msNow(), Body: "sealed to the group", GroupID: group}, franking.GroupContext(group))
 	body := multiMessage(t, []*user{bob}, map[*user]map[uint32]uint32{bob: {1: bob.regID}})
 	e.ok(e.multi(body, key, api.NewUUID(), func(r *http.Request) {
 		q := r.URL.Query()
@@ -343,13 +347,117 @@ func TestReportGroup(t *testing.T) {
 	e.fails(e.report(bob, r), http.StatusUnprocessableEntity, api.CodeReportRejected)
 }
 
+// TestReportSealedGroupPassedOn: a sealed group message's report proves
+// that the sender sent it to a group and that its commitment reached the
+// reporter, not that the sender addressed the reporter (internal/franking).
+// Bob, a member, passes alice's group message on to dave, an outsider: a
+// sealed envelope of his own making, carrying its commitment. Dave's
+// report verifies, naming alice; the stored reports say that delivery by
+// alice is unproven, and count the two reports of the one message. A
+// named group message and a sealed direct one are not so marked.
+func TestReportSealedGroupPassedOn(t *testing.T) {
+	e := newEnv(t, nil)
+	alice, bob, dave := e.register("alice", 0, 0), e.register("bob", 0, 0), e.register("dave", 0, 0)
+	bobKey, daveKey := newAccessKey(), newAccessKey()
+	e.setAccess(bob, bobKey, false)
+	e.setAccess(dave, daveKey, false)
+	group := bytes.Repeat([]byte{0x67}, content.GroupIDSize)
+
+	m := e.frank(alice, &content.Content{Timestamp: msNow(), Body: "said in the club", GroupID: group}, franking.GroupContext(group))
+	e.sendFranked(nil, bob, api.EnvelopeUnidentifiedSender, m, bobKey)
+	env := e.receive(bob)
+	rep := e.reportOK(bob, reportOf(bob, env, m, alice.id, ""))
+	if !rep.Sealed || !rep.ToMany || !rep.DeliveryUnproven() {
+		t.Fatalf("bob's report %+v is not marked", rep)
+	}
+
+	e.sendFranked(nil, dave, api.EnvelopeUnidentifiedSender, m, daveKey) // bob, to dave
+	denv := e.receive(dave)
+	moved := e.reportOK(dave, reportOf(dave, denv, m, alice.id, ""))
+	if moved.Sender != alice.id || moved.Reporter != dave.id || !moved.DeliveryUnproven() ||
+		!bytes.Equal(moved.CommitmentHash, rep.CommitmentHash) {
+		t.Fatalf("dave's report %+v", moved)
+	}
+	if n, by, err := e.st.ReportCount(t.Context(), rep.CommitmentHash); err != nil || n != 2 || by != 2 {
+		t.Fatalf("ReportCount = %d by %d, %v; want 2 by 2", n, by, err)
+	}
+	var out strings.Builder
+	if err := ShowReport(t.Context(), e.st, moved.ID, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"delivery to the reporter by this sender unproven", "reports of it: 2, by 2 accounts"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("ShowReport lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	// Named to the group, and sealed to dave alone: proven.
+	named := e.frank(alice, &content.Content{Timestamp: msNow(), Body: "named to the club", GroupID: group}, franking.GroupContext(group))
+	e.sendFranked(alice, bob, api.EnvelopeSenderKey, named, nil)
+	env = e.receive(bob)
+	if r := e.reportOK(bob, reportOf(bob, env, named, alice.id, "")); r.Sealed || !r.ToMany || r.DeliveryUnproven() {
+		t.Fatalf("named group report %+v", r)
+	}
+	direct := e.frank(alice, &content.Content{Timestamp: msNow(), Body: "to dave alone"}, franking.DirectContext(dave.id))
+	e.sendFranked(nil, dave, api.EnvelopeUnidentifiedSender, direct, daveKey)
+	denv = e.receive(dave)
+	if r := e.reportOK(dave, reportOf(dave, denv, direct, alice.id, "")); !r.Sealed || r.ToMany || r.DeliveryUnproven() {
+		t.Fatalf("sealed direct report %+v", r)
+	}
+}
+
+// TestReportWindowBySentTime: a message is refused once its own timestamp
+// (the sender's clock, in the committed bytes) is over ReportWindow and
+// ReportClockSkew old, however freshly its commitment was delivered: a
+// sealed group message passed on again later does not restart the window.
+// The stored report keeps both times.
+func TestReportWindowBySentTime(t *testing.T) {
+	clk := &testClock{t: time.Now()}
+	e := newEnv(t, func(c *Config) { c.Now = clk.now })
+	alice, bob := e.register("alice", 0, 0), e.register("bob", 0, 0)
+	key := newAccessKey()
+	e.setAccess(bob, key, false)
+	group := bytes.Repeat([]byte{0x67}, content.GroupIDSize)
+	limit := ReportWindow + ReportClockSkew
+	for _, tt := range []struct {
+		name string
+		age  time.Duration
+		ok   bool
+	}{
+		{"just within", limit - time.Second, true},
+		{"just over", limit + time.Millisecond, false},
+		{"a year old", 365 * 24 * time.Hour, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e.t = t
+			sent := clk.now().Add(-tt.age).UnixMilli()
+			m := e.frank(alice, &content.Content{Timestamp: sent, Body: "old news " + tt.name, GroupID: group}, franking.GroupContext(group))
+			e.sendFranked(nil, bob, api.EnvelopeUnidentifiedSender, m, key)
+			env := e.receive(bob)
+			r := reportOf(bob, env, m, alice.id, "")
+			if !tt.ok {
+				e.fails(e.report(bob, r), http.StatusUnprocessableEntity, api.CodeReportRejected)
+				return
+			}
+			rep := e.reportOK(bob, r)
+			if !rep.Sent.Equal(time.UnixMilli(sent)) || !rep.Queued.Equal(time.UnixMilli(env.ServerTimestamp)) {
+				t.Fatalf("stored sent %v, queued %v; want %v, %v", rep.Sent, rep.Queued, time.UnixMilli(sent), time.UnixMilli(env.ServerTimestamp))
+			}
+		})
+	}
+	e.t = t
+	if rs, err := e.st.Reports(t.Context()); err != nil || len(rs) != 1 {
+		t.Fatalf("%d reports stored (%v), want 1", len(rs), err)
+	}
+}
+
 // TestReportRejected: forged, altered, misattributed, foreign, unfranked,
 // malformed and stale reports are refused and store nothing.
 func TestReportRejected(t *testing.T) {
 	clk := &testClock{t: time.Now()}
 	e := newEnv(t, func(c *Config) { c.Now = clk.now })
 	alice, bob, carol := e.register("alice", 0, 0), e.register("bob", 0, 0), e.register("carol", 0, 0)
-	m := e.frank(alice, &content.Content{Timestamp: 1, Body: "abuse"}, franking.DirectContext(bob.id))
+	m := e.frank(alice, &content.Content{Timestamp: msNow(), Body: "abuse"}, franking.DirectContext(bob.id))
 	e.sendFranked(alice, bob, api.EnvelopeWhisper, m, nil)
 	env := e.receive(bob)
 	good := reportOf(bob, env, m, alice.id, "")
@@ -360,7 +468,7 @@ func TestReportRejected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	unfranked, err := content.Encode(&content.Content{Timestamp: 1, Body: "abuse"})
+	unfranked, err := content.Encode(&content.Content{Timestamp: msNow(), Body: "abuse"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +531,7 @@ func TestReportRemovedDevice(t *testing.T) {
 	e := newEnv(t, nil)
 	alice, bob := e.register("alice", 0, 0), e.register("bob", 0, 0)
 	bob2 := e.addDevice(bob)
-	m := e.frank(alice, &content.Content{Timestamp: 1, Body: "to the tablet"}, franking.DirectContext(bob.id))
+	m := e.frank(alice, &content.Content{Timestamp: msNow(), Body: "to the tablet"}, franking.DirectContext(bob.id))
 	req := newSend(api.NewUUID(), 1,
 		api.OutgoingMessage{DeviceID: 1, RegistrationID: bob.regID, Type: api.EnvelopeWhisper, Content: m.padded},
 		api.OutgoingMessage{DeviceID: bob2.device, RegistrationID: bob2.regID, Type: api.EnvelopeWhisper, Content: m.padded})
@@ -442,7 +550,7 @@ func TestReportRemovedDevice(t *testing.T) {
 func TestReportOutlivesSender(t *testing.T) {
 	e := newEnv(t, nil)
 	alice, bob := e.register("alice", 0, 0), e.register("bob", 0, 0)
-	m := e.frank(alice, &content.Content{Timestamp: 1, Body: "hit and run"}, franking.DirectContext(bob.id))
+	m := e.frank(alice, &content.Content{Timestamp: msNow(), Body: "hit and run"}, franking.DirectContext(bob.id))
 	e.sendFranked(alice, bob, api.EnvelopeWhisper, m, nil)
 	env := e.receive(bob)
 	rep := e.reportOK(bob, reportOf(bob, env, m, alice.id, ""))
@@ -456,6 +564,31 @@ func TestReportOutlivesSender(t *testing.T) {
 	}
 }
 
+// TestReportAfterSenderDeleted: a message, named or sealed, can be
+// reported after its sender deleted the account (hit and run).
+func TestReportAfterSenderDeleted(t *testing.T) {
+	e := newEnv(t, nil)
+	alice, bob := e.register("alice", 0, 0), e.register("bob", 0, 0)
+	key := newAccessKey()
+	e.setAccess(bob, key, false)
+	named := e.frank(alice, &content.Content{Timestamp: msNow(), Body: "hit"}, franking.DirectContext(bob.id))
+	e.sendFranked(alice, bob, api.EnvelopeWhisper, named, nil)
+	namedEnv := e.receive(bob)
+	sealed := e.frank(alice, &content.Content{Timestamp: msNow(), Body: "and run"}, franking.DirectContext(bob.id))
+	e.sendFranked(nil, bob, api.EnvelopeUnidentifiedSender, sealed, key)
+	sealedEnv := e.receive(bob)
+	resp := e.do(alice, "DELETE", api.PathAccountMe, nil)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("delete: %d", resp.StatusCode)
+	}
+	for _, r := range []api.ReportRequest{reportOf(bob, namedEnv, named, alice.id, ""), reportOf(bob, sealedEnv, sealed, alice.id, "")} {
+		if rep := e.reportOK(bob, r); rep.Sender != alice.id {
+			t.Fatalf("stored report %+v", rep)
+		}
+	}
+}
+
 // TestReportNothingToReview: a message from one's own account (a sync
 // transcript) and a message without text or attachment (a receipt) verify
 // but are not kept.
@@ -463,12 +596,12 @@ func TestReportNothingToReview(t *testing.T) {
 	e := newEnv(t, nil)
 	alice, bob := e.register("alice", 0, 0), e.register("bob", 0, 0)
 	alice2 := e.addDevice(alice)
-	sync := e.frank(alice, &content.Content{Timestamp: 1, Body: "note to self", Sync: true, Destination: "bob"}, franking.DirectContext(alice.id))
+	sync := e.frank(alice, &content.Content{Timestamp: msNow(), Body: "note to self", Sync: true, Destination: "bob"}, franking.DirectContext(alice.id))
 	e.sendFranked(alice, alice2, api.EnvelopeWhisper, sync, nil)
 	env := e.receive(alice2)
 	e.fails(e.report(alice2, reportOf(alice2, env, sync, alice.id, "")), http.StatusUnprocessableEntity, api.CodeReportRejected)
 
-	receipt := e.frank(alice, &content.Content{Timestamp: 2, Receipt: &content.Receipt{Type: content.ReceiptRead, Timestamps: []int64{1}}},
+	receipt := e.frank(alice, &content.Content{Timestamp: msNow(), Receipt: &content.Receipt{Type: content.ReceiptRead, Timestamps: []int64{1}}},
 		franking.DirectContext(bob.id))
 	e.sendFranked(alice, bob, api.EnvelopeWhisper, receipt, nil)
 	env = e.receive(bob)

@@ -30,9 +30,12 @@ const reasonExcerpt = 60
 // ListReports writes every stored report to w, newest first, one line each:
 // its id, when it was made (UTC), the sender's username (its account id
 // when the account is gone), whether the message came under sealed sender,
-// and the start of the reporter's reason. What the reporter and sender
-// wrote is written with control and bidirectional-formatting characters
-// escaped, so that it cannot drive the operator's terminal.
+// whether its delivery to the reporter by this sender is proven ("no" for
+// a sealed group message: store.Report.DeliveryUnproven), how many stored
+// reports are of the same message, and the start of the reporter's
+// reason. What the reporter and sender wrote is written with control and
+// bidirectional-formatting characters escaped, so that it cannot drive
+// the operator's terminal.
 func ListReports(ctx context.Context, st ReportStore, w io.Writer) error {
 	rs, err := st.Reports(ctx)
 	if err != nil {
@@ -42,8 +45,13 @@ func ListReports(ctx context.Context, st ReportStore, w io.Writer) error {
 		_, err := fmt.Fprintln(w, "no reports")
 		return err
 	}
+	// Reports of one message share its commitment hash.
+	same := make(map[string]int)
+	for _, r := range rs {
+		same[string(r.CommitmentHash)]++
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tREPORTED\tSENDER\tSEALED\tREASON")
+	fmt.Fprintln(tw, "ID\tREPORTED\tSENDER\tSEALED\tDELIVERED\tREPORTS\tREASON")
 	for _, r := range rs {
 		sender, err := accountName(ctx, st, r.Sender)
 		if err != nil {
@@ -54,14 +62,19 @@ func ListReports(ctx context.Context, st ReportStore, w io.Writer) error {
 		if len(reason) > reasonExcerpt {
 			excerpt = string(reason[:reasonExcerpt]) + "…"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Reported.UTC().Format("2006-01-02 15:04"), sender,
-			yesNo(r.Sealed), escapeText(excerpt, false))
+		delivered := "proven"
+		if r.DeliveryUnproven() {
+			delivered = "unproven"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.Reported.UTC().Format("2006-01-02 15:04"), sender,
+			yesNo(r.Sealed), delivered, same[string(r.CommitmentHash)], escapeText(excerpt, false))
 	}
 	return tw.Flush()
 }
 
-// ShowReport writes everything report id holds to w, the message's full
-// text last, escaped as ListReports escapes (line breaks and tabs kept).
+// ShowReport writes everything report id holds to w, with what its proof
+// covers (store.Report.DeliveryUnproven) and how many reports, by how many
+// accounts, are of the same message, the message's full text last, escaped as ListReports escapes (line breaks and tabs kept).
 // ErrNoReport when there is no such report.
 func ShowReport(ctx context.Context, st ReportStore, id string, w io.Writer) error {
 	r, err := st.Report(ctx, id)
@@ -83,6 +96,19 @@ func ShowReport(ctx context.Context, st ReportStore, id string, w io.Writer) err
 	if r.ToMany {
 		group = "yes (which group is not known to the server)"
 	}
+	delivery := "proven: the server saw the sender's device send it to the reporter"
+	switch {
+	case r.DeliveryUnproven():
+		delivery = "delivery to the reporter by this sender unproven (a sealed group message: the " +
+			"sender sent it to a group, and it reached the reporter's device, but a member can pass " +
+			"it on to any account)"
+	case r.Sealed:
+		delivery = "proven: the sender bound it to the reporter's account"
+	}
+	reports, reporters, err := st.ReportCount(ctx, r.CommitmentHash)
+	if err != nil {
+		return err
+	}
 	attachment := "none"
 	if a := r.Attachment; a != nil {
 		attachment = fmt.Sprintf("type \"%s\", file name \"%s\", %d bytes (its content is not kept)",
@@ -95,9 +121,12 @@ func ShowReport(ctx context.Context, st ReportStore, id string, w io.Writer) err
 		{"reporter", reporter},
 		{"sender", sender},
 		{"sealed sender", yesNo(r.Sealed)},
+		{"delivery", delivery},
 		{"sent", r.Sent.UTC().Format(time.RFC3339)},
+		{"queued", r.Queued.UTC().Format(time.RFC3339) + " (by the server's clock; sent is by the sender's)"},
 		{"group", group},
 		{"message", hex.EncodeToString(r.CommitmentHash[:8]) + " (a hash: reports of one message share it)"},
+		{"reports of it", fmt.Sprintf("%d, by %d %s (this one included)", reports, reporters, plural(reporters, "account"))},
 		{"attachment", attachment},
 		{"reason", escapeText(r.Reason, false)},
 	} {
@@ -121,6 +150,14 @@ func accountName(ctx context.Context, st ReportStore, id string) (string, error)
 		return "", err
 	}
 	return a.Username + " (" + id + ")", nil
+}
+
+// plural is noun, with an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return noun
+	}
+	return noun + "s"
 }
 
 func yesNo(b bool) string {

@@ -82,6 +82,7 @@ var storeOps = []string{
 	"Reports",
 	"Report",
 	"ExpireReports",
+	"ReportCount",
 }
 
 func measureStore(st store.Store, met *metrics) *measuredStore {
@@ -477,4 +478,11 @@ func (m *measuredStore) ExpireReports(ctx context.Context, cutoff time.Time) (in
 	r, err := m.st.ExpireReports(ctx, cutoff)
 	m.done("ExpireReports", start, err)
 	return r, err
+}
+
+func (m *measuredStore) ReportCount(ctx context.Context, commitmentHash []byte) (int, int, error) {
+	start := time.Now()
+	reports, reporters, err := m.st.ReportCount(ctx, commitmentHash)
+	m.done("ReportCount", start, err)
+	return reports, reporters, err
 }

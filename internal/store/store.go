@@ -636,14 +636,30 @@ type Report struct {
 	// ToMany: the message was sent to a group. Which group is not kept:
 	// the server holds no group ids, and a hash of one would tie reports
 	// (and their accounts) to a group.
-	ToMany   bool
-	Sent     time.Time // the envelope's server timestamp
+	ToMany bool
+	// Sent is when the sender's client says it sent the message: the
+	// content's own timestamp (the sender's clock, inside the committed
+	// bytes). Queued is when the server queued the envelope the reporter
+	// got (its server timestamp). They differ by the clocks' skew and the
+	// time in flight, or, for a sealed group message, because its
+	// commitment was delivered again later (DeliveryUnproven).
+	Sent     time.Time
+	Queued   time.Time
 	Reported time.Time // when the report was accepted
 	Body     string    // the message's text
 	// Attachment describes the message's attachment, nil for none.
 	Attachment *ReportAttachment
 	Reason     string // the reporter's words
 }
+
+// DeliveryUnproven reports whether the report is of a sealed group
+// message, whose proof stops short of the reporter: it proves that the
+// sender sent the text to a group and that an envelope with its
+// commitment reached the reporter's device, not that the sender addressed
+// the reporter, who may have had it passed on by a member
+// (internal/franking). How many accounts reported the message
+// (ReportCount) then weighs less.
+func (r *Report) DeliveryUnproven() bool { return r.Sealed && r.ToMany }
 
 // ReportAttachment is what a report keeps of an attachment: what the
 // sender's client said it is, never its id or key.
@@ -664,6 +680,10 @@ type Reports interface {
 	Reports(ctx context.Context) ([]Report, error)
 	// Report returns one report by id; ErrNotFound when there is none.
 	Report(ctx context.Context, id string) (*Report, error)
+	// ReportCount returns how many stored reports have the commitment
+	// hash (reports of one message), and by how many distinct reporters;
+	// 0, 0 for none.
+	ReportCount(ctx context.Context, commitmentHash []byte) (reports, reporters int, err error)
 	// ExpireReports deletes the reports made before cutoff, and returns
 	// how many it deleted.
 	ExpireReports(ctx context.Context, cutoff time.Time) (int, error)

@@ -14,7 +14,7 @@ import (
 
 var _ store.Reports = (*Store)(nil)
 
-const reportColumns = `id, reporter, sender, sealed, commitment_hash, to_many, sent, reported, body,
+const reportColumns = `id, reporter, sender, sealed, commitment_hash, to_many, sent, queued, reported, body,
 	attachment_content_type, attachment_file_name, attachment_size, reason`
 
 // AddReport implements store.Reports. The unique constraint on (reporter,
@@ -29,9 +29,9 @@ func (s *Store) AddReport(ctx context.Context, r *store.Report) error {
 		ct, name, size = a.ContentType, a.FileName, a.Size
 	}
 	return s.single(ctx, func(q querier) error {
-		tag, err := q.Exec(ctx, `INSERT INTO reports (`+reportColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+		tag, err := q.Exec(ctx, `INSERT INTO reports (`+reportColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 			ON CONFLICT ON CONSTRAINT reports_reporter_commitment_hash_key DO NOTHING`,
-			r.ID, r.Reporter, r.Sender, r.Sealed, r.CommitmentHash, r.ToMany, toMS(r.Sent), toMS(r.Reported),
+			r.ID, r.Reporter, r.Sender, r.Sealed, r.CommitmentHash, r.ToMany, toMS(r.Sent), toMS(r.Queued), toMS(r.Reported),
 			r.Body, ct, name, size, r.Reason)
 		if err != nil {
 			return wrap("add report", err)
@@ -66,6 +66,18 @@ func (s *Store) Reports(ctx context.Context) ([]store.Report, error) {
 		return nil, readErr("reports", err)
 	}
 	return out, nil
+}
+
+// ReportCount implements store.Reports.
+func (s *Store) ReportCount(ctx context.Context, commitmentHash []byte) (reports, reporters int, err error) {
+	err = s.read(func(db *pgxpool.Pool) error {
+		return db.QueryRow(ctx, `SELECT COUNT(*), COUNT(DISTINCT reporter) FROM reports WHERE commitment_hash = $1`,
+			commitmentHash).Scan(&reports, &reporters)
+	})
+	if err != nil {
+		return 0, 0, readErr("report count", err)
+	}
+	return reports, reporters, nil
 }
 
 // Report implements store.Reports.
@@ -104,16 +116,16 @@ func (s *Store) ExpireReports(ctx context.Context, cutoff time.Time) (int, error
 
 func scanReport(row pgx.Row) (*store.Report, error) {
 	var (
-		r              store.Report
-		sent, reported int64
-		ct, name       *string
-		size           *int64
+		r                      store.Report
+		sent, queued, reported int64
+		ct, name               *string
+		size                   *int64
 	)
-	if err := row.Scan(&r.ID, &r.Reporter, &r.Sender, &r.Sealed, &r.CommitmentHash, &r.ToMany, &sent, &reported,
+	if err := row.Scan(&r.ID, &r.Reporter, &r.Sender, &r.Sealed, &r.CommitmentHash, &r.ToMany, &sent, &queued, &reported,
 		&r.Body, &ct, &name, &size, &r.Reason); err != nil {
 		return nil, err
 	}
-	r.Sent, r.Reported = fromMS(sent), fromMS(reported)
+	r.Sent, r.Queued, r.Reported = fromMS(sent), fromMS(queued), fromMS(reported)
 	if size != nil {
 		r.Attachment = &store.ReportAttachment{Size: *size}
 		if ct != nil {

@@ -209,6 +209,7 @@ CREATE TABLE reports (
 	commitment_hash         bytea   NOT NULL,
 	to_many                 boolean NOT NULL,
 	sent                    bigint  NOT NULL,
+	queued                  bigint  NOT NULL,
 	reported                bigint  NOT NULL,
 	body                    text    NOT NULL,
 	attachment_content_type text,
@@ -218,6 +219,7 @@ CREATE TABLE reports (
 	CONSTRAINT reports_reporter_commitment_hash_key UNIQUE (reporter, commitment_hash)
 );
 CREATE INDEX reports_by_time ON reports (reported);
+CREATE INDEX reports_by_message ON reports (commitment_hash);
 
 -- The front door (docs/legal-requests.md). authority and nonce are unique
 -- together when the request consumed its nonce: of two nodes recording one

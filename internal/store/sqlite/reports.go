@@ -12,7 +12,7 @@ import (
 
 var _ store.Reports = (*Store)(nil)
 
-const reportColumns = `id, reporter, sender, sealed, commitment_hash, to_many, sent, reported, body,
+const reportColumns = `id, reporter, sender, sealed, commitment_hash, to_many, sent, queued, reported, body,
 	attachment_content_type, attachment_file_name, attachment_size, reason`
 
 // AddReport implements store.Reports.
@@ -25,9 +25,9 @@ func (s *Store) AddReport(ctx context.Context, r *store.Report) error {
 		ct, name, size = a.ContentType, a.FileName, a.Size
 	}
 	return s.write(ctx, func(tx *wtx) error {
-		res, err := tx.Exec(`INSERT INTO reports (`+reportColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		res, err := tx.Exec(`INSERT INTO reports (`+reportColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (reporter, commitment_hash) DO NOTHING`,
-			r.ID, r.Reporter, r.Sender, b2i(r.Sealed), r.CommitmentHash, b2i(r.ToMany), toMS(r.Sent), toMS(r.Reported),
+			r.ID, r.Reporter, r.Sender, b2i(r.Sealed), r.CommitmentHash, b2i(r.ToMany), toMS(r.Sent), toMS(r.Queued), toMS(r.Reported),
 			r.Body, ct, name, size, r.Reason)
 		if err != nil {
 			return fmt.Errorf("sqlite: add report: %v", err)
@@ -87,6 +87,21 @@ func (s *Store) Report(ctx context.Context, id string) (*store.Report, error) {
 	return r, nil
 }
 
+// ReportCount implements store.Reports.
+func (s *Store) ReportCount(ctx context.Context, commitmentHash []byte) (reports, reporters int, err error) {
+	err = s.read(func(db *sql.DB) error {
+		return db.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT reporter) FROM reports WHERE commitment_hash = ?`,
+			commitmentHash).Scan(&reports, &reporters)
+	})
+	switch {
+	case errors.Is(err, store.ErrClosed):
+		return 0, 0, err
+	case err != nil:
+		return 0, 0, fmt.Errorf("sqlite: report count: %v", err)
+	}
+	return reports, reporters, nil
+}
+
 // ExpireReports implements store.Reports.
 func (s *Store) ExpireReports(ctx context.Context, cutoff time.Time) (int, error) {
 	var n int64
@@ -110,18 +125,19 @@ type scanner interface{ Scan(dest ...any) error }
 
 func scanReport(sc scanner) (*store.Report, error) {
 	var (
-		r              store.Report
-		sealed, many   int64
-		sent, reported int64
-		ct, name       sql.NullString
-		size           sql.NullInt64
+		r            store.Report
+		sealed, many int64
+		sent, queued int64
+		reported     int64
+		ct, name     sql.NullString
+		size         sql.NullInt64
 	)
-	if err := sc.Scan(&r.ID, &r.Reporter, &r.Sender, &sealed, &r.CommitmentHash, &many, &sent, &reported,
+	if err := sc.Scan(&r.ID, &r.Reporter, &r.Sender, &sealed, &r.CommitmentHash, &many, &sent, &queued, &reported,
 		&r.Body, &ct, &name, &size, &r.Reason); err != nil {
 		return nil, err
 	}
 	r.Sealed, r.ToMany = sealed != 0, many != 0
-	r.Sent, r.Reported = fromMS(sent), fromMS(reported)
+	r.Sent, r.Queued, r.Reported = fromMS(sent), fromMS(queued), fromMS(reported)
 	if size.Valid {
 		r.Attachment = &store.ReportAttachment{ContentType: ct.String, FileName: name.String, Size: size.Int64}
 	}

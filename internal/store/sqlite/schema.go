@@ -225,8 +225,9 @@ ALTER TABLE envelopes ADD COLUMN franking BLOB NOT NULL DEFAULT X'';
 -- Verified abuse reports, for the operator's review. No key of any kind:
 -- commitment_hash is a SHA-256 hash the server makes (with a label of its
 -- own); to_many says the message was a group message, never which group;
--- attachment_* what the sender's client said of an attachment, never its
--- id or key. Deleted 90 days after reported.
+-- sent is the content's timestamp (the sender's clock), queued the
+-- envelope's server timestamp; attachment_* what the sender's client said
+-- of an attachment, never its id or key. Deleted 90 days after reported.
 CREATE TABLE reports (
 	id                      TEXT    NOT NULL PRIMARY KEY,
 	reporter                TEXT    NOT NULL,
@@ -235,6 +236,7 @@ CREATE TABLE reports (
 	commitment_hash         BLOB    NOT NULL,
 	to_many                 INTEGER NOT NULL,
 	sent                    INTEGER NOT NULL,
+	queued                  INTEGER NOT NULL,
 	reported                INTEGER NOT NULL,
 	body                    TEXT    NOT NULL,
 	attachment_content_type TEXT,
@@ -244,6 +246,7 @@ CREATE TABLE reports (
 	UNIQUE (reporter, commitment_hash)
 ) STRICT;
 CREATE INDEX reports_by_time ON reports (reported);
+CREATE INDEX reports_by_message ON reports (commitment_hash);
 `,
 	// 6: the front door: legal requests and transparency reports
 	// (docs/legal-requests.md).

@@ -22,6 +22,7 @@ func newReport(reporter, sender string, n int, reported time.Time) *store.Report
 		Sealed:         n%2 == 1,
 		CommitmentHash: key("commitment", uint32(n), 32),
 		Sent:           reported.Add(-time.Hour),
+		Queued:         reported.Add(-time.Hour + time.Second),
 		Reported:       reported,
 		Body:           fmt.Sprintf("abusive message %d ✉", n),
 		Reason:         fmt.Sprintf("reason %d", n),
@@ -31,7 +32,7 @@ func newReport(reporter, sender string, n int, reported time.Time) *store.Report
 func sameReport(a, b *store.Report) bool {
 	return a.ID == b.ID && a.Reporter == b.Reporter && a.Sender == b.Sender && a.Sealed == b.Sealed &&
 		reflect.DeepEqual(a.CommitmentHash, b.CommitmentHash) && a.ToMany == b.ToMany &&
-		a.Sent.Equal(b.Sent) && a.Reported.Equal(b.Reported) && a.Body == b.Body &&
+		a.Sent.Equal(b.Sent) && a.Queued.Equal(b.Queued) && a.Reported.Equal(b.Reported) && a.Body == b.Body &&
 		reflect.DeepEqual(a.Attachment, b.Attachment) && a.Reason == b.Reason
 }
 
@@ -129,4 +130,37 @@ func testExpireReports(t *testing.T, s store.Store) {
 	if n, err := s.ExpireReports(ctx, t0); err != nil || n != 0 {
 		t.Errorf("ExpireReports(nothing older) = %d, %v", n, err)
 	}
+}
+
+// testReportCount: reports of one message (one commitment hash) are
+// counted with their distinct reporters, apart from other messages', and
+// expiry takes them from the count.
+func testReportCount(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	count := func(n int, wantReports, wantReporters int) {
+		t.Helper()
+		reports, reporters, err := s.ReportCount(ctx, key("commitment", uint32(n), 32))
+		must(t, "ReportCount", err)
+		if reports != wantReports || reporters != wantReporters {
+			t.Errorf("ReportCount(message %d) = %d reports by %d reporters, want %d by %d",
+				n, reports, reporters, wantReports, wantReporters)
+		}
+	}
+	count(0, 0, 0)
+	alice, bob, carol, dave := newUUID(), newUUID(), newUUID(), newUUID()
+	// Message 0 reported by bob, carol and dave; message 1 by bob alone.
+	for i, reporter := range []string{bob, carol, dave} {
+		must(t, "AddReport", s.AddReport(ctx, newReport(reporter, alice, 0, t0.Add(time.Duration(i)*time.Hour))))
+	}
+	must(t, "AddReport", s.AddReport(ctx, newReport(bob, alice, 1, t0)))
+	count(0, 3, 3)
+	count(1, 1, 1)
+	count(2, 0, 0)
+	// A duplicate refused is not counted.
+	wantErr(t, "AddReport(duplicate)", s.AddReport(ctx, newReport(carol, alice, 0, t0)), store.ErrDuplicateReport)
+	count(0, 3, 3)
+	// The first two of message 0 expire.
+	must(t, "ExpireReports", func() error { _, err := s.ExpireReports(ctx, t0.Add(90*time.Minute)); return err }())
+	count(0, 1, 1)
+	count(1, 0, 0)
 }

@@ -99,6 +99,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Reports", testReports},
 		{"ReportsOutliveAccounts", testReportsOutliveAccounts},
 		{"ExpireReports", testExpireReports},
+		{"ReportCount", testReportCount},
 		{"LegalRequests", testLegalRequests},
 		{"LegalNonceConcurrent", testLegalNonceConcurrent},
 		{"TransparencyReports", testTransparencyReports},
