@@ -29,45 +29,66 @@ func NewAuditor(origin string, logKey note.Verifier) *Auditor {
 // back, and the result must have the epoch's prefix root (ErrAuditFailed
 // otherwise). A failed epoch changes nothing.
 func (a *Auditor) Apply(c *EpochChanges) error {
-	if c.Epoch.Timestamp < a.lastTime {
-		return fmt.Errorf("%w: epoch %d goes back in time", ErrAuditFailed, a.log.Size())
-	}
-	if len(c.Leaves) > MaxUpdates {
-		return fmt.Errorf("%w: epoch %d: too many leaves", ErrAuditFailed, a.log.Size())
-	}
-	old := make([]*Leaf, len(c.Leaves))
-	for k := range c.Leaves {
-		l := &c.Leaves[k]
-		if k > 0 && !indexLess(&c.Leaves[k-1].Index, &l.Index) {
-			return fmt.Errorf("%w: epoch %d: leaves out of order or twice", ErrAuditFailed, a.log.Size())
-		}
-		prev, ok := a.prefix.Get(l.Index)
-		switch {
-		case !ok && l.Counter != 0:
-			return fmt.Errorf("%w: epoch %d: a new leaf with counter %d", ErrAuditFailed, a.log.Size(), l.Counter)
-		case ok && (prev.Counter == ^uint32(0) || l.Counter != prev.Counter+1):
-			return fmt.Errorf("%w: epoch %d: counter %d after %d", ErrAuditFailed, a.log.Size(), l.Counter, prev.Counter)
-		case ok:
-			old[k] = &prev
-		}
-	}
-	for k := range c.Leaves {
-		a.prefix.Set(c.Leaves[k])
-	}
-	if a.prefix.Root() != c.Epoch.PrefixRoot {
-		for k := range c.Leaves {
-			if old[k] != nil {
-				a.prefix.Set(*old[k])
-			} else {
-				a.prefix.Delete(c.Leaves[k].Index)
-			}
-		}
-		a.prefix.Root()
-		return fmt.Errorf("%w: epoch %d: prefix root does not match the changes", ErrAuditFailed, a.log.Size())
+	if _, _, err := replay(a.prefix, a.lastTime, a.log.Size(), c); err != nil {
+		return err
 	}
 	a.log.Append(c.Epoch.Encode())
 	a.lastTime = c.Epoch.Timestamp
 	return nil
+}
+
+// replay applies epoch number n's changes to t, whose last epoch's
+// timestamp is lastTime, and returns how many leaves it added: a new leaf
+// must have counter 0, a changed leaf its old counter plus one, no index
+// twice, the timestamp must not go back, and the result must have the
+// epoch's prefix root (ErrAuditFailed otherwise, and t is left as it was).
+// old holds the leaves the changes replaced (nil for those they added),
+// for unreplay.
+func replay(t *prefixTree, lastTime int64, n uint64, c *EpochChanges) (old []*Leaf, added int, err error) {
+	if c.Epoch.Timestamp < lastTime {
+		return nil, 0, fmt.Errorf("%w: epoch %d goes back in time", ErrAuditFailed, n)
+	}
+	if len(c.Leaves) > MaxUpdates {
+		return nil, 0, fmt.Errorf("%w: epoch %d: too many leaves", ErrAuditFailed, n)
+	}
+	old = make([]*Leaf, len(c.Leaves))
+	for k := range c.Leaves {
+		l := &c.Leaves[k]
+		if k > 0 && !indexLess(&c.Leaves[k-1].Index, &l.Index) {
+			return nil, 0, fmt.Errorf("%w: epoch %d: leaves out of order or twice", ErrAuditFailed, n)
+		}
+		prev, ok := t.Get(l.Index)
+		switch {
+		case !ok && l.Counter != 0:
+			return nil, 0, fmt.Errorf("%w: epoch %d: a new leaf with counter %d", ErrAuditFailed, n, l.Counter)
+		case ok && (prev.Counter == ^uint32(0) || l.Counter != prev.Counter+1):
+			return nil, 0, fmt.Errorf("%w: epoch %d: counter %d after %d", ErrAuditFailed, n, l.Counter, prev.Counter)
+		case ok:
+			old[k] = &prev
+		default:
+			added++
+		}
+	}
+	for k := range c.Leaves {
+		t.Set(c.Leaves[k])
+	}
+	if t.Root() != c.Epoch.PrefixRoot {
+		unreplay(t, c, old)
+		return nil, 0, fmt.Errorf("%w: epoch %d: prefix root does not match the changes", ErrAuditFailed, n)
+	}
+	return old, added, nil
+}
+
+// unreplay undoes replay's changes to t.
+func unreplay(t *prefixTree, c *EpochChanges, old []*Leaf) {
+	for k := range c.Leaves {
+		if old[k] != nil {
+			t.Set(*old[k])
+		} else {
+			t.Delete(c.Leaves[k].Index)
+		}
+	}
+	t.Root()
 }
 
 // Head returns the log as the auditor has replayed it.

@@ -105,6 +105,10 @@ var (
 	// ErrAuditFailed: an epoch's changes break the log's rules (a leaf
 	// removed, a counter not one up, a root that does not match).
 	ErrAuditFailed = errors.New("kt: audit failed")
+	// ErrEntryMismatch: the entry a lookup read from the store is not the
+	// prefix tree's leaf: the store is ahead of this Log (another server
+	// appended an epoch it has not applied yet), or damaged.
+	ErrEntryMismatch = errors.New("kt: the stored entry is not the tree's leaf")
 	// ErrStale: the log's newest epoch is older than the verifier's
 	// MaxEpochAge (or that far ahead of its clock): the server may be
 	// showing this client an old, frozen view of the log.

@@ -3,6 +3,7 @@ package kt
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -722,5 +723,81 @@ func TestProofEncodingRefusesOddNotes(t *testing.T) {
 		if _, err := q.MarshalBinary(); !errors.Is(err, ErrMalformed) {
 			t.Fatalf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestApply: a second Log with the same keys follows the first by applying
+// its stored changes, ends with the same checkpoint and proves what the
+// first stored; changes that break the rules are refused and change
+// nothing.
+func TestApply(t *testing.T) {
+	k := newKeys(t, 21)
+	f := newFixture(t, k)
+	follower, err := NewLog(LogConfig{Origin: testOrigin, Signer: k.signer, VRF: k.vrf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := func(b *Batch) (int, error) {
+		t.Helper()
+		raw, err := b.Changes.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c EpochChanges
+		if err := c.UnmarshalBinary(raw); err != nil {
+			t.Fatal(err)
+		}
+		return follower.Apply(&c)
+	}
+	for _, b := range []*Batch{f.set("alice", "A", "bob", "B"), f.set("alice", "A2", "carol", "C"), f.append(nil)} {
+		added, err := apply(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		for _, l := range b.Changes.Leaves {
+			if l.Counter == 0 {
+				want++
+			}
+		}
+		if added != want {
+			t.Errorf("Apply added %d leaves, want %d", added, want)
+		}
+		if !bytes.Equal(follower.Checkpoint(), b.Checkpoint) {
+			t.Fatalf("follower's checkpoint\n%s\nwant the sequencer's\n%s", follower.Checkpoint(), b.Checkpoint)
+		}
+	}
+	if _, err := follower.Prove(labelsOf("alice"), 0, f.entry); err != nil {
+		t.Fatalf("the follower proves from the sequencer's entries: %v", err)
+	}
+
+	before := follower.Checkpoint()
+	next := f.set("alice", "A3", "dave", "D")
+	for name, damage := range map[string]func(c *EpochChanges){
+		"root":    func(c *EpochChanges) { c.Epoch.PrefixRoot[0] ^= 1 },
+		"counter": func(c *EpochChanges) { c.Leaves[0].Counter += 5 },
+		"time":    func(c *EpochChanges) { c.Epoch.Timestamp = 1 },
+		"leaf":    func(c *EpochChanges) { c.Leaves = c.Leaves[:1] },
+	} {
+		c := next.Changes
+		c.Leaves = slices.Clone(c.Leaves)
+		damage(&c)
+		if _, err := follower.Apply(&c); !errors.Is(err, ErrAuditFailed) {
+			t.Errorf("Apply(damaged %s) = %v, want ErrAuditFailed", name, err)
+		}
+		if !bytes.Equal(follower.Checkpoint(), before) || follower.Size() != 3 {
+			t.Fatalf("a refused Apply (%s) changed the log", name)
+		}
+	}
+	// The follower is behind the store: a lookup of an entry the next
+	// epoch changed says so.
+	if _, err := follower.Prove(labelsOf("alice"), 0, f.entry); !errors.Is(err, ErrEntryMismatch) {
+		t.Fatalf("Prove with the store ahead = %v, want ErrEntryMismatch", err)
+	}
+	if _, err := apply(next); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(follower.Checkpoint(), next.Checkpoint) {
+		t.Fatal("the follower's checkpoint after the refused ones is not the sequencer's")
 	}
 }

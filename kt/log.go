@@ -267,6 +267,31 @@ func (l *Log) Append(updates []Update, now time.Time, rand io.Reader) (*Batch, e
 	}, nil
 }
 
+// Apply appends an epoch another Log made, from its changes as stored:
+// how a server that does not sequence follows the one that does. It checks
+// the changes as an auditor does (ErrAuditFailed, changing nothing, when
+// they break the log's rules or do not make the epoch's prefix root), and
+// signs the log's new checkpoint (the same note the sequencer signed, its
+// signature being deterministic). It returns how many leaves the epoch
+// added. An applied epoch cannot be reverted.
+func (l *Log) Apply(c *EpochChanges) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old, added, err := replay(l.prefix, l.lastTime, l.log.Size(), c)
+	if err != nil {
+		return 0, err
+	}
+	l.log.Append(c.Epoch.Encode())
+	cp, err := l.sign(&l.log, l.log.Size())
+	if err != nil {
+		l.log.truncate()
+		unreplay(l.prefix, c, old)
+		return 0, err
+	}
+	l.checkpoint, l.lastTime, l.undo = cp, c.Epoch.Timestamp, nil
+	return added, nil
+}
+
 // hashVRF fills entries with the updates' labels, values and indexes.
 func hashVRF(k *vrf.PrivateKey, updates []Update, entries []Entry) {
 	parallel(len(updates), func(i int) {
@@ -364,7 +389,7 @@ func (l *Log) Prove(labels [][]byte, known uint64, entry func(Index) (*Entry, er
 		}
 		if stored == nil || stored.Leaf != *t || !bytes.Equal(stored.Label, labels[k]) ||
 			commit(labels[k], stored.Value, &stored.Opening) != t.Commitment {
-			return nil, errors.New("kt: the stored entry is not the tree's leaf")
+			return nil, ErrEntryMismatch
 		}
 		e.Opening = stored.Opening
 		e.Value = clone(stored.Value)

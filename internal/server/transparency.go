@@ -36,7 +36,7 @@ import (
 //	                  \--on failure: Log.Revert, retry later
 //
 // A request that changed an account answers only once its change is in an
-// epoch (flush). When nothing changes, the sequencer still makes an epoch
+// epoch of this node's log (flush). When nothing changes, the sequencer still makes an epoch
 // every EpochInterval, an empty one (the same prefix root, a new
 // timestamp): clients refuse a log whose newest epoch is much older than
 // that (kt.Verifier.MaxEpochAge), so that the server cannot keep one of
@@ -44,13 +44,39 @@ import (
 // alerted. Proofs and checkpoints are made under the read side of
 // ktState.mu, and an epoch is appended and stored under its write side, so
 // that nothing is handed out of an epoch before it is stored.
+//
+// Several nodes may serve one store (PostgreSQL). Exactly one of them, the
+// one holding the store's sequencer lease (store.AcquireSequencer), makes
+// epochs; every other node is a follower. Each node's sequencer goroutine
+// plays the part its lease gives it:
+//
+//	follower --AcquireSequencer (every FollowInterval)--> sequencer
+//	   ^                                                     |
+//	   +------- lease lost (Check fails) or Run ended -------+
+//
+// A follower brings its log forward from the store, epoch by epoch
+// (kt.Log.Apply on the stored changes), every FollowInterval, and, while a
+// request waits for its change (flush), every PollInterval until the
+// store holds no pending update as old as the request's and the follower
+// has applied every epoch stored then. The sequencer catches up the same
+// way when it takes the lease, and when the store refuses its epoch
+// (store.ErrEpochConflict: another node appended one, so the log never
+// forks) before trying again. A lookup that finds the store's entry newer
+// than this node's tree (kt.ErrEntryMismatch) catches up and proves again.
+// Cosignatures an auditor gave another node are read from the store on
+// every round.
 
 // Defaults of TransparencyConfig.
 const (
 	// DefaultTransparencyPoll is how often the sequencer looks for
-	// pending updates no request asked it to publish (from before a
-	// restart, or a migration).
-	DefaultTransparencyPoll = 10 * time.Second
+	// pending updates no request to this node asked it to publish (from
+	// other nodes, from before a restart, or a migration), and how often
+	// a follower with a request waiting looks whether the sequencer
+	// published it.
+	DefaultTransparencyPoll = 500 * time.Millisecond
+	// DefaultFollowInterval is how often a follower tries to become the
+	// sequencer, and brings its log forward when no request waits.
+	DefaultFollowInterval = time.Second
 	// DefaultFlushTimeout bounds how long a request that changed an
 	// account waits for its epoch.
 	DefaultFlushTimeout = 30 * time.Second
@@ -75,6 +101,14 @@ const (
 	// minSequencerWait is the shortest wait between two drains the
 	// sequencer starts of its own.
 	minSequencerWait = 10 * time.Millisecond
+	// catchUpChunk is how many stored epochs a follower reads at a time.
+	catchUpChunk = 256
+	// maxConflicts bounds how often a drain catches up after the store
+	// refused its epoch (another node appended) before it fails.
+	maxConflicts = 3
+	// maxProveRetries bounds how often a lookup catches up and proves
+	// again after finding the store ahead of the log.
+	maxProveRetries = 3
 )
 
 // TransparencyConfig configures key transparency.
@@ -89,9 +123,14 @@ type TransparencyConfig struct {
 	// server accepts and hands out with lookups.
 	Auditors []string
 	// PollInterval is how often the sequencer looks for pending updates
-	// that no request asked it to publish (default
+	// that no request to this node asked it to publish, and a follower
+	// with a request waiting looks whether they are published (default
 	// DefaultTransparencyPoll).
 	PollInterval time.Duration
+	// FollowInterval is how often a node that is not the sequencer tries
+	// to become it and brings its log forward from the store (default
+	// DefaultFollowInterval).
+	FollowInterval time.Duration
 	// FlushTimeout bounds how long a request that changed an account
 	// waits for the epoch publishing it (default DefaultFlushTimeout).
 	FlushTimeout time.Duration
@@ -118,6 +157,8 @@ type ktState struct {
 	// lastEpoch is the newest epoch's timestamp (Unix ms; 0 before the
 	// first).
 	lastEpoch atomic.Int64
+	// leader tells whether this node holds the sequencer lease.
+	leader atomic.Bool
 
 	seq sequencer
 }
@@ -132,7 +173,9 @@ type auditor struct {
 func auditorID(v note.Verifier) string { return fmt.Sprintf("%s+%08x", v.Name(), v.KeyHash()) }
 
 // sequencer is the state Flush waits on. A drain is a run of epochs that
-// publishes every pending update the store held when it began.
+// publishes every pending update the store held when it began (on the
+// sequencer), or a wait until another node published them and this one
+// applied their epochs (on a follower).
 //
 //	requested: drains asked for by Flush, counting up
 //	done:      the newest request a finished drain covers
@@ -184,6 +227,9 @@ func newKT(ctx context.Context, cfg TransparencyConfig, st store.Store) (*ktStat
 	}
 	if k.cfg.PollInterval <= 0 {
 		k.cfg.PollInterval = DefaultTransparencyPoll
+	}
+	if k.cfg.FollowInterval <= 0 {
+		k.cfg.FollowInterval = DefaultFollowInterval
 	}
 	if k.cfg.FlushTimeout <= 0 {
 		k.cfg.FlushTimeout = DefaultFlushTimeout
@@ -330,13 +376,33 @@ func (s *Server) startSequencer(ctx context.Context) <-chan struct{} {
 	return done
 }
 
-// sequence publishes pending updates until ctx ends: at start, when poked,
-// every PollInterval, and after a failure with a growing backoff; and it
-// makes an empty epoch when the newest is EpochInterval old.
+// sequence plays this node's part in the log until ctx ends. As the
+// sequencer (holding the store's lease) it publishes pending updates: at
+// start, when poked, every PollInterval, and after a failure with a
+// growing backoff; and it makes an empty epoch when the newest is
+// EpochInterval old. As a follower it tries to take the lease every
+// FollowInterval and brings the log forward from the store (follow).
 func (s *Server) sequence(ctx context.Context) {
-	q := &s.kt.seq
+	k := s.kt
+	q := &k.seq
 	defer q.finish(0, true)
-	var backoff time.Duration
+	var lease store.SequencerLease
+	defer func() {
+		k.leader.Store(false)
+		if lease != nil {
+			if err := lease.Release(); err != nil {
+				s.log.Warn("transparency: releasing the sequencer lease", "err", err)
+			}
+		}
+	}()
+	var (
+		backoff   time.Duration
+		nextTry   time.Time   // when a follower next tries to take the lease
+		nextCheck time.Time   // when the sequencer next checks its lease
+		nextCosig time.Time   // when the store's cosignatures are next read
+		wait      *followWait // a follower's flush in progress
+		catchUp   bool        // the sequencer is to catch up before its drain
+	)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -349,22 +415,233 @@ func (s *Server) sequence(ctx context.Context) {
 		q.mu.Lock()
 		gen := q.requested
 		q.mu.Unlock()
-		if err := s.drainPending(ctx); err != nil {
+		now := time.Now()
+		if lease != nil && !now.Before(nextCheck) {
+			if err := lease.Check(ctx); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				s.log.Warn("transparency: lost the sequencer lease; following", "err", err)
+				lease.Release()
+				lease = nil
+				k.leader.Store(false)
+			}
+			nextCheck = now.Add(k.cfg.FollowInterval)
+		}
+		if lease == nil && !now.Before(nextTry) {
+			l, err := s.st.AcquireSequencer(ctx)
+			switch {
+			case err == nil:
+				s.log.Info("transparency: this node is now the sequencer")
+				lease, wait, catchUp = l, nil, true
+				k.leader.Store(true)
+				nextCheck = now.Add(k.cfg.FollowInterval)
+			case errors.Is(err, store.ErrSequencerTaken):
+			case ctx.Err() != nil:
+				return
+			default:
+				s.log.Error("transparency: trying to become the sequencer", "err", err)
+			}
+			nextTry = now.Add(k.cfg.FollowInterval)
+		}
+		var err error
+		if lease != nil {
+			if err = s.lead(ctx, catchUp); err == nil {
+				q.finish(gen, false)
+				catchUp = false
+			}
+		} else {
+			err = s.follow(ctx, gen, &wait)
+		}
+		if err == nil && !now.Before(nextCosig) {
+			err = s.refreshCosignatures(ctx)
+			nextCosig = now.Add(k.cfg.FollowInterval)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			s.met.ktFailures.Inc()
 			backoff = min(max(2*backoff, 100*time.Millisecond), maxSequencerBackoff)
-			s.log.Error("transparency: publishing an epoch failed", "err", err, "retry", backoff)
+			s.log.Error("transparency: publishing or following the log failed", "err", err, "retry", backoff, "sequencer", lease != nil)
 			timer.Reset(backoff)
 			continue
 		}
 		backoff = 0
-		q.finish(gen, false)
 		// (At least minSequencerWait: should an epoch due not have been
 		// made, the sequencer must not spin.)
-		timer.Reset(max(min(s.kt.cfg.PollInterval, s.untilEpochDue()), minSequencerWait))
+		var next time.Duration
+		switch {
+		case lease != nil:
+			next = min(k.cfg.PollInterval, s.untilEpochDue())
+		case wait != nil:
+			next = min(k.cfg.PollInterval, time.Until(nextTry))
+		default:
+			next = time.Until(nextTry)
+		}
+		timer.Reset(max(next, minSequencerWait))
+		if lease == nil && wait == nil {
+			q.mu.Lock()
+			more := q.requested > q.done
+			q.mu.Unlock()
+			if more {
+				q.poke() // requests that came during the last wait
+			}
+		}
 	}
+}
+
+// lead is one round of the sequencer: it brings the log forward from the
+// store when asked (on taking the lease), then drains the pending updates,
+// catching up and trying again when another node appended an epoch first.
+func (s *Server) lead(ctx context.Context, catchUp bool) error {
+	for conflicts := 0; ; conflicts++ {
+		if catchUp {
+			if err := s.catchUp(ctx); err != nil {
+				return err
+			}
+		}
+		err := s.drainPending(ctx)
+		if !errors.Is(err, store.ErrEpochConflict) || conflicts == maxConflicts {
+			return err
+		}
+		s.log.Warn("transparency: another node appended an epoch; catching up")
+		catchUp = true
+	}
+}
+
+// followWait is a follower's drain: flush requests up to gen wait until
+// no pending update with a Seq at most last is left.
+type followWait struct {
+	gen  uint64
+	last int64
+}
+
+// follow is one round of a follower: it brings the log forward from the
+// store, and finishes the drain *wait (starting one when a request waits
+// and none is in progress) once the sequencer published every update it
+// covers and their epochs are applied.
+func (s *Server) follow(ctx context.Context, gen uint64, wait **followWait) error {
+	q := &s.kt.seq
+	q.mu.Lock()
+	done := q.done
+	q.mu.Unlock()
+	if *wait == nil && gen > done {
+		last, err := s.st.LastPendingSeq(ctx)
+		if err != nil {
+			return err
+		}
+		*wait = &followWait{gen: gen, last: last}
+	}
+	published := true
+	if *wait != nil {
+		// (AppendEpoch deletes an update in the epoch's transaction: once
+		// it is gone, EpochCount, read after, counts its epoch.)
+		ups, err := s.st.PendingUpdates(ctx, 1)
+		if err != nil {
+			return err
+		}
+		published = len(ups) == 0 || ups[0].Seq > (*wait).last
+	}
+	if err := s.catchUp(ctx); err != nil {
+		return err
+	}
+	if *wait != nil && published {
+		q.finish((*wait).gen, false)
+		*wait = nil
+	}
+	return nil
+}
+
+// catchUp applies the epochs the store holds and the log does not.
+func (s *Server) catchUp(ctx context.Context) error {
+	k := s.kt
+	n, err := s.st.EpochCount(ctx)
+	if err != nil {
+		return err
+	}
+	for {
+		size := k.log.Size()
+		if size > n {
+			return fmt.Errorf("server: transparency: the log has %d epochs, the store %d", size, n)
+		}
+		if size == n {
+			return nil
+		}
+		es, err := s.st.Epochs(ctx, size, catchUpChunk)
+		if err != nil {
+			return err
+		}
+		if len(es) == 0 {
+			return fmt.Errorf("server: transparency: the store counts %d epochs but holds none from %d", n, size)
+		}
+		if err := s.applyEpochs(es); err != nil {
+			return err
+		}
+	}
+}
+
+// applyEpochs applies stored epochs to the log, skipping those it holds
+// already (a lookup's catch-up may have run meanwhile).
+func (s *Server) applyEpochs(es []store.Epoch) error {
+	k := s.kt
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for i := range es {
+		e := &es[i]
+		size := k.log.Size()
+		if e.Number < size {
+			continue
+		}
+		if e.Number > size {
+			return fmt.Errorf("server: transparency: stored epoch %d after %d epochs", e.Number, size)
+		}
+		var c kt.EpochChanges
+		if err := c.UnmarshalBinary(e.Changes); err != nil {
+			return fmt.Errorf("server: transparency: stored epoch %d: %v", e.Number, err)
+		}
+		added, err := k.log.Apply(&c)
+		if err != nil {
+			return fmt.Errorf("server: transparency: stored epoch %d does not apply: %v", e.Number, err)
+		}
+		s.noteEpoch(e.Number, c.Epoch.Timestamp, int64(added))
+	}
+	return nil
+}
+
+// noteEpoch records a new epoch, of the log's making or applied from the
+// store, in the state and the metrics; k.mu is held for writing.
+func (s *Server) noteEpoch(number uint64, timestamp, added int64) {
+	k := s.kt
+	k.entries.Add(added)
+	k.lastEpoch.Store(timestamp)
+	s.met.ktLastEpoch.Set(float64(timestamp) / 1000)
+	s.met.ktEpochs.Set(float64(number + 1))
+	s.met.ktEntries.Set(float64(k.entries.Load()))
+}
+
+// refreshCosignatures gives the log the cosignatures the store holds, which
+// auditors may have given another node (every FollowInterval); one it
+// holds already or no longer accepts changes nothing.
+func (s *Server) refreshCosignatures(ctx context.Context) error {
+	k := s.kt
+	if len(k.auditors) == 0 {
+		return nil
+	}
+	cos, err := s.st.Cosignatures(ctx)
+	if err != nil {
+		return err
+	}
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	for _, c := range cos {
+		for _, a := range k.auditors {
+			if a.id == c.Auditor {
+				k.log.AddCosignature(c.Checkpoint, a.v)
+			}
+		}
+	}
+	return nil
 }
 
 // untilEpochDue is how long until the log is EpochInterval old, and the
@@ -466,14 +743,10 @@ func (s *Server) appendEpoch(ctx context.Context, updates []kt.Update, published
 			added++
 		}
 	}
-	k.entries.Add(added)
-	k.lastEpoch.Store(e.Timestamp)
+	s.noteEpoch(e.Number, e.Timestamp, added)
 	if len(updates) == 0 {
 		s.met.ktEmptyEpochs.Inc()
 	}
-	s.met.ktLastEpoch.Set(float64(e.Timestamp) / 1000)
-	s.met.ktEpochs.Set(float64(e.Number + 1))
-	s.met.ktEntries.Set(float64(k.entries.Load()))
 	s.met.ktUpdates.Add(float64(len(updates)))
 	return nil
 }
@@ -500,18 +773,38 @@ type lookup struct {
 }
 
 // prove makes a lookup proof for username's entry; known is the log size
-// the client kept.
+// the client kept. When this node's log is behind (another node appended
+// epochs this one has not applied yet): the store's entry is newer than
+// the log's, or the client knows a larger log (from another node), or
+// the log is empty, it catches up and proves again.
 func (s *Server) prove(ctx context.Context, username string, known uint64) (*lookup, error) {
+	for tries := 0; ; tries++ {
+		l, err := s.proveOnce(ctx, username, known)
+		var behind *logBehindError
+		switch {
+		case errors.As(err, &behind) && tries == maxProveRetries:
+			return nil, behind.err
+		case !errors.As(err, &behind) && !errors.Is(err, kt.ErrEntryMismatch) || tries == maxProveRetries:
+			return l, err
+		}
+		if err := s.catchUp(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// proveOnce is prove's one attempt.
+func (s *Server) proveOnce(ctx context.Context, username string, known uint64) (*lookup, error) {
 	k := s.kt
 	label := kt.UsernameLabel(username)
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	size := k.log.Size()
 	if size == 0 {
-		return nil, errNoEpoch
+		return nil, &logBehindError{errNoEpoch}
 	}
 	if known > size {
-		return nil, badRequest("%s=%d is beyond the log's size %d: the log you knew is not this one", api.QueryKnownSize, known, size)
+		return nil, &logBehindError{badRequest("%s=%d is beyond the log's size %d: the log you knew is not this one", api.QueryKnownSize, known, size)}
 	}
 	entry := func(i kt.Index) (*kt.Entry, error) {
 		e, err := s.st.TransparencyEntry(ctx, i)
@@ -544,6 +837,12 @@ func (s *Server) prove(ctx context.Context, username string, known uint64) (*loo
 	}
 	return res, nil
 }
+
+// logBehindError is proveOnce's answer when the log may be behind the
+// store's: err is the answer should it still be after catching up.
+type logBehindError struct{ err error }
+
+func (e *logBehindError) Error() string { return e.err.Error() }
 
 // ---- Handlers ----
 

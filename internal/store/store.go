@@ -53,6 +53,9 @@ var (
 	// stored (another sequencer appended first, or the caller's log is
 	// behind the store's).
 	ErrEpochConflict = errors.New("store: transparency epoch conflict")
+	// ErrSequencerTaken: another node (or another holder on this one)
+	// holds the transparency sequencer's lease.
+	ErrSequencerTaken = errors.New("store: transparency sequencer lease held by another")
 	// ErrDuplicateReport: the reporter already reported the message (a
 	// report with the same reporter and commitment hash is stored).
 	ErrDuplicateReport = errors.New("store: duplicate report")
@@ -472,6 +475,30 @@ type Transparency interface {
 	// Cosignatures returns every auditor's newest cosignature, by
 	// auditor name.
 	Cosignatures(ctx context.Context) ([]Cosignature, error)
+	// AcquireSequencer makes the caller the deployment's one sequencer,
+	// the node that appends epochs, until it releases the lease, closes
+	// the store or dies: ErrSequencerTaken, at once, while another
+	// holds it. The lease is a matter of liveness, not of safety:
+	// AppendEpoch's epoch numbers keep the log from forking should two
+	// nodes believe they hold it (one whose lease was lost unnoticed).
+	AcquireSequencer(ctx context.Context) (SequencerLease, error)
+	// LastPendingSeq returns the largest Seq of a pending update, 0 when
+	// none is pending. An update recorded before the call is published
+	// once no pending update with a Seq at most the answer is left.
+	LastPendingSeq(ctx context.Context) (int64, error)
+}
+
+// SequencerLease is the right to append epochs, held by one node of a
+// deployment at a time (Transparency.AcquireSequencer). Its methods are
+// safe for concurrent use.
+type SequencerLease interface {
+	// Check returns nil while the lease is held, and an error once it is
+	// lost (the database session that held it ended); a lost lease must
+	// still be released.
+	Check(ctx context.Context) error
+	// Release gives the lease up, so that another can acquire it; a
+	// second Release does nothing.
+	Release() error
 }
 
 // LegalRequest is one processed legal request (docs/legal-requests.md):

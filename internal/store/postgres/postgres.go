@@ -65,7 +65,8 @@ type Store struct {
 
 	mu       sync.Mutex // guards closed and inflight.Add
 	closed   bool
-	inflight sync.WaitGroup // calls in flight; Close waits for them
+	inflight sync.WaitGroup  // calls in flight; Close waits for them
+	lease    *sequencerLease // the sequencer lease this store holds, if any (guarded by mu)
 }
 
 // Open connects to the database at dsn (a postgres:// URL or a key=value
@@ -97,8 +98,9 @@ func OpenConfig(ctx context.Context, cfg *pgxpool.Config) (*Store, error) {
 	return &Store{pool: pool}, nil
 }
 
-// Close waits for the calls in flight, then closes the pool. Calls after
-// Close (Close included) return store.ErrClosed.
+// Close waits for the calls in flight, releases the sequencer lease the
+// store holds, then closes the pool. Calls after Close (Close included)
+// return store.ErrClosed.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -108,6 +110,12 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.inflight.Wait()
+	s.mu.Lock()
+	lease := s.lease
+	s.mu.Unlock()
+	if lease != nil {
+		lease.Release()
+	}
 	s.pool.Close()
 	return nil
 }

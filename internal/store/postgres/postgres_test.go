@@ -112,6 +112,46 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestNodes: nodes over one schema share the sequencer lease.
+func TestNodes(t *testing.T) {
+	needDSN(t)
+	storetest.RunNodes(t, func(t *testing.T) func() store.Store {
+		config, _ := testSchema(t)
+		return func() store.Store { return openNode(t, config) }
+	})
+}
+
+// TestSequencerLeaseSessionEnd: when the session holding the lease ends
+// (its node died, or the connection broke), the holder's Check fails and
+// another node takes the lease.
+func TestSequencerLeaseSessionEnd(t *testing.T) {
+	config, _ := testSchema(t)
+	a, b := openNode(t, config), openNode(t, config)
+	ctx := t.Context()
+	la, err := a.AcquireSequencer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.Release()
+	pid := la.(*sequencerLease).conn.PgConn().PID()
+	// (With a timeout, pg_terminate_backend waits for the backend's end,
+	// its locks' release included: PostgreSQL 14 and later.)
+	var ended bool
+	if err := b.pool.QueryRow(ctx, `SELECT pg_terminate_backend($1, 10000)`, pid).Scan(&ended); err != nil || !ended {
+		t.Fatalf("pg_terminate_backend = %v, %v", ended, err)
+	}
+	if err := la.Check(ctx); err == nil {
+		t.Fatal("Check after the session's end = nil")
+	}
+	lb, err := b.AcquireSequencer(ctx)
+	if err != nil {
+		t.Fatalf("AcquireSequencer after the holder's session ended: %v", err)
+	}
+	if err := lb.Release(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // checkQueued checks that every device's queued count, which the triggers
 // keep, is its number of envelopes.
 func checkQueued(t *testing.T, config func() *pgxpool.Config) {

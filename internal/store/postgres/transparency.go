@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"iter"
 	"math"
+	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -314,4 +316,107 @@ func (s *Store) Cosignatures(ctx context.Context) ([]store.Cosignature, error) {
 		return nil, readErr("cosignatures", err)
 	}
 	return out, nil
+}
+
+// The sequencer lease is a session-level advisory lock, held on a
+// connection of its own (taken out of the pool) for as long as the node
+// leads: when the node dies, or its connection breaks, the session ends
+// and PostgreSQL releases the lock, so that another node's next attempt
+// takes it. Its key is sequencerLockClass in the high 32 bits and the OID
+// of this schema's kt_epochs table in the low ones: deployments in other
+// schemas of the same database (the tests' among them) lock apart.
+const (
+	sequencerLockClass   = 0x6b74_7371 // "ktsq"
+	sequencerLockKey     = `($1::bigint << 32) | 'kt_epochs'::regclass::oid::bigint`
+	sequencerLockQuery   = `SELECT pg_try_advisory_lock(` + sequencerLockKey + `)`
+	sequencerUnlockQuery = `SELECT pg_advisory_unlock(` + sequencerLockKey + `)`
+)
+
+// errLeaseReleased is Check's answer for a lease already released.
+var errLeaseReleased = errors.New("postgres: sequencer lease: released")
+
+// sequencerLease is a held advisory lock and its session's connection.
+type sequencerLease struct {
+	s    *Store
+	mu   sync.Mutex
+	conn *pgx.Conn // nil once released
+}
+
+// AcquireSequencer implements store.Transparency.
+func (s *Store) AcquireSequencer(ctx context.Context) (store.SequencerLease, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.inflight.Done()
+	pc, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, wrap("acquire sequencer", err)
+	}
+	var got bool
+	if err := pc.QueryRow(ctx, sequencerLockQuery, sequencerLockClass).Scan(&got); err != nil {
+		// (A connection the error broke, its session and any lock with
+		// it, the pool closes.)
+		pc.Release()
+		return nil, wrap("acquire sequencer", err)
+	}
+	if !got {
+		pc.Release()
+		return nil, fmt.Errorf("postgres: acquire sequencer: %w", store.ErrSequencerTaken)
+	}
+	l := &sequencerLease{s: s, conn: pc.Hijack()}
+	s.mu.Lock()
+	s.lease = l
+	s.mu.Unlock()
+	return l, nil
+}
+
+// Check implements store.SequencerLease: the lock is held while its
+// session lives, which a round trip on its connection shows.
+func (l *sequencerLease) Check(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn == nil {
+		return errLeaseReleased
+	}
+	if err := l.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: sequencer lease lost: %v", err)
+	}
+	return nil
+}
+
+// Release implements store.SequencerLease: it unlocks, so that another
+// node may take the lock as soon as Release returns, and closes the
+// connection, whose session's end would release the lock anyway.
+func (l *sequencerLease) Release() error {
+	l.mu.Lock()
+	conn := l.conn
+	l.conn = nil
+	l.mu.Unlock()
+	if conn == nil {
+		return nil
+	}
+	l.s.mu.Lock()
+	if l.s.lease == l {
+		l.s.lease = nil
+	}
+	l.s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, uerr := conn.Exec(ctx, sequencerUnlockQuery, sequencerLockClass)
+	if err := errors.Join(uerr, conn.Close(ctx)); err != nil {
+		return fmt.Errorf("postgres: release sequencer: %v", err)
+	}
+	return nil
+}
+
+// LastPendingSeq implements store.Transparency.
+func (s *Store) LastPendingSeq(ctx context.Context) (int64, error) {
+	var seq int64
+	err := s.read(func(db *pgxpool.Pool) error {
+		return db.QueryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM kt_pending`).Scan(&seq)
+	})
+	if err != nil {
+		return 0, readErr("last pending seq", err)
+	}
+	return seq, nil
 }

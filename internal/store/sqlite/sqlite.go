@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,6 +68,8 @@ type Store struct {
 
 	mu     sync.RWMutex // held (shared) by every call in flight; Close takes it exclusively
 	closed bool
+	path   string          // the database file's absolute path: the sequencer lease's key
+	lease  *sequencerLease // the sequencer lease this store holds, if any (guarded by leases.mu)
 
 	ops  chan *op      // writes waiting for the writer goroutine
 	done chan struct{} // closed when the writer goroutine has exited
@@ -194,7 +197,15 @@ func open(path string, opt options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: %v", err)
 	}
 
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		conn.Close()
+		rdb.Close()
+		wdb.Close()
+		return nil, fmt.Errorf("sqlite: %v", err)
+	}
 	s := &Store{
+		path:     abs,
 		rdb:      rdb,
 		wdb:      wdb,
 		wtx:      &wtx{conn: conn, stmts: map[string]*sql.Stmt{}},
@@ -217,6 +228,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	close(s.ops)
 	s.mu.Unlock()
+	s.releaseLease()
 
 	<-s.done
 	cerr := s.wtx.close()

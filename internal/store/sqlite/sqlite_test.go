@@ -42,6 +42,26 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestNodes: Stores over one file, in one process, share the sequencer
+// lease.
+func TestNodes(t *testing.T) {
+	storetest.RunNodes(t, func(t *testing.T) func() store.Store {
+		path := filepath.Join(t.TempDir(), "doorless.db")
+		return func() store.Store {
+			s, err := Open(path)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			return s
+		}
+	})
+}
+
 // checkQueued checks that every device's queued count, which triggers keep,
 // is its number of envelopes.
 func checkQueued(t *testing.T, s *Store) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"math"
+	"sync"
 
 	"github.com/doorless/doorless/internal/store"
 	"github.com/doorless/doorless/kt"
@@ -329,4 +330,97 @@ func readErr(what string, err error) error {
 		return err
 	}
 	return fmt.Errorf("sqlite: %s: %v", what, err)
+}
+
+// The sequencer lease: a SQLite database serves one process (doorlessd
+// with --store a file is a single node), so the lease is kept in the
+// process, by the database file's absolute path, and is never lost until
+// released or its Store closed. Two processes over one file would each get
+// it; AppendEpoch's epoch numbers would still keep the log from forking,
+// and the loser catches up from the store, at the price of failed epochs.
+var leases struct {
+	mu   sync.Mutex
+	held map[string]*sequencerLease // by path
+}
+
+// errLeaseReleased is Check's answer for a lease already released.
+var errLeaseReleased = errors.New("sqlite: sequencer lease: released")
+
+// sequencerLease is a held lease on one database file.
+type sequencerLease struct {
+	s *Store // nil once released (guarded by leases.mu)
+}
+
+// AcquireSequencer implements store.Transparency.
+func (s *Store) AcquireSequencer(ctx context.Context) (store.SequencerLease, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, errClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	leases.mu.Lock()
+	defer leases.mu.Unlock()
+	if leases.held[s.path] != nil {
+		return nil, fmt.Errorf("sqlite: acquire sequencer: %w", store.ErrSequencerTaken)
+	}
+	if leases.held == nil {
+		leases.held = make(map[string]*sequencerLease)
+	}
+	l := &sequencerLease{s: s}
+	leases.held[s.path] = l
+	s.lease = l
+	return l, nil
+}
+
+// Check implements store.SequencerLease.
+func (l *sequencerLease) Check(ctx context.Context) error {
+	leases.mu.Lock()
+	defer leases.mu.Unlock()
+	if l.s == nil {
+		return errLeaseReleased
+	}
+	return nil
+}
+
+// Release implements store.SequencerLease.
+func (l *sequencerLease) Release() error {
+	leases.mu.Lock()
+	defer leases.mu.Unlock()
+	l.releaseLocked()
+	return nil
+}
+
+func (l *sequencerLease) releaseLocked() {
+	if l.s == nil {
+		return
+	}
+	if leases.held[l.s.path] == l {
+		delete(leases.held, l.s.path)
+	}
+	l.s.lease = nil
+	l.s = nil
+}
+
+// releaseLease releases the lease the store holds, if any (Close).
+func (s *Store) releaseLease() {
+	leases.mu.Lock()
+	defer leases.mu.Unlock()
+	if s.lease != nil {
+		s.lease.releaseLocked()
+	}
+}
+
+// LastPendingSeq implements store.Transparency.
+func (s *Store) LastPendingSeq(ctx context.Context) (int64, error) {
+	var seq int64
+	err := s.read(func(db *sql.DB) error {
+		return db.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM kt_pending`).Scan(&seq)
+	})
+	if err != nil {
+		return 0, readErr("last pending seq", err)
+	}
+	return seq, nil
 }

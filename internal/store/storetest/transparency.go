@@ -116,13 +116,16 @@ func showUpdates(us []store.PendingUpdate) string {
 func testPendingUpdates(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	wantPending(t, s)
+	wantLastPending(t, s, 0)
 	a, d := register(t, s, "alice", keys(2, 2))
 	got := wantPending(t, s, snapshot(a, firstList()))
 	if del := deletion("x"); got[0].Deletion() || !del.Deletion() {
 		t.Error("Deletion() is wrong")
 	}
+	wantLastPending(t, s, got[0].Seq)
 	publish(t, s)
 	wantPending(t, s)
+	wantLastPending(t, s, 0)
 
 	// Changes the log does not publish.
 	must(t, "StoreKeys", s.StoreKeys(ctx, a.ID, d.ID, keys(3, 3)))
@@ -365,5 +368,115 @@ func testCosignatures(t *testing.T, s store.Store) {
 		if cs[i].Auditor != want[i].Auditor || cs[i].Size != want[i].Size || !bytes.Equal(cs[i].Checkpoint, want[i].Checkpoint) {
 			t.Errorf("cosignature %d = %+v, want %+v", i, cs[i], want[i])
 		}
+	}
+}
+
+// wantLastPending checks LastPendingSeq.
+func wantLastPending(t *testing.T, s store.Store, want int64) {
+	t.Helper()
+	got, err := s.LastPendingSeq(t.Context())
+	must(t, "LastPendingSeq", err)
+	if got != want {
+		t.Fatalf("LastPendingSeq = %d, want %d", got, want)
+	}
+}
+
+// RunNodes runs the tests of what several nodes over one database share:
+// the sequencer lease. open returns, for one subtest, a function that
+// opens a new Store (a node) over one fresh, empty database each time it
+// is called, and registers its Close with t.Cleanup (the tests close some
+// nodes themselves: a second Close returns ErrClosed, which the cleanup
+// should ignore).
+func RunNodes(t *testing.T, open func(t *testing.T) func() store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, node func() store.Store)
+	}{
+		{"SequencerLease", testSequencerLease},
+		{"SequencerLeaseClose", testSequencerLeaseClose},
+		{"SequencerLeaseConcurrent", testSequencerLeaseConcurrent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
+	}
+}
+
+// acquire acquires the sequencer lease, failing the test otherwise.
+func acquire(t *testing.T, what string, s store.Store) store.SequencerLease {
+	t.Helper()
+	l, err := s.AcquireSequencer(t.Context())
+	must(t, what, err)
+	return l
+}
+
+// testSequencerLease: of two nodes only one holds the lease (and its
+// holder cannot take it twice); once released, the other takes it.
+func testSequencerLease(t *testing.T, node func() store.Store) {
+	ctx := t.Context()
+	a, b := node(), node()
+	la := acquire(t, "AcquireSequencer(a)", a)
+	must(t, "Check(a)", la.Check(ctx))
+	_, err := b.AcquireSequencer(ctx)
+	wantErr(t, "AcquireSequencer(b, while a leads)", err, store.ErrSequencerTaken)
+	_, err = a.AcquireSequencer(ctx)
+	wantErr(t, "AcquireSequencer(a, again)", err, store.ErrSequencerTaken)
+	must(t, "Check(a)", la.Check(ctx))
+
+	must(t, "Release(a)", la.Release())
+	if la.Check(ctx) == nil {
+		t.Fatal("Check of a released lease = nil")
+	}
+	must(t, "Release(a, again)", la.Release())
+	lb := acquire(t, "AcquireSequencer(b, after a released)", b)
+	_, err = a.AcquireSequencer(ctx)
+	wantErr(t, "AcquireSequencer(a, while b leads)", err, store.ErrSequencerTaken)
+	must(t, "Check(b)", lb.Check(ctx))
+	must(t, "Release(b)", lb.Release())
+	la = acquire(t, "AcquireSequencer(a, after b released)", a)
+	must(t, "Release(a)", la.Release())
+}
+
+// testSequencerLeaseClose: closing a node releases the lease it holds.
+func testSequencerLeaseClose(t *testing.T, node func() store.Store) {
+	ctx := t.Context()
+	a, b := node(), node()
+	la := acquire(t, "AcquireSequencer(a)", a)
+	_, err := b.AcquireSequencer(ctx)
+	wantErr(t, "AcquireSequencer(b, while a leads)", err, store.ErrSequencerTaken)
+	must(t, "Close(a)", a.Close())
+	if la.Check(ctx) == nil {
+		t.Fatal("Check of the lease of a closed node = nil")
+	}
+	lb := acquire(t, "AcquireSequencer(b, after a closed)", b)
+	must(t, "Release(a's, after Close)", la.Release())
+	must(t, "Check(b)", lb.Check(ctx))
+	must(t, "Release(b)", lb.Release())
+}
+
+// testSequencerLeaseConcurrent: of nodes trying at once, one wins.
+func testSequencerLeaseConcurrent(t *testing.T, node func() store.Store) {
+	const n = 6
+	nodes := make([]store.Store, n)
+	for i := range nodes {
+		nodes[i] = node()
+	}
+	leases := make([]store.SequencerLease, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { leases[i], errs[i] = nodes[i].AcquireSequencer(t.Context()) })
+	}
+	wg.Wait()
+	won := 0
+	for i, err := range errs {
+		if err == nil {
+			won++
+			defer leases[i].Release()
+			continue
+		}
+		wantErr(t, "AcquireSequencer(losing)", err, store.ErrSequencerTaken)
+	}
+	if won != 1 {
+		t.Fatalf("%d nodes hold the lease, want 1", won)
 	}
 }
