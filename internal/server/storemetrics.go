@@ -69,6 +69,8 @@ var storeOps = []string{
 	"TransparencyLeaves",
 	"PutCosignature",
 	"Cosignatures",
+	"AcquireSequencer",
+	"LastPendingSeq",
 	"AddLegalRequest",
 	"LegalNonceSeen",
 	"SetLegalRequestLogged",
@@ -100,7 +102,7 @@ var storeAnswers = []error{
 	store.ErrQueueFull, store.ErrTooManyDevices, store.ErrNoSignedPreKey, store.ErrNoKyberPreKey,
 	store.ErrVersionConflict, store.ErrInvalidLinkToken, store.ErrTooManyLinkTokens,
 	store.ErrMailboxFull, store.ErrMailboxEmpty, store.ErrEpochConflict, store.ErrDuplicateReport,
-	store.ErrNonceSeen, context.Canceled,
+	store.ErrNonceSeen, store.ErrSequencerTaken, context.Canceled,
 }
 
 func (m *measuredStore) done(op string, start time.Time, err error) {
@@ -386,6 +388,20 @@ func (m *measuredStore) Cosignatures(ctx context.Context) ([]store.Cosignature, 
 	start := time.Now()
 	r, err := m.st.Cosignatures(ctx)
 	m.done("Cosignatures", start, err)
+	return r, err
+}
+
+func (m *measuredStore) AcquireSequencer(ctx context.Context) (store.SequencerLease, error) {
+	start := time.Now()
+	r, err := m.st.AcquireSequencer(ctx)
+	m.done("AcquireSequencer", start, err)
+	return r, err
+}
+
+func (m *measuredStore) LastPendingSeq(ctx context.Context) (int64, error) {
+	start := time.Now()
+	r, err := m.st.LastPendingSeq(ctx)
+	m.done("LastPendingSeq", start, err)
 	return r, err
 }
 
