@@ -610,6 +610,9 @@ func TestClusterFailover(t *testing.T) {
 	receivers.Wait()
 	checkErrs(t, cv)
 
+	// bob's delivery WebSocket was on node 2, and every stream to him had
+	// messages left when it died (checked below): that they all arrived
+	// means his client reconnected, and the balancer says where.
 	after := lb.nodesSince("bob", mark)
 	if len(after) == 0 || slices.Contains(after, 1) {
 		t.Errorf("after the kill, bob's connections went to nodes %v; want some, none to node 2", plusOne(after))
