@@ -71,6 +71,8 @@ var storeOps = []string{
 	"TransparencyLeaves",
 	"PutCosignature",
 	"Cosignatures",
+	"AcquireSequencer",
+	"LastPendingSeq",
 	"AddLegalRequest",
 	"LegalNonceSeen",
 	"SetLegalRequestLogged",
@@ -388,6 +390,20 @@ func (m *measuredStore) Cosignatures(ctx context.Context) ([]store.Cosignature, 
 	start := time.Now()
 	r, err := m.st.Cosignatures(ctx)
 	m.done("Cosignatures", start, err)
+	return r, err
+}
+
+func (m *measuredStore) AcquireSequencer(ctx context.Context) (store.SequencerLease, error) {
+	start := time.Now()
+	r, err := m.st.AcquireSequencer(ctx)
+	m.done("AcquireSequencer", start, err)
+	return r, err
+}
+
+func (m *measuredStore) LastPendingSeq(ctx context.Context) (int64, error) {
+	start := time.Now()
+	r, err := m.st.LastPendingSeq(ctx)
+	m.done("LastPendingSeq", start, err)
 	return r, err
 }
 
