@@ -71,8 +71,6 @@ var storeOps = []string{
 	"TransparencyLeaves",
 	"PutCosignature",
 	"Cosignatures",
-	"AcquireSequencer",
-	"LastPendingSeq",
 	"AddLegalRequest",
 	"LegalNonceSeen",
 	"SetLegalRequestLogged",
@@ -503,18 +501,4 @@ func (m *measuredStore) ReportCount(ctx context.Context, commitmentHash []byte) 
 	reports, reporters, err := m.st.ReportCount(ctx, commitmentHash)
 	m.done("ReportCount", start, err)
 	return reports, reporters, err
-}
-
-func (m *measuredStore) AcquireSequencer(ctx context.Context) (store.SequencerLease, error) {
-	start := time.Now()
-	l, err := m.st.AcquireSequencer(ctx)
-	m.done("AcquireSequencer", start, err)
-	return l, err
-}
-
-func (m *measuredStore) LastPendingSeq(ctx context.Context) (int64, error) {
-	start := time.Now()
-	n, err := m.st.LastPendingSeq(ctx)
-	m.done("LastPendingSeq", start, err)
-	return n, err
 }
