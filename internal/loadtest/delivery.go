@@ -34,6 +34,9 @@ type DeliveryConfig struct {
 	// every message to arrive (up to DrainTimeout).
 	Duration     time.Duration
 	DrainTimeout time.Duration
+	// Sends, when positive, ends the sending after that many sends
+	// instead of after Duration.
+	Sends int
 	// MinSize and MaxSize bound the ciphertext of a one-to-one message
 	// (uniformly between them); FanOut uses MinSize as the size of the
 	// sender-key message it seals.
@@ -270,7 +273,11 @@ func runDeliveries(ctx context.Context, o *Options, cfg *DeliveryConfig, send se
 			closeAll(devs)
 		}
 	}()
-	o.logf("sending for %v, %d at a time", cfg.Duration, cfg.Concurrency)
+	if cfg.Sends > 0 {
+		o.logf("making %d sends, %d at a time", cfg.Sends, cfg.Concurrency)
+	} else {
+		o.logf("sending for %v, %d at a time", cfg.Duration, cfg.Concurrency)
+	}
 	hc := o.httpClient(cfg.Concurrency)
 	var (
 		seq      atomic.Uint64
@@ -287,8 +294,14 @@ func runDeliveries(ctx context.Context, o *Options, cfg *DeliveryConfig, send se
 		wg.Go(func() {
 			var mine []sent
 			var lat []int64
-			for time.Now().Before(deadline) && ctx.Err() == nil {
+			for ctx.Err() == nil {
+				if cfg.Sends <= 0 && !time.Now().Before(deadline) {
+					break
+				}
 				s := seq.Add(1)
+				if cfg.Sends > 0 && s > uint64(cfg.Sends) {
+					break
+				}
 				t0 := time.Now()
 				target, err := send(ctx, hc, s)
 				if err != nil {
