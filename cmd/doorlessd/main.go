@@ -84,6 +84,13 @@ func serve(args []string) int {
 	attachmentTTL := fs.Duration("attachment-ttl", server.DefaultAttachmentTTL, "how long finished attachments are kept")
 	logFormat := fs.String("log-format", "text", "log `format` on standard error: text or json")
 	logIPs := fs.Bool("log-ips", false, "log each request's client IP address (off: no log line carries an IP address)")
+	ipRate := fs.Float64("ip-rate", server.DefaultIPRate.Rate,
+		"requests one IP address (IPv6: one /64) may make per `second`, sustained (negative: no limit, for load tests)")
+	ipBurst := fs.Int("ip-burst", server.DefaultIPRate.Burst, "requests one IP address may make at once")
+	accountRate := fs.Float64("account-rate", server.DefaultAccountRate.Rate,
+		"authenticated requests one account may make per `second`, sustained (negative: no limit, for load tests)")
+	accountBurst := fs.Int("account-burst", server.DefaultAccountRate.Burst, "authenticated requests one account may make at once")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback `address` (e.g. 127.0.0.1:6060); off when empty")
 	unidentifiedRate := fs.Float64("unidentified-rate", server.DefaultUnidentifiedRate.Rate,
 		"sealed-sender sends one account may receive per `second`, sustained (negative: no limit)")
 	unidentifiedBurst := fs.Int("unidentified-burst", server.DefaultUnidentifiedRate.Burst,
@@ -126,9 +133,15 @@ func serve(args []string) int {
 		return 2
 	}
 	log := slog.New(h)
-	if *unidentifiedBurst < 1 {
-		fmt.Fprintln(os.Stderr, "doorlessd: --unidentified-burst must be at least 1")
+	if *unidentifiedBurst < 1 || *ipBurst < 1 || *accountBurst < 1 {
+		fmt.Fprintln(os.Stderr, "doorlessd: --unidentified-burst, --ip-burst and --account-burst must be at least 1")
 		return 2
+	}
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr); err != nil {
+			fmt.Fprintf(os.Stderr, "doorlessd: --pprof: %v\n", err)
+			return 2
+		}
 	}
 	if *ktEpochInterval < time.Second || *ktEpochInterval >= time.Hour {
 		fmt.Fprintln(os.Stderr, "doorlessd: --kt-epoch-interval must be at least 1s and under 1h (clients refuse a log an hour old)")
@@ -239,6 +252,8 @@ func serve(args []string) int {
 		LogIPs:     *logIPs,
 		Registerer: reg,
 
+		IPRate:           server.RateLimit{Rate: *ipRate, Burst: *ipBurst},
+		AccountRate:      server.RateLimit{Rate: *accountRate, Burst: *accountBurst},
 		UnidentifiedRate: server.RateLimit{Rate: *unidentifiedRate, Burst: *unidentifiedBurst},
 	})
 	if err != nil {

@@ -167,6 +167,11 @@ func TestFlags(t *testing.T) {
 		{"--max-envelope", "999999999"},
 		{"--unidentified-burst", "0"},
 		{"--unidentified-rate", "fast"},
+		{"--ip-burst", "0"},
+		{"--account-burst", "0"},
+		{"--account-rate", "fast"},
+		{"--pprof", "0.0.0.0:0"},
+		{"--pprof", "localhost"},
 		{"extra"},
 		{"invite", "--count", "0"},
 	} {
@@ -249,5 +254,34 @@ func TestLogIPs(t *testing.T) {
 		if requests != 1 {
 			t.Errorf("--log-ips %v: %d request lines in\n%s", on, requests, stderr.String())
 		}
+	}
+}
+
+// TestPprof: --pprof serves the profiles on a loopback address, and the
+// API's listener does not.
+func TestPprof(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, url, _ := start(t, "--data", t.TempDir(), "--pprof", addr, "--ip-rate", "-1", "--account-rate", "-1")
+	resp, err := http.Get("http://" + addr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile") {
+		t.Fatalf("pprof: %d %.100s", resp.StatusCode, body)
+	}
+	resp, err = http.Get(url + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("pprof on the API listener: %d", resp.StatusCode)
 	}
 }
