@@ -47,7 +47,7 @@ func main() {
 
 func run(ctx context.Context, args []string) int {
 	fl := flag.NewFlagSet("doorless-bench", flag.ContinueOnError)
-	server := fl.String("server", "http://127.0.0.1:8080", "the server's base `URL`")
+	server := fl.String("server", "http://127.0.0.1:8080", "the server's base `URL`; several nodes of one cluster: URLs separated by commas, devices and sends spread over them round-robin (idle: the first only)")
 	pid := fl.Int("pid", 0, "the server's process `id`, for its memory (idle)")
 	accountsFile := fl.String("accounts", "", "keep the registered accounts in this `file` and reuse them on later runs against the same server")
 	regConc := fl.Int("register-concurrency", 32, "registrations in flight")
@@ -87,7 +87,20 @@ func run(ctx context.Context, args []string) int {
 		fl.Usage()
 		return 2
 	}
-	o := &loadtest.Options{Server: strings.TrimSuffix(*server, "/"), PID: *pid}
+	o := &loadtest.Options{PID: *pid}
+	for u := range strings.SplitSeq(*server, ",") {
+		if u = strings.TrimSuffix(strings.TrimSpace(u), "/"); u != "" {
+			o.Servers = append(o.Servers, u)
+		}
+	}
+	if len(o.Servers) == 0 {
+		log.Print("--server: no URL")
+		return 2
+	}
+	o.Server = o.Servers[0]
+	if len(o.Servers) == 1 {
+		o.Servers = nil
+	}
 	if !*quiet {
 		o.Log = func(format string, args ...any) { log.Printf(format, args...) }
 	}
@@ -126,7 +139,7 @@ func run(ctx context.Context, args []string) int {
 		return 1
 	}
 
-	res := &loadtest.Results{Date: time.Now().UTC().Format(time.RFC3339), Server: o.Server}
+	res := &loadtest.Results{Date: time.Now().UTC().Format(time.RFC3339), Server: strings.TrimSuffix(*server, "/")}
 	if want["idle"] {
 		var ws []loadtest.Worker
 		exe, err := os.Executable()

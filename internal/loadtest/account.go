@@ -124,7 +124,7 @@ func Register(ctx context.Context, o *Options, n, concurrency int) ([]*Account, 
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				a, err := registerOne(ctx, hc, o.Server, fmt.Sprintf("lt%s_%d", tag, i))
+				a, err := registerOne(ctx, hc, o.serverFor(i), fmt.Sprintf("lt%s_%d", tag, i))
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {

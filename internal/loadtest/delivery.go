@@ -135,7 +135,7 @@ func OneToOne(ctx context.Context, o *Options, cfg DeliveryConfig) (*DeliveryRes
 				Type: api.EnvelopeUnidentifiedSender, Content: content}}}
 		hdr := http.Header{api.HeaderUnidentifiedAccessKey: {api.FormatUnidentifiedAccessKey(to.accessKey())}}
 		var resp api.SendResponse
-		if err := doJSON(ctx, hc, http.MethodPut, o.Server+"/v1/messages/"+to.Username, hdr, req, &resp); err != nil {
+		if err := doJSON(ctx, hc, http.MethodPut, o.sendServer()+"/v1/messages/"+to.Username, hdr, req, &resp); err != nil {
 			return t, err
 		}
 		if resp.Delivered != 1 {
@@ -185,7 +185,7 @@ func FanOut(ctx context.Context, o *Options, cfg DeliveryConfig) (*DeliveryResul
 		rand.Read(franking)
 		q := url.Values{"id": {api.NewUUID()}, "timestamp": {strconv.FormatInt(time.Now().UnixMilli(), 10)},
 			api.QueryFranking: {base64.RawURLEncoding.EncodeToString(franking)}}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPut, o.Server+api.PathMultiRecipient+"?"+q.Encode(), bytes.NewReader(b))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, o.sendServer()+api.PathMultiRecipient+"?"+q.Encode(), bytes.NewReader(b))
 		if err != nil {
 			return -1, err
 		}

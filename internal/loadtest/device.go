@@ -174,7 +174,7 @@ func connectAll(ctx context.Context, o *Options, hc *http.Client, accts []*Accou
 				if i >= len(accts) {
 					return
 				}
-				d, err := connect(ctx, hc, o.Server, accts[i], rec)
+				d, err := connect(ctx, hc, o.serverFor(i), accts[i], rec)
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {

@@ -31,6 +31,11 @@ import (
 type Options struct {
 	// Server is the server's base URL, e.g. http://127.0.0.1:8080.
 	Server string
+	// Servers, when not empty, are the base URLs of several nodes of one
+	// cluster: devices, registrations and sends are spread over them
+	// round-robin. Server is then the node the idle scenario's PID and
+	// metrics are read from.
+	Servers []string
 	// PID is the server's process id, to read its memory from /proc
 	// (Idle); 0 when unknown.
 	PID int
@@ -41,7 +46,22 @@ type Options struct {
 	// Log receives progress lines; nil discards them.
 	Log func(format string, args ...any)
 
-	next atomic.Uint64
+	next     atomic.Uint64
+	nextSend atomic.Uint64
+}
+
+// serverFor is the base URL for the i-th device or registration: Server,
+// or the (i mod n)-th of Servers.
+func (o *Options) serverFor(i int) string {
+	if len(o.Servers) == 0 {
+		return o.Server
+	}
+	return o.Servers[i%len(o.Servers)]
+}
+
+// sendServer is the base URL for the next send request, round-robin.
+func (o *Options) sendServer() string {
+	return o.serverFor(int(o.nextSend.Add(1) % uint64(max(1, len(o.Servers)))))
 }
 
 func (o *Options) logf(format string, args ...any) {

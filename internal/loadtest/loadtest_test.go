@@ -6,11 +6,15 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -234,4 +238,47 @@ func FuzzStamp(f *testing.F) {
 			t.Fatalf("read %d %d %v", s, sent, ok)
 		}
 	})
+}
+
+// TestSeveralServers points the tool at two addresses of one server (two
+// counting proxies standing for two nodes of a cluster) and checks that
+// registrations, connections and sends go to both, and that delivery is
+// still exactly once.
+func TestSeveralServers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	target, err := url.Parse(startServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hits [2]atomic.Int64
+	o := &Options{Log: t.Logf}
+	for i := range hits {
+		rp := httputil.NewSingleHostReverseProxy(target)
+		ps := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits[i].Add(1)
+			rp.ServeHTTP(w, r)
+		}))
+		t.Cleanup(ps.Close)
+		o.Servers = append(o.Servers, ps.URL)
+	}
+	o.Server = o.Servers[0]
+	accts, err := Register(ctx, o, 6, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	regs := [2]int64{hits[0].Load(), hits[1].Load()}
+	if regs[0] == 0 || regs[1] == 0 {
+		t.Fatalf("registrations per server: %v, want both used", regs)
+	}
+	res, err := OneToOne(ctx, o, DeliveryConfig{Devices: accts, Concurrency: 2, Sends: 40, MinSize: 100, MaxSize: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDelivery(t, res, 40, 1)
+	for i := range hits {
+		if n := hits[i].Load() - regs[i]; n < 20 {
+			t.Errorf("server %d: %d requests during one-to-one, want at least 20 (3 connections and half of 40 sends)", i, n)
+		}
+	}
 }

@@ -173,7 +173,7 @@ func queueOffline(ctx context.Context, o *Options, cfg ReconnectConfig, total in
 					Messages: []api.OutgoingMessage{{DeviceID: api.PrimaryDeviceID, RegistrationID: to.RegistrationID,
 						Type: api.EnvelopeUnidentifiedSender, Content: content}}}
 				hdr := http.Header{api.HeaderUnidentifiedAccessKey: {api.FormatUnidentifiedAccessKey(to.accessKey())}}
-				if err := doJSON(ctx, hc, http.MethodPut, o.Server+"/v1/messages/"+to.Username, hdr, req, nil); err != nil {
+				if err := doJSON(ctx, hc, http.MethodPut, o.sendServer()+"/v1/messages/"+to.Username, hdr, req, nil); err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = fmt.Errorf("loadtest: queueing: %w", err)
