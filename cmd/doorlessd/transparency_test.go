@@ -30,6 +30,21 @@ func TestTransparencyCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd, url, stderr := start(t, "--data", data, "--kt-origin", "chat.example/kt", "--kt-auditor", auditor)
+	// The sequencer makes the log's first epoch when it starts; a
+	// registration racing with it could land in that epoch. Wait for it.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		resp, err := http.Get(url + api.PathTransparencyCheckpoint)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no first epoch: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if code := register(t, url, "alice", ""); code != http.StatusOK {
 		t.Fatalf("register: %d", code)
 	}
