@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -486,6 +487,16 @@ type Transparency interface {
 	// none is pending. An update recorded before the call is published
 	// once no pending update with a Seq at most the answer is left.
 	LastPendingSeq(ctx context.Context) (int64, error)
+}
+
+// LeafFromRow decodes a stored entry's vrf_index, counter and commitment
+// columns, as every backend keeps them, into its leaf; an error when a
+// column is out of range.
+func LeafFromRow(index []byte, counter int64, commitment []byte) (kt.Leaf, error) {
+	if len(index) != kt.HashSize || counter < 0 || counter > math.MaxUint32 || len(commitment) != kt.HashSize {
+		return kt.Leaf{}, errors.New("store: malformed transparency leaf")
+	}
+	return kt.Leaf{Index: kt.Index(index), Counter: uint32(counter), Commitment: kt.Hash(commitment)}, nil
 }
 
 // SequencerLease is the right to append epochs, held by one node of a

@@ -206,12 +206,11 @@ func (s *Store) EpochHeads(ctx context.Context) ([]kt.Epoch, error) {
 
 // TransparencyEntry implements store.Transparency.
 func (s *Store) TransparencyEntry(ctx context.Context, index kt.Index) (*kt.Entry, error) {
-	e := kt.Entry{Leaf: kt.Leaf{Index: index}}
 	var counter int64
-	var commitment, opening []byte
+	var commitment, opening, value []byte
 	err := s.read(func(db *pgxpool.Pool) error {
 		return db.QueryRow(ctx, `SELECT counter, commitment, opening, value FROM kt_entries WHERE vrf_index = $1`, index[:]).
-			Scan(&counter, &commitment, &opening, &e.Value)
+			Scan(&counter, &commitment, &opening, &value)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("postgres: transparency entry: %w", store.ErrNotFound)
@@ -219,21 +218,11 @@ func (s *Store) TransparencyEntry(ctx context.Context, index kt.Index) (*kt.Entr
 	if err != nil {
 		return nil, readErr("transparency entry", err)
 	}
-	if err := fillLeaf(&e.Leaf, counter, commitment); err != nil || len(opening) != kt.OpeningSize {
+	l, err := store.LeafFromRow(index[:], counter, commitment)
+	if err != nil || len(opening) != kt.OpeningSize {
 		return nil, errors.New("postgres: transparency entry: malformed row")
 	}
-	e.Opening = [kt.OpeningSize]byte(opening)
-	return &e, nil
-}
-
-// fillLeaf sets a leaf's counter and commitment from their columns.
-func fillLeaf(l *kt.Leaf, counter int64, commitment []byte) error {
-	if counter < 0 || counter > math.MaxUint32 || len(commitment) != kt.HashSize {
-		return errors.New("malformed leaf")
-	}
-	l.Counter = uint32(counter)
-	l.Commitment = kt.Hash(commitment)
-	return nil
+	return &kt.Entry{Leaf: l, Opening: [kt.OpeningSize]byte(opening), Value: value}, nil
 }
 
 // TransparencyLeaves implements store.Transparency. The sequence holds a
@@ -254,12 +243,8 @@ func (s *Store) TransparencyLeaves(ctx context.Context) iter.Seq2[kt.Leaf, error
 				if err := rows.Scan(&index, &counter, &commitment); err != nil {
 					return err
 				}
-				var l kt.Leaf
-				if len(index) != kt.HashSize {
-					return errors.New("malformed leaf")
-				}
-				l.Index = kt.Index(index)
-				if err := fillLeaf(&l, counter, commitment); err != nil {
+				l, err := store.LeafFromRow(index, counter, commitment)
+				if err != nil {
 					return err
 				}
 				if !yield(l, nil) {
