@@ -59,6 +59,7 @@ import (
 	"github.com/doorless/doorless/client/internal/profile"
 	"github.com/doorless/doorless/internal/api"
 	"github.com/doorless/doorless/internal/devicelist"
+	"github.com/doorless/doorless/internal/franking"
 	"github.com/doorless/doorless/protocol/keys"
 	"github.com/doorless/doorless/protocol/session"
 )
@@ -176,6 +177,7 @@ type Client struct {
 	lastRefill       atomic.Int64 // when refill last generated keys, Unix nanoseconds
 	receipts         pendingReceipts
 	kt               transparencyOptions
+	frankKey         atomic.Pointer[[franking.KeySize]byte] // frankingKey's, once read
 
 	closeOnce sync.Once
 	closeErr  error

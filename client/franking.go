@@ -41,10 +41,14 @@ var (
 )
 
 // frankingKey returns this account's franking key, which binds the
-// commitments of the messages this device sends to the account: from the
-// profile, or, the first time, from the server (each device of the account
-// asks for its own copy).
+// commitments of the messages this device sends to the account: held in
+// memory once read, else from the profile, or, the first time, from the
+// server (each device of the account asks for its own copy). The key
+// never changes once stored, so every send after the first reads nothing.
 func (c *Client) frankingKey(ctx context.Context) ([franking.KeySize]byte, error) {
+	if k := c.frankKey.Load(); k != nil {
+		return *k, nil
+	}
 	var key [franking.KeySize]byte
 	var stored []byte
 	err := c.st.View(ctx, func(tx *profile.Tx) error {
@@ -58,6 +62,7 @@ func (c *Client) frankingKey(ctx context.Context) ([franking.KeySize]byte, error
 	if stored != nil {
 		copy(key[:], stored)
 		clear(stored)
+		c.frankKey.Store(&key)
 		return key, nil
 	}
 	var resp api.FrankingKeyResponse
@@ -69,8 +74,11 @@ func (c *Client) frankingKey(ctx context.Context) ([franking.KeySize]byte, error
 		return key, errors.New("client: the server's franking key is malformed")
 	}
 	copy(key[:], resp.Key)
-	err = c.st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error { return tx.PutFrankingKey(resp.Key) })
-	return key, err
+	if err := c.st.Update(context.WithoutCancel(ctx), func(tx *profile.Tx) error { return tx.PutFrankingKey(resp.Key) }); err != nil {
+		return key, err
+	}
+	c.frankKey.Store(&key)
+	return key, nil
 }
 
 // encodeFranked franks a copy of cont and encodes it for sending: the one

@@ -2,11 +2,11 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -121,9 +121,9 @@ func (c *Client) LegalNotices(ctx context.Context) ([]LegalNotice, error) {
 	// The server's list only cross-checks the log, and tells which
 	// requests of the registration day named this account: without it
 	// (404, a failure) the log is searched all the same.
-	var listed []api.LegalNotice
-	if resp, err := c.fetchNotices(ctx); err == nil {
-		listed = resp.Notices
+	var listed api.LegalNoticesResponse
+	if err := c.do(ctx, http.MethodGet, api.PathLegalNotices, nil, &listed); err != nil {
+		listed.Notices = nil
 	}
 	v, err := note.NewVerifier(pinned.Key)
 	if err != nil {
@@ -146,7 +146,7 @@ func (c *Client) LegalNotices(ctx context.Context) ([]LegalNotice, error) {
 		return nil, err
 	}
 	isListed := map[uint64]bool{}
-	for _, n := range listed {
+	for _, n := range listed.Notices {
 		m := mine[n.PublicationIndex]
 		if m == nil || m.RequestIndex != n.RequestIndex || !bytes.Equal(m.Request, n.Request) || m.Outcome != n.Outcome {
 			return nil, fmt.Errorf("%w: entry %d", ErrBadLegalNotice, n.PublicationIndex)
@@ -168,7 +168,7 @@ func (c *Client) LegalNotices(ctx context.Context) ([]LegalNotice, error) {
 		}
 		out = append(out, *n)
 	}
-	slices.SortFunc(out, func(a, b LegalNotice) int { return cmpUint64(a.PublicationIndex, b.PublicationIndex) })
+	slices.SortFunc(out, func(a, b LegalNotice) int { return cmp.Compare(a.PublicationIndex, b.PublicationIndex) })
 	now := c.now()
 	err = c.st.Update(ctx, func(tx *profile.Tx) error {
 		if err := tx.SetLegalCheckpoint(verified.Checkpoint, verified.Size); err != nil {
@@ -310,53 +310,9 @@ func noticesFor(entries [][]byte, username string) (map[uint64]*LegalNotice, err
 	return out, nil
 }
 
-// fetchNotices gets the server's list of this account's notices.
-// LegalNotices goes on without it when it fails, 404 included.
-func (c *Client) fetchNotices(ctx context.Context) (*api.LegalNoticesResponse, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.serverURL+api.PathLegalNotices, nil)
-	if err != nil {
-		return nil, fmt.Errorf("client: %v", err)
-	}
-	req.SetBasicAuth(api.Login(c.accountID, c.deviceID), c.password)
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, &transportError{err: err}
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
-	switch {
-	case err != nil:
-		return nil, &transportError{err: err}
-	case len(b) > maxResponse:
-		return nil, errors.New("client: the server's answer is too large")
-	case resp.StatusCode != http.StatusOK:
-		var eb api.ErrorBody
-		if json.Unmarshal(b, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
-			return nil, eb.Error
-		}
-		return nil, fmt.Errorf("client: fetching legal notices: server answered %s", resp.Status)
-	}
-	var out api.LegalNoticesResponse
-	if err := json.Unmarshal(b, &out); err != nil {
-		return nil, fmt.Errorf("client: fetching legal notices: malformed answer: %v", err)
-	}
-	return &out, nil
-}
-
 // utcDay returns midnight UTC of t's UTC day, as the log's days are
 // parsed.
 func utcDay(t time.Time) time.Time {
 	y, m, d := t.UTC().Date()
 	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
-}
-
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
