@@ -157,6 +157,20 @@ func (m *measuredStore) Device(ctx context.Context, accountID string, deviceID u
 	return r, err
 }
 
+func (m *measuredStore) AccountsByID(ctx context.Context, ids []string) ([]*store.Account, error) {
+	start := time.Now()
+	r, err := m.st.AccountsByID(ctx, ids)
+	m.done("AccountsByID", start, err)
+	return r, err
+}
+
+func (m *measuredStore) DevicesOf(ctx context.Context, accountIDs []string) ([][]store.Device, error) {
+	start := time.Now()
+	r, err := m.st.DevicesOf(ctx, accountIDs)
+	m.done("DevicesOf", start, err)
+	return r, err
+}
+
 func (m *measuredStore) Devices(ctx context.Context, accountID string) ([]store.Device, error) {
 	start := time.Now()
 	r, err := m.st.Devices(ctx, accountID)
@@ -302,6 +316,13 @@ func (m *measuredStore) Ack(ctx context.Context, accountID string, deviceID uint
 	err := m.st.Ack(ctx, accountID, deviceID, envelopeID)
 	m.done("Ack", start, err)
 	return err
+}
+
+func (m *measuredStore) AckMany(ctx context.Context, accountID string, deviceID uint32, ids []string) (int, error) {
+	start := time.Now()
+	r, err := m.st.AckMany(ctx, accountID, deviceID, ids)
+	m.done("AckMany", start, err)
+	return r, err
 }
 
 func (m *measuredStore) QueueLen(ctx context.Context, accountID string, deviceID uint32) (int, error) {

@@ -164,12 +164,18 @@ type Accounts interface {
 	// AccountByUsername and AccountByID return ErrNotFound for no account.
 	AccountByUsername(ctx context.Context, username string) (*Account, error)
 	AccountByID(ctx context.Context, id string) (*Account, error)
+	// AccountsByID looks up many accounts in one read: the account of each
+	// of ids, in the same order, nil where no account has that id.
+	AccountsByID(ctx context.Context, ids []string) ([]*Account, error)
 	// Device returns one device, ErrNotFound when it does not exist (or was
 	// removed).
 	Device(ctx context.Context, accountID string, deviceID uint32) (*Device, error)
 	// Devices returns the account's devices ordered by id (none: empty, nil
 	// error).
 	Devices(ctx context.Context, accountID string) ([]Device, error)
+	// DevicesOf is Devices for many accounts in one read: the devices of
+	// each of accountIDs, in the same order (an unknown account: none).
+	DevicesOf(ctx context.Context, accountIDs []string) ([][]Device, error)
 	// RemoveDevice deletes a device with its keys and its queue, and stores
 	// list as the account's device list, atomically. Its id is never given
 	// to another device of the account. ErrNotFound when the device is
@@ -391,6 +397,10 @@ type Messages interface {
 	// device has no such envelope (already acknowledged, or another
 	// device's).
 	Ack(ctx context.Context, accountID string, deviceID uint32, envelopeID string) error
+	// AckMany deletes the device's envelopes with the given ids in one
+	// durable write and returns how many it deleted; an id the device has
+	// no envelope for is skipped.
+	AckMany(ctx context.Context, accountID string, deviceID uint32, ids []string) (int, error)
 	// QueueLen returns how many envelopes the device has queued.
 	QueueLen(ctx context.Context, accountID string, deviceID uint32) (int, error)
 	// Expire deletes envelopes queued before cutoff, and send ids recorded

@@ -163,11 +163,11 @@ func (s *Store) AccountByID(ctx context.Context, id string) (*store.Account, err
 }
 
 func (s *Store) account(ctx context.Context, query, arg string) (*store.Account, error) {
-	var a store.Account
-	var created int64
+	var a *store.Account
 	err := s.read(func(db *pgxpool.Pool) error {
-		return db.QueryRow(ctx, query, arg).Scan(&a.ID, &a.Username, &a.IdentityKey, &created,
-			&a.UnidentifiedAccessKey, &a.UnrestrictedUnidentifiedAccess)
+		var err error
+		a, err = scanAccount(db.QueryRow(ctx, query, arg))
+		return err
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("postgres: account: %w", store.ErrNotFound)
@@ -175,8 +175,47 @@ func (s *Store) account(ctx context.Context, query, arg string) (*store.Account,
 	if err != nil {
 		return nil, readErr("account", err)
 	}
+	return a, nil
+}
+
+// scanAccount reads a row of accountColumns.
+func scanAccount(row pgx.Row) (*store.Account, error) {
+	var a store.Account
+	var created int64
+	if err := row.Scan(&a.ID, &a.Username, &a.IdentityKey, &created, &a.UnidentifiedAccessKey, &a.UnrestrictedUnidentifiedAccess); err != nil {
+		return nil, err
+	}
 	a.Created = fromMS(created)
 	return &a, nil
+}
+
+// AccountsByID implements store.Accounts, in one statement and one round
+// trip whatever the number of ids.
+func (s *Store) AccountsByID(ctx context.Context, ids []string) ([]*store.Account, error) {
+	byID := make(map[string]*store.Account, len(ids))
+	err := s.read(func(db *pgxpool.Pool) error {
+		rows, err := db.Query(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id = ANY($1)`, ids)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			a, err := scanAccount(rows)
+			if err != nil {
+				return err
+			}
+			byID[a.ID] = a
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, readErr("accounts", err)
+	}
+	accts := make([]*store.Account, len(ids))
+	for i, id := range ids {
+		accts[i] = byID[id]
+	}
+	return accts, nil
 }
 
 // Device implements store.Accounts.
@@ -199,27 +238,41 @@ func (s *Store) Device(ctx context.Context, accountID string, deviceID uint32) (
 
 // Devices implements store.Accounts.
 func (s *Store) Devices(ctx context.Context, accountID string) ([]store.Device, error) {
-	var ds []store.Device
+	ds, err := s.DevicesOf(ctx, []string{accountID})
+	if err != nil {
+		return nil, err
+	}
+	return ds[0], nil
+}
+
+// DevicesOf implements store.Accounts, in one statement and one round trip
+// whatever the number of accounts.
+func (s *Store) DevicesOf(ctx context.Context, accountIDs []string) ([][]store.Device, error) {
+	byAccount := make(map[string][]store.Device, len(accountIDs))
 	err := s.read(func(db *pgxpool.Pool) error {
-		rows, err := db.Query(ctx, `SELECT id, registration_id, credential_hash, created, last_seen_day FROM devices
-			WHERE account_id = $1 ORDER BY id`, accountID)
+		rows, err := db.Query(ctx, `SELECT account_id, id, registration_id, credential_hash, created, last_seen_day FROM devices
+			WHERE account_id = ANY($1) ORDER BY account_id, id`, accountIDs)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			d := store.Device{AccountID: accountID}
+			var d store.Device
 			var created int64
-			if err := rows.Scan(&d.ID, &d.RegistrationID, &d.CredentialHash, &created, &d.LastSeenDay); err != nil {
+			if err := rows.Scan(&d.AccountID, &d.ID, &d.RegistrationID, &d.CredentialHash, &created, &d.LastSeenDay); err != nil {
 				return err
 			}
 			d.Created = fromMS(created)
-			ds = append(ds, d)
+			byAccount[d.AccountID] = append(byAccount[d.AccountID], d)
 		}
 		return rows.Err()
 	})
 	if err != nil {
 		return nil, readErr("devices", err)
+	}
+	ds := make([][]store.Device, len(accountIDs))
+	for i, id := range accountIDs {
+		ds[i] = byAccount[id]
 	}
 	return ds, nil
 }

@@ -310,16 +310,28 @@ func (s *Store) Queue(ctx context.Context, accountID string, deviceID uint32, af
 
 // Ack implements store.Messages.
 func (s *Store) Ack(ctx context.Context, accountID string, deviceID uint32, envelopeID string) error {
-	return s.single(ctx, func(q querier) error {
-		tag, err := q.Exec(ctx, `DELETE FROM envelopes WHERE id = $1 AND account_id = $2 AND device_id = $3`, envelopeID, accountID, deviceID)
+	n, err := s.AckMany(ctx, accountID, deviceID, []string{envelopeID})
+	if err == nil && n == 0 {
+		err = fmt.Errorf("postgres: ack: %w", store.ErrNotFound)
+	}
+	return err
+}
+
+// AckMany implements store.Messages: one statement, one commit.
+func (s *Store) AckMany(ctx context.Context, accountID string, deviceID uint32, ids []string) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	var n int64
+	err := s.single(ctx, func(q querier) error {
+		tag, err := q.Exec(ctx, `DELETE FROM envelopes WHERE id = ANY($1) AND account_id = $2 AND device_id = $3`, ids, accountID, deviceID)
 		if err != nil {
 			return wrap("ack", err)
 		}
-		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("postgres: ack: %w", store.ErrNotFound)
-		}
+		n = tag.RowsAffected()
 		return nil
 	})
+	return int(n), err
 }
 
 // QueueLen implements store.Messages. A device that does not exist has an

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -117,7 +118,7 @@ func replaceList(tx *wtx, accountID string, list *store.DeviceList) error {
 func (s *Store) DeviceList(ctx context.Context, accountID string) (*store.DeviceList, error) {
 	var l store.DeviceList
 	var version int64
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		return db.QueryRowContext(ctx, `SELECT version, signed FROM device_lists WHERE account_id = ?`, accountID).Scan(&version, &l.Signed)
 	})
 	switch {
@@ -145,11 +146,11 @@ func (s *Store) AccountByID(ctx context.Context, id string) (*store.Account, err
 }
 
 func (s *Store) account(ctx context.Context, query, arg string) (*store.Account, error) {
-	var a store.Account
-	var created int64
-	err := s.read(func(db *sql.DB) error {
-		return db.QueryRowContext(ctx, query, arg).Scan(&a.ID, &a.Username, &a.IdentityKey, &created,
-			&a.UnidentifiedAccessKey, &a.UnrestrictedUnidentifiedAccess)
+	var a *store.Account
+	err := s.read(func(db *reader) error {
+		var err error
+		a, err = scanAccount(db.QueryRowContext(ctx, query, arg))
+		return err
 	})
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -159,15 +160,66 @@ func (s *Store) account(ctx context.Context, query, arg string) (*store.Account,
 	case err != nil:
 		return nil, fmt.Errorf("sqlite: account: %v", err)
 	}
+	return a, nil
+}
+
+// scanAccount reads a row of accountColumns.
+func scanAccount(row interface{ Scan(...any) error }) (*store.Account, error) {
+	var a store.Account
+	var created int64
+	if err := row.Scan(&a.ID, &a.Username, &a.IdentityKey, &created, &a.UnidentifiedAccessKey, &a.UnrestrictedUnidentifiedAccess); err != nil {
+		return nil, err
+	}
 	a.Created = fromMS(created)
 	return &a, nil
+}
+
+// AccountsByID implements store.Accounts, with one query whatever the
+// number of ids: they go in as one JSON array.
+func (s *Store) AccountsByID(ctx context.Context, ids []string) ([]*store.Account, error) {
+	byID := make(map[string]*store.Account, len(ids))
+	err := s.read(func(db *reader) error {
+		rows, err := db.QueryContext(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id IN (SELECT value FROM json_each(?))`, jsonArray(ids))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			a, err := scanAccount(rows)
+			if err != nil {
+				return err
+			}
+			byID[a.ID] = a
+		}
+		return rows.Err()
+	})
+	switch {
+	case errors.Is(err, store.ErrClosed):
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("sqlite: accounts: %v", err)
+	}
+	accts := make([]*store.Account, len(ids))
+	for i, id := range ids {
+		accts[i] = byID[id]
+	}
+	return accts, nil
+}
+
+// jsonArray encodes strings as a JSON array, the form json_each reads.
+func jsonArray(ss []string) string {
+	if ss == nil {
+		ss = []string{}
+	}
+	b, _ := json.Marshal(ss) // strings always encode
+	return string(b)
 }
 
 // Device implements store.Accounts.
 func (s *Store) Device(ctx context.Context, accountID string, deviceID uint32) (*store.Device, error) {
 	d := store.Device{AccountID: accountID, ID: deviceID}
 	var created int64
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		return db.QueryRowContext(ctx, `SELECT registration_id, credential_hash, created, last_seen_day FROM devices WHERE account_id = ? AND id = ?`,
 			accountID, deviceID).Scan(&d.RegistrationID, &d.CredentialHash, &created, &d.LastSeenDay)
 	})
@@ -185,21 +237,39 @@ func (s *Store) Device(ctx context.Context, accountID string, deviceID uint32) (
 
 // Devices implements store.Accounts.
 func (s *Store) Devices(ctx context.Context, accountID string) ([]store.Device, error) {
-	var ds []store.Device
-	err := s.read(func(db *sql.DB) error {
-		rows, err := db.QueryContext(ctx, `SELECT id, registration_id, credential_hash, created, last_seen_day FROM devices WHERE account_id = ? ORDER BY id`, accountID)
+	ds, err := s.DevicesOf(ctx, []string{accountID})
+	if err != nil {
+		return nil, err
+	}
+	return ds[0], nil
+}
+
+// DevicesOf implements store.Accounts, with one query whatever the number
+// of accounts.
+func (s *Store) DevicesOf(ctx context.Context, accountIDs []string) ([][]store.Device, error) {
+	byAccount := make(map[string][]store.Device, len(accountIDs))
+	err := s.read(func(db *reader) error {
+		var rows *sql.Rows
+		var err error
+		if len(accountIDs) == 1 {
+			rows, err = db.QueryContext(ctx, `SELECT account_id, id, registration_id, credential_hash, created, last_seen_day
+				FROM devices WHERE account_id = ? ORDER BY id`, accountIDs[0])
+		} else {
+			rows, err = db.QueryContext(ctx, `SELECT account_id, id, registration_id, credential_hash, created, last_seen_day
+				FROM devices WHERE account_id IN (SELECT value FROM json_each(?)) ORDER BY account_id, id`, jsonArray(accountIDs))
+		}
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			d := store.Device{AccountID: accountID}
+			var d store.Device
 			var created int64
-			if err := rows.Scan(&d.ID, &d.RegistrationID, &d.CredentialHash, &created, &d.LastSeenDay); err != nil {
+			if err := rows.Scan(&d.AccountID, &d.ID, &d.RegistrationID, &d.CredentialHash, &created, &d.LastSeenDay); err != nil {
 				return err
 			}
 			d.Created = fromMS(created)
-			ds = append(ds, d)
+			byAccount[d.AccountID] = append(byAccount[d.AccountID], d)
 		}
 		return rows.Err()
 	})
@@ -208,6 +278,10 @@ func (s *Store) Devices(ctx context.Context, accountID string) ([]store.Device, 
 		return nil, err
 	case err != nil:
 		return nil, fmt.Errorf("sqlite: devices: %v", err)
+	}
+	ds := make([][]store.Device, len(accountIDs))
+	for i, id := range accountIDs {
+		ds[i] = byAccount[id]
 	}
 	return ds, nil
 }

@@ -17,7 +17,7 @@ var _ store.Dumper = (*Store)(nil)
 // reads the whole database into memory.
 func (s *Store) Dump(ctx context.Context) (store.Dump, error) {
 	d := store.Dump{}
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 		if err != nil {
 			return err

@@ -145,7 +145,7 @@ func (s *Store) TakeBundle(ctx context.Context, accountID string, deviceID uint3
 func (s *Store) KeyCounts(ctx context.Context, accountID string, deviceID uint32) (store.KeyCounts, error) {
 	var c store.KeyCounts
 	var exists bool
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		return db.QueryRowContext(ctx, `SELECT
 			EXISTS (SELECT 1 FROM devices WHERE account_id = ?1 AND id = ?2),
 			(SELECT COUNT(*) FROM prekeys WHERE account_id = ?1 AND device_id = ?2),

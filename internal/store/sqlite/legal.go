@@ -65,7 +65,7 @@ func (s *Store) AddLegalRequest(ctx context.Context, r *store.LegalRequest) erro
 // LegalNonceSeen implements store.Legal.
 func (s *Store) LegalNonceSeen(ctx context.Context, authority string, nonce []byte) (bool, error) {
 	var n int
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		return db.QueryRowContext(ctx, `SELECT COUNT(*) FROM legal_requests WHERE authority = ? AND nonce = ?`, authority, blob(nonce)).Scan(&n)
 	})
 	if err != nil {
@@ -124,7 +124,7 @@ func (s *Store) PublishedLegalRequests(ctx context.Context, accountID string) ([
 
 func (s *Store) legalRequests(ctx context.Context, what, where string, args ...any) ([]store.LegalRequest, error) {
 	var out []store.LegalRequest
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		rows, err := db.QueryContext(ctx, `SELECT `+legalColumns+` FROM legal_requests `+where, args...)
 		if err != nil {
 			return err
@@ -180,7 +180,7 @@ func (s *Store) PutTransparencyReport(ctx context.Context, r *store.Transparency
 func (s *Store) TransparencyReport(ctx context.Context, period string) (*store.TransparencyReport, error) {
 	r := &store.TransparencyReport{}
 	var generated, index int64
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		q := `SELECT period, generated, log_index, report FROM transparency_reports WHERE period = ?`
 		args := []any{period}
 		if period == "" {

@@ -165,7 +165,7 @@ func (s *Store) SealedSendUsed(ctx context.Context, recipient, sendID string) (b
 
 func (s *Store) sendUsed(ctx context.Context, key []byte) (bool, error) {
 	var used bool
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		return db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM send_ids WHERE key = ?)`, key).Scan(&used)
 	})
 	switch {
@@ -184,7 +184,7 @@ func (s *Store) Queue(ctx context.Context, accountID string, deviceID uint32, af
 		return nil, nil
 	}
 	var envs []store.Envelope
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		rows, err := db.QueryContext(ctx, `SELECT seq, id, type, source_account, source_device, client_timestamp, server_timestamp, content,
 			franking FROM envelopes WHERE account_id = ? AND device_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
 			accountID, deviceID, after, limit)
@@ -218,27 +218,48 @@ func (s *Store) Queue(ctx context.Context, accountID string, deviceID uint32, af
 
 // Ack implements store.Messages.
 func (s *Store) Ack(ctx context.Context, accountID string, deviceID uint32, envelopeID string) error {
-	return s.write(ctx, func(tx *wtx) error {
-		res, err := tx.Exec(`DELETE FROM envelopes WHERE id = ? AND account_id = ? AND device_id = ?`, envelopeID, accountID, deviceID)
+	n, err := s.AckMany(ctx, accountID, deviceID, []string{envelopeID})
+	if err == nil && n == 0 {
+		err = fmt.Errorf("sqlite: ack: %w", store.ErrNotFound)
+	}
+	return err
+}
+
+// AckMany implements store.Messages, with one statement: the ids go in as
+// one JSON array.
+func (s *Store) AckMany(ctx context.Context, accountID string, deviceID uint32, ids []string) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	var n int64
+	err := s.write(ctx, func(tx *wtx) error {
+		var res sql.Result
+		var err error
+		if len(ids) == 1 {
+			res, err = tx.Exec(`DELETE FROM envelopes WHERE id = ? AND account_id = ? AND device_id = ?`, ids[0], accountID, deviceID)
+		} else {
+			res, err = tx.Exec(`DELETE FROM envelopes WHERE id IN (SELECT value FROM json_each(?)) AND account_id = ? AND device_id = ?`,
+				jsonArray(ids), accountID, deviceID)
+		}
 		if err != nil {
 			return fmt.Errorf("sqlite: ack: %v", err)
 		}
-		n, err := res.RowsAffected()
-		if err != nil {
+		if n, err = res.RowsAffected(); err != nil {
 			return fmt.Errorf("sqlite: ack: %v", err)
-		}
-		if n == 0 {
-			return fmt.Errorf("sqlite: ack: %w", store.ErrNotFound)
 		}
 		return nil
 	})
+	if err != nil {
+		return 0, err
+	}
+	return int(n), nil
 }
 
 // QueueLen implements store.Messages. A device that does not exist has an
 // empty queue.
 func (s *Store) QueueLen(ctx context.Context, accountID string, deviceID uint32) (int, error) {
 	var n int
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		return db.QueryRowContext(ctx, `SELECT queued FROM devices WHERE account_id = ? AND id = ?`,
 			accountID, deviceID).Scan(&n)
 	})

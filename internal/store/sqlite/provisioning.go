@@ -61,7 +61,7 @@ func (s *Store) CreateLinkToken(ctx context.Context, t *store.LinkToken, now tim
 func (s *Store) LinkToken(ctx context.Context, tokenHash []byte, now time.Time) (*store.LinkToken, error) {
 	t := store.LinkToken{TokenHash: tokenHash}
 	var expires int64
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		return db.QueryRowContext(ctx, `SELECT account_id, device_id, expires FROM link_tokens WHERE token_hash = ? AND expires > ?`,
 			tokenHash, toMS(now)).Scan(&t.AccountID, &t.DeviceID, &expires)
 	})

@@ -44,7 +44,7 @@ func (s *Store) AddReport(ctx context.Context, r *store.Report) error {
 // Reports implements store.Reports.
 func (s *Store) Reports(ctx context.Context) ([]store.Report, error) {
 	var out []store.Report
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		rows, err := db.QueryContext(ctx, `SELECT `+reportColumns+` FROM reports ORDER BY reported DESC, id`)
 		if err != nil {
 			return err
@@ -71,7 +71,7 @@ func (s *Store) Reports(ctx context.Context) ([]store.Report, error) {
 // Report implements store.Reports.
 func (s *Store) Report(ctx context.Context, id string) (*store.Report, error) {
 	var r *store.Report
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		var err error
 		r, err = scanReport(db.QueryRowContext(ctx, `SELECT `+reportColumns+` FROM reports WHERE id = ?`, id))
 		return err
@@ -89,7 +89,7 @@ func (s *Store) Report(ctx context.Context, id string) (*store.Report, error) {
 
 // ReportCount implements store.Reports.
 func (s *Store) ReportCount(ctx context.Context, commitmentHash []byte) (reports, reporters int, err error) {
-	err = s.read(func(db *sql.DB) error {
+	err = s.read(func(db *reader) error {
 		return db.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT reporter) FROM reports WHERE commitment_hash = ?`,
 			commitmentHash).Scan(&reports, &reporters)
 	})

@@ -63,6 +63,7 @@ var errClosed = fmt.Errorf("sqlite: %w", store.ErrClosed)
 // Store is a store.Store on one SQLite database file.
 type Store struct {
 	rdb *sql.DB // read-only pool
+	rd  *reader // rdb as reads see it
 	wdb *sql.DB // holds wtx.conn, the one writing connection
 	wtx *wtx    // used by the writer goroutine only
 
@@ -127,6 +128,81 @@ func (w *wtx) QueryRow(query string, args ...any) *sql.Row {
 		return w.conn.QueryRowContext(context.Background(), query, args...)
 	}
 	return st.QueryRow(args...)
+}
+
+// reader is the read pool as reads see it: QueryContext and QueryRowContext
+// as *sql.DB has them, each through a statement prepared once and kept
+// (database/sql prepares it on each pool connection the first time it runs
+// there), so that SQLite compiles each read's SQL once per connection, not
+// once per call. The statements are a fixed set, so the cache only grows
+// to its size.
+//
+// A read does not follow its context once it has started: reads are short
+// indexed lookups, and a cancellable context makes the driver start a
+// goroutine per statement to watch it.
+type reader struct {
+	db    *sql.DB
+	mu    sync.RWMutex
+	stmts map[string]*sql.Stmt
+}
+
+func (r *reader) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	r.mu.RLock()
+	st, ok := r.stmts[query]
+	r.mu.RUnlock()
+	if ok {
+		return st, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if st, ok := r.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := r.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	r.stmts[query] = st
+	return st, nil
+}
+
+// QueryContext runs a query.
+func (r *reader) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st, err := r.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(context.WithoutCancel(ctx), args...)
+}
+
+// QueryRowContext runs a query for at most one row; the caller must Scan it.
+func (r *reader) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if ctx.Err() != nil {
+		return r.db.QueryRowContext(ctx, query, args...) // a Row carrying ctx's error
+	}
+	st, err := r.stmt(ctx, query)
+	if err != nil {
+		return r.db.QueryRowContext(ctx, query, args...) // a Row carrying the error
+	}
+	return st.QueryRowContext(context.WithoutCancel(ctx), args...)
+}
+
+// BeginTx starts a transaction on the pool, for reads that must see one
+// snapshot; its statements are not cached.
+func (r *reader) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
+	return r.db.BeginTx(ctx, opts)
+}
+
+func (r *reader) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, st := range r.stmts {
+		st.Close()
+	}
+	clear(r.stmts)
 }
 
 func (w *wtx) close() error {
@@ -207,6 +283,7 @@ func open(path string, opt options) (*Store, error) {
 	s := &Store{
 		path:     abs,
 		rdb:      rdb,
+		rd:       &reader{db: rdb, stmts: map[string]*sql.Stmt{}},
 		wdb:      wdb,
 		wtx:      &wtx{conn: conn, stmts: map[string]*sql.Stmt{}},
 		ops:      make(chan *op, maxBatch),
@@ -232,6 +309,7 @@ func (s *Store) Close() error {
 
 	<-s.done
 	cerr := s.wtx.close()
+	s.rd.close()
 	werr := s.wdb.Close()
 	rerr := s.rdb.Close()
 	if err := errors.Join(cerr, werr, rerr); err != nil {
@@ -292,13 +370,13 @@ func (s *Store) enqueueOp(o *op) error {
 }
 
 // read runs fn with the read pool, unless the store is closed.
-func (s *Store) read(fn func(db *sql.DB) error) error {
+func (s *Store) read(fn func(db *reader) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return errClosed
 	}
-	return fn(s.rdb)
+	return fn(s.rd)
 }
 
 // writer is the writer goroutine: it takes what is queued, commits it as one

@@ -66,8 +66,8 @@ func TestNodes(t *testing.T) {
 // is its number of envelopes.
 func checkQueued(t *testing.T, s *Store) {
 	var bad []string
-	err := s.read(func(db *sql.DB) error {
-		rows, err := db.Query(`SELECT d.id, d.queued, (SELECT COUNT(*) FROM envelopes e WHERE e.account_id = d.account_id AND e.device_id = d.id) AS n
+	err := s.read(func(db *reader) error {
+		rows, err := db.QueryContext(context.Background(), `SELECT d.id, d.queued, (SELECT COUNT(*) FROM envelopes e WHERE e.account_id = d.account_id AND e.device_id = d.id) AS n
 			FROM devices d WHERE queued != n`)
 		if err != nil {
 			return err

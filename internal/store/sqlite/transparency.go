@@ -45,7 +45,7 @@ func (s *Store) PendingUpdates(ctx context.Context, limit int) ([]store.PendingU
 		return nil, nil
 	}
 	var out []store.PendingUpdate
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		rows, err := db.QueryContext(ctx, `SELECT seq, username, account_id, identity_key, device_list FROM kt_pending
 			ORDER BY seq LIMIT ?`, limit)
 		if err != nil {
@@ -139,7 +139,7 @@ const epochCountQuery = `SELECT COALESCE(MAX(number) + 1, 0) FROM kt_epochs`
 // EpochCount implements store.Transparency.
 func (s *Store) EpochCount(ctx context.Context) (uint64, error) {
 	var n int64
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		return db.QueryRowContext(ctx, epochCountQuery).Scan(&n)
 	})
 	if err != nil {
@@ -154,7 +154,7 @@ func (s *Store) Epochs(ctx context.Context, from uint64, limit int) ([]store.Epo
 		return nil, nil
 	}
 	var out []store.Epoch
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		rows, err := db.QueryContext(ctx, `SELECT number, timestamp, prefix_root, changes, checkpoint FROM kt_epochs
 			WHERE number >= ? ORDER BY number LIMIT ?`, int64(from), limit)
 		if err != nil {
@@ -186,7 +186,7 @@ func (s *Store) Epochs(ctx context.Context, from uint64, limit int) ([]store.Epo
 // EpochHeads implements store.Transparency.
 func (s *Store) EpochHeads(ctx context.Context) ([]kt.Epoch, error) {
 	var out []kt.Epoch
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		rows, err := db.QueryContext(ctx, `SELECT number, timestamp, prefix_root FROM kt_epochs ORDER BY number`)
 		if err != nil {
 			return err
@@ -217,7 +217,7 @@ func (s *Store) EpochHeads(ctx context.Context) ([]kt.Epoch, error) {
 func (s *Store) TransparencyEntry(ctx context.Context, index kt.Index) (*kt.Entry, error) {
 	var counter int64
 	var commitment, opening, value []byte
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		return db.QueryRowContext(ctx, `SELECT counter, commitment, opening, value FROM kt_entries WHERE vrf_index = ?`, index[:]).
 			Scan(&counter, &commitment, &opening, &value)
 	})
@@ -239,7 +239,7 @@ func (s *Store) TransparencyEntry(ctx context.Context, index kt.Index) (*kt.Entr
 func (s *Store) TransparencyLeaves(ctx context.Context) iter.Seq2[kt.Leaf, error] {
 	return func(yield func(kt.Leaf, error) bool) {
 		stopped := false
-		err := s.read(func(db *sql.DB) error {
+		err := s.read(func(db *reader) error {
 			rows, err := db.QueryContext(ctx, `SELECT vrf_index, counter, commitment FROM kt_entries ORDER BY vrf_index`)
 			if err != nil {
 				return err
@@ -286,7 +286,7 @@ func (s *Store) PutCosignature(ctx context.Context, c *store.Cosignature) error 
 // Cosignatures implements store.Transparency.
 func (s *Store) Cosignatures(ctx context.Context) ([]store.Cosignature, error) {
 	var out []store.Cosignature
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		rows, err := db.QueryContext(ctx, `SELECT auditor, size, checkpoint FROM kt_cosignatures ORDER BY auditor`)
 		if err != nil {
 			return err
@@ -401,7 +401,7 @@ func (s *Store) releaseLease() {
 // LastPendingSeq implements store.Transparency.
 func (s *Store) LastPendingSeq(ctx context.Context) (int64, error) {
 	var seq int64
-	err := s.read(func(db *sql.DB) error {
+	err := s.read(func(db *reader) error {
 		return db.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM kt_pending`).Scan(&seq)
 	})
 	if err != nil {
