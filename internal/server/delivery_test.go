@@ -6,6 +6,7 @@ import (
 	"github.com/coder/websocket"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -460,5 +461,89 @@ func TestSlowClient(t *testing.T) {
 	}
 	if got := e.queueLen(bob); got != n {
 		t.Fatalf("%d envelopes queued after the disconnect, want %d", got, n)
+	}
+}
+
+// heldAcks is a store whose AckMany waits, the first time, until release
+// is closed, and records the size of every batch it is given.
+type heldAcks struct {
+	store.Store
+	release chan struct{}
+	mu      sync.Mutex
+	batches []int
+}
+
+func (h *heldAcks) AckMany(ctx context.Context, account string, device uint32, ids []string) (int, error) {
+	h.mu.Lock()
+	first := len(h.batches) == 0
+	h.batches = append(h.batches, len(ids))
+	h.mu.Unlock()
+	if first {
+		<-h.release
+	}
+	return h.Store.AckMany(ctx, account, device, ids)
+}
+
+// TestAcksBatched: the acks that arrive while a batch commits go in the
+// next one, none is lost, and while the store is slow the connection
+// holds at most maxPendingAcks of them (the reader waits).
+func TestAcksBatched(t *testing.T) {
+	held := &heldAcks{release: make(chan struct{})}
+	e := newEnv(t, nil, func(s *Server) { held.Store = s.st; s.st = held })
+	alice := e.register("alice", 20, 20)
+	bob := e.register("bob", 20, 20)
+	e.sendOK(alice, bob, "one")
+	c := e.dial(bob)
+	f := readType(t, c, api.FrameEnvelope)
+	readType(t, c, api.FrameQueueEmpty)
+
+	ack(t, c, f.Envelope.ID) // the first batch, held
+	const bogus = 3 * maxPendingAcks
+	for range bogus {
+		ack(t, c, api.NewUUID()) // unknown ids: skipped, never an error
+	}
+	waitFor(t, func() bool {
+		held.mu.Lock()
+		defer held.mu.Unlock()
+		return len(held.batches) == 1
+	})
+	close(held.release)
+	waitFor(t, func() bool {
+		held.mu.Lock()
+		defer held.mu.Unlock()
+		n := 0
+		for _, b := range held.batches {
+			n += b
+		}
+		return n == 1+bogus
+	})
+	held.mu.Lock()
+	batches := slices.Clone(held.batches)
+	held.mu.Unlock()
+	if len(batches) > bogus/8 {
+		t.Errorf("%d acks applied in %d batches: not batched", 1+bogus, len(batches))
+	}
+	for _, b := range batches {
+		if b > maxPendingAcks {
+			t.Errorf("a batch of %d acks, more than the %d a connection may hold", b, maxPendingAcks)
+		}
+	}
+	if n, err := e.st.QueueLen(t.Context(), bob.id, bob.device); err != nil || n != 0 {
+		t.Fatalf("queue len %d, %v after the ack", n, err)
+	}
+	// Still connected and delivering.
+	e.sendOK(alice, bob, "two")
+	if f := readType(t, c, api.FrameEnvelope); string(f.Envelope.Content) != "two" {
+		t.Fatalf("got %+v", f.Envelope)
+	}
+}
+
+// waitFor polls cond until it holds, for up to 10 seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10 s")
+		}
 	}
 }

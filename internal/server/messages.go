@@ -249,6 +249,11 @@ func (s *Server) checkDevices(ctx context.Context, recipientID string, sender *s
 	if err != nil {
 		return err
 	}
+	return compareDevices(recipientID, devs, sender, msgs)
+}
+
+// compareDevices is checkDevices with the recipient's devices already read.
+func compareDevices(recipientID string, devs []store.Device, sender *store.Device, msgs []api.OutgoingMessage) error {
 	self := sender != nil && recipientID == sender.AccountID
 	if !self && len(devs) == 0 {
 		return errorf(http.StatusNotFound, api.CodeNotFound, "no such user")

@@ -46,7 +46,8 @@ func TestDeliveryMetrics(t *testing.T) {
 		`doorless_delivery_latency_seconds_count{stage="written"}`,
 		`doorless_delivery_latency_seconds_count{stage="acked"}`,
 		`doorless_store_operation_duration_seconds_count{op="Enqueue"}`,
-		`doorless_store_operation_duration_seconds_count{op="Ack"}`,
+		`doorless_store_operation_duration_seconds_count{op="AckMany"}`,
+		`doorless_messages_acked_total`,
 	} {
 		if v := metricValue(t, before, series); v > 0 {
 			t.Fatalf("%s is %v before any delivery", series, v)
@@ -82,12 +83,17 @@ func TestDeliveryMetrics(t *testing.T) {
 		`doorless_delivery_latency_seconds_count{stage="written"}`:      1,
 		`doorless_delivery_latency_seconds_count{stage="acked"}`:        1,
 		`doorless_store_operation_duration_seconds_count{op="Enqueue"}`: 3,
-		`doorless_store_operation_duration_seconds_count{op="Ack"}`:     3,
+		`doorless_messages_acked_total`:                                 3,
 		`doorless_store_errors_total{op="Enqueue"}`:                     0,
 	} {
 		if got := metricValue(t, m, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)
 		}
+	}
+	// Acks are applied in batches: those that arrive while one commits go
+	// in the next.
+	if v := metricValue(t, m, `doorless_store_operation_duration_seconds_count{op="AckMany"}`); v < 1 || v > 3 {
+		t.Errorf("AckMany measured %v times for 3 acks", v)
 	}
 	if v := metricValue(t, m, `doorless_store_operation_duration_seconds_count{op="Queue"}`); v < 2 {
 		t.Errorf("Queue measured %v times", v)
@@ -100,7 +106,7 @@ func TestDeliveryMetrics(t *testing.T) {
 }
 
 // answeringStore answers Device with ErrNotFound, Queue with a failure, and
-// Ack with the caller's cancellation; nothing else is called.
+// AckMany with the caller's cancellation; nothing else is called.
 type answeringStore struct{ store.Store }
 
 var errDisk = errors.New("disk on fire")
@@ -111,8 +117,8 @@ func (answeringStore) Device(context.Context, string, uint32) (*store.Device, er
 func (answeringStore) Queue(context.Context, string, uint32, int64, int) ([]store.Envelope, error) {
 	return nil, errDisk
 }
-func (answeringStore) Ack(ctx context.Context, _ string, _ uint32, _ string) error {
-	return ctx.Err()
+func (answeringStore) AckMany(ctx context.Context, _ string, _ uint32, _ []string) (int, error) {
+	return 0, ctx.Err()
 }
 
 // TestStoreMetrics: every call is timed; only failures count as errors,
@@ -131,10 +137,10 @@ func TestStoreMetrics(t *testing.T) {
 	if _, err := st.Queue(ctx, "a", 1, 0, 1); !errors.Is(err, errDisk) {
 		t.Fatalf("Queue: %v", err)
 	}
-	if err := st.Ack(ctx, "a", 1, "x"); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Ack: %v", err)
+	if _, err := st.AckMany(ctx, "a", 1, []string{"x"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("AckMany: %v", err)
 	}
-	for op, want := range map[string]float64{"Device": 0, "Queue": 1, "Ack": 0} {
+	for op, want := range map[string]float64{"Device": 0, "Queue": 1, "AckMany": 0} {
 		if got := testutil.ToFloat64(met.storeErrors.WithLabelValues(op)); got != want {
 			t.Errorf("errors of %s: %v, want %v", op, got, want)
 		}
@@ -142,7 +148,7 @@ func TestStoreMetrics(t *testing.T) {
 	if n := testutil.CollectAndCount(met.storeDuration); n != len(storeOps) {
 		t.Errorf("%d duration series, want one per operation (%d)", n, len(storeOps))
 	}
-	for _, op := range []string{"Device", "Queue", "Ack"} {
+	for _, op := range []string{"Device", "Queue", "AckMany"} {
 		h := met.storeDuration.WithLabelValues(op).(prometheus.Histogram)
 		if got := testutil.CollectAndCount(h); got != 1 {
 			t.Fatalf("%s: %d series", op, got)

@@ -74,11 +74,9 @@ func (s *Server) handleMultiRecipient(w http.ResponseWriter, r *http.Request) er
 	}
 
 	// The recipients and their combined key. Every recipient is looked up
-	// and XORed whatever happens, so that the answer's timing does not
-	// tell which recipient is unknown.
-	accts := make([]*store.Account, len(msg.Recipients))
-	var want [api.UnidentifiedAccessKeySize]byte
-	known := true
+	// (in one read) and XORed whatever happens, so that the answer's timing
+	// does not tell which recipient is unknown.
+	ids := make([]string, len(msg.Recipients))
 	for i, rc := range msg.Recipients {
 		if !rc.ServiceID.IsACI() {
 			return badRequest("recipient %d is not an account", i)
@@ -90,16 +88,18 @@ func (s *Server) handleMultiRecipient(w http.ResponseWriter, r *http.Request) er
 			}
 			seen[d.ID] = true
 		}
-		a, err := s.st.AccountByID(ctx, rc.ServiceID.UUID())
+		ids[i] = rc.ServiceID.UUID()
+	}
+	accts, err := s.st.AccountsByID(ctx, ids)
+	if err != nil {
+		return err
+	}
+	var want [api.UnidentifiedAccessKeySize]byte
+	known := true
+	for _, a := range accts {
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case a == nil:
 			known = false
-			continue
-		case err != nil:
-			return err
-		}
-		accts[i] = a
-		switch {
 		case len(a.UnidentifiedAccessKey) == api.UnidentifiedAccessKeySize:
 			want = api.CombineAccessKeys(want, [api.UnidentifiedAccessKeySize]byte(a.UnidentifiedAccessKey))
 		case !a.UnrestrictedUnidentifiedAccess:
@@ -163,13 +163,21 @@ const multiRecipient = ""
 // one, and answers for all of them: 409 when any has missing or extra
 // devices, else 410 when any has stale ones, each listed in Recipients.
 func (s *Server) checkRecipients(r *http.Request, msg *sealedsender.SentMessage, accts []*store.Account) error {
+	ids := make([]string, len(accts))
+	for i, a := range accts {
+		ids[i] = a.ID
+	}
+	devs, err := s.st.DevicesOf(r.Context(), ids)
+	if err != nil {
+		return err
+	}
 	var mismatched, stale []api.RecipientDevices
 	for i, rc := range msg.Recipients {
 		msgs := make([]api.OutgoingMessage, len(rc.Devices))
 		for j, d := range rc.Devices {
 			msgs[j] = api.OutgoingMessage{DeviceID: d.ID, RegistrationID: d.RegistrationID}
 		}
-		err := s.checkDevices(r.Context(), accts[i].ID, nil, msgs)
+		err := compareDevices(accts[i].ID, devs[i], nil, msgs)
 		var he *httpError
 		switch {
 		case err == nil:

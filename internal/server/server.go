@@ -194,6 +194,7 @@ type Server struct {
 	active   int           // requests in flight, WebSockets included
 	idle     chan struct{} // closed when draining and active is 0
 	conns    map[*wsConn]struct{}
+	latest   map[deviceKey]*wsConn // each device's newest connection here
 	httpSrv  *http.Server
 }
 
@@ -281,6 +282,7 @@ func New(cfg Config) (*Server, error) {
 		idle:           make(chan struct{}),
 		drain:          make(chan struct{}),
 		conns:          make(map[*wsConn]struct{}),
+		latest:         make(map[deviceKey]*wsConn),
 	}
 	if cfg.Transparency != nil {
 		if s.kt, err = newKT(context.Background(), *cfg.Transparency, s.st); err != nil {

@@ -33,6 +33,10 @@ const (
 	// writeTimeout bounds one frame's write: a client too slow to take it
 	// is disconnected; what it did not acknowledge stays queued.
 	writeTimeout = 10 * time.Second
+	// maxPendingAcks bounds the acks read and not yet applied on one
+	// connection; the reader waits for the store beyond it. An honest
+	// client has at most sendWindow outstanding.
+	maxPendingAcks = 4 * sendWindow
 )
 
 // Why a connection ends (the cause of its context).
@@ -46,12 +50,15 @@ var (
 	errRead      = errors.New("server: read")
 )
 
-// wsConn is one device's delivery WebSocket. A reader goroutine applies the
-// client's acks; the writer (the handler's goroutine) sends the queue in
-// Seq order, at most sendWindow envelopes ahead of the acks, then new
-// envelopes as the broker signals them. Both run under one context whose
-// cause says why the connection ends; the writer then closes the WebSocket,
-// which ends the reader.
+// wsConn is one device's delivery WebSocket. A reader goroutine reads the
+// client's acks, which an applier goroutine (started while there are acks
+// to apply, gone otherwise) deletes from the store in batches: all the acks
+// that arrived while the previous batch was committing, in one write. The
+// writer (the handler's goroutine) sends the queue in Seq order, at most
+// sendWindow envelopes ahead of the applied acks, then new envelopes as the
+// broker signals them. All run under one context whose cause says why the
+// connection ends; the writer then closes the WebSocket, which ends the
+// reader.
 //
 // States of the writer, in order: refill check → backlog (envelopes queued
 // at connect, read queuePage at a time up to a window of sendWindow, each
@@ -64,12 +71,25 @@ type wsConn struct {
 	account string
 	device  uint32
 	cancel  context.CancelCauseFunc
-	acked   chan string // ids the reader has acknowledged, for the window
+	acked   chan string // ids whose acks are applied, for the window
 	// opened is when the connection opened; queued holds, for the
 	// envelopes sent whose latency is measured (metrics.live), their
 	// server timestamps until acknowledged.
 	opened time.Time
 	queued sync.Map // id → time.Time
+
+	// prev is the device's previous connection to this server, if any,
+	// until it has finished: the writer reads the queue only then, so
+	// that acks the device sent on it are applied first. done is closed
+	// when this connection has finished, its acks applied.
+	prev *wsConn
+	done chan struct{}
+
+	ackMu    sync.Mutex
+	ackCond  *sync.Cond // signalled when the applier takes a batch or stops
+	pending  []string   // acks read and not yet taken by the applier
+	applying bool       // the applier goroutine runs
+	appliers sync.WaitGroup
 }
 
 // GET /v1/websocket
@@ -81,7 +101,10 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request, dev *st
 	ws.SetReadLimit(api.MaxClientFrameSize)
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
-	c := &wsConn{s: s, ws: ws, account: dev.AccountID, device: dev.ID, cancel: cancel, acked: make(chan string, sendWindow), opened: s.now()}
+	c := &wsConn{s: s, ws: ws, account: dev.AccountID, device: dev.ID, cancel: cancel,
+		acked: make(chan string, sendWindow), opened: s.now(), done: make(chan struct{})}
+	c.ackCond = sync.NewCond(&c.ackMu)
+	defer close(c.done)
 	if !s.addConn(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return nil
@@ -105,6 +128,7 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request, dev *st
 	cancel(cause)
 	reason := c.close(cause)
 	wg.Wait()
+	c.appliers.Wait()
 	s.met.wsClosed.WithLabelValues(reason).Inc()
 	s.log.Debug("websocket closed", "reason", reason)
 	if s.onWSClose != nil {
@@ -120,6 +144,9 @@ func (s *Server) addConn(c *wsConn) bool {
 		return false
 	}
 	s.conns[c] = struct{}{}
+	k := deviceKey{c.account, c.device}
+	c.prev = s.latest[k]
+	s.latest[k] = c
 	return true
 }
 
@@ -127,6 +154,15 @@ func (s *Server) removeConn(c *wsConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
+	if k := (deviceKey{c.account, c.device}); s.latest[k] == c {
+		delete(s.latest, k)
+	}
+}
+
+// deviceKey names a device.
+type deviceKey struct {
+	account string
+	device  uint32
 }
 
 // close ends the WebSocket as cause asks, with a close handshake when there
@@ -165,10 +201,10 @@ func (c *wsConn) close(cause error) string {
 	return reason
 }
 
-// readLoop applies the client's acks until the connection fails or is
-// closed. It reads on past the end of ctx: acks sent during the close
-// handshake still count, and a cancelled Read would drop the connection
-// without a close frame. The writer's close ends it.
+// readLoop reads the client's acks and hands them to the applier until
+// the connection fails or is closed. It reads on past the end of ctx: acks
+// sent during the close handshake still count, and a cancelled Read would
+// drop the connection without a close frame. The writer's close ends it.
 func (c *wsConn) readLoop(ctx context.Context) {
 	rctx := context.WithoutCancel(ctx)
 	for {
@@ -186,35 +222,79 @@ func (c *wsConn) readLoop(ctx context.Context) {
 			c.cancel(errBadFrame)
 			return
 		}
-		// Ack deletes only this device's envelope; an unknown id (acked
-		// already, expired, or never this device's) is ignored.
-		switch err := c.s.st.Ack(rctx, c.account, c.device, f.ID); {
-		case err == nil:
-			c.s.met.acked.Inc()
-			if q, ok := c.queued.LoadAndDelete(f.ID); ok {
-				c.s.met.since(c.s.met.latAcked, q.(time.Time), c.s.now())
-			}
-		case errors.Is(err, store.ErrNotFound):
-		default:
-			c.cancel(fmt.Errorf("server: ack: %w", err))
+		c.ackMu.Lock()
+		for len(c.pending) >= maxPendingAcks {
+			c.ackCond.Wait()
+		}
+		c.pending = append(c.pending, f.ID)
+		start := !c.applying
+		c.applying = true
+		c.ackMu.Unlock()
+		if start {
+			c.appliers.Go(func() { c.applyAcks(ctx, rctx) })
+		}
+	}
+}
+
+// applyAcks deletes the pending acks' envelopes from the store, a batch at
+// a time, until none are pending, then frees their slots in the window.
+// Ack deletes only this device's envelopes; an unknown id (acked already,
+// expired, or never this device's) is skipped. It writes with rctx, which
+// outlives ctx, so that acks read before the end still count.
+func (c *wsConn) applyAcks(ctx, rctx context.Context) {
+	for {
+		c.ackMu.Lock()
+		batch := c.pending
+		c.pending = nil
+		if len(batch) == 0 {
+			c.applying = false
+		}
+		c.ackCond.Broadcast()
+		c.ackMu.Unlock()
+		if len(batch) == 0 {
 			return
 		}
-		select {
-		case c.acked <- f.ID:
-		case <-ctx.Done():
+		n, err := c.s.st.AckMany(rctx, c.account, c.device, batch)
+		if err != nil {
+			c.cancel(fmt.Errorf("server: ack: %w", err))
+			c.ackMu.Lock()
+			c.applying = false
+			c.pending = nil
+			c.ackCond.Broadcast()
+			c.ackMu.Unlock()
+			return
+		}
+		c.s.met.acked.Add(float64(n))
+		now := c.s.now()
+		for _, id := range batch {
+			if q, ok := c.queued.LoadAndDelete(id); ok {
+				c.s.met.since(c.s.met.latAcked, q.(time.Time), now)
+			}
+		}
+		for _, id := range batch {
+			select {
+			case c.acked <- id:
+			case <-ctx.Done():
+			}
 		}
 	}
 }
 
 // writeLoop sends until ctx ends or the connection fails, and returns why.
 func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error {
-	// The device may have been removed after authentication and before the
-	// subscription that would have told.
-	if _, err := c.s.st.Device(ctx, c.account, c.device); errors.Is(err, store.ErrNotFound) {
-		return errRevoked
-	} else if err != nil {
-		return stopped(ctx, err)
+	// The device's previous connection, displaced by this one, finishes
+	// first: the acks it read are applied before this one reads the queue.
+	if p := c.prev; p != nil {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		c.prev = nil
 	}
+	// The device may have been removed after authentication and before the
+	// subscription that would have told: refill reads its key counts, and
+	// answers errRevoked when it is gone.
 	if err := c.refill(ctx); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -112,23 +113,8 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 		} else if n == 0 {
 			return fmt.Errorf("sqlite: enqueue: %w", store.ErrDuplicate)
 		}
-		// Check every recipient device before writing an envelope.
-		adding := make(map[deviceKey]int, len(envs))
-		for i := range envs {
-			adding[deviceKey{envs[i].AccountID, envs[i].DeviceID}]++
-		}
-		for dk, n := range adding {
-			var queued int
-			err := tx.QueryRow(`SELECT queued FROM devices WHERE account_id = ? AND id = ?`, dk.account, dk.device).Scan(&queued)
-			switch {
-			case errors.Is(err, sql.ErrNoRows):
-				return fmt.Errorf("sqlite: enqueue: %w", store.ErrNotFound)
-			case err != nil:
-				return fmt.Errorf("sqlite: enqueue: %v", err)
-			}
-			if queued+n > maxQueue {
-				return fmt.Errorf("sqlite: enqueue: %w", store.ErrQueueFull)
-			}
+		if err := checkQueues(tx, envs, maxQueue); err != nil {
+			return err
 		}
 		for i := range envs {
 			e := &envs[i]
@@ -148,6 +134,70 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 		envs[i].Seq = seqs[i]
 		envs[i].ID = ids[i]
 		envs[i].ServerTimestamp = stamps[i]
+	}
+	return nil
+}
+
+// checkQueues checks, before an envelope is written, that every recipient
+// device of envs exists and has room for its envelopes: one query for a
+// send to one device, one for a send to many (the devices go in as one JSON
+// array of [account, device] pairs).
+func checkQueues(tx *wtx, envs []store.Envelope, maxQueue int) error {
+	adding := make(map[deviceKey]int, len(envs))
+	for i := range envs {
+		adding[deviceKey{envs[i].AccountID, envs[i].DeviceID}]++
+	}
+	if len(adding) == 1 {
+		for dk, n := range adding {
+			var queued int
+			err := tx.QueryRow(`SELECT queued FROM devices WHERE account_id = ? AND id = ?`, dk.account, dk.device).Scan(&queued)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("sqlite: enqueue: %w", store.ErrNotFound)
+			case err != nil:
+				return fmt.Errorf("sqlite: enqueue: %v", err)
+			}
+			if queued+n > maxQueue {
+				return fmt.Errorf("sqlite: enqueue: %w", store.ErrQueueFull)
+			}
+		}
+		return nil
+	}
+	pairs := make([][2]any, 0, len(adding))
+	for dk := range adding {
+		pairs = append(pairs, [2]any{dk.account, dk.device})
+	}
+	b, err := json.Marshal(pairs)
+	if err != nil {
+		return fmt.Errorf("sqlite: enqueue: %v", err)
+	}
+	st, err := tx.stmt(`SELECT d.account_id, d.id, d.queued FROM json_each(?) j
+		JOIN devices d ON d.account_id = json_extract(j.value, '$[0]') AND d.id = json_extract(j.value, '$[1]')`)
+	if err != nil {
+		return fmt.Errorf("sqlite: enqueue: %v", err)
+	}
+	rows, err := st.Query(string(b))
+	if err != nil {
+		return fmt.Errorf("sqlite: enqueue: %v", err)
+	}
+	defer rows.Close()
+	found := 0
+	for rows.Next() {
+		var dk deviceKey
+		var queued int
+		if err := rows.Scan(&dk.account, &dk.device, &queued); err != nil {
+			return fmt.Errorf("sqlite: enqueue: %v", err)
+		}
+		found++
+		if queued+adding[dk] > maxQueue {
+			return fmt.Errorf("sqlite: enqueue: %w", store.ErrQueueFull)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite: enqueue: %v", err)
+	}
+	if found != len(adding) {
+		return fmt.Errorf("sqlite: enqueue: %w", store.ErrNotFound)
 	}
 	return nil
 }
@@ -232,7 +282,7 @@ func (s *Store) AckMany(ctx context.Context, accountID string, deviceID uint32, 
 		return 0, nil
 	}
 	var n int64
-	err := s.write(ctx, func(tx *wtx) error {
+	err := s.writeOne(ctx, func(tx *wtx) error {
 		var res sql.Result
 		var err error
 		if len(ids) == 1 {

@@ -14,7 +14,10 @@
 // are collected and run together in the next transaction, each (when there
 // are several) inside its own savepoint so that a write that fails (a
 // duplicate send id, a full queue) fails alone, and the whole batch is
-// committed with one fsync: group commit. A write returns only after the transaction holding it is durable.
+// committed with one fsync: group commit. (A write of one statement that
+// only a failing database can refuse, an ack, needs no savepoint; should it
+// fail, the batch fails with it.) A write returns only after the
+// transaction holding it is durable.
 // Reads run on a small pool of read-only connections and see every write that
 // has returned. Close waits for queued writes to commit; after it every
 // method returns store.ErrClosed.
@@ -88,6 +91,10 @@ type op struct {
 	raw  bool
 	err  error
 	done chan struct{}
+	// one: fn runs one statement that fails only when the database does
+	// (no constraint can refuse it), so it needs no savepoint: should it
+	// fail, the whole batch is rolled back.
+	one bool
 }
 
 // wtx is the writing connection as the writer goroutine and the ops it runs
@@ -326,6 +333,12 @@ func (s *Store) write(ctx context.Context, fn func(tx *wtx) error) error {
 	return s.enqueueOp(&op{ctx: ctx, fn: fn, done: make(chan struct{})})
 }
 
+// writeOne is write for an fn that runs one statement no constraint can
+// refuse (op.one).
+func (s *Store) writeOne(ctx context.Context, fn func(tx *wtx) error) error {
+	return s.enqueueOp(&op{ctx: ctx, fn: fn, one: true, done: make(chan struct{})})
+}
+
 // checkpoint copies the write-ahead log into the database file and
 // truncates the log to zero bytes, so that copies of pages as they were
 // before recent deletions leave the log too. It runs on the writer
@@ -463,6 +476,14 @@ func (s *Store) commit(batch []*op) {
 	} else {
 		for _, o := range batch {
 			if o.err = o.ctx.Err(); o.err != nil {
+				continue
+			}
+			if o.one {
+				if err := o.fn(w); err != nil {
+					o.err = err
+					failAll("batch", err)
+					return
+				}
 				continue
 			}
 			if _, err := w.Exec("SAVEPOINT op"); err != nil {
