@@ -101,9 +101,13 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 	}
 	seqs := make([]int64, len(envs))
 
-	err := s.write(ctx, func(tx *wtx) error {
-		// Recording the send id first finds a duplicate; should a check below
-		// fail, the transaction or savepoint is rolled back, record and all.
+	// Every refusal comes before the first change (the queues are read,
+	// and the send id's record is its own check: a duplicate inserts
+	// nothing), so the write needs no savepoint (writeClean).
+	err := s.writeClean(ctx, func(tx *wtx) error {
+		if err := checkQueues(tx, envs, maxQueue); err != nil {
+			return err
+		}
 		res, err := tx.Exec(`INSERT INTO send_ids (key, created) VALUES (?, ?) ON CONFLICT DO NOTHING`, key, toMS(recorded))
 		if err != nil {
 			return fmt.Errorf("sqlite: enqueue: %v", err)
@@ -112,9 +116,6 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 			return fmt.Errorf("sqlite: enqueue: %v", err)
 		} else if n == 0 {
 			return fmt.Errorf("sqlite: enqueue: %w", store.ErrDuplicate)
-		}
-		if err := checkQueues(tx, envs, maxQueue); err != nil {
-			return err
 		}
 		for i := range envs {
 			e := &envs[i]
@@ -282,7 +283,7 @@ func (s *Store) AckMany(ctx context.Context, accountID string, deviceID uint32, 
 		return 0, nil
 	}
 	var n int64
-	err := s.writeOne(ctx, func(tx *wtx) error {
+	err := s.writeClean(ctx, func(tx *wtx) error {
 		var res sql.Result
 		var err error
 		if len(ids) == 1 {

@@ -14,10 +14,10 @@
 // are collected and run together in the next transaction, each (when there
 // are several) inside its own savepoint so that a write that fails (a
 // duplicate send id, a full queue) fails alone, and the whole batch is
-// committed with one fsync: group commit. (A write of one statement that
-// only a failing database can refuse, an ack, needs no savepoint; should it
-// fail, the batch fails with it.) A write returns only after the
-// transaction holding it is durable.
+// committed with one fsync: group commit. (The writes on the message path,
+// which refuse only before they change anything, run without a savepoint;
+// should one fail after a change, the batch fails with it.) A write returns
+// only after the transaction holding it is durable.
 // Reads run on a small pool of read-only connections and see every write that
 // has returned. Close waits for queued writes to commit; after it every
 // method returns store.ErrClosed.
@@ -91,10 +91,23 @@ type op struct {
 	raw  bool
 	err  error
 	done chan struct{}
-	// one: fn runs one statement that fails only when the database does
-	// (no constraint can refuse it), so it needs no savepoint: should it
-	// fail, the whole batch is rolled back.
-	one bool
+	// clean: fn refuses (with one of refusals) only before it has changed
+	// anything, so it needs no savepoint. Any other failure of fn fails
+	// the whole batch: it may come after a change, or with a transaction
+	// SQLite has already rolled back.
+	clean bool
+}
+
+// refusals are the answers a clean op gives before changing anything.
+var refusals = []error{store.ErrDuplicate, store.ErrQueueFull, store.ErrNotFound}
+
+func refused(err error) bool {
+	for _, r := range refusals {
+		if errors.Is(err, r) {
+			return true
+		}
+	}
+	return false
 }
 
 // wtx is the writing connection as the writer goroutine and the ops it runs
@@ -244,7 +257,7 @@ func open(path string, opt options) (*Store, error) {
 	ms := busyTimeout.Milliseconds()
 	wdb, err := sql.Open("sqlite", fmt.Sprintf("%s?_txlock=immediate"+
 		"&_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"+
-		"&_pragma=foreign_keys(1)&_pragma=secure_delete(%d)&_pragma=journal_size_limit(%d)",
+		"&_pragma=foreign_keys(1)&_pragma=temp_store(2)&_pragma=secure_delete(%d)&_pragma=journal_size_limit(%d)",
 		path, ms, b2i(opt.secureDelete), walSizeLimit))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %v", err)
@@ -333,10 +346,10 @@ func (s *Store) write(ctx context.Context, fn func(tx *wtx) error) error {
 	return s.enqueueOp(&op{ctx: ctx, fn: fn, done: make(chan struct{})})
 }
 
-// writeOne is write for an fn that runs one statement no constraint can
-// refuse (op.one).
-func (s *Store) writeOne(ctx context.Context, fn func(tx *wtx) error) error {
-	return s.enqueueOp(&op{ctx: ctx, fn: fn, one: true, done: make(chan struct{})})
+// writeClean is write for an fn that refuses only before it has changed
+// anything (op.clean): it runs without a savepoint.
+func (s *Store) writeClean(ctx context.Context, fn func(tx *wtx) error) error {
+	return s.enqueueOp(&op{ctx: ctx, fn: fn, clean: true, done: make(chan struct{})})
 }
 
 // checkpoint copies the write-ahead log into the database file and
@@ -478,10 +491,9 @@ func (s *Store) commit(batch []*op) {
 			if o.err = o.ctx.Err(); o.err != nil {
 				continue
 			}
-			if o.one {
-				if err := o.fn(w); err != nil {
-					o.err = err
-					failAll("batch", err)
+			if o.clean {
+				if o.err = o.fn(w); o.err != nil && !refused(o.err) {
+					failAll("batch", o.err)
 					return
 				}
 				continue

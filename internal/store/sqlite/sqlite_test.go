@@ -542,3 +542,77 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Fatalf("DeviceList = %+v, %v; want version 1", l, err)
 	}
 }
+
+// TestCleanWrites: a write without a savepoint (writeClean) that refuses
+// leaves the rest of its batch to commit; one that fails otherwise fails
+// the whole batch, its own change and the others' undone.
+func TestCleanWrites(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := t.Context()
+	invite := func(i int) func(tx *wtx) error {
+		return func(tx *wtx) error {
+			_, err := tx.Exec(`INSERT INTO invites (code_hash, created, expires) VALUES (?, 0, 1)`, []byte{byte(i)})
+			return err
+		}
+	}
+	count := func() int {
+		var n int
+		if err := s.rdb.QueryRow(`SELECT COUNT(*) FROM invites`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// batch holds the writer until every op of ops is queued, so that they
+	// commit together, and returns their errors.
+	batch := func(ops ...func() error) []error {
+		hold := make(chan struct{})
+		held := make(chan struct{})
+		go s.write(ctx, func(*wtx) error { close(held); <-hold; return nil })
+		<-held
+		errs := make([]error, len(ops))
+		var wg sync.WaitGroup
+		for i, op := range ops {
+			wg.Go(func() { errs[i] = op() })
+		}
+		for len(s.ops) < len(ops) {
+			time.Sleep(time.Millisecond)
+		}
+		close(hold)
+		wg.Wait()
+		return errs
+	}
+
+	errs := batch(
+		func() error { return s.write(ctx, invite(1)) },
+		func() error {
+			return s.writeClean(ctx, func(*wtx) error { return fmt.Errorf("x: %w", store.ErrDuplicate) })
+		},
+		func() error { return s.write(ctx, invite(2)) },
+	)
+	if errs[0] != nil || !errors.Is(errs[1], store.ErrDuplicate) || errs[2] != nil {
+		t.Fatalf("a refusing clean write with two others: %v", errs)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("%d invites after the batch, want 2", n)
+	}
+
+	boom := errors.New("boom")
+	errs = batch(
+		func() error { return s.write(ctx, invite(3)) },
+		func() error {
+			return s.writeClean(ctx, func(tx *wtx) error {
+				if err := invite(4)(tx); err != nil {
+					return err
+				}
+				return boom
+			})
+		},
+		func() error { return s.write(ctx, invite(5)) },
+	)
+	if !errors.Is(errs[1], boom) || errs[0] == nil || errs[2] == nil {
+		t.Fatalf("a failing clean write with two others: %v, want all three to fail", errs)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("%d invites after the failed batch, want the 2 from before", n)
+	}
+}
