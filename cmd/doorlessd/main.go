@@ -3,7 +3,7 @@
 // PostgreSQL database that many nodes share (--store postgres://...; every
 // subcommand that opens the store takes --store too).
 //
-//	doorlessd [--listen ADDR] [--data DIR] [--store URL] [--broker nats://...] [--registration open|invite|closed] ...
+//	doorlessd [--listen ADDR] [--data DIR] [--store URL] [--broker nats://... [--broker-prefix PREFIX]] [--registration open|invite|closed] ...
 //	doorlessd invite [--data DIR] [--count N] [--expires 168h]
 //	doorlessd certs show|rotate [--data DIR] [--root-key FILE]
 //	doorlessd transparency show [--data DIR]
@@ -104,6 +104,9 @@ func serve(args []string) int {
 		"default: the stored one, or at first start "+frontdoor.DefaultOriginPrefix+"<random>")
 	brokerURL := fs.String("broker", "", "where delivery signals go between nodes: empty for this process only (one node), "+
 		"or a NATS `url` (nats://host:4222, tls://...; several separated by commas) shared by every node of a cluster")
+	brokerPrefix := fs.String("broker-prefix", broker.DefaultNATSPrefix, "with --broker: the `prefix` of the signals' NATS subjects "+
+		"(tokens separated by dots, no wildcards), the same on every node of a cluster; "+
+		"clusters sharing one NATS need one each (a copy of a database has its accounts, and would signal and displace their devices)")
 	legalPublish := fs.Duration("legal-publish-interval", server.DefaultPublishInterval,
 		"how often legal requests past their non-disclosure date are published")
 	var ktAuditors []string
@@ -145,6 +148,10 @@ func serve(args []string) int {
 	}
 	if *ktEpochInterval < time.Second || *ktEpochInterval >= time.Hour {
 		fmt.Fprintln(os.Stderr, "doorlessd: --kt-epoch-interval must be at least 1s and under 1h (clients refuse a log an hour old)")
+		return 2
+	}
+	if err := checkBrokerFlags(fs, *brokerURL, *brokerPrefix); err != nil {
+		fmt.Fprintf(os.Stderr, "doorlessd: %v\n", err)
 		return 2
 	}
 	if (*certFile == "") != (*keyFile == "") {
@@ -224,7 +231,7 @@ func serve(args []string) int {
 		log.Info("doorlessd: made the legal admin token", "file", filepath.Join(fd.dir, frontdoor.AdminTokenFile))
 	}
 
-	br, closeBroker, err := openBroker(*brokerURL, log)
+	br, closeBroker, err := openBroker(*brokerURL, *brokerPrefix, log)
 	if err != nil {
 		return fail(err)
 	}
@@ -313,14 +320,33 @@ func serve(args []string) int {
 	return code
 }
 
+// checkBrokerFlags refuses a --broker-prefix that is not a NATS subject
+// prefix, or that was given without --broker: a prefix set for a node that
+// signals only itself would be a cluster misconfigured without a word.
+func checkBrokerFlags(fs *flag.FlagSet, url, prefix string) error {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "broker-prefix" })
+	switch {
+	case !set:
+		return nil
+	case url == "":
+		return errors.New("--broker-prefix needs --broker (without it a node signals only itself)")
+	case !broker.ValidPrefix(prefix):
+		return fmt.Errorf("--broker-prefix %q is not a NATS subject prefix: tokens of printable characters separated by single dots, "+
+			"without the wildcards * and >", prefix)
+	}
+	return nil
+}
+
 // openBroker returns the broker --broker names: nil (the server's
-// in-process one) when empty, else a NATS broker, whose connection changes
-// are logged (never its URL, which may carry credentials).
-func openBroker(url string, log *slog.Logger) (broker.Broker, func(), error) {
+// in-process one) when empty, else a NATS broker on subjects under prefix,
+// whose connection changes are logged (never its URL, which may carry
+// credentials).
+func openBroker(url, prefix string, log *slog.Logger) (broker.Broker, func(), error) {
 	if url == "" {
 		return nil, func() {}, nil
 	}
-	b, err := broker.DialNATS(broker.NATSConfig{URL: url, OnConnection: func(up bool, err error) {
+	b, err := broker.DialNATS(broker.NATSConfig{URL: url, Prefix: prefix, OnConnection: func(up bool, err error) {
 		if up {
 			log.Info("doorlessd: reconnected to nats")
 		} else {

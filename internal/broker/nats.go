@@ -132,7 +132,7 @@ func DialNATS(cfg NATSConfig) (*NATS, error) {
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultNATSPrefix
 	}
-	if !validPrefix(cfg.Prefix) {
+	if !ValidPrefix(cfg.Prefix) {
 		return nil, fmt.Errorf("broker: invalid subject prefix %q", cfg.Prefix)
 	}
 	if cfg.Name == "" {
@@ -176,8 +176,10 @@ func DialNATS(cfg NATSConfig) (*NATS, error) {
 	return b, nil
 }
 
-// validPrefix: one or more NATS subject tokens without wildcards.
-func validPrefix(p string) bool {
+// ValidPrefix reports whether p may be a NATSConfig's Prefix: one or more
+// NATS subject tokens, without wildcards or spaces. It is exported so that
+// a command can refuse a bad prefix before it connects.
+func ValidPrefix(p string) bool {
 	if p == "" || p[0] == '.' || p[len(p)-1] == '.' {
 		return false
 	}

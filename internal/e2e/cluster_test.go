@@ -392,6 +392,78 @@ type clusterNode struct {
 	addr string // host:port
 }
 
+// clusterEnv returns the cluster tests' PostgreSQL and NATS, or skips the
+// test without both.
+func clusterEnv(t *testing.T) (dsn, natsURL string) {
+	t.Helper()
+	dsn, natsURL = os.Getenv(clusterPostgresEnv), os.Getenv(clusterNATSEnv)
+	if dsn == "" || natsURL == "" {
+		t.Skipf("the cluster tests need PostgreSQL and NATS: set %s (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) "+
+			"and %s (e.g. nats://127.0.0.1:4222)", clusterPostgresEnv, clusterNATSEnv)
+	}
+	return dsn, natsURL
+}
+
+// startCluster starts n doorlessd nodes on loopback over a fresh database
+// (whose URL it returns) and one NATS, each with its own data directory set
+// up as docs/operations.md says: the first node makes the keys, the others
+// get copies, and share its attachments and legal request log (symbolic
+// links standing for a shared filesystem). Node i's PostgreSQL sessions
+// are named doorless-node<i> (application_name), which pg_stat_activity
+// shows. The nodes' logs are printed if the test fails.
+func startCluster(t *testing.T, dsn, natsURL string, n int, extra ...string) ([]*clusterNode, string) {
+	t.Helper()
+	db := clusterDatabase(t, dsn)
+	root := t.TempDir()
+	var nodes []*clusterNode
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, n := range nodes {
+				t.Logf("node %d's log:\n%s", i+1, n.out)
+			}
+		}
+	})
+	first := filepath.Join(root, "node1")
+	for i := 1; i <= n; i++ {
+		data := filepath.Join(root, fmt.Sprintf("node%d", i))
+		if i > 1 {
+			if err := os.MkdirAll(filepath.Join(data, "legal"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range sharedKeys {
+				copyTree(t, filepath.Join(first, k), filepath.Join(data, k))
+			}
+			for _, d := range sharedDirs {
+				if err := os.Symlink(filepath.Join(first, d), filepath.Join(data, d)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		args := append([]string{"--store", sessionName(t, db, nodeSessionName(i-1)), "--broker", natsURL}, extra...)
+		s := startServer(t, data, args...)
+		nodes = append(nodes, &clusterNode{server: s, addr: strings.TrimPrefix(s.url, "http://")})
+	}
+	return nodes, db
+}
+
+// nodeSessionName is the application_name of node i's (from 0)
+// PostgreSQL sessions.
+func nodeSessionName(i int) string { return fmt.Sprintf("doorless-node%d", i+1) }
+
+// sessionName returns the database URL db with the sessions it opens named
+// name.
+func sessionName(t *testing.T, db, name string) string {
+	t.Helper()
+	u, err := url.Parse(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("application_name", name)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
 // TestClusterFailover is issue 8's cluster test: three doorlessd nodes on
 // loopback over one PostgreSQL database and one NATS, each with its own
 // data directory set up as docs/operations.md says (the first node's keys
@@ -405,52 +477,14 @@ type clusterNode struct {
 // Every message sent before, during and after the kill is received exactly
 // once, in order, by each of its recipients.
 func TestClusterFailover(t *testing.T) {
-	dsn, natsURL := os.Getenv(clusterPostgresEnv), os.Getenv(clusterNATSEnv)
-	if dsn == "" || natsURL == "" {
-		t.Skipf("the cluster test needs PostgreSQL and NATS: set %s (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) "+
-			"and %s (e.g. nats://127.0.0.1:4222)", clusterPostgresEnv, clusterNATSEnv)
-	}
+	dsn, natsURL := clusterEnv(t)
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	store := clusterDatabase(t, dsn)
 	// Sealed messages to one recipient are limited to 5 a second (burst
 	// 100) by default; here each gets six streams and their receipts as
 	// fast as the clients go.
-	args := []string{"--store", store, "--broker", natsURL, "--unidentified-rate", "200", "--unidentified-burst", "1000"}
-
-	// Node 1 makes the keys; the others get copies, and share its
-	// attachments and legal request log.
-	root := t.TempDir()
-	var nodes []*clusterNode
-	defer func() {
-		if t.Failed() {
-			for i, n := range nodes {
-				t.Logf("node %d's log:\n%s", i+1, n.out)
-			}
-		}
-	}()
-	start := func(data string) {
-		s := startServer(t, data, args...)
-		nodes = append(nodes, &clusterNode{server: s, addr: strings.TrimPrefix(s.url, "http://")})
-	}
-	first := filepath.Join(root, "node1")
-	start(first)
-	for i := 2; i <= 3; i++ {
-		data := filepath.Join(root, fmt.Sprintf("node%d", i))
-		if err := os.MkdirAll(filepath.Join(data, "legal"), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		for _, k := range sharedKeys {
-			copyTree(t, filepath.Join(first, k), filepath.Join(data, k))
-		}
-		for _, d := range sharedDirs {
-			if err := os.Symlink(filepath.Join(first, d), filepath.Join(data, d)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		start(data)
-	}
+	nodes, _ := startCluster(t, dsn, natsURL, 3, "--unidentified-rate", "200", "--unidentified-burst", "1000")
 	addrs := make([]string, len(nodes))
 	for i, n := range nodes {
 		addrs[i] = n.addr
