@@ -794,6 +794,10 @@ func TestApply(t *testing.T) {
 	if _, err := follower.Prove(labelsOf("alice"), 0, f.entry); !errors.Is(err, ErrEntryMismatch) {
 		t.Fatalf("Prove with the store ahead = %v, want ErrEntryMismatch", err)
 	}
+	// Nor may it prove absent a label the next epoch added.
+	if _, err := follower.Prove(labelsOf("dave"), 0, f.entry); !errors.Is(err, ErrEntryMismatch) {
+		t.Fatalf("Prove of a label new in the store = %v, want ErrEntryMismatch", err)
+	}
 	if _, err := apply(next); err != nil {
 		t.Fatal(err)
 	}

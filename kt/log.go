@@ -336,7 +336,9 @@ func (l *Log) undoLocked(u *undoRecord) {
 // Prove answers a lookup of labels for a client that knows the log up to
 // size known (0: nothing). entry returns a label's stored entry (nil when
 // it has none); Prove calls it with the log's read lock held, so it must
-// not call the Log.
+// not call the Log. ErrEntryMismatch when the store is ahead of the log:
+// its entry is not the tree's leaf, or it has an entry for a label the
+// tree does not hold.
 func (l *Log) Prove(labels [][]byte, known uint64, entry func(Index) (*Entry, error)) (*LookupProof, error) {
 	if len(labels) == 0 || len(labels) > MaxLookupLabels {
 		return nil, fmt.Errorf("kt: lookup of %d labels", len(labels))
@@ -380,12 +382,17 @@ func (l *Log) Prove(labels [][]byte, known uint64, entry func(Index) (*Entry, er
 		e := &p.Entries[k]
 		e.Prefix = *l.prefix.Prove(indexes[k])
 		t := e.Prefix.Terminal
-		if t == nil || t.Index != indexes[k] {
-			continue
-		}
 		stored, err := entry(indexes[k])
 		if err != nil {
 			return nil, err
+		}
+		if t == nil || t.Index != indexes[k] {
+			// Absent from the tree: so it must be from the store, or
+			// the tree is behind it.
+			if stored != nil {
+				return nil, ErrEntryMismatch
+			}
+			continue
 		}
 		if stored == nil || stored.Leaf != *t || !bytes.Equal(stored.Label, labels[k]) ||
 			commit(labels[k], stored.Value, &stored.Opening) != t.Commitment {

@@ -87,6 +87,12 @@ func TestClusterFollower(t *testing.T) {
 	a.e.addDevice(alice)
 	_, res = b.e.verifyLookup(bob, "alice", headB, v)
 	wantAccountEntry(t, res, 1, alice, a.e.signedDevices(alice))
+	// An account registered through A, looked up on B before B followed:
+	// B's tree has no leaf for it where the store has its entry; B
+	// catches up rather than prove it absent.
+	carol := a.e.register("carol", 1, 1)
+	_, res = b.e.verifyLookup(bob, "carol", headB, v)
+	wantAccountEntry(t, res, 0, carol, a.e.signedDevices(carol))
 	if cpA, cpB := a.e.checkpoint(), b.e.checkpoint(); !bytes.Equal(cpA, cpB) {
 		t.Fatalf("checkpoints differ:\nA %s\nB %s", cpA, cpB)
 	}
