@@ -473,15 +473,15 @@ type heldAcks struct {
 	batches []int
 }
 
-func (h *heldAcks) AckMany(ctx context.Context, account string, device uint32, ids []string) (int, error) {
+func (h *heldAcks) AckMany(ctx context.Context, acks []store.AckRef) (int, error) {
 	h.mu.Lock()
 	first := len(h.batches) == 0
-	h.batches = append(h.batches, len(ids))
+	h.batches = append(h.batches, len(acks))
 	h.mu.Unlock()
 	if first {
 		<-h.release
 	}
-	return h.Store.AckMany(ctx, account, device, ids)
+	return h.Store.AckMany(ctx, acks)
 }
 
 // TestAcksBatched: the acks that arrive while a batch commits go in the
@@ -546,4 +546,48 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10 s")
 		}
 	}
+}
+
+// TestAcksBatchedAcrossConnections: acks of different devices that arrive
+// while a write commits are applied together, in the next one.
+func TestAcksBatchedAcrossConnections(t *testing.T) {
+	held := &heldAcks{release: make(chan struct{})}
+	e := newEnv(t, nil, func(s *Server) { held.Store = s.st; s.st = held })
+	alice := e.register("alice", 20, 20)
+	var ids []string
+	var conns []*websocket.Conn
+	for _, name := range []string{"bob", "carol", "dave"} {
+		u := e.register(name, 20, 20)
+		e.sendOK(alice, u, "hi "+name)
+		c := e.dial(u)
+		ids = append(ids, readType(t, c, api.FrameEnvelope).Envelope.ID)
+		readType(t, c, api.FrameQueueEmpty)
+		conns = append(conns, c)
+	}
+	ack(t, conns[0], ids[0]) // the first write, held
+	waitFor(t, func() bool {
+		held.mu.Lock()
+		defer held.mu.Unlock()
+		return len(held.batches) == 1
+	})
+	ack(t, conns[1], ids[1])
+	ack(t, conns[2], ids[2])
+	waitFor(t, func() bool {
+		e.srv.acks.mu.Lock()
+		defer e.srv.acks.mu.Unlock()
+		return len(e.srv.acks.pending) == 2
+	})
+	close(held.release)
+	waitFor(t, func() bool {
+		held.mu.Lock()
+		defer held.mu.Unlock()
+		return len(held.batches) == 2
+	})
+	held.mu.Lock()
+	batches := slices.Clone(held.batches)
+	held.mu.Unlock()
+	if !slices.Equal(batches, []int{1, 2}) {
+		t.Fatalf("ack batches %v, want [1 2]", batches)
+	}
+	waitFor(t, func() bool { return metricValue(t, e.metrics(), `doorless_messages_acked_total`) == 3 })
 }

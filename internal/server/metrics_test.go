@@ -117,7 +117,7 @@ func (answeringStore) Device(context.Context, string, uint32) (*store.Device, er
 func (answeringStore) Queue(context.Context, string, uint32, int64, int) ([]store.Envelope, error) {
 	return nil, errDisk
 }
-func (answeringStore) AckMany(ctx context.Context, _ string, _ uint32, _ []string) (int, error) {
+func (answeringStore) AckMany(ctx context.Context, _ []store.AckRef) (int, error) {
 	return 0, ctx.Err()
 }
 
@@ -137,7 +137,7 @@ func TestStoreMetrics(t *testing.T) {
 	if _, err := st.Queue(ctx, "a", 1, 0, 1); !errors.Is(err, errDisk) {
 		t.Fatalf("Queue: %v", err)
 	}
-	if _, err := st.AckMany(ctx, "a", 1, []string{"x"}); !errors.Is(err, context.Canceled) {
+	if _, err := st.AckMany(ctx, []store.AckRef{{AccountID: "a", DeviceID: 1, EnvelopeID: "x"}}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("AckMany: %v", err)
 	}
 	for op, want := range map[string]float64{"Device": 0, "Queue": 1, "AckMany": 0} {

@@ -196,6 +196,8 @@ type Server struct {
 	conns    map[*wsConn]struct{}
 	latest   map[deviceKey]*wsConn // each device's newest connection here
 	httpSrv  *http.Server
+
+	acks acker // applies every connection's acks (with its own lock)
 }
 
 // New checks cfg, fills in defaults, and returns a Server.
@@ -284,6 +286,7 @@ func New(cfg Config) (*Server, error) {
 		conns:          make(map[*wsConn]struct{}),
 		latest:         make(map[deviceKey]*wsConn),
 	}
+	s.acks.s = s
 	if cfg.Transparency != nil {
 		if s.kt, err = newKT(context.Background(), *cfg.Transparency, s.st); err != nil {
 			return nil, err

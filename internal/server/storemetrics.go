@@ -321,9 +321,9 @@ func (m *measuredStore) Ack(ctx context.Context, accountID string, deviceID uint
 	return err
 }
 
-func (m *measuredStore) AckMany(ctx context.Context, accountID string, deviceID uint32, ids []string) (int, error) {
+func (m *measuredStore) AckMany(ctx context.Context, acks []store.AckRef) (int, error) {
 	start := time.Now()
-	r, err := m.st.AckMany(ctx, accountID, deviceID, ids)
+	r, err := m.st.AckMany(ctx, acks)
 	m.done("AckMany", start, err)
 	return r, err
 }

@@ -51,12 +51,11 @@ var (
 )
 
 // wsConn is one device's delivery WebSocket. A reader goroutine reads the
-// client's acks, which an applier goroutine (started while there are acks
-// to apply, gone otherwise) deletes from the store in batches: all the acks
-// that arrived while the previous batch was committing, in one write. The
+// client's acks and hands them to the server's acker, which deletes them
+// from the store in batches with those of every other connection. The
 // writer (the handler's goroutine) sends the queue in Seq order, at most
 // sendWindow envelopes ahead of the applied acks, then new envelopes as the
-// broker signals them. All run under one context whose cause says why the
+// broker signals them. Both run under one context whose cause says why the
 // connection ends; the writer then closes the WebSocket, which ends the
 // reader.
 //
@@ -71,7 +70,6 @@ type wsConn struct {
 	account string
 	device  uint32
 	cancel  context.CancelCauseFunc
-	acked   chan string // ids whose acks are applied, for the window
 	// opened is when the connection opened; queued holds, for the
 	// envelopes sent whose latency is measured (metrics.live), their
 	// server timestamps until acknowledged.
@@ -85,11 +83,15 @@ type wsConn struct {
 	prev *wsConn
 	done chan struct{}
 
-	ackMu    sync.Mutex
-	ackCond  *sync.Cond // signalled when the applier takes a batch or stops
-	pending  []string   // acks read and not yet taken by the applier
-	applying bool       // the applier goroutine runs
-	appliers sync.WaitGroup
+	// The acks read and not yet applied: the reader waits while there
+	// are maxPendingAcks; applied holds the ids of those applied since
+	// the writer last looked, and freed tells it there are some.
+	ackMu   sync.Mutex
+	ackCond *sync.Cond // signalled when an ack is applied
+	pending int
+	applied []string
+	freed   chan struct{} // capacity 1
+	acks    sync.WaitGroup
 }
 
 // GET /v1/websocket
@@ -102,7 +104,7 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request, dev *st
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	c := &wsConn{s: s, ws: ws, account: dev.AccountID, device: dev.ID, cancel: cancel,
-		acked: make(chan string, sendWindow), opened: s.now(), done: make(chan struct{})}
+		opened: s.now(), done: make(chan struct{}), freed: make(chan struct{}, 1)}
 	c.ackCond = sync.NewCond(&c.ackMu)
 	defer close(c.done)
 	if !s.addConn(c) {
@@ -128,7 +130,7 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request, dev *st
 	cancel(cause)
 	reason := c.close(cause)
 	wg.Wait()
-	c.appliers.Wait()
+	c.acks.Wait()
 	s.met.wsClosed.WithLabelValues(reason).Inc()
 	s.log.Debug("websocket closed", "reason", reason)
 	if s.onWSClose != nil {
@@ -201,8 +203,8 @@ func (c *wsConn) close(cause error) string {
 	return reason
 }
 
-// readLoop reads the client's acks and hands them to the applier until
-// the connection fails or is closed. It reads on past the end of ctx: acks
+// readLoop reads the client's acks and hands them to the acker until the
+// connection fails or is closed. It reads on past the end of ctx: acks
 // sent during the close handshake still count, and a cancelled Read would
 // drop the connection without a close frame. The writer's close ends it.
 func (c *wsConn) readLoop(ctx context.Context) {
@@ -223,61 +225,38 @@ func (c *wsConn) readLoop(ctx context.Context) {
 			return
 		}
 		c.ackMu.Lock()
-		for len(c.pending) >= maxPendingAcks {
+		for c.pending >= maxPendingAcks {
 			c.ackCond.Wait()
 		}
-		c.pending = append(c.pending, f.ID)
-		start := !c.applying
-		c.applying = true
+		c.pending++
 		c.ackMu.Unlock()
-		if start {
-			c.appliers.Go(func() { c.applyAcks(ctx, rctx) })
-		}
+		c.acks.Add(1)
+		c.s.acks.add(c, f.ID)
 	}
 }
 
-// applyAcks deletes the pending acks' envelopes from the store, a batch at
-// a time, until none are pending, then frees their slots in the window.
-// Ack deletes only this device's envelopes; an unknown id (acked already,
-// expired, or never this device's) is skipped. It writes with rctx, which
-// outlives ctx, so that acks read before the end still count.
-func (c *wsConn) applyAcks(ctx, rctx context.Context) {
-	for {
-		c.ackMu.Lock()
-		batch := c.pending
-		c.pending = nil
-		if len(batch) == 0 {
-			c.applying = false
-		}
-		c.ackCond.Broadcast()
-		c.ackMu.Unlock()
-		if len(batch) == 0 {
-			return
-		}
-		n, err := c.s.st.AckMany(rctx, c.account, c.device, batch)
-		if err != nil {
-			c.cancel(fmt.Errorf("server: ack: %w", err))
-			c.ackMu.Lock()
-			c.applying = false
-			c.pending = nil
-			c.ackCond.Broadcast()
-			c.ackMu.Unlock()
-			return
-		}
-		c.s.met.acked.Add(float64(n))
-		now := c.s.now()
-		for _, id := range batch {
-			if q, ok := c.queued.LoadAndDelete(id); ok {
-				c.s.met.since(c.s.met.latAcked, q.(time.Time), now)
-			}
-		}
-		for _, id := range batch {
-			select {
-			case c.acked <- id:
-			case <-ctx.Done():
-			}
-		}
+// ackApplied is the acker's answer to one of c's acks: applied, or failed
+// (the connection then ends). It frees the ack's slot in the window.
+func (c *wsConn) ackApplied(id string) {
+	c.ackMu.Lock()
+	c.pending--
+	c.applied = append(c.applied, id)
+	c.ackCond.Broadcast()
+	c.ackMu.Unlock()
+	select {
+	case c.freed <- struct{}{}:
+	default:
 	}
+	c.acks.Done()
+}
+
+// takeApplied returns the ids acks applied since the last call.
+func (c *wsConn) takeApplied() []string {
+	c.ackMu.Lock()
+	defer c.ackMu.Unlock()
+	ids := c.applied
+	c.applied = nil
+	return ids
 }
 
 // writeLoop sends until ctx ends or the connection fails, and returns why.
@@ -354,8 +333,10 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 			if sig&broker.Mail != 0 {
 				poll = true
 			}
-		case id := <-c.acked:
-			delete(inflight, id)
+		case <-c.freed:
+			for _, id := range c.takeApplied() {
+				delete(inflight, id)
+			}
 		case <-ping.C:
 			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.pongTimeout)
 			err := c.ws.Ping(pctx)

@@ -397,15 +397,22 @@ type Messages interface {
 	// device has no such envelope (already acknowledged, or another
 	// device's).
 	Ack(ctx context.Context, accountID string, deviceID uint32, envelopeID string) error
-	// AckMany deletes the device's envelopes with the given ids in one
-	// durable write and returns how many it deleted; an id the device has
-	// no envelope for is skipped.
-	AckMany(ctx context.Context, accountID string, deviceID uint32, ids []string) (int, error)
+	// AckMany deletes the envelopes acks name, each only from its own
+	// device's queue, in one durable write, and returns how many it
+	// deleted; an ack of an envelope its device does not have is skipped.
+	AckMany(ctx context.Context, acks []AckRef) (int, error)
 	// QueueLen returns how many envelopes the device has queued.
 	QueueLen(ctx context.Context, accountID string, deviceID uint32) (int, error)
 	// Expire deletes envelopes queued before cutoff, and send ids recorded
 	// before cutoff, and returns how many envelopes it deleted.
 	Expire(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// AckRef names one envelope a device acknowledges.
+type AckRef struct {
+	AccountID  string
+	DeviceID   uint32
+	EnvelopeID string
 }
 
 // PendingUpdate is one change to what the key-transparency log publishes:

@@ -310,21 +310,29 @@ func (s *Store) Queue(ctx context.Context, accountID string, deviceID uint32, af
 
 // Ack implements store.Messages.
 func (s *Store) Ack(ctx context.Context, accountID string, deviceID uint32, envelopeID string) error {
-	n, err := s.AckMany(ctx, accountID, deviceID, []string{envelopeID})
+	n, err := s.AckMany(ctx, []store.AckRef{{AccountID: accountID, DeviceID: deviceID, EnvelopeID: envelopeID}})
 	if err == nil && n == 0 {
 		err = fmt.Errorf("postgres: ack: %w", store.ErrNotFound)
 	}
 	return err
 }
 
-// AckMany implements store.Messages: one statement, one commit.
-func (s *Store) AckMany(ctx context.Context, accountID string, deviceID uint32, ids []string) (int, error) {
-	if len(ids) == 0 {
+// AckMany implements store.Messages: one statement, one commit, whatever
+// the number of acks and devices. The acks go in as three parallel arrays.
+func (s *Store) AckMany(ctx context.Context, acks []store.AckRef) (int, error) {
+	if len(acks) == 0 {
 		return 0, nil
+	}
+	accounts := make([]string, len(acks))
+	devices := make([]int64, len(acks))
+	ids := make([]string, len(acks))
+	for i, a := range acks {
+		accounts[i], devices[i], ids[i] = a.AccountID, int64(a.DeviceID), a.EnvelopeID
 	}
 	var n int64
 	err := s.single(ctx, func(q querier) error {
-		tag, err := q.Exec(ctx, `DELETE FROM envelopes WHERE id = ANY($1) AND account_id = $2 AND device_id = $3`, ids, accountID, deviceID)
+		tag, err := q.Exec(ctx, `DELETE FROM envelopes e USING unnest($1::text[], $2::bigint[], $3::text[]) AS a (account_id, device_id, id)
+			WHERE e.id = a.id AND e.account_id = a.account_id AND e.device_id = a.device_id`, accounts, devices, ids)
 		if err != nil {
 			return wrap("ack", err)
 		}

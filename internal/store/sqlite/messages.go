@@ -269,28 +269,39 @@ func (s *Store) Queue(ctx context.Context, accountID string, deviceID uint32, af
 
 // Ack implements store.Messages.
 func (s *Store) Ack(ctx context.Context, accountID string, deviceID uint32, envelopeID string) error {
-	n, err := s.AckMany(ctx, accountID, deviceID, []string{envelopeID})
+	n, err := s.AckMany(ctx, []store.AckRef{{AccountID: accountID, DeviceID: deviceID, EnvelopeID: envelopeID}})
 	if err == nil && n == 0 {
 		err = fmt.Errorf("sqlite: ack: %w", store.ErrNotFound)
 	}
 	return err
 }
 
-// AckMany implements store.Messages, with one statement: the ids go in as
-// one JSON array.
-func (s *Store) AckMany(ctx context.Context, accountID string, deviceID uint32, ids []string) (int, error) {
-	if len(ids) == 0 {
+// AckMany implements store.Messages, with one statement: the acks go in as
+// one JSON array of [account, device, envelope] triples. It cannot be
+// refused, so it runs without a savepoint (writeClean).
+func (s *Store) AckMany(ctx context.Context, acks []store.AckRef) (int, error) {
+	if len(acks) == 0 {
 		return 0, nil
 	}
 	var n int64
 	err := s.writeClean(ctx, func(tx *wtx) error {
 		var res sql.Result
 		var err error
-		if len(ids) == 1 {
-			res, err = tx.Exec(`DELETE FROM envelopes WHERE id = ? AND account_id = ? AND device_id = ?`, ids[0], accountID, deviceID)
+		if len(acks) == 1 {
+			a := acks[0]
+			res, err = tx.Exec(`DELETE FROM envelopes WHERE id = ? AND account_id = ? AND device_id = ?`, a.EnvelopeID, a.AccountID, a.DeviceID)
 		} else {
-			res, err = tx.Exec(`DELETE FROM envelopes WHERE id IN (SELECT value FROM json_each(?)) AND account_id = ? AND device_id = ?`,
-				jsonArray(ids), accountID, deviceID)
+			triples := make([][3]any, len(acks))
+			for i, a := range acks {
+				triples[i] = [3]any{a.AccountID, a.DeviceID, a.EnvelopeID}
+			}
+			var b []byte
+			if b, err = json.Marshal(triples); err != nil {
+				return fmt.Errorf("sqlite: ack: %v", err)
+			}
+			res, err = tx.Exec(`DELETE FROM envelopes WHERE seq IN (SELECT e.seq FROM json_each(?) j
+				JOIN envelopes e ON e.id = json_extract(j.value, '$[2]')
+				WHERE e.account_id = json_extract(j.value, '$[0]') AND e.device_id = json_extract(j.value, '$[1]'))`, string(b))
 		}
 		if err != nil {
 			return fmt.Errorf("sqlite: ack: %v", err)

@@ -69,53 +69,74 @@ func testLookupMany(t *testing.T, s store.Store) {
 	}
 }
 
-// testAckMany checks that AckMany deletes exactly the device's envelopes it
-// names, skips ids that are not the device's, and keeps the queue count.
+// testAckMany checks that AckMany deletes exactly the envelopes it names
+// from the queues of the devices that name them, skips acks of envelopes
+// a device does not have, and keeps the queue counts.
 func testAckMany(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	_, da := register(t, s, "alice", keys(1, 1))
 	_, db := register(t, s, "bob", keys(1, 1))
-	alice, bob := addrOf(da), addrOf(db)
+	_, dc := register(t, s, "carol", keys(1, 1))
+	alice, bob, carol := addrOf(da), addrOf(db), addrOf(dc)
 	for i := range 5 {
 		must(t, "Enqueue", s.Enqueue(ctx, send(alice, fmt.Sprint("b", i), t0, bob), 100))
 	}
+	for i := range 3 {
+		must(t, "Enqueue", s.Enqueue(ctx, send(alice, fmt.Sprint("c", i), t0, carol), 100))
+	}
 	must(t, "Enqueue", s.Enqueue(ctx, send(bob, "a", t0, alice), 100))
-	bobs, alices := queue(t, s, bob), queue(t, s, alice)
+	bobs, carols, alices := queue(t, s, bob), queue(t, s, carol), queue(t, s, alice)
+	ack := func(by addr, id string) store.AckRef {
+		return store.AckRef{AccountID: by.account, DeviceID: by.device, EnvelopeID: id}
+	}
 
-	ids := []string{bobs[0].ID, bobs[3].ID, alices[0].ID, newUUID(), bobs[0].ID}
-	n, err := s.AckMany(ctx, bob.account, bob.device, ids)
+	acks := []store.AckRef{
+		ack(bob, bobs[0].ID), ack(carol, carols[1].ID), ack(bob, bobs[3].ID),
+		ack(bob, alices[0].ID),              // alice's envelope, acked by bob: skipped
+		ack(carol, bobs[1].ID),              // bob's, acked by carol: skipped
+		ack(bob, newUUID()),                 // unknown: skipped
+		ack(bob, bobs[0].ID),                // a repeat: skipped
+		ack(addr{newUUID(), 1}, bobs[2].ID), // an unknown device: skipped
+	}
+	n, err := s.AckMany(ctx, acks)
 	must(t, "AckMany", err)
-	if n != 2 {
-		t.Errorf("AckMany deleted %d envelopes, want 2 (bob's two; alice's, an unknown id and a repeat skipped)", n)
+	if n != 3 {
+		t.Errorf("AckMany deleted %d envelopes, want 3 (bob's two and carol's one)", n)
 	}
-	if got := contents(queue(t, s, bob)); !slices.Equal(got, []string{"b1", "b2", "b4"}) {
-		t.Errorf("bob's queue after AckMany = %q, want [b1 b2 b4]", got)
+	for _, q := range []struct {
+		who  addr
+		want []string
+	}{{bob, []string{"b1", "b2", "b4"}}, {carol, []string{"c0", "c2"}}, {alice, []string{"a"}}} {
+		if got := contents(queue(t, s, q.who)); !slices.Equal(got, q.want) {
+			t.Errorf("queue after AckMany = %q, want %q", got, q.want)
+		}
+		if n := queueLen(t, s, q.who); n != len(q.want) {
+			t.Errorf("QueueLen = %d after AckMany, want %d", n, len(q.want))
+		}
 	}
-	if n := queueLen(t, s, bob); n != 3 {
-		t.Errorf("QueueLen(bob) = %d, want 3", n)
-	}
-	if got := contents(queue(t, s, alice)); !slices.Equal(got, []string{"a"}) {
-		t.Errorf("alice's queue = %q after bob acknowledged her envelope's id, want [a]", got)
-	}
-	if n, err := s.AckMany(ctx, bob.account, bob.device, ids); err != nil || n != 0 {
+	if n, err := s.AckMany(ctx, acks); err != nil || n != 0 {
 		t.Errorf("AckMany again = %d, %v; want 0, nil", n, err)
 	}
-	if n, err := s.AckMany(ctx, bob.account, bob.device, nil); err != nil || n != 0 {
+	if n, err := s.AckMany(ctx, nil); err != nil || n != 0 {
 		t.Errorf("AckMany(nil) = %d, %v; want 0, nil", n, err)
 	}
 
-	// A window's worth at once.
-	var rest []string
+	// Many at once, from two devices.
 	for i := range 64 {
-		must(t, "Enqueue", s.Enqueue(ctx, send(alice, fmt.Sprint("w", i), t0, bob), 100))
+		must(t, "Enqueue", s.Enqueue(ctx, send(alice, fmt.Sprint("w", i), t0, bob, carol), 100))
 	}
-	for _, e := range queue(t, s, bob) {
-		rest = append(rest, e.ID)
+	var all []store.AckRef
+	for _, who := range []addr{bob, carol} {
+		for _, e := range queue(t, s, who) {
+			all = append(all, ack(who, e.ID))
+		}
 	}
-	if n, err := s.AckMany(ctx, bob.account, bob.device, rest); err != nil || n != 67 {
-		t.Errorf("AckMany(all %d) = %d, %v; want 67, nil", len(rest), n, err)
+	if n, err := s.AckMany(ctx, all); err != nil || n != 3+2+128 {
+		t.Errorf("AckMany(all %d) = %d, %v; want %d, nil", len(all), n, err, 3+2+128)
 	}
-	if n := queueLen(t, s, bob); n != 0 {
-		t.Errorf("QueueLen(bob) = %d after acknowledging everything, want 0", n)
+	for _, who := range []addr{bob, carol} {
+		if n := queueLen(t, s, who); n != 0 {
+			t.Errorf("QueueLen = %d after acknowledging everything, want 0", n)
+		}
 	}
 }

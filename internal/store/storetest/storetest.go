@@ -1135,7 +1135,7 @@ func testClose(t *testing.T, s store.Store) {
 		"StoreKeys":             s.StoreKeys(ctx, a.ID, 1, keys(1, 1)),
 		"Enqueue":               s.Enqueue(ctx, send(alice, "x", t0, alice), 10),
 		"Ack":                   s.Ack(ctx, a.ID, 1, newUUID()),
-		"AckMany":               second(s.AckMany(ctx, a.ID, 1, []string{newUUID()})),
+		"AckMany":               second(s.AckMany(ctx, []store.AckRef{{AccountID: a.ID, DeviceID: 1, EnvelopeID: newUUID()}})),
 		"AccountsByID":          second(s.AccountsByID(ctx, []string{a.ID})),
 		"DevicesOf":             second(s.DevicesOf(ctx, []string{a.ID})),
 		"AccountByUsername":     second(s.AccountByUsername(ctx, "alice")),
