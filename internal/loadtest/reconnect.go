@@ -121,19 +121,15 @@ func Reconnect(ctx context.Context, o *Options, cfg ReconnectConfig) (*Reconnect
 	res.DrainSeconds = time.Since(start).Seconds()
 	res.DrainedPerSecond = float64(total) / res.DrainSeconds
 	res.Deliveries = int(rec.delivered.Load())
+	sent := make([]uint64, cfg.Queued)
+	for i := range sent {
+		sent[i] = uint64(i)
+	}
 	for _, d := range devs {
-		for s, n := range d.got {
-			if s >= uint64(cfg.Queued) {
-				res.Unexpected += int(n)
-				continue
-			}
-			res.Duplicates += int(n) - 1
-		}
-		for s := range uint64(cfg.Queued) {
-			if d.got[s] == 0 {
-				res.Missing++
-			}
-		}
+		missing, dups, unexpected := tally(d.got, sent)
+		res.Missing += missing
+		res.Duplicates += dups
+		res.Unexpected += unexpected
 	}
 
 	// Empty indeed: nothing comes on the next connection.
