@@ -53,7 +53,7 @@ type httpConn struct {
 func (c *sendClient) do(method, server, target, header string, body []byte) (int, []byte, error) {
 	hc, err := c.conn(server)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, c.cause(err)
 	}
 	host := server[strings.Index(server, "://")+3:]
 	c.req = append(c.req[:0], method...)
@@ -65,15 +65,21 @@ func (c *sendClient) do(method, server, target, header string, body []byte) (int
 	status, answer, keep, err := hc.roundTrip(c.req)
 	if err != nil {
 		c.drop(server)
-		if c.ctx.Err() != nil {
-			err = c.ctx.Err()
-		}
-		return 0, nil, fmt.Errorf("loadtest: send: %v", err)
+		return 0, nil, c.cause(err)
 	}
 	if !keep {
 		c.drop(server)
 	}
 	return status, answer, nil
+}
+
+// cause is the error of a failed request: the client's context's when
+// that ended, which closes the connections.
+func (c *sendClient) cause(err error) error {
+	if ctxErr := c.ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("loadtest: send: %w", ctxErr)
+	}
+	return fmt.Errorf("loadtest: send: %v", err)
 }
 
 // roundTrip writes a request and reads its answer, and whether the
@@ -104,11 +110,11 @@ func (c *sendClient) conn(server string) (*httpConn, error) {
 	}
 	scheme, host, ok := strings.Cut(server, "://")
 	if !ok || (scheme != "http" && scheme != "https") {
-		return nil, fmt.Errorf("loadtest: server %q is not an http or https URL", server)
+		return nil, fmt.Errorf("server %q is not an http or https URL", server)
 	}
 	nc, err := c.o.dialContext(c.ctx, "tcp", host)
 	if err != nil {
-		return nil, fmt.Errorf("loadtest: send: %v", err)
+		return nil, err
 	}
 	if scheme == "https" {
 		name, _, _ := strings.Cut(host, ":")

@@ -127,34 +127,11 @@ func OneToOne(ctx context.Context, o *Options, cfg DeliveryConfig) (*DeliveryRes
 	devs := cfg.Devices
 	pool := make([]byte, cfg.MaxSize)
 	rand.Read(pool)
-	// What does not change from send to send to one device.
-	paths := make([]string, len(devs))
-	headers := make([]string, len(devs))
-	for i, a := range devs {
-		paths[i] = "/v1/messages/" + a.Username
-		headers[i] = api.HeaderUnidentifiedAccessKey + ": " + api.FormatUnidentifiedAccessKey(a.accessKey()) +
-			"\r\nContent-Type: application/json\r\n"
-	}
+	paths, headers := sendHeads(devs)
 	send := func(c *sendClient, seq uint64) (int, error) {
 		t := mrand.IntN(len(devs))
-		content := append(c.content[:0], pool[:cfg.MinSize+mrand.IntN(cfg.MaxSize-cfg.MinSize+1)]...)
-		stamp(content, seq, time.Now())
-		c.content = content
-		var franking [api.FrankingSize]byte
-		rand.Read(franking[:])
-		c.body = appendSendRequest(c.body[:0], api.NewUUID(), time.Now().UnixMilli(), franking[:], devs[t].RegistrationID, content)
-		status, answer, err := c.do(http.MethodPut, o.sendServer(), paths[t], headers[t], c.body)
-		if err != nil {
-			return t, err
-		}
-		var resp api.SendResponse
-		if err := decodeAnswer(status, answer, &resp); err != nil {
-			return t, err
-		}
-		if resp.Delivered != 1 {
-			return t, fmt.Errorf("loadtest: a send was queued for %d devices, not 1", resp.Delivered)
-		}
-		return t, nil
+		size := cfg.MinSize + mrand.IntN(cfg.MaxSize-cfg.MinSize+1)
+		return t, sendOne(c, o.sendServer(), paths[t], headers[t], devs[t], pool[:size], seq)
 	}
 	res, err := runDeliveries(ctx, o, &cfg, send, 1)
 	if res != nil {
@@ -162,6 +139,42 @@ func OneToOne(ctx context.Context, o *Options, cfg DeliveryConfig) (*DeliveryRes
 		res.ContentBytes = [2]int{cfg.MinSize, cfg.MaxSize}
 	}
 	return res, err
+}
+
+// sendHeads are the path and header lines of a one-to-one send to each
+// of devs: what does not change from send to send.
+func sendHeads(devs []*Account) (paths, headers []string) {
+	paths = make([]string, len(devs))
+	headers = make([]string, len(devs))
+	for i, a := range devs {
+		paths[i] = "/v1/messages/" + a.Username
+		headers[i] = api.HeaderUnidentifiedAccessKey + ": " + api.FormatUnidentifiedAccessKey(a.accessKey()) +
+			"\r\nContent-Type: application/json\r\n"
+	}
+	return paths, headers
+}
+
+// sendOne sends content (a copy, stamped with seq and the time) sealed to
+// to's primary device, as PUT path with the header lines from sendHeads,
+// and checks that the server queued it for that device.
+func sendOne(c *sendClient, server, path, header string, to *Account, content []byte, seq uint64) error {
+	c.content = append(c.content[:0], content...)
+	stamp(c.content, seq, time.Now())
+	var franking [api.FrankingSize]byte
+	rand.Read(franking[:])
+	c.body = appendSendRequest(c.body[:0], api.NewUUID(), time.Now().UnixMilli(), franking[:], to.RegistrationID, c.content)
+	status, answer, err := c.do(http.MethodPut, server, path, header, c.body)
+	if err != nil {
+		return err
+	}
+	var resp api.SendResponse
+	if err := decodeAnswer(status, answer, &resp); err != nil {
+		return err
+	}
+	if resp.Delivered != 1 {
+		return fmt.Errorf("loadtest: a send was queued for %d devices, not 1", resp.Delivered)
+	}
+	return nil
 }
 
 // appendSendRequest appends the JSON of an api.SendRequest of one sealed

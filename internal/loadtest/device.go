@@ -166,27 +166,16 @@ func (d *device) fail(err error) {
 	d.ws.CloseNow()
 }
 
-// envelopeHead is how the server's encoder begins every envelope frame
-// (api.Frame and api.Envelope, fields in their declared order), up to the
-// envelope's id.
+// envelopeHead is how the server's encoder begins every envelope frame, up
+// to the envelope's id.
 const envelopeHead = `{"type":"` + api.FrameEnvelope + `","envelope":{"id":"`
 
 // parseFrame reads a frame's type and, for an envelope, its id and its
-// content (decoded into buf's space). Envelopes laid out as the server
-// encodes them are read without a JSON decoder: the id is at a fixed
-// place, the content is the one "content" key, and base64 has no escapes.
-// Anything else goes through encoding/json.
-func parseFrame(b, buf []byte) (kind string, id []byte, content []byte, err error) {
-	if rest, ok := bytes.CutPrefix(b, []byte(envelopeHead)); ok && len(rest) > 36 && rest[36] == '"' && bytes.HasSuffix(rest, []byte("}}")) {
-		id = rest[:36]
-		if _, c, ok := bytes.Cut(rest[37:], []byte(`,"content":"`)); ok {
-			if enc, _, ok := bytes.Cut(c, []byte{'"'}); ok {
-				content, err = base64.StdEncoding.AppendDecode(buf, enc)
-				if err == nil && validID(id) {
-					return api.FrameEnvelope, id, content, nil
-				}
-			}
-		}
+// content, decoded into buf's space. It reads envelopes laid out as the
+// server encodes them with readEnvelope, anything else with encoding/json.
+func parseFrame(b, buf []byte) (kind string, id, content []byte, err error) {
+	if id, content, ok := readEnvelope(b, buf); ok {
+		return api.FrameEnvelope, id, content, nil
 	}
 	var f frameLite
 	if json.Unmarshal(b, &f) != nil {
@@ -199,6 +188,30 @@ func parseFrame(b, buf []byte) (kind string, id []byte, content []byte, err erro
 		return f.Type, []byte(f.Envelope.ID), f.Envelope.Content, nil
 	}
 	return f.Type, nil, buf, nil
+}
+
+// readEnvelope reads the id and content of an envelope frame laid out as
+// the server's encoder makes it (api.Frame and api.Envelope, fields in
+// their declared order), without a JSON decoder: the id is at a fixed
+// place, "content" is the envelope's one key of that name, and its base64
+// has neither quotes nor escapes. False for any other frame.
+func readEnvelope(b, buf []byte) (id, content []byte, ok bool) {
+	rest, ok := bytes.CutPrefix(b, []byte(envelopeHead))
+	if !ok || len(rest) < 37 || rest[36] != '"' || !bytes.HasSuffix(rest, []byte("}}")) || !validID(rest[:36]) {
+		return nil, nil, false
+	}
+	_, enc, ok := bytes.Cut(rest[37:], []byte(`,"content":"`))
+	if !ok {
+		return nil, nil, false
+	}
+	if enc, _, ok = bytes.Cut(enc, []byte{'"'}); !ok {
+		return nil, nil, false
+	}
+	content, err := base64.StdEncoding.AppendDecode(buf, enc)
+	if err != nil {
+		return nil, nil, false
+	}
+	return rest[:36], content, true
 }
 
 // close ends the connection with a close handshake (so that every ack
