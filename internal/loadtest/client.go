@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -38,8 +39,13 @@ func newSendClient(ctx context.Context, o *Options) *sendClient {
 // maxAnswer bounds the body of an answer the tool reads.
 const maxAnswer = 1 << 20
 
+// userAgent names the tool in its requests, as a client names itself.
+const userAgent = "doorless-bench"
+
 // httpConn is one connection and what reads its answers.
 type httpConn struct {
+	host    string // the Host header: the server URL's host and port
+	prefix  string // the server URL's path, put before every request's
 	nc      net.Conn
 	br      *bufio.Reader
 	body    bytes.Buffer // the last answer's body
@@ -47,18 +53,17 @@ type httpConn struct {
 }
 
 // do makes one request: method target (a path with its query) to server,
-// with header lines (each ending in "\r\n"; the client adds Host and
-// Content-Length) and body. It returns the answer's status and body; the
+// with header lines (each ending in "\r\n"; the client adds Host,
+// User-Agent and Content-Length) and body. It returns the answer's status and body; the
 // body is valid until the next request.
 func (c *sendClient) do(method, server, target, header string, body []byte) (int, []byte, error) {
 	hc, err := c.conn(server)
 	if err != nil {
 		return 0, nil, c.cause(err)
 	}
-	host := server[strings.Index(server, "://")+3:]
-	c.req = append(c.req[:0], method...)
-	c.req = append(append(append(c.req, ' '), target...), " HTTP/1.1\r\nHost: "...)
-	c.req = append(append(c.req, host...), "\r\n"...)
+	c.req = append(append(append(c.req[:0], method...), ' '), hc.prefix...)
+	c.req = append(append(c.req, target...), " HTTP/1.1\r\nHost: "...)
+	c.req = append(append(c.req, hc.host...), "\r\nUser-Agent: "+userAgent+"\r\n"...)
 	c.req = append(c.req, header...)
 	c.req = append(strconv.AppendInt(append(c.req, "Content-Length: "...), int64(len(body)), 10), "\r\n\r\n"...)
 	c.req = append(c.req, body...)
@@ -108,19 +113,22 @@ func (c *sendClient) conn(server string) (*httpConn, error) {
 	if hc := c.conns[server]; hc != nil {
 		return hc, nil
 	}
-	scheme, host, ok := strings.Cut(server, "://")
-	if !ok || (scheme != "http" && scheme != "https") {
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("server %q is not an http or https URL", server)
 	}
-	nc, err := c.o.dialContext(c.ctx, "tcp", host)
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+	}
+	nc, err := c.o.dialContext(c.ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	if scheme == "https" {
-		name, _, _ := strings.Cut(host, ":")
-		nc = tls.Client(nc, &tls.Config{ServerName: name, NextProtos: []string{"http/1.1"}})
+	if u.Scheme == "https" {
+		nc = tls.Client(nc, &tls.Config{ServerName: u.Hostname(), NextProtos: []string{"http/1.1"}})
 	}
-	hc := &httpConn{nc: nc, br: bufio.NewReader(nc)}
+	hc := &httpConn{host: u.Host, prefix: strings.TrimSuffix(u.EscapedPath(), "/"), nc: nc, br: bufio.NewReader(nc)}
 	hc.unwatch = context.AfterFunc(c.ctx, func() { nc.Close() })
 	c.conns[server] = hc
 	return hc, nil

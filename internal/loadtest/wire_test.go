@@ -119,9 +119,11 @@ func TestAppendSendRequest(t *testing.T) {
 // dials again when the server closes it.
 func TestSendClient(t *testing.T) {
 	var conns, requests atomic.Int64
+	var lastPath atomic.Value
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := requests.Add(1)
-		if r.Header.Get("X-Test") != "yes" || r.ContentLength != 5 || r.Method != http.MethodPut || r.URL.RawQuery != "a=b" {
+		lastPath.Store(r.URL.Path)
+		if r.Header.Get("X-Test") != "yes" || r.UserAgent() != userAgent || r.ContentLength != 5 || r.Method != http.MethodPut || r.URL.RawQuery != "a=b" {
 			http.Error(w, "bad request", http.StatusBadRequest)
 			return
 		}
@@ -163,6 +165,11 @@ func TestSendClient(t *testing.T) {
 	}
 	if n := conns.Load(); n != 2 {
 		t.Errorf("%d connections for 6 requests, one closed by the server after the 3rd; want 2", n)
+	}
+
+	// A server URL with a path: requests go under it.
+	if _, _, err := c.do(http.MethodPut, srv.URL+"/pre", "/x?a=b", "X-Test: yes\r\n", []byte("hello")); err != nil || lastPath.Load() != "/pre/x" {
+		t.Errorf("under a path: %v, the server saw %v", err, lastPath.Load())
 	}
 
 	// A server gone: an error, and the next request dials again.
