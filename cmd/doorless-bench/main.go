@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -66,6 +67,7 @@ func run(ctx context.Context, args []string) int {
 	queued := fl.Int("queued", 10, "reconnect: messages queued per offline device before the drain")
 	jsonOut := fl.Bool("json", false, "print the results as JSON instead of a table")
 	quiet := fl.Bool("quiet", false, "no progress lines on standard error")
+	cpuProfile := fl.String("cpuprofile", "", "write the tool's own CPU profile (the scenarios, not registration) to this `file`")
 	if err := fl.Parse(args); err != nil {
 		return 2
 	}
@@ -139,6 +141,14 @@ func run(ctx context.Context, args []string) int {
 		return 1
 	}
 
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			log.Print(err)
+			return 1
+		}
+		defer stopProfile()
+	}
 	res := &loadtest.Results{Date: time.Now().UTC().Format(time.RFC3339), Server: strings.TrimSuffix(*server, "/")}
 	if want["idle"] {
 		var ws []loadtest.Worker
@@ -229,4 +239,24 @@ func accounts(ctx context.Context, o *loadtest.Options, file string, need, concu
 		}
 	}
 	return have, nil
+}
+
+// startCPUProfile profiles the tool's CPU into file until the returned
+// function is called: where the tool spends the cycles it takes from the
+// server it shares the machine with.
+func startCPUProfile(file string) (stop func(), err error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %v", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			log.Printf("--cpuprofile: %v", err)
+		}
+	}, nil
 }

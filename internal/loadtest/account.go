@@ -202,17 +202,23 @@ func doJSON(ctx context.Context, hc *http.Client, method, url string, hdr http.H
 // readAnswer reads an answer: out from a 2xx, ErrStatus with the error
 // code otherwise.
 func readAnswer(resp *http.Response, out any) error {
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode/100 != 2 {
+	return decodeAnswer(resp.StatusCode, b, out)
+}
+
+// decodeAnswer decodes an answer's body b: out from a 2xx, ErrStatus with
+// the error code otherwise.
+func decodeAnswer(status int, b []byte, out any) error {
+	if status/100 != 2 {
 		var eb api.ErrorBody
 		code := ""
 		if json.Unmarshal(b, &eb) == nil && eb.Error != nil {
 			code = eb.Error.Code
 		}
-		return fmt.Errorf("%w: %s %s", ErrStatus, resp.Status, code)
+		return fmt.Errorf("%w: %d %s %s", ErrStatus, status, http.StatusText(status), code)
 	}
 	if out == nil {
 		return nil

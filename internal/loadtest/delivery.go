@@ -1,7 +1,6 @@
 package loadtest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -15,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/doorless/doorless/internal/api"
@@ -99,13 +99,17 @@ type DeliveryResult struct {
 	Max     float64 `json:"max_ms"`
 	SendP50 float64 `json:"send_p50_ms"`
 	SendP99 float64 `json:"send_p99_ms"`
+	// ToolCPU is the CPU time (user and system) the load tool itself
+	// spent from the first send until the last delivery or the drain's
+	// end: taken from the server when both share a machine.
+	ToolCPU float64 `json:"tool_cpu_seconds"`
 	// ContentBytes is the range of envelope content sizes.
 	ContentBytes [2]int `json:"content_bytes"`
 }
 
-// sendFunc makes send number seq and returns the index (in Devices) of
-// the device it addressed, or -1 for every device but Devices[0].
-type sendFunc func(ctx context.Context, hc *http.Client, seq uint64) (int, error)
+// sendFunc makes send number seq on c and returns the index (in Devices)
+// of the device it addressed, or -1 for every device but Devices[0].
+type sendFunc func(c *sendClient, seq uint64) (int, error)
 
 type sent struct {
 	seq    uint64
@@ -123,25 +127,11 @@ func OneToOne(ctx context.Context, o *Options, cfg DeliveryConfig) (*DeliveryRes
 	devs := cfg.Devices
 	pool := make([]byte, cfg.MaxSize)
 	rand.Read(pool)
-	send := func(ctx context.Context, hc *http.Client, seq uint64) (int, error) {
+	paths, headers := sendHeads(devs)
+	send := func(c *sendClient, seq uint64) (int, error) {
 		t := mrand.IntN(len(devs))
-		to := devs[t]
-		content := slices.Clone(pool[:cfg.MinSize+mrand.IntN(cfg.MaxSize-cfg.MinSize+1)])
-		stamp(content, seq, time.Now())
-		franking := make([]byte, api.FrankingSize)
-		rand.Read(franking)
-		req := api.SendRequest{ID: api.NewUUID(), Timestamp: time.Now().UnixMilli(), Franking: franking,
-			Messages: []api.OutgoingMessage{{DeviceID: api.PrimaryDeviceID, RegistrationID: to.RegistrationID,
-				Type: api.EnvelopeUnidentifiedSender, Content: content}}}
-		hdr := http.Header{api.HeaderUnidentifiedAccessKey: {api.FormatUnidentifiedAccessKey(to.accessKey())}}
-		var resp api.SendResponse
-		if err := doJSON(ctx, hc, http.MethodPut, o.sendServer()+"/v1/messages/"+to.Username, hdr, req, &resp); err != nil {
-			return t, err
-		}
-		if resp.Delivered != 1 {
-			return t, fmt.Errorf("loadtest: a send was queued for %d devices, not 1", resp.Delivered)
-		}
-		return t, nil
+		size := cfg.MinSize + mrand.IntN(cfg.MaxSize-cfg.MinSize+1)
+		return t, sendOne(c, o.sendServer(), paths[t], headers[t], devs[t], pool[:size], seq)
 	}
 	res, err := runDeliveries(ctx, o, &cfg, send, 1)
 	if res != nil {
@@ -149,6 +139,56 @@ func OneToOne(ctx context.Context, o *Options, cfg DeliveryConfig) (*DeliveryRes
 		res.ContentBytes = [2]int{cfg.MinSize, cfg.MaxSize}
 	}
 	return res, err
+}
+
+// sendHeads are the path and header lines of a one-to-one send to each
+// of devs: what does not change from send to send.
+func sendHeads(devs []*Account) (paths, headers []string) {
+	paths = make([]string, len(devs))
+	headers = make([]string, len(devs))
+	for i, a := range devs {
+		paths[i] = "/v1/messages/" + a.Username
+		headers[i] = api.HeaderUnidentifiedAccessKey + ": " + api.FormatUnidentifiedAccessKey(a.accessKey()) +
+			"\r\nContent-Type: application/json\r\n"
+	}
+	return paths, headers
+}
+
+// sendOne sends content (a copy, stamped with seq and the time) sealed to
+// to's primary device, as PUT path with the header lines from sendHeads,
+// and checks that the server queued it for that device.
+func sendOne(c *sendClient, server, path, header string, to *Account, content []byte, seq uint64) error {
+	c.content = append(c.content[:0], content...)
+	stamp(c.content, seq, time.Now())
+	var franking [api.FrankingSize]byte
+	rand.Read(franking[:])
+	c.body = appendSendRequest(c.body[:0], api.NewUUID(), time.Now().UnixMilli(), franking[:], to.RegistrationID, c.content)
+	status, answer, err := c.do(http.MethodPut, server, path, header, c.body)
+	if err != nil {
+		return err
+	}
+	var resp api.SendResponse
+	if err := decodeAnswer(status, answer, &resp); err != nil {
+		return err
+	}
+	if resp.Delivered != 1 {
+		return fmt.Errorf("loadtest: a send was queued for %d devices, not 1", resp.Delivered)
+	}
+	return nil
+}
+
+// appendSendRequest appends the JSON of an api.SendRequest of one sealed
+// message for a recipient's primary device: what json.Marshal makes of
+// it, without reflection or copies of content.
+func appendSendRequest(b []byte, id string, timestamp int64, franking []byte, regID uint32, content []byte) []byte {
+	b = append(append(append(b, `{"id":"`...), id...), `","timestamp":`...)
+	b = strconv.AppendInt(b, timestamp, 10)
+	b = base64.StdEncoding.AppendEncode(append(b, `,"franking":"`...), franking)
+	b = strconv.AppendUint(append(b, `","messages":[{"device_id":`...), api.PrimaryDeviceID, 10)
+	b = strconv.AppendUint(append(b, `,"registration_id":`...), uint64(regID), 10)
+	b = strconv.AppendInt(append(b, `,"type":`...), api.EnvelopeUnidentifiedSender, 10)
+	b = base64.StdEncoding.AppendEncode(append(b, `,"content":"`...), content)
+	return append(b, `"}]}`...)
 }
 
 // FanOut connects every device, seals one sender-key message of MinSize
@@ -168,35 +208,27 @@ func FanOut(ctx context.Context, o *Options, cfg DeliveryConfig) (*DeliveryResul
 	if err != nil {
 		return nil, err
 	}
-	hdr := http.Header{
-		api.HeaderUnidentifiedAccessKey: {api.FormatUnidentifiedAccessKey(key)},
-		"Content-Type":                  {api.ContentTypeMultiRecipient},
-	}
+	header := api.HeaderUnidentifiedAccessKey + ": " + api.FormatUnidentifiedAccessKey(key) +
+		"\r\nContent-Type: " + api.ContentTypeMultiRecipient + "\r\n"
 	parsed, err := sealedsender.ParseSent(body)
 	if err != nil {
 		return nil, fmt.Errorf("loadtest: the sealed group message does not parse: %v", err)
 	}
 	envSize := len(parsed.ForRecipient(0))
 	want := len(cfg.Devices) - 1
-	send := func(ctx context.Context, hc *http.Client, seq uint64) (int, error) {
-		b := slices.Clone(body)
-		stamp(b, seq, time.Now())
-		franking := make([]byte, api.FrankingSize)
-		rand.Read(franking)
+	send := func(c *sendClient, seq uint64) (int, error) {
+		c.body = append(c.body[:0], body...)
+		stamp(c.body, seq, time.Now())
+		var franking [api.FrankingSize]byte
+		rand.Read(franking[:])
 		q := url.Values{"id": {api.NewUUID()}, "timestamp": {strconv.FormatInt(time.Now().UnixMilli(), 10)},
-			api.QueryFranking: {base64.RawURLEncoding.EncodeToString(franking)}}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPut, o.sendServer()+api.PathMultiRecipient+"?"+q.Encode(), bytes.NewReader(b))
+			api.QueryFranking: {base64.RawURLEncoding.EncodeToString(franking[:])}}
+		status, answer, err := c.do(http.MethodPut, o.sendServer(), api.PathMultiRecipient+"?"+q.Encode(), header, c.body)
 		if err != nil {
 			return -1, err
 		}
-		req.Header = hdr.Clone()
-		resp, err := hc.Do(req)
-		if err != nil {
-			return -1, err
-		}
-		defer resp.Body.Close()
 		var sr api.SendResponse
-		if err := readAnswer(resp, &sr); err != nil {
+		if err := decodeAnswer(status, answer, &sr); err != nil {
 			return -1, err
 		}
 		if sr.Delivered != want {
@@ -278,7 +310,6 @@ func runDeliveries(ctx context.Context, o *Options, cfg *DeliveryConfig, send se
 	} else {
 		o.logf("sending for %v, %d at a time", cfg.Duration, cfg.Concurrency)
 	}
-	hc := o.httpClient(cfg.Concurrency)
 	var (
 		seq      atomic.Uint64
 		failed   atomic.Int64
@@ -288,9 +319,20 @@ func runDeliveries(ctx context.Context, o *Options, cfg *DeliveryConfig, send se
 		sendLat  []int64
 		wg       sync.WaitGroup
 	)
+	// Every sender's connections are up before the clock starts, as a
+	// client's would be.
+	clients := make([]*sendClient, cfg.Concurrency)
+	for i := range clients {
+		clients[i] = newSendClient(ctx, o)
+		defer clients[i].close()
+		if err := clients[i].dialAll(); err != nil {
+			return nil, err
+		}
+	}
+	cpu0 := processCPU()
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
-	for range cfg.Concurrency {
+	for _, c := range clients {
 		wg.Go(func() {
 			var mine []sent
 			var lat []int64
@@ -303,7 +345,7 @@ func runDeliveries(ctx context.Context, o *Options, cfg *DeliveryConfig, send se
 					break
 				}
 				t0 := time.Now()
-				target, err := send(ctx, hc, s)
+				target, err := send(c, s)
 				if err != nil {
 					failed.Add(1)
 					mu.Lock()
@@ -331,47 +373,43 @@ func runDeliveries(ctx context.Context, o *Options, cfg *DeliveryConfig, send se
 		<-tick.C
 	}
 	tick.Stop()
+	toolCPU := processCPU() - cpu0
 	closeAll(devs)
 	all := devs
 	devs = nil
 
 	res := &DeliveryResult{Devices: len(all), Recipients: perSend, Concurrency: cfg.Concurrency,
-		Sends: len(sends), FailedSends: int(failed.Load()), Expected: expected, Deliveries: int(rec.delivered.Load())}
+		Sends: len(sends), FailedSends: int(failed.Load()), Expected: expected, Deliveries: int(rec.delivered.Load()),
+		ToolCPU: toolCPU.Seconds()}
 	if firstErr != nil {
 		res.FirstError = firstErr.Error()
 	}
-	// Exactly once: count each addressed (sequence, device) and what
-	// the devices got.
-	want := make([]map[uint64]bool, len(all))
-	for i := range want {
-		want[i] = make(map[uint64]bool)
-	}
+	// Exactly once: what each device was sent, against what it got.
+	want := make([][]uint64, len(all))
+	var everyone []uint64 // the group sends, to all devices but the first
 	for _, s := range sends {
 		if s.target >= 0 {
-			want[s.target][s.seq] = true
-			continue
-		}
-		for i := 1; i < len(all); i++ {
-			want[i][s.seq] = true
+			want[s.target] = append(want[s.target], s.seq)
+		} else {
+			everyone = append(everyone, s.seq)
 		}
 	}
 	var lats []int64
+	var last int64
 	for i, d := range all {
-		for s, n := range d.got {
-			if !want[i][s] {
-				res.Unexpected += int(n)
-				continue
-			}
-			res.Duplicates += int(n) - 1
+		w := want[i]
+		if i > 0 && len(everyone) > 0 {
+			w = append(w, everyone...)
 		}
-		for s := range want[i] {
-			if d.got[s] == 0 {
-				res.Missing++
-			}
-		}
+		slices.Sort(w)
+		missing, dups, unexpected := tally(d.got, w)
+		res.Missing += missing
+		res.Duplicates += dups
+		res.Unexpected += unexpected
 		lats = append(lats, d.lat...)
+		last = max(last, d.last)
 	}
-	if last := rec.last.Load(); last > 0 {
+	if last > 0 {
 		res.Seconds = time.Unix(0, last).Sub(start).Seconds()
 	}
 	if res.Seconds > 0 {
@@ -396,3 +434,12 @@ func percentiles(ns []int64) (p50, p99, maxv float64) {
 
 // encodeJSON is json.Marshal for the report.
 func encodeJSON(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }
+
+// processCPU is the CPU time this process has used, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -5,12 +5,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/doorless/doorless/internal/api"
 )
 
 // ReconnectConfig configures Reconnect.
@@ -121,19 +118,15 @@ func Reconnect(ctx context.Context, o *Options, cfg ReconnectConfig) (*Reconnect
 	res.DrainSeconds = time.Since(start).Seconds()
 	res.DrainedPerSecond = float64(total) / res.DrainSeconds
 	res.Deliveries = int(rec.delivered.Load())
+	sent := make([]uint64, cfg.Queued)
+	for i := range sent {
+		sent[i] = uint64(i)
+	}
 	for _, d := range devs {
-		for s, n := range d.got {
-			if s >= uint64(cfg.Queued) {
-				res.Unexpected += int(n)
-				continue
-			}
-			res.Duplicates += int(n) - 1
-		}
-		for s := range uint64(cfg.Queued) {
-			if d.got[s] == 0 {
-				res.Missing++
-			}
-		}
+		missing, dups, unexpected := tally(d.got, sent)
+		res.Missing += missing
+		res.Duplicates += dups
+		res.Unexpected += unexpected
 	}
 
 	// Empty indeed: nothing comes on the next connection.
@@ -150,30 +143,24 @@ func Reconnect(ctx context.Context, o *Options, cfg ReconnectConfig) (*Reconnect
 // queueOffline sends cfg.Queued sealed messages to each device, sequence
 // numbers 0..Queued-1 per device, SendConcurrency at a time.
 func queueOffline(ctx context.Context, o *Options, cfg ReconnectConfig, total int) error {
-	hc := o.httpClient(cfg.SendConcurrency)
 	pool := make([]byte, cfg.Size)
 	rand.Read(pool)
+	paths, headers := sendHeads(cfg.Devices)
 	var next atomic.Int64
 	var mu sync.Mutex
 	var firstErr error
 	var wg sync.WaitGroup
 	for range cfg.SendConcurrency {
 		wg.Go(func() {
+			c := newSendClient(ctx, o)
+			defer c.close()
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= total || ctx.Err() != nil {
 					return
 				}
-				to := cfg.Devices[i%len(cfg.Devices)]
-				content := append([]byte(nil), pool...)
-				stamp(content, uint64(i/len(cfg.Devices)), time.Now())
-				franking := make([]byte, api.FrankingSize)
-				rand.Read(franking)
-				req := api.SendRequest{ID: api.NewUUID(), Timestamp: time.Now().UnixMilli(), Franking: franking,
-					Messages: []api.OutgoingMessage{{DeviceID: api.PrimaryDeviceID, RegistrationID: to.RegistrationID,
-						Type: api.EnvelopeUnidentifiedSender, Content: content}}}
-				hdr := http.Header{api.HeaderUnidentifiedAccessKey: {api.FormatUnidentifiedAccessKey(to.accessKey())}}
-				if err := doJSON(ctx, hc, http.MethodPut, o.sendServer()+"/v1/messages/"+to.Username, hdr, req, nil); err != nil {
+				t := i % len(cfg.Devices)
+				if err := sendOne(c, o.sendServer(), paths[t], headers[t], cfg.Devices[t], pool, uint64(i/len(cfg.Devices))); err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = fmt.Errorf("loadtest: queueing: %w", err)

@@ -55,6 +55,9 @@ func (r *Results) WriteTable(w io.Writer) error {
 		name := d.Scenario
 		row(name+": sends", fmt.Sprintf("%d ok, %d failed, %.0f/s; %d devices, %d in flight; envelopes of %d–%d B", d.Sends, d.FailedSends,
 			d.SendsPerSec, d.Devices, d.Concurrency, d.ContentBytes[0], d.ContentBytes[1]), "", true)
+		if d.Deliveries > 0 {
+			row(name+": load tool CPU", fmt.Sprintf("%.2f s, %.1f µs per delivery", d.ToolCPU, d.ToolCPU*1e6/float64(d.Deliveries)), "", true)
+		}
 		row(name+": deliveries/s", fmt.Sprintf("%.0f (%d of %d; missing %d, duplicates %d, unexpected %d)",
 			d.DeliveriesSec, d.Deliveries, d.Expected, d.Missing, d.Duplicates, d.Unexpected),
 			fmt.Sprintf("≥ %.0f", rate), d.DeliveriesSec >= rate && d.Missing == 0 && d.Duplicates == 0)
