@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"github.com/coder/websocket"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -590,4 +592,58 @@ func TestAcksBatchedAcrossConnections(t *testing.T) {
 		t.Fatalf("ack batches %v, want [1 2]", batches)
 	}
 	waitFor(t, func() bool { return metricValue(t, e.metrics(), `doorless_messages_acked_total`) == 3 })
+}
+
+// TestFramePipelinedWithUpgrade: a frame the client sends in the same
+// write as its upgrade request, before the 101 answer, is read (here, a
+// binary frame, which the server refuses with 1003): the bytes net/http
+// read ahead survive the switch to the connection's own small buffers.
+func TestFramePipelinedWithUpgrade(t *testing.T) {
+	e := newEnv(t, nil)
+	bob := e.register("bob", 20, 20)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.hs.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "GET " + api.PathWebSocket + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: " + bob.auth() + "\r\n\r\n"
+	payload := []byte(`{"type":"ack","id":"` + api.NewUUID() + `"}`)
+	mask := [4]byte{1, 2, 3, 4}
+	frame := append([]byte{0x82, 0x80 | byte(len(payload))}, mask[:]...) // FIN, binary; masked
+	for i, b := range payload {
+		frame = append(frame, b^mask[i%4])
+	}
+	if _, err := conn.Write(append([]byte(req), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v, %v", resp, err)
+	}
+	// Server frames (unmasked, short): skip to the close frame.
+	for {
+		var h [2]byte
+		if _, err := io.ReadFull(br, h[:]); err != nil {
+			t.Fatalf("reading frames: %v (no close frame)", err)
+		}
+		n := int(h[1] & 0x7f)
+		if n == 126 {
+			var l [2]byte
+			io.ReadFull(br, l[:])
+			n = int(l[0])<<8 | int(l[1])
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(br, body); err != nil {
+			t.Fatal(err)
+		}
+		if h[0]&0x0f == 0x8 { // close
+			if code := int(body[0])<<8 | int(body[1]); code != int(websocket.StatusUnsupportedData) {
+				t.Fatalf("close code %d, want %d", code, websocket.StatusUnsupportedData)
+			}
+			return
+		}
+	}
 }

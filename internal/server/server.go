@@ -422,6 +422,11 @@ func (s *Server) begin() bool {
 func (s *Server) end() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.endLocked()
+}
+
+// endLocked counts a request out; s.mu is held.
+func (s *Server) endLocked() {
 	s.active--
 	if s.active == 0 && s.draining {
 		close(s.idle)

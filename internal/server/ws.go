@@ -1,10 +1,14 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -95,29 +99,46 @@ type wsConn struct {
 }
 
 // GET /v1/websocket
+//
+// The connection then runs on goroutines of its own (run and readLoop),
+// not the request's: the handler returns at once, and net/http's state for
+// the request and its connection goes with it, so that an idle WebSocket
+// holds only what it needs.
 func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request, dev *store.Device) error {
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		return nil // Accept has answered
 	}
 	ws.SetReadLimit(api.MaxClientFrameSize)
-	ctx, cancel := context.WithCancelCause(r.Context())
-	defer cancel(nil)
+	ctx, cancel := context.WithCancelCause(context.Background())
 	c := &wsConn{s: s, ws: ws, account: dev.AccountID, device: dev.ID, cancel: cancel,
 		opened: s.now(), done: make(chan struct{}), freed: make(chan struct{}, 1)}
 	c.ackCond = sync.NewCond(&c.ackMu)
-	defer close(c.done)
 	if !s.addConn(c) {
+		cancel(nil)
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return nil
 	}
-	defer s.removeConn(c)
 	sigs, unsubscribe, err := s.br.Subscribe(dev.AccountID, dev.ID)
 	if err != nil {
 		s.log.Error("broker subscribe failed", "err", err)
 		ws.Close(websocket.StatusTryAgainLater, "try again later")
+		close(c.done)
+		s.removeConn(c)
+		cancel(nil)
 		return nil
 	}
+	go c.run(ctx, sigs, unsubscribe)
+	return nil
+}
+
+// run is the connection's life: the writer, with the reader beside it,
+// until either ends it; then the close, and the wait for its acks.
+func (c *wsConn) run(ctx context.Context, sigs <-chan broker.Signal, unsubscribe func()) {
+	s := c.s
+	defer c.cancel(nil)
+	defer s.removeConn(c)
+	defer close(c.done)
 	defer unsubscribe()
 
 	s.met.websockets.Inc()
@@ -127,7 +148,7 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request, dev *st
 	// The writer's answer is the reason: it is the connection's cause when
 	// the writer stopped for it, and its own failure otherwise.
 	cause := c.writeLoop(ctx, sigs)
-	cancel(cause)
+	c.cancel(cause)
 	reason := c.close(cause)
 	wg.Wait()
 	c.acks.Wait()
@@ -136,8 +157,44 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request, dev *st
 	if s.onWSClose != nil {
 		s.onWSClose(reason)
 	}
-	return nil
 }
+
+// Buffer sizes of a WebSocket's connection. net/http's are 4 KiB each (and
+// a third for its own writes), kept for as long as the connection lives;
+// the client sends only acks of under a hundred bytes, and a frame larger
+// than the write buffer goes through it in one write.
+const (
+	wsReadBuffer  = 512
+	wsWriteBuffer = 2048
+)
+
+// smallBuffers gives websocket.Accept the hijacked connection with buffers
+// of wsReadBuffer and wsWriteBuffer bytes in place of net/http's.
+type smallBuffers struct{ http.ResponseWriter }
+
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if n := brw.Reader.Buffered(); n > 0 {
+		// Bytes the client sent after its request, already read: they come
+		// first.
+		b, _ := brw.Reader.Peek(n)
+		conn = &prefixedConn{Conn: conn, r: io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn)}
+	}
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, wsReadBuffer), bufio.NewWriterSize(conn, wsWriteBuffer)), nil
+}
+
+func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// prefixedConn is a connection whose reads start with bytes read before.
+type prefixedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *prefixedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func (s *Server) addConn(c *wsConn) bool {
 	s.mu.Lock()
@@ -145,6 +202,7 @@ func (s *Server) addConn(c *wsConn) bool {
 	if s.draining {
 		return false
 	}
+	s.active++ // a request in flight for Shutdown, until removeConn
 	s.conns[c] = struct{}{}
 	k := deviceKey{c.account, c.device}
 	c.prev = s.latest[k]
@@ -159,6 +217,7 @@ func (s *Server) removeConn(c *wsConn) {
 	if k := (deviceKey{c.account, c.device}); s.latest[k] == c {
 		delete(s.latest, k)
 	}
+	s.endLocked()
 }
 
 // deviceKey names a device.
