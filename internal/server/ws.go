@@ -336,7 +336,9 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 	if err := c.refill(ctx); err != nil {
 		return err
 	}
-	inflight := make(map[string]bool, sendWindow)
+	// The ids sent and not yet acknowledged: made when needed and let go
+	// when empty, so that an idle connection holds none.
+	var inflight map[string]bool
 	var after int64 // Seq of the last envelope sent
 	poll, emptySent := true, false
 	backlog := 0 // envelopes sent before queue_empty
@@ -357,6 +359,9 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 				case err != nil:
 					return err
 				default:
+					if inflight == nil {
+						inflight = make(map[string]bool)
+					}
 					inflight[envs[i].ID] = true
 					backlog++
 				}
@@ -395,6 +400,9 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 		case <-c.freed:
 			for _, id := range c.takeApplied() {
 				delete(inflight, id)
+			}
+			if len(inflight) == 0 {
+				inflight = nil
 			}
 		case <-ping.C:
 			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.pongTimeout)
