@@ -203,3 +203,22 @@ func BenchmarkTakeBundleParallel(b *testing.B) {
 	b.StopTimer()
 	reportCommits(b, s, c0)
 }
+
+// BenchmarkEnqueueFanOut is a group send: one Enqueue of an envelope for
+// each of 999 recipients (613 bytes each, a sealed sender v2 message's
+// share), as PUT /v1/messages/multi-recipient makes it.
+func BenchmarkEnqueueFanOut(b *testing.B) {
+	s, from, to := benchStore(b, defaults, 999)
+	b.ResetTimer()
+	for range b.N {
+		sn := &store.Send{Recipient: "", SendID: newUUID()}
+		for _, d := range to {
+			sn.Envelopes = append(sn.Envelopes, store.Envelope{AccountID: d.AccountID, DeviceID: d.ID, Type: 6,
+				ClientTimestamp: time.Now(), Content: make([]byte, 613), Franking: make([]byte, 32)})
+		}
+		if err := s.Enqueue(b.Context(), sn, 1<<30); err != nil {
+			b.Fatal(err)
+		}
+	}
+	_ = from
+}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/doorless/doorless/internal/store"
@@ -117,16 +118,7 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 		} else if n == 0 {
 			return fmt.Errorf("sqlite: enqueue: %w", store.ErrDuplicate)
 		}
-		for i := range envs {
-			e := &envs[i]
-			if err := tx.QueryRow(`INSERT INTO envelopes (id, account_id, device_id, type, source_account, source_device,
-				client_timestamp, server_timestamp, content, franking) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
-				ids[i], e.AccountID, e.DeviceID, e.Type, e.SourceAccount, e.SourceDevice,
-				toMS(e.ClientTimestamp), toMS(stamps[i]), blob(e.Content), blob(e.Franking)).Scan(&seqs[i]); err != nil {
-				return fmt.Errorf("sqlite: enqueue: %v", err)
-			}
-		}
-		return nil
+		return insertEnvelopes(tx, envs, ids, stamps, seqs)
 	})
 	if err != nil {
 		return err
@@ -137,6 +129,94 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 		envs[i].ServerTimestamp = stamps[i]
 	}
 	return nil
+}
+
+// insertRows are the numbers of envelopes one INSERT statement writes:
+// a send's envelopes go in as few statements as these sizes allow (a
+// statement per size, each prepared once).
+var insertRows = []int{64, 8, 1}
+
+// insertEnvelopes inserts envs, with ids and server timestamps stamps, and
+// sets seqs to the Seq each got.
+func insertEnvelopes(tx *wtx, envs []store.Envelope, ids []string, stamps []time.Time, seqs []int64) error {
+	const columns = 10
+	args := make([]any, 0, insertRows[0]*columns)
+	for i := 0; i < len(envs); {
+		n := 1
+		for _, size := range insertRows {
+			if len(envs)-i >= size {
+				n = size
+				break
+			}
+		}
+		args = args[:0]
+		at := make(map[string]int, n) // id → index in envs
+		for j := i; j < i+n; j++ {
+			e := &envs[j]
+			args = append(args, ids[j], e.AccountID, e.DeviceID, e.Type, e.SourceAccount, e.SourceDevice,
+				toMS(e.ClientTimestamp), toMS(stamps[j]), blob(e.Content), blob(e.Franking))
+			at[ids[j]] = j
+		}
+		st, err := tx.stmt(insertQueries[n])
+		if err != nil {
+			return fmt.Errorf("sqlite: enqueue: %v", err)
+		}
+		rows, err := st.Query(args...)
+		if err != nil {
+			return fmt.Errorf("sqlite: enqueue: %v", err)
+		}
+		got := 0
+		for rows.Next() {
+			var id string
+			var seq int64
+			if err := rows.Scan(&id, &seq); err != nil {
+				rows.Close()
+				return fmt.Errorf("sqlite: enqueue: %v", err)
+			}
+			j, ok := at[id]
+			if !ok {
+				rows.Close()
+				return fmt.Errorf("sqlite: enqueue: an id not inserted came back")
+			}
+			seqs[j] = seq
+			got++
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("sqlite: enqueue: %v", err)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("sqlite: enqueue: %v", err)
+		}
+		if got != n {
+			return fmt.Errorf("sqlite: enqueue: %d of %d envelopes inserted", got, n)
+		}
+		i += n
+	}
+	return nil
+}
+
+// insertQueries holds the INSERT of n envelopes for each n of insertRows.
+var insertQueries = func() map[int]string {
+	m := make(map[int]string, len(insertRows))
+	for _, n := range insertRows {
+		m[n] = insertQuery(n)
+	}
+	return m
+}()
+
+// insertQuery is the INSERT of n envelopes.
+func insertQuery(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO envelopes (id, account_id, device_id, type, source_account, source_device,
+		client_timestamp, server_timestamp, content, franking) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	b.WriteString(" RETURNING id, seq")
+	return b.String()
 }
 
 // checkQueues checks, before an envelope is written, that every recipient

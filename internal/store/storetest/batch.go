@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/doorless/doorless/internal/store"
 )
@@ -138,5 +139,53 @@ func testAckMany(t *testing.T, s store.Store) {
 		if n := queueLen(t, s, who); n != 0 {
 			t.Errorf("QueueLen = %d after acknowledging everything, want 0", n)
 		}
+	}
+}
+
+// testEnqueueMany checks a send of many envelopes (as a group send makes):
+// each gets its own Seq, increasing in the send's order, and is queued with
+// its own fields.
+func testEnqueueMany(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	_, da := register(t, s, "alice", keys(1, 1))
+	_, db := register(t, s, "bob", keys(1, 1))
+	_, dc := register(t, s, "carol", keys(1, 1))
+	alice, bob, carol := addrOf(da), addrOf(db), addrOf(dc)
+	const n = 64 + 2*8 + 3 // every statement size the stores may use, and more
+	sn := send(alice, "", t0, bob)
+	sn.Envelopes = sn.Envelopes[:0]
+	for i := range n {
+		to := bob
+		if i%3 == 0 {
+			to = carol
+		}
+		e := send(alice, fmt.Sprint("m", i), t0, to).Envelopes[0]
+		e.ClientTimestamp = t0.Add(time.Duration(i) * time.Millisecond)
+		sn.Envelopes = append(sn.Envelopes, e)
+	}
+	must(t, "Enqueue", s.Enqueue(ctx, sn, 1000))
+	byID := make(map[string]store.Envelope, n)
+	for i, e := range sn.Envelopes {
+		if i > 0 && e.Seq <= sn.Envelopes[i-1].Seq {
+			t.Fatalf("envelope %d has Seq %d after %d: not increasing in the send's order", i, e.Seq, sn.Envelopes[i-1].Seq)
+		}
+		byID[e.ID] = e
+	}
+	got := 0
+	for _, who := range []addr{bob, carol} {
+		for _, q := range queue(t, s, who) {
+			want, ok := byID[q.ID]
+			if !ok {
+				t.Fatalf("queued envelope %s is not the send's", q.ID)
+			}
+			if q.Seq != want.Seq || string(q.Content) != string(want.Content) || q.AccountID != want.AccountID ||
+				q.DeviceID != want.DeviceID || !q.ClientTimestamp.Equal(want.ClientTimestamp) {
+				t.Fatalf("queued %+v, sent %+v", q, want)
+			}
+			got++
+		}
+	}
+	if got != n {
+		t.Fatalf("%d envelopes queued, want %d", got, n)
 	}
 }

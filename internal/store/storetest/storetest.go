@@ -87,6 +87,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"QueuePaging", testQueuePaging},
 		{"Ack", testAck},
 		{"AckMany", testAckMany},
+		{"EnqueueMany", testEnqueueMany},
 		{"LookupMany", testLookupMany},
 		{"Expire", testExpire},
 		{"UnidentifiedAccess", testUnidentifiedAccess},
