@@ -197,7 +197,8 @@ type Server struct {
 	latest   map[deviceKey]*wsConn // each device's newest connection here
 	httpSrv  *http.Server
 
-	acks acker // applies every connection's acks (with its own lock)
+	acks  acker     // applies every connection's acks (with its own lock)
+	calls *callPool // runs the WebSockets' store calls
 }
 
 // New checks cfg, fills in defaults, and returns a Server.
@@ -287,6 +288,7 @@ func New(cfg Config) (*Server, error) {
 		latest:         make(map[deviceKey]*wsConn),
 	}
 	s.acks.s = s
+	s.calls = newCallPool()
 	if cfg.Transparency != nil {
 		if s.kt, err = newKT(context.Background(), *cfg.Transparency, s.st); err != nil {
 			return nil, err
@@ -402,6 +404,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	select {
 	case <-s.idle:
+		s.calls.close() // no WebSocket is left to call
 		return err
 	case <-ctx.Done():
 		return ctx.Err()

@@ -347,7 +347,9 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 	for {
 		for poll && len(inflight) < sendWindow {
 			want := min(sendWindow-len(inflight), queuePage)
-			envs, err := c.s.st.Queue(ctx, c.account, c.device, after, want)
+			var envs []store.Envelope
+			var err error
+			c.s.calls.do(func() { envs, err = c.s.st.Queue(ctx, c.account, c.device, after, want) })
 			if err != nil {
 				return stopped(ctx, err)
 			}
@@ -426,7 +428,9 @@ func stopped(ctx context.Context, err error) error {
 
 // refill sends a "refill" frame when the device is short of one-time keys.
 func (c *wsConn) refill(ctx context.Context) error {
-	counts, err := c.s.st.KeyCounts(ctx, c.account, c.device)
+	var counts store.KeyCounts
+	var err error
+	c.s.calls.do(func() { counts, err = c.s.st.KeyCounts(ctx, c.account, c.device) })
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return errRevoked
@@ -456,7 +460,9 @@ func (c *wsConn) writeEnvelope(ctx context.Context, e *store.Envelope) error {
 	}
 	env.Franking, env.FrankingTag = c.s.deliveryTag(e, c.account, c.device)
 	if e.SourceAccount != "" {
-		name, err := c.s.username(ctx, e.SourceAccount)
+		var name string
+		var err error
+		c.s.calls.do(func() { name, err = c.s.username(ctx, e.SourceAccount) })
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			return errWithdrawn
