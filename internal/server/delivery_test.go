@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"github.com/coder/websocket"
 	"io"
@@ -646,4 +647,66 @@ func TestFramePipelinedWithUpgrade(t *testing.T) {
 			return
 		}
 	}
+}
+
+// TestPushedInOrder: envelopes handed to a live connection as they are
+// queued, read from the store when its window is full, and met again by
+// the reads its pings make, all arrive once and in the order one sender
+// sent them.
+func TestPushedInOrder(t *testing.T) {
+	e := newEnv(t, nil, func(s *Server) { s.pingInterval = 5 * time.Millisecond })
+	alice := e.register("alice", 20, 20)
+	bob := e.register("bob", 20, 20)
+	const n = 300
+	for i := range 10 { // a backlog first
+		e.sendOK(alice, bob, fmt.Sprint("m", i))
+	}
+	c := e.dial(bob)
+	got := make(chan []string, 1)
+	go func() {
+		var contents, held []string
+		defer func() { got <- contents }()
+		for len(contents) < n {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, b, err := c.Read(ctx)
+			cancel()
+			if err != nil {
+				return
+			}
+			var f api.Frame
+			if err := json.Unmarshal(b, &f); err != nil || f.Type != api.FrameEnvelope {
+				continue // queue_empty, refill
+			}
+			contents = append(contents, string(f.Envelope.Content))
+			// Acks are held from the 100th to the 150th envelope, so that
+			// the window fills while envelopes keep coming.
+			held = append(held, f.Envelope.ID)
+			if len(contents) >= 100 && len(contents) < 150 {
+				continue
+			}
+			for _, id := range held {
+				b, _ := json.Marshal(api.Frame{Type: api.FrameAck, ID: id})
+				if c.Write(context.Background(), websocket.MessageText, b) != nil {
+					return
+				}
+			}
+			held = held[:0]
+		}
+	}()
+	for i := 10; i < n; i++ {
+		e.sendOK(alice, bob, fmt.Sprint("m", i))
+	}
+	contents := <-got
+	if len(contents) != n {
+		t.Fatalf("%d envelopes received, want %d", len(contents), n)
+	}
+	for i, m := range contents {
+		if m != fmt.Sprint("m", i) {
+			t.Fatalf("envelope %d is %q, want m%d (order or duplicate)", i, m, i)
+		}
+	}
+	waitFor(t, func() bool {
+		q, err := e.st.QueueLen(context.Background(), bob.id, bob.device)
+		return err == nil && q == 0
+	})
 }

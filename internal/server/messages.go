@@ -233,8 +233,13 @@ func (s *Server) enqueue(ctx context.Context, w http.ResponseWriter, send *store
 		return err
 	}
 	s.met.enqueued.Add(float64(len(send.Envelopes)))
-	for _, e := range send.Envelopes {
-		s.br.Notify(e.AccountID, e.DeviceID, broker.Mail)
+	for i := range send.Envelopes {
+		e := &send.Envelopes[i]
+		// With no other node to tell, a device connected here gets the
+		// envelope handed over rather than signalled to read it back.
+		if !(s.localOnly && s.push(e)) {
+			s.br.Notify(e.AccountID, e.DeviceID, broker.Mail)
+		}
 	}
 	writeJSON(w, http.StatusOK, api.SendResponse{Delivered: len(send.Envelopes)})
 	return nil

@@ -161,14 +161,17 @@ type Config struct {
 
 // Server serves the Doorless API.
 type Server struct {
-	cfg     Config
-	st      store.Store
-	br      broker.Broker
-	log     *slog.Logger
-	now     func() time.Time
-	met     *metrics
-	gather  prometheus.Gatherer
-	handler http.Handler
+	cfg Config
+	st  store.Store
+	br  broker.Broker
+	// localOnly: br reaches only this process (no other node could hold
+	// a device's connection), so envelopes are pushed to connections here.
+	localOnly bool
+	log       *slog.Logger
+	now       func() time.Time
+	met       *metrics
+	gather    prometheus.Gatherer
+	handler   http.Handler
 
 	// Delivery WebSocket timing (the constants of ws.go; tests shorten
 	// them), and a hook called with the reason each connection ends.
@@ -243,6 +246,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RateLimitEntries <= 0 {
 		cfg.RateLimitEntries = DefaultRateLimitEntries
 	}
+	localOnly := cfg.Broker == nil
 	if cfg.Broker == nil {
 		cfg.Broker = broker.NewMemory()
 	}
@@ -272,6 +276,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:            cfg,
 		st:             measureStore(cfg.Store, met),
 		br:             cfg.Broker,
+		localOnly:      localOnly,
 		log:            cfg.Logger,
 		now:            cfg.Now,
 		met:            met,

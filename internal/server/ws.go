@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -89,12 +91,16 @@ type wsConn struct {
 
 	// The acks read and not yet applied: the reader waits while there
 	// are maxPendingAcks; applied holds the ids of those applied since
-	// the writer last looked, and freed tells it there are some.
+	// the writer last looked. pushed holds envelopes just queued on this
+	// server for the device (Server.push), at most sendWindow. wake tells
+	// the writer there is something in either.
 	ackMu   sync.Mutex
 	ackCond *sync.Cond // signalled when an ack is applied
 	pending int
 	applied []string
-	freed   chan struct{} // capacity 1
+	pushed  []store.Envelope
+	spilled bool          // pushes came while pushed was full
+	wake    chan struct{} // capacity 1
 	acks    sync.WaitGroup
 }
 
@@ -112,7 +118,7 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request, dev *st
 	ws.SetReadLimit(api.MaxClientFrameSize)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	c := &wsConn{s: s, ws: ws, account: dev.AccountID, device: dev.ID, cancel: cancel,
-		opened: s.now(), done: make(chan struct{}), freed: make(chan struct{}, 1)}
+		opened: s.now(), done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	c.ackCond = sync.NewCond(&c.ackMu)
 	if !s.addConn(c) {
 		cancel(nil)
@@ -302,20 +308,52 @@ func (c *wsConn) ackApplied(id string) {
 	c.applied = append(c.applied, id)
 	c.ackCond.Broadcast()
 	c.ackMu.Unlock()
-	select {
-	case c.freed <- struct{}{}:
-	default:
-	}
+	c.wakeWriter()
 	c.acks.Done()
 }
 
-// takeApplied returns the ids acks applied since the last call.
-func (c *wsConn) takeApplied() []string {
+func (c *wsConn) wakeWriter() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the ids of the acks applied and the envelopes pushed since
+// the last call, and whether pushes were spilled meanwhile.
+func (c *wsConn) take() (applied []string, pushed []store.Envelope, spilled bool) {
 	c.ackMu.Lock()
 	defer c.ackMu.Unlock()
-	ids := c.applied
-	c.applied = nil
-	return ids
+	applied, pushed, spilled = c.applied, c.pushed, c.spilled
+	c.applied, c.pushed, c.spilled = nil, nil, false
+	return applied, pushed, spilled
+}
+
+// push hands the writer an envelope just queued for its device, so that
+// it need not read it back from the store. Beyond sendWindow waiting, the
+// envelope is not kept: the writer is told to read the store instead.
+func (c *wsConn) push(e *store.Envelope) {
+	c.ackMu.Lock()
+	if len(c.pushed) < sendWindow {
+		c.pushed = append(c.pushed, *e)
+	} else {
+		c.spilled = true
+	}
+	c.ackMu.Unlock()
+	c.wakeWriter()
+}
+
+// push gives an envelope just queued to its device's connection on this
+// server; false when it has none.
+func (s *Server) push(e *store.Envelope) bool {
+	s.mu.Lock()
+	c := s.latest[deviceKey{e.AccountID, e.DeviceID}]
+	s.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	c.push(e)
+	return true
 }
 
 // writeLoop sends until ctx ends or the connection fails, and returns why.
@@ -354,6 +392,10 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 				return stopped(ctx, err)
 			}
 			for i := range envs {
+				if inflight[envs[i].ID] { // sent when it was pushed
+					after = envs[i].Seq
+					continue
+				}
 				switch err := c.writeEnvelope(ctx, &envs[i]); {
 				case errors.Is(err, errWithdrawn):
 					// Deleted with its sender's account since the
@@ -399,16 +441,52 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 			if sig&broker.Mail != 0 {
 				poll = true
 			}
-		case <-c.freed:
-			for _, id := range c.takeApplied() {
+		case <-c.wake:
+			applied, pushed, spilled := c.take()
+			if spilled {
+				poll = true // and so every envelope pushed is read in its turn
+			}
+			for _, id := range applied {
 				delete(inflight, id)
 			}
 			if len(inflight) == 0 {
 				inflight = nil
 			}
+			// A pushed envelope goes out at once when the connection is
+			// live with nothing to read first and room in its window:
+			// Seqs are given in commit order, so one above after was not
+			// read yet. It stays in the store, and in inflight, for a
+			// later read to pass over. Otherwise it is read in its turn,
+			// in order.
+			slices.SortFunc(pushed, func(a, b store.Envelope) int { return cmp.Compare(a.Seq, b.Seq) })
+			for i := range pushed {
+				e := &pushed[i]
+				switch {
+				case e.Seq <= after || inflight[e.ID]:
+					// read already
+				case !emptySent || poll || len(inflight) >= sendWindow:
+					poll = true
+				default:
+					switch err := c.writeEnvelope(ctx, e); {
+					case errors.Is(err, errWithdrawn):
+					case err != nil:
+						return err
+					default:
+						if inflight == nil {
+							inflight = make(map[string]bool)
+						}
+						inflight[e.ID] = true
+					}
+				}
+				e.Content = nil
+			}
 		case <-ping.C:
+			// The wait for the pong ends with the connection too (a
+			// shutdown must not wait pongTimeout for a silent client).
 			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.pongTimeout)
+			stop := context.AfterFunc(ctx, cancel)
 			err := c.ws.Ping(pctx)
+			stop()
 			cancel()
 			if err != nil {
 				return stopped(ctx, errNoPong)
