@@ -42,18 +42,29 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request, sender *stor
 	if err != nil {
 		return err
 	}
-	// A retry of a send that landed (its answer lost) is a duplicate
-	// whatever the recipient's devices are now: answering 409/410 instead
-	// would have the client re-encrypt under a new id and deliver twice.
-	// Enqueue still refuses a duplicate atomically, for a retry racing the
-	// first attempt.
-	switch used, err := s.st.SendUsed(ctx, sender.AccountID, sender.ID, req.ID); {
-	case err != nil:
+	return s.deliver(w, r, recipient, sender, req, func() (bool, error) {
+		return s.st.SendUsed(ctx, sender.AccountID, sender.ID, req.ID)
+	})
+}
+
+// orDuplicate answers a send refused by err (its devices checked, not
+// queued) with errDuplicateSend instead when its id was used: a retry of a
+// send that landed (its answer lost) is a duplicate whatever the
+// recipient's devices are now, for answering 409/410 would have the
+// client re-encrypt under a new id and deliver twice. A send that passes
+// its checks needs no such read: Enqueue refuses a used id atomically.
+func orDuplicate(err error, used func() (bool, error)) error {
+	var he *httpError
+	if err == nil || !errors.As(err, &he) {
 		return err
-	case used:
+	}
+	switch u, uerr := used(); {
+	case uerr != nil:
+		return uerr
+	case u:
 		return errDuplicateSend
 	}
-	return s.deliver(w, r, recipient, sender, req)
+	return err
 }
 
 var (
@@ -85,13 +96,9 @@ func (s *Server) handleUnidentifiedSend(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return err
 	}
-	switch used, err := s.st.SealedSendUsed(ctx, recipient.ID, req.ID); {
-	case err != nil:
-		return err
-	case used:
-		return errDuplicateSend
-	}
-	return s.deliver(w, r, recipient, nil, req)
+	return s.deliver(w, r, recipient, nil, req, func() (bool, error) {
+		return s.st.SealedSendUsed(ctx, recipient.ID, req.ID)
+	})
 }
 
 // unidentifiedAccess checks the request's Unidentified-Access-Key against
@@ -179,11 +186,12 @@ func badSendType(t int, unidentified bool) error {
 }
 
 // deliver checks the devices a send addresses and queues its envelopes,
-// from sender, or from no one (nil: an unidentified send).
-func (s *Server) deliver(w http.ResponseWriter, r *http.Request, recipient *store.Account, sender *store.Device, req *api.SendRequest) error {
+// from sender, or from no one (nil: an unidentified send). used tells
+// whether the send's id was used (orDuplicate).
+func (s *Server) deliver(w http.ResponseWriter, r *http.Request, recipient *store.Account, sender *store.Device, req *api.SendRequest, used func() (bool, error)) error {
 	ctx := r.Context()
 	if err := s.checkDevices(ctx, recipient.ID, sender, req.Messages); err != nil {
-		return err
+		return orDuplicate(err, used)
 	}
 	if len(req.Messages) == 0 {
 		// Writing to one's own account, which has no other device.
@@ -212,9 +220,9 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, recipient *stor
 	}
 	return s.enqueue(ctx, w, send, func() error {
 		if err := s.checkDevices(ctx, recipient.ID, sender, req.Messages); err != nil {
-			return err
+			return orDuplicate(err, used)
 		}
-		return errorf(http.StatusConflict, api.CodeMismatchedDevices, "the recipient's devices changed")
+		return orDuplicate(errorf(http.StatusConflict, api.CodeMismatchedDevices, "the recipient's devices changed"), used)
 	})
 }
 

@@ -118,16 +118,10 @@ func (s *Server) handleMultiRecipient(w http.ResponseWriter, r *http.Request) er
 			return rateLimited(retry)
 		}
 	}
-	switch used, err := s.st.SealedSendUsed(ctx, multiRecipient, sendID); {
-	case err != nil:
-		return err
-	case used:
-		return errDuplicateSend
-	}
-
+	used := func() (bool, error) { return s.st.SealedSendUsed(ctx, multiRecipient, sendID) }
 	send := &store.Send{Recipient: multiRecipient, SendID: sendID}
 	if err := s.checkRecipients(r, msg, accts); err != nil {
-		return err
+		return orDuplicate(err, used)
 	}
 	for i, rc := range msg.Recipients {
 		content := msg.ForRecipient(i)
@@ -149,9 +143,9 @@ func (s *Server) handleMultiRecipient(w http.ResponseWriter, r *http.Request) er
 	}
 	return s.enqueue(ctx, w, send, func() error {
 		if err := s.checkRecipients(r, msg, accts); err != nil {
-			return err
+			return orDuplicate(err, used)
 		}
-		return errorf(http.StatusConflict, api.CodeMismatchedDevices, "the recipients' devices changed")
+		return orDuplicate(errorf(http.StatusConflict, api.CodeMismatchedDevices, "the recipients' devices changed"), used)
 	})
 }
 

@@ -150,6 +150,10 @@ func TestMultiRecipientSend(t *testing.T) {
 	if used, err := e.st.SealedSendUsed(t.Context(), "", id); err != nil || !used {
 		t.Fatalf("send id not recorded: %v, %v", used, err)
 	}
+	// And still, after bob's devices changed: a retry of a send that
+	// landed must not be told to re-encrypt.
+	e.addDevice(bob)
+	e.fails(e.multi(body, combined, id, nil), http.StatusConflict, api.CodeDuplicate)
 }
 
 // TestMultiRecipientRefusesKeylessAndRepeats: an account without an access key
