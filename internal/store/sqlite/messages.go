@@ -102,21 +102,20 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 	}
 	seqs := make([]int64, len(envs))
 
-	// Every refusal comes before the first change (the queues are read,
-	// and the send id's record is its own check: a duplicate inserts
-	// nothing), so the write needs no savepoint (writeClean).
+	// Every refusal comes before the first change, the duplicate first,
+	// so the write needs no savepoint (writeClean).
 	err := s.writeClean(ctx, func(tx *wtx) error {
+		var used bool
+		if err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM send_ids WHERE key = ?)`, key).Scan(&used); err != nil {
+			return fmt.Errorf("sqlite: enqueue: %v", err)
+		} else if used {
+			return fmt.Errorf("sqlite: enqueue: %w", store.ErrDuplicate)
+		}
 		if err := checkQueues(tx, envs, maxQueue); err != nil {
 			return err
 		}
-		res, err := tx.Exec(`INSERT INTO send_ids (key, created) VALUES (?, ?) ON CONFLICT DO NOTHING`, key, toMS(recorded))
-		if err != nil {
+		if _, err := tx.Exec(`INSERT INTO send_ids (key, created) VALUES (?, ?)`, key, toMS(recorded)); err != nil {
 			return fmt.Errorf("sqlite: enqueue: %v", err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("sqlite: enqueue: %v", err)
-		} else if n == 0 {
-			return fmt.Errorf("sqlite: enqueue: %w", store.ErrDuplicate)
 		}
 		return insertEnvelopes(tx, envs, ids, stamps, seqs)
 	})

@@ -189,3 +189,21 @@ func testEnqueueMany(t *testing.T, s store.Store) {
 		t.Fatalf("%d envelopes queued, want %d", got, n)
 	}
 }
+
+// testEnqueueDuplicateFirst: a send whose id was used is a duplicate even
+// when another refusal would also apply (a queue now full, a device gone):
+// a retry of a send that landed must learn that it did.
+func testEnqueueDuplicateFirst(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	_, da := register(t, s, "alice", keys(1, 1))
+	_, db := register(t, s, "bob", keys(1, 1))
+	alice, bob := addrOf(da), addrOf(db)
+	first := send(alice, "first", t0, bob)
+	must(t, "Enqueue", s.Enqueue(ctx, first, 2))
+	must(t, "Enqueue", s.Enqueue(ctx, send(alice, "fills", t0, bob), 2))
+	retry := send(alice, "first", t0, bob)
+	retry.SendID = first.SendID
+	wantErr(t, "Enqueue of a used id to a full queue", s.Enqueue(ctx, retry, 2), store.ErrDuplicate)
+	retry.Envelopes[0].DeviceID = 9 // no such device
+	wantErr(t, "Enqueue of a used id to a missing device", s.Enqueue(ctx, retry, 100), store.ErrDuplicate)
+}

@@ -88,6 +88,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Ack", testAck},
 		{"AckMany", testAckMany},
 		{"EnqueueMany", testEnqueueMany},
+		{"EnqueueDuplicateFirst", testEnqueueDuplicateFirst},
 		{"LookupMany", testLookupMany},
 		{"Expire", testExpire},
 		{"UnidentifiedAccess", testUnidentifiedAccess},
