@@ -207,3 +207,49 @@ func BenchmarkTakeBundleParallel(b *testing.B) {
 	b.StopTimer()
 	reportSyncs(b, s, w0)
 }
+
+// BenchmarkEnqueueFanOut is one Enqueue at a time of a send to 1 device
+// and of a sealed multi-recipient send to 999 devices (one envelope of
+// 1 KiB each, as a group send of sealed sender v2 makes): what a send
+// costs in round trips and in work per envelope inside one transaction.
+// With commit=async (synchronous_commit off for the store's connections)
+// no commit waits for its WAL flush, which leaves out the disk's share.
+func BenchmarkEnqueueFanOut(b *testing.B) {
+	for _, commit := range []string{"durable", "async"} {
+		for _, n := range []int{1, 999} {
+			b.Run(fmt.Sprintf("commit=%s/devices=%d", commit, n), func(b *testing.B) {
+				s, _, to := benchStore(b, 0, n)
+				if commit == "async" {
+					s = benchAsync(b, s)
+				}
+				b.ResetTimer()
+				for range b.N {
+					sn := &store.Send{SendID: newUUID(), Envelopes: make([]store.Envelope, n)}
+					for i, d := range to {
+						sn.Envelopes[i] = store.Envelope{AccountID: d.AccountID, DeviceID: d.ID, Type: 6, Content: make([]byte, 1024)}
+					}
+					if err := s.Enqueue(b.Context(), sn, 1<<30); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/envelope")
+			})
+		}
+	}
+}
+
+// benchAsync returns a store over s's schema whose connections commit
+// with synchronous_commit off; s is closed.
+func benchAsync(b *testing.B, s *Store) *Store {
+	b.Helper()
+	cfg := s.pool.Config()
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	s.Close()
+	a, err := OpenConfig(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { a.Close() })
+	return a
+}

@@ -204,6 +204,29 @@ func (s *Store) tryWrite(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return nil
 }
 
+// batch sends the statements fill queues in one round trip, in one
+// implicit transaction: an error in one of them (a constraint violation,
+// an error a function raises) rolls all of them back. The queued queries'
+// callbacks read the results; an error from a callback does not roll back
+// what the server did. It is retried as write retries, so fill and the
+// callbacks must set what they hand back afresh. Other errors are returned
+// as they are, for the caller to map and wrap.
+func (s *Store) batch(ctx context.Context, fill func(b *pgx.Batch)) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.inflight.Done()
+	var err error
+	for range maxRetries {
+		b := &pgx.Batch{}
+		fill(b)
+		if err = s.pool.SendBatch(ctx, b).Close(); !retryable(err) {
+			return err
+		}
+	}
+	return errRetries(err)
+}
+
 // pipelined runs a transaction of two batches of statements, each sent in
 // one round trip: first BEGIN and the statements check queues, then those
 // do queues and COMMIT. The batches' callbacks (pgx.QueuedQuery's Exec and
