@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/doorless/doorless/internal/store"
@@ -168,7 +169,7 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 	}
 	// One batch, one round trip, one implicit transaction: an error in any
 	// statement rolls back all of them, the send id's record included.
-	err := s.batch(ctx, func(b *pgx.Batch) {
+	err := s.batch(ctx, "enqueue", func(b *pgx.Batch) {
 		// Recording the send id first finds a duplicate (send_ids_pkey). A
 		// concurrent Enqueue with the same key waits here for this one to end.
 		b.Queue(`INSERT INTO send_ids (key, created) VALUES ($1, $2)`, key, toMS(recorded))
@@ -189,7 +190,7 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 		}
 	})
 	if err != nil {
-		return enqueueErr(err)
+		return err
 	}
 	for i := range envs {
 		envs[i].Seq = seqs[i]
@@ -197,26 +198,6 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 		envs[i].ServerTimestamp = stamps[i]
 	}
 	return nil
-}
-
-// enqueueErr is the error of an Enqueue whose batch failed with err: a
-// store sentinel for the send_ids_pkey violation and enqueue_lock's codes.
-func enqueueErr(err error) error {
-	if errors.Is(err, store.ErrClosed) {
-		return err
-	}
-	var sentinel error
-	switch pe := pgErr(err); {
-	case uniqueViolation(err, "send_ids_pkey"):
-		sentinel = store.ErrDuplicate
-	case pe != nil && pe.Code == "DL404":
-		sentinel = store.ErrNotFound
-	case pe != nil && pe.Code == "DL429":
-		sentinel = store.ErrQueueFull
-	default:
-		return wrap("enqueue", err)
-	}
-	return fmt.Errorf("postgres: enqueue: %w", sentinel)
 }
 
 // SendUsed implements store.Messages. It looks the send id up by the same
@@ -329,23 +310,18 @@ func (s *Store) QueueLen(ctx context.Context, accountID string, deviceID uint32)
 }
 
 // Expire implements store.Messages. It also deletes the invites that expired
-// before cutoff, which no one can use any more.
+// before cutoff, which no one can use any more. Its three deletions go in
+// one batch: one round trip, one transaction.
 func (s *Store) Expire(ctx context.Context, cutoff time.Time) (int, error) {
 	var n int64
 	c := toMS(cutoff)
-	err := s.write(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM envelopes WHERE server_timestamp < $1`, c)
-		if err != nil {
-			return wrap("expire", err)
-		}
-		n = tag.RowsAffected()
-		if _, err := tx.Exec(ctx, `DELETE FROM send_ids WHERE created < $1`, c); err != nil {
-			return wrap("expire", err)
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM invites WHERE expires < $1`, c); err != nil {
-			return wrap("expire", err)
-		}
-		return nil
+	err := s.batch(ctx, "expire", func(b *pgx.Batch) {
+		b.Queue(`DELETE FROM envelopes WHERE server_timestamp < $1`, c).Exec(func(tag pgconn.CommandTag) error {
+			n = tag.RowsAffected()
+			return nil
+		})
+		b.Queue(`DELETE FROM send_ids WHERE created < $1`, c)
+		b.Queue(`DELETE FROM invites WHERE expires < $1`, c)
 	})
 	if err != nil {
 		return 0, err

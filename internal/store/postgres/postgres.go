@@ -209,9 +209,9 @@ func (s *Store) tryWrite(ctx context.Context, fn func(tx pgx.Tx) error) error {
 // an error a function raises) rolls all of them back. The queued queries'
 // callbacks read the results; an error from a callback does not roll back
 // what the server did. It is retried as write retries, so fill and the
-// callbacks must set what they hand back afresh. Other errors are returned
-// as they are, for the caller to map and wrap.
-func (s *Store) batch(ctx context.Context, fill func(b *pgx.Batch)) error {
+// callbacks must set what they hand back afresh. Its error is batchErr's
+// for the method what.
+func (s *Store) batch(ctx context.Context, what string, fill func(b *pgx.Batch)) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
@@ -221,10 +221,37 @@ func (s *Store) batch(ctx context.Context, fill func(b *pgx.Batch)) error {
 		b := &pgx.Batch{}
 		fill(b)
 		if err = s.pool.SendBatch(ctx, b).Close(); !retryable(err) {
-			return err
+			return batchErr(what, err)
 		}
 	}
 	return errRetries(err)
+}
+
+// Errors the schema raises on purpose, in a batch's implicit transaction,
+// to roll it back with a verdict (migration 2's enqueue_lock).
+const (
+	codeDeviceNotFound = "DL404"
+	codeQueueFull      = "DL429"
+)
+
+// batchErr wraps a batch's error for the method what: the errors the
+// schema raises on purpose and a send id's duplicate (send_ids_pkey) as
+// their store sentinels, the rest as wrap does.
+func batchErr(what string, err error) error {
+	var sentinel error
+	switch pe := pgErr(err); {
+	case err == nil:
+		return nil
+	case uniqueViolation(err, "send_ids_pkey"):
+		sentinel = store.ErrDuplicate
+	case pe != nil && pe.Code == codeDeviceNotFound:
+		sentinel = store.ErrNotFound
+	case pe != nil && pe.Code == codeQueueFull:
+		sentinel = store.ErrQueueFull
+	default:
+		return wrap(what, err)
+	}
+	return fmt.Errorf("postgres: %s: %w", what, sentinel)
 }
 
 // pipelined runs a transaction of two batches of statements, each sent in
@@ -286,7 +313,7 @@ func (s *Store) tryPipelined(ctx context.Context, what string, check, do func(b 
 // passSentinel returns err as it is when it wraps a store sentinel (a
 // callback's verdict, already prefixed), and as wrap does otherwise.
 func passSentinel(what string, err error) error {
-	for _, s := range []error{store.ErrDuplicate, store.ErrNotFound, store.ErrQueueFull} {
+	for _, s := range []error{store.ErrNotFound, store.ErrNoSignedPreKey, store.ErrNoKyberPreKey} {
 		if errors.Is(err, s) {
 			return err
 		}

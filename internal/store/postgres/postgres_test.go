@@ -584,3 +584,76 @@ func TestTwoNodesLinkDevice(t *testing.T) {
 		t.Fatalf("%d pending updates (%v), want 6: one per list version", len(ups), err)
 	}
 }
+
+// TestTwoNodesFanOut: multi-recipient sends on two nodes to overlapping
+// devices, each send naming them in its own order (some twice), while one
+// device acknowledges what it gets: no send fails (each node locks the
+// devices in key order, so none deadlocks for good), and every device's
+// queue counter matches the envelopes it holds.
+func TestTwoNodesFanOut(t *testing.T) {
+	n := twoNodes(t)
+	to := make([]*store.Device, 6)
+	for i := range to {
+		to[i] = register(t, n[0], fmt.Sprint("member", i), nil)
+	}
+	const senders, sends = 4, 15
+	var wg sync.WaitGroup
+	for i := range senders {
+		wg.Go(func() {
+			for j := range sends {
+				sn := &store.Send{SendID: newUUID()}
+				for k := range to {
+					d := to[(i+j+k)%len(to)]
+					if (i+j)%2 == 1 {
+						d = to[len(to)-1-(i+j+k)%len(to)]
+					}
+					for range 1 + (j+k)%2 {
+						sn.Envelopes = append(sn.Envelopes, store.Envelope{AccountID: d.AccountID, DeviceID: d.ID, Type: 6, Content: []byte("x")})
+					}
+				}
+				if err := n[i%2].Enqueue(t.Context(), sn, 1000); err != nil {
+					t.Errorf("sender %d, send %d: %v", i, j, err)
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	acked := 0
+	for stop := false; !stop; {
+		select {
+		case <-done:
+			stop = true
+		default:
+		}
+		envs, err := n[1].Queue(t.Context(), to[0].AccountID, to[0].ID, 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := make([]string, len(envs))
+		for i, e := range envs {
+			ids[i] = e.ID
+		}
+		k, err := n[1].AckMany(t.Context(), to[0].AccountID, to[0].ID, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked += k
+	}
+	total := 0
+	for i, d := range to {
+		envs, err := n[0].Queue(t.Context(), d.AccountID, d.ID, 0, 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := n[1].QueueLen(t.Context(), d.AccountID, d.ID)
+		if err != nil || q != len(envs) {
+			t.Errorf("member %d: QueueLen = %d, %v; holds %d envelopes", i, q, err, len(envs))
+		}
+		total += len(envs)
+	}
+	// Each send gives every member one or two envelopes: 9 in all.
+	if want := senders * sends * 9; total+acked != want {
+		t.Errorf("%d envelopes queued and %d acknowledged, want %d in all", total, acked, want)
+	}
+}

@@ -287,7 +287,7 @@ CREATE TRIGGER envelopes_queued_removed AFTER DELETE ON envelopes
 -- FOR UPDATE), so that two sends to overlapping devices cannot deadlock.
 -- It fails with SQLSTATE DL404 when one of them does not exist, else with
 -- DL429 when one would hold more than max_queue envelopes with
--- want_adding[i] more (the codes enqueueErr maps to store sentinels).
+-- want_adding[i] more (the codes batchErr maps to store sentinels).
 CREATE FUNCTION enqueue_lock(want_accounts text[], want_devices bigint[], want_adding bigint[], max_queue bigint)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
