@@ -272,6 +272,12 @@ BEGIN
 END $$;
 CREATE FUNCTION envelopes_queued_removed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+	-- The rows first locked in key order, as enqueue_lock locks them: an
+	-- AckMany over many devices and a send to some of them then wait for
+	-- each other instead of deadlocking (an UPDATE locks rows in no set
+	-- order).
+	PERFORM 1 FROM devices d WHERE (d.account_id, d.id) IN (SELECT account_id, device_id FROM removed)
+		ORDER BY d.account_id, d.id FOR UPDATE OF d;
 	UPDATE devices d SET queued = d.queued - r.n
 	FROM (SELECT account_id, device_id, count(*) AS n FROM removed GROUP BY account_id, device_id) r
 	WHERE d.account_id = r.account_id AND d.id = r.device_id;
