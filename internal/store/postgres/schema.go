@@ -255,7 +255,9 @@ CREATE TABLE transparency_reports (
 	// error (so that the batch's implicit transaction rolls back) where
 	// Enqueue read rows and decided in Go between two round trips; the
 	// queue counter's triggers run once per statement instead of once per
-	// envelope, so a send to 999 devices updates them in one UPDATE.
+	// envelope, so a send to 999 devices updates them in one UPDATE, and
+	// the one on deletions locks its devices in key order (an AckMany of
+	// many devices no longer deadlocks with a send).
 	`
 DROP TRIGGER envelopes_queued ON envelopes;
 DROP FUNCTION envelopes_queued();
