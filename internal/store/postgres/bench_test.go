@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"net"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -30,6 +31,7 @@ func benchStore(b *testing.B, conns int32, n int) (*Store, *store.Device, []*sto
 	if conns > 0 {
 		cfg.MaxConns = conns
 	}
+	cfg.ConnConfig.DialFunc = countWrites
 	s, err := OpenConfig(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -59,6 +61,33 @@ func benchSend(from, to *store.Device) *store.Send {
 	sn := envelopeTo(from, to, "")
 	sn.Envelopes[0].Content = make([]byte, 1024)
 	return sn
+}
+
+// writes counts the writes on the benchmarks' connections to the server.
+// pgx writes a statement, or a batch, at once and then waits for the
+// results, so the count of an operation is its round trips (a batch or
+// statement larger than a write buffer would count more than once).
+var writes atomic.Int64
+
+type countingConn struct{ net.Conn }
+
+func (c countingConn) Write(p []byte) (int, error) {
+	writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// countWrites dials as pgconn does, and counts the connection's writes.
+func countWrites(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := (&net.Dialer{KeepAlive: 5 * time.Minute}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{conn}, nil
+}
+
+// reportWrites reports the writes per operation since writes0.
+func reportWrites(b *testing.B, writes0 int64) {
+	b.ReportMetric(float64(writes.Load()-writes0)/float64(b.N), "writes/op")
 }
 
 // walSyncs returns the server's WAL syncs so far (pg_stat_wal).
@@ -98,12 +127,14 @@ func BenchmarkEnqueueSerial(b *testing.B) {
 	s, from, to := benchStore(b, 0, 1)
 	w0 := walSyncs(b, s.pool)
 	b.ResetTimer()
+	writes0 := writes.Load()
 	for range b.N {
 		if err := s.Enqueue(b.Context(), benchSend(from, to[0]), 1<<30); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.StopTimer()
+	reportWrites(b, writes0)
 	reportSyncs(b, s, w0)
 }
 
@@ -197,6 +228,7 @@ func BenchmarkTakeBundleParallel(b *testing.B) {
 	}
 	w0 := walSyncs(b, s.pool)
 	b.ResetTimer()
+	writes0 := writes.Load()
 	parallel(b, 32, func(int) error {
 		bd, err := s.TakeBundle(b.Context(), d.AccountID, d.ID)
 		if err == nil && bd.PreKey == nil {
@@ -205,5 +237,54 @@ func BenchmarkTakeBundleParallel(b *testing.B) {
 		return err
 	})
 	b.StopTimer()
+	reportWrites(b, writes0)
 	reportSyncs(b, s, w0)
+}
+
+// BenchmarkEnqueueFanOut is one Enqueue at a time of a send to 1 device
+// and of a sealed multi-recipient send to 999 devices (one envelope of
+// 1 KiB each, as a group send of sealed sender v2 makes): what a send
+// costs in round trips and in work per envelope inside one transaction.
+// With commit=async (synchronous_commit off for the store's connections)
+// no commit waits for its WAL flush, which leaves out the disk's share.
+func BenchmarkEnqueueFanOut(b *testing.B) {
+	for _, commit := range []string{"durable", "async"} {
+		for _, n := range []int{1, 999} {
+			b.Run(fmt.Sprintf("commit=%s/devices=%d", commit, n), func(b *testing.B) {
+				s, _, to := benchStore(b, 0, n)
+				if commit == "async" {
+					s = benchAsync(b, s)
+				}
+				b.ResetTimer()
+				writes0 := writes.Load()
+				for range b.N {
+					sn := &store.Send{SendID: newUUID(), Envelopes: make([]store.Envelope, n)}
+					for i, d := range to {
+						sn.Envelopes[i] = store.Envelope{AccountID: d.AccountID, DeviceID: d.ID, Type: 6, Content: make([]byte, 1024)}
+					}
+					if err := s.Enqueue(b.Context(), sn, 1<<30); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				reportWrites(b, writes0)
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/envelope")
+			})
+		}
+	}
+}
+
+// benchAsync returns a store over s's schema whose connections commit
+// with synchronous_commit off; s is closed.
+func benchAsync(b *testing.B, s *Store) *Store {
+	b.Helper()
+	cfg := s.pool.Config()
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	s.Close()
+	a, err := OpenConfig(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { a.Close() })
+	return a
 }

@@ -71,63 +71,81 @@ func (s *Store) StoreKeys(ctx context.Context, accountID string, deviceID uint32
 // out at most once, from any node, and takers do not queue behind one
 // another. A device without a signed prekey gives store.ErrNoSignedPreKey;
 // without any Kyber prekey, store.ErrNoKyberPreKey; nothing is taken then.
+//
+// Two round trips (pipelined): the reads and deletes in one batch, whose
+// results decide between COMMIT and a rollback that puts the keys back.
 func (s *Store) TakeBundle(ctx context.Context, accountID string, deviceID uint32) (*store.Bundle, error) {
 	var b *store.Bundle
-	err := s.write(ctx, func(tx pgx.Tx) error {
+	err := s.pipelined(ctx, "take bundle", func(q *pgx.Batch) {
 		b = nil
 		nb := &store.Bundle{DeviceID: deviceID}
-		sp := &nb.SignedPreKey
-		var spID *uint32
-		var spKey, spSig []byte
-		err := tx.QueryRow(ctx, `SELECT d.registration_id, s.key_id, s.public_key, s.signature
+		q.Queue(`SELECT d.registration_id, s.key_id, s.public_key, s.signature
 			FROM devices d LEFT JOIN signed_prekeys s ON s.account_id = d.account_id AND s.device_id = d.id
-			WHERE d.account_id = $1 AND d.id = $2`, accountID, deviceID).Scan(&nb.RegistrationID, &spID, &spKey, &spSig)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			return fmt.Errorf("postgres: take bundle: %w", store.ErrNotFound)
-		case err != nil:
-			return wrap("take bundle", err)
-		case spID == nil:
-			return fmt.Errorf("postgres: take bundle: %w", store.ErrNoSignedPreKey)
-		}
-		sp.ID, sp.PublicKey, sp.Signature = *spID, spKey, spSig
-
-		var pk store.PreKey
-		err = tx.QueryRow(ctx, `DELETE FROM prekeys WHERE (account_id, device_id, key_id) = (
+			WHERE d.account_id = $1 AND d.id = $2`, accountID, deviceID).QueryRow(func(row pgx.Row) error {
+			var spID *uint32
+			var spKey, spSig []byte
+			err := row.Scan(&nb.RegistrationID, &spID, &spKey, &spSig)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				return fmt.Errorf("postgres: take bundle: %w", store.ErrNotFound)
+			case err != nil:
+				return err
+			case spID == nil:
+				return fmt.Errorf("postgres: take bundle: %w", store.ErrNoSignedPreKey)
+			}
+			nb.SignedPreKey = store.SignedPreKey{ID: *spID, PublicKey: spKey, Signature: spSig}
+			return nil
+		})
+		q.Queue(`DELETE FROM prekeys WHERE (account_id, device_id, key_id) = (
 				SELECT account_id, device_id, key_id FROM prekeys WHERE account_id = $1 AND device_id = $2
 				ORDER BY key_id LIMIT 1 FOR UPDATE SKIP LOCKED)
-			RETURNING key_id, public_key`, accountID, deviceID).Scan(&pk.ID, &pk.PublicKey)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-		case err != nil:
-			return wrap("take bundle", err)
-		default:
-			nb.PreKey = &pk
-		}
-
-		kp := &nb.KyberPreKey
-		err = tx.QueryRow(ctx, `DELETE FROM kyber_prekeys WHERE (account_id, device_id, key_id) = (
+			RETURNING key_id, public_key`, accountID, deviceID).QueryRow(func(row pgx.Row) error {
+			var pk store.PreKey
+			err := row.Scan(&pk.ID, &pk.PublicKey)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+			case err != nil:
+				return err
+			default:
+				nb.PreKey = &pk
+			}
+			return nil
+		})
+		// The last-resort key is read whether or not a one-time Kyber
+		// prekey is left: in the same round trip, it costs less than
+		// asking again.
+		kyberTaken := false
+		q.Queue(`DELETE FROM kyber_prekeys WHERE (account_id, device_id, key_id) = (
 				SELECT account_id, device_id, key_id FROM kyber_prekeys WHERE account_id = $1 AND device_id = $2
 				ORDER BY key_id LIMIT 1 FOR UPDATE SKIP LOCKED)
-			RETURNING key_id, public_key, signature`, accountID, deviceID).Scan(&kp.ID, &kp.PublicKey, &kp.Signature)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			err = tx.QueryRow(ctx, `SELECT key_id, public_key, signature FROM last_resort_kyber_prekeys WHERE account_id = $1 AND device_id = $2`,
-				accountID, deviceID).Scan(&kp.ID, &kp.PublicKey, &kp.Signature)
+			RETURNING key_id, public_key, signature`, accountID, deviceID).QueryRow(func(row pgx.Row) error {
+			kp := &nb.KyberPreKey
+			err := row.Scan(&kp.ID, &kp.PublicKey, &kp.Signature)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			kyberTaken = err == nil
+			return err
+		})
+		q.Queue(`SELECT key_id, public_key, signature FROM last_resort_kyber_prekeys WHERE account_id = $1 AND device_id = $2`,
+			accountID, deviceID).QueryRow(func(row pgx.Row) error {
+			var lr store.KyberPreKey
+			err := row.Scan(&lr.ID, &lr.PublicKey, &lr.Signature)
 			switch {
+			case kyberTaken:
+				// The one-time key taken above is handed out.
 			case errors.Is(err, pgx.ErrNoRows):
 				// Rolling back puts the one-time prekey taken above back.
 				return fmt.Errorf("postgres: take bundle: %w", store.ErrNoKyberPreKey)
 			case err != nil:
-				return wrap("take bundle", err)
+				return err
+			default:
+				nb.KyberPreKey, nb.KyberLastResort = lr, true
 			}
-			nb.KyberLastResort = true
-		case err != nil:
-			return wrap("take bundle", err)
-		}
-		b = nb
-		return nil
-	})
+			b = nb
+			return nil
+		})
+	}, func(*pgx.Batch) {})
 	if err != nil {
 		return nil, err
 	}

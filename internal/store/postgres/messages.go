@@ -1,13 +1,11 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -64,12 +62,14 @@ func sendKey(sourceAccount string, sourceDevice uint32, sendID string) []byte {
 // (the current time for a send without envelopes), and Expire forgets it
 // from that time on.
 //
-// One transaction: record the send id (its primary key refuses a duplicate,
-// from any node), lock the recipient devices' rows in key order (so two
-// sends to overlapping devices cannot deadlock) and check their queues,
-// insert the envelopes. The device locks, held to the commit, make a
-// device's envelopes commit in Seq order. Concurrent Enqueue calls share
-// WAL flushes in PostgreSQL's own group commit.
+// One transaction, sent in one round trip whatever the number of
+// envelopes: record the send id (its primary key refuses a duplicate, from
+// any node), lock the recipient devices' rows in key order (so two sends to
+// overlapping devices cannot deadlock) and check their queues
+// (enqueue_lock), insert the envelopes (one statement). The device locks,
+// held to the commit, make a device's envelopes commit in Seq order.
+// Concurrent Enqueue calls share WAL flushes in PostgreSQL's own group
+// commit.
 func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) error {
 	if send == nil {
 		return errors.New("postgres: enqueue: nil send")
@@ -127,61 +127,24 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 		key = sendKey(send.SourceAccount, send.SourceDevice, send.SendID)
 	}
 
-	// The recipient devices, each once, in key order, with how many
-	// envelopes each gets.
+	// The recipient devices, each once, with how many envelopes each gets
+	// (enqueue_lock locks them in key order).
 	type target struct {
 		account string
 		device  int64
-		adding  int
 	}
-	byKey := func(a, b target) int {
-		return cmp.Or(cmp.Compare(a.account, b.account), cmp.Compare(a.device, b.device))
-	}
-	adding := make(map[target]int, n)
+	adding := make(map[target]int64, n)
 	for i := range envs {
 		adding[target{account: accounts[i], device: devices[i]}]++
 	}
-	targets := make([]target, 0, len(adding))
+	tAccounts := make([]string, 0, len(adding))
+	tDevices := make([]int64, 0, len(adding))
+	tAdding := make([]int64, 0, len(adding))
 	for t, c := range adding {
-		t.adding = c
-		targets = append(targets, t)
-	}
-	slices.SortFunc(targets, byKey)
-	tAccounts := make([]string, len(targets))
-	tDevices := make([]int64, len(targets))
-	for i, t := range targets {
-		tAccounts[i], tDevices[i] = t.account, t.device
+		tAccounts, tDevices, tAdding = append(tAccounts, t.account), append(tDevices, t.device), append(tAdding, c)
 	}
 
 	seqs := make([]int64, n)
-	check := func(rows pgx.Rows) error {
-		found, full := 0, false
-		for rows.Next() {
-			var acc string
-			var dev, queued int64
-			if err := rows.Scan(&acc, &dev, &queued); err != nil {
-				return err
-			}
-			j, ok := slices.BinarySearchFunc(targets, target{account: acc, device: dev}, byKey)
-			if !ok {
-				continue
-			}
-			found++
-			if queued+int64(targets[j].adding) > int64(maxQueue) {
-				full = true
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if found < len(targets) {
-			return fmt.Errorf("postgres: enqueue: %w", store.ErrNotFound)
-		}
-		if full {
-			return fmt.Errorf("postgres: enqueue: %w", store.ErrQueueFull)
-		}
-		return nil
-	}
 	collect := func(rows pgx.Rows) error {
 		got := make(map[string]int64, n)
 		for rows.Next() {
@@ -204,39 +167,27 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 		}
 		return nil
 	}
-	err := s.pipelined(ctx, "enqueue", func(b *pgx.Batch) {
-		// Recording the send id first finds a duplicate; should a check
-		// fail, the transaction is rolled back, record and all. A
-		// concurrent Enqueue with the same key waits here for this one to
-		// end.
-		b.Queue(`INSERT INTO send_ids (key, created) VALUES ($1, $2) ON CONFLICT DO NOTHING`, key, toMS(recorded)).
-			Exec(func(tag pgconn.CommandTag) error {
-				if tag.RowsAffected() == 0 {
-					return fmt.Errorf("postgres: enqueue: %w", store.ErrDuplicate)
-				}
-				return nil
-			})
-		if n == 0 {
-			return
-		}
-		// ORDER BY under FOR UPDATE locks the rows in that order.
-		b.Queue(`SELECT d.account_id, d.id, d.queued FROM devices d
-			JOIN unnest($1::text[], $2::bigint[]) AS t (account_id, id) ON d.account_id = t.account_id AND d.id = t.id
-			ORDER BY d.account_id, d.id FOR UPDATE OF d`, tAccounts, tDevices).Query(check)
-	}, func(b *pgx.Batch) {
-		if n == 0 {
-			return
-		}
-		// Envelopes go in in the send's order (WITH ORDINALITY), which
-		// gives them increasing seqs in that order.
-		b.Queue(`INSERT INTO envelopes (id, account_id, device_id, type, source_account, source_device,
+	// One batch, one round trip, one implicit transaction: an error in any
+	// statement rolls back all of them, the send id's record included.
+	err := s.batch(ctx, "enqueue", func(b *pgx.Batch) {
+		// Recording the send id first finds a duplicate (send_ids_pkey). A
+		// concurrent Enqueue with the same key waits here for this one to end.
+		b.Queue(`INSERT INTO send_ids (key, created) VALUES ($1, $2)`, key, toMS(recorded))
+		if n > 0 {
+			b.Queue(`SELECT enqueue_lock($1::text[], $2::bigint[], $3::bigint[], $4)`, tAccounts, tDevices, tAdding, int64(maxQueue))
+			// Envelopes go in in the send's order (WITH ORDINALITY), which
+			// gives them increasing seqs in that order. The device locks,
+			// held to the commit, make a device's envelopes commit in Seq
+			// order.
+			b.Queue(`INSERT INTO envelopes (id, account_id, device_id, type, source_account, source_device,
 				client_timestamp, server_timestamp, content, franking)
 			SELECT id, account_id, device_id, type, source_account, source_device, client_timestamp, server_timestamp, content, franking
 			FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bytea[], $10::bytea[])
 				WITH ORDINALITY AS e (id, account_id, device_id, type, source_account, source_device, client_timestamp, server_timestamp, content, franking, i)
 			ORDER BY i
 			RETURNING id, seq`,
-			ids, accounts, devices, types, srcAccs, srcDevs, clients, servers, contents, franks).Query(collect)
+				ids, accounts, devices, types, srcAccs, srcDevs, clients, servers, contents, franks).Query(collect)
+		}
 	})
 	if err != nil {
 		return err
@@ -359,23 +310,18 @@ func (s *Store) QueueLen(ctx context.Context, accountID string, deviceID uint32)
 }
 
 // Expire implements store.Messages. It also deletes the invites that expired
-// before cutoff, which no one can use any more.
+// before cutoff, which no one can use any more. Its three deletions go in
+// one batch: one round trip, one transaction.
 func (s *Store) Expire(ctx context.Context, cutoff time.Time) (int, error) {
 	var n int64
 	c := toMS(cutoff)
-	err := s.write(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM envelopes WHERE server_timestamp < $1`, c)
-		if err != nil {
-			return wrap("expire", err)
-		}
-		n = tag.RowsAffected()
-		if _, err := tx.Exec(ctx, `DELETE FROM send_ids WHERE created < $1`, c); err != nil {
-			return wrap("expire", err)
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM invites WHERE expires < $1`, c); err != nil {
-			return wrap("expire", err)
-		}
-		return nil
+	err := s.batch(ctx, "expire", func(b *pgx.Batch) {
+		b.Queue(`DELETE FROM envelopes WHERE server_timestamp < $1`, c).Exec(func(tag pgconn.CommandTag) error {
+			n = tag.RowsAffected()
+			return nil
+		})
+		b.Queue(`DELETE FROM send_ids WHERE created < $1`, c)
+		b.Queue(`DELETE FROM invites WHERE expires < $1`, c)
 	})
 	if err != nil {
 		return 0, err

@@ -204,6 +204,56 @@ func (s *Store) tryWrite(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return nil
 }
 
+// batch sends the statements fill queues in one round trip, in one
+// implicit transaction: an error in one of them (a constraint violation,
+// an error a function raises) rolls all of them back. The queued queries'
+// callbacks read the results; an error from a callback does not roll back
+// what the server did. It is retried as write retries, so fill and the
+// callbacks must set what they hand back afresh. Its error is batchErr's
+// for the method what.
+func (s *Store) batch(ctx context.Context, what string, fill func(b *pgx.Batch)) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.inflight.Done()
+	var err error
+	for range maxRetries {
+		b := &pgx.Batch{}
+		fill(b)
+		if err = s.pool.SendBatch(ctx, b).Close(); !retryable(err) {
+			return batchErr(what, err)
+		}
+	}
+	return errRetries(err)
+}
+
+// Errors the schema raises on purpose, in a batch's implicit transaction,
+// to roll it back with a verdict (migration 2's enqueue_lock).
+const (
+	codeDeviceNotFound = "DL404"
+	codeQueueFull      = "DL429"
+)
+
+// batchErr wraps a batch's error for the method what: the errors the
+// schema raises on purpose and a send id's duplicate (send_ids_pkey) as
+// their store sentinels, the rest as wrap does.
+func batchErr(what string, err error) error {
+	var sentinel error
+	switch pe := pgErr(err); {
+	case err == nil:
+		return nil
+	case uniqueViolation(err, "send_ids_pkey"):
+		sentinel = store.ErrDuplicate
+	case pe != nil && pe.Code == codeDeviceNotFound:
+		sentinel = store.ErrNotFound
+	case pe != nil && pe.Code == codeQueueFull:
+		sentinel = store.ErrQueueFull
+	default:
+		return wrap(what, err)
+	}
+	return fmt.Errorf("postgres: %s: %w", what, sentinel)
+}
+
 // pipelined runs a transaction of two batches of statements, each sent in
 // one round trip: first BEGIN and the statements check queues, then those
 // do queues and COMMIT. The batches' callbacks (pgx.QueuedQuery's Exec and
@@ -263,7 +313,7 @@ func (s *Store) tryPipelined(ctx context.Context, what string, check, do func(b 
 // passSentinel returns err as it is when it wraps a store sentinel (a
 // callback's verdict, already prefixed), and as wrap does otherwise.
 func passSentinel(what string, err error) error {
-	for _, s := range []error{store.ErrDuplicate, store.ErrNotFound, store.ErrQueueFull} {
+	for _, s := range []error{store.ErrNotFound, store.ErrNoSignedPreKey, store.ErrNoKyberPreKey} {
 		if errors.Is(err, s) {
 			return err
 		}

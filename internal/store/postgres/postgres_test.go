@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -582,5 +583,116 @@ func TestTwoNodesLinkDevice(t *testing.T) {
 	ups, err := n[1].PendingUpdates(t.Context(), 100)
 	if err != nil || len(ups) != 6 {
 		t.Fatalf("%d pending updates (%v), want 6: one per list version", len(ups), err)
+	}
+}
+
+// deadlockTracer counts the deadlocks (SQLSTATE 40P01) its connections'
+// statements and batches meet, which the store retries out of sight.
+type deadlockTracer struct{ n atomic.Int64 }
+
+func (d *deadlockTracer) count(err error) {
+	if pe := pgErr(err); pe != nil && pe.Code == "40P01" {
+		d.n.Add(1)
+	}
+}
+
+func (d *deadlockTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+func (d *deadlockTracer) TraceQueryEnd(_ context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
+	d.count(data.Err)
+}
+func (d *deadlockTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+func (d *deadlockTracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	d.count(data.Err)
+}
+func (d *deadlockTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// TestTwoNodesFanOut: multi-recipient sends on two nodes to overlapping
+// devices, each send naming them in its own order (some twice), while an
+// acker acknowledges what half of the devices get, several devices in one
+// AckMany, as the server's acker does: no send or ack fails, none even
+// deadlocks (sends, and the queue counter's trigger on acks, lock the
+// devices in key order), and every device's queue counter matches the
+// envelopes it holds.
+func TestTwoNodesFanOut(t *testing.T) {
+	config, _ := testSchema(t)
+	tracer := &deadlockTracer{}
+	traced := func() *pgxpool.Config {
+		cfg := config()
+		cfg.ConnConfig.Tracer = tracer
+		return cfg
+	}
+	n := [2]*Store{openNode(t, traced), openNode(t, traced)}
+	to := make([]*store.Device, 6)
+	for i := range to {
+		to[i] = register(t, n[0], fmt.Sprint("member", i), nil)
+	}
+	const senders, sends = 4, 15
+	var wg sync.WaitGroup
+	for i := range senders {
+		wg.Go(func() {
+			for j := range sends {
+				sn := &store.Send{SendID: newUUID()}
+				for k := range to {
+					d := to[(i+j+k)%len(to)]
+					if (i+j)%2 == 1 {
+						d = to[len(to)-1-(i+j+k)%len(to)]
+					}
+					for range 1 + (j+k)%2 {
+						sn.Envelopes = append(sn.Envelopes, store.Envelope{AccountID: d.AccountID, DeviceID: d.ID, Type: 6, Content: []byte("x")})
+					}
+				}
+				if err := n[i%2].Enqueue(t.Context(), sn, 1000); err != nil {
+					t.Errorf("sender %d, send %d: %v", i, j, err)
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	acked := 0
+	for stop := false; !stop; {
+		select {
+		case <-done:
+			stop = true
+		default:
+		}
+		var acks []store.AckRef
+		for _, d := range []*store.Device{to[4], to[1], to[2]} {
+			envs, err := n[1].Queue(t.Context(), d.AccountID, d.ID, 0, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range envs {
+				acks = append(acks, store.AckRef{AccountID: d.AccountID, DeviceID: d.ID, EnvelopeID: e.ID})
+			}
+		}
+		k, err := n[1].AckMany(t.Context(), acks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked += k
+	}
+	total := 0
+	for i, d := range to {
+		envs, err := n[0].Queue(t.Context(), d.AccountID, d.ID, 0, 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := n[1].QueueLen(t.Context(), d.AccountID, d.ID)
+		if err != nil || q != len(envs) {
+			t.Errorf("member %d: QueueLen = %d, %v; holds %d envelopes", i, q, err, len(envs))
+		}
+		total += len(envs)
+	}
+	if d := tracer.n.Load(); d > 0 {
+		t.Errorf("%d deadlocks (retried)", d)
+	}
+	// Each send gives every member one or two envelopes: 9 in all.
+	if want := senders * sends * 9; total+acked != want {
+		t.Errorf("%d envelopes queued and %d acknowledged, want %d in all", total, acked, want)
 	}
 }

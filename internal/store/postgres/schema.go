@@ -250,6 +250,71 @@ CREATE TABLE transparency_reports (
 	report    bytea  NOT NULL
 );
 `,
+	// 2: Enqueue in one round trip. enqueue_lock checks a send's recipient
+	// devices inside the batch that inserts its envelopes, and raises an
+	// error (so that the batch's implicit transaction rolls back) where
+	// Enqueue read rows and decided in Go between two round trips; the
+	// queue counter's triggers run once per statement instead of once per
+	// envelope, so a send to 999 devices updates them in one UPDATE, and
+	// the one on deletions locks its devices in key order (an AckMany of
+	// many devices no longer deadlocks with a send).
+	`
+DROP TRIGGER envelopes_queued ON envelopes;
+DROP FUNCTION envelopes_queued();
+
+-- devices.queued follows the envelopes inserted and deleted, cascades
+-- included: each statement's rows (its transition table) counted per
+-- device.
+CREATE FUNCTION envelopes_queued_added() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE devices d SET queued = d.queued + a.n
+	FROM (SELECT account_id, device_id, count(*) AS n FROM added GROUP BY account_id, device_id) a
+	WHERE d.account_id = a.account_id AND d.id = a.device_id;
+	RETURN NULL;
+END $$;
+CREATE FUNCTION envelopes_queued_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	-- The rows first locked in key order, as enqueue_lock locks them: an
+	-- AckMany over many devices and a send to some of them then wait for
+	-- each other instead of deadlocking (an UPDATE locks rows in no set
+	-- order).
+	PERFORM 1 FROM devices d WHERE (d.account_id, d.id) IN (SELECT account_id, device_id FROM removed)
+		ORDER BY d.account_id, d.id FOR UPDATE OF d;
+	UPDATE devices d SET queued = d.queued - r.n
+	FROM (SELECT account_id, device_id, count(*) AS n FROM removed GROUP BY account_id, device_id) r
+	WHERE d.account_id = r.account_id AND d.id = r.device_id;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER envelopes_queued_added AFTER INSERT ON envelopes
+	REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION envelopes_queued_added();
+CREATE TRIGGER envelopes_queued_removed AFTER DELETE ON envelopes
+	REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION envelopes_queued_removed();
+
+-- enqueue_lock locks the devices (want_accounts[i], want_devices[i]), each
+-- named once, to the end of the transaction, in key order (ORDER BY under
+-- FOR UPDATE), so that two sends to overlapping devices cannot deadlock.
+-- It fails with SQLSTATE DL404 when one of them does not exist, else with
+-- DL429 when one would hold more than max_queue envelopes with
+-- want_adding[i] more (the codes batchErr maps to store sentinels).
+CREATE FUNCTION enqueue_lock(want_accounts text[], want_devices bigint[], want_adding bigint[], max_queue bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	locked bigint;
+	too_full boolean;
+BEGIN
+	SELECT count(*), coalesce(bool_or(l.queued + l.adding > max_queue), false) INTO locked, too_full
+	FROM (SELECT d.queued, t.adding FROM devices d
+		JOIN unnest(want_accounts, want_devices, want_adding) AS t (account_id, id, adding)
+			ON d.account_id = t.account_id AND d.id = t.id
+		ORDER BY d.account_id, d.id FOR UPDATE OF d) l;
+	IF locked < cardinality(want_accounts) THEN
+		RAISE EXCEPTION 'recipient device not found' USING ERRCODE = 'DL404';
+	END IF;
+	IF too_full THEN
+		RAISE EXCEPTION 'recipient queue full' USING ERRCODE = 'DL429';
+	END IF;
+END $$;
+`,
 }
 
 // ErrSchemaTooNew is returned by Open for a database whose schema a newer
