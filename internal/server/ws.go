@@ -377,6 +377,22 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 	// The ids sent and not yet acknowledged: made when needed and let go
 	// when empty, so that an idle connection holds none.
 	var inflight map[string]bool
+	// send writes e and counts it in flight; an envelope deleted with its
+	// sender's account since it was read is not sent (false), and has no
+	// ack.
+	send := func(e *store.Envelope) (bool, error) {
+		switch err := c.writeEnvelope(ctx, e); {
+		case errors.Is(err, errWithdrawn):
+			return false, nil
+		case err != nil:
+			return false, err
+		}
+		if inflight == nil {
+			inflight = make(map[string]bool)
+		}
+		inflight[e.ID] = true
+		return true, nil
+	}
 	var after int64 // Seq of the last envelope sent
 	poll, emptySent := true, false
 	backlog := 0 // envelopes sent before queue_empty
@@ -396,17 +412,10 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 					after = envs[i].Seq
 					continue
 				}
-				switch err := c.writeEnvelope(ctx, &envs[i]); {
-				case errors.Is(err, errWithdrawn):
-					// Deleted with its sender's account since the
-					// page was read: not sent, nothing to ack.
+				switch sent, err := send(&envs[i]); {
 				case err != nil:
 					return err
-				default:
-					if inflight == nil {
-						inflight = make(map[string]bool)
-					}
-					inflight[envs[i].ID] = true
+				case sent:
 					backlog++
 				}
 				after = envs[i].Seq
@@ -467,15 +476,8 @@ func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error
 				case !emptySent || poll || len(inflight) >= sendWindow:
 					poll = true
 				default:
-					switch err := c.writeEnvelope(ctx, e); {
-					case errors.Is(err, errWithdrawn):
-					case err != nil:
+					if _, err := send(e); err != nil {
 						return err
-					default:
-						if inflight == nil {
-							inflight = make(map[string]bool)
-						}
-						inflight[e.ID] = true
 					}
 				}
 				e.Content = nil

@@ -743,3 +743,14 @@ type Reports interface {
 	// how many it deleted.
 	ExpireReports(ctx context.Context, cutoff time.Time) (int, error)
 }
+
+// InOrder returns, for each of ids, what byID holds for it (the zero value
+// where it holds nothing): a lookup of many keys answered in the order
+// asked, as AccountsByID and DevicesOf answer.
+func InOrder[T any](ids []string, byID map[string]T) []T {
+	out := make([]T, len(ids))
+	for i, id := range ids {
+		out[i] = byID[id]
+	}
+	return out
+}

@@ -211,11 +211,7 @@ func (s *Store) AccountsByID(ctx context.Context, ids []string) ([]*store.Accoun
 	if err != nil {
 		return nil, readErr("accounts", err)
 	}
-	accts := make([]*store.Account, len(ids))
-	for i, id := range ids {
-		accts[i] = byID[id]
-	}
-	return accts, nil
+	return store.InOrder(ids, byID), nil
 }
 
 // Device implements store.Accounts.
@@ -270,11 +266,7 @@ func (s *Store) DevicesOf(ctx context.Context, accountIDs []string) ([][]store.D
 	if err != nil {
 		return nil, readErr("devices", err)
 	}
-	ds := make([][]store.Device, len(accountIDs))
-	for i, id := range accountIDs {
-		ds[i] = byAccount[id]
-	}
-	return ds, nil
+	return store.InOrder(accountIDs, byAccount), nil
 }
 
 // RemoveDevice implements store.Accounts. The device's keys and queue go

@@ -199,11 +199,7 @@ func (s *Store) AccountsByID(ctx context.Context, ids []string) ([]*store.Accoun
 	case err != nil:
 		return nil, fmt.Errorf("sqlite: accounts: %v", err)
 	}
-	accts := make([]*store.Account, len(ids))
-	for i, id := range ids {
-		accts[i] = byID[id]
-	}
-	return accts, nil
+	return store.InOrder(ids, byID), nil
 }
 
 // jsonArray encodes strings as a JSON array, the form json_each reads.
@@ -279,11 +275,7 @@ func (s *Store) DevicesOf(ctx context.Context, accountIDs []string) ([][]store.D
 	case err != nil:
 		return nil, fmt.Errorf("sqlite: devices: %v", err)
 	}
-	ds := make([][]store.Device, len(accountIDs))
-	for i, id := range accountIDs {
-		ds[i] = byAccount[id]
-	}
-	return ds, nil
+	return store.InOrder(accountIDs, byAccount), nil
 }
 
 // RemoveDevice implements store.Accounts. The device's keys and queue go
