@@ -710,3 +710,95 @@ func TestPushedInOrder(t *testing.T) {
 		return err == nil && q == 0
 	})
 }
+
+// TestReconnectFromDeadSocket: a device's new connection does not wait
+// for its old one's close handshake, which a dead client never answers
+// (5 s): only a short grace, then the acks the old one read.
+func TestReconnectFromDeadSocket(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.register("alice", 20, 20)
+	bob := e.register("bob", 20, 20)
+	old := e.dial(bob) // then never read again: a dead phone
+	_ = old
+	e.sendOK(alice, bob, "hello")
+	c := e.dial(bob)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("no envelope on the new connection within 3 s: %v", err)
+		}
+		var f api.Frame
+		if json.Unmarshal(b, &f) == nil && f.Type == api.FrameEnvelope {
+			if string(f.Envelope.Content) != "hello" {
+				t.Fatalf("got %q", f.Envelope.Content)
+			}
+			return
+		}
+	}
+}
+
+// TestWaitForPrevAfterMiddleLeft: when a device's connection ends while
+// still waiting for its previous one, which has acks not yet applied, a
+// next connection waits for that previous one in its stead, rather than
+// send again what the device acknowledged there.
+func TestWaitForPrevAfterMiddleLeft(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.register("alice", 20, 20)
+	bob := e.register("bob", 20, 20)
+	e.sendOK(alice, bob, "acked on a")
+	envs, err := e.st.Queue(t.Context(), bob.id, bob.device, 0, 10)
+	if err != nil || len(envs) != 1 {
+		t.Fatalf("queue: %v, %v", envs, err)
+	}
+	// Connection a read bob's ack of the envelope; the acker has not
+	// applied it yet.
+	a := &wsConn{s: e.srv, account: bob.id, device: bob.device, done: make(chan struct{}), wake: make(chan struct{}, 1), pending: 1}
+	a.ackCond = sync.NewCond(&a.ackMu)
+	a.acks.Add(1)
+	if _, unsubscribe, ok, err := e.srv.addConn(a); !ok || err != nil {
+		t.Fatal(ok, err)
+	} else {
+		defer unsubscribe()
+	}
+	defer func() { close(a.done); e.srv.removeConn(a) }()
+
+	b := e.dial(bob) // waits for a, then leaves
+	b.CloseNow()
+	k := deviceKey{bob.id, bob.device}
+	waitFor(t, func() bool {
+		e.srv.mu.Lock()
+		defer e.srv.mu.Unlock()
+		return e.srv.latest[k] == a
+	})
+
+	c := e.dial(bob)
+	frames := make(chan api.Frame, 4)
+	go func() {
+		for {
+			_, p, err := c.Read(context.Background())
+			if err != nil {
+				close(frames)
+				return
+			}
+			var f api.Frame
+			if json.Unmarshal(p, &f) == nil && f.Type != api.FrameRefill {
+				frames <- f
+			}
+		}
+	}()
+	select {
+	case f := <-frames:
+		t.Fatalf("connection c sent %s before a's ack was applied", f.Type)
+	case <-time.After(2 * prevGrace):
+	}
+	// The acker applies a's ack: c then finds the queue empty.
+	if err := e.st.Ack(t.Context(), bob.id, bob.device, envs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	a.ackApplied(envs[0].ID)
+	if f := <-frames; f.Type != api.FrameQueueEmpty {
+		t.Fatalf("c sent %s, want queue_empty (the envelope was acknowledged on a)", f.Type)
+	}
+}

@@ -43,6 +43,15 @@ const (
 	// connection; the reader waits for the store beyond it. An honest
 	// client has at most sendWindow outstanding.
 	maxPendingAcks = 4 * sendWindow
+	// maxPushedBytes bounds the content of the envelopes pushed to one
+	// connection and not yet taken by its writer; beyond it they are read
+	// from the store in their turn.
+	maxPushedBytes = 256 << 10
+	// prevGrace is how long a device's new connection waits for its
+	// previous one to finish (a live client's close handshake, with the
+	// acks it sent before) before reading its queue; it waits in any case
+	// for the acks the previous one has read to be applied.
+	prevGrace = 250 * time.Millisecond
 )
 
 // Why a connection ends (the cause of its context).
@@ -83,25 +92,28 @@ type wsConn struct {
 	queued sync.Map // id → time.Time
 
 	// prev is the device's previous connection to this server, if any,
-	// until it has finished: the writer reads the queue only then, so
-	// that acks the device sent on it are applied first. done is closed
-	// when this connection has finished, its acks applied.
+	// until this one's writer has waited for it (awaitPrev). done is
+	// closed when this connection has finished, its acks applied.
 	prev *wsConn
 	done chan struct{}
 
-	// The acks read and not yet applied: the reader waits while there
-	// are maxPendingAcks; applied holds the ids of those applied since
-	// the writer last looked. pushed holds envelopes just queued on this
-	// server for the device (Server.push), at most sendWindow. wake tells
-	// the writer there is something in either.
-	ackMu   sync.Mutex
-	ackCond *sync.Cond // signalled when an ack is applied
-	pending int
-	applied []string
-	pushed  []store.Envelope
-	spilled bool          // pushes came while pushed was full
-	wake    chan struct{} // capacity 1
-	acks    sync.WaitGroup
+	// pending counts the acks read and not yet answered by the acker,
+	// answered those answered so far; applied holds the ids of the
+	// answered ones the writer has not taken yet. The reader waits while
+	// pending and applied hold maxPendingAcks together. pushed holds
+	// envelopes just queued on this server for the device (Server.push),
+	// at most sendWindow and maxPushedBytes of content. wake tells the
+	// writer there is something to take.
+	ackMu       sync.Mutex
+	ackCond     *sync.Cond // signalled when an ack is answered or taken
+	pending     int
+	answered    uint64
+	applied     []string
+	pushed      []store.Envelope
+	pushedBytes int
+	spilled     bool          // pushes came while pushed was full
+	wake        chan struct{} // capacity 1
+	acks        sync.WaitGroup
 }
 
 // GET /v1/websocket
@@ -120,12 +132,12 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request, dev *st
 	c := &wsConn{s: s, ws: ws, account: dev.AccountID, device: dev.ID, cancel: cancel,
 		opened: s.now(), done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	c.ackCond = sync.NewCond(&c.ackMu)
-	if !s.addConn(c) {
+	sigs, unsubscribe, ok, err := s.addConn(c)
+	if !ok {
 		cancel(nil)
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return nil
 	}
-	sigs, unsubscribe, err := s.br.Subscribe(dev.AccountID, dev.ID)
 	if err != nil {
 		s.log.Error("broker subscribe failed", "err", err)
 		ws.Close(websocket.StatusTryAgainLater, "try again later")
@@ -202,28 +214,58 @@ type prefixedConn struct {
 
 func (c *prefixedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-func (s *Server) addConn(c *wsConn) bool {
+// addConn counts c in (false when draining), makes it its device's latest
+// connection here, and subscribes it to the broker. With the in-process
+// broker (which never blocks) it subscribes under s.mu, so that the
+// connection envelopes are pushed to (the latest) is the one subscribed,
+// whatever the order of two connects of one device; another broker is
+// subscribed to after, since it may wait on the network, and is not
+// pushed to. On a subscription error c is counted in all the same.
+func (s *Server) addConn(c *wsConn) (<-chan broker.Signal, func(), bool, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.draining {
-		return false
+		s.mu.Unlock()
+		return nil, nil, false, nil
 	}
 	s.active++ // a request in flight for Shutdown, until removeConn
 	s.conns[c] = struct{}{}
 	k := deviceKey{c.account, c.device}
 	c.prev = s.latest[k]
 	s.latest[k] = c
-	return true
+	if s.localOnly {
+		defer s.mu.Unlock()
+		sigs, unsubscribe, err := s.br.Subscribe(c.account, c.device)
+		return sigs, unsubscribe, true, err
+	}
+	s.mu.Unlock()
+	sigs, unsubscribe, err := s.br.Subscribe(c.account, c.device)
+	return sigs, unsubscribe, true, err
 }
 
+// removeConn counts c out. When c was its device's latest connection and
+// has not waited for its previous one, which has not finished, that one
+// is the latest again: a next connection must wait for it in c's stead.
 func (s *Server) removeConn(c *wsConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
 	if k := (deviceKey{c.account, c.device}); s.latest[k] == c {
-		delete(s.latest, k)
+		if p := c.prev; p != nil && !finished(p) {
+			s.latest[k] = p
+		} else {
+			delete(s.latest, k)
+		}
 	}
 	s.endLocked()
+}
+
+func finished(c *wsConn) bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // deviceKey names a device.
@@ -290,7 +332,7 @@ func (c *wsConn) readLoop(ctx context.Context) {
 			return
 		}
 		c.ackMu.Lock()
-		for c.pending >= maxPendingAcks {
+		for c.pending+len(c.applied) >= maxPendingAcks {
 			c.ackCond.Wait()
 		}
 		c.pending++
@@ -305,11 +347,22 @@ func (c *wsConn) readLoop(ctx context.Context) {
 func (c *wsConn) ackApplied(id string) {
 	c.ackMu.Lock()
 	c.pending--
+	c.answered++
 	c.applied = append(c.applied, id)
 	c.ackCond.Broadcast()
 	c.ackMu.Unlock()
 	c.wakeWriter()
 	c.acks.Done()
+}
+
+// awaitAcks returns once the acker has answered every ack c had read when
+// it was called.
+func (c *wsConn) awaitAcks() {
+	c.ackMu.Lock()
+	defer c.ackMu.Unlock()
+	for target := c.answered + uint64(c.pending); c.answered < target; {
+		c.ackCond.Wait()
+	}
 }
 
 func (c *wsConn) wakeWriter() {
@@ -325,17 +378,22 @@ func (c *wsConn) take() (applied []string, pushed []store.Envelope, spilled bool
 	c.ackMu.Lock()
 	defer c.ackMu.Unlock()
 	applied, pushed, spilled = c.applied, c.pushed, c.spilled
-	c.applied, c.pushed, c.spilled = nil, nil, false
+	c.applied, c.pushed, c.pushedBytes, c.spilled = nil, nil, 0, false
+	if len(applied) > 0 {
+		c.ackCond.Broadcast() // the reader may wait for room
+	}
 	return applied, pushed, spilled
 }
 
 // push hands the writer an envelope just queued for its device, so that
-// it need not read it back from the store. Beyond sendWindow waiting, the
-// envelope is not kept: the writer is told to read the store instead.
+// it need not read it back from the store. Beyond sendWindow envelopes or
+// maxPushedBytes of content waiting, the envelope is not kept: the writer
+// is told to read the store instead.
 func (c *wsConn) push(e *store.Envelope) {
 	c.ackMu.Lock()
-	if len(c.pushed) < sendWindow {
+	if len(c.pushed) < sendWindow && c.pushedBytes+len(e.Content) <= maxPushedBytes {
 		c.pushed = append(c.pushed, *e)
+		c.pushedBytes += len(e.Content)
 	} else {
 		c.spilled = true
 	}
@@ -356,17 +414,34 @@ func (s *Server) push(e *store.Envelope) bool {
 	return true
 }
 
+// awaitPrev waits, before the queue is read, for the device's previous
+// connection here, displaced by this one: up to prevGrace for it to finish
+// (a live client closes it at once, after the acks it sent there), then
+// for the acks it has read to be applied, so that this connection does not
+// send again what the device acknowledged there. A dead client's socket
+// costs prevGrace, not the close handshake's timeout.
+func (c *wsConn) awaitPrev(ctx context.Context) error {
+	p := c.prev
+	if p == nil {
+		return nil
+	}
+	t := time.NewTimer(prevGrace)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	p.awaitAcks()
+	c.prev = nil
+	return nil
+}
+
 // writeLoop sends until ctx ends or the connection fails, and returns why.
 func (c *wsConn) writeLoop(ctx context.Context, sigs <-chan broker.Signal) error {
-	// The device's previous connection, displaced by this one, finishes
-	// first: the acks it read are applied before this one reads the queue.
-	if p := c.prev; p != nil {
-		select {
-		case <-p.done:
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
-		c.prev = nil
+	if err := c.awaitPrev(ctx); err != nil {
+		return err
 	}
 	// The device may have been removed after authentication and before the
 	// subscription that would have told: refill reads its key counts, and

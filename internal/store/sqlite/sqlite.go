@@ -465,8 +465,11 @@ func (s *Store) commit(batch []*op) {
 		// after some errors); then ROLLBACK fails, harmlessly.
 		w.Exec("ROLLBACK")
 		err = fmt.Errorf("sqlite: %s: %v", what, err)
+		// Every op that ran gets the batch's failure, refusals included:
+		// a refusal may rest on a write of the batch now undone (a
+		// duplicate of a send rolled back is no duplicate).
 		for _, o := range batch {
-			if o.err == nil {
+			if !errors.Is(o.err, context.Canceled) && !errors.Is(o.err, context.DeadlineExceeded) {
 				o.err = err
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -609,10 +610,22 @@ func TestCleanWrites(t *testing.T) {
 		},
 		func() error { return s.write(ctx, invite(5)) },
 	)
-	if !errors.Is(errs[1], boom) || errs[0] == nil || errs[2] == nil {
+	if errs[1] == nil || !strings.Contains(errs[1].Error(), "boom") || errs[0] == nil || errs[2] == nil {
 		t.Fatalf("a failing clean write with two others: %v, want all three to fail", errs)
 	}
 	if n := count(); n != 2 {
 		t.Fatalf("%d invites after the failed batch, want the 2 from before", n)
+	}
+
+	// A refusal in a batch that fails is not reported: it may rest on a
+	// write the failure undid.
+	errs = batch(
+		func() error {
+			return s.writeClean(ctx, func(*wtx) error { return fmt.Errorf("x: %w", store.ErrDuplicate) })
+		},
+		func() error { return s.writeClean(ctx, func(*wtx) error { return boom }) },
+	)
+	if errs[0] == nil || errors.Is(errs[0], store.ErrDuplicate) || errs[1] == nil {
+		t.Fatalf("a refusal and a failure in one batch: %v, want both to fail with the batch", errs)
 	}
 }
