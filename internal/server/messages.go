@@ -241,11 +241,17 @@ func (s *Server) enqueue(ctx context.Context, w http.ResponseWriter, send *store
 		return err
 	}
 	s.met.enqueued.Add(float64(len(send.Envelopes)))
+	// With no other node to tell, a device connected here gets the
+	// envelope handed over rather than signalled to read it back.
+	var conns []*wsConn
+	if s.localOnly {
+		conns = s.connsOf(send.Envelopes)
+	}
 	for i := range send.Envelopes {
 		e := &send.Envelopes[i]
-		// With no other node to tell, a device connected here gets the
-		// envelope handed over rather than signalled to read it back.
-		if !(s.localOnly && s.push(e)) {
+		if conns != nil && conns[i] != nil {
+			conns[i].push(e)
+		} else {
 			s.br.Notify(e.AccountID, e.DeviceID, broker.Mail)
 		}
 	}

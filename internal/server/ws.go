@@ -401,17 +401,16 @@ func (c *wsConn) push(e *store.Envelope) {
 	c.wakeWriter()
 }
 
-// push gives an envelope just queued to its device's connection on this
-// server; false when it has none.
-func (s *Server) push(e *store.Envelope) bool {
+// connsOf returns the latest connection here of each envelope's device
+// (nil for none), looked up under one hold of s.mu for a whole send.
+func (s *Server) connsOf(envs []store.Envelope) []*wsConn {
+	conns := make([]*wsConn, len(envs))
 	s.mu.Lock()
-	c := s.latest[deviceKey{e.AccountID, e.DeviceID}]
-	s.mu.Unlock()
-	if c == nil {
-		return false
+	defer s.mu.Unlock()
+	for i := range envs {
+		conns[i] = s.latest[deviceKey{envs[i].AccountID, envs[i].DeviceID}]
 	}
-	c.push(e)
-	return true
+	return conns
 }
 
 // awaitPrev waits, before the queue is read, for the device's previous

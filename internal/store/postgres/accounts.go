@@ -150,23 +150,21 @@ func (s *Store) DeviceList(ctx context.Context, accountID string) (*store.Device
 	return &l, nil
 }
 
-const accountColumns = `id, username, identity_key, created, unidentified_access_key, unrestricted_unidentified_access`
-
 // AccountByUsername implements store.Accounts.
 func (s *Store) AccountByUsername(ctx context.Context, username string) (*store.Account, error) {
-	return s.account(ctx, `SELECT `+accountColumns+` FROM accounts WHERE username = $1`, username)
+	return s.account(ctx, `SELECT `+store.AccountColumns+` FROM accounts WHERE username = $1`, username)
 }
 
 // AccountByID implements store.Accounts.
 func (s *Store) AccountByID(ctx context.Context, id string) (*store.Account, error) {
-	return s.account(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id = $1`, id)
+	return s.account(ctx, `SELECT `+store.AccountColumns+` FROM accounts WHERE id = $1`, id)
 }
 
 func (s *Store) account(ctx context.Context, query, arg string) (*store.Account, error) {
 	var a *store.Account
 	err := s.read(func(db *pgxpool.Pool) error {
 		var err error
-		a, err = scanAccount(db.QueryRow(ctx, query, arg))
+		a, err = store.ScanAccount(db.QueryRow(ctx, query, arg))
 		return err
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -178,29 +176,18 @@ func (s *Store) account(ctx context.Context, query, arg string) (*store.Account,
 	return a, nil
 }
 
-// scanAccount reads a row of accountColumns.
-func scanAccount(row pgx.Row) (*store.Account, error) {
-	var a store.Account
-	var created int64
-	if err := row.Scan(&a.ID, &a.Username, &a.IdentityKey, &created, &a.UnidentifiedAccessKey, &a.UnrestrictedUnidentifiedAccess); err != nil {
-		return nil, err
-	}
-	a.Created = fromMS(created)
-	return &a, nil
-}
-
 // AccountsByID implements store.Accounts, in one statement and one round
 // trip whatever the number of ids.
 func (s *Store) AccountsByID(ctx context.Context, ids []string) ([]*store.Account, error) {
 	byID := make(map[string]*store.Account, len(ids))
 	err := s.read(func(db *pgxpool.Pool) error {
-		rows, err := db.Query(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id = ANY($1)`, ids)
+		rows, err := db.Query(ctx, `SELECT `+store.AccountColumns+` FROM accounts WHERE id = ANY($1)`, ids)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			a, err := scanAccount(rows)
+			a, err := store.ScanAccount(rows)
 			if err != nil {
 				return err
 			}
@@ -246,19 +233,17 @@ func (s *Store) Devices(ctx context.Context, accountID string) ([]store.Device, 
 func (s *Store) DevicesOf(ctx context.Context, accountIDs []string) ([][]store.Device, error) {
 	byAccount := make(map[string][]store.Device, len(accountIDs))
 	err := s.read(func(db *pgxpool.Pool) error {
-		rows, err := db.Query(ctx, `SELECT account_id, id, registration_id, credential_hash, created, last_seen_day FROM devices
+		rows, err := db.Query(ctx, `SELECT `+store.DeviceColumns+` FROM devices
 			WHERE account_id = ANY($1) ORDER BY account_id, id`, accountIDs)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var d store.Device
-			var created int64
-			if err := rows.Scan(&d.AccountID, &d.ID, &d.RegistrationID, &d.CredentialHash, &created, &d.LastSeenDay); err != nil {
+			d, err := store.ScanDevice(rows)
+			if err != nil {
 				return err
 			}
-			d.Created = fromMS(created)
 			byAccount[d.AccountID] = append(byAccount[d.AccountID], d)
 		}
 		return rows.Err()

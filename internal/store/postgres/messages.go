@@ -2,8 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -16,45 +14,6 @@ import (
 )
 
 var _ store.Messages = (*Store)(nil)
-
-// sendKeyLabel and sealedSendKeyLabel separate send-id hashes from any
-// other SHA-256 use, and those of sealed-sender sends from the others. They
-// and the hashes are the SQLite store's (internal/store/sqlite), so that a
-// database moved from one backend to the other keeps refusing replays.
-const (
-	sendKeyLabel       = "doorless send id v1"
-	sealedSendKeyLabel = "doorless sealed send id v1"
-)
-
-// sealedSendKey is the key send_ids stores for a sealed-sender send:
-// SHA-256 over a label, the recipient account and the send id (each
-// length-prefixed). Nothing of the sender goes in.
-func sealedSendKey(recipient, sendID string) []byte {
-	h := sha256.New()
-	var n [4]byte
-	for _, f := range []string{sealedSendKeyLabel, recipient, sendID} {
-		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
-		h.Write(n[:])
-		h.Write([]byte(f))
-	}
-	return h.Sum(nil)
-}
-
-// sendKey is the key send_ids stores for a send: SHA-256 over the source
-// account, the source device and the send id (each length-prefixed). The
-// table so records no recipient, and no sender in the clear.
-func sendKey(sourceAccount string, sourceDevice uint32, sendID string) []byte {
-	h := sha256.New()
-	var n [4]byte
-	for _, f := range []string{sendKeyLabel, sourceAccount, sendID} {
-		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
-		h.Write(n[:])
-		h.Write([]byte(f))
-	}
-	binary.BigEndian.PutUint32(n[:], sourceDevice)
-	h.Write(n[:])
-	return h.Sum(nil)
-}
 
 // Enqueue implements store.Messages. It fills in each envelope's Seq and,
 // when empty, its ID (a new UUID) and ServerTimestamp (the current time).
@@ -122,9 +81,9 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 				return errors.New("postgres: enqueue: a sealed-sender envelope must go to the send's recipient and name no source")
 			}
 		}
-		key = sealedSendKey(send.Recipient, send.SendID)
+		key = store.SealedSendKey(send.Recipient, send.SendID)
 	} else {
-		key = sendKey(send.SourceAccount, send.SourceDevice, send.SendID)
+		key = store.SendKey(send.SourceAccount, send.SourceDevice, send.SendID)
 	}
 
 	// The recipient devices, each once, with how many envelopes each gets
@@ -203,12 +162,12 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 // SendUsed implements store.Messages. It looks the send id up by the same
 // key Enqueue records.
 func (s *Store) SendUsed(ctx context.Context, sourceAccount string, sourceDevice uint32, sendID string) (bool, error) {
-	return s.sendUsed(ctx, sendKey(sourceAccount, sourceDevice, sendID))
+	return s.sendUsed(ctx, store.SendKey(sourceAccount, sourceDevice, sendID))
 }
 
 // SealedSendUsed implements store.Messages.
 func (s *Store) SealedSendUsed(ctx context.Context, recipient, sendID string) (bool, error) {
-	return s.sendUsed(ctx, sealedSendKey(recipient, sendID))
+	return s.sendUsed(ctx, store.SealedSendKey(recipient, sendID))
 }
 
 func (s *Store) sendUsed(ctx context.Context, key []byte) (bool, error) {

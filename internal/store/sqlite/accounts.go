@@ -133,23 +133,21 @@ func (s *Store) DeviceList(ctx context.Context, accountID string) (*store.Device
 	return &l, nil
 }
 
-const accountColumns = `id, username, identity_key, created, unidentified_access_key, unrestricted_unidentified_access`
-
 // AccountByUsername implements store.Accounts.
 func (s *Store) AccountByUsername(ctx context.Context, username string) (*store.Account, error) {
-	return s.account(ctx, `SELECT `+accountColumns+` FROM accounts WHERE username = ?`, username)
+	return s.account(ctx, `SELECT `+store.AccountColumns+` FROM accounts WHERE username = ?`, username)
 }
 
 // AccountByID implements store.Accounts.
 func (s *Store) AccountByID(ctx context.Context, id string) (*store.Account, error) {
-	return s.account(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id)
+	return s.account(ctx, `SELECT `+store.AccountColumns+` FROM accounts WHERE id = ?`, id)
 }
 
 func (s *Store) account(ctx context.Context, query, arg string) (*store.Account, error) {
 	var a *store.Account
 	err := s.read(func(db *reader) error {
 		var err error
-		a, err = scanAccount(db.QueryRowContext(ctx, query, arg))
+		a, err = store.ScanAccount(db.QueryRowContext(ctx, query, arg))
 		return err
 	})
 	switch {
@@ -163,29 +161,18 @@ func (s *Store) account(ctx context.Context, query, arg string) (*store.Account,
 	return a, nil
 }
 
-// scanAccount reads a row of accountColumns.
-func scanAccount(row interface{ Scan(...any) error }) (*store.Account, error) {
-	var a store.Account
-	var created int64
-	if err := row.Scan(&a.ID, &a.Username, &a.IdentityKey, &created, &a.UnidentifiedAccessKey, &a.UnrestrictedUnidentifiedAccess); err != nil {
-		return nil, err
-	}
-	a.Created = fromMS(created)
-	return &a, nil
-}
-
 // AccountsByID implements store.Accounts, with one query whatever the
 // number of ids: they go in as one JSON array.
 func (s *Store) AccountsByID(ctx context.Context, ids []string) ([]*store.Account, error) {
 	byID := make(map[string]*store.Account, len(ids))
 	err := s.read(func(db *reader) error {
-		rows, err := db.QueryContext(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id IN (SELECT value FROM json_each(?))`, jsonArray(ids))
+		rows, err := db.QueryContext(ctx, `SELECT `+store.AccountColumns+` FROM accounts WHERE id IN (SELECT value FROM json_each(?))`, jsonArray(ids))
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			a, err := scanAccount(rows)
+			a, err := store.ScanAccount(rows)
 			if err != nil {
 				return err
 			}
@@ -248,10 +235,10 @@ func (s *Store) DevicesOf(ctx context.Context, accountIDs []string) ([][]store.D
 		var rows *sql.Rows
 		var err error
 		if len(accountIDs) == 1 {
-			rows, err = db.QueryContext(ctx, `SELECT account_id, id, registration_id, credential_hash, created, last_seen_day
+			rows, err = db.QueryContext(ctx, `SELECT `+store.DeviceColumns+`
 				FROM devices WHERE account_id = ? ORDER BY id`, accountIDs[0])
 		} else {
-			rows, err = db.QueryContext(ctx, `SELECT account_id, id, registration_id, credential_hash, created, last_seen_day
+			rows, err = db.QueryContext(ctx, `SELECT `+store.DeviceColumns+`
 				FROM devices WHERE account_id IN (SELECT value FROM json_each(?)) ORDER BY account_id, id`, jsonArray(accountIDs))
 		}
 		if err != nil {
@@ -259,12 +246,10 @@ func (s *Store) DevicesOf(ctx context.Context, accountIDs []string) ([][]store.D
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var d store.Device
-			var created int64
-			if err := rows.Scan(&d.AccountID, &d.ID, &d.RegistrationID, &d.CredentialHash, &created, &d.LastSeenDay); err != nil {
+			d, err := store.ScanDevice(rows)
+			if err != nil {
 				return err
 			}
-			d.Created = fromMS(created)
 			byAccount[d.AccountID] = append(byAccount[d.AccountID], d)
 		}
 		return rows.Err()

@@ -208,7 +208,7 @@ func BenchmarkTakeBundleParallel(b *testing.B) {
 // each of 999 recipients (613 bytes each, a sealed sender v2 message's
 // share), as PUT /v1/messages/multi-recipient makes it.
 func BenchmarkEnqueueFanOut(b *testing.B) {
-	s, from, to := benchStore(b, defaults, 999)
+	s, _, to := benchStore(b, defaults, 999)
 	b.ResetTimer()
 	for range b.N {
 		sn := &store.Send{Recipient: "", SendID: newUUID()}
@@ -220,5 +220,4 @@ func BenchmarkEnqueueFanOut(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	_ = from
 }

@@ -2,9 +2,7 @@ package sqlite
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,43 +11,6 @@ import (
 
 	"github.com/doorless/doorless/internal/store"
 )
-
-// sendKeyLabel and sealedSendKeyLabel separate send-id hashes from any
-// other SHA-256 use, and those of sealed-sender sends from the others.
-const (
-	sendKeyLabel       = "doorless send id v1"
-	sealedSendKeyLabel = "doorless sealed send id v1"
-)
-
-// sealedSendKey is the key send_ids stores for a sealed-sender send:
-// SHA-256 over a label, the recipient account and the send id (each
-// length-prefixed). Nothing of the sender goes in.
-func sealedSendKey(recipient, sendID string) []byte {
-	h := sha256.New()
-	var n [4]byte
-	for _, f := range []string{sealedSendKeyLabel, recipient, sendID} {
-		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
-		h.Write(n[:])
-		h.Write([]byte(f))
-	}
-	return h.Sum(nil)
-}
-
-// sendKey is the key send_ids stores for a send: SHA-256 over the source
-// account, the source device and the send id (each length-prefixed). The
-// table so records no recipient, and no sender in the clear.
-func sendKey(sourceAccount string, sourceDevice uint32, sendID string) []byte {
-	h := sha256.New()
-	var n [4]byte
-	for _, f := range []string{sendKeyLabel, sourceAccount, sendID} {
-		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
-		h.Write(n[:])
-		h.Write([]byte(f))
-	}
-	binary.BigEndian.PutUint32(n[:], sourceDevice)
-	h.Write(n[:])
-	return h.Sum(nil)
-}
 
 type deviceKey struct {
 	account string
@@ -96,9 +57,9 @@ func (s *Store) Enqueue(ctx context.Context, send *store.Send, maxQueue int) err
 				return errors.New("sqlite: enqueue: a sealed-sender envelope must go to the send's recipient and name no source")
 			}
 		}
-		key = sealedSendKey(send.Recipient, send.SendID)
+		key = store.SealedSendKey(send.Recipient, send.SendID)
 	} else {
-		key = sendKey(send.SourceAccount, send.SourceDevice, send.SendID)
+		key = store.SendKey(send.SourceAccount, send.SourceDevice, send.SendID)
 	}
 	seqs := make([]int64, len(envs))
 
@@ -285,12 +246,12 @@ func checkQueues(tx *wtx, envs []store.Envelope, maxQueue int) error {
 // SendUsed implements store.Messages. It looks the send id up by the same
 // key Enqueue records.
 func (s *Store) SendUsed(ctx context.Context, sourceAccount string, sourceDevice uint32, sendID string) (bool, error) {
-	return s.sendUsed(ctx, sendKey(sourceAccount, sourceDevice, sendID))
+	return s.sendUsed(ctx, store.SendKey(sourceAccount, sourceDevice, sendID))
 }
 
 // SealedSendUsed implements store.Messages.
 func (s *Store) SealedSendUsed(ctx context.Context, recipient, sendID string) (bool, error) {
-	return s.sendUsed(ctx, sealedSendKey(recipient, sendID))
+	return s.sendUsed(ctx, store.SealedSendKey(recipient, sendID))
 }
 
 func (s *Store) sendUsed(ctx context.Context, key []byte) (bool, error) {
